@@ -1,0 +1,71 @@
+"""Loading model artifacts: skops by default (only listed types), joblib only when trusted."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from enum import StrEnum
+from typing import Any
+
+import joblib
+import skops.io as sio
+
+# Types that skops does not trust by default but that plain scikit-learn models need.
+# Keep this list short: every entry widens what an uploaded file may construct.
+DEFAULT_TRUSTED_TYPES: tuple[str, ...] = (
+    "sklearn.tree._tree.Tree",
+    "numpy.dtype",
+)
+
+
+class ArtifactFormat(StrEnum):
+    SKOPS = "skops"
+    JOBLIB = "joblib"
+
+    @classmethod
+    def from_filename(cls, filename: str) -> ArtifactFormat:
+        suffix = filename.rsplit(".", 1)[-1].lower() if "." in filename else ""
+        try:
+            return cls(suffix)
+        except ValueError:
+            raise ArtifactError(
+                f"unsupported artifact file {filename!r}: expected a .skops or .joblib file"
+            ) from None
+
+
+class ArtifactError(ValueError):
+    """The bytes are not a loadable, safe scikit-learn model."""
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def load_artifact(data: bytes, fmt: ArtifactFormat) -> Any:
+    """Return the estimator in `data`; raise ArtifactError for anything else."""
+    model = _load_skops(data) if fmt is ArtifactFormat.SKOPS else _load_joblib(data)
+    if not callable(getattr(model, "predict", None)):
+        raise ArtifactError(f"artifact holds a {type(model).__name__}, which has no predict()")
+    return model
+
+
+def _load_skops(data: bytes) -> Any:
+    try:
+        untrusted = sio.get_untrusted_types(data=data)
+    except Exception as exc:  # skops raises many kinds on corrupt zips
+        raise ArtifactError(f"not a valid skops file: {exc}") from None
+    refused = sorted(set(untrusted) - set(DEFAULT_TRUSTED_TYPES))
+    if refused:
+        raise ArtifactError(f"skops file contains untrusted types: {', '.join(refused)}")
+    try:
+        return sio.loads(data, trusted=list(untrusted))
+    except Exception as exc:
+        raise ArtifactError(f"skops file could not be loaded: {exc}") from None
+
+
+def _load_joblib(data: bytes) -> Any:
+    # joblib executes code while loading: callers only get here for trusted uploads.
+    try:
+        return joblib.load(io.BytesIO(data))
+    except Exception as exc:
+        raise ArtifactError(f"joblib file could not be loaded: {exc}") from None

@@ -1,0 +1,34 @@
+"""The input schema and outputs of a fitted estimator, as stored in a model's manifest."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from artifacts.formats import ArtifactError
+
+
+class ModelSchema(BaseModel):
+    n_features: int
+    feature_names: list[str] | None = None
+    classes: list[Any] | None = None
+    outputs: list[str]
+
+
+def inspect_schema(model: Any) -> ModelSchema:
+    """Read the fitted input shape and output kinds; refuse unfitted estimators."""
+    n_features = getattr(model, "n_features_in_", None)
+    if not isinstance(n_features, int) or n_features < 1:
+        raise ArtifactError("model is not fitted: it has no n_features_in_")
+    names = getattr(model, "feature_names_in_", None)
+    classes = getattr(model, "classes_", None)
+    outputs = ["predict"]
+    if callable(getattr(model, "predict_proba", None)) and classes is not None:
+        outputs.append("predict_proba")
+    return ModelSchema(
+        n_features=n_features,
+        feature_names=[str(n) for n in names] if names is not None else None,
+        classes=classes.tolist() if classes is not None else None,
+        outputs=outputs,
+    )

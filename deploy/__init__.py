@@ -1,0 +1,1 @@
+"""Deployment: the topology (.env), its renderings, the local launcher and the CLI."""

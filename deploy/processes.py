@@ -1,0 +1,109 @@
+"""Child processes of the local launcher: started in their own session, stopped by PID."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import logging
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+logger = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """If the launcher itself is killed, the kernel sends SIGTERM to its children (Linux)."""
+    with contextlib.suppress(OSError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class ProcessSpec:
+    name: str
+    argv: Sequence[str]
+    ready_url: str
+    env: dict[str, str] = field(default_factory=dict)
+    stop_signal: signal.Signals = signal.SIGTERM
+
+
+class ManagedProcess:
+    def __init__(self, spec: ProcessSpec, logs_dir: Path, pids_dir: Path) -> None:
+        self.spec = spec
+        self.log_path = logs_dir / f"{spec.name}.log"
+        self.pid_path = pids_dir / f"{spec.name}.pid"
+        self._popen: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._popen.pid if self._popen else None
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self._popen = subprocess.Popen(
+            self.spec.argv,
+            env={**os.environ, **self.spec.env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C reaches the launcher only; it stops children in order
+            preexec_fn=_die_with_parent,
+        )
+        log.close()
+        self.pid_path.write_text(f"{self._popen.pid}\n")
+
+    def exit_code(self) -> int | None:
+        return self._popen.poll() if self._popen else None
+
+    def is_running(self) -> bool:
+        return self._popen is not None and self._popen.poll() is None
+
+    def is_ready(self) -> bool:
+        try:
+            return httpx.get(self.spec.ready_url, timeout=1.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def wait_ready(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if not self.is_running():
+                raise RuntimeError(
+                    f"{self.spec.name} exited with code {self.exit_code()} while starting; "
+                    f"last lines of {self.log_path}:\n{self.log_tail()}"
+                )
+            if self.is_ready():
+                return
+            time.sleep(0.1)
+        raise RuntimeError(
+            f"{self.spec.name} was not ready at {self.spec.ready_url} within {timeout_s:.0f}s; "
+            f"last lines of {self.log_path}:\n{self.log_tail()}"
+        )
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Graceful signal, then SIGKILL after timeout_s. Only ever this child's own PID."""
+        if self._popen is None:
+            return
+        if self._popen.poll() is None:
+            self._popen.send_signal(self.spec.stop_signal)
+            try:
+                self._popen.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                logger.warning("%s did not stop in %.0fs: killing it", self.spec.name, timeout_s)
+                self._popen.kill()
+                self._popen.wait()
+        self.pid_path.unlink(missing_ok=True)
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"

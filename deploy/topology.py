@@ -1,0 +1,122 @@
+"""The fleet's topology, read from one .env file with an entry per modelhost node."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+DEPLOY_DIR = Path(__file__).resolve().parent
+DEFAULT_ENV_FILE = DEPLOY_DIR / ".env"
+EXAMPLE_ENV_FILE = DEPLOY_DIR / ".env.example"
+
+_NODE_KEY = re.compile(r"^MODELHOST_(\d+)_(HOST|PORT)$")
+
+
+class TopologyError(ValueError):
+    """The .env file does not describe a usable fleet."""
+
+
+@dataclass(frozen=True)
+class Node:
+    index: int
+    host: str
+    port: int
+
+    @property
+    def id(self) -> str:
+        return f"modelhost-{self.index}"
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class Topology:
+    inferrer_host: str
+    inferrer_port: int
+    nginx_host: str
+    nginx_port: int
+    nginx_exporter_port: int
+    prometheus_port: int
+    nodes: tuple[Node, ...]
+
+    @property
+    def inferrer_url(self) -> str:
+        return f"http://{self.inferrer_host}:{self.inferrer_port}"
+
+    @property
+    def nginx_url(self) -> str:
+        return f"http://{self.nginx_host}:{self.nginx_port}"
+
+    def with_node_count(self, count: int) -> Topology:
+        """Keep the first `count` nodes; extend with loopback nodes on the following ports."""
+        if count < 1:
+            raise TopologyError("a fleet needs at least one node")
+        nodes = list(self.nodes[:count])
+        while len(nodes) < count:
+            last = nodes[-1]
+            nodes.append(Node(last.index + 1, "127.0.0.1", last.port + 1))
+        return replace(self, nodes=tuple(nodes))
+
+
+def ensure_env_file(path: Path) -> Path:
+    """The first run copies the example topology into place."""
+    if not path.exists() and path == DEFAULT_ENV_FILE:
+        shutil.copyfile(EXAMPLE_ENV_FILE, path)
+    return path
+
+
+def load_topology(path: Path) -> Topology:
+    if not path.exists():
+        raise TopologyError(f"topology file {path} not found (copy {EXAMPLE_ENV_FILE})")
+    values = {k: v for k, v in dotenv_values(path).items() if v is not None}
+    entries: dict[int, dict[str, str]] = {}
+    for key, value in values.items():
+        match = _NODE_KEY.match(key)
+        if match:
+            entries.setdefault(int(match[1]), {})[match[2]] = value
+    nodes = []
+    for index in sorted(entries):
+        entry = entries[index]
+        if set(entry) != {"HOST", "PORT"}:
+            raise TopologyError(f"node {index} needs both MODELHOST_{index}_HOST and _PORT")
+        nodes.append(Node(index, entry["HOST"], _port(f"MODELHOST_{index}_PORT", entry["PORT"])))
+    if not nodes:
+        raise TopologyError(f"{path} has no MODELHOST_<n>_HOST/_PORT entries")
+    topology = Topology(
+        inferrer_host=_required(values, "INFERRER_HOST"),
+        inferrer_port=_port("INFERRER_PORT", _required(values, "INFERRER_PORT")),
+        nginx_host=_required(values, "NGINX_HOST"),
+        nginx_port=_port("NGINX_PORT", _required(values, "NGINX_PORT")),
+        nginx_exporter_port=_port("NGINX_EXPORTER_PORT", _required(values, "NGINX_EXPORTER_PORT")),
+        prometheus_port=_port("PROMETHEUS_PORT", _required(values, "PROMETHEUS_PORT")),
+        nodes=tuple(nodes),
+    )
+    _check_unique_addresses(topology)
+    return topology
+
+
+def _required(values: dict[str, str], key: str) -> str:
+    if not values.get(key):
+        raise TopologyError(f"the topology needs {key} (see {EXAMPLE_ENV_FILE.name})")
+    return values[key]
+
+
+def _port(key: str, value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 65535:
+        raise TopologyError(f"{key}={value!r} is not a port number (1-65535)")
+    return int(value)
+
+
+def _check_unique_addresses(topology: Topology) -> None:
+    seen: set[tuple[str, int]] = set()
+    for node in topology.nodes:
+        address = (node.host, node.port)
+        if address in seen:
+            raise TopologyError(f"two nodes share the address {node.host}:{node.port}")
+        seen.add(address)

@@ -1,0 +1,1 @@
+"""inferrer: the gateway. The only public entry; owns the model repository."""

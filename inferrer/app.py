@@ -1,0 +1,55 @@
+"""The inferrer app factory: `uvicorn --factory inferrer.app:create_app`."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import httpx
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+from inferrer.client import ModelHostClientManager
+from inferrer.errors import EXCEPTION_HANDLERS
+from inferrer.repository import ModelRepository
+from inferrer.routes_fleet import router as fleet_router
+from inferrer.routes_internal import router as internal_router
+from inferrer.routes_models import router as models_router
+from inferrer.routes_predict import router as predict_router
+from inferrer.settings import InferrerSettings
+from metrics.definitions import InferrerMetrics
+from metrics.exposition import HttpMetricsMiddleware, metrics_router
+
+
+def create_app(
+    settings: InferrerSettings | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> FastAPI:
+    """Build the gateway. `transport` lets tests put an in-process or faulty fleet behind it."""
+    settings = settings or InferrerSettings()
+    registry = CollectorRegistry()
+    metrics = InferrerMetrics(registry)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
+        timeout = httpx.Timeout(settings.upstream_timeout_s, connect=2.0)
+        async with httpx.AsyncClient(transport=transport, limits=limits, timeout=timeout) as client:
+            app.state.settings = settings
+            app.state.metrics = metrics
+            app.state.repository = ModelRepository(settings.repository_dir)
+            app.state.manager = ModelHostClientManager(
+                client, settings.nginx_url, settings.nodes, settings.status_timeout_s
+            )
+            yield
+
+    app = FastAPI(
+        title="modelfleet inferrer",
+        lifespan=lifespan,
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+    )
+    for router in (fleet_router, models_router, predict_router, internal_router):
+        app.include_router(router)
+    app.include_router(metrics_router(registry))
+    app.add_middleware(HttpMetricsMiddleware, metrics=metrics.http)
+    return app

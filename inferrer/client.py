@@ -1,0 +1,116 @@
+"""ModelHostClientManager: the gateway's one pooled HTTP client to the fleet.
+
+Inference and the self-test go through nginx (balanced, retried on another node); broadcasts and
+status go to each node directly. httpx is used here for now; PERFORMANCE.md measures its cost on the
+hot path, which the batching work addresses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from artifacts.manifest import Manifest
+from inferrer.errors import UpstreamTimeout, UpstreamUnavailable
+
+
+@dataclass
+class UpstreamAnswer:
+    status_code: int
+    content: bytes
+    node: str | None
+
+
+@dataclass
+class NodeStatus:
+    id: str
+    url: str
+    live: bool = False
+    ready: bool = False
+    models: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+
+
+class ModelHostClientManager:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        nginx_url: str,
+        nodes: dict[str, str],
+        status_timeout_s: float,
+    ) -> None:
+        self._client = client
+        self._nginx_url = nginx_url
+        self.nodes = nodes
+        self._status_timeout = httpx.Timeout(status_timeout_s)
+
+    async def predict(self, name: str, body: bytes) -> UpstreamAnswer:
+        return await self._through_balancer("POST", f"/api/v1/models/{quote(name, safe='')}/predict", body)
+
+    async def ping(self, item: str) -> UpstreamAnswer:
+        return await self._through_balancer("GET", f"/api/test/ping/{quote(item, safe='')}")
+
+    async def _through_balancer(self, method: str, path: str, body: bytes | None = None) -> UpstreamAnswer:
+        try:
+            response = await self._client.request(
+                method,
+                self._nginx_url + path,
+                content=body,
+                headers={"content-type": "application/json"} if body is not None else None,
+            )
+        except httpx.TimeoutException as exc:
+            raise UpstreamTimeout(f"the fleet did not answer in time: {exc!r}") from None
+        except httpx.TransportError as exc:
+            raise UpstreamUnavailable(f"the balancer is unreachable: {exc!r}") from None
+        node = response.headers.get("x-modelhost-node")
+        if response.status_code in (502, 503, 504) and node is None:
+            # nginx itself answered: every node it tried failed.
+            raise UpstreamUnavailable(
+                f"no modelhost could serve the request (balancer answered {response.status_code})"
+            )
+        return UpstreamAnswer(response.status_code, response.content, node)
+
+    async def broadcast_load(self, manifest: Manifest) -> dict[str, str | None]:
+        """Tell every node to load a model; node id -> None when loaded, else the error."""
+        body = manifest.model_dump_json().encode()
+        return await self._broadcast("POST", "/internal/v1/models/load", body)
+
+    async def broadcast_unload(self, name: str) -> dict[str, str | None]:
+        return await self._broadcast("DELETE", f"/internal/v1/models/{quote(name, safe='')}")
+
+    async def _broadcast(self, method: str, path: str, body: bytes | None = None) -> dict[str, str | None]:
+        async def one(url: str) -> str | None:
+            try:
+                response = await self._client.request(
+                    method,
+                    url + path,
+                    content=body,
+                    headers={"content-type": "application/json"},
+                )
+            except httpx.HTTPError as exc:
+                return f"unreachable: {exc!r}"
+            return None if response.is_success else f"{response.status_code}: {response.text}"
+
+        results = await asyncio.gather(*(one(url) for url in self.nodes.values()))
+        return dict(zip(self.nodes, results, strict=True))
+
+    async def node_statuses(self) -> list[NodeStatus]:
+        return list(await asyncio.gather(*(self._status(n, u) for n, u in self.nodes.items())))
+
+    async def _status(self, node: str, url: str) -> NodeStatus:
+        status = NodeStatus(id=node, url=url)
+        try:
+            response = await self._client.get(url + "/", timeout=self._status_timeout)
+            response.raise_for_status()
+        except httpx.HTTPError as exc:
+            status.error = repr(exc)
+            return status
+        info = response.json()
+        status.live = True
+        status.ready = bool(info.get("ready"))
+        status.models = info.get("models", [])
+        return status

@@ -1,0 +1,78 @@
+"""Predict request bodies: parsed once with orjson, shapes checked with numpy, before any upstream call."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from artifacts.schema import ModelSchema
+from inferrer.errors import InvalidInput, MalformedRequest, PayloadTooLarge
+
+
+@dataclass(frozen=True)
+class PredictRequest:
+    rows: np.ndarray
+    output: str
+
+
+def parse_predict_body(raw: bytes, signature: ModelSchema, max_rows: int) -> PredictRequest:
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedRequest(f"malformed JSON body: {exc}") from None
+    if not isinstance(body, dict):
+        raise MalformedRequest('the body must be a JSON object such as {"instances": [[...]]}')
+    unknown = set(body) - {"instances", "records", "output"}
+    if unknown:
+        raise InvalidInput(f"unknown fields: {', '.join(sorted(unknown))}")
+    output = body.get("output", "predict")
+    if output not in signature.outputs:
+        raise InvalidInput(f"output {output!r} not available; this model offers {signature.outputs}")
+    if ("instances" in body) == ("records" in body):
+        raise InvalidInput('give exactly one of "instances" (rows of numbers) or "records"')
+    instances = _records_to_rows(body["records"], signature) if "records" in body else body["instances"]
+    return PredictRequest(_as_matrix(instances, signature.n_features, max_rows), output)
+
+
+def _as_matrix(instances: Any, n_features: int, max_rows: int) -> np.ndarray:
+    if not isinstance(instances, list) or not instances:
+        raise InvalidInput("instances must be a non-empty list of rows")
+    if len(instances) > max_rows:
+        raise PayloadTooLarge(f"{len(instances)} rows exceed the limit of {max_rows} per request")
+    if not all(isinstance(row, list) for row in instances):
+        raise InvalidInput("each instance must be a list of numbers")
+    lengths = {len(row) for row in instances}
+    if lengths != {n_features}:
+        got = ", ".join(str(n) for n in sorted(lengths))
+        raise InvalidInput(f"expected {n_features} features per row, got {got}")
+    try:
+        rows = np.asarray(instances)
+    except ValueError:
+        raise InvalidInput("instances must be rows of numbers of equal length") from None
+    if rows.dtype.kind == "O" and all(
+        v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+        for row in instances
+        for v in row
+    ):  # null stands for a missing value, for pipelines that impute
+        rows = rows.astype(np.float64)
+    if rows.dtype.kind not in "iuf":
+        raise InvalidInput("instances must contain only numbers (or null for missing)")
+    return rows.astype(np.float64, copy=False)
+
+
+def _records_to_rows(records: Any, signature: ModelSchema) -> list[list[Any]]:
+    names = signature.feature_names
+    if names is None:
+        raise InvalidInput("this model was fitted without feature names: send instances")
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise InvalidInput("records must be a list of objects mapping feature name to value")
+    expected = set(names)
+    for i, record in enumerate(records):
+        if set(record) != expected:
+            missing = sorted(expected - set(record))
+            extra = sorted(set(record) - expected)
+            raise InvalidInput(f"record {i}: missing features {missing}, unknown features {extra}")
+    return [[record[n] for n in names] for record in records]

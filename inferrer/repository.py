@@ -1,0 +1,154 @@
+"""The model repository: <root>/models/<name>/<version>/{artifact,manifest.json} plus an ACTIVE pointer.
+
+Writes are staged under <root>/staging and renamed into place, so a reader never sees half a model.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import tempfile
+import threading
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+from artifacts.formats import ArtifactFormat, sha256_hex
+from artifacts.manifest import Manifest
+from artifacts.schema import ModelSchema
+from inferrer.errors import InvalidInput, ModelNotFound, VersionConflict
+
+_NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_MANIFEST = "manifest.json"
+_ACTIVE = "ACTIVE"
+
+
+def check_name(value: str, what: str = "model name") -> str:
+    """Allow-listed characters only, and never '.' or '..': a name is one path segment."""
+    if not _NAME.fullmatch(value) or value in {".", ".."}:
+        raise InvalidInput(f"invalid {what} {value!r}: use 1-64 of A-Z a-z 0-9 . _ - (not '.' or '..')")
+    return value
+
+
+class ModelRepository:
+    def __init__(self, root: Path) -> None:
+        self._models_dir = root / "models"
+        self._staging_dir = root / "staging"
+        self._models_dir.mkdir(parents=True, exist_ok=True)
+        self._staging_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._versions: dict[str, dict[str, Manifest]] = {}
+        self._active: dict[str, str] = {}
+        self._scan()
+
+    # Reading ---------------------------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        return sorted(self._active)
+
+    def get(self, name: str, version: str | None = None) -> Manifest:
+        versions = self._versions.get(name)
+        if not versions or name not in self._active:
+            raise ModelNotFound(f"model {name!r} not found")
+        version = version or self._active[name]
+        if version not in versions:
+            raise ModelNotFound(f"model {name!r} has no version {version!r}")
+        return versions[version]
+
+    def versions(self, name: str) -> list[Manifest]:
+        self.get(name)
+        return sorted(self._versions[name].values(), key=lambda m: m.created)
+
+    def active(self) -> list[Manifest]:
+        """The desired state: the active version of every model."""
+        return [self._versions[name][version] for name, version in sorted(self._active.items())]
+
+    def artifact_path(self, sha256: str) -> Path | None:
+        for versions in self._versions.values():
+            for manifest in versions.values():
+                if manifest.sha256 == sha256:
+                    return self._artifact_file(manifest)
+        return None
+
+    # Writing ---------------------------------------------------------------------------------
+
+    def store(
+        self,
+        name: str,
+        version: str | None,
+        data: bytes,
+        fmt: ArtifactFormat,
+        signature: ModelSchema,
+    ) -> Manifest:
+        """Store a new version and make it active. Atomic: all of it appears, or nothing."""
+        check_name(name)
+        if version is not None:
+            check_name(version, "version")
+        with self._lock:
+            existing = self._versions.get(name, {})
+            version = version or _next_version(existing)
+            if version in existing:
+                raise VersionConflict(f"model {name!r} already has version {version!r}")
+            manifest = Manifest(
+                name=name,
+                version=version,
+                format=fmt,
+                sha256=sha256_hex(data),
+                size=len(data),
+                created=datetime.now(UTC),
+                signature=signature,
+            )
+            staged = Path(tempfile.mkdtemp(dir=self._staging_dir))
+            try:
+                (staged / f"artifact.{fmt.value}").write_bytes(data)
+                (staged / _MANIFEST).write_text(manifest.model_dump_json(indent=2))
+                (self._models_dir / name).mkdir(exist_ok=True)
+                os.rename(staged, self._models_dir / name / version)
+            except BaseException:
+                shutil.rmtree(staged, ignore_errors=True)
+                raise
+            self._write_active(name, version)
+            self._versions.setdefault(name, {})[version] = manifest
+            self._active[name] = version
+            return manifest
+
+    def delete(self, name: str) -> list[str]:
+        """Remove a model and all its versions; returns the versions removed."""
+        with self._lock:
+            versions = sorted(self._versions.get(name, {}))
+            if not versions:
+                raise ModelNotFound(f"model {name!r} not found")
+            doomed = self._staging_dir / f"deleted-{uuid.uuid4().hex}"
+            os.rename(self._models_dir / name, doomed)
+            del self._versions[name]
+            self._active.pop(name, None)
+        shutil.rmtree(doomed, ignore_errors=True)
+        return versions
+
+    # Internals -------------------------------------------------------------------------------
+
+    def _artifact_file(self, manifest: Manifest) -> Path:
+        return self._models_dir / manifest.name / manifest.version / f"artifact.{manifest.format}"
+
+    def _write_active(self, name: str, version: str) -> None:
+        pointer = self._models_dir / name / _ACTIVE
+        tmp = pointer.with_name(f".{_ACTIVE}.{uuid.uuid4().hex}")
+        tmp.write_text(version)
+        os.replace(tmp, pointer)
+
+    def _scan(self) -> None:
+        for leftover in self._staging_dir.iterdir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        for model_dir in self._models_dir.iterdir():
+            for manifest_file in model_dir.glob(f"*/{_MANIFEST}"):
+                manifest = Manifest.model_validate_json(manifest_file.read_text())
+                self._versions.setdefault(manifest.name, {})[manifest.version] = manifest
+            pointer = model_dir / _ACTIVE
+            if pointer.exists() and pointer.read_text() in self._versions.get(model_dir.name, {}):
+                self._active[model_dir.name] = pointer.read_text()
+
+
+def _next_version(existing: dict[str, Manifest]) -> str:
+    numbers = [int(v) for v in existing if v.isdigit()]
+    return str(max(numbers, default=0) + 1)

@@ -1,0 +1,72 @@
+"""Welcome, health, node status and the load-balancer self-test."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections import Counter
+from importlib.metadata import version
+
+import orjson
+from fastapi import APIRouter, Request
+
+from inferrer import dependencies as deps
+from inferrer.errors import InvalidInput, MalformedRequest
+from wire.json import FastJSONResponse
+
+router = APIRouter()
+
+
+@router.get("/")
+def welcome(request: Request) -> FastJSONResponse:
+    return FastJSONResponse(
+        {
+            "name": "modelfleet",
+            "service": "inferrer",
+            "version": version("modelfleet"),
+            "nodes": len(deps.manager(request).nodes),
+            "docs": "/docs",
+        }
+    )
+
+
+@router.get("/health/live")
+def live() -> FastJSONResponse:
+    return FastJSONResponse({"live": True})
+
+
+@router.get("/health/ready")
+async def ready(request: Request) -> FastJSONResponse:
+    """Ready when at least one node is ready to serve the active models."""
+    statuses = await deps.manager(request).node_statuses()
+    ready_nodes = [s.id for s in statuses if s.ready]
+    return FastJSONResponse(
+        {"ready": bool(ready_nodes), "ready_nodes": ready_nodes},
+        status_code=200 if ready_nodes else 503,
+    )
+
+
+@router.get("/api/v1/nodes")
+async def nodes(request: Request) -> FastJSONResponse:
+    statuses = await deps.manager(request).node_statuses()
+    return FastJSONResponse({"nodes": [dataclasses.asdict(s) for s in statuses]})
+
+
+@router.post("/api/test/sendtomodelhost")
+async def send_to_modelhost(request: Request) -> FastJSONResponse:
+    """Send each item through nginx to a node's ping route; show which node answered each."""
+    try:
+        body = orjson.loads(await request.body())
+    except orjson.JSONDecodeError as exc:
+        raise MalformedRequest(f"malformed JSON body: {exc}") from None
+    items = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(items, list) or not items or not all(isinstance(i, str) for i in items):
+        raise InvalidInput('send {"data": ["ONE", "TWO", ...]}: a non-empty list of strings')
+    limit = deps.settings(request).max_selftest_items
+    if len(items) > limit:
+        raise InvalidInput(f"{len(items)} items exceed the limit of {limit}")
+    manager = deps.manager(request)
+    answers = await asyncio.gather(*(manager.ping(item) for item in items))
+    results = [orjson.loads(a.content) for a in answers]
+    counts = Counter(str(r.get("node")) for r in results)
+    return FastJSONResponse({"results": results, "nodes": dict(sorted(counts.items()))})

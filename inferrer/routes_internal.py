@@ -1,0 +1,32 @@
+"""Routes the nodes use: the desired state and artifacts by sha256. Not proxied by nginx."""
+
+from __future__ import annotations
+
+import re
+
+from fastapi import APIRouter, Request
+from fastapi.responses import FileResponse
+
+from inferrer import dependencies as deps
+from inferrer.errors import InvalidInput, ModelNotFound
+from wire.json import FastJSONResponse
+
+router = APIRouter(prefix="/internal/v1", include_in_schema=False)
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+@router.get("/desired")
+def desired(request: Request) -> FastJSONResponse:
+    manifests = deps.repository(request).active()
+    return FastJSONResponse([m.model_dump(mode="json") for m in manifests])
+
+
+@router.get("/artifacts/{sha256}")
+def artifact(sha256: str, request: Request) -> FileResponse:
+    if not _SHA256.fullmatch(sha256):
+        raise InvalidInput("an artifact is named by its lowercase hex sha256")
+    path = deps.repository(request).artifact_path(sha256)
+    if path is None:
+        raise ModelNotFound(f"no artifact with sha256 {sha256}")
+    return FileResponse(path, media_type="application/octet-stream")

@@ -1,0 +1,111 @@
+"""Model management: deploy, list, inspect, delete."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+
+from artifacts.formats import ArtifactError, ArtifactFormat, load_artifact
+from artifacts.manifest import Manifest
+from artifacts.schema import ModelSchema, inspect_schema
+from inferrer import dependencies as deps
+from inferrer.errors import InvalidInput, PayloadTooLarge
+from inferrer.repository import check_name
+from wire.json import FastJSONResponse
+
+router = APIRouter(prefix="/api/v1/models")
+
+
+@router.post("", status_code=201)
+async def deploy(
+    request: Request,
+    name: Annotated[str, Form()],
+    file: Annotated[UploadFile, File()],
+    version: Annotated[str | None, Form()] = None,
+    trusted: Annotated[bool, Form()] = False,
+) -> FastJSONResponse:
+    """Store a model version (atomically), make it active and have every node load it."""
+    check_name(name)
+    if version is not None:
+        check_name(version, "version")
+    fmt = _format_of(file.filename or "")
+    if fmt is ArtifactFormat.JOBLIB and not trusted:
+        raise InvalidInput(
+            "joblib files execute code when loaded: upload .skops, or pass trusted=true "
+            "if you produced this file yourself"
+        )
+    limit = deps.settings(request).max_upload_bytes
+    data = await file.read(limit + 1)
+    if len(data) > limit:
+        raise PayloadTooLarge(f"artifact larger than the limit of {limit} bytes")
+    if not data:
+        raise InvalidInput("the uploaded file is empty")
+    signature = await asyncio.to_thread(_inspect, data, fmt)
+    repository = deps.repository(request)
+    manifest = await asyncio.to_thread(repository.store, name, version, data, fmt, signature)
+    results = await deps.manager(request).broadcast_load(manifest)
+    return FastJSONResponse(
+        {
+            "name": manifest.name,
+            "version": manifest.version,
+            "sha256": manifest.sha256,
+            "size": manifest.size,
+            "signature": manifest.signature.model_dump(),
+            "nodes_loaded": sorted(node for node, error in results.items() if error is None),
+            "nodes_failed": {node: error for node, error in results.items() if error},
+        },
+        status_code=201,
+    )
+
+
+@router.get("")
+def list_models(request: Request) -> FastJSONResponse:
+    repository = deps.repository(request)
+    return FastJSONResponse({"models": [_model_view(repository, n) for n in repository.names()]})
+
+
+@router.get("/{name}")
+def get_model(name: str, request: Request) -> FastJSONResponse:
+    return FastJSONResponse(_model_view(deps.repository(request), name))
+
+
+@router.delete("/{name}")
+async def delete_model(name: str, request: Request) -> FastJSONResponse:
+    versions = await asyncio.to_thread(deps.repository(request).delete, name)
+    results = await deps.manager(request).broadcast_unload(name)
+    return FastJSONResponse(
+        {
+            "name": name,
+            "deleted_versions": versions,
+            "nodes_unloaded": sorted(node for node, error in results.items() if error is None),
+        }
+    )
+
+
+def _format_of(filename: str) -> ArtifactFormat:
+    try:
+        return ArtifactFormat.from_filename(filename)
+    except ArtifactError as exc:
+        raise InvalidInput(str(exc)) from None
+
+
+def _inspect(data: bytes, fmt: ArtifactFormat) -> ModelSchema:
+    try:
+        return inspect_schema(load_artifact(data, fmt))
+    except ArtifactError as exc:
+        raise InvalidInput(str(exc)) from None
+
+
+def _model_view(repository: Any, name: str) -> dict[str, Any]:
+    active = repository.get(name)
+    return {
+        "name": name,
+        "active_version": active.version,
+        "versions": [_version_view(m) for m in repository.versions(name)],
+    }
+
+
+def _version_view(manifest: Manifest) -> dict[str, Any]:
+    return manifest.model_dump(mode="json")

@@ -1,0 +1,37 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class InferrerSettings(BaseSettings):
+    """Gateway settings, from INFERRER_* variables. Host, port and workers are uvicorn's flags."""
+
+    model_config = SettingsConfigDict(env_prefix="INFERRER_")
+
+    repository_dir: Path = Path(".modelfleet/repository")
+    nginx_url: str = "http://127.0.0.1:8080"
+    # Node id -> base URL, as JSON: {"modelhost-1": "http://127.0.0.1:8101"}.
+    nodes: dict[str, str] = Field(default_factory=dict)
+    status_timeout_s: float = Field(default=1.0, gt=0)
+    upstream_timeout_s: float = Field(default=30.0, gt=0)
+    max_upload_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
+    max_rows: int = Field(default=10_000, gt=0)
+    max_selftest_items: int = Field(default=1_000, gt=0)
+
+    @field_validator("nginx_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("nginx_url must be an http(s) URL")
+        return value.rstrip("/")
+
+    @field_validator("nodes")
+    @classmethod
+    def _check_nodes(cls, value: dict[str, str]) -> dict[str, str]:
+        for node, url in value.items():
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"node {node}: {url!r} is not an http(s) URL")
+        return {node: url.rstrip("/") for node, url in value.items()}

@@ -1,0 +1,1 @@
+"""Metric names and labels shared by the services, and the /metrics route."""

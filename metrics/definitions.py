@@ -1,0 +1,80 @@
+"""Every metric the fleet exports. Names and labels are a contract with dashboards: change with care."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+# scikit-learn predicts on a few rows take ~0.1-1 ms; the client's default buckets start at 5 ms.
+LATENCY_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+)  # fmt: skip
+
+
+class HttpMetrics:
+    """Per-route request counts and latency, for any service."""
+
+    def __init__(self, registry: CollectorRegistry, service: str) -> None:
+        self.requests = Counter(
+            "modelfleet_http_requests_total",
+            "HTTP requests answered, by route template, method and status",
+            ["service", "route", "method", "status"],
+            registry=registry,
+        ).labels
+        self.latency = Histogram(
+            "modelfleet_http_request_duration_seconds",
+            "Time to answer an HTTP request",
+            ["service", "route", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        ).labels
+        self.service = service
+
+
+class InferrerMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.http = HttpMetrics(registry, "inferrer")
+        self.predictions = Counter(
+            "modelfleet_inferrer_predictions_total",
+            "Prediction requests answered through the balancer, by the node that computed them",
+            ["model", "version", "node"],
+            registry=registry,
+        )
+        self.upstream_latency = Histogram(
+            "modelfleet_inferrer_upstream_duration_seconds",
+            "Time from sending a predict call upstream to receiving its answer",
+            ["model", "version", "node"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+
+
+class ModelhostMetrics:
+    def __init__(self, registry: CollectorRegistry, node: str) -> None:
+        self.http = HttpMetrics(registry, "modelhost")
+        self.node = node
+        self.predict_latency = Histogram(
+            "modelfleet_modelhost_predict_duration_seconds",
+            "Time the estimator spent in predict/predict_proba",
+            ["model", "version", "node"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.predicted_rows = Counter(
+            "modelfleet_modelhost_predicted_rows_total",
+            "Rows predicted",
+            ["model", "version", "node"],
+            registry=registry,
+        )
+        self.load_duration = Histogram(
+            "modelfleet_modelhost_model_load_duration_seconds",
+            "Time to fetch (when not cached), verify and load a model",
+            ["model", "version", "node"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.loaded_models = Gauge(
+            "modelfleet_modelhost_loaded_models",
+            "Model versions currently loaded on the node",
+            ["node"],
+            registry=registry,
+        )

@@ -1,0 +1,1 @@
+"""modelhost: a node that fetches, verifies, loads and runs models, and says which node answered."""

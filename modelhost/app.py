@@ -1,0 +1,79 @@
+"""The modelhost app factory: `uvicorn --factory modelhost.app:create_app`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import httpx
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from metrics.definitions import ModelhostMetrics
+from metrics.exposition import HttpMetricsMiddleware, metrics_router
+from modelhost.artifact_cache import ArtifactCache
+from modelhost.errors import ModelhostError, error_handler
+from modelhost.routes import router
+from modelhost.settings import ModelhostSettings
+from modelhost.store import ModelStore
+from modelhost.sync import Reconciler
+
+
+def create_app(
+    settings: ModelhostSettings | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> FastAPI:
+    settings = settings or ModelhostSettings()
+    registry = CollectorRegistry()
+    metrics = ModelhostMetrics(registry, settings.node_id)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        timeout = httpx.Timeout(settings.fetch_timeout_s, connect=2.0)
+        async with httpx.AsyncClient(transport=transport, timeout=timeout) as client:
+            cache = ArtifactCache(settings.cache_dir, settings.inferrer_url, client)
+            store = ModelStore(settings.node_id, cache, metrics)
+            reconciler = Reconciler(store, client, settings.inferrer_url, settings.sync_interval_s)
+            app.state.store = store
+            app.state.reconciler = reconciler
+            sync_task = asyncio.create_task(reconciler.run_forever(), name="reconcile")
+            try:
+                yield
+            finally:
+                sync_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sync_task
+                store.close()
+
+    app = FastAPI(
+        title="modelfleet modelhost",
+        lifespan=lifespan,
+        exception_handlers={ModelhostError: error_handler(settings.node_id)},
+    )
+    app.include_router(router)
+    app.include_router(metrics_router(registry))
+    app.add_middleware(HttpMetricsMiddleware, metrics=metrics.http)
+    app.add_middleware(NodeHeaderMiddleware, node=settings.node_id)
+    return app
+
+
+class NodeHeaderMiddleware:
+    """Every answer says which node gave it, in X-Modelhost-Node."""
+
+    def __init__(self, app: ASGIApp, node: str) -> None:
+        self.app = app
+        self.header = (b"x-modelhost-node", node.encode())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_node(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), self.header]
+            await send(message)
+
+        await self.app(scope, receive, send_with_node)

@@ -1,0 +1,26 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ModelhostSettings(BaseSettings):
+    """Node settings, from MODELHOST_* variables. Host, port and workers are uvicorn's flags."""
+
+    model_config = SettingsConfigDict(env_prefix="MODELHOST_")
+
+    node_id: str = "modelhost-1"
+    inferrer_url: str = "http://127.0.0.1:8000"
+    cache_dir: Path = Path(".modelfleet/cache/modelhost-1")
+    sync_interval_s: float = Field(default=5.0, gt=0)
+    fetch_timeout_s: float = Field(default=60.0, gt=0)
+    max_rows: int = Field(default=10_000, gt=0)
+
+    @field_validator("inferrer_url")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("inferrer_url must be an http(s) URL")
+        return value.rstrip("/")

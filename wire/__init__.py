@@ -1,0 +1,1 @@
+"""What crosses the wire between clients and services: fast JSON bodies and the error shape."""
