@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from deploy.example_model import EXAMPLE_NAME, EXAMPLE_ROW, deploy_example
-from deploy.launcher import Fleet, LaunchError, prepare
+from deploy.launcher import Fleet, LaunchError, LaunchOptions, prepare
 from deploy.render import render_all
 from deploy.topology import (
     DEFAULT_ENV_FILE,
@@ -36,13 +36,14 @@ def main(argv: list[str] | None = None) -> int:
     up = commands.add_parser("up", help="start the whole fleet on this machine; Ctrl-C stops it")
     up.add_argument("--no-example", action="store_true", help="do not deploy the example model")
     up.add_argument(
-        "--sync-interval", type=float, default=5.0,
-        help="seconds between a node's checks of the desired models (default: %(default)s)",
-    )  # fmt: skip
+        "--sync-interval", type=float, help="seconds between a node's checks of the desired models"
+    )
+    up.add_argument("--nginx-bin", help="the nginx executable, when not `nginx` on PATH")
     commands.add_parser("render", help="write nginx.conf, prometheus.yml and targets")
     args = parser.parse_args(argv)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
         topology = load_topology(ensure_env_file(args.env_file))
         if args.nodes is not None:
@@ -51,14 +52,16 @@ def main(argv: list[str] | None = None) -> int:
             paths = render_all(topology, args.data_dir / "run")
             print(f"rendered {paths.nginx_conf}, {paths.prometheus_yml} and {paths.targets_dir}/")
             return 0
-        return _up(topology, args.data_dir, args.no_example, args.sync_interval)
+        given = {"sync_interval_s": args.sync_interval, "nginx_bin": args.nginx_bin}
+        options = LaunchOptions(**{k: v for k, v in given.items() if v is not None})
+        return _up(topology, args.data_dir, args.no_example, options)
     except (TopologyError, LaunchError) as exc:
         print(f"modelfleet: {exc}", file=sys.stderr)
         return 2
 
 
-def _up(topology: Topology, data_dir: Path, no_example: bool, sync_interval_s: float) -> int:
-    fleet = prepare(topology, data_dir, sync_interval_s)
+def _up(topology: Topology, data_dir: Path, no_example: bool, options: LaunchOptions) -> int:
+    fleet = prepare(topology, data_dir, options)
     fleet.install_signal_handlers()
     try:
         fleet.start()
@@ -94,3 +97,7 @@ def _print_urls(topology: Topology, fleet: Fleet, data_dir: Path) -> None:
         "Ctrl-C stops everything.",
     ]
     print("\n".join(lines), flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

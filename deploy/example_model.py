@@ -35,3 +35,11 @@ def deploy_example(inferrer_url: str) -> str:
     response.raise_for_status()
     body = response.json()
     return f"deployed example model {EXAMPLE_NAME!r} v{body['version']} on {body['nodes_loaded']}"
+
+
+if __name__ == "__main__":
+    # `python -m deploy.example_model iris.skops` writes the example model to a file.
+    import sys
+    from pathlib import Path
+
+    Path(sys.argv[1] if len(sys.argv) > 1 else "iris.skops").write_bytes(train_example())

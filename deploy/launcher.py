@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import signal
 import socket
@@ -58,11 +59,24 @@ def _uvicorn(app: str, host: str, port: int) -> list[str]:
     ]  # fmt: skip
 
 
+@dataclass(frozen=True)
+class LaunchOptions:
+    sync_interval_s: float | None = None  # None: the node's own default
+    nginx_bin: str = "nginx"
+
+
+# Debian installs nginx in /usr/sbin, which a non-root PATH often lacks.
+_SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin"])
+
+
 def process_specs(
-    topology: Topology, dirs: DataDirs, paths: RenderedPaths, sync_interval_s: float
+    topology: Topology, dirs: DataDirs, paths: RenderedPaths, options: LaunchOptions
 ) -> list[ProcessSpec]:
     """Every child in start order: inferrer, nodes, nginx, then the optional monitoring."""
     nodes = {node.id: node.url for node in topology.nodes}
+    sync_env = {}
+    if options.sync_interval_s is not None:
+        sync_env["MODELHOST_SYNC_INTERVAL_S"] = str(options.sync_interval_s)
     specs = [
         ProcessSpec(
             "inferrer",
@@ -85,11 +99,11 @@ def process_specs(
                     "MODELHOST_NODE_ID": node.id,
                     "MODELHOST_INFERRER_URL": topology.inferrer_url,
                     "MODELHOST_CACHE_DIR": str(dirs.cache(node.id)),
-                    "MODELHOST_SYNC_INTERVAL_S": str(sync_interval_s),
+                    **sync_env,
                 },
             )
         )
-    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
+    nginx = shutil.which(options.nginx_bin, path=_SEARCH_PATH)
     if nginx is None:
         raise LaunchError(
             "nginx is not installed. On Debian/Ubuntu: sudo apt-get install -y nginx "
@@ -170,8 +184,10 @@ class Fleet:
         self.stopping = threading.Event()
 
     def start(self, ready_timeout_s: float = 60.0) -> None:
+        """Start every child at once (nodes retry until the inferrer answers), then wait for each."""
         for process in self.processes:
             process.start()
+        for process in self.processes:
             process.wait_ready(ready_timeout_s)
             logger.info("%s ready (pid %s)", process.spec.name, process.pid)
 
@@ -201,13 +217,10 @@ class Fleet:
         signal.signal(signal.SIGINT, request_stop)
         signal.signal(signal.SIGTERM, request_stop)
 
-    def pid_of(self, name: str) -> int | None:
-        return next((p.pid for p in self.processes if p.spec.name == name), None)
 
-
-def prepare(topology: Topology, data_dir: Path, sync_interval_s: float) -> Fleet:
+def prepare(topology: Topology, data_dir: Path, options: LaunchOptions) -> Fleet:
     dirs = DataDirs(data_dir.resolve())
     paths = render_all(topology, dirs.run)
-    specs = process_specs(topology, dirs, paths, sync_interval_s)
+    specs = process_specs(topology, dirs, paths, options)
     check_ports_free(specs, topology)
     return Fleet(specs, paths)

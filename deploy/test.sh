@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The test command: set up this machine, lint, and run the whole suite (real nginx, Prometheus).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bash deploy/setup.sh || exit 1
+.venv/bin/ruff check . || exit 1
+.venv/bin/ruff format --check . || exit 1
+.venv/bin/mypy . || exit 1
+.venv/bin/pytest "$@"
+status=$?
+if [ "$status" -eq 5 ]; then
+  echo "pytest ran no test: failing" >&2
+  exit 1
+fi
+exit "$status"

@@ -1,0 +1,210 @@
+"""The acceptance path through a real fleet: inferrer -> nginx -> 3 uvicorn nodes, Prometheus."""
+
+from __future__ import annotations
+
+import pickle
+import re
+import subprocess
+from collections import Counter
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from sklearn.pipeline import Pipeline
+
+from deploy.example_model import train_example
+from tests.harness import RunningFleet, wait_until
+
+pytestmark = pytest.mark.fleet
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_self_test_reaches_every_node(fleet: RunningFleet) -> None:
+    items = [f"item-{i}" for i in range(30)]
+    response = httpx.post(f"{fleet.url}/api/test/sendtomodelhost", json={"data": items}, timeout=30)
+    assert response.status_code == 200
+    body = response.json()
+    assert [r["item"] for r in body["results"]] == items
+    assert set(body["nodes"]) == {"modelhost-1", "modelhost-2", "modelhost-3"}
+    assert sum(body["nodes"].values()) == 30
+    print("self-test node counts:", body["nodes"])
+
+
+def test_pipeline_predictions_equal_in_process(
+    fleet: RunningFleet, pipeline: Pipeline, pipeline_skops: bytes
+) -> None:
+    deployed = httpx.post(
+        f"{fleet.url}/api/v1/models",
+        data={"name": "pipe"},
+        files={"file": ("pipe.skops", pipeline_skops)},
+        timeout=60,
+    )
+    assert deployed.status_code == 201, deployed.text
+    assert sorted(deployed.json()["nodes_loaded"]) == ["modelhost-1", "modelhost-2", "modelhost-3"]
+
+    rows = np.random.default_rng(3).normal(size=(300, 6))
+    expected = pipeline.predict(rows).tolist()
+    served: list[int] = []
+    nodes: Counter[str] = Counter()
+    with httpx.Client(timeout=30) as client:
+        for row in rows:
+            response = client.post(
+                f"{fleet.url}/api/v1/models/pipe/predict", json={"instances": [row.tolist()]}
+            )
+            assert response.status_code == 200, response.text
+            body = response.json()
+            assert body["model"] == "pipe" and body["version"] == deployed.json()["version"]
+            assert response.headers["x-modelhost-node"] == body["node"]
+            served.extend(body["predictions"])
+            nodes[body["node"]] += 1
+    assert served == expected
+    assert set(nodes) == {"modelhost-1", "modelhost-2", "modelhost-3"}
+    print("predictions per node:", dict(nodes))
+
+    proba = httpx.post(
+        f"{fleet.url}/api/v1/models/pipe/predict",
+        json={"instances": rows[:5].tolist(), "output": "predict_proba"},
+    ).json()["predictions"]
+    np.testing.assert_allclose(proba, pipeline.predict_proba(rows[:5]), rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "words"),
+    [
+        ("/api/v1/models/no-such-model/predict", b'{"instances": [[1]]}', 404, "not found"),
+        ("/api/v1/models/iris/predict", b'{"instances": [[1, 2]]}', 422, "expected 4 features"),
+        ("/api/v1/models/iris/predict", b'{"instances": [["a", 1, 2, 3]]}', 422, "only numbers"),
+        ("/api/v1/models/iris/predict", b'{"instances": [[1, 2, 3', 400, "malformed JSON"),
+        ("/api/v1/models/iris/predict", b'{"instances": []}', 422, "non-empty"),
+        ("/api/v1/models/iris/predict", b"[1, 2]", 400, "JSON object"),
+        ("/api/v1/models/iris/predict", b'{"rows": [[1, 2, 3, 4]]}', 422, "unknown fields"),
+        ("/api/v1/models/iris/predict", b'{"records": [{"a": 1}]}', 422, "feature names"),
+        ("/api/v1/models/iris/predict", b'{"instances": [[1,2,3,4]], "output": "x"}', 422, "output"),
+        ("/api/test/sendtomodelhost", b'{"data": []}', 422, "non-empty list"),
+        ("/api/test/sendtomodelhost", b"nope", 400, "malformed JSON"),
+    ],
+)
+def test_bad_input_answers_4xx_json(
+    fleet: RunningFleet, path: str, body: bytes, status: int, words: str
+) -> None:
+    response = httpx.post(fleet.url + path, content=body, timeout=10)
+    assert response.status_code == status, response.text
+    assert words in response.json()["error"]
+
+
+def test_prometheus_reports_every_service_up(fleet: RunningFleet) -> None:
+    expected = {"inferrer", "modelhost-1", "modelhost-2", "modelhost-3", "nginx"}
+
+    def up_targets() -> set[str]:
+        result = httpx.get(f"{fleet.prometheus_url}/api/v1/query", params={"query": "up == 1"})
+        series = result.json()["data"]["result"]
+        return {s["metric"].get("node", s["metric"]["job"]) for s in series}
+
+    assert wait_until(lambda: up_targets() >= expected, timeout_s=30, interval_s=1), up_targets()
+
+
+def test_node_metrics_label_model_version_and_node(fleet: RunningFleet) -> None:
+    httpx.post(f"{fleet.url}/api/v1/models/iris/predict", json={"instances": [[5, 3, 1, 0.2]]})
+    text = "".join(httpx.get(f"http://127.0.0.1:{port}/metrics").text for port in fleet.node_ports)
+    assert re.search(
+        r'modelfleet_modelhost_predict_duration_seconds_bucket\{le="0.0001",model="iris",'
+        r'node="modelhost-\d",version="1"\}',
+        text,
+    )
+
+
+def test_readme_curl_lines_work(fleet: RunningFleet, tmp_path: Path) -> None:
+    """Every curl line in the README runs as printed against the fleet (ports swapped)."""
+    (tmp_path / "iris.skops").write_bytes(train_example())
+    lines = [line.strip() for line in README.read_text().splitlines()]
+    curls = [line for line in lines if line.startswith("curl ") and "127.0.0.1:8000" in line]
+    assert len(curls) >= 8
+    for line in curls:
+        command = line.replace("127.0.0.1:8000", f"127.0.0.1:{fleet.ports['inferrer']}")
+        command = command.replace("curl ", "curl -sS --fail-with-body ", 1)
+        result = subprocess.run(
+            ["bash", "-c", command], capture_output=True, text=True, timeout=60,
+            cwd=tmp_path,
+        )  # fmt: skip
+        assert result.returncode == 0, f"{line}\n{result.stdout}\n{result.stderr}"
+
+
+class _TouchOnLoad:
+    """Unpickling this creates a file: what a hostile joblib upload would do."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[object, tuple[Path]]:
+        return (Path.touch, (self.path,))
+
+
+def test_untrusted_joblib_is_refused_without_being_loaded(fleet: RunningFleet, tmp_path: Path) -> None:
+    sentinel = tmp_path / "pwned"
+    response = httpx.post(
+        f"{fleet.url}/api/v1/models",
+        data={"name": "evil"},
+        files={"file": ("evil.joblib", pickle.dumps(_TouchOnLoad(sentinel)))},
+    )
+    assert response.status_code == 422
+    assert "trusted=true" in response.json()["error"]
+    assert not sentinel.exists()
+    assert httpx.get(f"{fleet.url}/api/v1/models/evil").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("fields", "files", "words"),
+    [
+        ({"name": "broken"}, {"file": ("m.skops", b"PK\x03\x04junk")}, "skops"),
+        ({"name": "broken"}, {"file": ("m.txt", b"hello")}, ".skops or .joblib"),
+        ({"name": "../etc"}, {"file": ("m.skops", b"x")}, "invalid model name"),
+        ({"name": "broken", "version": "a/b"}, {"file": ("m.skops", b"x")}, "invalid version"),
+        ({"name": "broken"}, {"file": ("m.skops", b"")}, "empty"),
+        ({}, {"file": ("m.skops", b"x")}, "name"),
+    ],
+)
+def test_bad_uploads_change_nothing(
+    fleet: RunningFleet, fields: dict[str, str], files: dict[str, tuple[str, bytes]], words: str
+) -> None:
+    before = httpx.get(f"{fleet.url}/api/v1/models").json()
+    response = httpx.post(f"{fleet.url}/api/v1/models", data=fields, files=files)
+    assert response.status_code == 422, response.text
+    assert words in response.json()["error"]
+    assert httpx.get(f"{fleet.url}/api/v1/models").json() == before
+    ok = httpx.post(f"{fleet.url}/api/v1/models/iris/predict", json={"instances": [[5, 3, 1, 0.2]]})
+    assert ok.status_code == 200
+
+
+def test_deploy_list_delete_and_node_views(fleet: RunningFleet, pipeline_skops: bytes) -> None:
+    deployed = httpx.post(
+        f"{fleet.url}/api/v1/models",
+        data={"name": "short-lived", "version": "7"},
+        files={"file": ("m.skops", pipeline_skops)},
+        timeout=60,
+    )
+    assert deployed.status_code == 201
+    view = httpx.get(f"{fleet.url}/api/v1/models/short-lived").json()
+    assert view["active_version"] == "7"
+    assert view["versions"][0]["signature"]["n_features"] == 6
+    assert "short-lived" in {m["name"] for m in httpx.get(f"{fleet.url}/api/v1/models").json()["models"]}
+    again = httpx.post(
+        f"{fleet.url}/api/v1/models",
+        data={"name": "short-lived", "version": "7"},
+        files={"file": ("m.skops", pipeline_skops)},
+    )
+    assert again.status_code == 409
+
+    nodes = httpx.get(f"{fleet.url}/api/v1/nodes").json()["nodes"]
+    assert all(n["live"] and n["ready"] for n in nodes)
+    assert all(any(m["name"] == "short-lived" for m in n["models"]) for n in nodes)
+
+    deleted = httpx.delete(f"{fleet.url}/api/v1/models/short-lived")
+    assert deleted.status_code == 200
+    assert deleted.json()["deleted_versions"] == ["7"]
+    assert len(deleted.json()["nodes_unloaded"]) == 3
+    nodes = httpx.get(f"{fleet.url}/api/v1/nodes").json()["nodes"]
+    assert not any(m["name"] == "short-lived" for n in nodes for m in n["models"])
+    gone = httpx.post(f"{fleet.url}/api/v1/models/short-lived/predict", json={"instances": [[0] * 6]})
+    assert gone.status_code == 404

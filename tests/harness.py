@@ -1,0 +1,123 @@
+"""Starts a real fleet (`modelfleet up`) on free loopback ports for a test, and stops it by PID."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+ENV_TEMPLATE = """\
+INFERRER_HOST=127.0.0.1
+INFERRER_PORT={inferrer}
+NGINX_HOST=127.0.0.1
+NGINX_PORT={nginx}
+NGINX_EXPORTER_PORT={exporter}
+PROMETHEUS_PORT={prometheus}
+"""
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = []
+    for _ in range(count):
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sockets.append(sock)
+    ports = [s.getsockname()[1] for s in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+def port_is_bound(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@dataclass
+class RunningFleet:
+    process: subprocess.Popen[bytes]
+    data_dir: Path
+    output: Path
+    ports: dict[str, int]
+    node_ports: list[int]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['inferrer']}"
+
+    @property
+    def prometheus_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['prometheus']}"
+
+    def all_ports(self) -> list[int]:
+        return [*self.ports.values(), *self.node_ports]
+
+    def pid(self, name: str) -> int:
+        return int((self.data_dir / "run" / "pids" / f"{name}.pid").read_text())
+
+    def child_pids(self) -> list[int]:
+        return [int(p.read_text()) for p in (self.data_dir / "run" / "pids").glob("*.pid")]
+
+    def log(self) -> str:
+        return self.output.read_text(errors="replace")
+
+    def stop(self, timeout_s: float = 30.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+        try:
+            return self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+
+def start_fleet(
+    tmp_path: Path, nodes: int = 3, extra_args: tuple[str, ...] = (), timeout_s: float = 90
+) -> RunningFleet:
+    inferrer, nginx, exporter, prometheus, *node_ports = free_ports(4 + nodes)
+    env_file = tmp_path / "fleet.env"
+    text = ENV_TEMPLATE.format(inferrer=inferrer, nginx=nginx, exporter=exporter, prometheus=prometheus)
+    for i, port in enumerate(node_ports, start=1):
+        text += f"MODELHOST_{i}_HOST=127.0.0.1\nMODELHOST_{i}_PORT={port}\n"
+    env_file.write_text(text)
+    data_dir = tmp_path / "data"
+    output = tmp_path / "modelfleet-up.log"
+    argv = [
+        sys.executable, "-m", "deploy.cli", "--env-file", str(env_file),
+        "--data-dir", str(data_dir), "up", "--sync-interval", "1", *extra_args,
+    ]  # fmt: skip
+    with output.open("wb") as out:
+        process = subprocess.Popen(
+            argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=os.environ.copy()
+        )
+    fleet = RunningFleet(
+        process,
+        data_dir,
+        output,
+        {"inferrer": inferrer, "nginx": nginx, "exporter": exporter, "prometheus": prometheus},
+        node_ports,
+    )
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"modelfleet up exited with {process.returncode}:\n{fleet.log()}")
+        if "modelfleet is up" in fleet.log():
+            return fleet
+        time.sleep(0.2)
+    fleet.stop()
+    raise RuntimeError(f"modelfleet up was not up within {timeout_s}s:\n{fleet.log()}")
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval_s)
+    return False

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from artifacts.schema import ModelSchema
+from inferrer.errors import InvalidInput, MalformedRequest, PayloadTooLarge
+from inferrer.payload import parse_predict_body
+
+NAMED = ModelSchema(
+    n_features=2, feature_names=["a", "b"], classes=[0, 1], outputs=["predict", "predict_proba"]
+)
+UNNAMED = ModelSchema(n_features=2, outputs=["predict"])
+
+
+def test_instances_become_a_float_matrix() -> None:
+    parsed = parse_predict_body(b'{"instances": [[1, 2.5], [3, null]]}', NAMED, max_rows=10)
+    assert parsed.output == "predict"
+    np.testing.assert_array_equal(parsed.rows, [[1.0, 2.5], [3.0, np.nan]])
+
+
+def test_records_follow_the_fitted_feature_order() -> None:
+    body = b'{"records": [{"b": 2, "a": 1}], "output": "predict_proba"}'
+    parsed = parse_predict_body(body, NAMED, max_rows=10)
+    assert parsed.rows.tolist() == [[1.0, 2.0]]
+    assert parsed.output == "predict_proba"
+
+
+@pytest.mark.parametrize(
+    ("body", "schema", "error", "words"),
+    [
+        (b"{", NAMED, MalformedRequest, "malformed JSON"),
+        (b"[]", NAMED, MalformedRequest, "JSON object"),
+        (b"{}", NAMED, InvalidInput, "exactly one"),
+        (b'{"instances": [[1, 2]], "records": []}', NAMED, InvalidInput, "exactly one"),
+        (b'{"instances": []}', NAMED, InvalidInput, "non-empty"),
+        (b'{"instances": [1, 2]}', NAMED, InvalidInput, "list of numbers"),
+        (b'{"instances": [[1, 2, 3]]}', NAMED, InvalidInput, "expected 2 features per row, got 3"),
+        (b'{"instances": [[1, 2], [1]]}', NAMED, InvalidInput, "got 1, 2"),
+        (b'{"instances": [[1, "2"]]}', NAMED, InvalidInput, "only numbers"),
+        (b'{"instances": [[1, {}]]}', NAMED, InvalidInput, "only numbers"),
+        (b'{"instances": [[1, 2]], "output": "predict_proba"}', UNNAMED, InvalidInput, "offers"),
+        (b'{"records": [{"a": 1}]}', NAMED, InvalidInput, "missing features ['b']"),
+        (b'{"records": [{"a": 1, "b": 2}]}', UNNAMED, InvalidInput, "without feature names"),
+        (b'{"instances": [[1, 2]], "extra": 1}', NAMED, InvalidInput, "unknown fields: extra"),
+        (b'{"instances": [[1, 2], [1, 2], [1, 2]]}', NAMED, PayloadTooLarge, "limit of 2"),
+    ],
+)
+def test_bad_bodies_name_the_problem(
+    body: bytes, schema: ModelSchema, error: type[Exception], words: str
+) -> None:
+    with pytest.raises(error, match=words.replace("[", r"\[").replace("]", r"\]")):
+        parse_predict_body(body, schema, max_rows=2)

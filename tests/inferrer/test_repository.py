@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from artifacts.formats import ArtifactFormat
+from artifacts.schema import ModelSchema
+from inferrer.errors import InvalidInput, ModelNotFound, VersionConflict
+from inferrer.repository import ModelRepository, check_name
+
+SIGNATURE = ModelSchema(n_features=2, outputs=["predict"])
+
+TRAVERSALS = ["..", "../etc", "a/../b", "/etc/passwd", "model/", "model/sub", "", "   ", "."]
+LOOK_ALIKES = ["model123", "model.version1", "..my_model", "model..1"]
+
+
+@pytest.mark.parametrize("name", TRAVERSALS)
+def test_traversal_names_are_rejected(name: str) -> None:
+    with pytest.raises(InvalidInput):
+        check_name(name)
+
+
+@pytest.mark.parametrize("name", LOOK_ALIKES)
+def test_look_alike_names_are_accepted_and_stay_inside_the_root(tmp_path: Path, name: str) -> None:
+    repository = ModelRepository(tmp_path)
+    manifest = repository.store(name, None, b"bytes", ArtifactFormat.SKOPS, SIGNATURE)
+    artifact = repository.artifact_path(manifest.sha256)
+    assert artifact is not None
+    assert artifact.resolve().is_relative_to((tmp_path / "models").resolve())
+
+
+def test_versions_activate_and_survive_a_restart(tmp_path: Path) -> None:
+    repository = ModelRepository(tmp_path)
+    first = repository.store("m", None, b"one", ArtifactFormat.SKOPS, SIGNATURE)
+    second = repository.store("m", None, b"two", ArtifactFormat.SKOPS, SIGNATURE)
+    named = repository.store("m", "blue", b"three", ArtifactFormat.SKOPS, SIGNATURE)
+    assert (first.version, second.version) == ("1", "2")
+    assert repository.get("m").version == "blue"
+
+    reopened = ModelRepository(tmp_path)
+    assert reopened.get("m") == named
+    assert [m.version for m in reopened.versions("m")] == ["1", "2", "blue"]
+    assert [m.key for m in reopened.active()] == [("m", "blue")]
+    path = reopened.artifact_path(first.sha256)
+    assert path is not None and path.read_bytes() == b"one"
+
+
+def test_an_existing_version_is_a_conflict_and_changes_nothing(tmp_path: Path) -> None:
+    repository = ModelRepository(tmp_path)
+    repository.store("m", "1", b"one", ArtifactFormat.SKOPS, SIGNATURE)
+    with pytest.raises(VersionConflict):
+        repository.store("m", "1", b"other", ArtifactFormat.SKOPS, SIGNATURE)
+    assert repository.get("m").size == 3
+    assert list((tmp_path / "staging").iterdir()) == []
+
+
+def test_a_failed_write_leaves_no_half_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    repository = ModelRepository(tmp_path)
+
+    def broken_rename(src: object, dst: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr("inferrer.repository.os.rename", broken_rename)
+    with pytest.raises(OSError):
+        repository.store("m", None, b"one", ArtifactFormat.SKOPS, SIGNATURE)
+    monkeypatch.undo()
+    assert repository.names() == []
+    assert list((tmp_path / "staging").iterdir()) == []
+    assert ModelRepository(tmp_path).names() == []
+
+
+def test_delete_removes_every_version(tmp_path: Path) -> None:
+    repository = ModelRepository(tmp_path)
+    repository.store("m", None, b"one", ArtifactFormat.SKOPS, SIGNATURE)
+    repository.store("m", None, b"two", ArtifactFormat.SKOPS, SIGNATURE)
+    assert repository.delete("m") == ["1", "2"]
+    with pytest.raises(ModelNotFound):
+        repository.get("m")
+    assert not (tmp_path / "models" / "m").exists()
+    with pytest.raises(ModelNotFound):
+        repository.delete("m")
