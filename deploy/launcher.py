@@ -23,6 +23,8 @@ logger = logging.getLogger(__name__)
 UVICORN_KEEPALIVE_S = 65
 UVICORN_GRACEFUL_S = 5
 RESTART_DELAY_S = 1.0
+# Handlers are configured here, at the process edge; modules only call logging.getLogger(__name__).
+LOGGING_CONFIG = Path(__file__).resolve().parent / "logging.json"
 
 
 class LaunchError(RuntimeError):
@@ -56,6 +58,7 @@ def _uvicorn(app: str, host: str, port: int) -> list[str]:
         "--timeout-keep-alive", str(UVICORN_KEEPALIVE_S),
         "--timeout-graceful-shutdown", str(UVICORN_GRACEFUL_S),
         "--no-access-log",
+        "--log-config", str(LOGGING_CONFIG),
     ]  # fmt: skip
 
 

@@ -6,7 +6,7 @@ from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from starlette.responses import Response
 
-from wire.json import error_response
+from wire.json import error_response, handle_validation_error
 
 
 class InferrerError(Exception):
@@ -48,12 +48,6 @@ class UpstreamTimeout(InferrerError):
 async def handle_inferrer_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, InferrerError)
     return error_response(exc.message, exc.status_code)
-
-
-async def handle_validation_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, RequestValidationError)
-    problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
-    return error_response(f"invalid request: {problems}", 422)
 
 
 EXCEPTION_HANDLERS = {

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -19,6 +20,7 @@ from modelhost.routes import router
 from modelhost.settings import ModelhostSettings
 from modelhost.store import ModelStore
 from modelhost.sync import Reconciler
+from wire.json import handle_validation_error
 
 
 def create_app(
@@ -50,7 +52,10 @@ def create_app(
     app = FastAPI(
         title="modelfleet modelhost",
         lifespan=lifespan,
-        exception_handlers={ModelhostError: error_handler(settings.node_id)},
+        exception_handlers={
+            ModelhostError: error_handler(settings.node_id),
+            RequestValidationError: handle_validation_error,
+        },
     )
     app.include_router(router)
     app.include_router(metrics_router(registry))
