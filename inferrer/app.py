@@ -46,7 +46,7 @@ def create_app(
     app = FastAPI(
         title="modelfleet inferrer",
         lifespan=lifespan,
-        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        exception_handlers=EXCEPTION_HANDLERS,
     )
     for router in (fleet_router, models_router, predict_router, internal_router):
         app.include_router(router)

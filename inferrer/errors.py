@@ -1,24 +1,22 @@
-"""The gateway's errors: one base, one handler, one body shape {"error": ...}."""
+"""The gateway's errors. Bodies are {"error": ...} (see wire.errors)."""
 
 from __future__ import annotations
 
-from fastapi import Request
 from fastapi.exceptions import RequestValidationError
-from starlette.responses import Response
 
-from wire.json import error_response, handle_validation_error
+from wire.errors import (
+    ErrorHandler,
+    MalformedRequest,
+    ServiceError,
+    handle_validation_error,
+    service_error_handler,
+)
+
+__all__ = ["MalformedRequest"]
 
 
-class InferrerError(Exception):
-    status_code = 500
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-class MalformedRequest(InferrerError):
-    status_code = 400
+class InferrerError(ServiceError):
+    """Base of the gateway's own errors."""
 
 
 class ModelNotFound(InferrerError):
@@ -45,12 +43,7 @@ class UpstreamTimeout(InferrerError):
     status_code = 504
 
 
-async def handle_inferrer_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, InferrerError)
-    return error_response(exc.message, exc.status_code)
-
-
-EXCEPTION_HANDLERS = {
-    InferrerError: handle_inferrer_error,
+EXCEPTION_HANDLERS: dict[int | type[Exception], ErrorHandler] = {
+    ServiceError: service_error_handler(),
     RequestValidationError: handle_validation_error,
 }

@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import orjson
 
 from artifacts.schema import ModelSchema
-from inferrer.errors import InvalidInput, MalformedRequest, PayloadTooLarge
+from inferrer.errors import InvalidInput, PayloadTooLarge
+from wire.errors import parse_json_object
 
 
 @dataclass(frozen=True)
@@ -19,12 +19,7 @@ class PredictRequest:
 
 
 def parse_predict_body(raw: bytes, signature: ModelSchema, max_rows: int) -> PredictRequest:
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise MalformedRequest(f"malformed JSON body: {exc}") from None
-    if not isinstance(body, dict):
-        raise MalformedRequest('the body must be a JSON object such as {"instances": [[...]]}')
+    body = parse_json_object(raw)
     unknown = set(body) - {"instances", "records", "output"}
     if unknown:
         raise InvalidInput(f"unknown fields: {', '.join(sorted(unknown))}")

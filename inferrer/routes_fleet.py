@@ -11,7 +11,8 @@ import orjson
 from fastapi import APIRouter, Request
 
 from inferrer import dependencies as deps
-from inferrer.errors import InvalidInput, MalformedRequest
+from inferrer.errors import InvalidInput
+from wire.errors import parse_json_object
 from wire.json import FastJSONResponse
 
 router = APIRouter()
@@ -55,11 +56,7 @@ async def nodes(request: Request) -> FastJSONResponse:
 @router.post("/api/test/sendtomodelhost")
 async def send_to_modelhost(request: Request) -> FastJSONResponse:
     """Send each item through nginx to a node's ping route; show which node answered each."""
-    try:
-        body = orjson.loads(await request.body())
-    except orjson.JSONDecodeError as exc:
-        raise MalformedRequest(f"malformed JSON body: {exc}") from None
-    items = body.get("data") if isinstance(body, dict) else None
+    items = parse_json_object(await request.body()).get("data")
     if not isinstance(items, list) or not items or not all(isinstance(i, str) for i in items):
         raise InvalidInput('send {"data": ["ONE", "TWO", ...]}: a non-empty list of strings')
     limit = deps.settings(request).max_selftest_items

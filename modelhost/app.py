@@ -15,12 +15,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from metrics.definitions import ModelhostMetrics
 from metrics.exposition import HttpMetricsMiddleware, metrics_router
 from modelhost.artifact_cache import ArtifactCache
-from modelhost.errors import ModelhostError, error_handler
 from modelhost.routes import router
 from modelhost.settings import ModelhostSettings
 from modelhost.store import ModelStore
 from modelhost.sync import Reconciler
-from wire.json import handle_validation_error
+from wire.errors import ServiceError, handle_validation_error, service_error_handler
 
 
 def create_app(
@@ -53,7 +52,7 @@ def create_app(
         title="modelfleet modelhost",
         lifespan=lifespan,
         exception_handlers={
-            ModelhostError: error_handler(settings.node_id),
+            ServiceError: service_error_handler(node=settings.node_id),
             RequestValidationError: handle_validation_error,
         },
     )

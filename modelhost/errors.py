@@ -1,26 +1,14 @@
-"""The node's errors: one base, one handler, one body shape {"error": ..., "node": ...}."""
+"""The node's errors. Bodies are {"error": ..., "node": ...} (see wire.errors)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
-from typing import Any
+from wire.errors import MalformedRequest, ServiceError
 
-from fastapi import Request
-from starlette.responses import Response
-
-from wire.json import error_response
+__all__ = ["ArtifactUnavailable", "InvalidInput", "MalformedRequest", "ModelNotLoaded", "ModelhostError"]
 
 
-class ModelhostError(Exception):
-    status_code = 500
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
-
-
-class MalformedRequest(ModelhostError):
-    status_code = 400
+class ModelhostError(ServiceError):
+    """Base of the node's own errors."""
 
 
 class InvalidInput(ModelhostError):
@@ -34,11 +22,3 @@ class ModelNotLoaded(ModelhostError):
 
 class ArtifactUnavailable(ModelhostError):
     status_code = 502
-
-
-def error_handler(node: str) -> Callable[[Request, Exception], Coroutine[Any, Any, Response]]:
-    async def handle(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, ModelhostError)
-        return error_response(exc.message, exc.status_code, node=node)
-
-    return handle

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from artifacts.manifest import Manifest
-from modelhost.errors import MalformedRequest, ModelNotLoaded
+from modelhost.errors import ModelNotLoaded
 from modelhost.store import ModelStore
 from modelhost.sync import Reconciler
+from wire.errors import parse_json_object
 from wire.json import FastJSONResponse
 
 router = APIRouter()
@@ -60,7 +60,7 @@ def ping(item: str, request: Request) -> FastJSONResponse:
 
 @router.post("/api/v1/models/{name}/predict")
 async def predict(name: str, request: Request) -> Response:
-    body = _json_object(await request.body())
+    body = parse_json_object(await request.body())
     store = _store(request)
     version = body.get("version") or _latest_loaded_version(store, name)
     output = body.get("output", "predict")
@@ -89,16 +89,6 @@ async def unload_model(name: str, request: Request) -> FastJSONResponse:
 
 def _summary(manifest: Manifest) -> dict[str, Any]:
     return {"name": manifest.name, "version": manifest.version, "sha256": manifest.sha256}
-
-
-def _json_object(raw: bytes) -> dict[str, Any]:
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise MalformedRequest(f"malformed JSON body: {exc}") from None
-    if not isinstance(body, dict):
-        raise MalformedRequest("the JSON body must be an object")
-    return body
 
 
 def _latest_loaded_version(store: ModelStore, name: str) -> str:

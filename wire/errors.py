@@ -1,0 +1,57 @@
+"""The error base every service builds on, its one handler, and the one body shape."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+import orjson
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from starlette.responses import Response
+
+from wire.json import error_response
+
+ErrorHandler = Callable[[Request, Exception], Coroutine[Any, Any, Response]]
+
+
+class ServiceError(Exception):
+    """An answer to give the client: subclasses only name the case and the status."""
+
+    status_code = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class MalformedRequest(ServiceError):
+    status_code = 400
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    """Parse a request body once, with orjson; it must be a JSON object."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedRequest(f"malformed JSON body: {exc}") from None
+    if not isinstance(body, dict):
+        raise MalformedRequest("the body must be a JSON object")
+    return body
+
+
+def service_error_handler(**extra: str) -> ErrorHandler:
+    """The handler for ServiceError; `extra` fields (such as the node id) go in every body."""
+
+    async def handle(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ServiceError)
+        return error_response(exc.message, exc.status_code, **extra)
+
+    return handle
+
+
+async def handle_validation_error(request: Request, exc: Exception) -> Response:
+    """FastAPI's request validation errors in the same body shape, naming each bad field."""
+    assert isinstance(exc, RequestValidationError)
+    problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
+    return error_response(f"invalid request: {problems}", 422)
