@@ -1,73 +1,130 @@
-"""The `modelfleet` command: `up` runs the fleet locally, `render` writes the configs."""
+"""The `modelfleet` command: run the fleet locally, render its configs, add and remove nodes."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
 
+from deploy.compose import COMPOSE_DIR, COMPOSE_FILE, load_compose_topology, write_compose
+from deploy.compose_apply import ComposeBackend
 from deploy.example_model import EXAMPLE_NAME, EXAMPLE_ROW, deploy_example
-from deploy.launcher import Fleet, LaunchError, LaunchOptions, prepare
-from deploy.render import render_all
+from deploy.launcher import Fleet, prepare, request_apply
+from deploy.local_specs import LaunchError, LaunchOptions
+from deploy.membership import MembershipError, apply_topology
+from deploy.render import compose_placement, local_placement, render_all
 from deploy.topology import (
     DEFAULT_ENV_FILE,
     Topology,
     TopologyError,
+    add_node_entry,
     ensure_env_file,
     load_topology,
+    remove_node_entry,
 )
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="modelfleet", description=__doc__)
-    parser.add_argument(
-        "--env-file",
-        type=Path,
-        default=DEFAULT_ENV_FILE,
-        help="the topology (default: %(default)s)",
-    )
-    parser.add_argument("--nodes", type=int, help="run this many nodes instead of the .env's")
+    parser.add_argument("--env-file", type=Path, default=DEFAULT_ENV_FILE, help="the topology (%(default)s)")
     parser.add_argument(
         "--data-dir", type=Path, default=Path(".modelfleet"),
-        help="repository, caches, rendered configs and logs (default: %(default)s)",
+        help="repository, caches, rendered configs and logs of the local fleet (%(default)s)",
     )  # fmt: skip
     commands = parser.add_subparsers(dest="command", required=True)
+
     up = commands.add_parser("up", help="start the whole fleet on this machine; Ctrl-C stops it")
+    up.add_argument("--nodes", type=int, help="run this many nodes instead of the .env's")
     up.add_argument("--no-example", action="store_true", help="do not deploy the example model")
     up.add_argument(
         "--sync-interval", type=float, help="seconds between a node's checks of the desired models"
     )
     up.add_argument("--nginx-bin", help="the nginx executable, when not `nginx` on PATH")
-    commands.add_parser("render", help="write nginx.conf, prometheus.yml and targets")
-    args = parser.parse_args(argv)
 
+    commands.add_parser("render", help="write the local configs and deploy/docker-compose.yml")
+
+    apply = commands.add_parser("apply", help="make the running fleet match the .env's nodes")
+    apply.add_argument("--compose", action="store_true", help="the docker-compose stack, not `modelfleet up`")
+    apply.add_argument("--project", help="docker-compose project name (with --compose)")
+    apply.add_argument("--compose-file", type=Path, default=COMPOSE_FILE, help="with --compose (%(default)s)")
+    apply.add_argument("--inferrer-url", help="the inferrer's published URL (default: from the .env)")
+
+    nodes = commands.add_parser("nodes", help="list, add or remove node entries in the .env")
+    node_commands = nodes.add_subparsers(dest="nodes_command", required=True)
+    node_commands.add_parser("list")
+    add = node_commands.add_parser("add", help="append a node entry (then: modelfleet apply)")
+    add.add_argument("--host", help="the node's host (default: 127.0.0.1)")
+    add.add_argument("--port", type=int, help="the node's port (default: after the last node's)")
+    remove = node_commands.add_parser("remove", help="remove a node entry (then: modelfleet apply)")
+    remove.add_argument("node", nargs="?", help="node id, e.g. modelhost-4 (default: the last)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    env_file = ensure_env_file(args.env_file)
     try:
-        topology = load_topology(ensure_env_file(args.env_file))
+        if args.command == "nodes":
+            return _nodes(args, env_file)
+        topology = load_topology(env_file)
+        if args.command == "render":
+            run_dir = args.data_dir / "run"
+            render_all(topology, local_placement(topology, run_dir))
+            write_compose(topology)
+            print(f"rendered the local configs in {run_dir}/ and {COMPOSE_FILE} with {COMPOSE_DIR}/")
+            return 0
+        if args.command == "apply":
+            return _apply(args, topology)
         if args.nodes is not None:
             topology = topology.with_node_count(args.nodes)
-        if args.command == "render":
-            paths = render_all(topology, args.data_dir / "run")
-            print(f"rendered {paths.nginx_conf}, {paths.prometheus_yml} and {paths.targets_dir}/")
-            return 0
         given = {"sync_interval_s": args.sync_interval, "nginx_bin": args.nginx_bin}
         options = LaunchOptions(**{k: v for k, v in given.items() if v is not None})
-        return _up(topology, args.data_dir, args.no_example, options)
-    except (TopologyError, LaunchError) as exc:
+        return _up(prepare(topology, env_file, args.data_dir, options), args.no_example)
+    except (TopologyError, LaunchError, MembershipError) as exc:
         print(f"modelfleet: {exc}", file=sys.stderr)
         return 2
 
 
-def _up(topology: Topology, data_dir: Path, no_example: bool, options: LaunchOptions) -> int:
-    fleet = prepare(topology, data_dir, options)
+def _nodes(args: argparse.Namespace, env_file: Path) -> int:
+    if args.nodes_command == "add":
+        node = add_node_entry(env_file, args.host, args.port)
+        print(f"added {node.id} at {node.host}:{node.port} to {env_file}; run `modelfleet apply`")
+    elif args.nodes_command == "remove":
+        node = remove_node_entry(env_file, args.node)
+        print(f"removed {node.id} from {env_file}; `modelfleet apply` drains and stops it")
+    else:
+        for node in load_topology(env_file).nodes:
+            print(f"{node.id}\t{node.host}:{node.port}")
+    return 0
+
+
+def _apply(args: argparse.Namespace, topology: Topology) -> int:
+    if not args.compose:
+        result = request_apply(args.data_dir)
+        print(json.dumps(result))
+        return 0 if result.get("ok") else 1
+    # The compose file in use lists the nodes running now; the .env says what they should be.
+    running = load_compose_topology(topology, args.compose_file)
+    backend = ComposeBackend(args.compose_file, args.project)
+    inferrer = args.inferrer_url or f"http://127.0.0.1:{topology.inferrer_port}"
+    placement = compose_placement(topology, args.compose_file.parent / "compose")
+    change = apply_topology(running, topology, placement, backend, inferrer)
+    print(json.dumps({"ok": True, "added": change.added, "removed": change.removed}))
+    return 0
+
+
+def _up(fleet: Fleet, no_example: bool) -> int:
     fleet.install_signal_handlers()
+    topology = fleet.topology
     try:
         fleet.start()
         if not no_example:
             print(deploy_example(topology.inferrer_url), flush=True)
-        _print_urls(topology, fleet, data_dir)
+        _print_urls(fleet)
         fleet.supervise()
     except (RuntimeError, OSError) as exc:
         print(f"modelfleet: {exc}", file=sys.stderr)
@@ -79,7 +136,8 @@ def _up(topology: Topology, data_dir: Path, no_example: bool, options: LaunchOpt
     return 0
 
 
-def _print_urls(topology: Topology, fleet: Fleet, data_dir: Path) -> None:
+def _print_urls(fleet: Fleet) -> None:
+    topology = fleet.topology
     names = {p.spec.name for p in fleet.processes}
     inferrer = topology.inferrer_url
     lines = [
@@ -90,7 +148,7 @@ def _print_urls(topology: Topology, fleet: Fleet, data_dir: Path) -> None:
     if "prometheus" in names:
         lines.append(f"  prometheus  http://127.0.0.1:{topology.prometheus_port}")
     lines += [
-        f"  logs        {(data_dir / 'run' / 'logs').resolve()}",
+        f"  logs        {fleet.dirs.logs}",
         "try:",
         f"  curl -s -X POST {inferrer}/api/v1/models/{EXAMPLE_NAME}/predict "
         f"-H 'content-type: application/json' -d '{{\"instances\": [{EXAMPLE_ROW}]}}'",

@@ -1,193 +1,59 @@
-"""`modelfleet up`: the whole fleet as child processes on this machine, stopped together."""
+"""`modelfleet up`: the whole fleet as child processes on this machine, stopped together.
+
+`modelfleet apply` asks a running launcher (SIGHUP) to converge to the .env: new nodes start and
+load the active models before nginx sends them traffic; removed nodes drain, then stop.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
-import shutil
 import signal
-import socket
-import sys
+import subprocess
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import asdict
 from pathlib import Path
 
-from deploy.processes import ManagedProcess, ProcessSpec
-from deploy.render import RenderedPaths, render_all
-from deploy.topology import Topology
+from deploy.local_specs import (
+    UVICORN_GRACEFUL_S,
+    DataDirs,
+    LaunchError,
+    LaunchOptions,
+    check_ports_free,
+    node_spec,
+    process_specs,
+)
+from deploy.membership import MembershipError, apply_topology
+from deploy.processes import ManagedProcess
+from deploy.render import Placement, local_placement, render_all
+from deploy.topology import Node, Topology, TopologyError, load_topology
 
 logger = logging.getLogger(__name__)
 
-# uvicorn keeps idle connections longer than nginx's upstream keepalive_timeout (30 s).
-UVICORN_KEEPALIVE_S = 65
-UVICORN_GRACEFUL_S = 5
 RESTART_DELAY_S = 1.0
-# Handlers are configured here, at the process edge; modules only call logging.getLogger(__name__).
-LOGGING_CONFIG = Path(__file__).resolve().parent / "logging.json"
-
-
-class LaunchError(RuntimeError):
-    """The fleet cannot start; the message says why and what to do."""
-
-
-@dataclass(frozen=True)
-class DataDirs:
-    root: Path
-
-    @property
-    def run(self) -> Path:
-        return self.root / "run"
-
-    @property
-    def repository(self) -> Path:
-        return self.root / "repository"
-
-    def cache(self, node_id: str) -> Path:
-        return self.root / "cache" / node_id
-
-    @property
-    def prometheus(self) -> Path:
-        return self.root / "prometheus"
-
-
-def _uvicorn(app: str, host: str, port: int) -> list[str]:
-    return [
-        sys.executable, "-m", "uvicorn", "--factory", app,
-        "--host", host, "--port", str(port),
-        "--timeout-keep-alive", str(UVICORN_KEEPALIVE_S),
-        "--timeout-graceful-shutdown", str(UVICORN_GRACEFUL_S),
-        "--no-access-log",
-        "--log-config", str(LOGGING_CONFIG),
-    ]  # fmt: skip
-
-
-@dataclass(frozen=True)
-class LaunchOptions:
-    sync_interval_s: float | None = None  # None: the node's own default
-    nginx_bin: str = "nginx"
-
-
-# Debian installs nginx in /usr/sbin, which a non-root PATH often lacks.
-_SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin"])
-
-
-def process_specs(
-    topology: Topology, dirs: DataDirs, paths: RenderedPaths, options: LaunchOptions
-) -> list[ProcessSpec]:
-    """Every child in start order: inferrer, nodes, nginx, then the optional monitoring."""
-    nodes = {node.id: node.url for node in topology.nodes}
-    sync_env = {}
-    if options.sync_interval_s is not None:
-        sync_env["MODELHOST_SYNC_INTERVAL_S"] = str(options.sync_interval_s)
-    specs = [
-        ProcessSpec(
-            "inferrer",
-            _uvicorn("inferrer.app:create_app", topology.inferrer_host, topology.inferrer_port),
-            f"{topology.inferrer_url}/health/live",
-            env={
-                "INFERRER_REPOSITORY_DIR": str(dirs.repository),
-                "INFERRER_NGINX_URL": topology.nginx_url,
-                "INFERRER_NODES": json.dumps(nodes),
-            },
-        )
-    ]
-    for node in topology.nodes:
-        specs.append(
-            ProcessSpec(
-                node.id,
-                _uvicorn("modelhost.app:create_app", node.host, node.port),
-                f"{node.url}/health/ready",
-                env={
-                    "MODELHOST_NODE_ID": node.id,
-                    "MODELHOST_INFERRER_URL": topology.inferrer_url,
-                    "MODELHOST_CACHE_DIR": str(dirs.cache(node.id)),
-                    **sync_env,
-                },
-            )
-        )
-    nginx = shutil.which(options.nginx_bin, path=_SEARCH_PATH)
-    if nginx is None:
-        raise LaunchError(
-            "nginx is not installed. On Debian/Ubuntu: sudo apt-get install -y nginx "
-            "(or run the README's setup command)"
-        )
-    specs.append(
-        ProcessSpec(
-            "nginx",
-            [nginx, "-c", str(paths.nginx_conf), "-e", str(paths.logs_dir / "nginx-error.log")],
-            f"{topology.nginx_url}/api/test/ping/startup",
-            stop_signal=signal.SIGQUIT,  # graceful: finish in-flight requests
-        )
-    )
-    exporter = shutil.which("prometheus-nginx-exporter")
-    if exporter:
-        specs.append(
-            ProcessSpec(
-                "nginx-exporter",
-                [
-                    exporter,
-                    "-nginx.scrape-uri",
-                    f"{topology.nginx_url}/stub_status",
-                    "-web.listen-address",
-                    f"{topology.nginx_host}:{topology.nginx_exporter_port}",
-                ],
-                f"http://{topology.nginx_host}:{topology.nginx_exporter_port}/metrics",
-            )
-        )
-    else:
-        logger.warning("prometheus-nginx-exporter not found: nginx will not be scraped")
-    prometheus = shutil.which("prometheus")
-    if prometheus:
-        specs.append(
-            ProcessSpec(
-                "prometheus",
-                [
-                    prometheus,
-                    f"--config.file={paths.prometheus_yml}",
-                    f"--storage.tsdb.path={dirs.prometheus}",
-                    f"--web.listen-address=127.0.0.1:{topology.prometheus_port}",
-                ],
-                f"http://127.0.0.1:{topology.prometheus_port}/-/ready",
-            )
-        )
-    else:
-        logger.warning("prometheus not found: the fleet runs without it (apt-get install -y prometheus)")
-    return specs
-
-
-def check_ports_free(specs: list[ProcessSpec], topology: Topology) -> None:
-    addresses = [(topology.inferrer_host, topology.inferrer_port)]
-    addresses += [(n.host, n.port) for n in topology.nodes]
-    addresses.append((topology.nginx_host, topology.nginx_port))
-    names = {s.name for s in specs}
-    if "nginx-exporter" in names:
-        addresses.append((topology.nginx_host, topology.nginx_exporter_port))
-    if "prometheus" in names:
-        addresses.append(("127.0.0.1", topology.prometheus_port))
-    for host, port in addresses:
-        with socket.socket() as sock:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                sock.bind((host, port))
-            except OSError as exc:
-                raise LaunchError(
-                    f"{host}:{port} is not free ({exc.strerror}): stop what uses it, "
-                    "or change the port in the .env"
-                ) from None
 
 
 class Fleet:
-    """Starts the children in order, restarts any that die, and stops them all in order."""
+    """Starts the children, restarts any that die, applies .env changes, stops them all in order."""
 
-    def __init__(self, specs: list[ProcessSpec], paths: RenderedPaths) -> None:
-        pids = paths.run_dir / "pids"
-        pids.mkdir(exist_ok=True)
-        self.processes = [ManagedProcess(spec, paths.logs_dir, pids) for spec in specs]
+    def __init__(self, topology: Topology, env_file: Path, dirs: DataDirs, options: LaunchOptions) -> None:
+        self.topology = topology
+        self.env_file = env_file
+        self.dirs = dirs
+        self.options = options
+        self.placement: Placement = local_placement(topology, dirs.run)
+        render_all(topology, self.placement)
+        specs = process_specs(topology, dirs, self.placement, options)
+        check_ports_free(specs, topology)
+        self.processes = [ManagedProcess(spec, dirs.logs, dirs.pids) for spec in specs]
         self.stopping = threading.Event()
+        self.reload_requested = threading.Event()
 
     def start(self, ready_timeout_s: float = 60.0) -> None:
         """Start every child at once (nodes retry until the inferrer answers), then wait for each."""
+        self.dirs.launcher_pid.write_text(f"{os.getpid()}\n")
         for process in self.processes:
             process.start()
         for process in self.processes:
@@ -195,8 +61,11 @@ class Fleet:
             logger.info("%s ready (pid %s)", process.spec.name, process.pid)
 
     def supervise(self) -> None:
-        """Until asked to stop: restart any child that died (a node rejoins by itself)."""
+        """Until asked to stop: restart any child that died, apply the .env when asked."""
         while not self.stopping.wait(0.25):
+            if self.reload_requested.is_set():
+                self.reload_requested.clear()
+                self.apply_env_file()
             for process in self.processes:
                 if not process.is_running() and not self.stopping.is_set():
                     logger.warning(
@@ -207,23 +76,106 @@ class Fleet:
                         return
                     process.start()
 
+    def apply_env_file(self) -> None:
+        """Converge to the .env's nodes; the outcome goes to run/apply.json for `modelfleet apply`."""
+        try:
+            desired = load_topology(self.env_file)
+            change = apply_topology(
+                self.topology, desired, self.placement, _LocalBackend(self), self.topology.inferrer_url
+            )
+            self.topology = desired
+            result = {"ok": True, **asdict(change)}
+        except (TopologyError, MembershipError, LaunchError, RuntimeError) as exc:
+            logger.error("apply failed: %s", exc)
+            result = {"ok": False, "error": str(exc)}
+        logger.info("apply: %s", result)
+        self.dirs.apply_result.write_text(json.dumps({**result, "at": time.time()}))
+
     def stop(self) -> None:
         """The gateway first (no new work), then the balancer, the nodes, and monitoring."""
         self.stopping.set()
-        for process in self.processes:
+        for process in sorted(self.processes, key=lambda p: p.spec.role):
             process.stop(timeout_s=UVICORN_GRACEFUL_S + 5)
+        self.dirs.launcher_pid.unlink(missing_ok=True)
 
     def install_signal_handlers(self) -> None:
         def request_stop(signum: int, frame: object) -> None:
             self.stopping.set()
 
+        def request_reload(signum: int, frame: object) -> None:
+            self.reload_requested.set()
+
         signal.signal(signal.SIGINT, request_stop)
         signal.signal(signal.SIGTERM, request_stop)
+        signal.signal(signal.SIGHUP, request_reload)
+
+    def process(self, name: str) -> ManagedProcess:
+        return next(p for p in self.processes if p.spec.name == name)
 
 
-def prepare(topology: Topology, data_dir: Path, options: LaunchOptions) -> Fleet:
+class _LocalBackend:
+    """Membership changes on child processes of this launcher."""
+
+    def __init__(self, fleet: Fleet) -> None:
+        self.fleet = fleet
+
+    def prepare(self, union: Topology) -> None:
+        pass
+
+    def start_node(self, node: Node) -> None:
+        fleet = self.fleet
+        spec = node_spec(fleet.topology, node, fleet.dirs, fleet.options)
+        process = ManagedProcess(spec, fleet.dirs.logs, fleet.dirs.pids)
+        process.start()
+        fleet.processes.append(process)
+
+    def reload_balancer(self) -> None:
+        """`nginx -t` on the new config, then SIGHUP: a graceful reload that keeps in-flight requests."""
+        nginx = self.fleet.process("nginx")
+        test = subprocess.run(
+            [nginx.spec.argv[0], "-t", "-c", str(self.fleet.placement.nginx_conf), "-e", "stderr"],
+            capture_output=True,
+            text=True,
+        )
+        if test.returncode != 0:
+            raise MembershipError(f"nginx -t refused the new config:\n{test.stderr}")
+        if nginx.pid is None:
+            raise MembershipError("nginx is not running")
+        os.kill(nginx.pid, signal.SIGHUP)
+        time.sleep(0.5)  # new workers take over; old ones finish their requests
+
+    def stop_node(self, node: Node) -> None:
+        process = self.fleet.process(node.id)
+        self.fleet.processes.remove(process)
+        process.stop(timeout_s=UVICORN_GRACEFUL_S + 5)
+
+    def finish(self, final: Topology) -> None:
+        pass
+
+
+def prepare(topology: Topology, env_file: Path, data_dir: Path, options: LaunchOptions) -> Fleet:
     dirs = DataDirs(data_dir.resolve())
-    paths = render_all(topology, dirs.run)
-    specs = process_specs(topology, dirs, paths, options)
-    check_ports_free(specs, topology)
-    return Fleet(specs, paths)
+    for directory in (dirs.logs, dirs.pids, dirs.run / "nginx-tmp"):
+        directory.mkdir(parents=True, exist_ok=True)
+    return Fleet(topology, env_file, dirs, options)
+
+
+def request_apply(data_dir: Path, timeout_s: float = 180.0) -> dict[str, object]:
+    """Ask the launcher running on data_dir to apply the .env, and wait for its answer."""
+    dirs = DataDirs(data_dir.resolve())
+    try:
+        pid = int(dirs.launcher_pid.read_text())
+    except (OSError, ValueError):
+        raise LaunchError(f"no running `modelfleet up` uses {data_dir}") from None
+    asked_at = time.time()
+    os.kill(pid, signal.SIGHUP)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            result = json.loads(dirs.apply_result.read_text())
+            if result["at"] >= asked_at:
+                return dict(result)
+        except (OSError, ValueError, KeyError):
+            pass
+        time.sleep(0.2)
+    raise LaunchError(f"the launcher did not finish applying within {timeout_s:.0f}s")

@@ -11,6 +11,7 @@ import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from enum import IntEnum
 from pathlib import Path
 
 import httpx
@@ -26,11 +27,21 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+class Role(IntEnum):
+    """What a child is for; the fleet stops children in this order."""
+
+    GATEWAY = 0  # first: no new work comes in
+    BALANCER = 1
+    NODE = 2
+    MONITORING = 3  # last: it sees everything else stop
+
+
 @dataclass
 class ProcessSpec:
     name: str
     argv: Sequence[str]
     ready_url: str
+    role: Role
     env: dict[str, str] = field(default_factory=dict)
     stop_signal: signal.Signals = signal.SIGTERM
 

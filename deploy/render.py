@@ -1,15 +1,20 @@
-"""Render the topology into nginx's config and Prometheus's config and target files."""
+"""Render the topology into nginx's config, Prometheus's config and targets, and the node list.
+
+The same renderings serve the local launcher (addresses from the .env, files under the run dir)
+and docker-compose (service names, files under deploy/compose/ mounted into the containers).
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
-from deploy.topology import Topology
+from deploy.topology import Node, Topology
 
 ROOT = Path(__file__).resolve().parent.parent
 NGINX_TEMPLATE = ROOT / "nginx" / "nginx.conf.template"
@@ -21,68 +26,113 @@ class _AtTemplate(Template):
 
 
 @dataclass(frozen=True)
-class RenderedPaths:
-    run_dir: Path
+class Placement:
+    """Where the services are seen from (addresses) and where their config files go (paths)."""
 
-    @property
-    def nginx_conf(self) -> Path:
-        return self.run_dir / "nginx.conf"
+    nginx_conf: Path
+    prometheus_yml: Path
+    targets_dir: Path  # as written here
+    targets_dir_seen: Path  # as Prometheus sees it
+    nodes_json: Path
+    nginx_runtime: dict[str, str]  # pid, logs, temp dir, listen, stub_status access
+    compose: bool
 
-    @property
-    def prometheus_yml(self) -> Path:
-        return self.run_dir / "prometheus.yml"
+    def address(self, service: str, host: str, port: int) -> str:
+        return f"{service if self.compose else host}:{port}"
 
-    @property
-    def targets_dir(self) -> Path:
-        return self.run_dir / "targets"
-
-    @property
-    def logs_dir(self) -> Path:
-        return self.run_dir / "logs"
+    def node_address(self, node: Node) -> str:
+        return self.address(node.id, node.host, node.port)
 
 
-def render_nginx(topology: Topology, run_dir: Path) -> str:
+def local_placement(topology: Topology, run_dir: Path) -> Placement:
+    run_dir = run_dir.resolve()
+    return Placement(
+        nginx_conf=run_dir / "nginx.conf",
+        prometheus_yml=run_dir / "prometheus.yml",
+        targets_dir=run_dir / "targets",
+        targets_dir_seen=run_dir / "targets",
+        nodes_json=run_dir / "nodes.json",
+        nginx_runtime={
+            "pid_file": str(run_dir / "nginx.pid"),
+            "error_log": str(run_dir / "logs" / "nginx-error.log"),
+            "access_log": str(run_dir / "logs" / "nginx-access.log"),
+            "temp_dir": str(run_dir / "nginx-tmp"),
+            "listen": f"{topology.nginx_host}:{topology.nginx_port}",
+            "stub_status_allow": "127.0.0.1",
+        },
+        compose=False,
+    )
+
+
+def compose_placement(topology: Topology, compose_dir: Path) -> Placement:
+    return Placement(
+        nginx_conf=compose_dir / "nginx" / "nginx.conf",
+        prometheus_yml=compose_dir / "prometheus" / "prometheus.yml",
+        targets_dir=compose_dir / "prometheus" / "targets",
+        targets_dir_seen=Path("/etc/modelfleet/prometheus/targets"),
+        nodes_json=compose_dir / "inferrer" / "nodes.json",
+        nginx_runtime={
+            "pid_file": "/tmp/nginx.pid",
+            "error_log": "stderr",
+            "access_log": "/dev/stdout",
+            "temp_dir": "/tmp",
+            "listen": f"0.0.0.0:{topology.nginx_port}",
+            "stub_status_allow": "all",  # nginx is not published: only the compose network
+        },
+        compose=True,
+    )
+
+
+def render_nginx(nodes: Iterable[Node], placement: Placement) -> str:
     servers = "\n".join(
-        f"        server {node.host}:{node.port} max_fails=1 fail_timeout=2s;  # {node.id}"
-        for node in topology.nodes
+        f"        server {placement.node_address(node)} max_fails=1 fail_timeout=2s;  # {node.id}"
+        for node in nodes
     )
-    return _AtTemplate(NGINX_TEMPLATE.read_text()).substitute(
-        run_dir=run_dir,
-        servers=servers,
-        listen=f"{topology.nginx_host}:{topology.nginx_port}",
-    )
+    return _AtTemplate(NGINX_TEMPLATE.read_text()).substitute(servers=servers, **placement.nginx_runtime)
 
 
-def render_prometheus(targets_dir: Path) -> str:
-    return _AtTemplate(PROMETHEUS_TEMPLATE.read_text()).substitute(targets_dir=targets_dir)
+def render_prometheus(placement: Placement) -> str:
+    return _AtTemplate(PROMETHEUS_TEMPLATE.read_text()).substitute(targets_dir=placement.targets_dir_seen)
 
 
-def render_targets(topology: Topology) -> dict[str, list[dict[str, object]]]:
+def render_targets(
+    topology: Topology, nodes: Iterable[Node], placement: Placement
+) -> dict[str, list[dict[str, object]]]:
     """file_sd target groups by job; every node carries its node id as a label."""
+    inferrer = placement.address("inferrer", topology.inferrer_host, topology.inferrer_port)
+    exporter = placement.address("nginx-exporter", topology.nginx_host, topology.nginx_exporter_port)
     return {
-        "inferrer": [{"targets": [f"{topology.inferrer_host}:{topology.inferrer_port}"]}],
+        "inferrer": [{"targets": [inferrer]}],
         "modelhost": [
-            {"targets": [f"{node.host}:{node.port}"], "labels": {"node": node.id}} for node in topology.nodes
+            {"targets": [placement.node_address(node)], "labels": {"node": node.id}} for node in nodes
         ],
-        "nginx": [{"targets": [f"{topology.nginx_host}:{topology.nginx_exporter_port}"]}],
+        "nginx": [{"targets": [exporter]}],
     }
 
 
-def render_all(topology: Topology, run_dir: Path) -> RenderedPaths:
-    """Write every rendering under run_dir, each file atomically."""
-    paths = RenderedPaths(run_dir.resolve())
-    for directory in (paths.run_dir, paths.targets_dir, paths.logs_dir):
-        directory.mkdir(parents=True, exist_ok=True)
-    (paths.run_dir / "nginx-tmp").mkdir(exist_ok=True)
-    write_atomic(paths.nginx_conf, render_nginx(topology, paths.run_dir))
-    write_atomic(paths.prometheus_yml, render_prometheus(paths.targets_dir))
-    for job, groups in render_targets(topology).items():
-        write_atomic(paths.targets_dir / f"{job}.json", json.dumps(groups, indent=2))
-    return paths
+def write_balancer(topology: Topology, nodes: Iterable[Node], placement: Placement) -> None:
+    """nginx's upstream and Prometheus's targets: the nodes that take traffic."""
+    nodes = list(nodes)
+    write_atomic(placement.nginx_conf, render_nginx(nodes, placement))
+    for job, groups in render_targets(topology, nodes, placement).items():
+        write_atomic(placement.targets_dir / f"{job}.json", json.dumps(groups, indent=2) + "\n")
+
+
+def write_node_list(nodes: Iterable[Node], placement: Placement) -> None:
+    """The inferrer's node list (it re-reads the file when it changes)."""
+    urls = {node.id: f"http://{placement.node_address(node)}" for node in nodes}
+    write_atomic(placement.nodes_json, json.dumps(urls, indent=2) + "\n")
+
+
+def render_all(topology: Topology, placement: Placement) -> None:
+    write_balancer(topology, topology.nodes, placement)
+    write_node_list(topology.nodes, placement)
+    write_atomic(placement.prometheus_yml, render_prometheus(placement))
 
 
 def write_atomic(path: Path, text: str) -> None:
     """Readers (nginx -t, Prometheus's file watcher) see the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w") as f:

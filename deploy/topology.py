@@ -120,3 +120,36 @@ def _check_unique_addresses(topology: Topology) -> None:
         if address in seen:
             raise TopologyError(f"two nodes share the address {node.host}:{node.port}")
         seen.add(address)
+
+
+def add_node_entry(path: Path, host: str | None = None, port: int | None = None) -> Node:
+    """Append the next MODELHOST_<n> entry (default: loopback, the port after the last node's)."""
+    topology = load_topology(path)
+    last = topology.nodes[-1]
+    node = Node(last.index + 1, host or "127.0.0.1", port or max(n.port for n in topology.nodes) + 1)
+    text = path.read_text()
+    separator = "" if text.endswith("\n") else "\n"
+    path.write_text(
+        f"{text}{separator}MODELHOST_{node.index}_HOST={node.host}\nMODELHOST_{node.index}_PORT={node.port}\n"
+    )
+    load_topology(path)  # refuse to leave a broken file: the same checks as at start
+    return node
+
+
+def remove_node_entry(path: Path, node_id: str | None = None) -> Node:
+    """Remove a node's entry (default: the last node). The fleet drains it on `modelfleet apply`."""
+    topology = load_topology(path)
+    if len(topology.nodes) == 1:
+        raise TopologyError("the fleet needs at least one node")
+    node = topology.nodes[-1] if node_id is None else _find(topology, node_id)
+    keys = {f"MODELHOST_{node.index}_HOST", f"MODELHOST_{node.index}_PORT"}
+    kept = [line for line in path.read_text().splitlines() if line.split("=", 1)[0].strip() not in keys]
+    path.write_text("\n".join(kept) + "\n")
+    return node
+
+
+def _find(topology: Topology, node_id: str) -> Node:
+    for node in topology.nodes:
+        if node.id == node_id:
+            return node
+    raise TopologyError(f"no node {node_id!r} in the topology")

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from inferrer.client import ModelHostClientManager
 from inferrer.errors import EXCEPTION_HANDLERS
+from inferrer.node_directory import NodeDirectory
 from inferrer.repository import ModelRepository
 from inferrer.routes_fleet import router as fleet_router
 from inferrer.routes_internal import router as internal_router
@@ -39,7 +40,7 @@ def create_app(
             app.state.metrics = metrics
             app.state.repository = ModelRepository(settings.repository_dir)
             app.state.manager = ModelHostClientManager(
-                client, settings.nginx_url, settings.nodes, settings.status_timeout_s
+                client, settings.nginx_url, NodeDirectory(settings.nodes_file), settings.status_timeout_s
             )
             yield
 

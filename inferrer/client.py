@@ -15,7 +15,8 @@ from urllib.parse import quote
 import httpx
 
 from artifacts.manifest import Manifest
-from inferrer.errors import UpstreamTimeout, UpstreamUnavailable
+from inferrer.errors import NodeNotFound, UpstreamTimeout, UpstreamUnavailable
+from inferrer.node_directory import NodeDirectory
 
 
 @dataclass
@@ -31,6 +32,8 @@ class NodeStatus:
     url: str
     live: bool = False
     ready: bool = False
+    draining: bool = False
+    in_flight: int = 0
     models: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
 
@@ -40,13 +43,17 @@ class ModelHostClientManager:
         self,
         client: httpx.AsyncClient,
         nginx_url: str,
-        nodes: dict[str, str],
+        directory: NodeDirectory,
         status_timeout_s: float,
     ) -> None:
         self._client = client
         self._nginx_url = nginx_url
-        self.nodes = nodes
+        self._directory = directory
         self._status_timeout = httpx.Timeout(status_timeout_s)
+
+    @property
+    def nodes(self) -> dict[str, str]:
+        return self._directory.current()
 
     async def predict(self, name: str, body: bytes) -> UpstreamAnswer:
         return await self._through_balancer("POST", f"/api/v1/models/{quote(name, safe='')}/predict", body)
@@ -95,8 +102,22 @@ class ModelHostClientManager:
                 return f"unreachable: {exc!r}"
             return None if response.is_success else f"{response.status_code}: {response.text}"
 
-        results = await asyncio.gather(*(one(url) for url in self.nodes.values()))
-        return dict(zip(self.nodes, results, strict=True))
+        nodes = self.nodes
+        results = await asyncio.gather(*(one(url) for url in nodes.values()))
+        return dict(zip(nodes, results, strict=True))
+
+    async def drain(self, node: str) -> dict[str, Any]:
+        """Ask one node to stop taking new inference (it answers 503, so nginx retries elsewhere)."""
+        url = self.nodes.get(node)
+        if url is None:
+            raise NodeNotFound(f"no node {node!r} in the topology")
+        try:
+            response = await self._client.post(f"{url}/internal/v1/drain", timeout=self._status_timeout)
+            response.raise_for_status()
+        except httpx.HTTPError as exc:
+            raise UpstreamUnavailable(f"node {node} did not accept the drain: {exc!r}") from None
+        body: dict[str, Any] = response.json()
+        return body
 
     async def node_statuses(self) -> list[NodeStatus]:
         return list(await asyncio.gather(*(self._status(n, u) for n, u in self.nodes.items())))
@@ -112,5 +133,7 @@ class ModelHostClientManager:
         info = response.json()
         status.live = True
         status.ready = bool(info.get("ready"))
+        status.draining = bool(info.get("draining"))
+        status.in_flight = int(info.get("in_flight", 0))
         status.models = info.get("models", [])
         return status

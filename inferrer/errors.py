@@ -23,6 +23,10 @@ class ModelNotFound(InferrerError):
     status_code = 404
 
 
+class NodeNotFound(InferrerError):
+    status_code = 404
+
+
 class VersionConflict(InferrerError):
     status_code = 409
 

@@ -53,6 +53,12 @@ async def nodes(request: Request) -> FastJSONResponse:
     return FastJSONResponse({"nodes": [dataclasses.asdict(s) for s in statuses]})
 
 
+@router.post("/api/v1/nodes/{node}/drain")
+async def drain_node(node: str, request: Request) -> FastJSONResponse:
+    """Stop sending new inference to a node before it is removed; in-flight requests finish."""
+    return FastJSONResponse(await deps.manager(request).drain(node))
+
+
 @router.post("/api/test/sendtomodelhost")
 async def send_to_modelhost(request: Request) -> FastJSONResponse:
     """Send each item through nginx to a node's ping route; show which node answered each."""

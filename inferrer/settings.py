@@ -13,8 +13,8 @@ class InferrerSettings(BaseSettings):
 
     repository_dir: Path = Path(".modelfleet/repository")
     nginx_url: str = "http://127.0.0.1:8080"
-    # Node id -> base URL, as JSON: {"modelhost-1": "http://127.0.0.1:8101"}.
-    nodes: dict[str, str] = Field(default_factory=dict)
+    # JSON {"modelhost-1": "http://127.0.0.1:8101", ...}, rendered from the topology; re-read on change.
+    nodes_file: Path | None = None
     status_timeout_s: float = Field(default=1.0, gt=0)
     upstream_timeout_s: float = Field(default=30.0, gt=0)
     max_upload_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
@@ -27,11 +27,3 @@ class InferrerSettings(BaseSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("nginx_url must be an http(s) URL")
         return value.rstrip("/")
-
-    @field_validator("nodes")
-    @classmethod
-    def _check_nodes(cls, value: dict[str, str]) -> dict[str, str]:
-        for node, url in value.items():
-            if not url.startswith(("http://", "https://")):
-                raise ValueError(f"node {node}: {url!r} is not an http(s) URL")
-        return {node: url.rstrip("/") for node, url in value.items()}

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from wire.errors import MalformedRequest, ServiceError
 
-__all__ = ["ArtifactUnavailable", "InvalidInput", "MalformedRequest", "ModelNotLoaded", "ModelhostError"]
+__all__ = [
+    "ArtifactUnavailable",
+    "InvalidInput",
+    "MalformedRequest",
+    "ModelNotLoaded",
+    "ModelhostError",
+    "NodeDraining",
+]
 
 
 class ModelhostError(ServiceError):
@@ -16,6 +23,11 @@ class InvalidInput(ModelhostError):
 
 
 class ModelNotLoaded(ModelhostError):
+    # 503 so that nginx retries the prediction on another node.
+    status_code = 503
+
+
+class NodeDraining(ModelhostError):
     # 503 so that nginx retries the prediction on another node.
     status_code = 503
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from artifacts.manifest import Manifest
-from modelhost.errors import ModelNotLoaded
+from modelhost.errors import ModelNotLoaded, NodeDraining
 from modelhost.store import ModelStore
 from modelhost.sync import Reconciler
 from wire.errors import parse_json_object
@@ -36,6 +36,8 @@ def status(request: Request) -> FastJSONResponse:
             "service": "modelhost",
             "node": store.node,
             "ready": readiness.ready,
+            "draining": readiness.draining,
+            "in_flight": store.in_flight,
             "models": [_summary(m) for m in store.loaded()],
         }
     )
@@ -60,6 +62,8 @@ def ping(item: str, request: Request) -> FastJSONResponse:
 
 @router.post("/api/v1/models/{name}/predict")
 async def predict(name: str, request: Request) -> Response:
+    if _reconciler(request).readiness.draining:
+        raise NodeDraining(f"{_store(request).node} is draining")
     body = parse_json_object(await request.body())
     store = _store(request)
     version = body.get("version") or _latest_loaded_version(store, name)
@@ -79,6 +83,14 @@ def loaded_models(request: Request) -> FastJSONResponse:
 async def load_model(manifest: Manifest, request: Request) -> FastJSONResponse:
     await _reconciler(request).load(manifest)
     return FastJSONResponse({**_summary(manifest), "node": _store(request).node})
+
+
+@router.post("/internal/v1/drain")
+def drain(request: Request) -> FastJSONResponse:
+    readiness = _reconciler(request).readiness
+    readiness.drain()
+    store = _store(request)
+    return FastJSONResponse({"node": store.node, "draining": True, "in_flight": store.in_flight})
 
 
 @router.delete("/internal/v1/models/{name}")

@@ -35,6 +35,7 @@ class ModelStore:
         self._loading: dict[str, asyncio.Lock] = {}
         # One thread: concurrent predicts would only fight over the GIL (PERFORMANCE.md).
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
+        self.in_flight = 0
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
@@ -83,9 +84,13 @@ class ModelStore:
         if output not in model.manifest.signature.outputs:
             raise InvalidInput(f"model {name!r} has no output {output!r}")
         loop = asyncio.get_running_loop()
-        result, elapsed = await loop.run_in_executor(
-            self._executor, _timed_call, getattr(model.estimator, output), rows
-        )
+        self.in_flight += 1
+        try:
+            result, elapsed = await loop.run_in_executor(
+                self._executor, _timed_call, getattr(model.estimator, output), rows
+            )
+        finally:
+            self.in_flight -= 1
         labels = (name, version, self.node)
         self._metrics.predict_latency.labels(*labels).observe(elapsed)
         self._metrics.predicted_rows.labels(*labels).inc(len(rows))

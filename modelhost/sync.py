@@ -21,8 +21,18 @@ class Readiness:
     """Ready once the node has loaded every model the inferrer says it must serve."""
 
     def __init__(self) -> None:
-        self.ready = False
+        self.synced = False
+        self.draining = False
         self.reason = "waiting for the first sync with the inferrer"
+
+    @property
+    def ready(self) -> bool:
+        return self.synced and not self.draining
+
+    def drain(self) -> None:
+        """From now on: not ready, and new predictions answer 503 so nginx retries elsewhere."""
+        self.draining = True
+        self.reason = "draining: leaving the fleet"
 
 
 class Reconciler:
@@ -54,7 +64,7 @@ class Reconciler:
             except httpx.HTTPError as exc:
                 logger.warning("cannot reach the inferrer for the desired state: %r", exc)
                 # Until the first sync succeeds, retry quickly: the node is not ready yet.
-                delay = self._interval_s if self.readiness.ready else min(1.0, self._interval_s)
+                delay = self._interval_s if self.readiness.synced else min(1.0, self._interval_s)
             await asyncio.sleep(delay)
 
     async def sync_once(self) -> None:
@@ -75,5 +85,6 @@ class Reconciler:
         for loaded in self._store.loaded():
             if loaded.key not in wanted:
                 self._store.unload(loaded.name, loaded.version)
-        self.readiness.ready = not failures
-        self.readiness.reason = "; ".join(failures) if failures else "all models loaded"
+        self.readiness.synced = not failures
+        if not self.readiness.draining:
+            self.readiness.reason = "; ".join(failures) if failures else "all models loaded"

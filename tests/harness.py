@@ -42,6 +42,7 @@ def port_is_bound(port: int) -> bool:
 @dataclass
 class RunningFleet:
     process: subprocess.Popen[bytes]
+    env_file: Path
     data_dir: Path
     output: Path
     ports: dict[str, int]
@@ -63,6 +64,14 @@ class RunningFleet:
 
     def child_pids(self) -> list[int]:
         return [int(p.read_text()) for p in (self.data_dir / "run" / "pids").glob("*.pid")]
+
+    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """Run `modelfleet` against this fleet's .env and data dir."""
+        return subprocess.run(
+            [sys.executable, "-m", "deploy.cli", "--env-file", str(self.env_file),
+             "--data-dir", str(self.data_dir), *args],
+            capture_output=True, text=True, timeout=240,
+        )  # fmt: skip
 
     def log(self) -> str:
         return self.output.read_text(errors="replace")
@@ -98,6 +107,7 @@ def start_fleet(
         )
     fleet = RunningFleet(
         process,
+        env_file,
         data_dir,
         output,
         {"inferrer": inferrer, "nginx": nginx, "exporter": exporter, "prometheus": prometheus},

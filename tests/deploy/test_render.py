@@ -7,7 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from deploy.render import render_all
+from deploy.render import compose_placement, local_placement, render_all
 from deploy.topology import EXAMPLE_ENV_FILE, load_topology
 
 
@@ -17,31 +17,49 @@ def _nginx() -> str:
     return found
 
 
-def test_rendered_nginx_config_passes_nginx_t(tmp_path: Path) -> None:
-    paths = render_all(load_topology(EXAMPLE_ENV_FILE), tmp_path / "run")
-    text = paths.nginx_conf.read_text()
+def _nginx_t(conf: Path, log: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([_nginx(), "-t", "-c", str(conf), "-e", str(log)], capture_output=True, text=True)
+
+
+def test_local_nginx_config_passes_nginx_t(tmp_path: Path) -> None:
+    topology = load_topology(EXAMPLE_ENV_FILE)
+    placement = local_placement(topology, tmp_path / "run")
+    (tmp_path / "run" / "logs").mkdir(parents=True)
+    (tmp_path / "run" / "nginx-tmp").mkdir()
+    render_all(topology, placement)
+    text = placement.nginx_conf.read_text()
     for port in (8101, 8102, 8103):
         assert f"server 127.0.0.1:{port} " in text
     assert "least_conn;" in text and "keepalive 64;" in text
     assert "non_idempotent" in text and "client_max_body_size" in text
-    result = subprocess.run(
-        [_nginx(), "-t", "-c", str(paths.nginx_conf), "-e", str(paths.logs_dir / "t.log")],
-        capture_output=True,
-        text=True,
-    )
+    result = _nginx_t(placement.nginx_conf, tmp_path / "t.log")
     assert result.returncode == 0, result.stderr
     assert "test is successful" in result.stderr
+    nodes = json.loads(placement.nodes_json.read_text())
+    assert nodes["modelhost-2"] == "http://127.0.0.1:8102"
 
 
-def test_rendered_prometheus_config_passes_promtool(tmp_path: Path) -> None:
+def test_compose_nginx_config_uses_service_names(tmp_path: Path) -> None:
+    topology = load_topology(EXAMPLE_ENV_FILE)
+    placement = compose_placement(topology, tmp_path / "compose")
+    render_all(topology, placement)
+    text = placement.nginx_conf.read_text()
+    assert "server modelhost-3:8103 " in text
+    assert "listen 0.0.0.0:8080;" in text
+    # Service names resolve only inside the compose network; nginx -t there is in the compose test.
+    assert json.loads(placement.nodes_json.read_text())["modelhost-1"] == "http://modelhost-1:8101"
+
+
+def test_prometheus_config_passes_promtool(tmp_path: Path) -> None:
     topology = load_topology(EXAMPLE_ENV_FILE).with_node_count(4)
-    paths = render_all(topology, tmp_path / "run")
+    placement = local_placement(topology, tmp_path / "run")
+    render_all(topology, placement)
     promtool = shutil.which("promtool")
     assert promtool, "promtool is required: the README's test command installs prometheus"
     result = subprocess.run(
-        [promtool, "check", "config", str(paths.prometheus_yml)], capture_output=True, text=True
+        [promtool, "check", "config", str(placement.prometheus_yml)], capture_output=True, text=True
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    nodes = json.loads((paths.targets_dir / "modelhost.json").read_text())
+    nodes = json.loads((placement.targets_dir / "modelhost.json").read_text())
     assert [g["labels"]["node"] for g in nodes] == [f"modelhost-{i}" for i in range(1, 5)]
     assert nodes[3]["targets"] == ["127.0.0.1:8104"]

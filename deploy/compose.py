@@ -1,0 +1,162 @@
+"""Render deploy/docker-compose.yml and the configs it mounts, from the same topology."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from deploy.local_specs import UVICORN_GRACEFUL_S, UVICORN_KEEPALIVE_S
+from deploy.render import compose_placement, render_all, write_atomic
+from deploy.topology import DEPLOY_DIR, Node, Topology
+
+COMPOSE_FILE = DEPLOY_DIR / "docker-compose.yml"
+COMPOSE_DIR = DEPLOY_DIR / "compose"
+HEADER = "# Rendered by `modelfleet render` from deploy/.env. Do not edit: edit the .env and render.\n"
+
+# Above uvicorn's --timeout-graceful-shutdown, so a stopping container finishes its requests.
+STOP_GRACE = f"{UVICORN_GRACEFUL_S + 10}s"
+HEALTHCHECK = {"interval": "2s", "timeout": "2s", "retries": 30, "start_period": "5s"}
+
+
+def _uvicorn(app: str, port: int) -> list[str]:
+    return [
+        "uvicorn", "--factory", app, "--host", "0.0.0.0", "--port", str(port),
+        "--timeout-keep-alive", str(UVICORN_KEEPALIVE_S),
+        "--timeout-graceful-shutdown", str(UVICORN_GRACEFUL_S),
+        "--no-access-log", "--log-config", "/etc/modelfleet/logging.json",
+    ]  # fmt: skip
+
+
+def _image(name: str, dockerfile: str, target: str | None = None) -> dict[str, Any]:
+    build: dict[str, Any] = {"context": "..", "dockerfile": f"deploy/docker/{dockerfile}"}
+    if target:
+        build["target"] = target
+    return {"image": f"modelfleet-{name}:latest", "build": build}
+
+
+def node_service(topology: Topology, node: Node) -> dict[str, Any]:
+    return {
+        **_image("modelhost", "app.Dockerfile", "modelhost"),
+        "command": _uvicorn("modelhost.app:create_app", node.port),
+        "environment": {
+            "MODELHOST_NODE_ID": node.id,
+            "MODELHOST_INFERRER_URL": f"http://inferrer:{topology.inferrer_port}",
+            "HEALTH_URL": f"http://127.0.0.1:{node.port}/health/ready",
+        },
+        "depends_on": {"inferrer": {"condition": "service_healthy"}},
+        "restart": "unless-stopped",
+        "stop_grace_period": STOP_GRACE,
+        "healthcheck": HEALTHCHECK,
+    }
+
+
+def compose_document(topology: Topology) -> dict[str, Any]:
+    t = topology
+    services: dict[str, Any] = {
+        "inferrer": {
+            **_image("inferrer", "app.Dockerfile", "inferrer"),
+            "command": _uvicorn("inferrer.app:create_app", t.inferrer_port),
+            "environment": {
+                "INFERRER_REPOSITORY_DIR": "/data/repository",
+                "INFERRER_NGINX_URL": f"http://nginx:{t.nginx_port}",
+                "INFERRER_NODES_FILE": "/etc/modelfleet/inferrer/nodes.json",
+                "HEALTH_URL": f"http://127.0.0.1:{t.inferrer_port}/health/live",
+            },
+            "ports": [f"127.0.0.1:{t.inferrer_port}:{t.inferrer_port}"],
+            "volumes": ["models:/data", "./compose/inferrer:/etc/modelfleet/inferrer:ro"],
+            "restart": "unless-stopped",
+            "stop_grace_period": STOP_GRACE,
+            "healthcheck": HEALTHCHECK,
+        }
+    }
+    for node in t.nodes:
+        services[node.id] = node_service(t, node)
+    services["nginx"] = {
+        **_image("nginx", "nginx.Dockerfile"),
+        "volumes": ["./compose/nginx:/etc/modelfleet/nginx:ro"],
+        "depends_on": {node.id: {"condition": "service_healthy"} for node in t.nodes},
+        "restart": "unless-stopped",
+        "stop_grace_period": STOP_GRACE,
+        "healthcheck": {**HEALTHCHECK, "test": _curl(f"http://127.0.0.1:{t.nginx_port}/stub_status")},
+    }
+    services["nginx-exporter"] = {
+        **_image("prometheus", "prometheus.Dockerfile"),
+        "command": [
+            "prometheus-nginx-exporter",
+            "-nginx.scrape-uri",
+            f"http://nginx:{t.nginx_port}/stub_status",
+            "-web.listen-address",
+            f"0.0.0.0:{t.nginx_exporter_port}",
+        ],
+        "depends_on": {"nginx": {"condition": "service_healthy"}},
+        "restart": "unless-stopped",
+        "healthcheck": {**HEALTHCHECK, "test": _curl(f"http://127.0.0.1:{t.nginx_exporter_port}/metrics")},
+    }
+    services["prometheus"] = {
+        **_image("prometheus", "prometheus.Dockerfile"),
+        "command": [
+            "prometheus",
+            "--config.file=/etc/modelfleet/prometheus/prometheus.yml",
+            "--storage.tsdb.path=/prometheus",
+            f"--web.listen-address=0.0.0.0:{t.prometheus_port}",
+        ],
+        "ports": [f"127.0.0.1:{t.prometheus_port}:{t.prometheus_port}"],
+        "volumes": ["./compose/prometheus:/etc/modelfleet/prometheus:ro", "prometheus-data:/prometheus"],
+        "depends_on": {"inferrer": {"condition": "service_healthy"}},
+        "restart": "unless-stopped",
+        "healthcheck": {**HEALTHCHECK, "test": _curl(f"http://127.0.0.1:{t.prometheus_port}/-/ready")},
+    }
+    return {
+        "version": "2.4",
+        "services": services,
+        "volumes": {"models": {}, "prometheus-data": {}},
+    }
+
+
+def _curl(url: str) -> list[str]:
+    return ["CMD", "curl", "-fsS", "-o", "/dev/null", url]
+
+
+class _PlainDumper(yaml.SafeDumper):
+    """For people to read: mappings as blocks, lists on one line, no &anchors/*aliases."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def _flow_list(dumper: yaml.SafeDumper, data: list[Any]) -> yaml.Node:
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True)
+
+
+_PlainDumper.add_representer(list, _flow_list)
+
+
+def render_compose_text(topology: Topology) -> str:
+    document = compose_document(topology)
+    text = yaml.dump(document, Dumper=_PlainDumper, sort_keys=False, default_flow_style=False, width=100)
+    return HEADER + text
+
+
+def write_compose(topology: Topology, compose_file: Path = COMPOSE_FILE) -> None:
+    """The compose file and the configs it mounts (nginx, Prometheus, the inferrer's node list)."""
+    render_all(topology, compose_placement(topology, compose_file.parent / "compose"))
+    write_atomic(compose_file, render_compose_text(topology))
+
+
+def load_compose_topology(topology: Topology, compose_file: Path = COMPOSE_FILE) -> Topology:
+    """The nodes the compose file runs now (hosts as in the .env: compose uses service names)."""
+    services = yaml.safe_load(compose_file.read_text())["services"]
+    hosts = {node.index: node.host for node in topology.nodes}
+    nodes = []
+    for name, service in services.items():
+        match = re.fullmatch(r"modelhost-(\d+)", name)
+        if match:
+            index = int(match[1])
+            command = service["command"]
+            port = int(command[command.index("--port") + 1])
+            nodes.append(Node(index, hosts.get(index, "127.0.0.1"), port))
+    return replace(topology, nodes=tuple(sorted(nodes, key=lambda n: n.index)))

@@ -1,0 +1,194 @@
+"""What the local launcher runs: one process spec per service, from the topology."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import socket
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from deploy.processes import ProcessSpec, Role
+from deploy.render import Placement
+from deploy.topology import Node, Topology
+
+logger = logging.getLogger(__name__)
+
+# uvicorn keeps idle connections longer than nginx's upstream keepalive_timeout (30 s).
+UVICORN_KEEPALIVE_S = 65
+UVICORN_GRACEFUL_S = 5
+# Handlers are configured here, at the process edge; modules only call logging.getLogger(__name__).
+LOGGING_CONFIG = Path(__file__).resolve().parent / "logging.json"
+
+
+class LaunchError(RuntimeError):
+    """The fleet cannot start; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class DataDirs:
+    root: Path
+
+    @property
+    def run(self) -> Path:
+        return self.root / "run"
+
+    @property
+    def repository(self) -> Path:
+        return self.root / "repository"
+
+    def cache(self, node_id: str) -> Path:
+        return self.root / "cache" / node_id
+
+    @property
+    def prometheus(self) -> Path:
+        return self.root / "prometheus"
+
+    @property
+    def logs(self) -> Path:
+        return self.run / "logs"
+
+    @property
+    def pids(self) -> Path:
+        return self.run / "pids"
+
+    @property
+    def launcher_pid(self) -> Path:
+        return self.run / "launcher.pid"
+
+    @property
+    def apply_result(self) -> Path:
+        return self.run / "apply.json"
+
+
+def _uvicorn(app: str, host: str, port: int) -> list[str]:
+    return [
+        sys.executable, "-m", "uvicorn", "--factory", app,
+        "--host", host, "--port", str(port),
+        "--timeout-keep-alive", str(UVICORN_KEEPALIVE_S),
+        "--timeout-graceful-shutdown", str(UVICORN_GRACEFUL_S),
+        "--no-access-log",
+        "--log-config", str(LOGGING_CONFIG),
+    ]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class LaunchOptions:
+    sync_interval_s: float | None = None  # None: the node's own default
+    nginx_bin: str = "nginx"
+
+
+# Debian installs nginx in /usr/sbin, which a non-root PATH often lacks.
+_SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin"])
+
+
+def node_spec(topology: Topology, node: Node, dirs: DataDirs, options: LaunchOptions) -> ProcessSpec:
+    env = {
+        "MODELHOST_NODE_ID": node.id,
+        "MODELHOST_INFERRER_URL": topology.inferrer_url,
+        "MODELHOST_CACHE_DIR": str(dirs.cache(node.id)),
+    }
+    if options.sync_interval_s is not None:
+        env["MODELHOST_SYNC_INTERVAL_S"] = str(options.sync_interval_s)
+    return ProcessSpec(
+        node.id,
+        _uvicorn("modelhost.app:create_app", node.host, node.port),
+        f"{node.url}/health/ready",
+        env=env,
+        role=Role.NODE,
+    )
+
+
+def process_specs(
+    topology: Topology, dirs: DataDirs, placement: Placement, options: LaunchOptions
+) -> list[ProcessSpec]:
+    """Every child in start order: inferrer, nodes, nginx, then the optional monitoring."""
+    specs = [
+        ProcessSpec(
+            "inferrer",
+            _uvicorn("inferrer.app:create_app", topology.inferrer_host, topology.inferrer_port),
+            f"{topology.inferrer_url}/health/live",
+            role=Role.GATEWAY,
+            env={
+                "INFERRER_REPOSITORY_DIR": str(dirs.repository),
+                "INFERRER_NGINX_URL": topology.nginx_url,
+                "INFERRER_NODES_FILE": str(placement.nodes_json),
+            },
+        )
+    ]
+    specs += [node_spec(topology, node, dirs, options) for node in topology.nodes]
+    nginx = shutil.which(options.nginx_bin, path=_SEARCH_PATH)
+    if nginx is None:
+        raise LaunchError(
+            "nginx is not installed. On Debian/Ubuntu: sudo apt-get install -y nginx "
+            "(or run the README's setup command)"
+        )
+    specs.append(
+        ProcessSpec(
+            "nginx",
+            [nginx, "-c", str(placement.nginx_conf), "-e", str(dirs.logs / "nginx-error.log")],
+            f"{topology.nginx_url}/api/test/ping/startup",
+            role=Role.BALANCER,
+            stop_signal=signal.SIGQUIT,  # graceful: finish in-flight requests
+        )
+    )
+    exporter = shutil.which("prometheus-nginx-exporter")
+    if exporter:
+        specs.append(
+            ProcessSpec(
+                "nginx-exporter",
+                [
+                    exporter,
+                    "-nginx.scrape-uri",
+                    f"{topology.nginx_url}/stub_status",
+                    "-web.listen-address",
+                    f"{topology.nginx_host}:{topology.nginx_exporter_port}",
+                ],
+                f"http://{topology.nginx_host}:{topology.nginx_exporter_port}/metrics",
+                role=Role.MONITORING,
+            )
+        )
+    else:
+        logger.warning("prometheus-nginx-exporter not found: nginx will not be scraped")
+    prometheus = shutil.which("prometheus")
+    if prometheus:
+        specs.append(
+            ProcessSpec(
+                "prometheus",
+                [
+                    prometheus,
+                    f"--config.file={placement.prometheus_yml}",
+                    f"--storage.tsdb.path={dirs.prometheus}",
+                    f"--web.listen-address=127.0.0.1:{topology.prometheus_port}",
+                ],
+                f"http://127.0.0.1:{topology.prometheus_port}/-/ready",
+                role=Role.MONITORING,
+            )
+        )
+    else:
+        logger.warning("prometheus not found: the fleet runs without it (apt-get install -y prometheus)")
+    return specs
+
+
+def check_ports_free(specs: list[ProcessSpec], topology: Topology) -> None:
+    addresses = [(topology.inferrer_host, topology.inferrer_port)]
+    addresses += [(n.host, n.port) for n in topology.nodes]
+    addresses.append((topology.nginx_host, topology.nginx_port))
+    names = {s.name for s in specs}
+    if "nginx-exporter" in names:
+        addresses.append((topology.nginx_host, topology.nginx_exporter_port))
+    if "prometheus" in names:
+        addresses.append(("127.0.0.1", topology.prometheus_port))
+    for host, port in addresses:
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((host, port))
+            except OSError as exc:
+                raise LaunchError(
+                    f"{host}:{port} is not free ({exc.strerror}): stop what uses it, "
+                    "or change the port in the .env"
+                ) from None

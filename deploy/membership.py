@@ -1,0 +1,110 @@
+"""Adding and removing nodes with no failed request, for the local launcher and for compose.
+
+Added nodes start and converge (ready = every active model loaded) before the balancer sends them
+traffic. Removed nodes drain first (RELIABILITY.md): not ready, out of nginx, in-flight requests
+finished, then stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+import httpx
+
+from deploy.render import Placement, write_balancer, write_node_list
+from deploy.topology import Node, Topology
+
+logger = logging.getLogger(__name__)
+
+
+class MembershipError(RuntimeError):
+    """A membership change could not complete; the message says where it stopped."""
+
+
+class FleetBackend(Protocol):
+    """What differs between the local launcher and compose: how nodes and nginx are handled."""
+
+    def prepare(self, union: Topology) -> None: ...
+
+    def start_node(self, node: Node) -> None: ...
+
+    def reload_balancer(self) -> None: ...
+
+    def stop_node(self, node: Node) -> None: ...
+
+    def finish(self, final: Topology) -> None: ...
+
+
+@dataclass
+class MembershipChange:
+    added: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+
+
+def apply_topology(
+    current: Topology,
+    desired: Topology,
+    placement: Placement,
+    backend: FleetBackend,
+    inferrer_url: str,
+    timeout_s: float = 120.0,
+) -> MembershipChange:
+    added = [node for node in desired.nodes if node not in current.nodes]
+    removed = [node for node in current.nodes if node not in desired.nodes]
+    union = replace(current, nodes=current.nodes + tuple(added))
+    backend.prepare(union)
+
+    for node in added:
+        backend.start_node(node)
+    write_node_list(union.nodes, placement)  # the gateway sees the new nodes (status, broadcasts)
+    _wait_for(inferrer_url, timeout_s, "ready", {n.id for n in added}, lambda s: s["ready"])
+
+    for node in removed:
+        _post(f"{inferrer_url}/api/v1/nodes/{node.id}/drain")
+    write_balancer(desired, desired.nodes, placement)  # nginx upstream and Prometheus targets
+    if added or removed:
+        backend.reload_balancer()
+    _wait_for(
+        inferrer_url, timeout_s, "idle", {n.id for n in removed},
+        lambda s: not s["live"] or s["in_flight"] == 0,
+    )  # fmt: skip
+    for node in removed:
+        backend.stop_node(node)
+    write_node_list(desired.nodes, placement)
+    backend.finish(desired)
+    return MembershipChange([n.id for n in added], [n.id for n in removed])
+
+
+def _post(url: str) -> None:
+    try:
+        httpx.post(url, timeout=10).raise_for_status()
+    except httpx.HTTPError as exc:
+        raise MembershipError(f"POST {url} failed: {exc!r}") from None
+
+
+def _wait_for(
+    inferrer_url: str,
+    timeout_s: float,
+    what: str,
+    node_ids: set[str],
+    condition: Callable[[dict[str, Any]], bool],
+) -> None:
+    if not node_ids:
+        return
+    deadline = time.monotonic() + timeout_s
+    pending = set(node_ids)
+    while time.monotonic() < deadline:
+        try:
+            statuses = httpx.get(f"{inferrer_url}/api/v1/nodes", timeout=5).json()["nodes"]
+        except (httpx.HTTPError, ValueError, KeyError):
+            statuses = []
+        pending = {s["id"] for s in statuses if s["id"] in node_ids and not condition(s)}
+        pending |= node_ids - {s["id"] for s in statuses}
+        if not pending:
+            return
+        time.sleep(0.25)
+    raise MembershipError(f"nodes not {what} within {timeout_s:.0f}s: {sorted(pending)}")

@@ -1,0 +1,39 @@
+"""deploy/docker-compose.yml is rendered from the topology and committed: it must match a fresh render."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from deploy.compose import COMPOSE_DIR, COMPOSE_FILE, load_compose_topology, write_compose
+from deploy.topology import EXAMPLE_ENV_FILE, load_topology
+
+
+def test_committed_compose_files_match_a_fresh_render(tmp_path: Path) -> None:
+    fresh = tmp_path / "docker-compose.yml"
+    write_compose(load_topology(EXAMPLE_ENV_FILE), fresh)
+    assert fresh.read_text() == COMPOSE_FILE.read_text(), "run `modelfleet render` and commit"
+    assert _files(tmp_path / "compose") == _files(COMPOSE_DIR), "run `modelfleet render` and commit"
+
+
+def _files(root: Path) -> dict[Path, bytes]:
+    return {p.relative_to(root): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+def test_compose_file_has_one_service_per_node_and_safe_defaults(tmp_path: Path) -> None:
+    topology = load_topology(EXAMPLE_ENV_FILE).with_node_count(4)
+    path = tmp_path / "docker-compose.yml"
+    write_compose(topology, path)
+    services = yaml.safe_load(path.read_text())["services"]
+    nodes = [name for name in services if name.startswith("modelhost-")]
+    assert nodes == ["modelhost-1", "modelhost-2", "modelhost-3", "modelhost-4"]
+    assert services["modelhost-4"]["environment"]["MODELHOST_NODE_ID"] == "modelhost-4"
+    # Only the inferrer and Prometheus are published, and only on loopback.
+    published = {name: s["ports"] for name, s in services.items() if "ports" in s}
+    assert published == {"inferrer": ["127.0.0.1:8000:8000"], "prometheus": ["127.0.0.1:9090:9090"]}
+    assert services["nginx"]["depends_on"]["modelhost-4"] == {"condition": "service_healthy"}
+    for name, service in services.items():
+        assert service["restart"] == "unless-stopped", name
+    assert services["modelhost-1"]["stop_grace_period"] == "15s"  # above uvicorn's 5 s drain
+    assert load_compose_topology(topology, path).nodes == topology.nodes
