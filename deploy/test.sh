@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The test command: set up this machine, lint, and run the whole suite (real nginx, Prometheus).
+# The test command: set up this machine, lint, and run the whole suite (real nginx, Prometheus,
+# and a real Docker engine for the compose stack).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash deploy/setup.sh || exit 1
+bash deploy/docker/setup-docker.sh || exit 1  # the compose tests run a real Docker engine
 .venv/bin/ruff check . || exit 1
 .venv/bin/ruff format --check . || exit 1
 .venv/bin/mypy . || exit 1

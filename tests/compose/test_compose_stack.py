@@ -1,0 +1,162 @@
+"""The whole fleet under docker-compose on a real engine: deploy, balance, scale under load, restart."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from deploy.compose import write_compose
+from deploy.example_model import EXAMPLE_ROW, train_example
+from deploy.topology import EXAMPLE_ENV_FILE, load_topology
+from tests.harness import free_ports, wait_until
+from tests.load_loop import LoadLoop
+
+pytestmark = pytest.mark.compose
+
+NODES = {"modelhost-1", "modelhost-2", "modelhost-3"}
+
+
+@dataclass
+class Stack:
+    env_file: Path
+    compose_file: Path
+    project: str
+    inferrer_port: int
+    prometheus_port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.inferrer_port}"
+
+    def compose(self, *args: str) -> subprocess.CompletedProcess[str]:
+        command = ["docker-compose", "-f", str(self.compose_file), "-p", self.project, *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=600)
+
+    def modelfleet(self, *args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-m", "deploy.cli", "--env-file", str(self.env_file), *args]
+        return subprocess.run(command, capture_output=True, text=True, timeout=600)
+
+    def apply(self) -> dict[str, object]:
+        result = self.modelfleet(
+            "apply", "--compose", "--compose-file", str(self.compose_file), "--project", self.project
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        return dict(json.loads(result.stdout.strip().splitlines()[-1]))
+
+    def wait_serving(self, timeout_s: float = 120) -> None:
+        def serving() -> bool:
+            try:
+                return httpx.get(f"{self.url}/health/ready", timeout=2).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        assert wait_until(serving, timeout_s, interval_s=0.5), self.compose("logs", "--tail=30").stdout
+
+
+@pytest.fixture(scope="module")
+def stack(images: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    root = tmp_path_factory.mktemp("compose")
+    inferrer_port, prometheus_port = free_ports(2)
+    env_file = root / ".env"
+    env_file.write_text(
+        EXAMPLE_ENV_FILE.read_text()
+        .replace("INFERRER_PORT=8000", f"INFERRER_PORT={inferrer_port}")
+        .replace("PROMETHEUS_PORT=9090", f"PROMETHEUS_PORT={prometheus_port}")
+    )
+    compose_file = root / "docker-compose.yml"
+    write_compose(load_topology(env_file), compose_file)
+    stack = Stack(env_file, compose_file, f"mftest{os.getpid()}", inferrer_port, prometheus_port)
+    started = time.monotonic()
+    up = stack.compose("up", "-d")
+    assert up.returncode == 0, up.stderr
+    stack.wait_serving()
+    print(f"docker-compose up: serving after {time.monotonic() - started:.1f}s")
+    try:
+        yield stack
+    finally:
+        down = stack.compose("down", "-v", "--timeout", "20")
+        assert down.returncode == 0, down.stderr
+        left = subprocess.run(
+            ["docker", "ps", "-aq", "--filter", f"label=com.docker.compose.project={stack.project}"],
+            capture_output=True, text=True,
+        )  # fmt: skip
+        assert left.stdout.strip() == "", "containers left after down -v"
+
+
+def _predict(stack: Stack, client: httpx.Client) -> httpx.Response:
+    return client.post(f"{stack.url}/api/v1/models/iris/predict", json={"instances": [EXAMPLE_ROW]})
+
+
+def test_deploy_and_predict_on_every_node(stack: Stack) -> None:
+    deployed = httpx.post(
+        f"{stack.url}/api/v1/models",
+        data={"name": "iris"},
+        files={"file": ("iris.skops", train_example())},
+        timeout=60,
+    )
+    assert deployed.status_code == 201, deployed.text
+    assert set(deployed.json()["nodes_loaded"]) == NODES
+    served: Counter[str] = Counter()
+    with httpx.Client(timeout=10) as client:
+        for _ in range(200):
+            response = _predict(stack, client)
+            assert response.status_code == 200, response.text
+            assert response.json()["predictions"] == [0]
+            served[response.json()["node"]] += 1
+    print("200 predictions per node:", dict(served))
+    assert set(served) == NODES
+
+
+def test_prometheus_scrapes_every_target(stack: Stack) -> None:
+    def up() -> set[str]:
+        response = httpx.get(
+            f"http://127.0.0.1:{stack.prometheus_port}/api/v1/query", params={"query": "up == 1"}
+        )
+        return {r["metric"].get("node", r["metric"]["job"]) for r in response.json()["data"]["result"]}
+
+    assert wait_until(lambda: up() >= NODES | {"inferrer", "nginx"}, 60, interval_s=1), up()
+
+
+def test_add_and_remove_a_node_under_load(stack: Stack) -> None:
+    url = f"{stack.url}/api/v1/models/iris/predict"
+    with LoadLoop(url, {"instances": [EXAMPLE_ROW]}, max_requests=50_000, max_seconds=300) as load:
+        assert wait_until(lambda: load.sent > 50, timeout_s=10)
+        added = stack.modelfleet("nodes", "add")
+        assert added.returncode == 0, added.stderr
+        assert stack.apply()["added"] == ["modelhost-4"]
+        before = load.mark()
+        assert wait_until(lambda: load.nodes["modelhost-4"] > before["modelhost-4"], timeout_s=30)
+        print("after adding modelhost-4:", load.report())
+
+        removed = stack.modelfleet("nodes", "remove", "modelhost-4")
+        assert removed.returncode == 0, removed.stderr
+        assert stack.apply()["removed"] == ["modelhost-4"]
+        after = load.mark()
+        assert wait_until(lambda: load.sent > sum(after.values()) + 200, timeout_s=60)
+    print("add and remove under load:", load.report())
+    assert load.failures == [], load.failures[:5]
+    assert load.nodes["modelhost-4"] == after["modelhost-4"], "the removed node still served"
+    running = stack.compose("ps", "--services", "--filter", "status=running").stdout.split()
+    assert "modelhost-4" not in running
+
+
+def test_models_survive_down_and_up(stack: Stack) -> None:
+    down = stack.compose("down", "--timeout", "20")
+    assert down.returncode == 0, down.stderr
+    up = stack.compose("up", "-d")
+    assert up.returncode == 0, up.stderr
+    stack.wait_serving()
+    with httpx.Client(timeout=10) as client:
+        response = _predict(stack, client)
+    assert response.status_code == 200, response.text
+    assert response.json()["model"] == "iris"
