@@ -62,17 +62,20 @@ class ModelHostClientManager:
         return await self._through_balancer("GET", f"/api/test/ping/{quote(item, safe='')}")
 
     async def _through_balancer(self, method: str, path: str, body: bytes | None = None) -> UpstreamAnswer:
-        try:
-            response = await self._client.request(
-                method,
-                self._nginx_url + path,
-                content=body,
-                headers={"content-type": "application/json"} if body is not None else None,
-            )
-        except httpx.TimeoutException as exc:
-            raise UpstreamTimeout(f"the fleet did not answer in time: {exc!r}") from None
-        except httpx.TransportError as exc:
-            raise UpstreamUnavailable(f"the balancer is unreachable: {exc!r}") from None
+        headers = {"content-type": "application/json"} if body is not None else None
+        for attempt in (1, 2):
+            try:
+                response = await self._client.request(
+                    method, self._nginx_url + path, content=body, headers=headers
+                )
+                break
+            except httpx.TimeoutException as exc:
+                raise UpstreamTimeout(f"the fleet did not answer in time: {exc!r}") from None
+            except httpx.TransportError as exc:
+                # nginx closes idle kept-alive connections when it reloads; a request sent on one
+                # fails without reaching a node. Balanced calls have no side effects: send once more.
+                if attempt == 2:
+                    raise UpstreamUnavailable(f"the balancer is unreachable: {exc!r}") from None
         node = response.headers.get("x-modelhost-node")
         if response.status_code in (502, 503, 504) and node is None:
             # nginx itself answered: every node it tried failed.

@@ -12,6 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from deploy.example_model import train_example
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
 ENV_TEMPLATE = """\
 INFERRER_HOST=127.0.0.1
 INFERRER_PORT={inferrer}
@@ -131,3 +135,18 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float, interval_s: floa
             return True
         time.sleep(interval_s)
     return False
+
+
+def run_readme_curl_lines(inferrer_port: int, workdir: Path) -> None:
+    """Every curl line of the README runs as printed (port swapped) and succeeds."""
+    (workdir / "iris.skops").write_bytes(train_example())
+    lines = [line.strip() for line in README.read_text().splitlines()]
+    curls = [line for line in lines if line.startswith("curl ") and "127.0.0.1:8000" in line]
+    assert len(curls) >= 8
+    for line in curls:
+        command = line.replace("127.0.0.1:8000", f"127.0.0.1:{inferrer_port}")
+        command = command.replace("curl ", "curl -sS --fail-with-body ", 1)
+        result = subprocess.run(
+            ["bash", "-c", command], capture_output=True, text=True, timeout=60, cwd=workdir
+        )
+        assert result.returncode == 0, f"{line}\n{result.stdout}\n{result.stderr}"

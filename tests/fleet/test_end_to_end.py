@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pickle
 import re
-import subprocess
 from collections import Counter
 from pathlib import Path
 
@@ -13,12 +12,9 @@ import numpy as np
 import pytest
 from sklearn.pipeline import Pipeline
 
-from deploy.example_model import train_example
-from tests.harness import RunningFleet, wait_until
+from tests.harness import RunningFleet, run_readme_curl_lines, wait_until
 
 pytestmark = pytest.mark.fleet
-
-README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 def test_self_test_reaches_every_node(fleet: RunningFleet) -> None:
@@ -116,19 +112,7 @@ def test_node_metrics_label_model_version_and_node(fleet: RunningFleet) -> None:
 
 
 def test_readme_curl_lines_work(fleet: RunningFleet, tmp_path: Path) -> None:
-    """Every curl line in the README runs as printed against the fleet (ports swapped)."""
-    (tmp_path / "iris.skops").write_bytes(train_example())
-    lines = [line.strip() for line in README.read_text().splitlines()]
-    curls = [line for line in lines if line.startswith("curl ") and "127.0.0.1:8000" in line]
-    assert len(curls) >= 8
-    for line in curls:
-        command = line.replace("127.0.0.1:8000", f"127.0.0.1:{fleet.ports['inferrer']}")
-        command = command.replace("curl ", "curl -sS --fail-with-body ", 1)
-        result = subprocess.run(
-            ["bash", "-c", command], capture_output=True, text=True, timeout=60,
-            cwd=tmp_path,
-        )  # fmt: skip
-        assert result.returncode == 0, f"{line}\n{result.stdout}\n{result.stderr}"
+    run_readme_curl_lines(fleet.ports["inferrer"], tmp_path)
 
 
 class _TouchOnLoad:
