@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any
 
@@ -41,22 +42,28 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def load_artifact(data: bytes, fmt: ArtifactFormat) -> Any:
-    """Return the estimator in `data`; raise ArtifactError for anything else."""
-    model = _load_skops(data) if fmt is ArtifactFormat.SKOPS else _load_joblib(data)
+def load_artifact(data: bytes, fmt: ArtifactFormat, trusted_types: Sequence[str] = ()) -> Any:
+    """Return the estimator in `data`; raise ArtifactError for anything else.
+
+    skops files may only contain scikit-learn's own types, DEFAULT_TRUSTED_TYPES and `trusted_types`.
+    """
+    model = _load_skops(data, trusted_types) if fmt is ArtifactFormat.SKOPS else _load_joblib(data)
     if not callable(getattr(model, "predict", None)):
         raise ArtifactError(f"artifact holds a {type(model).__name__}, which has no predict()")
     return model
 
 
-def _load_skops(data: bytes) -> Any:
+def _load_skops(data: bytes, trusted_types: Sequence[str]) -> Any:
     try:
         untrusted = sio.get_untrusted_types(data=data)
     except Exception as exc:  # skops raises many kinds on corrupt zips
         raise ArtifactError(f"not a valid skops file: {exc}") from None
-    refused = sorted(set(untrusted) - set(DEFAULT_TRUSTED_TYPES))
+    refused = sorted(set(untrusted) - set(DEFAULT_TRUSTED_TYPES) - set(trusted_types))
     if refused:
-        raise ArtifactError(f"skops file contains untrusted types: {', '.join(refused)}")
+        raise ArtifactError(
+            f"skops file contains untrusted types: {', '.join(refused)}; "
+            "allow them explicitly with trusted_types if you trust this file"
+        )
     try:
         return sio.loads(data, trusted=list(untrusted))
     except Exception as exc:

@@ -18,6 +18,8 @@ class Manifest(BaseModel):
     size: int
     created: datetime
     signature: ModelSchema
+    # skops types beyond the default list that this upload was explicitly allowed to contain.
+    trusted_types: list[str] = []
 
     @property
     def key(self) -> tuple[str, str]:

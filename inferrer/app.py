@@ -12,6 +12,8 @@ from prometheus_client import CollectorRegistry
 from inferrer.client import ModelHostClientManager
 from inferrer.errors import EXCEPTION_HANDLERS
 from inferrer.node_directory import NodeDirectory
+from inferrer.prediction import PredictionService
+from inferrer.prediction_cache import PredictionCache
 from inferrer.repository import ModelRepository
 from inferrer.routes_fleet import router as fleet_router
 from inferrer.routes_internal import router as internal_router
@@ -38,10 +40,14 @@ def create_app(
         async with httpx.AsyncClient(transport=transport, limits=limits, timeout=timeout) as client:
             app.state.settings = settings
             app.state.metrics = metrics
-            app.state.repository = ModelRepository(settings.repository_dir)
-            app.state.manager = ModelHostClientManager(
+            repository = ModelRepository(settings.repository_dir)
+            manager = ModelHostClientManager(
                 client, settings.nginx_url, NodeDirectory(settings.nodes_file), settings.status_timeout_s
             )
+            cache = PredictionCache(settings.prediction_cache_size, metrics.cache_hits, metrics.cache_misses)
+            app.state.repository = repository
+            app.state.manager = manager
+            app.state.prediction = PredictionService(repository, manager, metrics, cache)
             yield
 
     app = FastAPI(

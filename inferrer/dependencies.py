@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import Request
 
 from inferrer.client import ModelHostClientManager
+from inferrer.prediction import PredictionService
 from inferrer.repository import ModelRepository
 from inferrer.settings import InferrerSettings
 from metrics.definitions import InferrerMetrics
@@ -17,6 +18,11 @@ def manager(request: Request) -> ModelHostClientManager:
 
 def repository(request: Request) -> ModelRepository:
     value: ModelRepository = request.app.state.repository
+    return value
+
+
+def prediction(request: Request) -> PredictionService:
+    value: PredictionService = request.app.state.prediction
     return value
 
 

@@ -39,6 +39,14 @@ class InvalidInput(InferrerError):
     status_code = 422
 
 
+class UpstreamAnswered(InferrerError):
+    """A node refused the request (its status and message are passed on)."""
+
+    def __init__(self, status_code: int, message: str) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+
+
 class UpstreamUnavailable(InferrerError):
     status_code = 503
 

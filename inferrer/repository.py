@@ -47,9 +47,16 @@ class ModelRepository:
     def names(self) -> list[str]:
         return sorted(self._active)
 
+    def all_versions(self) -> list[Manifest]:
+        return [m for name in sorted(self._versions) for m in self.versions_any(name)]
+
+    def versions_any(self, name: str) -> list[Manifest]:
+        return sorted(self._versions.get(name, {}).values(), key=lambda m: m.created)
+
     def get(self, name: str, version: str | None = None) -> Manifest:
+        """A version of a model; without `version`, the active one."""
         versions = self._versions.get(name)
-        if not versions or name not in self._active:
+        if not versions or (version is None and name not in self._active):
             raise ModelNotFound(f"model {name!r} not found")
         version = version or self._active[name]
         if version not in versions:
@@ -58,7 +65,7 @@ class ModelRepository:
 
     def versions(self, name: str) -> list[Manifest]:
         self.get(name)
-        return sorted(self._versions[name].values(), key=lambda m: m.created)
+        return self.versions_any(name)
 
     def active(self) -> list[Manifest]:
         """The desired state: the active version of every model."""
@@ -80,8 +87,9 @@ class ModelRepository:
         data: bytes,
         fmt: ArtifactFormat,
         signature: ModelSchema,
+        trusted_types: list[str] | None = None,
     ) -> Manifest:
-        """Store a new version and make it active. Atomic: all of it appears, or nothing."""
+        """Store a new version, not yet active (see activate). Atomic: all of it appears, or nothing."""
         check_name(name)
         if version is not None:
             check_name(version, "version")
@@ -98,6 +106,7 @@ class ModelRepository:
                 size=len(data),
                 created=datetime.now(UTC),
                 signature=signature,
+                trusted_types=trusted_types or [],
             )
             staged = Path(tempfile.mkdtemp(dir=self._staging_dir))
             try:
@@ -108,10 +117,27 @@ class ModelRepository:
             except BaseException:
                 shutil.rmtree(staged, ignore_errors=True)
                 raise
-            self._write_active(name, version)
             self._versions.setdefault(name, {})[version] = manifest
+            return manifest
+
+    def activate(self, name: str, version: str) -> Manifest:
+        """Make `version` the one unpinned requests get: one atomic pointer swap."""
+        with self._lock:
+            manifest = self._versions.get(name, {}).get(version)
+            if manifest is None:
+                raise ModelNotFound(f"model {name!r} has no version {version!r}")
+            self._write_active(name, version)
             self._active[name] = version
             return manifest
+
+    def previous_version(self, name: str) -> Manifest:
+        """The version created just before the active one: what a rollback returns to."""
+        versions = self.versions(name)
+        active = self.get(name)
+        earlier = [m for m in versions if m.created < active.created]
+        if not earlier:
+            raise ModelNotFound(f"model {name!r} has no version older than {active.version!r}")
+        return earlier[-1]
 
     def delete(self, name: str) -> list[str]:
         """Remove a model and all its versions; returns the versions removed."""

@@ -22,6 +22,12 @@ def desired(request: Request) -> FastJSONResponse:
     return FastJSONResponse([m.model_dump(mode="json") for m in manifests])
 
 
+@router.get("/manifests/{name}/{version}")
+def manifest(name: str, version: str, request: Request) -> FastJSONResponse:
+    """For a node loading a version on demand (a pinned request, or a model unloaded while idle)."""
+    return FastJSONResponse(deps.repository(request).get(name, version).model_dump(mode="json"))
+
+
 @router.get("/artifacts/{sha256}")
 def artifact(sha256: str, request: Request) -> FileResponse:
     if not _SHA256.fullmatch(sha256):

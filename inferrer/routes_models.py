@@ -12,7 +12,7 @@ from artifacts.manifest import Manifest
 from artifacts.schema import ModelSchema, inspect_schema
 from inferrer import dependencies as deps
 from inferrer.errors import InvalidInput, PayloadTooLarge
-from inferrer.repository import check_name
+from inferrer.repository import ModelRepository, check_name
 from wire.json import FastJSONResponse
 
 router = APIRouter(prefix="/api/v1/models")
@@ -25,8 +25,15 @@ async def deploy(
     file: Annotated[UploadFile, File()],
     version: Annotated[str | None, Form()] = None,
     trusted: Annotated[bool, Form()] = False,
+    trusted_types: Annotated[str | None, Form()] = None,
+    activate: Annotated[bool, Form()] = True,
 ) -> FastJSONResponse:
-    """Store a model version (atomically), make it active and have every node load it."""
+    """Store a version (atomically), have every node load it, then make it active in one swap.
+
+    `trusted=true` accepts a joblib file (it runs code when loaded); `trusted_types` lists extra
+    types a skops file may contain (comma-separated); `activate=false` stages a version that only
+    pinned requests use until it is activated.
+    """
     check_name(name)
     if version is not None:
         check_name(version, "version")
@@ -42,14 +49,21 @@ async def deploy(
         raise PayloadTooLarge(f"artifact larger than the limit of {limit} bytes")
     if not data:
         raise InvalidInput("the uploaded file is empty")
-    signature = await asyncio.to_thread(_inspect, data, fmt)
+    allowed = [t.strip() for t in (trusted_types or "").split(",") if t.strip()]
+    signature = await asyncio.to_thread(_inspect, data, fmt, allowed)
     repository = deps.repository(request)
-    manifest = await asyncio.to_thread(repository.store, name, version, data, fmt, signature)
+    manifest = await asyncio.to_thread(repository.store, name, version, data, fmt, signature, allowed)
+    # Nodes load the new version first; the switch is one pointer swap once they have it.
+    # A node that missed the broadcast loads it on its first request.
     results = await deps.manager(request).broadcast_load(manifest)
+    if activate or _has_no_active_version(repository, name):
+        await asyncio.to_thread(repository.activate, name, manifest.version)
+        deps.prediction(request).cache.invalidate(name)
     return FastJSONResponse(
         {
             "name": manifest.name,
             "version": manifest.version,
+            "active_version": repository.get(name).version,
             "sha256": manifest.sha256,
             "size": manifest.size,
             "signature": manifest.signature.model_dump(),
@@ -71,9 +85,35 @@ def get_model(name: str, request: Request) -> FastJSONResponse:
     return FastJSONResponse(_model_view(deps.repository(request), name))
 
 
+@router.post("/{name}/versions/{version}/activate")
+async def activate_version(name: str, version: str, request: Request) -> FastJSONResponse:
+    """Switch unpinned traffic to `version` (a roll forward or back), after nodes have it loaded."""
+    return await _switch(request, deps.repository(request).get(name, version))
+
+
+@router.post("/{name}/rollback")
+async def rollback(name: str, request: Request) -> FastJSONResponse:
+    """Activate the version created just before the active one."""
+    return await _switch(request, deps.repository(request).previous_version(name))
+
+
+async def _switch(request: Request, manifest: Manifest) -> FastJSONResponse:
+    results = await deps.manager(request).broadcast_load(manifest)
+    await asyncio.to_thread(deps.repository(request).activate, manifest.name, manifest.version)
+    deps.prediction(request).cache.invalidate(manifest.name)
+    return FastJSONResponse(
+        {
+            "name": manifest.name,
+            "active_version": manifest.version,
+            "nodes_loaded": sorted(node for node, error in results.items() if error is None),
+        }
+    )
+
+
 @router.delete("/{name}")
 async def delete_model(name: str, request: Request) -> FastJSONResponse:
     versions = await asyncio.to_thread(deps.repository(request).delete, name)
+    deps.prediction(request).cache.invalidate(name)
     results = await deps.manager(request).broadcast_unload(name)
     return FastJSONResponse(
         {
@@ -91,14 +131,18 @@ def _format_of(filename: str) -> ArtifactFormat:
         raise InvalidInput(str(exc)) from None
 
 
-def _inspect(data: bytes, fmt: ArtifactFormat) -> ModelSchema:
+def _has_no_active_version(repository: ModelRepository, name: str) -> bool:
+    return name not in repository.names()
+
+
+def _inspect(data: bytes, fmt: ArtifactFormat, trusted_types: list[str]) -> ModelSchema:
     try:
-        return inspect_schema(load_artifact(data, fmt))
+        return inspect_schema(load_artifact(data, fmt, trusted_types))
     except ArtifactError as exc:
         raise InvalidInput(str(exc)) from None
 
 
-def _model_view(repository: Any, name: str) -> dict[str, Any]:
+def _model_view(repository: ModelRepository, name: str) -> dict[str, Any]:
     active = repository.get(name)
     return {
         "name": name,

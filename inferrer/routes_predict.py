@@ -1,40 +1,44 @@
-"""Prediction: validated here, then sent through nginx to whichever node it picks."""
+"""REST prediction: JSON or CSV in, JSON or CSV out; the active version or a pinned one."""
 
 from __future__ import annotations
 
-import time
-
-import orjson
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from inferrer import dependencies as deps
-from inferrer.payload import parse_predict_body
-from wire.json import ORJSON_OPTIONS
+from inferrer.payload import PredictRequest, parse_predict_body
+from inferrer.tabular import parse_csv_rows, render_csv
+from wire.json import FastJSONResponse
 
-router = APIRouter()
+router = APIRouter(prefix="/api/v1/models/{name}")
 
 
-@router.post("/api/v1/models/{name}/predict")
+@router.post("/predict")
 async def predict(name: str, request: Request) -> Response:
-    manifest = deps.repository(request).get(name)
+    """The active version: `{"instances": [[...]]}`, `{"records": [{...}]}` or a text/csv body."""
+    return await _predict(name, None, request)
+
+
+@router.post("/versions/{version}/predict")
+async def predict_version(name: str, version: str, request: Request) -> Response:
+    """A pinned version, whichever is active."""
+    return await _predict(name, version, request)
+
+
+async def _predict(name: str, version: str | None, request: Request) -> Response:
+    service = deps.prediction(request)
+    manifest = service.resolve(name, version)
     max_rows = deps.settings(request).max_rows
-    parsed = parse_predict_body(await request.body(), manifest.signature, max_rows)
-    upstream_body = orjson.dumps(
-        {"version": manifest.version, "instances": parsed.rows, "output": parsed.output},
-        option=ORJSON_OPTIONS,
-    )
-    start = time.perf_counter()
-    answer = await deps.manager(request).predict(name, upstream_body)
-    node = answer.node or "unknown"
-    if answer.status_code == 200:
-        metrics = deps.metrics(request)
-        labels = (name, manifest.version, node)
-        metrics.upstream_latency.labels(*labels).observe(time.perf_counter() - start)
-        metrics.predictions.labels(*labels).inc()
-    return Response(
-        answer.content,
-        status_code=answer.status_code,
-        media_type="application/json",
-        headers={"X-Modelhost-Node": node},
-    )
+    raw = await request.body()
+    if request.headers.get("content-type", "").startswith("text/csv"):
+        output = request.query_params.get("output", "predict")
+        parsed = PredictRequest(parse_csv_rows(raw, manifest.signature, max_rows), output)
+    else:
+        parsed = parse_predict_body(raw, manifest.signature, max_rows)
+    result = await service.predict(manifest, parsed.rows, [parsed.output])
+    predictions = result.outputs[parsed.output]
+    headers = {"X-Modelhost-Node": result.node, "X-Model-Version": result.version}
+    if "text/csv" in request.headers.get("accept", ""):
+        return Response(render_csv(predictions), media_type="text/csv", headers=headers)
+    body = {"model": name, "version": result.version, "predictions": predictions, "node": result.node}
+    return FastJSONResponse(body, headers=headers)

@@ -47,6 +47,19 @@ class InferrerMetrics:
             registry=registry,
         )
 
+        self.cache_hits = Counter(
+            "modelfleet_inferrer_prediction_cache_hits_total",
+            "Predictions answered from the prediction cache",
+            ["model"],
+            registry=registry,
+        )
+        self.cache_misses = Counter(
+            "modelfleet_inferrer_prediction_cache_misses_total",
+            "Predictions looked up in the prediction cache and not found",
+            ["model"],
+            registry=registry,
+        )
+
 
 class ModelhostMetrics:
     def __init__(self, registry: CollectorRegistry, node: str) -> None:
@@ -68,6 +81,13 @@ class ModelhostMetrics:
         self.load_duration = Histogram(
             "modelfleet_modelhost_model_load_duration_seconds",
             "Time to fetch (when not cached), verify and load a model",
+            ["model", "version", "node"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.cold_start = Histogram(
+            "modelfleet_modelhost_cold_start_duration_seconds",
+            "Time a request waited for its model to load (load on demand)",
             ["model", "version", "node"],
             buckets=LATENCY_BUCKETS,
             registry=registry,

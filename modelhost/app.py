@@ -35,8 +35,13 @@ def create_app(
         timeout = httpx.Timeout(settings.fetch_timeout_s, connect=2.0)
         async with httpx.AsyncClient(transport=transport, timeout=timeout) as client:
             cache = ArtifactCache(settings.cache_dir, settings.inferrer_url, client)
-            store = ModelStore(settings.node_id, cache, metrics)
-            reconciler = Reconciler(store, client, settings.inferrer_url, settings.sync_interval_s)
+            budget = settings.memory_budget_mib
+            store = ModelStore(
+                settings.node_id, cache, metrics, int(budget * 2**20) if budget is not None else None
+            )
+            reconciler = Reconciler(
+                store, client, settings.inferrer_url, settings.sync_interval_s, settings.idle_unload_s
+            )
             app.state.store = store
             app.state.reconciler = reconciler
             sync_task = asyncio.create_task(reconciler.run_forever(), name="reconcile")

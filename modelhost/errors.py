@@ -8,9 +8,11 @@ __all__ = [
     "ArtifactUnavailable",
     "InvalidInput",
     "MalformedRequest",
+    "MemoryBudgetExceeded",
     "ModelNotLoaded",
     "ModelhostError",
     "NodeDraining",
+    "UnknownModel",
 ]
 
 
@@ -22,6 +24,10 @@ class InvalidInput(ModelhostError):
     status_code = 422
 
 
+class UnknownModel(ModelhostError):
+    status_code = 404
+
+
 class ModelNotLoaded(ModelhostError):
     # 503 so that nginx retries the prediction on another node.
     status_code = 503
@@ -29,6 +35,11 @@ class ModelNotLoaded(ModelhostError):
 
 class NodeDraining(ModelhostError):
     # 503 so that nginx retries the prediction on another node.
+    status_code = 503
+
+
+class MemoryBudgetExceeded(ModelhostError):
+    # 503: another node may have room; nginx retries there.
     status_code = 503
 
 

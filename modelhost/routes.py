@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from artifacts.manifest import Manifest
-from modelhost.errors import ModelNotLoaded, NodeDraining
+from modelhost.errors import InvalidInput, NodeDraining
 from modelhost.store import ModelStore
 from modelhost.sync import Reconciler
 from wire.errors import parse_json_object
@@ -38,7 +38,7 @@ def status(request: Request) -> FastJSONResponse:
             "ready": readiness.ready,
             "draining": readiness.draining,
             "in_flight": store.in_flight,
-            "models": [_summary(m) for m in store.loaded()],
+            "models": store.status(),
         }
     )
 
@@ -62,16 +62,21 @@ def ping(item: str, request: Request) -> FastJSONResponse:
 
 @router.post("/api/v1/models/{name}/predict")
 async def predict(name: str, request: Request) -> Response:
-    if _reconciler(request).readiness.draining:
-        raise NodeDraining(f"{_store(request).node} is draining")
-    body = parse_json_object(await request.body())
+    """Body: {"version": "2", "instances": [[...]], "outputs": ["predict", "predict_proba"]}."""
+    reconciler = _reconciler(request)
     store = _store(request)
-    version = body.get("version") or _latest_loaded_version(store, name)
-    output = body.get("output", "predict")
-    predictions = await store.predict(name, str(version), body.get("instances"), str(output))
-    return FastJSONResponse(
-        {"model": name, "version": version, "predictions": predictions, "node": store.node}
-    )
+    if reconciler.readiness.draining:
+        raise NodeDraining(f"{store.node} is draining")
+    body = parse_json_object(await request.body())
+    version = body.get("version")
+    outputs = body.get("outputs", ["predict"])
+    if not isinstance(version, str):
+        raise InvalidInput('"version" (a string) is required')
+    if not isinstance(outputs, list) or not all(isinstance(o, str) for o in outputs):
+        raise InvalidInput('"outputs" must be a list of output names')
+    await reconciler.ensure_available(name, version)
+    results = await store.predict(name, version, body.get("instances"), outputs)
+    return FastJSONResponse({"model": name, "version": version, "outputs": results, "node": store.node})
 
 
 @router.get("/internal/v1/models")
@@ -101,10 +106,3 @@ async def unload_model(name: str, request: Request) -> FastJSONResponse:
 
 def _summary(manifest: Manifest) -> dict[str, Any]:
     return {"name": manifest.name, "version": manifest.version, "sha256": manifest.sha256}
-
-
-def _latest_loaded_version(store: ModelStore, name: str) -> str:
-    versions = [m for m in store.loaded() if m.name == name]
-    if not versions:
-        raise ModelNotLoaded(f"model {name!r} is not loaded on {store.node}")
-    return max(versions, key=lambda m: m.created).version

@@ -16,7 +16,10 @@ class ModelhostSettings(BaseSettings):
     cache_dir: Path = Path(".modelfleet/cache/modelhost-1")
     sync_interval_s: float = Field(default=5.0, gt=0)
     fetch_timeout_s: float = Field(default=60.0, gt=0)
-    max_rows: int = Field(default=10_000, gt=0)
+    # Scale to zero: unload a model idle for longer than this; None keeps models loaded.
+    idle_unload_s: float | None = Field(default=None, gt=0)
+    # Unload least-recently-used models rather than exceed this many MiB of artifacts; None: no cap.
+    memory_budget_mib: float | None = Field(default=None, gt=0)
 
     @field_validator("inferrer_url")
     @classmethod

@@ -1,4 +1,5 @@
-"""The models a node has loaded, and predict on one dedicated thread."""
+"""The models a node has loaded: loading within a memory budget, predict on one dedicated thread,
+and unloading what is idle or no longer wanted once its requests have finished."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncio
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -15,86 +16,168 @@ from artifacts.formats import ArtifactError, load_artifact
 from artifacts.manifest import Manifest
 from metrics.definitions import ModelhostMetrics
 from modelhost.artifact_cache import ArtifactCache
-from modelhost.errors import ArtifactUnavailable, InvalidInput, ModelNotLoaded
+from modelhost.errors import ArtifactUnavailable, InvalidInput, MemoryBudgetExceeded, ModelNotLoaded
 
 logger = logging.getLogger(__name__)
 
+Key = tuple[str, str]
+_EWMA_WEIGHT = 0.3  # weight of the newest cold start in the moving average
 
-@dataclass(frozen=True)
+
+@dataclass
 class LoadedModel:
     manifest: Manifest
     estimator: Any
+    last_used: float = field(default_factory=time.monotonic)
+    in_flight: int = 0
+
+    def idle_for(self, now: float) -> float:
+        return 0.0 if self.in_flight else now - self.last_used
 
 
 class ModelStore:
-    def __init__(self, node: str, cache: ArtifactCache, metrics: ModelhostMetrics) -> None:
+    def __init__(
+        self,
+        node: str,
+        cache: ArtifactCache,
+        metrics: ModelhostMetrics,
+        memory_budget_bytes: int | None = None,
+    ) -> None:
         self.node = node
         self._cache = cache
         self._metrics = metrics
-        self._models: dict[tuple[str, str], LoadedModel] = {}
+        self._budget = memory_budget_bytes
+        self._models: dict[Key, LoadedModel] = {}
         self._loading: dict[str, asyncio.Lock] = {}
+        self.evicted: set[Key] = set()  # unloaded to save memory: loaded again on demand only
+        self.cold_start_avg_s: dict[Key, float] = {}
         # One thread: concurrent predicts would only fight over the GIL (PERFORMANCE.md).
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
-        self.in_flight = 0
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
 
+    @property
+    def in_flight(self) -> int:
+        return sum(m.in_flight for m in self._models.values())
+
     def loaded(self) -> list[Manifest]:
         return [m.manifest for m in self._models.values()]
 
-    def get(self, name: str, version: str) -> LoadedModel:
-        model = self._models.get((name, version))
-        if model is None:
-            raise ModelNotLoaded(f"model {name!r} version {version!r} is not loaded on {self.node}")
-        return model
+    def status(self) -> list[dict[str, Any]]:
+        now = time.monotonic()
+        return [
+            {
+                "name": m.manifest.name,
+                "version": m.manifest.version,
+                "sha256": m.manifest.sha256,
+                "in_flight": m.in_flight,
+                "idle_s": round(m.idle_for(now), 3),
+                "cold_start_avg_s": self.cold_start_avg_s.get(key),
+            }
+            for key, m in self._models.items()
+        ]
 
-    async def ensure_loaded(self, manifest: Manifest) -> LoadedModel:
+    def is_loaded(self, key: Key) -> bool:
+        return key in self._models
+
+    async def ensure_loaded(self, manifest: Manifest, cold_start: bool = False) -> None:
         """Load a model version (fetching its artifact if not cached); a no-op when loaded."""
         lock = self._loading.setdefault(manifest.sha256, asyncio.Lock())
         async with lock:
             current = self._models.get(manifest.key)
             if current is not None and current.manifest.sha256 == manifest.sha256:
-                return current
+                return
+            self._make_room(manifest.size)
             start = time.perf_counter()
             data = await self._cache.read(manifest)
             try:
-                estimator = await asyncio.to_thread(load_artifact, data, manifest.format)
+                estimator = await asyncio.to_thread(
+                    load_artifact, data, manifest.format, manifest.trusted_types
+                )
             except ArtifactError as exc:
                 raise ArtifactUnavailable(f"cannot load {manifest.name}/{manifest.version}: {exc}") from None
-            loaded = LoadedModel(manifest, estimator)
-            self._models[manifest.key] = loaded
+            self._models[manifest.key] = LoadedModel(manifest, estimator)
+            self.evicted.discard(manifest.key)
             elapsed = time.perf_counter() - start
-            self._metrics.load_duration.labels(manifest.name, manifest.version, self.node).observe(elapsed)
+            labels = (manifest.name, manifest.version, self.node)
+            self._metrics.load_duration.labels(*labels).observe(elapsed)
+            if cold_start:
+                self._metrics.cold_start.labels(*labels).observe(elapsed)
+                previous = self.cold_start_avg_s.get(manifest.key, elapsed)
+                self.cold_start_avg_s[manifest.key] = round(
+                    (1 - _EWMA_WEIGHT) * previous + _EWMA_WEIGHT * elapsed, 6
+                )
             self._metrics.loaded_models.labels(self.node).set(len(self._models))
             logger.info("loaded %s/%s in %.3fs", manifest.name, manifest.version, elapsed)
-            return loaded
 
     def unload(self, name: str, version: str | None = None) -> list[str]:
         keys = [k for k in self._models if k[0] == name and (version is None or k[1] == version)]
         for key in keys:
-            del self._models[key]
-            logger.info("unloaded %s/%s", *key)
-        self._metrics.loaded_models.labels(self.node).set(len(self._models))
+            self._drop(key, "unloaded")
+        self.evicted = {k for k in self.evicted if k[0] != name}
         return [version for _, version in keys]
 
-    async def predict(self, name: str, version: str, instances: Any, output: str) -> list[Any]:
-        model = self.get(name, version)
-        rows = as_rows(instances, model.manifest.signature.n_features)
-        if output not in model.manifest.signature.outputs:
-            raise InvalidInput(f"model {name!r} has no output {output!r}")
-        loop = asyncio.get_running_loop()
-        self.in_flight += 1
+    def retire(self, wanted: set[Key], grace_s: float) -> None:
+        """Unload versions no longer wanted once no request uses them and none came for grace_s."""
+        now = time.monotonic()
+        for key, model in list(self._models.items()):
+            if key not in wanted and not model.in_flight and model.idle_for(now) >= grace_s:
+                self._drop(key, "retired")
+
+    def evict_idle(self, idle_s: float) -> None:
+        """Scale to zero: unload models idle for longer than idle_s; the next request loads them."""
+        now = time.monotonic()
+        for key, model in list(self._models.items()):
+            if model.idle_for(now) > idle_s:
+                self._drop(key, "idle")
+                self.evicted.add(key)
+
+    async def predict(
+        self, name: str, version: str, instances: Any, outputs: list[str]
+    ) -> dict[str, list[Any]]:
+        model = self._models.get((name, version))
+        if model is None:
+            raise ModelNotLoaded(f"model {name!r} version {version!r} is not loaded on {self.node}")
+        signature = model.manifest.signature
+        unknown = [o for o in outputs if o not in signature.outputs]
+        if unknown or not outputs:
+            raise InvalidInput(f"outputs {outputs} not available; model {name!r} offers {signature.outputs}")
+        rows = as_rows(instances, signature.n_features)
+        model.in_flight += 1
         try:
-            result, elapsed = await loop.run_in_executor(
-                self._executor, _timed_call, getattr(model.estimator, output), rows
-            )
+            loop = asyncio.get_running_loop()
+            methods = [getattr(model.estimator, output) for output in outputs]
+            results, elapsed = await loop.run_in_executor(self._executor, _timed_call, methods, rows)
         finally:
-            self.in_flight -= 1
+            model.in_flight -= 1
+            model.last_used = time.monotonic()
         labels = (name, version, self.node)
         self._metrics.predict_latency.labels(*labels).observe(elapsed)
         self._metrics.predicted_rows.labels(*labels).inc(len(rows))
-        return result
+        return dict(zip(outputs, results, strict=True))
+
+    def _make_room(self, size: int) -> None:
+        """Unload least-recently-used idle models until `size` more bytes fit in the budget."""
+        if self._budget is None:
+            return
+        used = sum(m.manifest.size for m in self._models.values())
+        for key, model in sorted(self._models.items(), key=lambda item: item[1].last_used):
+            if used + size <= self._budget:
+                break
+            if not model.in_flight:
+                used -= model.manifest.size
+                self._drop(key, "over the memory budget")
+                self.evicted.add(key)
+        if used + size > self._budget:
+            raise MemoryBudgetExceeded(
+                f"{self.node}: loading {size} bytes would exceed the memory budget of {self._budget} bytes"
+            )
+
+    def _drop(self, key: Key, why: str) -> None:
+        del self._models[key]
+        self._metrics.loaded_models.labels(self.node).set(len(self._models))
+        logger.info("unloaded %s/%s (%s)", *key, why)
 
 
 def as_rows(instances: Any, n_features: int) -> np.ndarray:
@@ -112,10 +195,10 @@ def as_rows(instances: Any, n_features: int) -> np.ndarray:
     return rows
 
 
-def _timed_call(method: Any, rows: np.ndarray) -> tuple[list[Any], float]:
+def _timed_call(methods: list[Any], rows: np.ndarray) -> tuple[list[list[Any]], float]:
     start = time.perf_counter()
     try:
-        result = method(rows)
+        results = [np.asarray(method(rows)).tolist() for method in methods]
     except ValueError as exc:  # the estimator rejected the values (e.g. NaN without an imputer)
         raise InvalidInput(f"model rejected the input: {exc}") from None
-    return np.asarray(result).tolist(), time.perf_counter() - start
+    return results, time.perf_counter() - start

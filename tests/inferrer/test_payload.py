@@ -39,10 +39,10 @@ def test_records_follow_the_fitted_feature_order() -> None:
         (b'{"instances": [[1, 2], [1]]}', NAMED, InvalidInput, "got 1, 2"),
         (b'{"instances": [[1, "2"]]}', NAMED, InvalidInput, "only numbers"),
         (b'{"instances": [[1, {}]]}', NAMED, InvalidInput, "only numbers"),
-        (b'{"instances": [[1, 2]], "output": "predict_proba"}', UNNAMED, InvalidInput, "offers"),
         (b'{"records": [{"a": 1}]}', NAMED, InvalidInput, "missing features ['b']"),
         (b'{"records": [{"a": 1, "b": 2}]}', UNNAMED, InvalidInput, "without feature names"),
         (b'{"instances": [[1, 2]], "extra": 1}', NAMED, InvalidInput, "unknown fields: extra"),
+        (b'{"instances": [[1, 2]], "output": 3}', NAMED, InvalidInput, "output"),
         (b'{"instances": [[1, 2], [1, 2], [1, 2]]}', NAMED, PayloadTooLarge, "limit of 2"),
     ],
 )

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from artifacts.formats import ArtifactFormat
+from artifacts.manifest import Manifest
 from artifacts.schema import ModelSchema
 from inferrer.errors import InvalidInput, ModelNotFound, VersionConflict
 from inferrer.repository import ModelRepository, check_name
@@ -30,11 +31,31 @@ def test_look_alike_names_are_accepted_and_stay_inside_the_root(tmp_path: Path, 
     assert artifact.resolve().is_relative_to((tmp_path / "models").resolve())
 
 
+def _deploy(repository: ModelRepository, name: str, version: str | None, data: bytes) -> Manifest:
+    manifest = repository.store(name, version, data, ArtifactFormat.SKOPS, SIGNATURE)
+    return repository.activate(name, manifest.version)
+
+
+def test_a_stored_version_serves_only_once_activated(tmp_path: Path) -> None:
+    repository = ModelRepository(tmp_path)
+    first = _deploy(repository, "m", None, b"one")
+    second = repository.store("m", None, b"two", ArtifactFormat.SKOPS, SIGNATURE)
+    assert repository.get("m") == first
+    assert repository.get("m", "2") == second  # pinned requests may use it already
+    repository.activate("m", "2")
+    assert repository.get("m") == second
+    assert repository.previous_version("m") == first
+    repository.activate("m", "1")  # roll back
+    assert repository.get("m") == first
+    with pytest.raises(ModelNotFound):
+        repository.activate("m", "9")
+
+
 def test_versions_activate_and_survive_a_restart(tmp_path: Path) -> None:
     repository = ModelRepository(tmp_path)
-    first = repository.store("m", None, b"one", ArtifactFormat.SKOPS, SIGNATURE)
-    second = repository.store("m", None, b"two", ArtifactFormat.SKOPS, SIGNATURE)
-    named = repository.store("m", "blue", b"three", ArtifactFormat.SKOPS, SIGNATURE)
+    first = _deploy(repository, "m", None, b"one")
+    second = _deploy(repository, "m", None, b"two")
+    named = _deploy(repository, "m", "blue", b"three")
     assert (first.version, second.version) == ("1", "2")
     assert repository.get("m").version == "blue"
 
@@ -48,7 +69,7 @@ def test_versions_activate_and_survive_a_restart(tmp_path: Path) -> None:
 
 def test_an_existing_version_is_a_conflict_and_changes_nothing(tmp_path: Path) -> None:
     repository = ModelRepository(tmp_path)
-    repository.store("m", "1", b"one", ArtifactFormat.SKOPS, SIGNATURE)
+    _deploy(repository, "m", "1", b"one")
     with pytest.raises(VersionConflict):
         repository.store("m", "1", b"other", ArtifactFormat.SKOPS, SIGNATURE)
     assert repository.get("m").size == 3
@@ -72,8 +93,8 @@ def test_a_failed_write_leaves_no_half_model(tmp_path: Path, monkeypatch: pytest
 
 def test_delete_removes_every_version(tmp_path: Path) -> None:
     repository = ModelRepository(tmp_path)
-    repository.store("m", None, b"one", ArtifactFormat.SKOPS, SIGNATURE)
-    repository.store("m", None, b"two", ArtifactFormat.SKOPS, SIGNATURE)
+    _deploy(repository, "m", None, b"one")
+    _deploy(repository, "m", None, b"two")
     assert repository.delete("m") == ["1", "2"]
     with pytest.raises(ModelNotFound):
         repository.get("m")
