@@ -19,6 +19,7 @@ from inferrer.routes_fleet import router as fleet_router
 from inferrer.routes_internal import router as internal_router
 from inferrer.routes_models import router as models_router
 from inferrer.routes_predict import router as predict_router
+from inferrer.routes_v2 import router as v2_router
 from inferrer.settings import InferrerSettings
 from metrics.definitions import InferrerMetrics
 from metrics.exposition import HttpMetricsMiddleware, metrics_router
@@ -55,7 +56,7 @@ def create_app(
         lifespan=lifespan,
         exception_handlers=EXCEPTION_HANDLERS,
     )
-    for router in (fleet_router, models_router, predict_router, internal_router):
+    for router in (fleet_router, models_router, predict_router, v2_router, internal_router):
         app.include_router(router)
     app.include_router(metrics_router(registry))
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics.http)

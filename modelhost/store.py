@@ -115,7 +115,8 @@ class ModelStore:
         keys = [k for k in self._models if k[0] == name and (version is None or k[1] == version)]
         for key in keys:
             self._drop(key, "unloaded")
-        self.evicted = {k for k in self.evicted if k[0] != name}
+        # Not loaded again by the periodic sync; a request (or a new deploy) brings it back.
+        self.evicted |= set(keys)
         return [version for _, version in keys]
 
     def retire(self, wanted: set[Key], grace_s: float) -> None:

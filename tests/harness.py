@@ -91,8 +91,13 @@ class RunningFleet:
 
 
 def start_fleet(
-    tmp_path: Path, nodes: int = 3, extra_args: tuple[str, ...] = (), timeout_s: float = 90
+    tmp_path: Path,
+    nodes: int = 3,
+    extra_args: tuple[str, ...] = (),
+    timeout_s: float = 90,
+    env: dict[str, str] | None = None,
 ) -> RunningFleet:
+    """`modelfleet up` on free ports; `env` reaches every service (e.g. MODELHOST_* settings)."""
     inferrer, nginx, exporter, prometheus, *node_ports = free_ports(4 + nodes)
     env_file = tmp_path / "fleet.env"
     text = ENV_TEMPLATE.format(inferrer=inferrer, nginx=nginx, exporter=exporter, prometheus=prometheus)
@@ -107,7 +112,11 @@ def start_fleet(
     ]  # fmt: skip
     with output.open("wb") as out:
         process = subprocess.Popen(
-            argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=os.environ.copy()
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
         )
     fleet = RunningFleet(
         process,

@@ -19,6 +19,7 @@ class LoadLoop:
         self.sent = 0
         self.failures: list[str] = []
         self.nodes: Counter[str] = Counter()
+        self.versions: list[tuple[float, str]] = []  # (when the request was sent, version that answered)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -39,13 +40,16 @@ class LoadLoop:
         with httpx.Client(timeout=10) as client:
             while not self._stop.is_set() and self.sent < self.max_requests and time.monotonic() < deadline:
                 self.sent += 1
+                sent_at = time.monotonic()
                 try:
                     response = client.post(self.url, json=self.body)
                 except httpx.HTTPError as exc:
                     self.failures.append(repr(exc))
                     continue
                 if response.status_code == 200:
-                    self.nodes[response.json()["node"]] += 1
+                    answer = response.json()
+                    self.nodes[answer["node"]] += 1
+                    self.versions.append((sent_at, answer["version"]))
                 else:
                     self.failures.append(f"{response.status_code}: {response.text}")
 

@@ -1,0 +1,127 @@
+"""The Open Inference Protocol V2 (KServe / Triton), with the model repository extension.
+
+Inference goes the same way as REST predict: checked here, then through nginx to a node. Health
+answers carry the truth in the status code; errors are {"error": "..."} with 400 for bad requests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import version as package_version
+
+from fastapi import APIRouter, Request
+
+from inferrer import dependencies as deps
+from inferrer.errors import InferrerError, InvalidInput, ModelNotFound, UpstreamUnavailable
+from inferrer.v2_codec import decode_infer_request, encode_outputs, model_metadata
+from wire.errors import MalformedRequest
+from wire.json import FastJSONResponse
+
+router = APIRouter(prefix="/v2", tags=["open inference protocol v2"])
+
+
+class BadRequest(InferrerError):
+    status_code = 400
+
+
+@asynccontextmanager
+async def _v2_errors() -> AsyncIterator[None]:
+    """The protocol answers 400 where the REST API says 422 (invalid input)."""
+    try:
+        yield
+    except InvalidInput as exc:
+        raise BadRequest(exc.message) from None
+
+
+@router.get("")
+def server_metadata() -> FastJSONResponse:
+    return FastJSONResponse(
+        {"name": "modelfleet", "version": package_version("modelfleet"), "extensions": ["model_repository"]}
+    )
+
+
+@router.get("/health/live")
+def server_live() -> FastJSONResponse:
+    return FastJSONResponse({"live": True})
+
+
+@router.get("/health/ready")
+async def server_ready(request: Request) -> FastJSONResponse:
+    ready = any(s.ready for s in await deps.manager(request).node_statuses())
+    return FastJSONResponse({"ready": ready}, status_code=200 if ready else 503)
+
+
+@router.get("/models/{name}")
+@router.get("/models/{name}/versions/{version}")
+def model_meta(name: str, request: Request, version: str | None = None) -> FastJSONResponse:
+    repository = deps.repository(request)
+    manifest = repository.get(name, version)
+    versions = [m.version for m in repository.versions_any(name)]
+    return FastJSONResponse(model_metadata(manifest, versions))
+
+
+@router.get("/models/{name}/ready")
+@router.get("/models/{name}/versions/{version}/ready")
+async def model_ready(name: str, request: Request, version: str | None = None) -> FastJSONResponse:
+    """200 when the version exists and a ready node serves it (loading it on demand if needed)."""
+    manifest = deps.repository(request).get(name, version)
+    ready = any(s.ready for s in await deps.manager(request).node_statuses())
+    body = {"name": name, "version": manifest.version, "ready": ready}
+    return FastJSONResponse(body, status_code=200 if ready else 503)
+
+
+@router.post("/models/{name}/infer")
+@router.post("/models/{name}/versions/{version}/infer")
+async def infer(name: str, request: Request, version: str | None = None) -> FastJSONResponse:
+    service = deps.prediction(request)
+    manifest = service.resolve(name, version)
+    header = request.headers.get("inference-header-content-length")
+    async with _v2_errors():
+        try:
+            header_length = int(header) if header is not None else None
+        except ValueError:
+            raise MalformedRequest("Inference-Header-Content-Length must be an integer") from None
+        decoded = decode_infer_request(await request.body(), header_length, manifest)
+        result = await service.predict(manifest, decoded.rows, decoded.outputs)
+    body = {"model_name": name, "model_version": result.version, "outputs": encode_outputs(result.outputs)}
+    if decoded.id is not None:
+        body["id"] = decoded.id
+    return FastJSONResponse(body, headers={"X-Modelhost-Node": result.node})
+
+
+@router.post("/repository/index")
+async def repository_index(request: Request) -> FastJSONResponse:
+    """Every stored version; READY where a node has it loaded, else loaded on its first request."""
+    loaded = {
+        (m["name"], m["version"])
+        for status in await deps.manager(request).node_statuses()
+        for m in status.models
+    }
+    index = []
+    for manifest in deps.repository(request).all_versions():
+        entry = {"name": manifest.name, "version": manifest.version, "state": "READY"}
+        if manifest.key not in loaded:
+            entry.update(state="UNAVAILABLE", reason="not loaded on any node: loads on its next request")
+        index.append(entry)
+    return FastJSONResponse(index)
+
+
+@router.post("/repository/models/{name}/load")
+async def repository_load(name: str, request: Request) -> FastJSONResponse:
+    manifest = deps.repository(request).get(name)
+    results = await deps.manager(request).broadcast_load(manifest)
+    loaded = sorted(node for node, error in results.items() if error is None)
+    if not loaded:
+        raise UpstreamUnavailable(f"no node loaded {name!r}: {results}")
+    return FastJSONResponse({"name": name, "version": manifest.version, "nodes_loaded": loaded})
+
+
+@router.post("/repository/models/{name}/unload")
+async def repository_unload(name: str, request: Request) -> FastJSONResponse:
+    """Nodes release the model's memory; it stays deployed and loads again on its next request."""
+    if name not in deps.repository(request).names():
+        raise ModelNotFound(f"model {name!r} not found")
+    results = await deps.manager(request).broadcast_unload(name)
+    unloaded = sorted(node for node, error in results.items() if error is None)
+    return FastJSONResponse({"name": name, "nodes_unloaded": unloaded})

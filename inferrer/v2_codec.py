@@ -1,0 +1,142 @@
+"""Open Inference Protocol V2 tensors: decode infer requests (JSON or binary data), encode answers."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from artifacts.manifest import Manifest
+from inferrer.errors import InvalidInput, MalformedRequest
+
+DATATYPES: dict[str, type[np.generic]] = {
+    "BOOL": np.bool_,
+    "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32, "UINT64": np.uint64,
+    "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64,
+    "FP16": np.float16, "FP32": np.float32, "FP64": np.float64,
+}  # fmt: skip
+INPUT_NAME = "input-0"
+
+
+@dataclass(frozen=True)
+class InferRequest:
+    id: str | None
+    rows: np.ndarray
+    outputs: list[str]
+
+
+def decode_infer_request(raw: bytes, header_length: int | None, manifest: Manifest) -> InferRequest:
+    """One [rows, features] tensor, or one [rows] (or [rows, 1]) tensor per feature."""
+    header, binary = (raw[:header_length], raw[header_length:]) if header_length else (raw, b"")
+    try:
+        body = orjson.loads(header)
+    except orjson.JSONDecodeError as exc:
+        raise MalformedRequest(f"malformed JSON: {exc}") from None
+    inputs = body.get("inputs") if isinstance(body, dict) else None
+    if not isinstance(inputs, list) or not inputs:
+        raise InvalidInput('"inputs" must be a non-empty list of tensors')
+    tensors: dict[str, np.ndarray] = {}
+    offset = 0
+    for tensor in inputs:
+        name, array, offset = _decode_tensor(tensor, binary, offset)
+        tensors[name] = array
+    rows = _as_rows(tensors, manifest)
+    requested = body.get("outputs")
+    if requested is None:
+        outputs = list(manifest.signature.outputs)
+    elif isinstance(requested, list) and all(isinstance(o, dict) and "name" in o for o in requested):
+        outputs = [str(o["name"]) for o in requested]
+    else:
+        raise InvalidInput('"outputs" must be a list of {"name": ...}')
+    request_id = body.get("id")
+    return InferRequest(str(request_id) if request_id is not None else None, rows, outputs)
+
+
+def _decode_tensor(tensor: Any, binary: bytes, offset: int) -> tuple[str, np.ndarray, int]:
+    if not isinstance(tensor, dict):
+        raise InvalidInput("each input must be an object with name, shape, datatype and data")
+    name, shape, datatype = tensor.get("name"), tensor.get("shape"), tensor.get("datatype")
+    if (
+        not isinstance(name, str)
+        or not isinstance(shape, list)
+        or not all(isinstance(d, int) and d >= 0 for d in shape)
+    ):
+        raise InvalidInput("each input needs a name and a shape of non-negative integers")
+    dtype = DATATYPES.get(str(datatype))
+    if dtype is None:
+        raise InvalidInput(f"input {name!r}: datatype {datatype!r} is not numeric ({', '.join(DATATYPES)})")
+    size = (tensor.get("parameters") or {}).get("binary_data_size")
+    try:
+        if size is not None:
+            chunk = binary[offset : offset + int(size)]
+            if len(chunk) != int(size):
+                raise InvalidInput(f"input {name!r}: binary data is shorter than binary_data_size")
+            array = np.frombuffer(chunk, dtype=np.dtype(dtype).newbyteorder("<"))
+            offset += int(size)
+        else:
+            array = np.asarray(tensor.get("data"), dtype=dtype).reshape(-1)
+    except (TypeError, ValueError):
+        raise InvalidInput(f"input {name!r}: data must be {datatype} numbers") from None
+    if array.size != math.prod(shape):
+        raise InvalidInput(f"input {name!r}: shape {shape} needs {math.prod(shape)} values, got {array.size}")
+    return name, array.reshape(shape), offset
+
+
+def _as_rows(tensors: dict[str, np.ndarray], manifest: Manifest) -> np.ndarray:
+    n_features = manifest.signature.n_features
+    if len(tensors) == 1:
+        ((name, array),) = tensors.items()
+        if array.ndim != 2 or array.shape[1] != n_features:
+            raise InvalidInput(f"input {name!r}: expected shape [-1, {n_features}], got {list(array.shape)}")
+        return array.astype(np.float64)
+    names = manifest.signature.feature_names
+    order = names if names is not None and set(tensors) == set(names) else list(tensors)
+    columns = [tensors[n].reshape(tensors[n].shape[0], -1) for n in order]
+    if len(columns) != n_features or any(c.shape[1] != 1 for c in columns):
+        raise InvalidInput(
+            f"expected one input of shape [-1, {n_features}] or {n_features} inputs of shape [-1]"
+        )
+    if len({c.shape[0] for c in columns}) != 1:
+        raise InvalidInput("every input must have the same number of rows")
+    return np.hstack(columns).astype(np.float64)
+
+
+def datatype_of(values: np.ndarray) -> str:
+    kind = values.dtype.kind
+    return {"b": "BOOL", "i": "INT64", "u": "UINT64", "f": "FP64"}.get(kind, "BYTES")
+
+
+def encode_outputs(outputs: dict[str, list[Any]]) -> list[dict[str, Any]]:
+    encoded = []
+    for name, values in outputs.items():
+        array = np.asarray(values)
+        encoded.append(
+            {
+                "name": name,
+                "datatype": datatype_of(array),
+                "shape": list(array.shape),
+                "data": array.reshape(-1).tolist(),
+            }
+        )
+    return encoded
+
+
+def model_metadata(manifest: Manifest, versions: list[str]) -> dict[str, Any]:
+    signature = manifest.signature
+    classes = np.asarray(signature.classes) if signature.classes is not None else np.zeros(0)
+    outputs = [
+        {"name": "predict", "datatype": datatype_of(classes) if classes.size else "FP64", "shape": [-1]}
+    ]
+    if "predict_proba" in signature.outputs:
+        outputs.append({"name": "predict_proba", "datatype": "FP64", "shape": [-1, int(classes.size)]})
+    return {
+        "name": manifest.name,
+        "versions": versions,
+        "platform": "scikit-learn",
+        "inputs": [{"name": INPUT_NAME, "datatype": "FP64", "shape": [-1, signature.n_features]}],
+        "outputs": outputs,
+        "parameters": {"feature_names": signature.feature_names},
+    }

@@ -1,0 +1,117 @@
+"""The real tritonclient.http against the fleet: health, metadata, infer, versions, errors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import skops.io as sio
+import tritonclient.http as triton
+from sklearn.linear_model import LogisticRegression
+from tritonclient.utils import InferenceServerException
+
+from tests.harness import RunningFleet, start_fleet
+
+pytestmark = pytest.mark.fleet
+
+ROWS = np.random.default_rng(11).normal(size=(6, 4))
+
+
+def _model(seed: int) -> LogisticRegression:
+    rng = np.random.default_rng(seed)
+    features = rng.normal(size=(300, 4))
+    labels = (features @ rng.normal(size=4) > 0).astype(int) + (features[:, 0] > 1).astype(int)
+    return LogisticRegression(max_iter=500).fit(features, labels)
+
+
+@pytest.fixture(scope="module")
+def versions(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[RunningFleet, list[LogisticRegression]]]:
+    fleet = start_fleet(Path(tmp_path_factory.mktemp("v2")), nodes=2, extra_args=("--no-example",))
+    models = [_model(1), _model(2)]
+    for model in models:
+        response = httpx.post(
+            f"{fleet.url}/api/v1/models",
+            data={"name": "clf"},
+            files={"file": ("clf.skops", sio.dumps(model))},
+            timeout=60,
+        )
+        assert response.status_code == 201, response.text
+    yield fleet, models
+    assert fleet.stop() == 0
+
+
+@pytest.fixture
+def client(versions: tuple[RunningFleet, list[LogisticRegression]]) -> triton.InferenceServerClient:
+    return triton.InferenceServerClient(url=f"127.0.0.1:{versions[0].ports['inferrer']}")
+
+
+def test_server_and_model_health_and_metadata(client: triton.InferenceServerClient) -> None:
+    assert client.is_server_live()
+    assert client.is_server_ready()
+    assert client.get_server_metadata()["name"] == "modelfleet"
+    metadata = client.get_model_metadata("clf")
+    assert metadata["versions"] == ["1", "2"]
+    assert metadata["inputs"] == [{"name": "input-0", "datatype": "FP64", "shape": [-1, 4]}]
+    assert [o["name"] for o in metadata["outputs"]] == ["predict", "predict_proba"]
+    assert client.get_model_metadata("clf", "1")["name"] == "clf"
+    assert client.is_model_ready("clf")
+    assert client.is_model_ready("clf", "1")
+    assert not client.is_model_ready("no-such-model")
+
+
+@pytest.mark.parametrize(
+    ("datatype", "dtype"), [("FP32", np.float32), ("FP64", np.float64), ("INT64", np.int64)]
+)
+@pytest.mark.parametrize("binary", [True, False])
+def test_infer_equals_in_process(
+    client: triton.InferenceServerClient,
+    versions: tuple[RunningFleet, list[LogisticRegression]],
+    datatype: str,
+    dtype: type[np.generic],
+    binary: bool,
+) -> None:
+    rows = (ROWS * 3).astype(dtype)
+    tensor = triton.InferInput("input-0", list(rows.shape), datatype)
+    tensor.set_data_from_numpy(rows, binary_data=binary)
+    outputs = [triton.InferRequestedOutput("predict"), triton.InferRequestedOutput("predict_proba")]
+    result = client.infer("clf", [tensor], outputs=outputs)
+    active = versions[1][1]
+    expected = rows.astype(np.float64)
+    np.testing.assert_array_equal(result.as_numpy("predict"), active.predict(expected))
+    np.testing.assert_allclose(result.as_numpy("predict_proba"), active.predict_proba(expected), rtol=1e-12)
+    assert result.get_response()["model_version"] == "2"
+
+
+def test_pinned_version_infers_with_that_version(
+    client: triton.InferenceServerClient, versions: tuple[RunningFleet, list[LogisticRegression]]
+) -> None:
+    tensor = triton.InferInput("input-0", list(ROWS.shape), "FP64")
+    tensor.set_data_from_numpy(ROWS)
+    result = client.infer("clf", [tensor], model_version="1")
+    np.testing.assert_array_equal(result.as_numpy("predict"), versions[1][0].predict(ROWS))
+    assert result.get_response()["model_version"] == "1"
+
+
+def test_wrong_shape_is_a_clear_error(client: triton.InferenceServerClient) -> None:
+    tensor = triton.InferInput("input-0", [3, 2], "FP64")
+    tensor.set_data_from_numpy(np.zeros((3, 2)))
+    with pytest.raises(InferenceServerException, match=r"expected shape \[-1, 4\], got \[3, 2\]"):
+        client.infer("clf", [tensor])
+
+
+def test_repository_extension(versions: tuple[RunningFleet, list[LogisticRegression]]) -> None:
+    url = versions[0].url
+    index = httpx.post(f"{url}/v2/repository/index").json()
+    assert {(e["name"], e["version"]) for e in index} == {("clf", "1"), ("clf", "2")}
+    assert httpx.post(f"{url}/v2/repository/models/clf/unload").status_code == 200
+    states = {e["version"]: e["state"] for e in httpx.post(f"{url}/v2/repository/index").json()}
+    assert states["2"] == "UNAVAILABLE"
+    assert httpx.post(f"{url}/v2/repository/models/clf/load").status_code == 200
+    states = {e["version"]: e["state"] for e in httpx.post(f"{url}/v2/repository/index").json()}
+    assert states["2"] == "READY"
+    assert httpx.post(f"{url}/v2/repository/models/nope/load").status_code == 404
