@@ -61,19 +61,11 @@ def test_version_switch_under_load(fleet: RunningFleet) -> None:
         deployed = _deploy(fleet, "switch", _skops(2))
         switched_at = time.monotonic()
         assert deployed.status_code == 201 and deployed.json()["active_version"] == "2"
-        assert wait_until(
-            lambda: (
-                load.sent > len(load.versions) + 300
-                or len(load.versions) > 0
-                and load.versions[-1][0] > switched_at + 1
-            ),
-            timeout_s=20,
-        )
+        sent_at_switch = load.sent
+        assert wait_until(lambda: load.sent > sent_at_switch + 300, timeout_s=20)
     seen = {version for _, version in load.versions}
     after = {version for sent_at, version in load.versions if sent_at > switched_at}
-    print(
-        f"version switch under load: {load.report()}, versions seen {sorted(seen)}, after the switch {sorted(after)}"
-    )
+    print(f"version switch under load: {load.report()}, versions {sorted(seen)}, after: {sorted(after)}")
     assert load.failures == []
     assert seen == {"1", "2"}
     assert after == {"2"}
