@@ -1,0 +1,91 @@
+"""The node's model store in-process: memory budget (LRU), retiring old versions, idle unloads."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+import skops.io as sio
+from prometheus_client import CollectorRegistry
+from sklearn.linear_model import LogisticRegression
+
+from artifacts.formats import ArtifactFormat, sha256_hex
+from artifacts.manifest import Manifest
+from artifacts.schema import inspect_schema
+from metrics.definitions import ModelhostMetrics
+from modelhost.artifact_cache import ArtifactCache
+from modelhost.errors import InvalidInput, MemoryBudgetExceeded, ModelNotLoaded
+from modelhost.store import ModelStore
+
+
+def _manifest(cache_dir: Path, name: str, version: str, seed: int) -> Manifest:
+    rng = np.random.default_rng(seed)
+    features = rng.normal(size=(50, 3))
+    model = LogisticRegression().fit(features, (features[:, 0] > 0).astype(int))
+    data = sio.dumps(model)
+    (cache_dir / sha256_hex(data)).write_bytes(data)  # cached: no inferrer needed
+    return Manifest(
+        name=name, version=version, format=ArtifactFormat.SKOPS, sha256=sha256_hex(data),
+        size=len(data), created=datetime.now(UTC), signature=inspect_schema(model),
+    )  # fmt: skip
+
+
+def _store(tmp_path: Path, budget: int | None = None) -> ModelStore:
+    unreachable = httpx.AsyncClient(transport=httpx.MockTransport(lambda r: httpx.Response(500)))
+    cache = ArtifactCache(tmp_path, "http://inferrer", unreachable)
+    return ModelStore("node-t", cache, ModelhostMetrics(CollectorRegistry(), "node-t"), budget)
+
+
+def test_memory_budget_unloads_the_least_recently_used(tmp_path: Path) -> None:
+    a, b, c = (_manifest(tmp_path, n, "1", seed) for seed, n in enumerate("abc"))
+    store = _store(tmp_path, budget=a.size + b.size + 10)
+
+    async def scenario() -> None:
+        await store.ensure_loaded(a)
+        await store.ensure_loaded(b)
+        await store.predict("a", "1", [[0, 0, 0]], ["predict"])  # b is now least recently used
+        await store.ensure_loaded(c)
+
+    asyncio.run(scenario())
+    assert sorted(m.name for m in store.loaded()) == ["a", "c"]
+    assert ("b", "1") in store.evicted
+    with pytest.raises(MemoryBudgetExceeded):
+        asyncio.run(_store(tmp_path, budget=10).ensure_loaded(a))
+
+
+def test_old_versions_retire_and_idle_models_scale_to_zero(tmp_path: Path) -> None:
+    old, new = _manifest(tmp_path, "m", "1", 1), _manifest(tmp_path, "m", "2", 2)
+    store = _store(tmp_path)
+
+    async def load_both() -> None:
+        await store.ensure_loaded(old)
+        await store.ensure_loaded(new)
+
+    asyncio.run(load_both())
+    store.retire({("m", "2")}, grace_s=0)
+    assert [m.version for m in store.loaded()] == ["2"]
+    store.evict_idle(idle_s=0)
+    assert store.loaded() == [] and ("m", "2") in store.evicted
+    with pytest.raises(ModelNotLoaded):
+        asyncio.run(store.predict("m", "2", [[0, 0, 0]], ["predict"]))
+
+
+def test_predict_checks_outputs_and_shape(tmp_path: Path) -> None:
+    manifest = _manifest(tmp_path, "m", "1", 3)
+    store = _store(tmp_path)
+
+    async def scenario() -> dict[str, list[object]]:
+        await store.ensure_loaded(manifest)
+        with pytest.raises(InvalidInput, match="expected 3 features"):
+            await store.predict("m", "1", [[0, 0]], ["predict"])
+        with pytest.raises(InvalidInput, match="not available"):
+            await store.predict("m", "1", [[0, 0, 0]], ["transform"])
+        return await store.predict("m", "1", [[0, 0, 0]], ["predict", "predict_proba"])
+
+    outputs = asyncio.run(scenario())
+    assert set(outputs) == {"predict", "predict_proba"}
+    assert store.in_flight == 0
