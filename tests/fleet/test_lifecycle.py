@@ -21,7 +21,7 @@ from tests.load_loop import LoadLoop
 pytestmark = pytest.mark.fleet
 
 ROW = [0.3, -1.2, 0.8, 2.0]
-TRAVERSALS = ["..", "../etc", "a/../b", "/etc/passwd", "model/", "model/sub", " ", "   "]
+TRAVERSALS = ["..", "../etc", "a/../b", "/etc/passwd", "model/", "model/sub", "", " ", "   "]
 LOOK_ALIKES = ["model123", "model.version1", "..my_model", "model..1"]
 
 
