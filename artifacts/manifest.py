@@ -20,6 +20,8 @@ class Manifest(BaseModel):
     signature: ModelSchema
     # skops types beyond the default list that this upload was explicitly allowed to contain.
     trusted_types: list[str] = []
+    # Concurrent requests may be coalesced into one upstream call (see inferrer/batching.py).
+    batching: bool = True
 
     @property
     def key(self) -> tuple[str, str]:

@@ -42,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
         "--sync-interval", type=float, help="seconds between a node's checks of the desired models"
     )
     up.add_argument("--nginx-bin", help="the nginx executable, when not `nginx` on PATH")
+    up.add_argument("--inferrer-workers", type=int, help="uvicorn worker processes of the inferrer (1)")
+    up.add_argument("--modelhost-workers", type=int, help="uvicorn worker processes of each node (1)")
 
     commands.add_parser("render", help="write the local configs and deploy/docker-compose.yml")
 
@@ -81,7 +83,12 @@ def main(argv: list[str] | None = None) -> int:
             return _apply(args, topology)
         if args.nodes is not None:
             topology = topology.with_node_count(args.nodes)
-        given = {"sync_interval_s": args.sync_interval, "nginx_bin": args.nginx_bin}
+        given = {
+            "sync_interval_s": args.sync_interval,
+            "nginx_bin": args.nginx_bin,
+            "inferrer_workers": args.inferrer_workers,
+            "modelhost_workers": args.modelhost_workers,
+        }
         options = LaunchOptions(**{k: v for k, v in given.items() if v is not None})
         return _up(prepare(topology, env_file, args.data_dir, options), args.no_example)
     except (TopologyError, LaunchError, MembershipError) as exc:

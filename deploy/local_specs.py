@@ -64,7 +64,7 @@ class DataDirs:
         return self.run / "apply.json"
 
 
-def _uvicorn(app: str, host: str, port: int) -> list[str]:
+def _uvicorn(app: str, host: str, port: int, workers: int) -> list[str]:
     return [
         sys.executable, "-m", "uvicorn", "--factory", app,
         "--host", host, "--port", str(port),
@@ -72,6 +72,7 @@ def _uvicorn(app: str, host: str, port: int) -> list[str]:
         "--timeout-graceful-shutdown", str(UVICORN_GRACEFUL_S),
         "--no-access-log",
         "--log-config", str(LOGGING_CONFIG),
+        "--workers", str(workers), "--loop", "uvloop", "--http", "httptools",
     ]  # fmt: skip
 
 
@@ -79,6 +80,9 @@ def _uvicorn(app: str, host: str, port: int) -> list[str]:
 class LaunchOptions:
     sync_interval_s: float | None = None  # None: the node's own default
     nginx_bin: str = "nginx"
+    # uvicorn worker processes: scale with processes, not threads (PERFORMANCE.md).
+    inferrer_workers: int = 1
+    modelhost_workers: int = 1
 
 
 # Debian installs nginx in /usr/sbin, which a non-root PATH often lacks.
@@ -95,7 +99,7 @@ def node_spec(topology: Topology, node: Node, dirs: DataDirs, options: LaunchOpt
         env["MODELHOST_SYNC_INTERVAL_S"] = str(options.sync_interval_s)
     return ProcessSpec(
         node.id,
-        _uvicorn("modelhost.app:create_app", node.host, node.port),
+        _uvicorn("modelhost.app:create_app", node.host, node.port, options.modelhost_workers),
         f"{node.url}/health/ready",
         env=env,
         role=Role.NODE,
@@ -109,7 +113,12 @@ def process_specs(
     specs = [
         ProcessSpec(
             "inferrer",
-            _uvicorn("inferrer.app:create_app", topology.inferrer_host, topology.inferrer_port),
+            _uvicorn(
+                "inferrer.app:create_app",
+                topology.inferrer_host,
+                topology.inferrer_port,
+                options.inferrer_workers,
+            ),
             f"{topology.inferrer_url}/health/live",
             role=Role.GATEWAY,
             env={

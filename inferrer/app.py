@@ -9,6 +9,8 @@ import httpx
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from inferrer.balancer_client import BalancerClient
+from inferrer.batching import Batcher
 from inferrer.client import ModelHostClientManager
 from inferrer.errors import EXCEPTION_HANDLERS
 from inferrer.node_directory import NodeDirectory
@@ -18,11 +20,14 @@ from inferrer.repository import ModelRepository
 from inferrer.routes_fleet import router as fleet_router
 from inferrer.routes_internal import router as internal_router
 from inferrer.routes_models import router as models_router
+from inferrer.routes_predict import HOT_ROUTES as PREDICT_HOT_ROUTES
 from inferrer.routes_predict import router as predict_router
+from inferrer.routes_v2 import HOT_ROUTES as V2_HOT_ROUTES
 from inferrer.routes_v2 import router as v2_router
 from inferrer.settings import InferrerSettings
 from metrics.definitions import InferrerMetrics
 from metrics.exposition import HttpMetricsMiddleware, metrics_router
+from wire.hot_routes import add_hot_routes
 
 
 def create_app(
@@ -42,14 +47,21 @@ def create_app(
             app.state.settings = settings
             app.state.metrics = metrics
             repository = ModelRepository(settings.repository_dir)
+            balancer = BalancerClient(settings.nginx_url, settings.upstream_timeout_s)
             manager = ModelHostClientManager(
-                client, settings.nginx_url, NodeDirectory(settings.nodes_file), settings.status_timeout_s
+                client, balancer, NodeDirectory(settings.nodes_file), settings.status_timeout_s
             )
             cache = PredictionCache(settings.prediction_cache_size, metrics.cache_hits, metrics.cache_misses)
             app.state.repository = repository
             app.state.manager = manager
-            app.state.prediction = PredictionService(repository, manager, metrics, cache)
-            yield
+            batcher = Batcher(
+                settings.batch_max_rows, settings.batch_max_wait_s, settings.batch_max_in_flight, metrics
+            )
+            app.state.prediction = PredictionService(repository, manager, metrics, cache, batcher)
+            try:
+                yield
+            finally:
+                await balancer.close()
 
     app = FastAPI(
         title="modelfleet inferrer",
@@ -59,5 +71,6 @@ def create_app(
     for router in (fleet_router, models_router, predict_router, v2_router, internal_router):
         app.include_router(router)
     app.include_router(metrics_router(registry))
+    add_hot_routes(app, [*PREDICT_HOT_ROUTES, *V2_HOT_ROUTES])
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics.http)
     return app

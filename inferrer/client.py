@@ -1,8 +1,7 @@
-"""ModelHostClientManager: the gateway's one pooled HTTP client to the fleet.
+"""ModelHostClientManager: the gateway's pooled HTTP clients to the fleet.
 
-Inference and the self-test go through nginx (balanced, retried on another node); broadcasts and
-status go to each node directly. httpx is used here for now; PERFORMANCE.md measures its cost on the
-hot path, which the batching work addresses.
+Inference and the self-test go through nginx (balanced, retried on another node) on the aiohttp
+BalancerClient; broadcasts, status and drain go to each node directly on one httpx.AsyncClient.
 """
 
 from __future__ import annotations
@@ -15,15 +14,9 @@ from urllib.parse import quote
 import httpx
 
 from artifacts.manifest import Manifest
-from inferrer.errors import NodeNotFound, UpstreamTimeout, UpstreamUnavailable
+from inferrer.balancer_client import BalancerClient, UpstreamAnswer
+from inferrer.errors import NodeNotFound, UpstreamUnavailable
 from inferrer.node_directory import NodeDirectory
-
-
-@dataclass
-class UpstreamAnswer:
-    status_code: int
-    content: bytes
-    node: str | None
 
 
 @dataclass
@@ -42,12 +35,12 @@ class ModelHostClientManager:
     def __init__(
         self,
         client: httpx.AsyncClient,
-        nginx_url: str,
+        balancer: BalancerClient,
         directory: NodeDirectory,
         status_timeout_s: float,
     ) -> None:
         self._client = client
-        self._nginx_url = nginx_url
+        self._balancer = balancer
         self._directory = directory
         self._status_timeout = httpx.Timeout(status_timeout_s)
 
@@ -56,33 +49,10 @@ class ModelHostClientManager:
         return self._directory.current()
 
     async def predict(self, name: str, body: bytes) -> UpstreamAnswer:
-        return await self._through_balancer("POST", f"/api/v1/models/{quote(name, safe='')}/predict", body)
+        return await self._balancer.request("POST", f"/api/v1/models/{quote(name, safe='')}/predict", body)
 
     async def ping(self, item: str) -> UpstreamAnswer:
-        return await self._through_balancer("GET", f"/api/test/ping/{quote(item, safe='')}")
-
-    async def _through_balancer(self, method: str, path: str, body: bytes | None = None) -> UpstreamAnswer:
-        headers = {"content-type": "application/json"} if body is not None else None
-        for attempt in (1, 2):
-            try:
-                response = await self._client.request(
-                    method, self._nginx_url + path, content=body, headers=headers
-                )
-                break
-            except httpx.TimeoutException as exc:
-                raise UpstreamTimeout(f"the fleet did not answer in time: {exc!r}") from None
-            except httpx.TransportError as exc:
-                # nginx closes idle kept-alive connections when it reloads; a request sent on one
-                # fails without reaching a node. Balanced calls have no side effects: send once more.
-                if attempt == 2:
-                    raise UpstreamUnavailable(f"the balancer is unreachable: {exc!r}") from None
-        node = response.headers.get("x-modelhost-node")
-        if response.status_code in (502, 503, 504) and node is None:
-            # nginx itself answered: every node it tried failed.
-            raise UpstreamUnavailable(
-                f"no modelhost could serve the request (balancer answered {response.status_code})"
-            )
-        return UpstreamAnswer(response.status_code, response.content, node)
+        return await self._balancer.request("GET", f"/api/test/ping/{quote(item, safe='')}")
 
     async def broadcast_load(self, manifest: Manifest) -> dict[str, str | None]:
         """Tell every node to load a model; node id -> None when loaded, else the error."""

@@ -1,5 +1,5 @@
-"""One prediction path for every protocol (REST, Open Inference Protocol): check, cache, send
-through nginx, and read back which node and version answered."""
+"""One prediction path for every protocol (REST, Open Inference Protocol): check, cache, batch,
+send through nginx, and read back which node and version answered."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import numpy as np
 import orjson
 
 from artifacts.manifest import Manifest
+from inferrer.batching import Batcher
 from inferrer.client import ModelHostClientManager
 from inferrer.errors import InvalidInput, UpstreamAnswered
 from inferrer.prediction_cache import PredictionCache
@@ -34,11 +35,13 @@ class PredictionService:
         manager: ModelHostClientManager,
         metrics: InferrerMetrics,
         cache: PredictionCache,
+        batcher: Batcher,
     ) -> None:
         self.repository = repository
         self._manager = manager
         self._metrics = metrics
         self.cache = cache
+        self._batcher = batcher
 
     def resolve(self, name: str, version: str | None) -> Manifest:
         """The manifest a request targets: a pinned version, else the active one (404 if none)."""
@@ -50,11 +53,30 @@ class PredictionService:
         key = PredictionCache.key(name, version, outputs, rows) if self.cache.enabled else None
         if key is not None and (cached := self.cache.get(key)) is not None:
             return Prediction(name, version, "cache", cached)
+
+        async def send(batch: np.ndarray) -> tuple[str, str, dict[str, list[Any]]]:
+            return await self._send(manifest, batch, outputs)
+
+        if manifest.batching:
+            answered_by, node, results = await self._batcher.submit(
+                (name, version, tuple(outputs)), rows, send
+            )
+        else:
+            answered_by, node, results = await send(rows)
+        self._metrics.predictions.labels(name, answered_by, node).inc()
+        if key is not None:
+            self.cache.put(key, results)
+        return Prediction(name, answered_by, node, results)
+
+    async def _send(
+        self, manifest: Manifest, rows: np.ndarray, outputs: list[str]
+    ) -> tuple[str, str, dict[str, list[Any]]]:
+        """One upstream call through nginx; returns (version, node, outputs)."""
         body = orjson.dumps(
-            {"version": version, "instances": rows, "outputs": outputs}, option=ORJSON_OPTIONS
+            {"version": manifest.version, "instances": rows, "outputs": outputs}, option=ORJSON_OPTIONS
         )
         start = time.perf_counter()
-        answer = await self._manager.predict(name, body)
+        answer = await self._manager.predict(manifest.name, body)
         try:
             parsed = orjson.loads(answer.content)
         except orjson.JSONDecodeError:
@@ -62,12 +84,10 @@ class PredictionService:
         if answer.status_code != 200:
             raise UpstreamAnswered(answer.status_code, str(parsed.get("error", parsed)))
         node = answer.node or "unknown"
-        labels = (name, version, node)
-        self._metrics.upstream_latency.labels(*labels).observe(time.perf_counter() - start)
-        self._metrics.predictions.labels(*labels).inc()
-        if key is not None:
-            self.cache.put(key, parsed["outputs"])
-        return Prediction(name, parsed["version"], node, parsed["outputs"])
+        self._metrics.upstream_latency.labels(manifest.name, manifest.version, node).observe(
+            time.perf_counter() - start
+        )
+        return parsed["version"], node, parsed["outputs"]
 
 
 def check_request(manifest: Manifest, rows: np.ndarray, outputs: list[str]) -> None:

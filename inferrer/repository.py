@@ -5,12 +5,15 @@ Writes are staged under <root>/staging and renamed into place, so a reader never
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import re
 import shutil
 import tempfile
 import threading
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -32,29 +35,43 @@ def check_name(value: str, what: str = "model name") -> str:
 
 
 class ModelRepository:
+    """Safe for several gateway worker processes: writes hold a file lock, and every write bumps a
+    generation file that readers check (one stat) before trusting their in-memory index."""
+
     def __init__(self, root: Path) -> None:
         self._models_dir = root / "models"
         self._staging_dir = root / "staging"
+        self._generation_file = root / "generation"
         self._models_dir.mkdir(parents=True, exist_ok=True)
         self._staging_dir.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
+        self._lock_file = root / "lock"
+        self._thread_lock = threading.Lock()
+        self._generation: tuple[int, int] | None = None
         self._versions: dict[str, dict[str, Manifest]] = {}
         self._active: dict[str, str] = {}
-        self._scan()
+        with self._lock():
+            if not self._generation_file.exists():
+                for leftover in self._staging_dir.iterdir():  # from a write that crashed
+                    shutil.rmtree(leftover, ignore_errors=True)
+                self._bump()
+            self._refresh()
 
     # Reading ---------------------------------------------------------------------------------
 
     def names(self) -> list[str]:
+        self._refresh()
         return sorted(self._active)
 
     def all_versions(self) -> list[Manifest]:
         return [m for name in sorted(self._versions) for m in self.versions_any(name)]
 
     def versions_any(self, name: str) -> list[Manifest]:
+        self._refresh()
         return sorted(self._versions.get(name, {}).values(), key=lambda m: m.created)
 
     def get(self, name: str, version: str | None = None) -> Manifest:
         """A version of a model; without `version`, the active one."""
+        self._refresh()
         versions = self._versions.get(name)
         if not versions or (version is None and name not in self._active):
             raise ModelNotFound(f"model {name!r} not found")
@@ -69,9 +86,11 @@ class ModelRepository:
 
     def active(self) -> list[Manifest]:
         """The desired state: the active version of every model."""
+        self._refresh()
         return [self._versions[name][version] for name, version in sorted(self._active.items())]
 
     def artifact_path(self, sha256: str) -> Path | None:
+        self._refresh()
         for versions in self._versions.values():
             for manifest in versions.values():
                 if manifest.sha256 == sha256:
@@ -88,12 +107,13 @@ class ModelRepository:
         fmt: ArtifactFormat,
         signature: ModelSchema,
         trusted_types: list[str] | None = None,
+        batching: bool = True,
     ) -> Manifest:
         """Store a new version, not yet active (see activate). Atomic: all of it appears, or nothing."""
         check_name(name)
         if version is not None:
             check_name(version, "version")
-        with self._lock:
+        with self._lock():
             existing = self._versions.get(name, {})
             version = version or _next_version(existing)
             if version in existing:
@@ -107,6 +127,7 @@ class ModelRepository:
                 created=datetime.now(UTC),
                 signature=signature,
                 trusted_types=trusted_types or [],
+                batching=batching,
             )
             staged = Path(tempfile.mkdtemp(dir=self._staging_dir))
             try:
@@ -118,16 +139,18 @@ class ModelRepository:
                 shutil.rmtree(staged, ignore_errors=True)
                 raise
             self._versions.setdefault(name, {})[version] = manifest
+            self._bump()
             return manifest
 
     def activate(self, name: str, version: str) -> Manifest:
         """Make `version` the one unpinned requests get: one atomic pointer swap."""
-        with self._lock:
+        with self._lock():
             manifest = self._versions.get(name, {}).get(version)
             if manifest is None:
                 raise ModelNotFound(f"model {name!r} has no version {version!r}")
             self._write_active(name, version)
             self._active[name] = version
+            self._bump()
             return manifest
 
     def previous_version(self, name: str) -> Manifest:
@@ -141,7 +164,7 @@ class ModelRepository:
 
     def delete(self, name: str) -> list[str]:
         """Remove a model and all its versions; returns the versions removed."""
-        with self._lock:
+        with self._lock():
             versions = sorted(self._versions.get(name, {}))
             if not versions:
                 raise ModelNotFound(f"model {name!r} not found")
@@ -149,6 +172,7 @@ class ModelRepository:
             os.rename(self._models_dir / name, doomed)
             del self._versions[name]
             self._active.pop(name, None)
+            self._bump()
         shutil.rmtree(doomed, ignore_errors=True)
         return versions
 
@@ -163,9 +187,32 @@ class ModelRepository:
         tmp.write_text(version)
         os.replace(tmp, pointer)
 
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        """Writers exclude each other across threads and processes; the index is fresh inside."""
+        with self._thread_lock, self._lock_file.open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                self._refresh()
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _bump(self) -> None:
+        tmp = self._generation_file.with_name(f".generation.{uuid.uuid4().hex}")
+        tmp.write_text(uuid.uuid4().hex)
+        os.replace(tmp, self._generation_file)
+        self._generation = _stamp(self._generation_file)
+
+    def _refresh(self) -> None:
+        """Re-read the index when another process wrote since we last looked."""
+        stamp = _stamp(self._generation_file)
+        if stamp != self._generation:
+            self._scan()
+            self._generation = stamp
+
     def _scan(self) -> None:
-        for leftover in self._staging_dir.iterdir():
-            shutil.rmtree(leftover, ignore_errors=True)
+        self._versions, self._active = {}, {}
         for model_dir in self._models_dir.iterdir():
             for manifest_file in model_dir.glob(f"*/{_MANIFEST}"):
                 manifest = Manifest.model_validate_json(manifest_file.read_text())
@@ -173,6 +220,14 @@ class ModelRepository:
             pointer = model_dir / _ACTIVE
             if pointer.exists() and pointer.read_text() in self._versions.get(model_dir.name, {}):
                 self._active[model_dir.name] = pointer.read_text()
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    try:
+        info = path.stat()
+    except FileNotFoundError:  # a repository not written yet
+        return (0, 0)
+    return (info.st_ino, info.st_mtime_ns)
 
 
 def _next_version(existing: dict[str, Manifest]) -> str:

@@ -27,12 +27,13 @@ async def deploy(
     trusted: Annotated[bool, Form()] = False,
     trusted_types: Annotated[str | None, Form()] = None,
     activate: Annotated[bool, Form()] = True,
+    batching: Annotated[bool, Form()] = True,
 ) -> FastJSONResponse:
     """Store a version (atomically), have every node load it, then make it active in one swap.
 
     `trusted=true` accepts a joblib file (it runs code when loaded); `trusted_types` lists extra
     types a skops file may contain (comma-separated); `activate=false` stages a version that only
-    pinned requests use until it is activated.
+    pinned requests use until it is activated; `batching=false` sends each request upstream alone.
     """
     check_name(name)
     if version is not None:
@@ -52,7 +53,9 @@ async def deploy(
     allowed = [t.strip() for t in (trusted_types or "").split(",") if t.strip()]
     signature = await asyncio.to_thread(_inspect, data, fmt, allowed)
     repository = deps.repository(request)
-    manifest = await asyncio.to_thread(repository.store, name, version, data, fmt, signature, allowed)
+    manifest = await asyncio.to_thread(
+        repository.store, name, version, data, fmt, signature, allowed, batching
+    )
     # Nodes load the new version first; the switch is one pointer swap once they have it.
     # A node that missed the broadcast loads it on its first request.
     results = await deps.manager(request).broadcast_load(manifest)

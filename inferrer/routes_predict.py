@@ -42,3 +42,17 @@ async def _predict(name: str, version: str | None, request: Request) -> Response
         return Response(render_csv(predictions), media_type="text/csv", headers=headers)
     body = {"model": name, "version": result.version, "predictions": predictions, "node": result.node}
     return FastJSONResponse(body, headers=headers)
+
+
+async def predict_hot(request: Request) -> Response:
+    return await _predict(request.path_params["name"], None, request)
+
+
+async def predict_version_hot(request: Request) -> Response:
+    return await _predict(request.path_params["name"], request.path_params["version"], request)
+
+
+HOT_ROUTES = [
+    ("/api/v1/models/{name}/predict", predict_hot, ["POST"]),
+    ("/api/v1/models/{name}/versions/{version}/predict", predict_version_hot, ["POST"]),
+]

@@ -125,3 +125,13 @@ async def repository_unload(name: str, request: Request) -> FastJSONResponse:
     results = await deps.manager(request).broadcast_unload(name)
     unloaded = sorted(node for node, error in results.items() if error is None)
     return FastJSONResponse({"name": name, "nodes_unloaded": unloaded})
+
+
+async def infer_hot(request: Request) -> FastJSONResponse:
+    return await infer(request.path_params["name"], request, request.path_params.get("version"))
+
+
+HOT_ROUTES = [
+    ("/v2/models/{name}/infer", infer_hot, ["POST"]),
+    ("/v2/models/{name}/versions/{version}/infer", infer_hot, ["POST"]),
+]

@@ -47,6 +47,20 @@ class InferrerMetrics:
             registry=registry,
         )
 
+        self.batch_rows = Histogram(
+            "modelfleet_inferrer_batch_rows",
+            "Rows per upstream predict call after gateway batching",
+            ["model"],
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+            registry=registry,
+        )
+        self.batch_wait = Histogram(
+            "modelfleet_inferrer_batch_wait_seconds",
+            "Time a request waited in its batch before the upstream call",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
         self.cache_hits = Counter(
             "modelfleet_inferrer_prediction_cache_hits_total",
             "Predictions answered from the prediction cache",

@@ -15,11 +15,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from metrics.definitions import ModelhostMetrics
 from metrics.exposition import HttpMetricsMiddleware, metrics_router
 from modelhost.artifact_cache import ArtifactCache
-from modelhost.routes import router
+from modelhost.routes import HOT_ROUTES, router
 from modelhost.settings import ModelhostSettings
 from modelhost.store import ModelStore
 from modelhost.sync import Reconciler
 from wire.errors import ServiceError, handle_validation_error, service_error_handler
+from wire.hot_routes import add_hot_routes
 
 
 def create_app(
@@ -37,7 +38,11 @@ def create_app(
             cache = ArtifactCache(settings.cache_dir, settings.inferrer_url, client)
             budget = settings.memory_budget_mib
             store = ModelStore(
-                settings.node_id, cache, metrics, int(budget * 2**20) if budget is not None else None
+                settings.node_id,
+                cache,
+                metrics,
+                int(budget * 2**20) if budget is not None else None,
+                settings.inline_predict_below_ms / 1000,
             )
             reconciler = Reconciler(
                 store, client, settings.inferrer_url, settings.sync_interval_s, settings.idle_unload_s
@@ -62,6 +67,7 @@ def create_app(
         },
     )
     app.include_router(router)
+    add_hot_routes(app, HOT_ROUTES)
     app.include_router(metrics_router(registry))
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics.http)
     app.add_middleware(NodeHeaderMiddleware, node=settings.node_id)

@@ -79,6 +79,13 @@ async def predict(name: str, request: Request) -> Response:
     return FastJSONResponse({"model": name, "version": version, "outputs": results, "node": store.node})
 
 
+async def predict_hot(request: Request) -> Response:
+    return await predict(request.path_params["name"], request)
+
+
+HOT_ROUTES = [("/api/v1/models/{name}/predict", predict_hot, ["POST"])]
+
+
 @router.get("/internal/v1/models")
 def loaded_models(request: Request) -> FastJSONResponse:
     return FastJSONResponse([m.model_dump(mode="json") for m in _store(request).loaded()])

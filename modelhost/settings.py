@@ -16,6 +16,8 @@ class ModelhostSettings(BaseSettings):
     cache_dir: Path = Path(".modelfleet/cache/modelhost-1")
     sync_interval_s: float = Field(default=5.0, gt=0)
     fetch_timeout_s: float = Field(default=60.0, gt=0)
+    # A predict cheaper than this runs on the event loop instead of the predict thread.
+    inline_predict_below_ms: float = Field(default=0.5, ge=0)
     # Scale to zero: unload a model idle for longer than this; None keeps models loaded.
     idle_unload_s: float | None = Field(default=None, gt=0)
     # Unload least-recently-used models rather than exceed this many MiB of artifacts; None: no cap.

@@ -1,4 +1,4 @@
-"""ModelHostClientManager against faults provoked with httpx.MockTransport."""
+"""The gateway's clients against real faults: a loopback server that drops, stalls or fails."""
 
 from __future__ import annotations
 
@@ -9,56 +9,62 @@ from pathlib import Path
 import httpx
 import pytest
 
+from inferrer.balancer_client import BalancerClient, UpstreamAnswer
 from inferrer.client import ModelHostClientManager
 from inferrer.errors import NodeNotFound, UpstreamTimeout, UpstreamUnavailable
 from inferrer.node_directory import NodeDirectory
 
-
-def _manager(handler: httpx.MockTransport, nodes_file: Path | None = None) -> ModelHostClientManager:
-    client = httpx.AsyncClient(transport=handler)
-    return ModelHostClientManager(client, "http://nginx", NodeDirectory(nodes_file), 1.0)
-
-
-def test_a_dropped_keepalive_connection_is_retried_once() -> None:
-    calls = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        calls.append(request.url.path)
-        if len(calls) == 1:
-            raise httpx.ReadError("connection closed by nginx reload")
-        return httpx.Response(200, json={"predictions": [1]}, headers={"x-modelhost-node": "n1"})
-
-    answer = asyncio.run(_manager(httpx.MockTransport(handler)).predict("m", b"{}"))
-    assert (answer.status_code, answer.node) == (200, "n1")
-    assert calls == ["/api/v1/models/m/predict"] * 2
+OK = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-modelhost-node: n1\r\n"
+    b"content-length: 2\r\n\r\n{}"
+)
+NGINX_502 = b"HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/html\r\ncontent-length: 5\r\n\r\n<bad>"
 
 
-def test_a_balancer_that_stays_down_is_a_503() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        raise httpx.ConnectError("refused")
+async def _call_through(behaviours: list[str], timeout_s: float = 5.0) -> tuple[UpstreamAnswer, int]:
+    """Serve one behaviour per connection: drop (close unanswered), stall, ok, 502."""
+    connections = 0
 
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        behaviour = behaviours[min(connections, len(behaviours) - 1)]
+        connections += 1
+        await reader.readuntil(b"\r\n\r\n")
+        if behaviour == "stall":
+            await asyncio.sleep(timeout_s * 4)
+        elif behaviour in ("ok", "502"):
+            writer.write(OK if behaviour == "ok" else NGINX_502)
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = BalancerClient(f"http://127.0.0.1:{port}", timeout_s)
+    try:
+        return await client.request("POST", "/api/v1/models/m/predict", b"{}"), connections
+    finally:
+        await client.close()
+        server.close()
+
+
+def test_a_dropped_connection_is_retried_once() -> None:
+    answer, connections = asyncio.run(_call_through(["drop", "ok"]))
+    assert (answer.status_code, answer.node, connections) == (200, "n1", 2)
+
+
+def test_a_balancer_that_keeps_dropping_is_a_503() -> None:
     with pytest.raises(UpstreamUnavailable, match="unreachable"):
-        asyncio.run(_manager(httpx.MockTransport(handler)).predict("m", b"{}"))
+        asyncio.run(_call_through(["drop"]))
 
 
 def test_a_timeout_is_not_retried() -> None:
-    calls = []
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        calls.append(1)
-        raise httpx.ReadTimeout("slow")
-
     with pytest.raises(UpstreamTimeout):
-        asyncio.run(_manager(httpx.MockTransport(handler)).predict("m", b"{}"))
-    assert len(calls) == 1
+        asyncio.run(_call_through(["stall"], timeout_s=0.3))
 
 
 def test_nginx_own_502_means_no_node_could_answer() -> None:
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(502, text="<html>bad gateway</html>")
-
     with pytest.raises(UpstreamUnavailable, match="no modelhost"):
-        asyncio.run(_manager(httpx.MockTransport(handler)).predict("m", b"{}"))
+        asyncio.run(_call_through(["502"]))
 
 
 def test_node_list_follows_its_file(tmp_path: Path) -> None:
@@ -70,12 +76,20 @@ def test_node_list_follows_its_file(tmp_path: Path) -> None:
             raise httpx.ConnectError("refused")
         return httpx.Response(200, json={"ready": True, "models": []})
 
-    manager = _manager(httpx.MockTransport(handler), nodes_file)
-    assert manager.nodes == {"modelhost-1": "http://a:1"}
-    nodes_file.write_text(json.dumps({"modelhost-1": "http://a:1", "modelhost-2": "http://dead:2"}))
-    statuses = asyncio.run(manager.node_statuses())
-    assert [(s.id, s.live) for s in statuses] == [("modelhost-1", True), ("modelhost-2", False)]
-    nodes_file.write_text("not json")
-    assert list(manager.nodes) == ["modelhost-1", "modelhost-2"]  # the last good list stays
-    with pytest.raises(NodeNotFound):
-        asyncio.run(manager.drain("modelhost-9"))
+    async def scenario() -> None:
+        client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+        balancer = BalancerClient("http://127.0.0.1:9", 1.0)
+        manager = ModelHostClientManager(client, balancer, NodeDirectory(nodes_file), 1.0)
+        try:
+            assert manager.nodes == {"modelhost-1": "http://a:1"}
+            nodes_file.write_text(json.dumps({"modelhost-1": "http://a:1", "modelhost-2": "http://dead:2"}))
+            statuses = await manager.node_statuses()
+            assert [(s.id, s.live) for s in statuses] == [("modelhost-1", True), ("modelhost-2", False)]
+            nodes_file.write_text("not json")
+            assert list(manager.nodes) == ["modelhost-1", "modelhost-2"]  # the last good list stays
+            with pytest.raises(NodeNotFound):
+                await manager.drain("modelhost-9")
+        finally:
+            await balancer.close()
+
+    asyncio.run(scenario())

@@ -101,3 +101,15 @@ def test_delete_removes_every_version(tmp_path: Path) -> None:
     assert not (tmp_path / "models" / "m").exists()
     with pytest.raises(ModelNotFound):
         repository.delete("m")
+
+
+def test_two_processes_see_each_others_writes(tmp_path: Path) -> None:
+    """Gateway workers share one repository directory: each sees what another wrote."""
+    first, second = ModelRepository(tmp_path), ModelRepository(tmp_path)
+    _deploy(first, "m", None, b"one")
+    assert second.get("m").version == "1"
+    assert second.store("m", None, b"two", ArtifactFormat.SKOPS, SIGNATURE).version == "2"
+    first.activate("m", "2")
+    assert second.get("m").version == "2"
+    second.delete("m")
+    assert first.names() == []

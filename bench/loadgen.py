@@ -1,0 +1,94 @@
+"""Load from a separate process (wrk) and the CPU each process group used meanwhile."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+_LUA = """wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = os.getenv("WRK_BODY")
+"""
+
+
+@dataclass
+class LoadResult:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    requests: int
+
+
+def wrk_available() -> bool:
+    return shutil.which("wrk") is not None
+
+
+def run_wrk(url: str, body: bytes, concurrency: int, seconds: float) -> LoadResult:
+    """One wrk thread (it needs ~0.1 core), `concurrency` kept-alive connections."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(_LUA)
+    try:
+        out = subprocess.run(
+            ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--latency",
+             "-s", script.name, url],
+            capture_output=True, text=True, env={**os.environ, "WRK_BODY": body.decode()},
+            timeout=seconds + 60,
+        ).stdout  # fmt: skip
+    finally:
+        Path(script.name).unlink()
+    return LoadResult(
+        rps=float(_find(r"Requests/sec:\s+([\d.]+)", out)),
+        p50_ms=_ms(_find(r"50%\s+([\d.]+\w+)", out)),
+        p99_ms=_ms(_find(r"99%\s+([\d.]+\w+)", out)),
+        errors=int(_find(r"Non-2xx or 3xx responses: (\d+)", out, "0"))
+        + sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out)),
+        requests=int(_find(r"(\d+) requests in", out, "0")),
+    )
+
+
+def _find(pattern: str, text: str, default: str | None = None) -> str:
+    match = re.search(pattern, text)
+    if match:
+        return match[1]
+    if default is None:
+        raise RuntimeError(f"wrk output lacks {pattern!r}:\n{text}")
+    return default
+
+
+def _ms(value: str) -> float:
+    number, unit = re.match(r"([\d.]+)(\w+)", value).groups()  # type: ignore[union-attr]
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit]
+
+
+def process_tree_cpu_s(root_pids: list[int]) -> float:
+    """CPU seconds (user + system) used so far by these processes and their descendants."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parents[int(stat.parent.name)] = int(fields[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    tree = set(root_pids)
+    grew = True
+    while grew:
+        grew = False
+        for pid, parent in parents.items():
+            if parent in tree and pid not in tree:
+                tree.add(pid)
+                grew = True
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in tree:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / ticks
+        except (OSError, IndexError, ValueError):
+            continue
+    return total

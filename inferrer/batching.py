@@ -1,0 +1,108 @@
+"""Adaptive batching at the gateway: concurrent requests for the same model, version and outputs
+become one upstream call, predicted in one call on a node, and are split back in order.
+
+A lane (one per model, version and outputs) sends at once while fewer than `max_in_flight` of its
+calls are upstream, so a lone request never waits. Under load, requests queue while the lane's calls
+are busy and leave together when one returns, or when the batch reaches `max_rows`, or when the
+oldest has waited `max_wait_s`. Requests are validated before they join a batch, so one bad request
+never fails the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from metrics.definitions import InferrerMetrics
+
+Outputs = dict[str, list[Any]]
+Send = Callable[[np.ndarray], Awaitable[tuple[str, str, Outputs]]]  # rows -> (version, node, outputs)
+LaneKey = tuple[str, str, tuple[str, ...]]
+
+
+@dataclass
+class _Waiting:
+    rows: np.ndarray
+    future: asyncio.Future[tuple[str, str, Outputs]]
+    since: float = field(default_factory=time.perf_counter)
+
+
+@dataclass
+class _Lane:
+    send: Send
+    waiting: list[_Waiting] = field(default_factory=list)
+    rows: int = 0
+    in_flight: int = 0
+    timer: asyncio.TimerHandle | None = None
+
+
+class Batcher:
+    def __init__(
+        self, max_rows: int, max_wait_s: float, max_in_flight: int, metrics: InferrerMetrics
+    ) -> None:
+        self._max_rows = max_rows
+        self._max_wait_s = max_wait_s
+        self._max_in_flight = max_in_flight
+        self._metrics = metrics
+        self._lanes: dict[LaneKey, _Lane] = {}
+
+    async def submit(self, key: LaneKey, rows: np.ndarray, send: Send) -> tuple[str, str, Outputs]:
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = self._lanes[key] = _Lane(send)
+        lane.send = send
+        waiting = _Waiting(rows, asyncio.get_running_loop().create_future())
+        lane.waiting.append(waiting)
+        lane.rows += len(rows)
+        if lane.in_flight < self._max_in_flight or lane.rows >= self._max_rows:
+            self._dispatch(key, lane)
+        elif lane.timer is None:
+            lane.timer = asyncio.get_running_loop().call_later(self._max_wait_s, self._dispatch, key, lane)
+        return await waiting.future
+
+    def _dispatch(self, key: LaneKey, lane: _Lane) -> None:
+        if lane.timer is not None:
+            lane.timer.cancel()
+            lane.timer = None
+        if not lane.waiting:
+            return
+        batch: list[_Waiting] = []
+        rows = 0
+        while lane.waiting and (not batch or rows + len(lane.waiting[0].rows) <= self._max_rows):
+            item = lane.waiting.pop(0)
+            batch.append(item)
+            rows += len(item.rows)
+        lane.rows -= rows
+        lane.in_flight += 1
+        asyncio.get_running_loop().create_task(self._send(key, lane, batch))
+
+    async def _send(self, key: LaneKey, lane: _Lane, batch: list[_Waiting]) -> None:
+        now = time.perf_counter()
+        model = key[0]
+        self._metrics.batch_rows.labels(model).observe(sum(len(item.rows) for item in batch))
+        for item in batch:
+            self._metrics.batch_wait.labels(model).observe(now - item.since)
+        try:
+            version, node, outputs = await lane.send(np.concatenate([item.rows for item in batch]))
+        except Exception as exc:  # every request of the batch gets the upstream failure
+            for item in batch:
+                if not item.future.done():
+                    item.future.set_exception(exc)
+        else:
+            start = 0
+            for item in batch:
+                end = start + len(item.rows)
+                if not item.future.done():  # the client may have gone away
+                    item.future.set_result((version, node, {k: v[start:end] for k, v in outputs.items()}))
+                start = end
+        finally:
+            lane.in_flight -= 1
+            if lane.waiting:
+                self._dispatch(key, lane)
+            elif lane.in_flight == 0:
+                self._lanes.pop(key, None)
