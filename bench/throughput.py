@@ -146,7 +146,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--seconds", type=float, default=5)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 64])
-    parser.add_argument("--inferrer-workers", type=int, default=2)
+    parser.add_argument("--inferrer-workers", type=int, default=1)
     parser.add_argument("--no-mlserver", action="store_true")
     parser.add_argument("--out", type=Path, default=Path("bench/results.md"))
     args = parser.parse_args()

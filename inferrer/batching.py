@@ -56,14 +56,33 @@ class Batcher:
         if lane is None:
             lane = self._lanes[key] = _Lane(send)
         lane.send = send
+        if not lane.waiting and lane.in_flight < self._max_in_flight:
+            return await self._send_alone(key, lane, rows)
         waiting = _Waiting(rows, asyncio.get_running_loop().create_future())
         lane.waiting.append(waiting)
         lane.rows += len(rows)
-        if lane.in_flight < self._max_in_flight or lane.rows >= self._max_rows:
+        if lane.rows >= self._max_rows:
             self._dispatch(key, lane)
         elif lane.timer is None:
             lane.timer = asyncio.get_running_loop().call_later(self._max_wait_s, self._dispatch, key, lane)
         return await waiting.future
+
+    async def _send_alone(self, key: LaneKey, lane: _Lane, rows: np.ndarray) -> tuple[str, str, Outputs]:
+        """Nothing queued and room upstream: send from the caller's own task, without a hand-off."""
+        self._metrics.batch_rows.labels(key[0]).observe(len(rows))
+        self._metrics.batch_wait.labels(key[0]).observe(0.0)
+        lane.in_flight += 1
+        try:
+            return await lane.send(rows)
+        finally:
+            self._finished(key, lane)
+
+    def _finished(self, key: LaneKey, lane: _Lane) -> None:
+        lane.in_flight -= 1
+        if lane.waiting:
+            self._dispatch(key, lane)
+        elif lane.in_flight == 0:
+            self._lanes.pop(key, None)
 
     def _dispatch(self, key: LaneKey, lane: _Lane) -> None:
         if lane.timer is not None:
@@ -101,8 +120,4 @@ class Batcher:
                     item.future.set_result((version, node, {k: v[start:end] for k, v in outputs.items()}))
                 start = end
         finally:
-            lane.in_flight -= 1
-            if lane.waiting:
-                self._dispatch(key, lane)
-            elif lane.in_flight == 0:
-                self._lanes.pop(key, None)
+            self._finished(key, lane)

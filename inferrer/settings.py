@@ -23,7 +23,7 @@ class InferrerSettings(BaseSettings):
     # Gateway batching: rows per upstream call, longest wait, upstream calls per lane before queueing.
     batch_max_rows: int = Field(default=64, gt=0)
     batch_max_wait_s: float = Field(default=0.005, gt=0)
-    batch_max_in_flight: int = Field(default=4, gt=0)
+    batch_max_in_flight: int = Field(default=2, gt=0)
     # Entries in the prediction cache (model, version, input) -> outputs; 0 turns it off.
     prediction_cache_size: int = Field(default=0, ge=0)
 

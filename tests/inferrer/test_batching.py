@@ -1,0 +1,112 @@
+"""Gateway batching in-process: results split back exactly and in order; failures stay per batch."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry
+
+from inferrer.batching import Batcher, Outputs
+from metrics.definitions import InferrerMetrics
+
+
+def _batcher(max_rows: int = 64, max_in_flight: int = 1) -> Batcher:
+    return Batcher(max_rows, 0.05, max_in_flight, InferrerMetrics(CollectorRegistry()))
+
+
+def test_concurrent_requests_share_upstream_calls_and_get_their_own_rows_back() -> None:
+    calls: list[int] = []
+
+    async def send(rows: np.ndarray) -> tuple[str, str, Outputs]:
+        calls.append(len(rows))
+        await asyncio.sleep(0.01)
+        return "7", "node-x", {"predict": rows[:, 0].tolist(), "twice": (rows * 2).tolist()}
+
+    async def scenario() -> list[tuple[str, str, Outputs]]:
+        batcher = _batcher()
+        requests = [np.full((1 + i % 3, 2), float(i)) for i in range(20)]
+        answers = await asyncio.gather(*(batcher.submit(("m", "7", ("p",)), r, send) for r in requests))
+        for i, (version, node, outputs) in enumerate(answers):
+            assert (version, node) == ("7", "node-x")
+            assert outputs["predict"] == [float(i)] * (1 + i % 3)
+            assert outputs["twice"] == [[2.0 * i, 2.0 * i]] * (1 + i % 3)
+        return answers
+
+    asyncio.run(scenario())
+    assert sum(calls) == sum(1 + i % 3 for i in range(20))
+    assert len(calls) < 20  # batched: one call went alone, the rest queued behind it
+
+
+def test_batches_respect_max_rows() -> None:
+    calls: list[int] = []
+
+    async def send(rows: np.ndarray) -> tuple[str, str, Outputs]:
+        calls.append(len(rows))
+        await asyncio.sleep(0.01)
+        return "1", "n", {"predict": [0] * len(rows)}
+
+    async def scenario() -> None:
+        batcher = _batcher(max_rows=5)
+        await asyncio.gather(*(batcher.submit(("m", "1", ("p",)), np.zeros((2, 1)), send) for _ in range(12)))
+
+    asyncio.run(scenario())
+    assert max(calls) <= 5 and sum(calls) == 24
+
+
+def test_lanes_keep_models_and_versions_apart() -> None:
+    seen: list[str] = []
+
+    def sender(tag: str):  # type: ignore[no-untyped-def]
+        async def send(rows: np.ndarray) -> tuple[str, str, Outputs]:
+            seen.append(tag)
+            await asyncio.sleep(0.005)
+            return tag, "n", {"predict": [tag] * len(rows)}
+
+        return send
+
+    async def scenario() -> None:
+        batcher = _batcher()
+        keys = [("a", "1", ("p",)), ("a", "2", ("p",)), ("b", "1", ("p",))] * 5
+        answers = await asyncio.gather(
+            *(batcher.submit(k, np.zeros((1, 1)), sender(f"{k[0]}{k[1]}")) for k in keys)
+        )
+        assert [a[2]["predict"] for a in answers] == [[f"{k[0]}{k[1]}"] for k in keys]
+
+    asyncio.run(scenario())
+    assert set(seen) == {"a1", "a2", "b1"}
+
+
+def test_an_upstream_failure_reaches_every_request_of_its_batch_only() -> None:
+    async def send(rows: np.ndarray) -> tuple[str, str, Outputs]:
+        await asyncio.sleep(0.01)
+        if (rows == 13).any():
+            raise RuntimeError("node fell over")
+        return "1", "n", {"predict": rows[:, 0].tolist()}
+
+    async def scenario() -> None:
+        batcher = _batcher(max_rows=1)  # one request per call: only the bad call fails
+        results = await asyncio.gather(
+            *(batcher.submit(("m", "1", ("p",)), np.full((1, 1), float(i)), send) for i in range(20)),
+            return_exceptions=True,
+        )
+        failed = [i for i, r in enumerate(results) if isinstance(r, Exception)]
+        assert failed == [13]
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("max_in_flight", [1, 3])
+def test_a_lone_request_never_waits_for_the_timer(max_in_flight: int) -> None:
+    async def send(rows: np.ndarray) -> tuple[str, str, Outputs]:
+        return "1", "n", {"predict": [1]}
+
+    async def scenario() -> float:
+        batcher = Batcher(64, 5.0, max_in_flight, InferrerMetrics(CollectorRegistry()))
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        await batcher.submit(("m", "1", ("p",)), np.zeros((1, 1)), send)
+        return loop.time() - start
+
+    assert asyncio.run(scenario()) < 1.0
