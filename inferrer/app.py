@@ -28,6 +28,7 @@ from inferrer.settings import InferrerSettings
 from metrics.definitions import InferrerMetrics
 from metrics.exposition import HttpMetricsMiddleware, metrics_router
 from wire.hot_routes import add_hot_routes
+from wire.request_id import RequestIdMiddleware
 
 
 def create_app(
@@ -73,4 +74,5 @@ def create_app(
     app.include_router(metrics_router(registry))
     add_hot_routes(app, [*PREDICT_HOT_ROUTES, *V2_HOT_ROUTES])
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics.http)
+    app.add_middleware(RequestIdMiddleware)
     return app

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from inferrer.errors import UpstreamTimeout, UpstreamUnavailable
+from wire.request_id import current_request_id
 
 _JSON = {"content-type": "application/json"}
 
@@ -36,7 +37,9 @@ class BalancerClient:
         await self._session.close()
 
     async def request(self, method: str, path: str, body: bytes | None = None) -> UpstreamAnswer:
-        headers = _JSON if body is not None else None
+        headers = {"x-request-id": current_request_id.get()}
+        if body is not None:
+            headers.update(_JSON)
         for attempt in (1, 2):
             try:
                 async with self._session.request(

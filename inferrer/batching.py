@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from metrics.definitions import InferrerMetrics
+from wire.request_id import current_request_id
 
 Outputs = dict[str, list[Any]]
 Send = Callable[[np.ndarray], Awaitable[tuple[str, str, Outputs]]]  # rows -> (version, node, outputs)
@@ -30,6 +31,7 @@ class _Waiting:
     rows: np.ndarray
     future: asyncio.Future[tuple[str, str, Outputs]]
     since: float = field(default_factory=time.perf_counter)
+    request_id: str = field(default_factory=current_request_id.get)
 
 
 @dataclass
@@ -106,6 +108,8 @@ class Batcher:
         self._metrics.batch_rows.labels(model).observe(sum(len(item.rows) for item in batch))
         for item in batch:
             self._metrics.batch_wait.labels(model).observe(now - item.since)
+        # The upstream call carries the ids of all its requests, so each appears in the node's log.
+        current_request_id.set(",".join(item.request_id for item in batch if item.request_id))
         try:
             version, node, outputs = await lane.send(np.concatenate([item.rows for item in batch]))
         except Exception as exc:  # every request of the batch gets the upstream failure

@@ -21,6 +21,7 @@ from modelhost.store import ModelStore
 from modelhost.sync import Reconciler
 from wire.errors import ServiceError, handle_validation_error, service_error_handler
 from wire.hot_routes import add_hot_routes
+from wire.request_id import RequestIdMiddleware
 
 
 def create_app(
@@ -71,6 +72,7 @@ def create_app(
     app.include_router(metrics_router(registry))
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics.http)
     app.add_middleware(NodeHeaderMiddleware, node=settings.node_id)
+    app.add_middleware(RequestIdMiddleware)
     return app
 
 

@@ -192,3 +192,25 @@ def test_deploy_list_delete_and_node_views(fleet: RunningFleet, pipeline_skops: 
     assert not any(m["name"] == "short-lived" for n in nodes for m in n["models"])
     gone = httpx.post(f"{fleet.url}/api/v1/models/short-lived/predict", json={"instances": [[0] * 6]})
     assert gone.status_code == 404
+
+
+def test_request_id_is_traced_through_every_hop(fleet: RunningFleet) -> None:
+    trace = "trace-e2e-42"
+    response = httpx.post(
+        f"{fleet.url}/api/v1/models/iris/predict",
+        json={"instances": [[5.1, 3.5, 1.4, 0.2]]},
+        headers={"X-Request-ID": trace},
+    )
+    assert response.status_code == 200 and response.headers["x-request-id"] == trace
+    node = response.json()["node"]
+    logs = fleet.data_dir / "run" / "logs"
+
+    def logged_everywhere() -> bool:
+        return all(
+            trace in (logs / name).read_text(errors="replace")
+            for name in ("inferrer.log", "nginx-access.log", f"{node}.log")
+        )
+
+    assert wait_until(logged_everywhere, timeout_s=5)
+    generated = httpx.get(f"{fleet.url}/health/live", headers={"X-Request-ID": "not valid!"})
+    assert re.fullmatch(r"[0-9a-f]{32}", generated.headers["x-request-id"])

@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from inferrer.batching import Batcher, Outputs
 from metrics.definitions import InferrerMetrics
+from wire.request_id import current_request_id
 
 
 def _batcher(max_rows: int = 64, max_in_flight: int = 1) -> Batcher:
@@ -110,3 +111,25 @@ def test_a_lone_request_never_waits_for_the_timer(max_in_flight: int) -> None:
         return loop.time() - start
 
     assert asyncio.run(scenario()) < 1.0
+
+
+def test_a_batched_call_carries_the_request_ids_of_its_requests() -> None:
+    seen: list[str] = []
+
+    async def send(rows: np.ndarray) -> tuple[str, str, Outputs]:
+        seen.append(current_request_id.get())
+        await asyncio.sleep(0.01)
+        return "1", "n", {"predict": [0] * len(rows)}
+
+    async def one(batcher: Batcher, i: int) -> None:
+        current_request_id.set(f"req-{i}")
+        await batcher.submit(("m", "1", ("p",)), np.zeros((1, 1)), send)
+
+    async def scenario() -> None:
+        batcher = _batcher()
+        await asyncio.gather(*(one(batcher, i) for i in range(6)))
+
+    asyncio.run(scenario())
+    carried = [rid for header in seen for rid in header.split(",")]
+    assert sorted(carried) == sorted(f"req-{i}" for i in range(6))
+    assert len(seen) < 6
