@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from inferrer.balancer_client import BalancerClient
 from inferrer.batching import Batcher
+from inferrer.body_limit import BodyLimitMiddleware
 from inferrer.client import ModelHostClientManager
 from inferrer.errors import EXCEPTION_HANDLERS
 from inferrer.node_directory import NodeDirectory
@@ -74,5 +75,10 @@ def create_app(
     app.include_router(metrics_router(registry))
     add_hot_routes(app, [*PREDICT_HOT_ROUTES, *V2_HOT_ROUTES])
     app.add_middleware(HttpMetricsMiddleware, metrics=metrics.http)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        max_upload_bytes=settings.max_upload_bytes,
+    )
     app.add_middleware(RequestIdMiddleware)
     return app

@@ -18,6 +18,8 @@ class InferrerSettings(BaseSettings):
     status_timeout_s: float = Field(default=1.0, gt=0)
     upstream_timeout_s: float = Field(default=30.0, gt=0)
     max_upload_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
+    # Largest body of any other request (predict JSON or CSV); larger ones answer 413.
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
     max_rows: int = Field(default=10_000, gt=0)
     max_selftest_items: int = Field(default=1_000, gt=0)
     # Gateway batching: rows per upstream call, longest wait, upstream calls per lane before queueing.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 import re
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -214,3 +215,19 @@ def test_request_id_is_traced_through_every_hop(fleet: RunningFleet) -> None:
     assert wait_until(logged_everywhere, timeout_s=5)
     generated = httpx.get(f"{fleet.url}/health/live", headers={"X-Request-ID": "not valid!"})
     assert re.fullmatch(r"[0-9a-f]{32}", generated.headers["x-request-id"])
+
+
+def test_oversized_bodies_answer_413_declared_or_chunked(fleet: RunningFleet) -> None:
+    url = f"{fleet.url}/api/v1/models/iris/predict"
+    big = b"[" + b"1," * (9 * 1024 * 1024) + b"1]"  # ~18 MiB, over the 16 MiB default
+    declared = httpx.post(url, content=big, headers={"content-type": "application/json"}, timeout=30)
+    assert declared.status_code == 413 and "limit" in declared.json()["error"]
+
+    def chunks() -> Iterator[bytes]:
+        for start in range(0, len(big), 1 << 20):
+            yield big[start : start + (1 << 20)]
+
+    chunked = httpx.post(url, content=chunks(), headers={"content-type": "application/json"}, timeout=30)
+    assert chunked.status_code == 413 and "limit" in chunked.json()["error"]
+    ok = httpx.post(url, json={"instances": [[5.1, 3.5, 1.4, 0.2]]})
+    assert ok.status_code == 200
