@@ -13,7 +13,7 @@ from inferrer.balancer_client import BalancerClient
 from inferrer.batching import Batcher
 from inferrer.body_limit import BodyLimitMiddleware
 from inferrer.client import ModelHostClientManager
-from inferrer.errors import EXCEPTION_HANDLERS
+from inferrer.errors import exception_handlers
 from inferrer.node_directory import NodeDirectory
 from inferrer.prediction import PredictionService
 from inferrer.prediction_cache import PredictionCache
@@ -49,7 +49,7 @@ def create_app(
             app.state.settings = settings
             app.state.metrics = metrics
             repository = ModelRepository(settings.repository_dir)
-            balancer = BalancerClient(settings.nginx_url, settings.upstream_timeout_s)
+            balancer = BalancerClient(settings.nginx_url, settings.upstream_timeout_s, metrics)
             manager = ModelHostClientManager(
                 client, balancer, NodeDirectory(settings.nodes_file), settings.status_timeout_s
             )
@@ -68,7 +68,7 @@ def create_app(
     app = FastAPI(
         title="modelfleet inferrer",
         lifespan=lifespan,
-        exception_handlers=EXCEPTION_HANDLERS,
+        exception_handlers=exception_handlers(lambda reason: metrics.http.rejected("inferrer", reason).inc()),
     )
     for router in (fleet_router, models_router, predict_router, v2_router, internal_router):
         app.include_router(router)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import aiohttp
 
 from inferrer.errors import UpstreamTimeout, UpstreamUnavailable
+from metrics.definitions import InferrerMetrics
 from wire.request_id import current_request_id
 
 _JSON = {"content-type": "application/json"}
@@ -25,8 +26,11 @@ class UpstreamAnswer:
 
 
 class BalancerClient:
-    def __init__(self, nginx_url: str, timeout_s: float, max_connections: int = 256) -> None:
+    def __init__(
+        self, nginx_url: str, timeout_s: float, metrics: InferrerMetrics, max_connections: int = 256
+    ) -> None:
         self._nginx_url = nginx_url
+        self._metrics = metrics
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=max_connections, keepalive_timeout=20),
             timeout=aiohttp.ClientTimeout(total=timeout_s, sock_connect=2.0),
@@ -50,13 +54,17 @@ class BalancerClient:
                     status = response.status
                 break
             except TimeoutError as exc:
+                self._metrics.upstream_failures.labels("timeout").inc()
                 raise UpstreamTimeout(f"the fleet did not answer in time: {exc!r}") from None
             except aiohttp.ClientError as exc:
                 # nginx closes idle kept-alive connections when it reloads; a request sent on one
                 # fails without reaching a node. Balanced calls have no side effects: send once more.
                 if attempt == 2:
+                    self._metrics.upstream_failures.labels("unreachable").inc()
                     raise UpstreamUnavailable(f"the balancer is unreachable: {exc!r}") from None
+                self._metrics.upstream_retries.inc()
         if status in (502, 503, 504) and node is None:
             # nginx itself answered: every node it tried failed.
+            self._metrics.upstream_failures.labels("no_node").inc()
             raise UpstreamUnavailable(f"no modelhost could serve the request (balancer answered {status})")
         return UpstreamAnswer(status, content, node)

@@ -63,6 +63,7 @@ class Batcher:
         waiting = _Waiting(rows, asyncio.get_running_loop().create_future())
         lane.waiting.append(waiting)
         lane.rows += len(rows)
+        self._metrics.batch_queue.labels(key[0]).set(len(lane.waiting))
         if lane.rows >= self._max_rows:
             self._dispatch(key, lane)
         elif lane.timer is None:
@@ -100,6 +101,7 @@ class Batcher:
             rows += len(item.rows)
         lane.rows -= rows
         lane.in_flight += 1
+        self._metrics.batch_queue.labels(key[0]).set(len(lane.waiting))
         asyncio.get_running_loop().create_task(self._send(key, lane, batch))
 
     async def _send(self, key: LaneKey, lane: _Lane, batch: list[_Waiting]) -> None:

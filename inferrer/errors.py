@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from fastapi.exceptions import RequestValidationError
 
 from wire.errors import (
@@ -55,7 +57,9 @@ class UpstreamTimeout(InferrerError):
     status_code = 504
 
 
-EXCEPTION_HANDLERS: dict[int | type[Exception], ErrorHandler] = {
-    ServiceError: service_error_handler(),
-    RequestValidationError: handle_validation_error,
-}
+def exception_handlers(count: Callable[[str], None]) -> dict[int | type[Exception], ErrorHandler]:
+    """The gateway's handlers; `count` records each error by name (a metric)."""
+    return {
+        ServiceError: service_error_handler(count),
+        RequestValidationError: handle_validation_error,
+    }

@@ -27,6 +27,18 @@ class HttpMetrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         ).labels
+        self.in_flight = Gauge(
+            "modelfleet_http_requests_in_flight",
+            "Requests being answered now",
+            ["service"],
+            registry=registry,
+        ).labels(service)
+        self.rejected = Counter(
+            "modelfleet_http_rejected_requests_total",
+            "Requests answered with an error, by the error's name (InvalidInput, PayloadTooLarge, ...)",
+            ["service", "reason"],
+            registry=registry,
+        ).labels
         self.service = service
 
 
@@ -59,6 +71,23 @@ class InferrerMetrics:
             "Time a request waited in its batch before the upstream call",
             ["model"],
             buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.batch_queue = Gauge(
+            "modelfleet_inferrer_batch_queue_depth",
+            "Requests waiting for a batch, by model",
+            ["model"],
+            registry=registry,
+        )
+        self.upstream_retries = Counter(
+            "modelfleet_inferrer_upstream_retries_total",
+            "Balanced calls sent again after nginx dropped a kept-alive connection",
+            registry=registry,
+        )
+        self.upstream_failures = Counter(
+            "modelfleet_inferrer_upstream_failures_total",
+            "Balanced calls that failed: timeout, unreachable balancer, or no node could answer",
+            ["reason"],
             registry=registry,
         )
         self.cache_hits = Counter(

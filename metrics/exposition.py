@@ -41,9 +41,11 @@ class HttpMetricsMiddleware:
                 status = message["status"]
             await send(message)
 
+        self.metrics.in_flight.inc()
         try:
             await self.app(scope, receive, send_with_status)
         finally:
+            self.metrics.in_flight.dec()
             route = _route_template(scope)
             method = scope["method"]
             self.metrics.requests(self.metrics.service, route, method, str(status)).inc()

@@ -63,7 +63,9 @@ def create_app(
         title="modelfleet modelhost",
         lifespan=lifespan,
         exception_handlers={
-            ServiceError: service_error_handler(node=settings.node_id),
+            ServiceError: service_error_handler(
+                lambda reason: metrics.http.rejected("modelhost", reason).inc(), node=settings.node_id
+            ),
             RequestValidationError: handle_validation_error,
         },
     )

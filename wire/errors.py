@@ -40,11 +40,12 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def service_error_handler(**extra: str) -> ErrorHandler:
-    """The handler for ServiceError; `extra` fields (such as the node id) go in every body."""
+def service_error_handler(count: Callable[[str], None], **extra: str) -> ErrorHandler:
+    """The handler for ServiceError: counts it by name; `extra` fields (the node id) go in every body."""
 
     async def handle(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ServiceError)
+        count(type(exc).__name__)
         return error_response(exc.message, exc.status_code, **extra)
 
     return handle

@@ -231,3 +231,18 @@ def test_oversized_bodies_answer_413_declared_or_chunked(fleet: RunningFleet) ->
     assert chunked.status_code == 413 and "limit" in chunked.json()["error"]
     ok = httpx.post(url, json={"instances": [[5.1, 3.5, 1.4, 0.2]]})
     assert ok.status_code == 200
+
+
+def test_rejections_and_in_flight_requests_are_in_metrics(fleet: RunningFleet) -> None:
+    httpx.post(f"{fleet.url}/api/v1/models/iris/predict", json={"instances": [[1, 2]]})
+    httpx.post(f"{fleet.url}/api/v1/models/no-such/predict", json={"instances": [[1, 2]]})
+    text = httpx.get(f"{fleet.url}/metrics").text
+    assert re.search(
+        r'modelfleet_http_rejected_requests_total\{reason="InvalidInput",service="inferrer"\} [1-9]', text
+    )
+    assert re.search(
+        r'modelfleet_http_rejected_requests_total\{reason="ModelNotFound",service="inferrer"\} [1-9]', text
+    )
+    assert 'modelfleet_http_requests_in_flight{service="inferrer"} 1.0' in text  # this scrape itself
+    for name in ("batch_queue_depth", "upstream_retries_total"):
+        assert f"modelfleet_inferrer_{name}" in text

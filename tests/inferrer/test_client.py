@@ -8,16 +8,20 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client import CollectorRegistry
 
 from inferrer.balancer_client import BalancerClient, UpstreamAnswer
 from inferrer.client import ModelHostClientManager
 from inferrer.errors import NodeNotFound, UpstreamTimeout, UpstreamUnavailable
 from inferrer.node_directory import NodeDirectory
+from metrics.definitions import InferrerMetrics
 
 OK = (
     b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\nx-modelhost-node: n1\r\n"
     b"content-length: 2\r\n\r\n{}"
 )
+REGISTRY = CollectorRegistry()
+METRICS = InferrerMetrics(REGISTRY)
 NGINX_502 = b"HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/html\r\ncontent-length: 5\r\n\r\n<bad>"
 
 
@@ -39,7 +43,7 @@ async def _call_through(behaviours: list[str], timeout_s: float = 5.0) -> tuple[
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    client = BalancerClient(f"http://127.0.0.1:{port}", timeout_s)
+    client = BalancerClient(f"http://127.0.0.1:{port}", timeout_s, METRICS)
     try:
         return await client.request("POST", "/api/v1/models/m/predict", b"{}"), connections
     finally:
@@ -48,8 +52,10 @@ async def _call_through(behaviours: list[str], timeout_s: float = 5.0) -> tuple[
 
 
 def test_a_dropped_connection_is_retried_once() -> None:
+    retries = REGISTRY.get_sample_value("modelfleet_inferrer_upstream_retries_total") or 0.0
     answer, connections = asyncio.run(_call_through(["drop", "ok"]))
     assert (answer.status_code, answer.node, connections) == (200, "n1", 2)
+    assert REGISTRY.get_sample_value("modelfleet_inferrer_upstream_retries_total") == retries + 1
 
 
 def test_a_balancer_that_keeps_dropping_is_a_503() -> None:
@@ -78,7 +84,7 @@ def test_node_list_follows_its_file(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-        balancer = BalancerClient("http://127.0.0.1:9", 1.0)
+        balancer = BalancerClient("http://127.0.0.1:9", 1.0, METRICS)
         manager = ModelHostClientManager(client, balancer, NodeDirectory(nodes_file), 1.0)
         try:
             assert manager.nodes == {"modelhost-1": "http://a:1"}
