@@ -27,9 +27,9 @@ from inferrer.routes_v2 import HOT_ROUTES as V2_HOT_ROUTES
 from inferrer.routes_v2 import router as v2_router
 from inferrer.settings import InferrerSettings
 from metrics.definitions import InferrerMetrics
-from metrics.exposition import HttpMetricsMiddleware, metrics_router
+from metrics.exposition import metrics_router
+from wire.access import AccessMiddleware
 from wire.hot_routes import add_hot_routes
-from wire.request_id import RequestIdMiddleware
 
 
 def create_app(
@@ -74,11 +74,10 @@ def create_app(
         app.include_router(router)
     app.include_router(metrics_router(registry))
     add_hot_routes(app, [*PREDICT_HOT_ROUTES, *V2_HOT_ROUTES])
-    app.add_middleware(HttpMetricsMiddleware, metrics=metrics.http)
     app.add_middleware(
         BodyLimitMiddleware,
         max_body_bytes=settings.max_body_bytes,
         max_upload_bytes=settings.max_upload_bytes,
     )
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(AccessMiddleware, metrics=metrics.http)
     return app

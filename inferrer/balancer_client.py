@@ -13,7 +13,7 @@ import aiohttp
 
 from inferrer.errors import UpstreamTimeout, UpstreamUnavailable
 from metrics.definitions import InferrerMetrics
-from wire.request_id import current_request_id
+from wire.access import current_request_id
 
 _JSON = {"content-type": "application/json"}
 

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from metrics.definitions import InferrerMetrics
-from wire.request_id import current_request_id
+from wire.access import current_request_id
 
 Outputs = dict[str, list[Any]]
 Send = Callable[[np.ndarray], Awaitable[tuple[str, str, Outputs]]]  # rows -> (version, node, outputs)

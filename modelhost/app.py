@@ -13,15 +13,15 @@ from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from metrics.definitions import ModelhostMetrics
-from metrics.exposition import HttpMetricsMiddleware, metrics_router
+from metrics.exposition import metrics_router
 from modelhost.artifact_cache import ArtifactCache
 from modelhost.routes import HOT_ROUTES, router
 from modelhost.settings import ModelhostSettings
 from modelhost.store import ModelStore
 from modelhost.sync import Reconciler
+from wire.access import AccessMiddleware
 from wire.errors import ServiceError, handle_validation_error, service_error_handler
 from wire.hot_routes import add_hot_routes
-from wire.request_id import RequestIdMiddleware
 
 
 def create_app(
@@ -72,9 +72,8 @@ def create_app(
     app.include_router(router)
     add_hot_routes(app, HOT_ROUTES)
     app.include_router(metrics_router(registry))
-    app.add_middleware(HttpMetricsMiddleware, metrics=metrics.http)
     app.add_middleware(NodeHeaderMiddleware, node=settings.node_id)
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(AccessMiddleware, metrics=metrics.http)
     return app
 
 

@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from inferrer.batching import Batcher, Outputs
 from metrics.definitions import InferrerMetrics
-from wire.request_id import current_request_id
+from wire.access import current_request_id
 
 
 def _batcher(max_rows: int = 64, max_in_flight: int = 1) -> Batcher:
