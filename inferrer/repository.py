@@ -182,10 +182,7 @@ class ModelRepository:
         return self._models_dir / manifest.name / manifest.version / f"artifact.{manifest.format}"
 
     def _write_active(self, name: str, version: str) -> None:
-        pointer = self._models_dir / name / _ACTIVE
-        tmp = pointer.with_name(f".{_ACTIVE}.{uuid.uuid4().hex}")
-        tmp.write_text(version)
-        os.replace(tmp, pointer)
+        _replace_text(self._models_dir / name / _ACTIVE, version)
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
@@ -199,9 +196,7 @@ class ModelRepository:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def _bump(self) -> None:
-        tmp = self._generation_file.with_name(f".generation.{uuid.uuid4().hex}")
-        tmp.write_text(uuid.uuid4().hex)
-        os.replace(tmp, self._generation_file)
+        _replace_text(self._generation_file, uuid.uuid4().hex)  # a new inode each time
         self._generation = _stamp(self._generation_file)
 
     def _refresh(self) -> None:
@@ -220,6 +215,13 @@ class ModelRepository:
             pointer = model_dir / _ACTIVE
             if pointer.exists() and pointer.read_text() in self._versions.get(model_dir.name, {}):
                 self._active[model_dir.name] = pointer.read_text()
+
+
+def _replace_text(path: Path, text: str) -> None:
+    """Write next to the file, then rename over it: readers see the old text or the new."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def _stamp(path: Path) -> tuple[int, int]:

@@ -13,9 +13,8 @@ from importlib.metadata import version as package_version
 from fastapi import APIRouter, Request
 
 from inferrer import dependencies as deps
-from inferrer.errors import InferrerError, InvalidInput, ModelNotFound, UpstreamUnavailable
+from inferrer.errors import InferrerError, InvalidInput, MalformedRequest, ModelNotFound, UpstreamUnavailable
 from inferrer.v2_codec import decode_infer_request, encode_outputs, model_metadata
-from wire.errors import MalformedRequest
 from wire.json import FastJSONResponse
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol v2"])

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import orjson
 
 from artifacts.manifest import Manifest
-from inferrer.errors import InvalidInput, MalformedRequest
+from inferrer.errors import InvalidInput
+from wire.errors import parse_json_object
 
 DATATYPES: dict[str, type[np.generic]] = {
     "BOOL": np.bool_,
@@ -31,11 +31,8 @@ class InferRequest:
 def decode_infer_request(raw: bytes, header_length: int | None, manifest: Manifest) -> InferRequest:
     """One [rows, features] tensor, or one [rows] (or [rows, 1]) tensor per feature."""
     header, binary = (raw[:header_length], raw[header_length:]) if header_length else (raw, b"")
-    try:
-        body = orjson.loads(header)
-    except orjson.JSONDecodeError as exc:
-        raise MalformedRequest(f"malformed JSON: {exc}") from None
-    inputs = body.get("inputs") if isinstance(body, dict) else None
+    body = parse_json_object(header)
+    inputs = body.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise InvalidInput('"inputs" must be a non-empty list of tensors')
     tensors: dict[str, np.ndarray] = {}

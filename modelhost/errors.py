@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from wire.errors import MalformedRequest, ServiceError
+from wire.errors import ServiceError
 
 __all__ = [
     "ArtifactUnavailable",
     "InvalidInput",
-    "MalformedRequest",
     "MemoryBudgetExceeded",
     "ModelNotLoaded",
     "ModelhostError",
