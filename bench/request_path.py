@@ -54,6 +54,7 @@ def main() -> None:
         try:
             deployed = httpx.post(
                 f"{fleet.url}/api/v1/models",
+                headers=fleet.auth,
                 data={"name": "logreg"},
                 files={"file": ("logreg.skops", sio.dumps(model))},
                 timeout=60,

@@ -95,6 +95,7 @@ def run_fleet(
                 for batching in ("true", "false"):
                     deployed = httpx.post(
                         f"{fleet.url}/api/v1/models",
+                        headers=fleet.auth,
                         data={"name": f"{name}-{batching}", "batching": batching},
                         files={"file": ("m.skops", sio.dumps(model))},
                         timeout=120,

@@ -8,6 +8,9 @@ import logging
 import sys
 from pathlib import Path
 
+import httpx
+from dotenv import dotenv_values
+
 from deploy.compose import COMPOSE_DIR, COMPOSE_FILE, load_compose_topology, write_compose
 from deploy.compose_apply import ComposeBackend
 from deploy.example_model import EXAMPLE_NAME, EXAMPLE_ROW, deploy_example
@@ -15,6 +18,7 @@ from deploy.launcher import Fleet, prepare, request_apply
 from deploy.local_specs import LaunchError, LaunchOptions
 from deploy.membership import MembershipError, apply_topology
 from deploy.render import compose_placement, local_placement, render_all
+from deploy.tokens import ensure_management_token, management_headers, service_tokens
 from deploy.topology import (
     DEFAULT_ENV_FILE,
     Topology,
@@ -24,6 +28,7 @@ from deploy.topology import (
     load_topology,
     remove_node_entry,
 )
+from wire.bearer import MANAGEMENT_TOKEN_VAR
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -46,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--modelhost-workers", type=int, help="uvicorn worker processes of each node (1)")
 
     commands.add_parser("render", help="write the local configs and deploy/docker-compose.yml")
+    commands.add_parser("token", help="print the management token (for Authorization: Bearer)")
 
     apply = commands.add_parser("apply", help="make the running fleet match the .env's nodes")
     apply.add_argument("--compose", action="store_true", help="the docker-compose stack, not `modelfleet up`")
@@ -72,6 +78,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "nodes":
             return _nodes(args, env_file)
+        if args.command in ("up", "render", "token") and (token := ensure_management_token(env_file)):
+            print(f"generated a management token and stored it in {env_file}:\n  {token}", flush=True)
+        if args.command == "token":
+            print(dotenv_values(env_file)[MANAGEMENT_TOKEN_VAR])
+            return 0
         topology = load_topology(env_file)
         if args.command == "render":
             run_dir = args.data_dir / "run"
@@ -88,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             "nginx_bin": args.nginx_bin,
             "inferrer_workers": args.inferrer_workers,
             "modelhost_workers": args.modelhost_workers,
+            "tokens": service_tokens(env_file),
         }
         options = LaunchOptions(**{k: v for k, v in given.items() if v is not None})
         return _up(prepare(topology, env_file, args.data_dir, options), args.no_example)
@@ -119,18 +131,19 @@ def _apply(args: argparse.Namespace, topology: Topology) -> int:
     backend = ComposeBackend(args.compose_file, args.project)
     inferrer = args.inferrer_url or f"http://127.0.0.1:{topology.inferrer_port}"
     placement = compose_placement(topology, args.compose_file.parent / "compose")
-    change = apply_topology(running, topology, placement, backend, inferrer)
+    with httpx.Client(base_url=inferrer, headers=management_headers(args.env_file)) as client:
+        change = apply_topology(running, topology, placement, backend, client)
     print(json.dumps({"ok": True, "added": change.added, "removed": change.removed}))
     return 0
 
 
 def _up(fleet: Fleet, no_example: bool) -> int:
     fleet.install_signal_handlers()
-    topology = fleet.topology
     try:
         fleet.start()
         if not no_example:
-            print(deploy_example(topology.inferrer_url), flush=True)
+            with fleet.inferrer_client() as inferrer:
+                print(deploy_example(inferrer), flush=True)
         _print_urls(fleet)
         fleet.supervise()
     except (RuntimeError, OSError) as exc:
@@ -159,6 +172,8 @@ def _print_urls(fleet: Fleet) -> None:
         "try:",
         f"  curl -s -X POST {inferrer}/api/v1/models/{EXAMPLE_NAME}/predict "
         f"-H 'content-type: application/json' -d '{{\"instances\": [{EXAMPLE_ROW}]}}'",
+        "management calls (deploy, delete, versions, nodes) need the token:",
+        '  -H "Authorization: Bearer $(modelfleet token)"',
         "Ctrl-C stops everything.",
     ]
     print("\n".join(lines), flush=True)

@@ -12,6 +12,7 @@ import yaml
 from deploy.local_specs import UVICORN_GRACEFUL_S, UVICORN_KEEPALIVE_S
 from deploy.render import compose_placement, render_all, write_atomic
 from deploy.topology import DEPLOY_DIR, Node, Topology
+from wire.bearer import INFERENCE_TOKEN_VAR, MANAGEMENT_TOKEN_VAR
 
 COMPOSE_FILE = DEPLOY_DIR / "docker-compose.yml"
 COMPOSE_DIR = DEPLOY_DIR / "compose"
@@ -31,6 +32,10 @@ def _uvicorn(app: str, port: int) -> list[str]:
     ]  # fmt: skip
 
 
+# docker-compose reads the tokens from the .env next to the compose file (deploy/.env).
+_REQUIRED_TOKEN = f"${{{MANAGEMENT_TOKEN_VAR}:?run modelfleet render to generate it}}"
+
+
 def _image(name: str, dockerfile: str, target: str | None = None) -> dict[str, Any]:
     build: dict[str, Any] = {"context": "..", "dockerfile": f"deploy/docker/{dockerfile}"}
     if target:
@@ -45,6 +50,7 @@ def node_service(topology: Topology, node: Node) -> dict[str, Any]:
         "environment": {
             "MODELHOST_NODE_ID": node.id,
             "MODELHOST_INFERRER_URL": f"http://inferrer:{topology.inferrer_port}",
+            MANAGEMENT_TOKEN_VAR: _REQUIRED_TOKEN,
             "HEALTH_URL": f"http://127.0.0.1:{node.port}/health/ready",
         },
         "depends_on": {"inferrer": {"condition": "service_healthy"}},
@@ -64,6 +70,8 @@ def compose_document(topology: Topology) -> dict[str, Any]:
                 "INFERRER_REPOSITORY_DIR": "/data/repository",
                 "INFERRER_NGINX_URL": f"http://nginx:{t.nginx_port}",
                 "INFERRER_NODES_FILE": "/etc/modelfleet/inferrer/nodes.json",
+                MANAGEMENT_TOKEN_VAR: _REQUIRED_TOKEN,
+                INFERENCE_TOKEN_VAR: f"${{{INFERENCE_TOKEN_VAR}:-}}",
                 "HEALTH_URL": f"http://127.0.0.1:{t.inferrer_port}/health/live",
             },
             "ports": [f"127.0.0.1:{t.inferrer_port}:{t.inferrer_port}"],

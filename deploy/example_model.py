@@ -21,13 +21,15 @@ def train_example() -> bytes:
     return sio.dumps(model)
 
 
-def deploy_example(inferrer_url: str) -> str:
-    """Deploy the example unless the repository already has it; returns what happened."""
-    existing = httpx.get(f"{inferrer_url}/api/v1/models/{EXAMPLE_NAME}", timeout=10)
+def deploy_example(inferrer: httpx.Client) -> str:
+    """Deploy the example unless the repository already has it; returns what happened.
+
+    `inferrer`: a client on the inferrer's URL that carries the management token."""
+    existing = inferrer.get(f"/api/v1/models/{EXAMPLE_NAME}", timeout=10)
     if existing.status_code == 200:
         return f"example model {EXAMPLE_NAME!r} already deployed"
-    response = httpx.post(
-        f"{inferrer_url}/api/v1/models",
+    response = inferrer.post(
+        "/api/v1/models",
         data={"name": EXAMPLE_NAME},
         files={"file": (f"{EXAMPLE_NAME}.skops", train_example())},
         timeout=60,

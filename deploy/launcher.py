@@ -16,6 +16,8 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+import httpx
+
 from deploy.local_specs import (
     UVICORN_GRACEFUL_S,
     DataDirs,
@@ -29,6 +31,7 @@ from deploy.membership import MembershipError, apply_topology
 from deploy.processes import ManagedProcess
 from deploy.render import Placement, local_placement, render_all
 from deploy.topology import Node, Topology, TopologyError, load_topology
+from wire.bearer import MANAGEMENT_TOKEN_VAR, bearer_headers
 
 logger = logging.getLogger(__name__)
 
@@ -80,9 +83,8 @@ class Fleet:
         """Converge to the .env's nodes; the outcome goes to run/apply.json for `modelfleet apply`."""
         try:
             desired = load_topology(self.env_file)
-            change = apply_topology(
-                self.topology, desired, self.placement, _LocalBackend(self), self.topology.inferrer_url
-            )
+            with self.inferrer_client() as inferrer:
+                change = apply_topology(self.topology, desired, self.placement, _LocalBackend(self), inferrer)
             self.topology = desired
             result = {"ok": True, **asdict(change)}
         except (TopologyError, MembershipError, LaunchError, RuntimeError) as exc:
@@ -90,6 +92,11 @@ class Fleet:
             result = {"ok": False, "error": str(exc)}
         logger.info("apply: %s", result)
         self.dirs.apply_result.write_text(json.dumps({**result, "at": time.time()}))
+
+    def inferrer_client(self) -> httpx.Client:
+        """The launcher's own calls to the gateway (membership, the example model) as management."""
+        headers = bearer_headers(self.options.tokens.get(MANAGEMENT_TOKEN_VAR))
+        return httpx.Client(base_url=self.topology.inferrer_url, headers=headers, timeout=60)
 
     def stop(self) -> None:
         """The gateway first (no new work), then the balancer, the nodes, and monitoring."""

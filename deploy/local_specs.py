@@ -8,7 +8,7 @@ import shutil
 import signal
 import socket
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploy.processes import ProcessSpec, Role
@@ -83,6 +83,8 @@ class LaunchOptions:
     # uvicorn worker processes: scale with processes, not threads (PERFORMANCE.md).
     inferrer_workers: int = 1
     modelhost_workers: int = 1
+    # Bearer tokens from the .env, by variable name: every service gets them in its environment.
+    tokens: dict[str, str] = field(default_factory=dict)
 
 
 # Debian installs nginx in /usr/sbin, which a non-root PATH often lacks.
@@ -94,6 +96,7 @@ def node_spec(topology: Topology, node: Node, dirs: DataDirs, options: LaunchOpt
         "MODELHOST_NODE_ID": node.id,
         "MODELHOST_INFERRER_URL": topology.inferrer_url,
         "MODELHOST_CACHE_DIR": str(dirs.cache(node.id)),
+        **options.tokens,
     }
     if options.sync_interval_s is not None:
         env["MODELHOST_SYNC_INTERVAL_S"] = str(options.sync_interval_s)
@@ -125,6 +128,7 @@ def process_specs(
                 "INFERRER_REPOSITORY_DIR": str(dirs.repository),
                 "INFERRER_NGINX_URL": topology.nginx_url,
                 "INFERRER_NODES_FILE": str(placement.nodes_json),
+                **options.tokens,
             },
         )
     ]

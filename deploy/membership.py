@@ -50,9 +50,10 @@ def apply_topology(
     desired: Topology,
     placement: Placement,
     backend: FleetBackend,
-    inferrer_url: str,
+    inferrer: httpx.Client,
     timeout_s: float = 120.0,
 ) -> MembershipChange:
+    """`inferrer`: a client on the inferrer's URL that carries the management token."""
     added = [node for node in desired.nodes if node not in current.nodes]
     removed = [node for node in current.nodes if node not in desired.nodes]
     union = replace(current, nodes=current.nodes + tuple(added))
@@ -61,15 +62,15 @@ def apply_topology(
     for node in added:
         backend.start_node(node)
     write_node_list(union.nodes, placement)  # the gateway sees the new nodes (status, broadcasts)
-    _wait_for(inferrer_url, timeout_s, "ready", {n.id for n in added}, lambda s: s["ready"])
+    _wait_for(inferrer, timeout_s, "ready", {n.id for n in added}, lambda s: s["ready"])
 
     for node in removed:
-        _post(f"{inferrer_url}/api/v1/nodes/{node.id}/drain")
+        _post(inferrer, f"/api/v1/nodes/{node.id}/drain")
     write_balancer(desired, desired.nodes, placement)  # nginx upstream and Prometheus targets
     if added or removed:
         backend.reload_balancer()
     _wait_for(
-        inferrer_url, timeout_s, "idle", {n.id for n in removed},
+        inferrer, timeout_s, "idle", {n.id for n in removed},
         lambda s: not s["live"] or s["in_flight"] == 0,
     )  # fmt: skip
     for node in removed:
@@ -79,15 +80,15 @@ def apply_topology(
     return MembershipChange([n.id for n in added], [n.id for n in removed])
 
 
-def _post(url: str) -> None:
+def _post(inferrer: httpx.Client, url: str) -> None:
     try:
-        httpx.post(url, timeout=10).raise_for_status()
+        inferrer.post(url, timeout=10).raise_for_status()
     except httpx.HTTPError as exc:
         raise MembershipError(f"POST {url} failed: {exc!r}") from None
 
 
 def _wait_for(
-    inferrer_url: str,
+    inferrer: httpx.Client,
     timeout_s: float,
     what: str,
     node_ids: set[str],
@@ -99,7 +100,7 @@ def _wait_for(
     pending = set(node_ids)
     while time.monotonic() < deadline:
         try:
-            statuses = httpx.get(f"{inferrer_url}/api/v1/nodes", timeout=5).json()["nodes"]
+            statuses = inferrer.get("/api/v1/nodes", timeout=5).json()["nodes"]
         except (httpx.HTTPError, ValueError, KeyError):
             statuses = []
         pending = {s["id"] for s in statuses if s["id"] in node_ids and not condition(s)}

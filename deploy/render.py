@@ -83,12 +83,18 @@ def compose_placement(topology: Topology, compose_dir: Path) -> Placement:
     )
 
 
-def render_nginx(nodes: Iterable[Node], placement: Placement) -> str:
+def render_nginx(topology: Topology, nodes: Iterable[Node], placement: Placement) -> str:
+    timeout_ms = round(topology.upstream_timeout_s * 1000)
     servers = "\n".join(
         f"        server {placement.node_address(node)} max_fails=1 fail_timeout=2s;  # {node.id}"
         for node in nodes
     )
-    return _AtTemplate(NGINX_TEMPLATE.read_text()).substitute(servers=servers, **placement.nginx_runtime)
+    return _AtTemplate(NGINX_TEMPLATE.read_text()).substitute(
+        servers=servers,
+        upstream_timeout=f"{timeout_ms}ms",
+        retry_window=f"{2 * timeout_ms + 1000}ms",  # a stalled node, then a whole try on another
+        **placement.nginx_runtime,
+    )
 
 
 def render_prometheus(placement: Placement) -> str:
@@ -113,7 +119,7 @@ def render_targets(
 def write_balancer(topology: Topology, nodes: Iterable[Node], placement: Placement) -> None:
     """nginx's upstream and Prometheus's targets: the nodes that take traffic."""
     nodes = list(nodes)
-    write_atomic(placement.nginx_conf, render_nginx(nodes, placement))
+    write_atomic(placement.nginx_conf, render_nginx(topology, nodes, placement))
     for job, groups in render_targets(topology, nodes, placement).items():
         write_atomic(placement.targets_dir / f"{job}.json", json.dumps(groups, indent=2) + "\n")
 

@@ -44,6 +44,8 @@ class Topology:
     nginx_exporter_port: int
     prometheus_port: int
     nodes: tuple[Node, ...]
+    # How long nginx waits for one node's answer before it retries the prediction on another node.
+    upstream_timeout_s: float = 10.0
 
     @property
     def inferrer_url(self) -> str:
@@ -96,6 +98,7 @@ def load_topology(path: Path) -> Topology:
         nginx_exporter_port=_port("NGINX_EXPORTER_PORT", _required(values, "NGINX_EXPORTER_PORT")),
         prometheus_port=_port("PROMETHEUS_PORT", _required(values, "PROMETHEUS_PORT")),
         nodes=tuple(nodes),
+        upstream_timeout_s=_seconds("UPSTREAM_TIMEOUT_S", values.get("UPSTREAM_TIMEOUT_S", "10")),
     )
     _check_unique_addresses(topology)
     return topology
@@ -111,6 +114,16 @@ def _port(key: str, value: str) -> int:
     if not value.isdigit() or not 1 <= int(value) <= 65535:
         raise TopologyError(f"{key}={value!r} is not a port number (1-65535)")
     return int(value)
+
+
+def _seconds(key: str, value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not 0.1 <= seconds <= 3600:
+        raise TopologyError(f"{key}={value!r} is not a number of seconds (0.1-3600)")
+    return seconds
 
 
 def _check_unique_addresses(topology: Topology) -> None:

@@ -9,6 +9,8 @@ import httpx
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from inferrer.admission import Admission
+from inferrer.auth import Tokens
 from inferrer.balancer_client import BalancerClient
 from inferrer.batching import Batcher
 from inferrer.body_limit import BodyLimitMiddleware
@@ -29,6 +31,7 @@ from inferrer.settings import InferrerSettings
 from metrics.definitions import InferrerMetrics
 from metrics.exposition import metrics_router
 from wire.access import AccessMiddleware
+from wire.bearer import bearer_headers
 from wire.hot_routes import add_hot_routes
 
 
@@ -45,14 +48,19 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
         timeout = httpx.Timeout(settings.upstream_timeout_s, connect=2.0)
-        async with httpx.AsyncClient(transport=transport, limits=limits, timeout=timeout) as client:
+        # Node calls (broadcasts, status, drain) carry the management token the nodes require.
+        headers = bearer_headers(settings.management_token)
+        async with httpx.AsyncClient(
+            transport=transport, limits=limits, timeout=timeout, headers=headers
+        ) as client:
             app.state.settings = settings
+            app.state.tokens = Tokens(settings.management_token, settings.inference_token)
             app.state.metrics = metrics
             repository = ModelRepository(settings.repository_dir)
-            balancer = BalancerClient(settings.nginx_url, settings.upstream_timeout_s, metrics)
-            manager = ModelHostClientManager(
-                client, balancer, NodeDirectory(settings.nodes_file), settings.status_timeout_s
-            )
+            directory = NodeDirectory(settings.nodes_file)
+            balancer = BalancerClient(settings.nginx_url, settings.max_request_timeout_s, metrics, directory)
+            app.state.admission = Admission(settings.max_in_flight, settings.max_request_timeout_s, metrics)
+            manager = ModelHostClientManager(client, balancer, directory, settings.status_timeout_s)
             cache = PredictionCache(settings.prediction_cache_size, metrics.cache_hits, metrics.cache_misses)
             app.state.repository = repository
             app.state.manager = manager

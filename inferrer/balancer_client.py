@@ -7,15 +7,18 @@ aiohttp; a py-spy profile of this gateway at concurrency 32 put 69% of its sampl
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import aiohttp
 
 from inferrer.errors import UpstreamTimeout, UpstreamUnavailable
+from inferrer.node_directory import NodeDirectory
 from metrics.definitions import InferrerMetrics
 from wire.access import current_request_id
 
 _JSON = {"content-type": "application/json"}
+_FAILED_TRY = {"502", "503", "504"}
 
 
 @dataclass
@@ -27,10 +30,16 @@ class UpstreamAnswer:
 
 class BalancerClient:
     def __init__(
-        self, nginx_url: str, timeout_s: float, metrics: InferrerMetrics, max_connections: int = 256
+        self,
+        nginx_url: str,
+        timeout_s: float,
+        metrics: InferrerMetrics,
+        directory: NodeDirectory,
+        max_connections: int = 256,
     ) -> None:
         self._nginx_url = nginx_url
         self._metrics = metrics
+        self._directory = directory
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=max_connections, keepalive_timeout=20),
             timeout=aiohttp.ClientTimeout(total=timeout_s, sock_connect=2.0),
@@ -52,6 +61,7 @@ class BalancerClient:
                     content = await response.read()
                     node = response.headers.get("x-modelhost-node")
                     status = response.status
+                    self._count_node_failures(response.headers)
                 break
             except TimeoutError as exc:
                 self._metrics.upstream_failures.labels("timeout").inc()
@@ -68,3 +78,13 @@ class BalancerClient:
             self._metrics.upstream_failures.labels("no_node").inc()
             raise UpstreamUnavailable(f"no modelhost could serve the request (balancer answered {status})")
         return UpstreamAnswer(status, content, node)
+
+    def _count_node_failures(self, headers: Mapping[str, str]) -> None:
+        """nginx lists every node it tried and its status for each ("504, 200"); count the failed."""
+        statuses = headers.get("x-upstream-status")
+        if not statuses or ("," not in statuses and statuses[0] != "5"):
+            return  # one try that did not fail: the common case
+        addresses = headers.get("x-upstream-addr", "").split(", ")
+        for address, status in zip(addresses, statuses.split(", "), strict=False):
+            if status in _FAILED_TRY:
+                self._metrics.node_failures.labels(self._directory.node_at(address), status).inc()

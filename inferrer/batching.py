@@ -97,11 +97,17 @@ class Batcher:
         rows = 0
         while lane.waiting and (not batch or rows + len(lane.waiting[0].rows) <= self._max_rows):
             item = lane.waiting.pop(0)
+            lane.rows -= len(item.rows)
+            if item.future.done():  # its client went away (deadline passed): send nothing for it
+                continue
             batch.append(item)
             rows += len(item.rows)
-        lane.rows -= rows
-        lane.in_flight += 1
         self._metrics.batch_queue.labels(key[0]).set(len(lane.waiting))
+        if not batch:
+            if lane.in_flight == 0:
+                self._lanes.pop(key, None)
+            return
+        lane.in_flight += 1
         asyncio.get_running_loop().create_task(self._send(key, lane, batch))
 
     async def _send(self, key: LaneKey, lane: _Lane, batch: list[_Waiting]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import Request
 
+from inferrer.admission import Admission
 from inferrer.client import ModelHostClientManager
 from inferrer.prediction import PredictionService
 from inferrer.repository import ModelRepository
@@ -23,6 +24,11 @@ def repository(request: Request) -> ModelRepository:
 
 def prediction(request: Request) -> PredictionService:
     value: PredictionService = request.app.state.prediction
+    return value
+
+
+def admission(request: Request) -> Admission:
+    value: Admission = request.app.state.admission
     return value
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import ClassVar
 
 from fastapi.exceptions import RequestValidationError
 
@@ -51,6 +52,7 @@ class UpstreamAnswered(InferrerError):
 
 class UpstreamUnavailable(InferrerError):
     status_code = 503
+    headers: ClassVar[dict[str, str]] = {"Retry-After": "1"}
 
 
 class UpstreamTimeout(InferrerError):

@@ -33,6 +33,14 @@ class NodeDirectory:
             logger.warning("cannot read the node list %s: %s", self._path, exc)
         return self._nodes
 
+    def node_at(self, address: str) -> str:
+        """The node id at `host:port` as nginx names it; the address itself when it is not listed
+        (compose: nginx reports the resolved container address)."""
+        for node, url in self.current().items():
+            if url.partition("://")[2] == address:
+                return node
+        return address
+
 
 def _parse(raw: bytes) -> dict[str, str]:
     nodes = orjson.loads(raw)

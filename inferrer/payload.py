@@ -32,11 +32,19 @@ def parse_predict_body(raw: bytes, signature: ModelSchema, max_rows: int) -> Pre
     return PredictRequest(_as_matrix(instances, signature.n_features, max_rows), output)
 
 
+def check_row_count(rows: int, n_features: int, max_rows: int) -> None:
+    """413 for a request over the row limit (rows x features capped: see InferrerSettings)."""
+    if rows > max_rows:
+        raise PayloadTooLarge(
+            f"{rows} rows of {n_features} features exceed the limit of {max_rows} rows per request "
+            "for this model; split the request"
+        )
+
+
 def _as_matrix(instances: Any, n_features: int, max_rows: int) -> np.ndarray:
     if not isinstance(instances, list) or not instances:
         raise InvalidInput("instances must be a non-empty list of rows")
-    if len(instances) > max_rows:
-        raise PayloadTooLarge(f"{len(instances)} rows exceed the limit of {max_rows} per request")
+    check_row_count(len(instances), n_features, max_rows)
     if not all(isinstance(row, list) for row in instances):
         raise InvalidInput("each instance must be a list of numbers")
     lengths = {len(row) for row in instances}

@@ -11,6 +11,7 @@ import orjson
 from fastapi import APIRouter, Request
 
 from inferrer import dependencies as deps
+from inferrer.auth import INFERENCE, MANAGEMENT
 from inferrer.errors import InvalidInput
 from wire.errors import parse_json_object
 from wire.json import FastJSONResponse
@@ -47,19 +48,19 @@ async def ready(request: Request) -> FastJSONResponse:
     )
 
 
-@router.get("/api/v1/nodes")
+@router.get("/api/v1/nodes", dependencies=[MANAGEMENT])
 async def nodes(request: Request) -> FastJSONResponse:
     statuses = await deps.manager(request).node_statuses()
     return FastJSONResponse({"nodes": [dataclasses.asdict(s) for s in statuses]})
 
 
-@router.post("/api/v1/nodes/{node}/drain")
+@router.post("/api/v1/nodes/{node}/drain", dependencies=[MANAGEMENT])
 async def drain_node(node: str, request: Request) -> FastJSONResponse:
     """Stop sending new inference to a node before it is removed; in-flight requests finish."""
     return FastJSONResponse(await deps.manager(request).drain(node))
 
 
-@router.post("/api/test/sendtomodelhost")
+@router.post("/api/test/sendtomodelhost", dependencies=[INFERENCE])
 async def send_to_modelhost(request: Request) -> FastJSONResponse:
     """Send each item through nginx to a node's ping route; show which node answered each."""
     items = parse_json_object(await request.body()).get("data")

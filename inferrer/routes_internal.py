@@ -8,10 +8,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 
 from inferrer import dependencies as deps
+from inferrer.auth import MANAGEMENT
 from inferrer.errors import InvalidInput, ModelNotFound
 from wire.json import FastJSONResponse
 
-router = APIRouter(prefix="/internal/v1", include_in_schema=False)
+router = APIRouter(prefix="/internal/v1", include_in_schema=False, dependencies=[MANAGEMENT])
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 

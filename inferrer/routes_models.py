@@ -11,6 +11,7 @@ from artifacts.formats import ArtifactError, ArtifactFormat, load_artifact
 from artifacts.manifest import Manifest
 from artifacts.schema import ModelSchema, inspect_schema
 from inferrer import dependencies as deps
+from inferrer.auth import INFERENCE, MANAGEMENT
 from inferrer.errors import InvalidInput, PayloadTooLarge
 from inferrer.repository import ModelRepository, check_name
 from wire.json import FastJSONResponse
@@ -18,7 +19,7 @@ from wire.json import FastJSONResponse
 router = APIRouter(prefix="/api/v1/models")
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, dependencies=[MANAGEMENT])
 async def deploy(
     request: Request,
     name: Annotated[str, Form()],
@@ -77,24 +78,24 @@ async def deploy(
     )
 
 
-@router.get("")
+@router.get("", dependencies=[INFERENCE])
 def list_models(request: Request) -> FastJSONResponse:
     repository = deps.repository(request)
     return FastJSONResponse({"models": [_model_view(repository, n) for n in repository.names()]})
 
 
-@router.get("/{name}")
+@router.get("/{name}", dependencies=[INFERENCE])
 def get_model(name: str, request: Request) -> FastJSONResponse:
     return FastJSONResponse(_model_view(deps.repository(request), name))
 
 
-@router.post("/{name}/versions/{version}/activate")
+@router.post("/{name}/versions/{version}/activate", dependencies=[MANAGEMENT])
 async def activate_version(name: str, version: str, request: Request) -> FastJSONResponse:
     """Switch unpinned traffic to `version` (a roll forward or back), after nodes have it loaded."""
     return await _switch(request, deps.repository(request).get(name, version))
 
 
-@router.post("/{name}/rollback")
+@router.post("/{name}/rollback", dependencies=[MANAGEMENT])
 async def rollback(name: str, request: Request) -> FastJSONResponse:
     """Activate the version created just before the active one."""
     return await _switch(request, deps.repository(request).previous_version(name))
@@ -113,7 +114,7 @@ async def _switch(request: Request, manifest: Manifest) -> FastJSONResponse:
     )
 
 
-@router.delete("/{name}")
+@router.delete("/{name}", dependencies=[MANAGEMENT])
 async def delete_model(name: str, request: Request) -> FastJSONResponse:
     versions = await asyncio.to_thread(deps.repository(request).delete, name)
     deps.prediction(request).cache.invalidate(name)

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from inferrer import dependencies as deps
+from inferrer.auth import INFERENCE, Scope, tokens
 from inferrer.payload import PredictRequest, parse_predict_body
 from inferrer.tabular import parse_csv_rows, render_csv
 from wire.json import FastJSONResponse
@@ -13,22 +14,27 @@ from wire.json import FastJSONResponse
 router = APIRouter(prefix="/api/v1/models/{name}")
 
 
-@router.post("/predict")
+@router.post("/predict", dependencies=[INFERENCE])
 async def predict(name: str, request: Request) -> Response:
     """The active version: `{"instances": [[...]]}`, `{"records": [{...}]}` or a text/csv body."""
     return await _predict(name, None, request)
 
 
-@router.post("/versions/{version}/predict")
+@router.post("/versions/{version}/predict", dependencies=[INFERENCE])
 async def predict_version(name: str, version: str, request: Request) -> Response:
     """A pinned version, whichever is active."""
     return await _predict(name, version, request)
 
 
 async def _predict(name: str, version: str | None, request: Request) -> Response:
+    async with deps.admission(request).admit(request.headers):
+        return await _answer(name, version, request)
+
+
+async def _answer(name: str, version: str | None, request: Request) -> Response:
     service = deps.prediction(request)
     manifest = service.resolve(name, version)
-    max_rows = deps.settings(request).max_rows
+    max_rows = deps.settings(request).rows_allowed(manifest.signature.n_features)
     raw = await request.body()
     if request.headers.get("content-type", "").startswith("text/csv"):
         output = request.query_params.get("output", "predict")
@@ -45,10 +51,12 @@ async def _predict(name: str, version: str | None, request: Request) -> Response
 
 
 async def predict_hot(request: Request) -> Response:
+    tokens(request).authorize(request.headers.get("authorization"), Scope.INFERENCE)
     return await _predict(request.path_params["name"], None, request)
 
 
 async def predict_version_hot(request: Request) -> Response:
+    tokens(request).authorize(request.headers.get("authorization"), Scope.INFERENCE)
     return await _predict(request.path_params["name"], request.path_params["version"], request)
 
 

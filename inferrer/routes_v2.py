@@ -13,6 +13,7 @@ from importlib.metadata import version as package_version
 from fastapi import APIRouter, Request
 
 from inferrer import dependencies as deps
+from inferrer.auth import INFERENCE, MANAGEMENT, Scope, tokens
 from inferrer.errors import InferrerError, InvalidInput, MalformedRequest, ModelNotFound, UpstreamUnavailable
 from inferrer.v2_codec import decode_infer_request, encode_outputs, model_metadata
 from wire.json import FastJSONResponse
@@ -51,8 +52,8 @@ async def server_ready(request: Request) -> FastJSONResponse:
     return FastJSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
 
-@router.get("/models/{name}")
-@router.get("/models/{name}/versions/{version}")
+@router.get("/models/{name}", dependencies=[INFERENCE])
+@router.get("/models/{name}/versions/{version}", dependencies=[INFERENCE])
 def model_meta(name: str, request: Request, version: str | None = None) -> FastJSONResponse:
     repository = deps.repository(request)
     manifest = repository.get(name, version)
@@ -60,8 +61,8 @@ def model_meta(name: str, request: Request, version: str | None = None) -> FastJ
     return FastJSONResponse(model_metadata(manifest, versions))
 
 
-@router.get("/models/{name}/ready")
-@router.get("/models/{name}/versions/{version}/ready")
+@router.get("/models/{name}/ready", dependencies=[INFERENCE])
+@router.get("/models/{name}/versions/{version}/ready", dependencies=[INFERENCE])
 async def model_ready(name: str, request: Request, version: str | None = None) -> FastJSONResponse:
     """200 when the version exists and a ready node serves it (loading it on demand if needed)."""
     manifest = deps.repository(request).get(name, version)
@@ -70,9 +71,14 @@ async def model_ready(name: str, request: Request, version: str | None = None) -
     return FastJSONResponse(body, status_code=200 if ready else 503)
 
 
-@router.post("/models/{name}/infer")
-@router.post("/models/{name}/versions/{version}/infer")
+@router.post("/models/{name}/infer", dependencies=[INFERENCE])
+@router.post("/models/{name}/versions/{version}/infer", dependencies=[INFERENCE])
 async def infer(name: str, request: Request, version: str | None = None) -> FastJSONResponse:
+    async with deps.admission(request).admit(request.headers):
+        return await _infer(name, request, version)
+
+
+async def _infer(name: str, request: Request, version: str | None) -> FastJSONResponse:
     service = deps.prediction(request)
     manifest = service.resolve(name, version)
     header = request.headers.get("inference-header-content-length")
@@ -81,7 +87,8 @@ async def infer(name: str, request: Request, version: str | None = None) -> Fast
             header_length = int(header) if header is not None else None
         except ValueError:
             raise MalformedRequest("Inference-Header-Content-Length must be an integer") from None
-        decoded = decode_infer_request(await request.body(), header_length, manifest)
+        max_rows = deps.settings(request).rows_allowed(manifest.signature.n_features)
+        decoded = decode_infer_request(await request.body(), header_length, manifest, max_rows)
         result = await service.predict(manifest, decoded.rows, decoded.outputs)
     body = {"model_name": name, "model_version": result.version, "outputs": encode_outputs(result.outputs)}
     if decoded.id is not None:
@@ -89,7 +96,7 @@ async def infer(name: str, request: Request, version: str | None = None) -> Fast
     return FastJSONResponse(body, headers={"X-Modelhost-Node": result.node})
 
 
-@router.post("/repository/index")
+@router.post("/repository/index", dependencies=[INFERENCE])
 async def repository_index(request: Request) -> FastJSONResponse:
     """Every stored version; READY where a node has it loaded, else loaded on its first request."""
     loaded = {
@@ -106,7 +113,7 @@ async def repository_index(request: Request) -> FastJSONResponse:
     return FastJSONResponse(index)
 
 
-@router.post("/repository/models/{name}/load")
+@router.post("/repository/models/{name}/load", dependencies=[MANAGEMENT])
 async def repository_load(name: str, request: Request) -> FastJSONResponse:
     manifest = deps.repository(request).get(name)
     results = await deps.manager(request).broadcast_load(manifest)
@@ -116,7 +123,7 @@ async def repository_load(name: str, request: Request) -> FastJSONResponse:
     return FastJSONResponse({"name": name, "version": manifest.version, "nodes_loaded": loaded})
 
 
-@router.post("/repository/models/{name}/unload")
+@router.post("/repository/models/{name}/unload", dependencies=[MANAGEMENT])
 async def repository_unload(name: str, request: Request) -> FastJSONResponse:
     """Nodes release the model's memory; it stays deployed and loads again on its next request."""
     if name not in deps.repository(request).names():
@@ -127,6 +134,7 @@ async def repository_unload(name: str, request: Request) -> FastJSONResponse:
 
 
 async def infer_hot(request: Request) -> FastJSONResponse:
+    tokens(request).authorize(request.headers.get("authorization"), Scope.INFERENCE)
     return await infer(request.path_params["name"], request, request.path_params.get("version"))
 
 

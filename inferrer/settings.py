@@ -5,22 +5,31 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from wire.bearer import INFERENCE_TOKEN_VAR, MANAGEMENT_TOKEN_VAR, check_token
+
 
 class InferrerSettings(BaseSettings):
     """Gateway settings, from INFERRER_* variables. Host, port and workers are uvicorn's flags."""
 
-    model_config = SettingsConfigDict(env_prefix="INFERRER_")
+    model_config = SettingsConfigDict(env_prefix="INFERRER_", populate_by_name=True)
 
     repository_dir: Path = Path(".modelfleet/repository")
     nginx_url: str = "http://127.0.0.1:8080"
     # JSON {"modelhost-1": "http://127.0.0.1:8101", ...}, rendered from the topology; re-read on change.
     nodes_file: Path | None = None
     status_timeout_s: float = Field(default=1.0, gt=0)
+    # Management calls to the nodes (a broadcast load waits for every node to load the model).
     upstream_timeout_s: float = Field(default=30.0, gt=0)
+    # A prediction's deadline: the client's X-Request-Timeout, at most this (also the default).
+    max_request_timeout_s: float = Field(default=30.0, gt=0)
+    # Predictions in flight per inferrer process; beyond it, 503 with Retry-After at once.
+    max_in_flight: int = Field(default=512, gt=0)
     max_upload_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
     # Largest body of any other request (predict JSON or CSV); larger ones answer 413.
     max_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
+    # Per predict request: rows, and values (rows x features); larger requests answer 413.
     max_rows: int = Field(default=10_000, gt=0)
+    max_values: int = Field(default=1_000_000, gt=0)
     max_selftest_items: int = Field(default=1_000, gt=0)
     # Gateway batching: rows per upstream call, longest wait, upstream calls per lane before queueing.
     batch_max_rows: int = Field(default=64, gt=0)
@@ -28,6 +37,16 @@ class InferrerSettings(BaseSettings):
     batch_max_in_flight: int = Field(default=2, gt=0)
     # Entries in the prediction cache (model, version, input) -> outputs; 0 turns it off.
     prediction_cache_size: int = Field(default=0, ge=0)
+
+    # Bearer tokens (inferrer.auth), shared with the nodes: the launcher passes them from the .env.
+    management_token: str | None = Field(default=None, validation_alias=MANAGEMENT_TOKEN_VAR, repr=False)
+    inference_token: str | None = Field(default=None, validation_alias=INFERENCE_TOKEN_VAR, repr=False)
+
+    _check_tokens = field_validator("management_token", "inference_token")(check_token)
+
+    def rows_allowed(self, n_features: int) -> int:
+        """The most rows one request may send to a model with `n_features` features."""
+        return max(1, min(self.max_rows, self.max_values // max(n_features, 1)))
 
     @field_validator("nginx_url")
     @classmethod

@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 
 from artifacts.schema import ModelSchema
-from inferrer.errors import InvalidInput, PayloadTooLarge
+from inferrer.errors import InvalidInput
+from inferrer.payload import check_row_count
 
 
 def parse_csv_rows(raw: bytes, signature: ModelSchema, max_rows: int) -> np.ndarray:
@@ -28,8 +29,7 @@ def parse_csv_rows(raw: bytes, signature: ModelSchema, max_rows: int) -> np.ndar
         lines = lines[1:]
     if not lines:
         raise InvalidInput("the CSV body has a header but no rows")
-    if len(lines) > max_rows:
-        raise PayloadTooLarge(f"{len(lines)} rows exceed the limit of {max_rows} per request")
+    check_row_count(len(lines), signature.n_features, max_rows)
     widths = {len(row) for row in lines}
     if widths != {signature.n_features}:
         got = ", ".join(str(w) for w in sorted(widths))

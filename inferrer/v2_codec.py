@@ -10,6 +10,7 @@ import numpy as np
 
 from artifacts.manifest import Manifest
 from inferrer.errors import InvalidInput
+from inferrer.payload import check_row_count
 from wire.errors import parse_json_object
 
 DATATYPES: dict[str, type[np.generic]] = {
@@ -28,7 +29,9 @@ class InferRequest:
     outputs: list[str]
 
 
-def decode_infer_request(raw: bytes, header_length: int | None, manifest: Manifest) -> InferRequest:
+def decode_infer_request(
+    raw: bytes, header_length: int | None, manifest: Manifest, max_rows: int
+) -> InferRequest:
     """One [rows, features] tensor, or one [rows] (or [rows, 1]) tensor per feature."""
     header, binary = (raw[:header_length], raw[header_length:]) if header_length else (raw, b"")
     body = parse_json_object(header)
@@ -41,6 +44,7 @@ def decode_infer_request(raw: bytes, header_length: int | None, manifest: Manife
         name, array, offset = _decode_tensor(tensor, binary, offset)
         tensors[name] = array
     rows = _as_rows(tensors, manifest)
+    check_row_count(rows.shape[0], manifest.signature.n_features, max_rows)
     requested = body.get("outputs")
     if requested is None:
         outputs = list(manifest.signature.outputs)

@@ -90,6 +90,18 @@ class InferrerMetrics:
             ["reason"],
             registry=registry,
         )
+        self.node_failures = Counter(
+            "modelfleet_inferrer_upstream_node_failures_total",
+            "Tries on a node that failed and were retried elsewhere or failed the call, by node and "
+            "nginx's status for the try (502 error, 503 refused, 504 timeout)",
+            ["node", "status"],
+            registry=registry,
+        )
+        self.predictions_in_flight = Gauge(
+            "modelfleet_inferrer_predictions_in_flight",
+            "Predictions admitted and not yet answered (beyond the limit, requests answer 503)",
+            registry=registry,
+        )
         self.cache_hits = Counter(
             "modelfleet_inferrer_prediction_cache_hits_total",
             "Predictions answered from the prediction cache",

@@ -15,11 +15,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from metrics.definitions import ModelhostMetrics
 from metrics.exposition import metrics_router
 from modelhost.artifact_cache import ArtifactCache
-from modelhost.routes import HOT_ROUTES, router
+from modelhost.routes import HOT_ROUTES, internal, router
 from modelhost.settings import ModelhostSettings
 from modelhost.store import ModelStore
 from modelhost.sync import Reconciler
 from wire.access import AccessMiddleware
+from wire.bearer import bearer_headers
 from wire.errors import ServiceError, handle_validation_error, service_error_handler
 from wire.hot_routes import add_hot_routes
 
@@ -35,7 +36,9 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         timeout = httpx.Timeout(settings.fetch_timeout_s, connect=2.0)
-        async with httpx.AsyncClient(transport=transport, timeout=timeout) as client:
+        # Calls to the inferrer's internal routes carry the management token.
+        headers = bearer_headers(settings.management_token)
+        async with httpx.AsyncClient(transport=transport, timeout=timeout, headers=headers) as client:
             cache = ArtifactCache(settings.cache_dir, settings.inferrer_url, client)
             budget = settings.memory_budget_mib
             store = ModelStore(
@@ -48,6 +51,7 @@ def create_app(
             reconciler = Reconciler(
                 store, client, settings.inferrer_url, settings.sync_interval_s, settings.idle_unload_s
             )
+            app.state.management_token = settings.management_token
             app.state.store = store
             app.state.reconciler = reconciler
             sync_task = asyncio.create_task(reconciler.run_forever(), name="reconcile")
@@ -70,6 +74,7 @@ def create_app(
         },
     )
     app.include_router(router)
+    app.include_router(internal)
     add_hot_routes(app, HOT_ROUTES)
     app.include_router(metrics_router(registry))
     app.add_middleware(NodeHeaderMiddleware, node=settings.node_id)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from wire.errors import ServiceError
 
 __all__ = [
@@ -40,6 +42,11 @@ class NodeDraining(ModelhostError):
 class MemoryBudgetExceeded(ModelhostError):
     # 503: another node may have room; nginx retries there.
     status_code = 503
+
+
+class Unauthorized(ModelhostError):
+    status_code = 401
+    headers: ClassVar[dict[str, str]] = {"WWW-Authenticate": "Bearer"}
 
 
 class ArtifactUnavailable(ModelhostError):

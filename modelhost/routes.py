@@ -4,17 +4,31 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from artifacts.manifest import Manifest
-from modelhost.errors import InvalidInput, NodeDraining
+from modelhost.errors import InvalidInput, NodeDraining, Unauthorized
 from modelhost.store import ModelStore
 from modelhost.sync import Reconciler
+from wire.bearer import MANAGEMENT_TOKEN_VAR, presented_token, token_matches
 from wire.errors import parse_json_object
 from wire.json import FastJSONResponse
 
 router = APIRouter()
+
+
+def _require_management_token(request: Request) -> None:
+    """Model control is for the inferrer alone: it sends the fleet's management token."""
+    token = presented_token(request.headers.get("authorization"))
+    expected: str | None = request.app.state.management_token
+    if expected is None:
+        raise Unauthorized(f"model control is disabled: no {MANAGEMENT_TOKEN_VAR} is configured")
+    if token is None or not token_matches(token, expected):
+        raise Unauthorized("model control needs the fleet's management token")
+
+
+internal = APIRouter(prefix="/internal/v1", dependencies=[Depends(_require_management_token)])
 
 
 def _store(request: Request) -> ModelStore:
@@ -86,18 +100,18 @@ async def predict_hot(request: Request) -> Response:
 HOT_ROUTES = [("/api/v1/models/{name}/predict", predict_hot, ["POST"])]
 
 
-@router.get("/internal/v1/models")
+@internal.get("/models")
 def loaded_models(request: Request) -> FastJSONResponse:
     return FastJSONResponse([m.model_dump(mode="json") for m in _store(request).loaded()])
 
 
-@router.post("/internal/v1/models/load")
+@internal.post("/models/load")
 async def load_model(manifest: Manifest, request: Request) -> FastJSONResponse:
     await _reconciler(request).load(manifest)
     return FastJSONResponse({**_summary(manifest), "node": _store(request).node})
 
 
-@router.post("/internal/v1/drain")
+@internal.post("/drain")
 def drain(request: Request) -> FastJSONResponse:
     readiness = _reconciler(request).readiness
     readiness.drain()
@@ -105,7 +119,7 @@ def drain(request: Request) -> FastJSONResponse:
     return FastJSONResponse({"node": store.node, "draining": True, "in_flight": store.in_flight})
 
 
-@router.delete("/internal/v1/models/{name}")
+@internal.delete("/models/{name}")
 async def unload_model(name: str, request: Request) -> FastJSONResponse:
     versions = await _reconciler(request).unload(name)
     return FastJSONResponse({"model": name, "unloaded": versions, "node": _store(request).node})

@@ -5,11 +5,13 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from wire.bearer import MANAGEMENT_TOKEN_VAR, check_token
+
 
 class ModelhostSettings(BaseSettings):
     """Node settings, from MODELHOST_* variables. Host, port and workers are uvicorn's flags."""
 
-    model_config = SettingsConfigDict(env_prefix="MODELHOST_")
+    model_config = SettingsConfigDict(env_prefix="MODELHOST_", populate_by_name=True)
 
     node_id: str = "modelhost-1"
     inferrer_url: str = "http://127.0.0.1:8000"
@@ -22,6 +24,11 @@ class ModelhostSettings(BaseSettings):
     idle_unload_s: float | None = Field(default=None, gt=0)
     # Unload least-recently-used models rather than exceed this many MiB of artifacts; None: no cap.
     memory_budget_mib: float | None = Field(default=None, gt=0)
+
+    # Required on the node's internal routes and sent to the inferrer's; from the .env via the launcher.
+    management_token: str | None = Field(default=None, validation_alias=MANAGEMENT_TOKEN_VAR, repr=False)
+
+    _check_token = field_validator("management_token")(check_token)
 
     @field_validator("inferrer_url")
     @classmethod

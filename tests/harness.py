@@ -12,7 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from dotenv import dotenv_values
+
 from deploy.example_model import train_example
+from wire.bearer import MANAGEMENT_TOKEN_VAR, bearer_headers
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -60,6 +63,17 @@ class RunningFleet:
     def prometheus_url(self) -> str:
         return f"http://127.0.0.1:{self.ports['prometheus']}"
 
+    @property
+    def token(self) -> str:
+        """The management token `modelfleet up` generated into this fleet's .env."""
+        token = dotenv_values(self.env_file).get(MANAGEMENT_TOKEN_VAR)
+        assert token, f"no {MANAGEMENT_TOKEN_VAR} in {self.env_file}"
+        return token
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return bearer_headers(self.token)
+
     def all_ports(self) -> list[int]:
         return [*self.ports.values(), *self.node_ports]
 
@@ -96,14 +110,16 @@ def start_fleet(
     extra_args: tuple[str, ...] = (),
     timeout_s: float = 90,
     env: dict[str, str] | None = None,
+    env_lines: str = "",
 ) -> RunningFleet:
-    """`modelfleet up` on free ports; `env` reaches every service (e.g. MODELHOST_* settings)."""
+    """`modelfleet up` on free ports; `env` reaches every service (e.g. MODELHOST_* settings);
+    `env_lines` go into the fleet's .env (e.g. an inference token)."""
     inferrer, nginx, exporter, prometheus, *node_ports = free_ports(4 + nodes)
     env_file = tmp_path / "fleet.env"
     text = ENV_TEMPLATE.format(inferrer=inferrer, nginx=nginx, exporter=exporter, prometheus=prometheus)
     for i, port in enumerate(node_ports, start=1):
         text += f"MODELHOST_{i}_HOST=127.0.0.1\nMODELHOST_{i}_PORT={port}\n"
-    env_file.write_text(text)
+    env_file.write_text(text + env_lines)
     data_dir = tmp_path / "data"
     output = tmp_path / "modelfleet-up.log"
     argv = [
@@ -146,8 +162,8 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float, interval_s: floa
     return False
 
 
-def run_readme_curl_lines(inferrer_port: int, workdir: Path) -> None:
-    """Every curl line of the README runs as printed (port swapped) and succeeds."""
+def run_readme_curl_lines(inferrer_port: int, token: str, workdir: Path) -> None:
+    """Every curl line of the README runs as printed (port swapped, $TOKEN set) and succeeds."""
     (workdir / "iris.skops").write_bytes(train_example())
     lines = [line.strip() for line in README.read_text().splitlines()]
     curls = [line for line in lines if line.startswith("curl ") and "127.0.0.1:8000" in line]
@@ -156,6 +172,11 @@ def run_readme_curl_lines(inferrer_port: int, workdir: Path) -> None:
         command = line.replace("127.0.0.1:8000", f"127.0.0.1:{inferrer_port}")
         command = command.replace("curl ", "curl -sS --fail-with-body ", 1)
         result = subprocess.run(
-            ["bash", "-c", command], capture_output=True, text=True, timeout=60, cwd=workdir
+            ["bash", "-c", command],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=workdir,
+            env={**os.environ, "TOKEN": token},
         )
         assert result.returncode == 0, f"{line}\n{result.stdout}\n{result.stderr}"

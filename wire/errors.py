@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, ClassVar
 
 import orjson
 from fastapi import Request
@@ -19,6 +19,7 @@ class ServiceError(Exception):
     """An answer to give the client: subclasses only name the case and the status."""
 
     status_code = 500
+    headers: ClassVar[dict[str, str]] = {}  # e.g. WWW-Authenticate, Retry-After
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -46,7 +47,7 @@ def service_error_handler(count: Callable[[str], None], **extra: str) -> ErrorHa
     async def handle(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ServiceError)
         count(type(exc).__name__)
-        return error_response(exc.message, exc.status_code, **extra)
+        return error_response(exc.message, exc.status_code, exc.headers, **extra)
 
     return handle
 

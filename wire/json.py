@@ -17,6 +17,8 @@ class FastJSONResponse(Response):
         return orjson.dumps(content, option=ORJSON_OPTIONS)
 
 
-def error_response(message: str, status_code: int, **extra: Any) -> FastJSONResponse:
+def error_response(
+    message: str, status_code: int, headers: dict[str, str] | None = None, **extra: Any
+) -> FastJSONResponse:
     """The one error body shape of every service: {"error": "...", ...}."""
-    return FastJSONResponse({"error": message, **extra}, status_code=status_code)
+    return FastJSONResponse({"error": message, **extra}, status_code=status_code, headers=headers)

@@ -20,6 +20,7 @@ from deploy.example_model import EXAMPLE_ROW, train_example
 from deploy.topology import EXAMPLE_ENV_FILE, load_topology
 from tests.harness import free_ports, run_readme_curl_lines, wait_until
 from tests.load_loop import LoadLoop
+from wire.bearer import MANAGEMENT_TOKEN_VAR, bearer_headers
 
 pytestmark = pytest.mark.compose
 
@@ -33,6 +34,11 @@ class Stack:
     project: str
     inferrer_port: int
     prometheus_port: int
+    token: str = ""
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return bearer_headers(self.token)
 
     @property
     def url(self) -> str:
@@ -76,6 +82,11 @@ def stack(images: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[St
     compose_file = root / "docker-compose.yml"
     write_compose(load_topology(env_file), compose_file)
     stack = Stack(env_file, compose_file, f"mftest{os.getpid()}", inferrer_port, prometheus_port)
+    # As a user would: the first `modelfleet token` (or render, or up) writes one into the .env.
+    token = stack.modelfleet("token")
+    assert token.returncode == 0, token.stderr
+    stack.token = token.stdout.strip().splitlines()[-1]
+    assert MANAGEMENT_TOKEN_VAR in env_file.read_text()
     started = time.monotonic()
     up = stack.compose("up", "-d")
     assert up.returncode == 0, up.stderr
@@ -100,6 +111,7 @@ def _predict(stack: Stack, client: httpx.Client) -> httpx.Response:
 def test_deploy_and_predict_on_every_node(stack: Stack) -> None:
     deployed = httpx.post(
         f"{stack.url}/api/v1/models",
+        headers=stack.auth,
         data={"name": "iris"},
         files={"file": ("iris.skops", train_example())},
         timeout=60,
@@ -118,7 +130,7 @@ def test_deploy_and_predict_on_every_node(stack: Stack) -> None:
 
 
 def test_readme_curl_lines_work_against_compose(stack: Stack, tmp_path: Path) -> None:
-    run_readme_curl_lines(stack.inferrer_port, tmp_path)
+    run_readme_curl_lines(stack.inferrer_port, stack.token, tmp_path)
 
 
 def test_prometheus_scrapes_every_target(stack: Stack) -> None:

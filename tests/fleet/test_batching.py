@@ -34,6 +34,7 @@ def test_a_mixed_burst_is_exact_and_a_bad_request_fails_alone(fleet: RunningFlee
     for (name, version), model in models.items():
         deployed = httpx.post(
             f"{fleet.url}/api/v1/models",
+            headers=fleet.auth,
             data={"name": name, "version": version},
             files={"file": (f"{name}.skops", sio.dumps(model))},
             timeout=60,

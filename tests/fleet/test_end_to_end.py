@@ -34,6 +34,7 @@ def test_pipeline_predictions_equal_in_process(
 ) -> None:
     deployed = httpx.post(
         f"{fleet.url}/api/v1/models",
+        headers=fleet.auth,
         data={"name": "pipe"},
         files={"file": ("pipe.skops", pipeline_skops)},
         timeout=60,
@@ -113,7 +114,7 @@ def test_node_metrics_label_model_version_and_node(fleet: RunningFleet) -> None:
 
 
 def test_readme_curl_lines_work(fleet: RunningFleet, tmp_path: Path) -> None:
-    run_readme_curl_lines(fleet.ports["inferrer"], tmp_path)
+    run_readme_curl_lines(fleet.ports["inferrer"], fleet.token, tmp_path)
 
 
 class _TouchOnLoad:
@@ -130,6 +131,7 @@ def test_untrusted_joblib_is_refused_without_being_loaded(fleet: RunningFleet, t
     sentinel = tmp_path / "pwned"
     response = httpx.post(
         f"{fleet.url}/api/v1/models",
+        headers=fleet.auth,
         data={"name": "evil"},
         files={"file": ("evil.joblib", pickle.dumps(_TouchOnLoad(sentinel)))},
     )
@@ -154,7 +156,7 @@ def test_bad_uploads_change_nothing(
     fleet: RunningFleet, fields: dict[str, str], files: dict[str, tuple[str, bytes]], words: str
 ) -> None:
     before = httpx.get(f"{fleet.url}/api/v1/models").json()
-    response = httpx.post(f"{fleet.url}/api/v1/models", data=fields, files=files)
+    response = httpx.post(f"{fleet.url}/api/v1/models", data=fields, files=files, headers=fleet.auth)
     assert response.status_code == 422, response.text
     assert words in response.json()["error"]
     assert httpx.get(f"{fleet.url}/api/v1/models").json() == before
@@ -165,6 +167,7 @@ def test_bad_uploads_change_nothing(
 def test_deploy_list_delete_and_node_views(fleet: RunningFleet, pipeline_skops: bytes) -> None:
     deployed = httpx.post(
         f"{fleet.url}/api/v1/models",
+        headers=fleet.auth,
         data={"name": "short-lived", "version": "7"},
         files={"file": ("m.skops", pipeline_skops)},
         timeout=60,
@@ -176,20 +179,21 @@ def test_deploy_list_delete_and_node_views(fleet: RunningFleet, pipeline_skops: 
     assert "short-lived" in {m["name"] for m in httpx.get(f"{fleet.url}/api/v1/models").json()["models"]}
     again = httpx.post(
         f"{fleet.url}/api/v1/models",
+        headers=fleet.auth,
         data={"name": "short-lived", "version": "7"},
         files={"file": ("m.skops", pipeline_skops)},
     )
     assert again.status_code == 409
 
-    nodes = httpx.get(f"{fleet.url}/api/v1/nodes").json()["nodes"]
+    nodes = httpx.get(f"{fleet.url}/api/v1/nodes", headers=fleet.auth).json()["nodes"]
     assert all(n["live"] and n["ready"] for n in nodes)
     assert all(any(m["name"] == "short-lived" for m in n["models"]) for n in nodes)
 
-    deleted = httpx.delete(f"{fleet.url}/api/v1/models/short-lived")
+    deleted = httpx.delete(f"{fleet.url}/api/v1/models/short-lived", headers=fleet.auth)
     assert deleted.status_code == 200
     assert deleted.json()["deleted_versions"] == ["7"]
     assert len(deleted.json()["nodes_unloaded"]) == 3
-    nodes = httpx.get(f"{fleet.url}/api/v1/nodes").json()["nodes"]
+    nodes = httpx.get(f"{fleet.url}/api/v1/nodes", headers=fleet.auth).json()["nodes"]
     assert not any(m["name"] == "short-lived" for n in nodes for m in n["models"])
     gone = httpx.post(f"{fleet.url}/api/v1/models/short-lived/predict", json={"instances": [[0] * 6]})
     assert gone.status_code == 404

@@ -76,7 +76,7 @@ def _load(
 def _rejoined(fleet: RunningFleet, node: str, old_pid: int) -> bool:
     if fleet.pid(node) == old_pid:
         return False
-    nodes = httpx.get(f"{fleet.url}/api/v1/nodes").json()["nodes"]
+    nodes = httpx.get(f"{fleet.url}/api/v1/nodes", headers=fleet.auth).json()["nodes"]
     return any(n["id"] == node and n["ready"] for n in nodes)
 
 

@@ -18,7 +18,7 @@ ROW = {"instances": [[5.1, 3.5, 1.4, 0.2]]}
 
 
 def _node_view(fleet: RunningFleet, node: str) -> dict[str, object]:
-    nodes = httpx.get(f"{fleet.url}/api/v1/nodes", timeout=5).json()["nodes"]
+    nodes = httpx.get(f"{fleet.url}/api/v1/nodes", headers=fleet.auth, timeout=5).json()["nodes"]
     return next(n for n in nodes if n["id"] == node)
 
 

@@ -34,6 +34,7 @@ def _skops(seed: int) -> bytes:
 def _deploy(fleet: RunningFleet, name: str, data: bytes, **fields: str) -> httpx.Response:
     return httpx.post(
         f"{fleet.url}/api/v1/models",
+        headers=fleet.auth,
         data={"name": name, **fields},
         files={"file": (f"{name}.skops", data)},
         timeout=60,
@@ -74,7 +75,8 @@ def test_version_switch_under_load(fleet: RunningFleet) -> None:
 def test_rollback_and_pinned_versions(fleet: RunningFleet) -> None:
     for seed in (3, 4):
         assert _deploy(fleet, "roll", _skops(seed)).status_code == 201
-    assert httpx.post(f"{fleet.url}/api/v1/models/roll/rollback").json()["active_version"] == "1"
+    rolled = httpx.post(f"{fleet.url}/api/v1/models/roll/rollback", headers=fleet.auth)
+    assert rolled.json()["active_version"] == "1"
     body = {"instances": [ROW]}
     assert httpx.post(f"{fleet.url}/api/v1/models/roll/predict", json=body).json()["version"] == "1"
     pinned = httpx.post(f"{fleet.url}/api/v1/models/roll/versions/2/predict", json=body)
@@ -82,7 +84,8 @@ def test_rollback_and_pinned_versions(fleet: RunningFleet) -> None:
     assert httpx.post(f"{fleet.url}/api/v1/models/roll/versions/9/predict", json=body).status_code == 404
     staged = _deploy(fleet, "roll", _skops(5), activate="false")
     assert staged.json()["active_version"] == "1"
-    assert httpx.post(f"{fleet.url}/api/v1/models/roll/versions/3/activate").json()["active_version"] == "3"
+    activated = httpx.post(f"{fleet.url}/api/v1/models/roll/versions/3/activate", headers=fleet.auth)
+    assert activated.json()["active_version"] == "3"
 
 
 @pytest.mark.parametrize("name", TRAVERSALS)
@@ -139,7 +142,7 @@ def test_node_with_an_empty_cache_converges_by_itself(fleet: RunningFleet) -> No
     os.kill(pid, signal.SIGKILL)
 
     def converged() -> bool:
-        nodes = httpx.get(f"{fleet.url}/api/v1/nodes").json()["nodes"]
+        nodes = httpx.get(f"{fleet.url}/api/v1/nodes", headers=fleet.auth).json()["nodes"]
         node = next(n for n in nodes if n["id"] == victim)
         return bool(node["ready"]) and {m["name"] for m in node["models"]} >= {"iris", "switch"}
 
@@ -149,7 +152,7 @@ def test_node_with_an_empty_cache_converges_by_itself(fleet: RunningFleet) -> No
 
 
 def _loaded_anywhere(fleet: RunningFleet, name: str) -> bool:
-    nodes = httpx.get(f"{fleet.url}/api/v1/nodes").json()["nodes"]
+    nodes = httpx.get(f"{fleet.url}/api/v1/nodes", headers=fleet.auth).json()["nodes"]
     return any(m["name"] == name for n in nodes for m in n["models"])
 
 
@@ -158,7 +161,7 @@ def test_idle_models_unload_and_come_back_on_demand(lean: RunningFleet) -> None:
     assert wait_until(lambda: not _loaded_anywhere(lean, "sleepy"), timeout_s=20, interval_s=0.5)
     response = httpx.post(f"{lean.url}/api/v1/models/sleepy/predict", json={"instances": [[9, 9, 9, 9]]})
     assert response.status_code == 200, response.text
-    nodes = httpx.get(f"{lean.url}/api/v1/nodes").json()["nodes"]
+    nodes = httpx.get(f"{lean.url}/api/v1/nodes", headers=lean.auth).json()["nodes"]
     loaded = [m for n in nodes for m in n["models"] if m["name"] == "sleepy"]
     assert loaded and loaded[0]["cold_start_avg_s"] > 0
     metrics = httpx.get(f"http://127.0.0.1:{lean.node_ports[0]}/metrics").text

@@ -49,7 +49,7 @@ def test_add_then_remove_a_node_under_load(tmp_path: Path) -> None:
         print("whole run:", load.report())
         assert load.failures == [], load.failures[:5]
         assert load.nodes["modelhost-3"] == after_removal["modelhost-3"], "a removed node served"
-        nodes = httpx.get(f"{fleet.url}/api/v1/nodes").json()["nodes"]
+        nodes = httpx.get(f"{fleet.url}/api/v1/nodes", headers=fleet.auth).json()["nodes"]
         assert [n["id"] for n in nodes] == ["modelhost-1", "modelhost-2"]
         assert not port_is_bound(new_port)
     finally:

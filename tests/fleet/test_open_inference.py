@@ -36,6 +36,7 @@ def versions(
     for model in models:
         response = httpx.post(
             f"{fleet.url}/api/v1/models",
+            headers=fleet.auth,
             data={"name": "clf"},
             files={"file": ("clf.skops", sio.dumps(model))},
             timeout=60,
@@ -105,13 +106,13 @@ def test_wrong_shape_is_a_clear_error(client: triton.InferenceServerClient) -> N
 
 
 def test_repository_extension(versions: tuple[RunningFleet, list[LogisticRegression]]) -> None:
-    url = versions[0].url
+    url, auth = versions[0].url, versions[0].auth
     index = httpx.post(f"{url}/v2/repository/index").json()
     assert {(e["name"], e["version"]) for e in index} == {("clf", "1"), ("clf", "2")}
-    assert httpx.post(f"{url}/v2/repository/models/clf/unload").status_code == 200
+    assert httpx.post(f"{url}/v2/repository/models/clf/unload", headers=auth).status_code == 200
     states = {e["version"]: e["state"] for e in httpx.post(f"{url}/v2/repository/index").json()}
     assert states["2"] == "UNAVAILABLE"
-    assert httpx.post(f"{url}/v2/repository/models/clf/load").status_code == 200
+    assert httpx.post(f"{url}/v2/repository/models/clf/load", headers=auth).status_code == 200
     states = {e["version"]: e["state"] for e in httpx.post(f"{url}/v2/repository/index").json()}
     assert states["2"] == "READY"
-    assert httpx.post(f"{url}/v2/repository/models/nope/load").status_code == 404
+    assert httpx.post(f"{url}/v2/repository/models/nope/load", headers=auth).status_code == 404

@@ -43,7 +43,7 @@ async def _call_through(behaviours: list[str], timeout_s: float = 5.0) -> tuple[
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    client = BalancerClient(f"http://127.0.0.1:{port}", timeout_s, METRICS)
+    client = BalancerClient(f"http://127.0.0.1:{port}", timeout_s, METRICS, NodeDirectory(None))
     try:
         return await client.request("POST", "/api/v1/models/m/predict", b"{}"), connections
     finally:
@@ -84,7 +84,7 @@ def test_node_list_follows_its_file(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-        balancer = BalancerClient("http://127.0.0.1:9", 1.0, METRICS)
+        balancer = BalancerClient("http://127.0.0.1:9", 1.0, METRICS, NodeDirectory(None))
         manager = ModelHostClientManager(client, balancer, NodeDirectory(nodes_file), 1.0)
         try:
             assert manager.nodes == {"modelhost-1": "http://a:1"}

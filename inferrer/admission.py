@@ -1,0 +1,73 @@
+"""Admission control for predictions: a bound on the predictions in flight, and a deadline.
+
+Beyond `max_in_flight` a prediction is refused at once (503 with Retry-After) instead of queueing, so
+latency stays bounded under overload and a client or balancer can go elsewhere. Every prediction has
+a deadline: the client's `X-Request-Timeout` (seconds), at most `max_timeout_s`, which is also the
+deadline of a request that names none. Past it the prediction is abandoned and answers 504.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import ClassVar
+
+from starlette.datastructures import Headers
+
+from inferrer.errors import InferrerError, MalformedRequest
+from metrics.definitions import InferrerMetrics
+
+TIMEOUT_HEADER = "x-request-timeout"
+
+
+class Overloaded(InferrerError):
+    status_code = 503
+    headers: ClassVar[dict[str, str]] = {"Retry-After": "1"}
+
+
+class DeadlineExceeded(InferrerError):
+    status_code = 504
+
+
+class Admission:
+    def __init__(self, max_in_flight: int, max_timeout_s: float, metrics: InferrerMetrics) -> None:
+        self._max_in_flight = max_in_flight
+        self._max_timeout_s = max_timeout_s
+        self._in_flight = 0
+        self._gauge = metrics.predictions_in_flight
+
+    def deadline_s(self, headers: Headers) -> float:
+        raw = headers.get(TIMEOUT_HEADER)
+        if raw is None:
+            return self._max_timeout_s
+        try:
+            asked = float(raw)
+        except ValueError:
+            asked = math.nan
+        if not 0 < asked < math.inf:
+            raise MalformedRequest(f"X-Request-Timeout must be a positive number of seconds, got {raw!r}")
+        return min(asked, self._max_timeout_s)
+
+    @asynccontextmanager
+    async def admit(self, headers: Headers) -> AsyncIterator[None]:
+        deadline_s = self.deadline_s(headers)
+        if self._in_flight >= self._max_in_flight:
+            raise Overloaded(
+                f"overloaded: {self._in_flight} predictions in flight (limit {self._max_in_flight}); "
+                "retry after 1 s"
+            )
+        self._in_flight += 1
+        self._gauge.set(self._in_flight)
+        deadline = asyncio.timeout(deadline_s)
+        try:
+            async with deadline:
+                yield
+        except TimeoutError:
+            if not deadline.expired():
+                raise
+            raise DeadlineExceeded(f"no answer within the request's deadline of {deadline_s:g} s") from None
+        finally:
+            self._in_flight -= 1
+            self._gauge.set(self._in_flight)
