@@ -2,20 +2,37 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel, Field
 
 from artifacts.formats import ArtifactFormat
 from artifacts.schema import ModelSchema
 
+_SEGMENT = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def is_path_segment(value: str) -> bool:
+    """Model names and versions become directory names: allow-listed characters, never . or .."""
+    return bool(_SEGMENT.fullmatch(value)) and value not in {".", ".."}
+
+
+def _check_segment(value: str) -> str:
+    if not is_path_segment(value):
+        raise ValueError("use 1-64 of A-Z a-z 0-9 . _ - (not '.' or '..')")
+    return value
+
 
 class Manifest(BaseModel):
-    name: str
-    version: str
+    """Also what a node accepts on its load route: every field that becomes a path is checked."""
+
+    name: Annotated[str, AfterValidator(_check_segment)]
+    version: Annotated[str, AfterValidator(_check_segment)]
     format: ArtifactFormat
-    sha256: str
-    size: int
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    size: int = Field(ge=0)
     created: datetime
     signature: ModelSchema
     # skops types beyond the default list that this upload was explicitly allowed to contain.

@@ -33,6 +33,7 @@ from metrics.exposition import metrics_router
 from wire.access import AccessMiddleware
 from wire.bearer import bearer_headers
 from wire.hot_routes import add_hot_routes
+from wire.openapi import ERROR_RESPONSES
 
 
 def create_app(
@@ -79,7 +80,7 @@ def create_app(
         exception_handlers=exception_handlers(lambda reason: metrics.http.rejected("inferrer", reason).inc()),
     )
     for router in (fleet_router, models_router, predict_router, v2_router, internal_router):
-        app.include_router(router)
+        app.include_router(router, responses=ERROR_RESPONSES)
     app.include_router(metrics_router(registry))
     add_hot_routes(app, [*PREDICT_HOT_ROUTES, *V2_HOT_ROUTES])
     app.add_middleware(

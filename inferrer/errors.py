@@ -6,11 +6,13 @@ from collections.abc import Callable
 from typing import ClassVar
 
 from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from wire.errors import (
     ErrorHandler,
     MalformedRequest,
     ServiceError,
+    handle_http_exception,
     handle_validation_error,
     service_error_handler,
 )
@@ -64,4 +66,5 @@ def exception_handlers(count: Callable[[str], None]) -> dict[int | type[Exceptio
     return {
         ServiceError: service_error_handler(count),
         RequestValidationError: handle_validation_error,
+        StarletteHTTPException: handle_http_exception,
     }

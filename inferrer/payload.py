@@ -11,6 +11,17 @@ from artifacts.schema import ModelSchema
 from inferrer.errors import InvalidInput, PayloadTooLarge
 from wire.errors import parse_json_object
 
+_CELL = {"type": ["number", "null"]}  # null: a missing value, for pipelines that impute
+PREDICT_BODY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "instances": {"type": "array", "items": {"type": "array", "items": _CELL}},
+        "records": {"type": "array", "items": {"type": "object", "additionalProperties": _CELL}},
+        "output": {"type": "string", "examples": ["predict", "predict_proba"]},
+    },
+    "additionalProperties": False,
+}
+
 
 @dataclass(frozen=True)
 class PredictRequest:

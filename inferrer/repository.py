@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import re
 import shutil
 import tempfile
 import threading
@@ -18,18 +17,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from artifacts.formats import ArtifactFormat, sha256_hex
-from artifacts.manifest import Manifest
+from artifacts.manifest import Manifest, is_path_segment
 from artifacts.schema import ModelSchema
 from inferrer.errors import InvalidInput, ModelNotFound, VersionConflict
 
-_NAME = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 _MANIFEST = "manifest.json"
 _ACTIVE = "ACTIVE"
 
 
 def check_name(value: str, what: str = "model name") -> str:
     """Allow-listed characters only, and never '.' or '..': a name is one path segment."""
-    if not _NAME.fullmatch(value) or value in {".", ".."}:
+    if not is_path_segment(value):
         raise InvalidInput(f"invalid {what} {value!r}: use 1-64 of A-Z a-z 0-9 . _ - (not '.' or '..')")
     return value
 

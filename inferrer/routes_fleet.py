@@ -12,11 +12,19 @@ from fastapi import APIRouter, Request
 
 from inferrer import dependencies as deps
 from inferrer.auth import INFERENCE, MANAGEMENT
-from inferrer.errors import InvalidInput
+from inferrer.errors import InvalidInput, UpstreamUnavailable
 from wire.errors import parse_json_object
 from wire.json import FastJSONResponse
+from wire.openapi import request_body
 
 router = APIRouter()
+_SELFTEST_BODY = request_body(
+    {
+        "type": "object",
+        "required": ["data"],
+        "properties": {"data": {"type": "array", "items": {"type": "string"}, "minItems": 1}},
+    }
+)
 
 
 @router.get("/")
@@ -60,17 +68,29 @@ async def drain_node(node: str, request: Request) -> FastJSONResponse:
     return FastJSONResponse(await deps.manager(request).drain(node))
 
 
-@router.post("/api/test/sendtomodelhost", dependencies=[INFERENCE])
+@router.post("/api/test/sendtomodelhost", dependencies=[INFERENCE], openapi_extra=_SELFTEST_BODY)
 async def send_to_modelhost(request: Request) -> FastJSONResponse:
     """Send each item through nginx to a node's ping route; show which node answered each."""
     items = parse_json_object(await request.body()).get("data")
-    if not isinstance(items, list) or not items or not all(isinstance(i, str) for i in items):
-        raise InvalidInput('send {"data": ["ONE", "TWO", ...]}: a non-empty list of strings')
+    if not isinstance(items, list) or not items or not all(_is_item(i) for i in items):
+        raise InvalidInput(
+            'send {"data": ["ONE", "TWO", ...]}: a non-empty list of printable strings (1-200 characters)'
+        )
     limit = deps.settings(request).max_selftest_items
     if len(items) > limit:
         raise InvalidInput(f"{len(items)} items exceed the limit of {limit}")
     manager = deps.manager(request)
     answers = await asyncio.gather(*(manager.ping(item) for item in items))
+    for item, answer in zip(items, answers, strict=True):
+        if 400 <= answer.status_code < 500:  # e.g. "..": the balancer normalises it away
+            raise InvalidInput(f"item {item!r} cannot be sent as a path (status {answer.status_code})")
+        if answer.status_code != 200:
+            raise UpstreamUnavailable(f"the ping of {item!r} failed (status {answer.status_code})")
     results = [orjson.loads(a.content) for a in answers]
     counts = Counter(str(r.get("node")) for r in results)
     return FastJSONResponse({"results": results, "nodes": dict(sorted(counts.items()))})
+
+
+def _is_item(item: object) -> bool:
+    """A ping item travels in a URL path: printable text, no control characters."""
+    return isinstance(item, str) and 0 < len(item) <= 200 and item.isprintable()

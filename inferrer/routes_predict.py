@@ -7,20 +7,22 @@ from starlette.responses import Response
 
 from inferrer import dependencies as deps
 from inferrer.auth import INFERENCE, Scope, tokens
-from inferrer.payload import PredictRequest, parse_predict_body
+from inferrer.payload import PREDICT_BODY_SCHEMA, PredictRequest, parse_predict_body
 from inferrer.tabular import parse_csv_rows, render_csv
 from wire.json import FastJSONResponse
+from wire.openapi import request_body
 
 router = APIRouter(prefix="/api/v1/models/{name}")
+_BODY = request_body(PREDICT_BODY_SCHEMA, csv=True)
 
 
-@router.post("/predict", dependencies=[INFERENCE])
+@router.post("/predict", dependencies=[INFERENCE], openapi_extra=_BODY)
 async def predict(name: str, request: Request) -> Response:
     """The active version: `{"instances": [[...]]}`, `{"records": [{...}]}` or a text/csv body."""
     return await _predict(name, None, request)
 
 
-@router.post("/versions/{version}/predict", dependencies=[INFERENCE])
+@router.post("/versions/{version}/predict", dependencies=[INFERENCE], openapi_extra=_BODY)
 async def predict_version(name: str, version: str, request: Request) -> Response:
     """A pinned version, whichever is active."""
     return await _predict(name, version, request)

@@ -15,10 +15,12 @@ from fastapi import APIRouter, Request
 from inferrer import dependencies as deps
 from inferrer.auth import INFERENCE, MANAGEMENT, Scope, tokens
 from inferrer.errors import InferrerError, InvalidInput, MalformedRequest, ModelNotFound, UpstreamUnavailable
-from inferrer.v2_codec import decode_infer_request, encode_outputs, model_metadata
+from inferrer.v2_codec import INFER_BODY_SCHEMA, decode_infer_request, encode_outputs, model_metadata
 from wire.json import FastJSONResponse
+from wire.openapi import request_body
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol v2"])
+_INFER_BODY = request_body(INFER_BODY_SCHEMA)
 
 
 class BadRequest(InferrerError):
@@ -71,8 +73,8 @@ async def model_ready(name: str, request: Request, version: str | None = None) -
     return FastJSONResponse(body, status_code=200 if ready else 503)
 
 
-@router.post("/models/{name}/infer", dependencies=[INFERENCE])
-@router.post("/models/{name}/versions/{version}/infer", dependencies=[INFERENCE])
+@router.post("/models/{name}/infer", dependencies=[INFERENCE], openapi_extra=_INFER_BODY)
+@router.post("/models/{name}/versions/{version}/infer", dependencies=[INFERENCE], openapi_extra=_INFER_BODY)
 async def infer(name: str, request: Request, version: str | None = None) -> FastJSONResponse:
     async with deps.admission(request).admit(request.headers):
         return await _infer(name, request, version)

@@ -22,6 +22,33 @@ DATATYPES: dict[str, type[np.generic]] = {
 INPUT_NAME = "input-0"
 
 
+INFER_BODY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["inputs"],
+    "properties": {
+        "id": {"type": "string"},
+        "inputs": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name", "shape", "datatype"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+                    "datatype": {"type": "string", "examples": ["FP64", "FP32", "INT64"]},
+                    "data": {"type": "array"},
+                    "parameters": {"type": "object"},
+                },
+            },
+        },
+        "outputs": {
+            "type": "array",
+            "items": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
+        },
+    },
+}
+
+
 @dataclass(frozen=True)
 class InferRequest:
     id: str | None
@@ -69,7 +96,10 @@ def _decode_tensor(tensor: Any, binary: bytes, offset: int) -> tuple[str, np.nda
     dtype = DATATYPES.get(str(datatype))
     if dtype is None:
         raise InvalidInput(f"input {name!r}: datatype {datatype!r} is not numeric ({', '.join(DATATYPES)})")
-    size = (tensor.get("parameters") or {}).get("binary_data_size")
+    parameters = tensor.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise InvalidInput(f"input {name!r}: parameters must be an object")
+    size = parameters.get("binary_data_size")
     try:
         if size is not None:
             chunk = binary[offset : offset + int(size)]

@@ -10,6 +10,7 @@ import httpx
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from prometheus_client import CollectorRegistry
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from metrics.definitions import ModelhostMetrics
@@ -21,8 +22,14 @@ from modelhost.store import ModelStore
 from modelhost.sync import Reconciler
 from wire.access import AccessMiddleware
 from wire.bearer import bearer_headers
-from wire.errors import ServiceError, handle_validation_error, service_error_handler
+from wire.errors import (
+    ServiceError,
+    handle_http_exception,
+    handle_validation_error,
+    service_error_handler,
+)
 from wire.hot_routes import add_hot_routes
+from wire.openapi import ERROR_RESPONSES
 
 
 def create_app(
@@ -71,10 +78,11 @@ def create_app(
                 lambda reason: metrics.http.rejected("modelhost", reason).inc(), node=settings.node_id
             ),
             RequestValidationError: handle_validation_error,
+            StarletteHTTPException: handle_http_exception,
         },
     )
-    app.include_router(router)
-    app.include_router(internal)
+    app.include_router(router, responses=ERROR_RESPONSES)
+    app.include_router(internal, responses=ERROR_RESPONSES)
     add_hot_routes(app, HOT_ROUTES)
     app.include_router(metrics_router(registry))
     app.add_middleware(NodeHeaderMiddleware, node=settings.node_id)

@@ -14,6 +14,7 @@ from modelhost.sync import Reconciler
 from wire.bearer import MANAGEMENT_TOKEN_VAR, presented_token, token_matches
 from wire.errors import parse_json_object
 from wire.json import FastJSONResponse
+from wire.openapi import request_body
 
 router = APIRouter()
 
@@ -28,6 +29,17 @@ def _require_management_token(request: Request) -> None:
         raise Unauthorized("model control needs the fleet's management token")
 
 
+_PREDICT_BODY = request_body(
+    {
+        "type": "object",
+        "required": ["version"],
+        "properties": {
+            "version": {"type": "string"},
+            "instances": {"type": "array", "items": {"type": "array", "items": {"type": ["number", "null"]}}},
+            "outputs": {"type": "array", "items": {"type": "string"}},
+        },
+    }
+)
 internal = APIRouter(prefix="/internal/v1", dependencies=[Depends(_require_management_token)])
 
 
@@ -74,7 +86,7 @@ def ping(item: str, request: Request) -> FastJSONResponse:
     return FastJSONResponse({"item": item, "node": _store(request).node})
 
 
-@router.post("/api/v1/models/{name}/predict")
+@router.post("/api/v1/models/{name}/predict", openapi_extra=_PREDICT_BODY)
 async def predict(name: str, request: Request) -> Response:
     """Body: {"version": "2", "instances": [[...]], "outputs": ["predict", "predict_proba"]}."""
     reconciler = _reconciler(request)

@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 import orjson
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from wire.json import error_response
@@ -50,6 +51,13 @@ def service_error_handler(count: Callable[[str], None], **extra: str) -> ErrorHa
         return error_response(exc.message, exc.status_code, exc.headers, **extra)
 
     return handle
+
+
+async def handle_http_exception(request: Request, exc: Exception) -> Response:
+    """Starlette's and FastAPI's own refusals (unknown route, wrong method, unparsable body) in the
+    same body shape as every other error."""
+    assert isinstance(exc, StarletteHTTPException)
+    return error_response(str(exc.detail), exc.status_code, dict(exc.headers or {}))
 
 
 async def handle_validation_error(request: Request, exc: Exception) -> Response:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -11,6 +12,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -164,6 +166,33 @@ def test_add_and_remove_a_node_under_load(stack: Stack) -> None:
     assert load.nodes["modelhost-4"] == after["modelhost-4"], "the removed node still served"
     running = stack.compose("ps", "--services", "--filter", "status=running").stdout.split()
     assert "modelhost-4" not in running
+
+
+def _container(stack: Stack, service: str) -> dict[str, Any]:
+    ids = stack.compose("ps", "-q", service).stdout.split()
+    inspect = subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True, check=True)
+    state: dict[str, Any] = json.loads(inspect.stdout)[0]
+    return state
+
+
+def test_a_crashed_node_container_is_restarted_and_rejoins_under_load(stack: Stack) -> None:
+    """The node's process dies (SIGKILL from the host, as in an OOM kill): the restart policy starts
+    it again, it loads the active models, and nginx retries what it would have answered."""
+    url = f"{stack.url}/api/v1/models/iris/predict"
+    before = _container(stack, "modelhost-2")
+    with LoadLoop(url, {"instances": [EXAMPLE_ROW]}, max_requests=50_000, max_seconds=180) as load:
+        assert wait_until(lambda: load.sent > 100, timeout_s=10)
+        os.kill(before["State"]["Pid"], signal.SIGKILL)
+        killed_at = load.mark()
+
+        def rejoined() -> bool:
+            state = _container(stack, "modelhost-2")
+            restarted = state["RestartCount"] > before["RestartCount"] and state["State"]["Running"]
+            return restarted and load.nodes["modelhost-2"] > killed_at["modelhost-2"]
+
+        assert wait_until(rejoined, timeout_s=120, interval_s=0.5)
+    print("SIGKILL of modelhost-2's container process under load:", load.report())
+    assert load.failures == [], load.failures[:5]
 
 
 def test_models_survive_down_and_up(stack: Stack) -> None:
