@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -13,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from deploy.local_specs import UVICORN_GRACEFUL_S
 from tests.harness import RunningFleet, start_fleet, wait_until
 
 pytestmark = pytest.mark.fleet
@@ -80,12 +82,37 @@ def _rejoined(fleet: RunningFleet, node: str, old_pid: int) -> bool:
     return any(n["id"] == node and n["ready"] for n in nodes)
 
 
+def _exit_watch(pid: int, sig: signal.Signals) -> tuple[Callable[[], None], dict[str, float]]:
+    """An action that signals `pid` and measures how long the process takes to be gone."""
+    took: dict[str, float] = {}
+
+    def watch(start: float) -> None:
+        while time.monotonic() - start < 30:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:  # exited and reaped by the launcher
+                took["exit_s"] = time.monotonic() - start
+                return
+            time.sleep(0.02)
+
+    def act() -> None:
+        start = time.monotonic()
+        os.kill(pid, sig)
+        threading.Thread(target=watch, args=(start,), daemon=True).start()
+
+    return act, took
+
+
 @pytest.mark.parametrize("stop_signal", [signal.SIGKILL, signal.SIGTERM])
 def test_a_node_lost_under_load_fails_no_request(fleet3: RunningFleet, stop_signal: signal.Signals) -> None:
     victim = "modelhost-2"
     pid = fleet3.pid(victim)
-    report = _load(fleet3, total=2000, concurrency=32, at=500, act=lambda: os.kill(pid, stop_signal))
-    print(f"{stop_signal.name} of {victim} after 500 of 2000 predictions at c=32: {report}")
+    act, took = _exit_watch(pid, stop_signal)
+    report = _load(fleet3, total=2000, concurrency=32, at=500, act=act)
+    print(f"{stop_signal.name} of {victim} after 500 of 2000 predictions at c=32: {report}, {took}")
     assert report["failed"] == 0, report["failures"]
+    # SIGTERM: in-flight requests finish, then the node exits within uvicorn's grace period.
+    assert wait_until(lambda: "exit_s" in took, timeout_s=UVICORN_GRACEFUL_S + 5)
+    assert took["exit_s"] <= UVICORN_GRACEFUL_S + 1
     # The launcher starts the node again; it loads the active models by itself and rejoins.
     assert wait_until(lambda: _rejoined(fleet3, victim, pid), timeout_s=30, interval_s=0.25)
