@@ -173,7 +173,7 @@ def _print_urls(fleet: Fleet) -> None:
         f"  curl -s -X POST {inferrer}/api/v1/models/{EXAMPLE_NAME}/predict "
         f"-H 'content-type: application/json' -d '{{\"instances\": [{EXAMPLE_ROW}]}}'",
         "management calls (deploy, delete, versions, nodes) need the token:",
-        '  -H "Authorization: Bearer $(modelfleet token)"',
+        '  -H "Authorization: Bearer $(.venv/bin/modelfleet token)"',
         "Ctrl-C stops everything.",
     ]
     print("\n".join(lines), flush=True)
