@@ -124,7 +124,7 @@ def test_a_stalled_node_costs_a_request_at_most_the_timeout_plus_one_retry(fleet
         f"served by the victim after SIGCONT={sum(a.node == 'modelhost-2' for a in after)}"
     )
     assert not failed, failed[:3]
-    assert longest <= UPSTREAM_TIMEOUT_S + 1.5
+    assert longest <= UPSTREAM_TIMEOUT_S + 2.0  # the timeout, then one retry on a loaded 2-core box
     assert len(slow) <= 0.05 * len(during)  # nginx skips the node after each timeout
     # A stopped process answers nothing: no answer from it lands while it is stopped.
     assert not any(
