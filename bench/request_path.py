@@ -52,13 +52,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         fleet = start_fleet(Path(tmp), nodes=3, extra_args=("--no-example",))
         try:
-            deployed = httpx.post(
-                f"{fleet.url}/api/v1/models",
-                headers=fleet.auth,
-                data={"name": "logreg"},
-                files={"file": ("logreg.skops", sio.dumps(model))},
-                timeout=60,
-            ).json()
+            deployed = fleet.deploy("logreg", sio.dumps(model)).json()
             body = orjson.dumps({"instances": row.tolist()})
             node_body = orjson.dumps({"instances": row.tolist(), "version": deployed["version"]})
             node = f"http://127.0.0.1:{fleet.node_ports[0]}"

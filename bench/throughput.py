@@ -19,7 +19,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import orjson
 import skops.io as sio
@@ -93,12 +92,8 @@ def run_fleet(
         try:
             for name, model in models.items():
                 for batching in ("true", "false"):
-                    deployed = httpx.post(
-                        f"{fleet.url}/api/v1/models",
-                        headers=fleet.auth,
-                        data={"name": f"{name}-{batching}", "batching": batching},
-                        files={"file": ("m.skops", sio.dumps(model))},
-                        timeout=120,
+                    deployed = fleet.deploy(
+                        f"{name}-{batching}", sio.dumps(model), timeout_s=120, batching=batching
                     )
                     deployed.raise_for_status()
             groups = fleet_groups(fleet, nodes)

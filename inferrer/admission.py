@@ -38,7 +38,7 @@ class Admission:
         self._in_flight = 0
         self._gauge = metrics.predictions_in_flight
 
-    def deadline_s(self, headers: Headers) -> float:
+    def _deadline_s(self, headers: Headers) -> float:
         raw = headers.get(TIMEOUT_HEADER)
         if raw is None:
             return self._max_timeout_s
@@ -52,7 +52,7 @@ class Admission:
 
     @asynccontextmanager
     async def admit(self, headers: Headers) -> AsyncIterator[None]:
-        deadline_s = self.deadline_s(headers)
+        deadline_s = self._deadline_s(headers)
         if self._in_flight >= self._max_in_flight:
             raise Overloaded(
                 f"overloaded: {self._in_flight} predictions in flight (limit {self._max_in_flight}); "

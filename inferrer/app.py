@@ -10,7 +10,6 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from inferrer.admission import Admission
-from inferrer.auth import Tokens
 from inferrer.balancer_client import BalancerClient
 from inferrer.batching import Batcher
 from inferrer.body_limit import BodyLimitMiddleware
@@ -31,7 +30,7 @@ from inferrer.settings import InferrerSettings
 from metrics.definitions import InferrerMetrics
 from metrics.exposition import metrics_router
 from wire.access import AccessMiddleware
-from wire.bearer import bearer_headers
+from wire.bearer import Tokens, bearer_headers
 from wire.hot_routes import add_hot_routes
 from wire.openapi import ERROR_RESPONSES
 

@@ -11,8 +11,8 @@ import orjson
 from fastapi import APIRouter, Request
 
 from inferrer import dependencies as deps
-from inferrer.auth import INFERENCE, MANAGEMENT
 from inferrer.errors import InvalidInput, UpstreamUnavailable
+from wire.bearer import INFERENCE, MANAGEMENT
 from wire.errors import parse_json_object
 from wire.json import FastJSONResponse
 from wire.openapi import request_body

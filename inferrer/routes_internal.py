@@ -8,8 +8,8 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 
 from inferrer import dependencies as deps
-from inferrer.auth import MANAGEMENT
 from inferrer.errors import InvalidInput, ModelNotFound
+from wire.bearer import MANAGEMENT
 from wire.json import FastJSONResponse
 
 router = APIRouter(prefix="/internal/v1", include_in_schema=False, dependencies=[MANAGEMENT])

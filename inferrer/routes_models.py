@@ -11,9 +11,9 @@ from artifacts.formats import ArtifactError, ArtifactFormat, load_artifact
 from artifacts.manifest import Manifest
 from artifacts.schema import ModelSchema, inspect_schema
 from inferrer import dependencies as deps
-from inferrer.auth import INFERENCE, MANAGEMENT
 from inferrer.errors import InvalidInput, PayloadTooLarge
 from inferrer.repository import ModelRepository, check_name
+from wire.bearer import INFERENCE, MANAGEMENT
 from wire.json import FastJSONResponse
 
 router = APIRouter(prefix="/api/v1/models")

@@ -6,9 +6,9 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from inferrer import dependencies as deps
-from inferrer.auth import INFERENCE, Scope, tokens
 from inferrer.payload import PREDICT_BODY_SCHEMA, PredictRequest, parse_predict_body
 from inferrer.tabular import parse_csv_rows, render_csv
+from wire.bearer import INFERENCE, Scope, authorize
 from wire.json import FastJSONResponse
 from wire.openapi import request_body
 
@@ -53,12 +53,12 @@ async def _answer(name: str, version: str | None, request: Request) -> Response:
 
 
 async def predict_hot(request: Request) -> Response:
-    tokens(request).authorize(request.headers.get("authorization"), Scope.INFERENCE)
+    authorize(request, Scope.INFERENCE)
     return await _predict(request.path_params["name"], None, request)
 
 
 async def predict_version_hot(request: Request) -> Response:
-    tokens(request).authorize(request.headers.get("authorization"), Scope.INFERENCE)
+    authorize(request, Scope.INFERENCE)
     return await _predict(request.path_params["name"], request.path_params["version"], request)
 
 

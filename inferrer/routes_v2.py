@@ -13,9 +13,9 @@ from importlib.metadata import version as package_version
 from fastapi import APIRouter, Request
 
 from inferrer import dependencies as deps
-from inferrer.auth import INFERENCE, MANAGEMENT, Scope, tokens
 from inferrer.errors import InferrerError, InvalidInput, MalformedRequest, ModelNotFound, UpstreamUnavailable
 from inferrer.v2_codec import INFER_BODY_SCHEMA, decode_infer_request, encode_outputs, model_metadata
+from wire.bearer import INFERENCE, MANAGEMENT, Scope, authorize
 from wire.json import FastJSONResponse
 from wire.openapi import request_body
 
@@ -136,7 +136,7 @@ async def repository_unload(name: str, request: Request) -> FastJSONResponse:
 
 
 async def infer_hot(request: Request) -> FastJSONResponse:
-    tokens(request).authorize(request.headers.get("authorization"), Scope.INFERENCE)
+    authorize(request, Scope.INFERENCE)
     return await infer(request.path_params["name"], request, request.path_params.get("version"))
 
 

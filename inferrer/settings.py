@@ -38,7 +38,7 @@ class InferrerSettings(BaseSettings):
     # Entries in the prediction cache (model, version, input) -> outputs; 0 turns it off.
     prediction_cache_size: int = Field(default=0, ge=0)
 
-    # Bearer tokens (inferrer.auth), shared with the nodes: the launcher passes them from the .env.
+    # Bearer tokens (wire.bearer), shared with the nodes: the launcher passes them from the .env.
     management_token: str | None = Field(default=None, validation_alias=MANAGEMENT_TOKEN_VAR, repr=False)
     inference_token: str | None = Field(default=None, validation_alias=INFERENCE_TOKEN_VAR, repr=False)
 

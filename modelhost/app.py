@@ -21,7 +21,7 @@ from modelhost.settings import ModelhostSettings
 from modelhost.store import ModelStore
 from modelhost.sync import Reconciler
 from wire.access import AccessMiddleware
-from wire.bearer import bearer_headers
+from wire.bearer import Tokens, bearer_headers
 from wire.errors import (
     ServiceError,
     handle_http_exception,
@@ -58,7 +58,7 @@ def create_app(
             reconciler = Reconciler(
                 store, client, settings.inferrer_url, settings.sync_interval_s, settings.idle_unload_s
             )
-            app.state.management_token = settings.management_token
+            app.state.tokens = Tokens(settings.management_token, inference=None)
             app.state.store = store
             app.state.reconciler = reconciler
             sync_task = asyncio.create_task(reconciler.run_forever(), name="reconcile")

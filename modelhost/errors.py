@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from wire.errors import ServiceError
 
 __all__ = [
@@ -42,11 +40,6 @@ class NodeDraining(ModelhostError):
 class MemoryBudgetExceeded(ModelhostError):
     # 503: another node may have room; nginx retries there.
     status_code = 503
-
-
-class Unauthorized(ModelhostError):
-    status_code = 401
-    headers: ClassVar[dict[str, str]] = {"WWW-Authenticate": "Bearer"}
 
 
 class ArtifactUnavailable(ModelhostError):

@@ -4,29 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from artifacts.manifest import Manifest
-from modelhost.errors import InvalidInput, NodeDraining, Unauthorized
+from modelhost.errors import InvalidInput, NodeDraining
 from modelhost.store import ModelStore
 from modelhost.sync import Reconciler
-from wire.bearer import MANAGEMENT_TOKEN_VAR, presented_token, token_matches
+from wire.bearer import MANAGEMENT
 from wire.errors import parse_json_object
 from wire.json import FastJSONResponse
 from wire.openapi import request_body
 
 router = APIRouter()
-
-
-def _require_management_token(request: Request) -> None:
-    """Model control is for the inferrer alone: it sends the fleet's management token."""
-    token = presented_token(request.headers.get("authorization"))
-    expected: str | None = request.app.state.management_token
-    if expected is None:
-        raise Unauthorized(f"model control is disabled: no {MANAGEMENT_TOKEN_VAR} is configured")
-    if token is None or not token_matches(token, expected):
-        raise Unauthorized("model control needs the fleet's management token")
 
 
 _PREDICT_BODY = request_body(
@@ -40,7 +30,8 @@ _PREDICT_BODY = request_body(
         },
     }
 )
-internal = APIRouter(prefix="/internal/v1", dependencies=[Depends(_require_management_token)])
+# Model control is for the inferrer alone: it sends the fleet's management token.
+internal = APIRouter(prefix="/internal/v1", dependencies=[MANAGEMENT])
 
 
 def _store(request: Request) -> ModelStore:

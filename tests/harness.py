@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 from dotenv import dotenv_values
 
 from deploy.example_model import train_example
@@ -73,6 +74,16 @@ class RunningFleet:
     @property
     def auth(self) -> dict[str, str]:
         return bearer_headers(self.token)
+
+    def deploy(self, name: str, data: bytes, timeout_s: float = 60, **fields: str) -> httpx.Response:
+        """Upload a .skops model as `name` with the management token; `fields`: version, activate..."""
+        return httpx.post(
+            f"{self.url}/api/v1/models",
+            headers=self.auth,
+            data={"name": name, **fields},
+            files={"file": (f"{name}.skops", data)},
+            timeout=timeout_s,
+        )
 
     def all_ports(self) -> list[int]:
         return [*self.ports.values(), *self.node_ports]

@@ -1,8 +1,22 @@
-"""Bearer tokens on the wire: read `Authorization: Bearer <token>`, compare in constant time."""
+"""Bearer tokens, for both services: who may do what, read from `Authorization: Bearer <token>` and
+compared in constant time.
+
+Management (deploy, delete, activate, rollback, load/unload, node control, the internal routes of the
+inferrer and of every node) needs the management token; with none configured, management is refused.
+Inference and model reads need the inference token when one is configured; the management token
+serves both. A node knows only the management token: its one protected scope is management.
+"""
 
 from __future__ import annotations
 
 import hmac
+from enum import Enum
+from typing import Annotated, Any, ClassVar
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from wire.errors import ServiceError
 
 # The one name every service and the launcher use for each token (in the .env and the environment).
 MANAGEMENT_TOKEN_VAR = "MODELFLEET_MANAGEMENT_TOKEN"
@@ -36,3 +50,62 @@ def check_token(value: str | None) -> str | None:
 
 def bearer_headers(token: str | None) -> dict[str, str]:
     return {"authorization": f"Bearer {token}"} if token else {}
+
+
+class Scope(Enum):
+    INFERENCE = "inference"
+    MANAGEMENT = "management"
+
+
+class Unauthorized(ServiceError):
+    status_code = 401
+    headers: ClassVar[dict[str, str]] = {"WWW-Authenticate": "Bearer"}
+
+
+class Forbidden(ServiceError):
+    status_code = 403
+
+
+class Tokens:
+    def __init__(self, management: str | None, inference: str | None) -> None:
+        self._management = management
+        self._inference = inference
+
+    def authorize(self, authorization: str | None, scope: Scope) -> None:
+        if scope is Scope.INFERENCE and self._inference is None:
+            return
+        token = presented_token(authorization)
+        if token is None:
+            raise Unauthorized(f"{scope.value} needs a token: send 'Authorization: Bearer <token>'")
+        # Both comparisons always run, so timing does not tell which token was close.
+        is_management = token_matches(token, self._management)
+        is_inference = token_matches(token, self._inference)
+        if is_management or (is_inference and scope is Scope.INFERENCE):
+            return
+        if is_inference:
+            raise Forbidden("the inference token does not allow management: use the management token")
+        if scope is Scope.MANAGEMENT and self._management is None:
+            raise Unauthorized(f"management is disabled: no {MANAGEMENT_TOKEN_VAR} is configured")
+        raise Unauthorized("invalid token")
+
+
+def authorize(request: Request, scope: Scope) -> None:
+    """Check a request against the app's tokens (`app.state.tokens`); the hot routes call it directly."""
+    tokens: Tokens = request.app.state.tokens
+    tokens.authorize(request.headers.get("authorization"), scope)
+
+
+_bearer = HTTPBearer(auto_error=False)  # declares the scheme in the OpenAPI document
+
+
+def _require(scope: Scope) -> Any:
+    async def check(
+        request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    ) -> None:
+        authorize(request, scope)
+
+    return Depends(check)
+
+
+MANAGEMENT = _require(Scope.MANAGEMENT)
+INFERENCE = _require(Scope.INFERENCE)

@@ -32,13 +32,7 @@ def test_a_mixed_burst_is_exact_and_a_bad_request_fails_alone(fleet: RunningFlee
     models = {("burst-a", "1"): _fit("linear", 1), ("burst-a", "2"): _fit("linear", 2)}
     models[("burst-b", "1")] = _fit("forest", 3)
     for (name, version), model in models.items():
-        deployed = httpx.post(
-            f"{fleet.url}/api/v1/models",
-            headers=fleet.auth,
-            data={"name": name, "version": version},
-            files={"file": (f"{name}.skops", sio.dumps(model))},
-            timeout=60,
-        )
+        deployed = fleet.deploy(name, sio.dumps(model), version=version)
         assert deployed.status_code == 201, deployed.text
 
     rng = random.Random(5)

@@ -32,13 +32,7 @@ def test_self_test_reaches_every_node(fleet: RunningFleet) -> None:
 def test_pipeline_predictions_equal_in_process(
     fleet: RunningFleet, pipeline: Pipeline, pipeline_skops: bytes
 ) -> None:
-    deployed = httpx.post(
-        f"{fleet.url}/api/v1/models",
-        headers=fleet.auth,
-        data={"name": "pipe"},
-        files={"file": ("pipe.skops", pipeline_skops)},
-        timeout=60,
-    )
+    deployed = fleet.deploy("pipe", pipeline_skops)
     assert deployed.status_code == 201, deployed.text
     assert sorted(deployed.json()["nodes_loaded"]) == ["modelhost-1", "modelhost-2", "modelhost-3"]
 
@@ -165,24 +159,13 @@ def test_bad_uploads_change_nothing(
 
 
 def test_deploy_list_delete_and_node_views(fleet: RunningFleet, pipeline_skops: bytes) -> None:
-    deployed = httpx.post(
-        f"{fleet.url}/api/v1/models",
-        headers=fleet.auth,
-        data={"name": "short-lived", "version": "7"},
-        files={"file": ("m.skops", pipeline_skops)},
-        timeout=60,
-    )
+    deployed = fleet.deploy("short-lived", pipeline_skops, version="7")
     assert deployed.status_code == 201
     view = httpx.get(f"{fleet.url}/api/v1/models/short-lived").json()
     assert view["active_version"] == "7"
     assert view["versions"][0]["signature"]["n_features"] == 6
     assert "short-lived" in {m["name"] for m in httpx.get(f"{fleet.url}/api/v1/models").json()["models"]}
-    again = httpx.post(
-        f"{fleet.url}/api/v1/models",
-        headers=fleet.auth,
-        data={"name": "short-lived", "version": "7"},
-        files={"file": ("m.skops", pipeline_skops)},
-    )
+    again = fleet.deploy("short-lived", pipeline_skops, version="7")
     assert again.status_code == 409
 
     nodes = httpx.get(f"{fleet.url}/api/v1/nodes", headers=fleet.auth).json()["nodes"]

@@ -31,16 +31,6 @@ def _skops(seed: int) -> bytes:
     return sio.dumps(LogisticRegression().fit(features, (features[:, seed % 4] > 0).astype(int)))
 
 
-def _deploy(fleet: RunningFleet, name: str, data: bytes, **fields: str) -> httpx.Response:
-    return httpx.post(
-        f"{fleet.url}/api/v1/models",
-        headers=fleet.auth,
-        data={"name": name, **fields},
-        files={"file": (f"{name}.skops", data)},
-        timeout=60,
-    )
-
-
 @pytest.fixture(scope="module")
 def lean(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningFleet]:
     """Nodes unload models idle for 2 s; the inferrer caches predictions."""
@@ -55,11 +45,11 @@ def lean(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningFleet]:
 
 
 def test_version_switch_under_load(fleet: RunningFleet) -> None:
-    assert _deploy(fleet, "switch", _skops(1)).status_code == 201
+    assert fleet.deploy("switch", _skops(1)).status_code == 201
     url = f"{fleet.url}/api/v1/models/switch/predict"
     with LoadLoop(url, {"instances": [ROW]}, max_requests=20_000, max_seconds=60) as load:
         assert wait_until(lambda: load.sent > 100, timeout_s=10)
-        deployed = _deploy(fleet, "switch", _skops(2))
+        deployed = fleet.deploy("switch", _skops(2))
         switched_at = time.monotonic()
         assert deployed.status_code == 201 and deployed.json()["active_version"] == "2"
         sent_at_switch = load.sent
@@ -74,7 +64,7 @@ def test_version_switch_under_load(fleet: RunningFleet) -> None:
 
 def test_rollback_and_pinned_versions(fleet: RunningFleet) -> None:
     for seed in (3, 4):
-        assert _deploy(fleet, "roll", _skops(seed)).status_code == 201
+        assert fleet.deploy("roll", _skops(seed)).status_code == 201
     rolled = httpx.post(f"{fleet.url}/api/v1/models/roll/rollback", headers=fleet.auth)
     assert rolled.json()["active_version"] == "1"
     body = {"instances": [ROW]}
@@ -82,7 +72,7 @@ def test_rollback_and_pinned_versions(fleet: RunningFleet) -> None:
     pinned = httpx.post(f"{fleet.url}/api/v1/models/roll/versions/2/predict", json=body)
     assert pinned.status_code == 200 and pinned.json()["version"] == "2"
     assert httpx.post(f"{fleet.url}/api/v1/models/roll/versions/9/predict", json=body).status_code == 404
-    staged = _deploy(fleet, "roll", _skops(5), activate="false")
+    staged = fleet.deploy("roll", _skops(5), activate="false")
     assert staged.json()["active_version"] == "1"
     activated = httpx.post(f"{fleet.url}/api/v1/models/roll/versions/3/activate", headers=fleet.auth)
     assert activated.json()["active_version"] == "3"
@@ -90,14 +80,14 @@ def test_rollback_and_pinned_versions(fleet: RunningFleet) -> None:
 
 @pytest.mark.parametrize("name", TRAVERSALS)
 def test_traversal_names_are_rejected(fleet: RunningFleet, name: str) -> None:
-    response = _deploy(fleet, name, _skops(1))
+    response = fleet.deploy(name, _skops(1))
     assert 400 <= response.status_code < 500, response.text
     assert "error" in response.json()
 
 
 @pytest.mark.parametrize("name", LOOK_ALIKES)
 def test_look_alike_names_are_accepted(fleet: RunningFleet, name: str) -> None:
-    assert _deploy(fleet, name, _skops(1)).status_code == 201
+    assert fleet.deploy(name, _skops(1)).status_code == 201
     predicted = httpx.post(f"{fleet.url}/api/v1/models/{name}/predict", json={"instances": [ROW]})
     assert predicted.status_code == 200
 
@@ -114,14 +104,14 @@ class Unlisted:
 
 
 def test_skops_with_an_unlisted_type_is_refused_by_name(fleet: RunningFleet) -> None:
-    response = _deploy(fleet, "unlisted", sio.dumps(Unlisted()))
+    response = fleet.deploy("unlisted", sio.dumps(Unlisted()))
     assert response.status_code == 422
     assert "Unlisted" in response.json()["error"]
     assert httpx.get(f"{fleet.url}/api/v1/models/unlisted").status_code == 404
 
 
 def test_csv_in_and_out(fleet: RunningFleet) -> None:
-    assert _deploy(fleet, "tabular", _skops(6)).status_code == 201
+    assert fleet.deploy("tabular", _skops(6)).status_code == 201
     rows = "0.3,-1.2,0.8,2.0\n1,2,3,4\n"
     url = f"{fleet.url}/api/v1/models/tabular/predict"
     as_json = httpx.post(url, content=rows, headers={"content-type": "text/csv"})
@@ -157,7 +147,7 @@ def _loaded_anywhere(fleet: RunningFleet, name: str) -> bool:
 
 
 def test_idle_models_unload_and_come_back_on_demand(lean: RunningFleet) -> None:
-    assert _deploy(lean, "sleepy", _skops(7)).status_code == 201
+    assert lean.deploy("sleepy", _skops(7)).status_code == 201
     assert wait_until(lambda: not _loaded_anywhere(lean, "sleepy"), timeout_s=20, interval_s=0.5)
     response = httpx.post(f"{lean.url}/api/v1/models/sleepy/predict", json={"instances": [[9, 9, 9, 9]]})
     assert response.status_code == 200, response.text
@@ -170,12 +160,12 @@ def test_idle_models_unload_and_come_back_on_demand(lean: RunningFleet) -> None:
 
 
 def test_prediction_cache_hits_and_new_versions_miss(lean: RunningFleet) -> None:
-    assert _deploy(lean, "cached", _skops(8)).status_code == 201
+    assert lean.deploy("cached", _skops(8)).status_code == 201
     url = f"{lean.url}/api/v1/models/cached/predict"
     first = httpx.post(url, json={"instances": [ROW]}).json()
     second = httpx.post(url, json={"instances": [ROW]}).json()
     assert second["node"] == "cache" and second["predictions"] == first["predictions"]
-    assert _deploy(lean, "cached", _skops(9)).status_code == 201
+    assert lean.deploy("cached", _skops(9)).status_code == 201
     third = httpx.post(url, json={"instances": [ROW]}).json()
     assert third["version"] == "2" and third["node"] != "cache"
     metrics = httpx.get(f"{lean.url}/metrics").text

@@ -29,13 +29,7 @@ def _rss_mib(pid: int) -> float:
 def wide(fleet: RunningFleet) -> str:
     features = np.random.default_rng(3).normal(size=(300, WIDE))
     model = LogisticRegression(max_iter=200).fit(features, (features[:, 0] > 0).astype(int))
-    deployed = httpx.post(
-        f"{fleet.url}/api/v1/models",
-        headers=fleet.auth,
-        data={"name": "wide"},
-        files={"file": ("wide.skops", sio.dumps(model))},
-        timeout=60,
-    )
+    deployed = fleet.deploy("wide", sio.dumps(model))
     assert deployed.status_code == 201, deployed.text
     return f"{fleet.url}/api/v1/models/wide/predict"
 

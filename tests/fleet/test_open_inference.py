@@ -34,13 +34,7 @@ def versions(
     fleet = start_fleet(Path(tmp_path_factory.mktemp("v2")), nodes=2, extra_args=("--no-example",))
     models = [_model(1), _model(2)]
     for model in models:
-        response = httpx.post(
-            f"{fleet.url}/api/v1/models",
-            headers=fleet.auth,
-            data={"name": "clf"},
-            files={"file": ("clf.skops", sio.dumps(model))},
-            timeout=60,
-        )
+        response = fleet.deploy("clf", sio.dumps(model))
         assert response.status_code == 201, response.text
     yield fleet, models
     assert fleet.stop() == 0

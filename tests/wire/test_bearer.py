@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from inferrer.auth import Forbidden, Scope, Tokens, Unauthorized
+from wire.bearer import Forbidden, Scope, Tokens, Unauthorized
 
 MANAGEMENT = "m" * 43
 INFERENCE = "i" * 43
