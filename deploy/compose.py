@@ -43,13 +43,18 @@ def _image(name: str, dockerfile: str, target: str | None = None) -> dict[str, A
     return {"image": f"modelfleet-{name}:latest", "build": build}
 
 
+def _inferrer_url(topology: Topology) -> str:
+    """The inferrer as the other containers reach it, by service name."""
+    return f"http://inferrer:{topology.inferrer_port}"
+
+
 def node_service(topology: Topology, node: Node) -> dict[str, Any]:
     return {
         **_image("modelhost", "app.Dockerfile", "modelhost"),
         "command": _uvicorn("modelhost.app:create_app", node.port),
         "environment": {
             "MODELHOST_NODE_ID": node.id,
-            "MODELHOST_INFERRER_URL": f"http://inferrer:{topology.inferrer_port}",
+            "MODELHOST_INFERRER_URL": _inferrer_url(topology),
             MANAGEMENT_TOKEN_VAR: _REQUIRED_TOKEN,
             "HEALTH_URL": f"http://127.0.0.1:{node.port}/health/ready",
         },
@@ -91,6 +96,16 @@ def compose_document(topology: Topology) -> dict[str, Any]:
         "stop_grace_period": STOP_GRACE,
         "healthcheck": {**HEALTHCHECK, "test": _curl(f"http://127.0.0.1:{t.nginx_port}/stub_status")},
     }
+    # One shot: the example model `modelfleet up` deploys too, once every node is ready; it
+    # changes nothing when the repository has it already (after `down` and `up`).
+    services["example-model"] = {
+        **_image("inferrer", "app.Dockerfile", "inferrer"),
+        "command": ["python3", "-m", "deploy.example_model", "--deploy", _inferrer_url(t)],
+        "environment": {MANAGEMENT_TOKEN_VAR: _REQUIRED_TOKEN},
+        "depends_on": {"nginx": {"condition": "service_healthy"}},
+        "restart": "no",
+        "healthcheck": {"disable": True},
+    }
     services["nginx-exporter"] = {
         **_image("prometheus", "prometheus.Dockerfile"),
         "command": [
@@ -114,12 +129,15 @@ def compose_document(topology: Topology) -> dict[str, Any]:
         ],
         "ports": [f"127.0.0.1:{t.prometheus_port}:{t.prometheus_port}"],
         "volumes": ["./compose/prometheus:/etc/modelfleet/prometheus:ro", "prometheus-data:/prometheus"],
-        "depends_on": {"inferrer": {"condition": "service_healthy"}},
+        # Started last, so that `up -d` returns once the fleet serves the example model.
+        "depends_on": {
+            "inferrer": {"condition": "service_healthy"},
+            "example-model": {"condition": "service_completed_successfully"},
+        },
         "restart": "unless-stopped",
         "healthcheck": {**HEALTHCHECK, "test": _curl(f"http://127.0.0.1:{t.prometheus_port}/-/ready")},
     }
     return {
-        "version": "2.4",
         "services": services,
         "volumes": {"models": {}, "prometheus-data": {}},
     }

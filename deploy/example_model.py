@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import argparse
+import os
+import sys
+from pathlib import Path
+
 import httpx
 import skops.io as sio
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
+
+from wire.bearer import MANAGEMENT_TOKEN_VAR, bearer_headers
 
 EXAMPLE_NAME = "iris"
 EXAMPLE_ROW = [5.1, 3.5, 1.4, 0.2]
@@ -39,9 +46,27 @@ def deploy_example(inferrer: httpx.Client) -> str:
     return f"deployed example model {EXAMPLE_NAME!r} v{body['version']} on {body['nodes_loaded']}"
 
 
-if __name__ == "__main__":
-    # `python -m deploy.example_model iris.skops` writes the example model to a file.
-    import sys
-    from pathlib import Path
+def main(argv: list[str] | None = None) -> int:
+    """`python -m deploy.example_model iris.skops` writes the example model to a file;
+    `--deploy URL` deploys it to the inferrer at URL unless it is there (the compose stack's
+    one-shot `example-model` service), with the management token from the environment."""
+    parser = argparse.ArgumentParser(prog="python -m deploy.example_model", description=__doc__)
+    parser.add_argument("file", nargs="?", default="iris.skops", help="where to write it (%(default)s)")
+    parser.add_argument("--deploy", metavar="URL", help="deploy it to the inferrer at URL instead")
+    args = parser.parse_args(argv)
+    if not args.deploy:
+        Path(args.file).write_bytes(train_example())
+        return 0
+    headers = bearer_headers(os.environ.get(MANAGEMENT_TOKEN_VAR))
+    try:
+        with httpx.Client(base_url=args.deploy, headers=headers) as inferrer:
+            print(deploy_example(inferrer), flush=True)
+    except httpx.HTTPError as exc:
+        answer = exc.response.text if isinstance(exc, httpx.HTTPStatusError) else ""
+        print(f"could not deploy the example model: {exc} {answer}", file=sys.stderr)
+        return 1
+    return 0
 
-    Path(sys.argv[1] if len(sys.argv) > 1 else "iris.skops").write_bytes(train_example())
+
+if __name__ == "__main__":
+    sys.exit(main())

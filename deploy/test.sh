@@ -4,7 +4,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash deploy/setup.sh || exit 1
-bash deploy/docker/setup-docker.sh || exit 1  # the compose tests run a real Docker engine
+bash deploy/docker/setup-docker.sh || exit 1  # installs and starts the engine the compose tests use
 .venv/bin/ruff check . || exit 1
 .venv/bin/ruff format --check . || exit 1
 .venv/bin/mypy . || exit 1

@@ -1,13 +1,12 @@
 """A real Docker engine and the fleet's images, for the compose tests.
 
-Uses the engine at $DOCKER_HOST when one answers; otherwise starts a private dockerd on its own
-socket and stops it by its PID at the end.
+The engine is the project's own (deploy/docker/engine.sh, on the default socket): a module that needs
+it starts it when none answers and stops it again at its end, so the next module finds the machine
+as it was.
 """
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -16,53 +15,38 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PRIVATE_SOCKET = "/run/modelfleet-test-docker.sock"
+ENGINE_SCRIPT = ROOT / "deploy" / "docker" / "engine.sh"
 
 
-def _engine_answers(host: str) -> bool:
+def engine_answers() -> bool:
     result = subprocess.run(
-        ["docker", "version", "--format", "{{.Server.Version}}"],
-        env={**os.environ, "DOCKER_HOST": host}, capture_output=True, timeout=30,
+        ["docker", "-H", "unix:///var/run/docker.sock", "version", "--format", "{{.Server.Version}}"],
+        capture_output=True, timeout=30,
     )  # fmt: skip
     return result.returncode == 0
 
 
-@pytest.fixture(scope="session")
-def docker_host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    existing = os.environ.get("DOCKER_HOST")
-    if existing and _engine_answers(existing):
-        yield existing
-        return
-    host = f"unix://{PRIVATE_SOCKET}"
-    log = tmp_path_factory.mktemp("dockerd") / "dockerd.log"
-    with log.open("wb") as out:
-        daemon = subprocess.Popen(
-            [
-                "dockerd", "--host", host, "--data-root", "/var/lib/modelfleet-test-docker",
-                "--exec-root", "/run/modelfleet-test-docker", "--pidfile", "/run/modelfleet-test-docker.pid",
-            ],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while not _engine_answers(host):
-        assert daemon.poll() is None, log.read_text()[-3000:]
-        assert time.monotonic() < deadline, "dockerd did not start in 60 s"
-        time.sleep(0.5)
-    os.environ["DOCKER_HOST"] = host
+def _engine(command: str) -> None:
+    result = subprocess.run(
+        ["bash", str(ENGINE_SCRIPT), command], capture_output=True, text=True, timeout=180
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def docker_engine() -> Iterator[None]:
+    started = not engine_answers()
+    if started:
+        _engine("start")
     try:
-        yield host
+        yield
     finally:
-        del os.environ["DOCKER_HOST"]
-        daemon.send_signal(signal.SIGTERM)
-        try:
-            daemon.wait(60)
-        except subprocess.TimeoutExpired:
-            daemon.kill()
-            daemon.wait()
+        if started:
+            _engine("stop")
 
 
-@pytest.fixture(scope="session")
-def images(docker_host: str) -> None:
+@pytest.fixture(scope="module")
+def images(docker_engine: None) -> None:
     """Build every image the way the README says, without a registry."""
     started = time.monotonic()
     result = subprocess.run(

@@ -20,7 +20,7 @@ import pytest
 from deploy.compose import write_compose
 from deploy.example_model import EXAMPLE_ROW, train_example
 from deploy.topology import EXAMPLE_ENV_FILE, load_topology
-from tests.harness import free_ports, run_readme_curl_lines, wait_until
+from tests.harness import free_ports, wait_until
 from tests.load_loop import LoadLoop
 from wire.bearer import MANAGEMENT_TOKEN_VAR, bearer_headers
 
@@ -129,10 +129,6 @@ def test_deploy_and_predict_on_every_node(stack: Stack) -> None:
             served[response.json()["node"]] += 1
     print("200 predictions per node:", dict(served))
     assert set(served) == NODES
-
-
-def test_readme_curl_lines_work_against_compose(stack: Stack, tmp_path: Path) -> None:
-    run_readme_curl_lines(stack.inferrer_port, stack.token, tmp_path)
 
 
 def test_prometheus_scrapes_every_target(stack: Stack) -> None:
