@@ -29,11 +29,12 @@ def train_example() -> bytes:
 
 
 def deploy_example(inferrer: httpx.Client) -> str:
-    """Deploy the example unless the repository already has it; returns what happened.
+    """Deploy the example unless the repository already has it; returns what happened, and raises
+    RuntimeError when no node could load it (so it did not become active).
 
     `inferrer`: a client on the inferrer's URL that carries the management token."""
     existing = inferrer.get(f"/api/v1/models/{EXAMPLE_NAME}", timeout=10)
-    if existing.status_code == 200:
+    if existing.status_code == 200 and existing.json()["active_version"] is not None:
         return f"example model {EXAMPLE_NAME!r} already deployed"
     response = inferrer.post(
         "/api/v1/models",
@@ -43,6 +44,8 @@ def deploy_example(inferrer: httpx.Client) -> str:
     )
     response.raise_for_status()
     body = response.json()
+    if not body["activated"]:
+        raise RuntimeError(f"example model {EXAMPLE_NAME!r} v{body['version']}: {body['activation']}")
     return f"deployed example model {EXAMPLE_NAME!r} v{body['version']} on {body['nodes_loaded']}"
 
 
@@ -61,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with httpx.Client(base_url=args.deploy, headers=headers) as inferrer:
             print(deploy_example(inferrer), flush=True)
-    except httpx.HTTPError as exc:
+    except (httpx.HTTPError, RuntimeError) as exc:
         answer = exc.response.text if isinstance(exc, httpx.HTTPStatusError) else ""
         print(f"could not deploy the example model: {exc} {answer}", file=sys.stderr)
         return 1

@@ -1,6 +1,7 @@
 """The model repository: <root>/models/<name>/<version>/{artifact,manifest.json} plus an ACTIVE pointer.
 
-Writes are staged under <root>/staging and renamed into place, so a reader never sees half a model.
+Writes are staged under <root>/staging and renamed into place, so a reader never sees half a model;
+what a write killed half-way leaves there is removed when the repository is next opened.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ class ModelRepository:
     generation file that readers check (one stat) before trusting their in-memory index."""
 
     def __init__(self, root: Path) -> None:
+        self._root = root
         self._models_dir = root / "models"
         self._staging_dir = root / "staging"
         self._generation_file = root / "generation"
@@ -48,17 +50,21 @@ class ModelRepository:
         self._versions: dict[str, dict[str, Manifest]] = {}
         self._active: dict[str, str] = {}
         with self._lock():
+            self._remove_crash_litter()
             if not self._generation_file.exists():
-                for leftover in self._staging_dir.iterdir():  # from a write that crashed
-                    shutil.rmtree(leftover, ignore_errors=True)
                 self._bump()
             self._refresh()
 
     # Reading ---------------------------------------------------------------------------------
 
     def names(self) -> list[str]:
+        """Every model with a stored version, active or not."""
         self._refresh()
-        return sorted(self._active)
+        return sorted(self._versions)
+
+    def active_version(self, name: str) -> str | None:
+        self._refresh()
+        return self._active.get(name)
 
     def all_versions(self) -> list[Manifest]:
         return [m for name in sorted(self._versions) for m in self.versions_any(name)]
@@ -79,8 +85,11 @@ class ModelRepository:
         return versions[version]
 
     def versions(self, name: str) -> list[Manifest]:
-        self.get(name)
-        return self.versions_any(name)
+        """Every version of a model (404 when it has none), oldest first."""
+        versions = self.versions_any(name)
+        if not versions:
+            raise ModelNotFound(f"model {name!r} not found")
+        return versions
 
     def active(self) -> list[Manifest]:
         """The desired state: the active version of every model."""
@@ -140,12 +149,17 @@ class ModelRepository:
             self._bump()
             return manifest
 
-    def activate(self, name: str, version: str) -> Manifest:
-        """Make `version` the one unpinned requests get: one atomic pointer swap."""
+    def activate(self, name: str, version: str, over_newer: bool = True) -> Manifest:
+        """Make `version` the one unpinned requests get: one atomic pointer swap. Returns the active
+        version afterwards: with `over_newer=False`, a version created later that is active already
+        stays active (a deploy never undoes a later deploy that finished first)."""
         with self._lock():
             manifest = self._versions.get(name, {}).get(version)
             if manifest is None:
                 raise ModelNotFound(f"model {name!r} has no version {version!r}")
+            current = self._versions[name].get(self._active.get(name, ""))
+            if not over_newer and current is not None and current.created > manifest.created:
+                return current
             self._write_active(name, version)
             self._active[name] = version
             self._bump()
@@ -175,6 +189,14 @@ class ModelRepository:
         return versions
 
     # Internals -------------------------------------------------------------------------------
+
+    def _remove_crash_litter(self) -> None:
+        """What a write killed half-way leaves: a staged version, a model being deleted, the temp
+        file of a pointer. Called under the write lock, so no other process is writing them now."""
+        for leftover in self._staging_dir.iterdir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        for temp in [*self._root.glob(".generation.*"), *self._models_dir.glob(f"*/.{_ACTIVE}.*")]:
+            temp.unlink(missing_ok=True)
 
     def _artifact_file(self, manifest: Manifest) -> Path:
         return self._models_dir / manifest.name / manifest.version / f"artifact.{manifest.format}"

@@ -11,7 +11,7 @@ from artifacts.formats import ArtifactError, ArtifactFormat, load_artifact
 from artifacts.manifest import Manifest
 from artifacts.schema import ModelSchema, inspect_schema
 from inferrer import dependencies as deps
-from inferrer.errors import InvalidInput, PayloadTooLarge
+from inferrer.errors import InvalidInput, PayloadTooLarge, UpstreamUnavailable
 from inferrer.repository import ModelRepository, check_name
 from wire.bearer import INFERENCE, MANAGEMENT
 from wire.json import FastJSONResponse
@@ -60,22 +60,42 @@ async def deploy(
     # Nodes load the new version first; the switch is one pointer swap once they have it.
     # A node that missed the broadcast loads it on its first request.
     results = await deps.manager(request).broadcast_load(manifest)
-    if activate or _has_no_active_version(repository, name):
-        await asyncio.to_thread(repository.activate, name, manifest.version)
-        deps.prediction(request).cache.invalidate(name)
+    loaded = sorted(node for node, error in results.items() if error is None)
+    activation = await _activate_deployed(request, manifest, loaded, activate)
     return FastJSONResponse(
         {
             "name": manifest.name,
             "version": manifest.version,
-            "active_version": repository.get(name).version,
+            **activation,
             "sha256": manifest.sha256,
             "size": manifest.size,
             "signature": manifest.signature.model_dump(),
-            "nodes_loaded": sorted(node for node, error in results.items() if error is None),
+            "nodes_loaded": loaded,
             "nodes_failed": {node: error for node, error in results.items() if error},
         },
         status_code=201,
     )
+
+
+async def _activate_deployed(
+    request: Request, manifest: Manifest, loaded: list[str], asked: bool
+) -> dict[str, Any]:
+    """The activation rule of a deploy: its version becomes active when asked (or when the model
+    has no active version), only once at least one node has loaded it, and never over a version
+    created after it that is active already (a concurrent deploy that finished first)."""
+    repository = deps.repository(request)
+    name = manifest.name
+    if not (asked or repository.active_version(name) is None):
+        reason = "staged: activate=false"
+    elif not loaded:
+        reason = "not activated: no node could load it (see nodes_failed); deploy again or activate it later"
+    else:
+        active = await asyncio.to_thread(repository.activate, name, manifest.version, False)
+        deps.prediction(request).cache.invalidate(name)
+        if active.version == manifest.version:
+            return {"activated": True, "active_version": active.version, "activation": "activated"}
+        reason = f"not activated: version {active.version!r}, created after it, is active already"
+    return {"activated": False, "active_version": repository.active_version(name), "activation": reason}
 
 
 @router.get("", dependencies=[INFERENCE])
@@ -102,7 +122,13 @@ async def rollback(name: str, request: Request) -> FastJSONResponse:
 
 
 async def _switch(request: Request, manifest: Manifest) -> FastJSONResponse:
+    """An explicit switch (roll forward or back) may go to any stored version, once a node has it."""
     results = await deps.manager(request).broadcast_load(manifest)
+    if all(results.values()):
+        raise UpstreamUnavailable(
+            f"no node could load {manifest.name!r} version {manifest.version!r}; the active version "
+            f"stays {deps.repository(request).active_version(manifest.name)!r}: {results}"
+        )
     await asyncio.to_thread(deps.repository(request).activate, manifest.name, manifest.version)
     deps.prediction(request).cache.invalidate(manifest.name)
     return FastJSONResponse(
@@ -135,10 +161,6 @@ def _format_of(filename: str) -> ArtifactFormat:
         raise InvalidInput(str(exc)) from None
 
 
-def _has_no_active_version(repository: ModelRepository, name: str) -> bool:
-    return name not in repository.names()
-
-
 def _inspect(data: bytes, fmt: ArtifactFormat, trusted_types: list[str]) -> ModelSchema:
     try:
         return inspect_schema(load_artifact(data, fmt, trusted_types))
@@ -147,11 +169,11 @@ def _inspect(data: bytes, fmt: ArtifactFormat, trusted_types: list[str]) -> Mode
 
 
 def _model_view(repository: ModelRepository, name: str) -> dict[str, Any]:
-    active = repository.get(name)
+    versions = repository.versions(name)
     return {
         "name": name,
-        "active_version": active.version,
-        "versions": [_version_view(m) for m in repository.versions(name)],
+        "active_version": repository.active_version(name),
+        "versions": [_version_view(m) for m in versions],
     }
 
 

@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -113,3 +117,65 @@ def test_two_processes_see_each_others_writes(tmp_path: Path) -> None:
     assert second.get("m").version == "2"
     second.delete("m")
     assert first.names() == []
+
+
+_WRITER = """
+import sys
+from pathlib import Path
+from artifacts.formats import ArtifactFormat
+from artifacts.schema import ModelSchema
+from inferrer.repository import ModelRepository
+
+repository = ModelRepository(Path(sys.argv[1]))
+data = b"\\0" * (512 << 20)
+repository.store("m", None, data, ArtifactFormat.SKOPS, ModelSchema(n_features=2, outputs=["predict"]))
+"""
+
+
+def test_a_write_killed_half_way_leaves_nothing_after_a_restart(tmp_path: Path) -> None:
+    """SIGKILL of a process in the middle of storing a large version: on the next open, the versions
+    and the active pointer are as before and staging/ is empty."""
+    repository = ModelRepository(tmp_path)
+    before = _deploy(repository, "m", None, b"one")
+    writer = subprocess.Popen([sys.executable, "-c", _WRITER, str(tmp_path)], cwd=Path(__file__).parents[2])
+    deadline = time.monotonic() + 60
+    while not any((tmp_path / "staging").iterdir()):
+        assert writer.poll() is None and time.monotonic() < deadline, "the writer never staged anything"
+        time.sleep(0.001)
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    assert any((tmp_path / "staging").iterdir()), "the kill came too late to leave a half write"
+
+    reopened = ModelRepository(tmp_path)
+    assert list((tmp_path / "staging").iterdir()) == []
+    assert [m.version for m in reopened.versions("m")] == ["1"]
+    assert reopened.get("m") == before
+
+
+def test_a_delete_or_pointer_write_cut_short_leaves_nothing_after_a_restart(tmp_path: Path) -> None:
+    """A delete renames the model into staging/ before removing it, and a pointer is written to a
+    temp file first: what a kill between the two steps leaves is removed on the next open."""
+    repository = ModelRepository(tmp_path)
+    kept = _deploy(repository, "kept", None, b"one")
+    (tmp_path / "staging" / "deleted-0123").mkdir()
+    (tmp_path / "staging" / "deleted-0123" / "artifact.skops").write_bytes(b"gone")
+    (tmp_path / "models" / "kept" / ".ACTIVE.0123").write_text("9")
+    (tmp_path / ".generation.0123").write_text("x")
+
+    reopened = ModelRepository(tmp_path)
+    assert list((tmp_path / "staging").iterdir()) == []
+    assert sorted(p.name for p in (tmp_path / "models" / "kept").iterdir()) == ["1", "ACTIVE"]
+    assert not (tmp_path / ".generation.0123").exists()
+    assert reopened.get("kept") == kept
+
+
+def test_a_deploy_never_activates_over_a_newer_active_version(tmp_path: Path) -> None:
+    """Two deploys of one model at once: the one that stored first but finished loading last does
+    not undo the other's activation; an explicit switch still may go back."""
+    repository = ModelRepository(tmp_path)
+    older = repository.store("m", None, b"one", ArtifactFormat.SKOPS, SIGNATURE)
+    newer = repository.store("m", None, b"two", ArtifactFormat.SKOPS, SIGNATURE)
+    assert repository.activate("m", newer.version, over_newer=False) == newer
+    assert repository.activate("m", older.version, over_newer=False) == newer
+    assert repository.get("m") == newer
+    assert repository.activate("m", older.version) == older  # a rollback
