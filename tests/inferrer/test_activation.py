@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -50,12 +51,12 @@ def client(tmp_path: Path, nodes: Nodes) -> Iterator[TestClient]:
         yield test_client
 
 
-def _deploy(client: TestClient, model: bytes, **fields: str) -> dict[str, object]:
+def _deploy(client: TestClient, model: bytes, **fields: str) -> dict[str, Any]:
     response = client.post(
         "/api/v1/models", headers=AUTH, data={"name": "m", **fields}, files={"file": ("m.skops", model)}
     )
     assert response.status_code == 201, response.text
-    body: dict[str, object] = response.json()
+    body: dict[str, Any] = response.json()
     return body
 
 
@@ -66,7 +67,7 @@ def test_a_version_no_node_could_load_is_stored_but_not_activated(
     first = _deploy(client, pipeline_skops)
     assert (first["activated"], first["active_version"]) == (False, None)
     assert "no node could load it" in str(first["activation"])
-    assert sorted(first["nodes_failed"]) == ["modelhost-1", "modelhost-2"]  # type: ignore[arg-type]
+    assert sorted(first["nodes_failed"]) == ["modelhost-1", "modelhost-2"]
     view = client.get("/api/v1/models/m").json()
     assert view["active_version"] is None and [v["version"] for v in view["versions"]] == ["1"]
     predicted = client.post("/api/v1/models/m/predict", json={"instances": [[0.0] * 6]})
