@@ -1,11 +1,13 @@
 """Adaptive batching at the gateway: concurrent requests for the same model, version and outputs
 become one upstream call, predicted in one call on a node, and are split back in order.
 
-A lane (one per model, version and outputs) sends at once while fewer than `max_in_flight` of its
-calls are upstream, so a lone request never waits. Under load, requests queue while the lane's calls
-are busy and leave together when one returns, or when the batch reaches `max_rows`, or when the
-oldest has waited `max_wait_s`. Requests are validated before they join a batch, so one bad request
-never fails the others.
+A lane (one per model, version, outputs and kind of rows: float matrix or table) sends at once while
+fewer than `max_in_flight` of its calls are upstream, so a lone request never waits. Under load,
+requests queue while the lane's calls are busy and leave together when one returns, or when the batch
+reaches `max_rows`, or when the oldest has waited `max_wait_s`. Requests are validated before they
+join a batch, and when a node refuses a batch's values (422: a model may reject what no schema check
+can see, such as text in a column it learnt as numbers, or NaN without an imputer), each of its
+requests is sent again alone: one bad request never fails the others.
 """
 
 from __future__ import annotations
@@ -18,12 +20,13 @@ from typing import Any
 
 import numpy as np
 
+from inferrer.errors import UpstreamAnswered
 from metrics.definitions import InferrerMetrics
 from wire.access import current_request_id
 
 Outputs = dict[str, list[Any]]
 Send = Callable[[np.ndarray], Awaitable[tuple[str, str, Outputs]]]  # rows -> (version, node, outputs)
-LaneKey = tuple[str, str, tuple[str, ...]]
+LaneKey = tuple[str, str, tuple[str, ...], bool]  # model, version, outputs, rows are a table
 
 
 @dataclass
@@ -120,10 +123,13 @@ class Batcher:
         current_request_id.set(",".join(item.request_id for item in batch if item.request_id))
         try:
             version, node, outputs = await lane.send(np.concatenate([item.rows for item in batch]))
+        except UpstreamAnswered as exc:
+            if exc.status_code == 422 and len(batch) > 1:  # whose values? each request finds out alone
+                await asyncio.gather(*(self._send_again_alone(lane, item) for item in batch))
+            else:
+                _fail(batch, exc)
         except Exception as exc:  # every request of the batch gets the upstream failure
-            for item in batch:
-                if not item.future.done():
-                    item.future.set_exception(exc)
+            _fail(batch, exc)
         else:
             start = 0
             for item in batch:
@@ -133,3 +139,22 @@ class Batcher:
                 start = end
         finally:
             self._finished(key, lane)
+
+    @staticmethod
+    async def _send_again_alone(lane: _Lane, item: _Waiting) -> None:
+        if item.future.done():
+            return
+        current_request_id.set(item.request_id)  # a task of its own: the batch's id list stays
+        try:
+            answer = await lane.send(item.rows)
+        except Exception as exc:
+            _fail([item], exc)
+        else:
+            if not item.future.done():
+                item.future.set_result(answer)
+
+
+def _fail(batch: list[_Waiting], exc: Exception) -> None:
+    for item in batch:
+        if not item.future.done():
+            item.future.set_exception(exc)

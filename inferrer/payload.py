@@ -8,15 +8,17 @@ from typing import Any
 import numpy as np
 
 from artifacts.schema import ModelSchema
+from inferrer.columns import as_table, check_columns
 from inferrer.errors import InvalidInput, PayloadTooLarge
 from wire.errors import parse_json_object
 
 _CELL = {"type": ["number", "null"]}  # null: a missing value, for pipelines that impute
+_FIELD = {"type": ["number", "string", "boolean", "null"]}  # records may carry text columns
 PREDICT_BODY_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         "instances": {"type": "array", "items": {"type": "array", "items": _CELL}},
-        "records": {"type": "array", "items": {"type": "object", "additionalProperties": _CELL}},
+        "records": {"type": "array", "items": {"type": "object", "additionalProperties": _FIELD}},
         "output": {"type": "string", "examples": ["predict", "predict_proba"]},
     },
     "additionalProperties": False,
@@ -25,7 +27,7 @@ PREDICT_BODY_SCHEMA: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class PredictRequest:
-    rows: np.ndarray
+    rows: np.ndarray  # a float matrix, or a table for records (see inferrer/columns.py)
     output: str
 
 
@@ -39,8 +41,9 @@ def parse_predict_body(raw: bytes, signature: ModelSchema, max_rows: int) -> Pre
         raise InvalidInput('"output" must be "predict" or "predict_proba"')
     if ("instances" in body) == ("records" in body):
         raise InvalidInput('give exactly one of "instances" (rows of numbers) or "records"')
-    instances = _records_to_rows(body["records"], signature) if "records" in body else body["instances"]
-    return PredictRequest(_as_matrix(instances, signature.n_features, max_rows), output)
+    if "records" in body:
+        return PredictRequest(_records_table(body["records"], signature, max_rows), output)
+    return PredictRequest(_as_matrix(body["instances"], signature.n_features, max_rows), output)
 
 
 def check_row_count(rows: int, n_features: int, max_rows: int) -> None:
@@ -73,20 +76,19 @@ def _as_matrix(instances: Any, n_features: int, max_rows: int) -> np.ndarray:
     ):  # null stands for a missing value, for pipelines that impute
         rows = rows.astype(np.float64)
     if rows.dtype.kind not in "iuf":
-        raise InvalidInput("instances must contain only numbers (or null for missing)")
+        raise InvalidInput("instances must contain only numbers (or null for missing); text goes in records")
     return rows.astype(np.float64, copy=False)
 
 
-def _records_to_rows(records: Any, signature: ModelSchema) -> list[list[Any]]:
+def _records_table(records: Any, signature: ModelSchema, max_rows: int) -> np.ndarray:
     names = signature.feature_names
     if names is None:
         raise InvalidInput("this model was fitted without feature names: send instances")
-    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
-        raise InvalidInput("records must be a list of objects mapping feature name to value")
+    if not isinstance(records, list) or not records or not all(isinstance(r, dict) for r in records):
+        raise InvalidInput("records must be a non-empty list of objects mapping feature name to value")
+    check_row_count(len(records), signature.n_features, max_rows)
     expected = set(names)
     for i, record in enumerate(records):
-        if set(record) != expected:
-            missing = sorted(expected - set(record))
-            extra = sorted(set(record) - expected)
-            raise InvalidInput(f"record {i}: missing features {missing}, unknown features {extra}")
-    return [[record[n] for n in names] for record in records]
+        if record.keys() != expected:
+            check_columns(list(record), names, f"record {i}")
+    return as_table([[record[name] for record in records] for name in names], names)

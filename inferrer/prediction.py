@@ -1,5 +1,8 @@
 """One prediction path for every protocol (REST, Open Inference Protocol): check, cache, batch,
-send through nginx, and read back which node and version answered."""
+send through nginx, and read back which node and version answered.
+
+Rows are a float matrix, sent to a node as `instances`, or a table of mixed values (inferrer/columns.py),
+sent as `instances` of JSON values plus the fitted `columns`, on which the node builds a DataFrame."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import orjson
 from artifacts.manifest import Manifest
 from inferrer.batching import Batcher
 from inferrer.client import ModelHostClientManager
+from inferrer.columns import is_table
 from inferrer.errors import InvalidInput, UpstreamAnswered
 from inferrer.prediction_cache import PredictionCache
 from inferrer.repository import ModelRepository
@@ -58,9 +62,8 @@ class PredictionService:
             return await self._send(manifest, batch, outputs)
 
         if manifest.batching:
-            answered_by, node, results = await self._batcher.submit(
-                (name, version, tuple(outputs)), rows, send
-            )
+            lane = (name, version, tuple(outputs), is_table(rows))
+            answered_by, node, results = await self._batcher.submit(lane, rows, send)
         else:
             answered_by, node, results = await send(rows)
         self._metrics.predictions.labels(name, answered_by, node).inc()
@@ -72,9 +75,20 @@ class PredictionService:
         self, manifest: Manifest, rows: np.ndarray, outputs: list[str]
     ) -> tuple[str, str, dict[str, list[Any]]]:
         """One upstream call through nginx; returns (version, node, outputs)."""
-        body = orjson.dumps(
-            {"version": manifest.version, "instances": rows, "outputs": outputs}, option=ORJSON_OPTIONS
-        )
+        if is_table(rows):  # orjson writes float arrays as they are, object ones not at all
+            columns = manifest.signature.feature_names
+            body = orjson.dumps(
+                {
+                    "version": manifest.version,
+                    "columns": columns,
+                    "instances": rows.tolist(),
+                    "outputs": outputs,
+                }
+            )
+        else:
+            body = orjson.dumps(
+                {"version": manifest.version, "instances": rows, "outputs": outputs}, option=ORJSON_OPTIONS
+            )
         start = time.perf_counter()
         answer = await self._manager.predict(manifest.name, body)
         try:

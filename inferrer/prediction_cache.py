@@ -11,7 +11,10 @@ from collections import OrderedDict
 from typing import Any
 
 import numpy as np
+import orjson
 from prometheus_client import Counter
+
+from inferrer.columns import is_table
 
 CacheKey = tuple[str, str, tuple[str, ...], str]
 
@@ -29,8 +32,10 @@ class PredictionCache:
 
     @staticmethod
     def key(name: str, version: str, outputs: list[str], rows: np.ndarray) -> CacheKey:
-        digest = hashlib.blake2b(rows.tobytes(), digest_size=16)
-        digest.update(repr(rows.shape).encode())
+        # A table's cells are Python objects: its array bytes would be their addresses, not values.
+        data = orjson.dumps(rows.tolist()) if is_table(rows) else rows.tobytes()
+        digest = hashlib.blake2b(data, digest_size=16)
+        digest.update(repr((rows.dtype.kind, rows.shape)).encode())
         return (name, version, tuple(outputs), digest.hexdigest())
 
     def get(self, key: CacheKey) -> dict[str, list[Any]] | None:

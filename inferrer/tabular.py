@@ -9,13 +9,14 @@ from typing import Any
 import numpy as np
 
 from artifacts.schema import ModelSchema
+from inferrer.columns import as_table, check_columns
 from inferrer.errors import InvalidInput
 from inferrer.payload import check_row_count
 
 
 def parse_csv_rows(raw: bytes, signature: ModelSchema, max_rows: int) -> np.ndarray:
-    """Rows of numbers (empty cells are missing values). A header row is optional for models
-    fitted with feature names, and then columns may come in any order."""
+    """Rows of numbers in the fitted order (empty cells are missing values), or, for models fitted
+    with feature names, a header row and then a table: columns in any order, text allowed."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -23,22 +24,13 @@ def parse_csv_rows(raw: bytes, signature: ModelSchema, max_rows: int) -> np.ndar
     lines = [row for row in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in row)]
     if not lines:
         raise InvalidInput("the CSV body has no rows")
-    order: list[int] | None = None
     if not _is_numeric_row(lines[0]):
-        order = _column_order([cell.strip() for cell in lines[0]], signature)
-        lines = lines[1:]
-    if not lines:
-        raise InvalidInput("the CSV body has a header but no rows")
-    check_row_count(len(lines), signature.n_features, max_rows)
-    widths = {len(row) for row in lines}
-    if widths != {signature.n_features}:
-        got = ", ".join(str(w) for w in sorted(widths))
-        raise InvalidInput(f"expected {signature.n_features} columns per row, got {got}")
+        return _table(lines[0], lines[1:], signature, max_rows)
+    _check_shape(lines, signature.n_features, max_rows)
     try:
-        rows = np.array([[float(c) if c.strip() else np.nan for c in row] for row in lines])
+        return np.array([[float(c) if c.strip() else np.nan for c in row] for row in lines])
     except ValueError as exc:
         raise InvalidInput(f"CSV values must be numbers: {exc}") from None
-    return rows[:, order] if order is not None else rows
 
 
 def _is_numeric_row(row: list[str]) -> bool:
@@ -49,13 +41,36 @@ def _is_numeric_row(row: list[str]) -> bool:
     return True
 
 
-def _column_order(header: list[str], signature: ModelSchema) -> list[int]:
+def _check_shape(lines: list[list[str]], n_features: int, max_rows: int) -> None:
+    check_row_count(len(lines), n_features, max_rows)
+    widths = {len(row) for row in lines}
+    if widths != {n_features}:
+        got = ", ".join(str(w) for w in sorted(widths))
+        raise InvalidInput(f"expected {n_features} columns per row, got {got}")
+
+
+def _table(
+    header_row: list[str], lines: list[list[str]], signature: ModelSchema, max_rows: int
+) -> np.ndarray:
     names = signature.feature_names
     if names is None:
         raise InvalidInput("this model was fitted without feature names: send CSV rows without a header")
-    if sorted(header) != sorted(names):
-        raise InvalidInput(f"CSV header {header} does not match the model's features {names}")
-    return [header.index(name) for name in names]
+    header = [cell.strip() for cell in header_row]
+    check_columns(header, names, "the CSV header does not match the model's features")
+    if not lines:
+        raise InvalidInput("the CSV body has a header but no rows")
+    _check_shape(lines, signature.n_features, max_rows)
+    by_name = {name: _column_values([row[i] for row in lines]) for i, name in enumerate(header)}
+    return as_table([by_name[name] for name in names], names)
+
+
+def _column_values(cells: list[str]) -> list[Any]:
+    """Numbers when every filled cell of the column is one (as pandas.read_csv decides), else text;
+    an empty cell is a missing value."""
+    try:
+        return [float(cell) if cell.strip() else None for cell in cells]
+    except ValueError:
+        return [cell if cell.strip() else None for cell in cells]
 
 
 def render_csv(values: list[Any]) -> bytes:

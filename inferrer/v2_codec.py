@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import math
+import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from artifacts.manifest import Manifest
+from inferrer.columns import as_table, check_columns
 from inferrer.errors import InvalidInput
 from inferrer.payload import check_row_count
 from wire.errors import parse_json_object
@@ -19,6 +22,7 @@ DATATYPES: dict[str, type[np.generic]] = {
     "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64,
     "FP16": np.float16, "FP32": np.float32, "FP64": np.float64,
 }  # fmt: skip
+TEXT = "BYTES"  # one UTF-8 string per element: a text column of a model fitted with feature names
 INPUT_NAME = "input-0"
 
 
@@ -35,7 +39,7 @@ INFER_BODY_SCHEMA: dict[str, Any] = {
                 "properties": {
                     "name": {"type": "string"},
                     "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
-                    "datatype": {"type": "string", "examples": ["FP64", "FP32", "INT64"]},
+                    "datatype": {"type": "string", "examples": ["FP64", "FP32", "INT64", "BYTES"]},
                     "data": {"type": "array"},
                     "parameters": {"type": "object"},
                 },
@@ -52,14 +56,15 @@ INFER_BODY_SCHEMA: dict[str, Any] = {
 @dataclass(frozen=True)
 class InferRequest:
     id: str | None
-    rows: np.ndarray
+    rows: np.ndarray  # a float matrix, or a table for one tensor per named feature (inferrer/columns.py)
     outputs: list[str]
 
 
 def decode_infer_request(
     raw: bytes, header_length: int | None, manifest: Manifest, max_rows: int
 ) -> InferRequest:
-    """One [rows, features] tensor, or one [rows] (or [rows, 1]) tensor per feature."""
+    """One [rows, features] tensor of numbers, or one [rows] (or [rows, 1]) tensor per feature: named
+    as the fitted features (in any order; BYTES for text) when the model has names."""
     header, binary = (raw[:header_length], raw[header_length:]) if header_length else (raw, b"")
     body = parse_json_object(header)
     inputs = body.get("inputs")
@@ -69,6 +74,8 @@ def decode_infer_request(
     offset = 0
     for tensor in inputs:
         name, array, offset = _decode_tensor(tensor, binary, offset)
+        if name in tensors:
+            raise InvalidInput(f"input {name!r} is given twice")
         tensors[name] = array
     rows = _as_rows(tensors, manifest)
     check_row_count(rows.shape[0], manifest.signature.n_features, max_rows)
@@ -93,9 +100,10 @@ def _decode_tensor(tensor: Any, binary: bytes, offset: int) -> tuple[str, np.nda
         or not all(isinstance(d, int) and d >= 0 for d in shape)
     ):
         raise InvalidInput("each input needs a name and a shape of non-negative integers")
-    dtype = DATATYPES.get(str(datatype))
-    if dtype is None:
-        raise InvalidInput(f"input {name!r}: datatype {datatype!r} is not numeric ({', '.join(DATATYPES)})")
+    if not isinstance(datatype, str) or (datatype != TEXT and datatype not in DATATYPES):
+        raise InvalidInput(
+            f"input {name!r}: datatype {datatype!r} is not one of {', '.join(DATATYPES)}, {TEXT}"
+        )
     parameters = tensor.get("parameters") or {}
     if not isinstance(parameters, dict):
         raise InvalidInput(f"input {name!r}: parameters must be an object")
@@ -105,27 +113,71 @@ def _decode_tensor(tensor: Any, binary: bytes, offset: int) -> tuple[str, np.nda
             chunk = binary[offset : offset + int(size)]
             if len(chunk) != int(size):
                 raise InvalidInput(f"input {name!r}: binary data is shorter than binary_data_size")
-            array = np.frombuffer(chunk, dtype=np.dtype(dtype).newbyteorder("<"))
+            array = _from_binary(name, chunk, datatype)
             offset += int(size)
+        elif datatype == TEXT:
+            array = _text_from_json(name, tensor.get("data"))
         else:
-            array = np.asarray(tensor.get("data"), dtype=dtype).reshape(-1)
+            array = np.asarray(tensor.get("data"), dtype=DATATYPES[datatype]).reshape(-1)
     except (TypeError, ValueError):
-        raise InvalidInput(f"input {name!r}: data must be {datatype} numbers") from None
+        kind = "strings" if datatype == TEXT else "numbers"
+        raise InvalidInput(f"input {name!r}: data must be {datatype} {kind}") from None
     if array.size != math.prod(shape):
         raise InvalidInput(f"input {name!r}: shape {shape} needs {math.prod(shape)} values, got {array.size}")
     return name, array.reshape(shape), offset
 
 
+def _from_binary(name: str, chunk: bytes, datatype: str) -> np.ndarray:
+    if datatype != TEXT:
+        return np.frombuffer(chunk, dtype=np.dtype(DATATYPES[datatype]).newbyteorder("<"))
+    values, at = [], 0
+    while at < len(chunk):  # each element: its length (uint32, little-endian), then its bytes
+        if at + 4 > len(chunk):
+            raise InvalidInput(f"input {name!r}: BYTES data ends inside an element's length")
+        (length,) = struct.unpack_from("<I", chunk, at)
+        element = chunk[at + 4 : at + 4 + length]
+        if len(element) != length:
+            raise InvalidInput(f"input {name!r}: BYTES data ends inside an element")
+        values.append(_utf8(name, element))
+        at += 4 + length
+    return _text_array(values)
+
+
+def _text_from_json(name: str, data: Any) -> np.ndarray:
+    """Strings (null for a missing value), flat or nested row-major."""
+    if isinstance(data, list):
+        values = np.asarray(data, dtype=object).reshape(-1).tolist()
+        if all(isinstance(v, str | None) for v in values):
+            return _text_array(values)
+    raise InvalidInput(f"input {name!r}: BYTES data must be a list of strings (or null for missing)")
+
+
+def _utf8(name: str, element: bytes) -> str:
+    try:
+        return element.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput(f"input {name!r}: BYTES elements must be UTF-8 text") from None
+
+
+def _text_array(values: Sequence[str | None]) -> np.ndarray:
+    array = np.empty(len(values), dtype=object)
+    array[:] = values
+    return array
+
+
 def _as_rows(tensors: dict[str, np.ndarray], manifest: Manifest) -> np.ndarray:
-    n_features = manifest.signature.n_features
+    signature = manifest.signature
+    names, n_features = signature.feature_names, signature.n_features
+    if names is not None and (len(tensors) > 1 or set(tensors) <= set(names)):
+        return _as_table(tensors, names)
+    if any(array.dtype == object for array in tensors.values()):
+        raise InvalidInput(f"{TEXT} inputs are for models fitted with feature names, one input per feature")
     if len(tensors) == 1:
         ((name, array),) = tensors.items()
         if array.ndim != 2 or array.shape[1] != n_features:
             raise InvalidInput(f"input {name!r}: expected shape [-1, {n_features}], got {list(array.shape)}")
         return array.astype(np.float64)
-    names = manifest.signature.feature_names
-    order = names if names is not None and set(tensors) == set(names) else list(tensors)
-    columns = [tensors[n].reshape(tensors[n].shape[0], -1) for n in order]
+    columns = [array.reshape(array.shape[0], -1) for array in tensors.values()]
     if len(columns) != n_features or any(c.shape[1] != 1 for c in columns):
         raise InvalidInput(
             f"expected one input of shape [-1, {n_features}] or {n_features} inputs of shape [-1]"
@@ -133,6 +185,16 @@ def _as_rows(tensors: dict[str, np.ndarray], manifest: Manifest) -> np.ndarray:
     if len({c.shape[0] for c in columns}) != 1:
         raise InvalidInput("every input must have the same number of rows")
     return np.hstack(columns).astype(np.float64)
+
+
+def _as_table(tensors: dict[str, np.ndarray], names: list[str]) -> np.ndarray:
+    """One [rows] or [rows, 1] tensor per fitted feature, by name."""
+    check_columns(list(tensors), names, "the inputs do not match the model's features")
+    for name in names:
+        shape = tensors[name].shape
+        if len(shape) not in (1, 2) or shape[1:] not in ((), (1,)):
+            raise InvalidInput(f"input {name!r}: expected shape [-1] or [-1, 1], got {list(shape)}")
+    return as_table([tensors[name].reshape(-1).tolist() for name in names], names)
 
 
 def datatype_of(values: np.ndarray) -> str:

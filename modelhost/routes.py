@@ -19,13 +19,16 @@ from wire.openapi import request_body
 router = APIRouter()
 
 
+_CELL_TYPES = ["number", "string", "boolean", "null"]
 _PREDICT_BODY = request_body(
     {
         "type": "object",
         "required": ["version"],
         "properties": {
             "version": {"type": "string"},
-            "instances": {"type": "array", "items": {"type": "array", "items": {"type": ["number", "null"]}}},
+            # Numbers, or, with the fitted feature names in `columns`, any JSON values (text columns).
+            "instances": {"type": "array", "items": {"type": "array", "items": {"type": _CELL_TYPES}}},
+            "columns": {"type": "array", "items": {"type": "string"}},
             "outputs": {"type": "array", "items": {"type": "string"}},
         },
     }
@@ -79,7 +82,8 @@ def ping(item: str, request: Request) -> FastJSONResponse:
 
 @router.post("/api/v1/models/{name}/predict", openapi_extra=_PREDICT_BODY)
 async def predict(name: str, request: Request) -> Response:
-    """Body: {"version": "2", "instances": [[...]], "outputs": ["predict", "predict_proba"]}."""
+    """Body: {"version": "2", "instances": [[...]], "outputs": ["predict", "predict_proba"]}, and
+    "columns": [...] (the fitted feature names) to predict on a DataFrame of mixed values."""
     reconciler = _reconciler(request)
     store = _store(request)
     if reconciler.readiness.draining:
@@ -91,8 +95,13 @@ async def predict(name: str, request: Request) -> Response:
         raise InvalidInput('"version" (a string) is required')
     if not isinstance(outputs, list) or not all(isinstance(o, str) for o in outputs):
         raise InvalidInput('"outputs" must be a list of output names')
+    columns = body.get("columns")
+    if columns is not None and (
+        not isinstance(columns, list) or not all(isinstance(c, str) for c in columns)
+    ):
+        raise InvalidInput('"columns" must be a list of feature names')
     await reconciler.ensure_available(name, version)
-    results = await store.predict(name, version, body.get("instances"), outputs)
+    results = await store.predict(name, version, body.get("instances"), outputs, columns)
     return FastJSONResponse({"model": name, "version": version, "outputs": results, "node": store.node})
 
 

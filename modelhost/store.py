@@ -11,12 +11,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from artifacts.formats import ArtifactError, load_artifact
 from artifacts.manifest import Manifest
 from metrics.definitions import ModelhostMetrics
 from modelhost.artifact_cache import ArtifactCache
 from modelhost.errors import ArtifactUnavailable, InvalidInput, MemoryBudgetExceeded, ModelNotLoaded
+from modelhost.inputs import as_frame, as_rows
 
 logger = logging.getLogger(__name__)
 
@@ -140,8 +142,9 @@ class ModelStore:
                 self.evicted.add(key)
 
     async def predict(
-        self, name: str, version: str, instances: Any, outputs: list[str]
+        self, name: str, version: str, instances: Any, outputs: list[str], columns: list[str] | None = None
     ) -> dict[str, list[Any]]:
+        """On a float matrix, or on a DataFrame when `columns` name the fitted features."""
         model = self._models.get((name, version))
         if model is None:
             raise ModelNotLoaded(f"model {name!r} version {version!r} is not loaded on {self.node}")
@@ -149,7 +152,10 @@ class ModelStore:
         unknown = [o for o in outputs if o not in signature.outputs]
         if unknown or not outputs:
             raise InvalidInput(f"outputs {outputs} not available; model {name!r} offers {signature.outputs}")
-        rows = as_rows(instances, signature.n_features)
+        if columns is None:
+            rows = as_rows(instances, signature.n_features)
+        else:
+            rows = as_frame(instances, columns, signature)
         methods = [getattr(model.estimator, output) for output in outputs]
         model.in_flight += 1
         try:
@@ -191,25 +197,11 @@ class ModelStore:
         logger.info("unloaded %s/%s (%s)", *key, why)
 
 
-def as_rows(instances: Any, n_features: int) -> np.ndarray:
-    """A 2-D float matrix with `n_features` columns, or InvalidInput saying what is wrong."""
-    if not isinstance(instances, list) or not instances:
-        raise InvalidInput("instances must be a non-empty list of rows")
-    try:
-        rows = np.asarray(instances, dtype=np.float64)
-    except (ValueError, TypeError):
-        raise InvalidInput("instances must be rows of numbers of equal length") from None
-    if rows.ndim != 2:
-        raise InvalidInput(f"instances must be a list of rows; got an array of {rows.ndim} dims")
-    if rows.shape[1] != n_features:
-        raise InvalidInput(f"expected {n_features} features per row, got {rows.shape[1]}")
-    return rows
-
-
-def _timed_call(methods: list[Any], rows: np.ndarray) -> tuple[list[list[Any]], float]:
+def _timed_call(methods: list[Any], rows: np.ndarray | pd.DataFrame) -> tuple[list[list[Any]], float]:
     start = time.perf_counter()
     try:
         results = [np.asarray(method(rows)).tolist() for method in methods]
-    except ValueError as exc:  # the estimator rejected the values (e.g. NaN without an imputer)
+    except (ValueError, TypeError) as exc:
+        # The estimator rejected the values: NaN without an imputer, numbers in a column it learnt as text.
         raise InvalidInput(f"model rejected the input: {exc}") from None
     return results, time.perf_counter() - start

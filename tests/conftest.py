@@ -4,11 +4,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import skops.io as sio
+from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from tests.harness import RunningFleet, start_fleet
 
@@ -30,6 +32,45 @@ def pipeline(training_data: tuple[np.ndarray, np.ndarray]) -> Pipeline:
 @pytest.fixture(scope="session")
 def pipeline_skops(pipeline: Pipeline) -> bytes:
     return sio.dumps(pipeline)
+
+
+CITIES = ["oslo", "bergen", "tromso", "stavanger"]
+
+
+def _people(rows: int, seed: int) -> pd.DataFrame:
+    """Tabular rows: two numeric columns and a text one, as a DataFrame (the fitted order)."""
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame(
+        {
+            "age": rng.integers(18, 80, rows),
+            "income": rng.normal(50_000, 15_000, rows).round(2),
+            "city": rng.choice(CITIES, rows),
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+def text_column_pipeline() -> Pipeline:
+    """Scaled numbers and a one-hot text column, fitted on a DataFrame (so with feature names)."""
+    frame = _people(400, seed=5)
+    labels = ((frame["age"] > 45) ^ frame["city"].isin(["oslo", "tromso"])).astype(int) + (
+        frame["income"] > 70_000
+    ).astype(int)
+    columns = ColumnTransformer(
+        [
+            ("num", StandardScaler(), ["age", "income"]),
+            ("cat", OneHotEncoder(handle_unknown="ignore"), ["city"]),
+        ]
+    )
+    return Pipeline([("columns", columns), ("classify", LogisticRegression(max_iter=500))]).fit(frame, labels)
+
+
+@pytest.fixture(scope="session")
+def text_column_rows() -> pd.DataFrame:
+    """Rows to predict on, unlike the training rows; every city appears."""
+    frame = _people(12, seed=9)
+    frame.loc[: len(CITIES) - 1, "city"] = CITIES
+    return frame
 
 
 @pytest.fixture(scope="module")

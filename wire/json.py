@@ -6,6 +6,8 @@ import orjson
 from starlette.responses import Response
 
 ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+# What a parsed JSON value is when it is no array or object (bool is an int; None is null).
+JSON_SCALARS = (str, int, float, type(None))
 
 
 class FastJSONResponse(Response):

@@ -9,6 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from inferrer.batching import Batcher, Outputs
+from inferrer.errors import UpstreamAnswered
 from metrics.definitions import InferrerMetrics
 from wire.access import current_request_id
 
@@ -28,7 +29,9 @@ def test_concurrent_requests_share_upstream_calls_and_get_their_own_rows_back() 
     async def scenario() -> list[tuple[str, str, Outputs]]:
         batcher = _batcher()
         requests = [np.full((1 + i % 3, 2), float(i)) for i in range(20)]
-        answers = await asyncio.gather(*(batcher.submit(("m", "7", ("p",)), r, send) for r in requests))
+        answers = await asyncio.gather(
+            *(batcher.submit(("m", "7", ("p",), False), r, send) for r in requests)
+        )
         for i, (version, node, outputs) in enumerate(answers):
             assert (version, node) == ("7", "node-x")
             assert outputs["predict"] == [float(i)] * (1 + i % 3)
@@ -50,7 +53,9 @@ def test_batches_respect_max_rows() -> None:
 
     async def scenario() -> None:
         batcher = _batcher(max_rows=5)
-        await asyncio.gather(*(batcher.submit(("m", "1", ("p",)), np.zeros((2, 1)), send) for _ in range(12)))
+        await asyncio.gather(
+            *(batcher.submit(("m", "1", ("p",), False), np.zeros((2, 1)), send) for _ in range(12))
+        )
 
     asyncio.run(scenario())
     assert max(calls) <= 5 and sum(calls) == 24
@@ -69,7 +74,7 @@ def test_lanes_keep_models_and_versions_apart() -> None:
 
     async def scenario() -> None:
         batcher = _batcher()
-        keys = [("a", "1", ("p",)), ("a", "2", ("p",)), ("b", "1", ("p",))] * 5
+        keys = [("a", "1", ("p",), False), ("a", "2", ("p",), False), ("b", "1", ("p",), False)] * 5
         answers = await asyncio.gather(
             *(batcher.submit(k, np.zeros((1, 1)), sender(f"{k[0]}{k[1]}")) for k in keys)
         )
@@ -89,13 +94,38 @@ def test_an_upstream_failure_reaches_every_request_of_its_batch_only() -> None:
     async def scenario() -> None:
         batcher = _batcher(max_rows=1)  # one request per call: only the bad call fails
         results = await asyncio.gather(
-            *(batcher.submit(("m", "1", ("p",)), np.full((1, 1), float(i)), send) for i in range(20)),
+            *(batcher.submit(("m", "1", ("p",), False), np.full((1, 1), float(i)), send) for i in range(20)),
             return_exceptions=True,
         )
         failed = [i for i, r in enumerate(results) if isinstance(r, Exception)]
         assert failed == [13]
 
     asyncio.run(scenario())
+
+
+def test_values_a_node_refuses_fail_only_the_request_that_sent_them() -> None:
+    calls: list[int] = []
+
+    async def send(rows: np.ndarray) -> tuple[str, str, Outputs]:
+        calls.append(len(rows))
+        await asyncio.sleep(0.01)
+        if (rows == 13).any():
+            raise UpstreamAnswered(422, "model rejected the input")
+        return "1", "n", {"predict": rows[:, 0].tolist()}
+
+    async def scenario() -> list[object]:
+        batcher = _batcher()
+        return await asyncio.gather(
+            *(batcher.submit(("m", "1", ("p",), True), np.full((1, 1), float(i)), send) for i in range(20)),
+            return_exceptions=True,
+        )
+
+    results = asyncio.run(scenario())
+    assert [i for i, r in enumerate(results) if isinstance(r, UpstreamAnswered)] == [13]
+    assert [r[2]["predict"] for r in results if isinstance(r, tuple)] == [
+        [float(i)] for i in range(20) if i != 13
+    ]
+    assert max(calls) > 1 and calls.count(1) > 2  # batched, then the refused batch went again one by one
 
 
 @pytest.mark.parametrize("max_in_flight", [1, 3])
@@ -107,7 +137,7 @@ def test_a_lone_request_never_waits_for_the_timer(max_in_flight: int) -> None:
         batcher = Batcher(64, 5.0, max_in_flight, InferrerMetrics(CollectorRegistry()))
         loop = asyncio.get_running_loop()
         start = loop.time()
-        await batcher.submit(("m", "1", ("p",)), np.zeros((1, 1)), send)
+        await batcher.submit(("m", "1", ("p",), False), np.zeros((1, 1)), send)
         return loop.time() - start
 
     assert asyncio.run(scenario()) < 1.0
@@ -123,7 +153,7 @@ def test_a_batched_call_carries_the_request_ids_of_its_requests() -> None:
 
     async def one(batcher: Batcher, i: int) -> None:
         current_request_id.set(f"req-{i}")
-        await batcher.submit(("m", "1", ("p",)), np.zeros((1, 1)), send)
+        await batcher.submit(("m", "1", ("p",), False), np.zeros((1, 1)), send)
 
     async def scenario() -> None:
         batcher = _batcher()

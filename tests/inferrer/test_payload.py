@@ -11,6 +11,7 @@ NAMED = ModelSchema(
     n_features=2, feature_names=["a", "b"], classes=[0, 1], outputs=["predict", "predict_proba"]
 )
 UNNAMED = ModelSchema(n_features=2, outputs=["predict"])
+TEXT = ModelSchema(n_features=3, feature_names=["age", "income", "city"], outputs=["predict"])
 
 
 def test_instances_become_a_float_matrix() -> None:
@@ -24,6 +25,15 @@ def test_records_follow_the_fitted_feature_order() -> None:
     parsed = parse_predict_body(body, NAMED, max_rows=10)
     assert parsed.rows.tolist() == [[1.0, 2.0]]
     assert parsed.output == "predict_proba"
+
+
+def test_records_with_text_become_a_table_in_the_fitted_order() -> None:
+    body = (
+        b'{"records": [{"city": "oslo", "income": 7.5, "age": 52}, {"income": null, "age": 1, "city": null}]}'
+    )
+    parsed = parse_predict_body(body, TEXT, max_rows=10)
+    assert parsed.rows.dtype == object
+    assert parsed.rows.tolist() == [[52, 7.5, "oslo"], [1, None, None]]
 
 
 @pytest.mark.parametrize(
@@ -41,6 +51,15 @@ def test_records_follow_the_fitted_feature_order() -> None:
         (b'{"instances": [[1, {}]]}', NAMED, InvalidInput, "only numbers"),
         (b'{"records": [{"a": 1}]}', NAMED, InvalidInput, "missing features ['b']"),
         (b'{"records": [{"a": 1, "b": 2}]}', UNNAMED, InvalidInput, "without feature names"),
+        (b'{"records": [{"a": 1, "b": 2, "c": 3}]}', NAMED, InvalidInput, "record 0: unknown features ['c']"),
+        (b'{"records": [{"a": 1, "b": {}}]}', NAMED, InvalidInput, "feature 'b': values must be"),
+        (b'{"records": []}', NAMED, InvalidInput, "non-empty list of objects"),
+        (
+            b'{"records": [{"a": 1, "b": 2}, {"a": 1, "b": 2}, {"a": 1, "b": 2}]}',
+            NAMED,
+            PayloadTooLarge,
+            "limit",
+        ),
         (b'{"instances": [[1, 2]], "extra": 1}', NAMED, InvalidInput, "unknown fields: extra"),
         (b'{"instances": [[1, 2]], "output": 3}', NAMED, InvalidInput, "output"),
         (b'{"instances": [[1, 2], [1, 2], [1, 2]]}', NAMED, PayloadTooLarge, "limit of 2"),

@@ -14,6 +14,7 @@ from inferrer.tabular import parse_csv_rows, render_csv
 
 NAMED = ModelSchema(n_features=2, feature_names=["a", "b"], outputs=["predict", "predict_proba"])
 UNNAMED = ModelSchema(n_features=2, outputs=["predict"])
+TEXT = ModelSchema(n_features=3, feature_names=["age", "income", "city"], outputs=["predict"])
 
 
 def test_csv_rows_with_and_without_header() -> None:
@@ -24,13 +25,26 @@ def test_csv_rows_with_and_without_header() -> None:
     assert np.isnan(missing[0, 1])
 
 
+def test_csv_with_a_header_becomes_a_table_of_numbers_and_text() -> None:
+    body = b"city,income,age\noslo,7.5,52\n0150,,1\n,8,\n"
+    table = parse_csv_rows(body, TEXT, 10)
+    assert table.dtype == object
+    # A column is numbers when all its filled cells are; "0150" stays text beside "oslo".
+    assert table.tolist() == [[52.0, 7.5, "oslo"], [1.0, None, "0150"], [None, 8.0, None]]
+
+
 @pytest.mark.parametrize(
     ("body", "schema", "words"),
     [
         (b"", NAMED, "no rows"),
         (b"a,b\n", NAMED, "header but no rows"),
         (b"1,2,3\n", NAMED, "expected 2 columns per row, got 3"),
-        (b"a,c\n1,2\n", NAMED, "does not match"),
+        (
+            b"a,c\n1,2\n",
+            NAMED,
+            r"does not match the model's features: missing features \['b'\], unknown features \['c'\]",
+        ),
+        (b"a,b,c\n1,2,3\n", NAMED, r"unknown features \['c'\]"),
         (b"a,b\n1,2\n", UNNAMED, "without feature names"),
         (b"1,2\n1,x\n", NAMED, "must be numbers"),
         (b"\xff\xfe", NAMED, "UTF-8"),
