@@ -13,6 +13,9 @@ from pathlib import Path
 _LUA = """wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 wrk.body = os.getenv("WRK_BODY")
+if os.getenv("WRK_AUTHORIZATION") ~= "" then
+  wrk.headers["Authorization"] = os.getenv("WRK_AUTHORIZATION")
+end
 """
 
 
@@ -29,15 +32,17 @@ def wrk_available() -> bool:
     return shutil.which("wrk") is not None
 
 
-def run_wrk(url: str, body: bytes, concurrency: int, seconds: float) -> LoadResult:
-    """One wrk thread (it needs ~0.1 core), `concurrency` kept-alive connections."""
+def run_wrk(url: str, body: bytes, concurrency: int, seconds: float, authorization: str = "") -> LoadResult:
+    """One wrk thread (it needs ~0.1 core), `concurrency` kept-alive connections; `authorization`:
+    an Authorization header to send (a node's port needs the fleet's token)."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(_LUA)
+    env = {**os.environ, "WRK_BODY": body.decode(), "WRK_AUTHORIZATION": authorization}
     try:
         out = subprocess.run(
             ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--latency",
              "-s", script.name, url],
-            capture_output=True, text=True, env={**os.environ, "WRK_BODY": body.decode()},
+            capture_output=True, text=True, env=env,
             timeout=seconds + 60,
         ).stdout  # fmt: skip
     finally:

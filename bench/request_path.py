@@ -54,11 +54,13 @@ def main() -> None:
         try:
             deployed = fleet.deploy("logreg", sio.dumps(model)).json()
             body = orjson.dumps({"instances": row.tolist()})
-            node_body = orjson.dumps({"instances": row.tolist(), "version": deployed["version"]})
+            node_body = orjson.dumps(
+                {"instances": row.tolist(), "version": deployed["version"], "sha256": deployed["sha256"]}
+            )
             node = f"http://127.0.0.1:{fleet.node_ports[0]}"
             nginx = f"http://127.0.0.1:{fleet.ports['nginx']}"
             path = "/api/v1/models/logreg/predict"
-            with httpx.Client() as client:
+            with httpx.Client(headers=fleet.auth) as client:  # nodes and nginx need the fleet's token
                 rows = [
                     ("in-process predict()", lambda: model.predict(row)),
                     ("one modelhost, direct", lambda: client.post(node + path, content=node_body)),

@@ -61,12 +61,12 @@ def in_process(model: Any, row: list[float], seconds: float) -> LoadResult:
 
 def measure(
     rows: list[Row], setup: str, model: str, url: str, body: bytes, groups: dict[str, list[int]],
-    concurrencies: list[int], seconds: float,
+    concurrencies: list[int], seconds: float, authorization: str = "",
 ) -> None:  # fmt: skip
     for concurrency in concurrencies:
-        run_wrk(url, body, concurrency, 1)  # warm up connections, batch lanes, caches
+        run_wrk(url, body, concurrency, 1, authorization)  # warm up connections, batch lanes, caches
         before = {g: process_tree_cpu_s(p) for g, p in groups.items()}
-        result = run_wrk(url, body, concurrency, seconds)
+        result = run_wrk(url, body, concurrency, seconds, authorization)
         cpu = {g: (process_tree_cpu_s(p) - before[g]) / seconds for g, p in groups.items()}
         rows.append({"setup": setup, "model": model, "c": concurrency, "result": result, "cpu": cpu})
         print(_line(rows[-1]), flush=True)
@@ -90,21 +90,24 @@ def run_fleet(
             extra_args=("--no-example", "--inferrer-workers", str(args.inferrer_workers)),
         )
         try:
+            deployed_sha256 = {}
             for name, model in models.items():
                 for batching in ("true", "false"):
                     deployed = fleet.deploy(
                         f"{name}-{batching}", sio.dumps(model), timeout_s=120, batching=batching
                     )
                     deployed.raise_for_status()
+                    deployed_sha256[name] = deployed.json()["sha256"]
             groups = fleet_groups(fleet, nodes)
             body = orjson.dumps({"instances": [row]})
             for name in models:
                 if nodes == 1:
                     node_url = f"http://127.0.0.1:{fleet.node_ports[0]}/api/v1/models/{name}-true/predict"
-                    node_body = orjson.dumps({"version": "1", "instances": [row]})
+                    sha256 = deployed_sha256[name]
+                    node_body = orjson.dumps({"version": "1", "sha256": sha256, "instances": [row]})
                     node_only = {"node": groups["nodes"]}
                     measure(rows, "one modelhost, direct", name, node_url, node_body, node_only,
-                            args.concurrency, args.seconds)  # fmt: skip
+                            args.concurrency, args.seconds, f"Bearer {fleet.token}")  # fmt: skip
                 for batching in ("true", "false"):
                     plural = "s" if nodes > 1 else ""
                     switch = "on" if batching == "true" else "off"

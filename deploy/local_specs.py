@@ -14,6 +14,7 @@ from pathlib import Path
 from deploy.processes import ProcessSpec, Role
 from deploy.render import Placement
 from deploy.topology import Node, Topology
+from wire.bearer import MANAGEMENT_TOKEN_VAR, bearer_headers
 
 logger = logging.getLogger(__name__)
 
@@ -143,8 +144,9 @@ def process_specs(
         ProcessSpec(
             "nginx",
             [nginx, "-c", str(placement.nginx_conf), "-e", str(dirs.logs / "nginx-error.log")],
-            f"{topology.nginx_url}/api/test/ping/startup",
+            f"{topology.nginx_url}/api/test/ping/startup",  # through nginx to a node
             role=Role.BALANCER,
+            ready_headers=bearer_headers(options.tokens.get(MANAGEMENT_TOKEN_VAR)),
             stop_signal=signal.SIGQUIT,  # graceful: finish in-flight requests
         )
     )

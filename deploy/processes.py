@@ -43,6 +43,7 @@ class ProcessSpec:
     ready_url: str
     role: Role
     env: dict[str, str] = field(default_factory=dict)
+    ready_headers: dict[str, str] = field(default_factory=dict)  # e.g. the nodes' credential
     stop_signal: signal.Signals = signal.SIGTERM
 
 
@@ -79,7 +80,10 @@ class ManagedProcess:
 
     def is_ready(self) -> bool:
         try:
-            return httpx.get(self.spec.ready_url, timeout=1.0).status_code == 200
+            return (
+                httpx.get(self.spec.ready_url, headers=self.spec.ready_headers, timeout=1.0).status_code
+                == 200
+            )
         except httpx.HTTPError:
             return False
 

@@ -58,7 +58,13 @@ def create_app(
             app.state.metrics = metrics
             repository = ModelRepository(settings.repository_dir)
             directory = NodeDirectory(settings.nodes_file)
-            balancer = BalancerClient(settings.nginx_url, settings.max_request_timeout_s, metrics, directory)
+            balancer = BalancerClient(
+                settings.nginx_url,
+                settings.max_request_timeout_s,
+                metrics,
+                directory,
+                settings.management_token,
+            )
             app.state.admission = Admission(settings.max_in_flight, settings.max_request_timeout_s, metrics)
             manager = ModelHostClientManager(client, balancer, directory, settings.status_timeout_s)
             cache = PredictionCache(settings.prediction_cache_size, metrics.cache_hits, metrics.cache_misses)

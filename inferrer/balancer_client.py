@@ -16,6 +16,7 @@ from inferrer.errors import UpstreamTimeout, UpstreamUnavailable
 from inferrer.node_directory import NodeDirectory
 from metrics.definitions import InferrerMetrics
 from wire.access import current_request_id
+from wire.bearer import bearer_headers
 
 _JSON = {"content-type": "application/json"}
 _FAILED_TRY = {"502", "503", "504"}
@@ -35,9 +36,12 @@ class BalancerClient:
         timeout_s: float,
         metrics: InferrerMetrics,
         directory: NodeDirectory,
+        token: str | None,
         max_connections: int = 256,
     ) -> None:
+        """`token`: the credential the nodes require on every call (the management token)."""
         self._nginx_url = nginx_url
+        self._auth = bearer_headers(token)
         self._metrics = metrics
         self._directory = directory
         self._session = aiohttp.ClientSession(
@@ -50,7 +54,7 @@ class BalancerClient:
         await self._session.close()
 
     async def request(self, method: str, path: str, body: bytes | None = None) -> UpstreamAnswer:
-        headers = {"x-request-id": current_request_id.get()}
+        headers = {"x-request-id": current_request_id.get(), **self._auth}
         if body is not None:
             headers.update(_JSON)
         for attempt in (1, 2):

@@ -54,9 +54,12 @@ class PredictionService:
     async def predict(self, manifest: Manifest, rows: np.ndarray, outputs: list[str]) -> Prediction:
         check_request(manifest, rows, outputs)
         name, version = manifest.name, manifest.version
-        key = PredictionCache.key(name, version, outputs, rows) if self.cache.enabled else None
-        if key is not None and (cached := self.cache.get(key)) is not None:
-            return Prediction(name, version, "cache", cached)
+        key = None
+        if self.cache.enabled:
+            self.cache.follow(self.repository.generation(), self.repository.stored)
+            key = PredictionCache.key(manifest, outputs, rows)
+            if (cached := self.cache.get(key)) is not None:
+                return Prediction(name, version, "cache", cached)
 
         async def send(batch: np.ndarray) -> tuple[str, str, dict[str, list[Any]]]:
             return await self._send(manifest, batch, outputs)
@@ -80,6 +83,7 @@ class PredictionService:
             body = orjson.dumps(
                 {
                     "version": manifest.version,
+                    "sha256": manifest.sha256,
                     "columns": columns,
                     "instances": rows.tolist(),
                     "outputs": outputs,
@@ -87,7 +91,13 @@ class PredictionService:
             )
         else:
             body = orjson.dumps(
-                {"version": manifest.version, "instances": rows, "outputs": outputs}, option=ORJSON_OPTIONS
+                {
+                    "version": manifest.version,
+                    "sha256": manifest.sha256,
+                    "instances": rows,
+                    "outputs": outputs,
+                },
+                option=ORJSON_OPTIONS,
             )
         start = time.perf_counter()
         answer = await self._manager.predict(manifest.name, body)

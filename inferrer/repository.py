@@ -96,6 +96,18 @@ class ModelRepository:
         self._refresh()
         return [self._versions[name][version] for name, version in sorted(self._active.items())]
 
+    def generation(self) -> object:
+        """Changes whenever any process writes the repository."""
+        self._refresh()
+        return self._generation
+
+    def stored(self) -> set[tuple[str, str, str]]:
+        """(name, version, sha256) of every stored version."""
+        self._refresh()
+        return {
+            (m.name, m.version, m.sha256) for versions in self._versions.values() for m in versions.values()
+        }
+
     def artifact_path(self, sha256: str) -> Path | None:
         self._refresh()
         for versions in self._versions.values():

@@ -91,7 +91,6 @@ async def _activate_deployed(
         reason = "not activated: no node could load it (see nodes_failed); deploy again or activate it later"
     else:
         active = await asyncio.to_thread(repository.activate, name, manifest.version, False)
-        deps.prediction(request).cache.invalidate(name)
         if active.version == manifest.version:
             return {"activated": True, "active_version": active.version, "activation": "activated"}
         reason = f"not activated: version {active.version!r}, created after it, is active already"
@@ -130,7 +129,6 @@ async def _switch(request: Request, manifest: Manifest) -> FastJSONResponse:
             f"stays {deps.repository(request).active_version(manifest.name)!r}: {results}"
         )
     await asyncio.to_thread(deps.repository(request).activate, manifest.name, manifest.version)
-    deps.prediction(request).cache.invalidate(manifest.name)
     return FastJSONResponse(
         {
             "name": manifest.name,
@@ -143,7 +141,6 @@ async def _switch(request: Request, manifest: Manifest) -> FastJSONResponse:
 @router.delete("/{name}", dependencies=[MANAGEMENT])
 async def delete_model(name: str, request: Request) -> FastJSONResponse:
     versions = await asyncio.to_thread(deps.repository(request).delete, name)
-    deps.prediction(request).cache.invalidate(name)
     results = await deps.manager(request).broadcast_unload(name)
     return FastJSONResponse(
         {

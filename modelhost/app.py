@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from metrics.definitions import ModelhostMetrics
 from metrics.exposition import metrics_router
 from modelhost.artifact_cache import ArtifactCache
-from modelhost.routes import HOT_ROUTES, internal, router
+from modelhost.routes import HOT_ROUTES, health, internal, router
 from modelhost.settings import ModelhostSettings
 from modelhost.store import ModelStore
 from modelhost.sync import Reconciler
@@ -81,8 +81,8 @@ def create_app(
             StarletteHTTPException: handle_http_exception,
         },
     )
-    app.include_router(router, responses=ERROR_RESPONSES)
-    app.include_router(internal, responses=ERROR_RESPONSES)
+    for routes in (health, router, internal):
+        app.include_router(routes, responses=ERROR_RESPONSES)
     add_hot_routes(app, HOT_ROUTES)
     app.include_router(metrics_router(registry))
     app.add_middleware(NodeHeaderMiddleware, node=settings.node_id)

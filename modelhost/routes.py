@@ -1,4 +1,9 @@
-"""The node's HTTP API: status, health, the ping self-test, predict, and internal model control."""
+"""The node's HTTP API: status, health, the ping self-test, predict, and internal model control.
+
+Only health (and /metrics) is open. Everything else needs the fleet's management token: the
+inferrer sends it on every call, through nginx or directly, so a caller that reaches a node's port
+or nginx's can neither predict nor make the node load a model without it.
+"""
 
 from __future__ import annotations
 
@@ -11,21 +16,22 @@ from artifacts.manifest import Manifest
 from modelhost.errors import InvalidInput, NodeDraining
 from modelhost.store import ModelStore
 from modelhost.sync import Reconciler
-from wire.bearer import MANAGEMENT
+from wire.bearer import MANAGEMENT, Scope, authorize
 from wire.errors import parse_json_object
 from wire.json import FastJSONResponse
 from wire.openapi import request_body
 
-router = APIRouter()
-
+health = APIRouter()
+router = APIRouter(dependencies=[MANAGEMENT])
 
 _CELL_TYPES = ["number", "string", "boolean", "null"]
 _PREDICT_BODY = request_body(
     {
         "type": "object",
-        "required": ["version"],
+        "required": ["version", "sha256"],
         "properties": {
             "version": {"type": "string"},
+            "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
             # Numbers, or, with the fitted feature names in `columns`, any JSON values (text columns).
             "instances": {"type": "array", "items": {"type": "array", "items": {"type": _CELL_TYPES}}},
             "columns": {"type": "array", "items": {"type": "string"}},
@@ -63,12 +69,12 @@ def status(request: Request) -> FastJSONResponse:
     )
 
 
-@router.get("/health/live")
+@health.get("/health/live")
 def live(request: Request) -> FastJSONResponse:
     return FastJSONResponse({"live": True, "node": _store(request).node})
 
 
-@router.get("/health/ready")
+@health.get("/health/ready")
 def ready(request: Request) -> FastJSONResponse:
     readiness = _reconciler(request).readiness
     body = {"ready": readiness.ready, "node": _store(request).node, "reason": readiness.reason}
@@ -82,17 +88,20 @@ def ping(item: str, request: Request) -> FastJSONResponse:
 
 @router.post("/api/v1/models/{name}/predict", openapi_extra=_PREDICT_BODY)
 async def predict(name: str, request: Request) -> Response:
-    """Body: {"version": "2", "instances": [[...]], "outputs": ["predict", "predict_proba"]}, and
-    "columns": [...] (the fitted feature names) to predict on a DataFrame of mixed values."""
+    """Body: {"version": "2", "sha256": "...", "instances": [[...]], "outputs": ["predict",
+    "predict_proba"]}, and "columns": [...] (the fitted feature names) to predict on a DataFrame of
+    mixed values. `sha256` names the artifact the inferrer means by that version: the node predicts
+    with exactly that one (a version deleted and deployed again under the same number is another)."""
     reconciler = _reconciler(request)
     store = _store(request)
     if reconciler.readiness.draining:
         raise NodeDraining(f"{store.node} is draining")
     body = parse_json_object(await request.body())
     version = body.get("version")
+    sha256 = body.get("sha256")
     outputs = body.get("outputs", ["predict"])
-    if not isinstance(version, str):
-        raise InvalidInput('"version" (a string) is required')
+    if not isinstance(version, str) or not isinstance(sha256, str):
+        raise InvalidInput('"version" and "sha256" (strings) are required')
     if not isinstance(outputs, list) or not all(isinstance(o, str) for o in outputs):
         raise InvalidInput('"outputs" must be a list of output names')
     columns = body.get("columns")
@@ -100,12 +109,13 @@ async def predict(name: str, request: Request) -> Response:
         not isinstance(columns, list) or not all(isinstance(c, str) for c in columns)
     ):
         raise InvalidInput('"columns" must be a list of feature names')
-    await reconciler.ensure_available(name, version)
-    results = await store.predict(name, version, body.get("instances"), outputs, columns)
+    await reconciler.ensure_available(name, version, sha256)
+    results = await store.predict(name, version, sha256, body.get("instances"), outputs, columns)
     return FastJSONResponse({"model": name, "version": version, "outputs": results, "node": store.node})
 
 
 async def predict_hot(request: Request) -> Response:
+    authorize(request, Scope.MANAGEMENT)
     return await predict(request.path_params["name"], request)
 
 

@@ -85,8 +85,10 @@ class ModelStore:
             for key, m in self._models.items()
         ]
 
-    def is_loaded(self, key: Key) -> bool:
-        return key in self._models
+    def loaded_sha256(self, key: Key) -> str | None:
+        """The artifact this node serves under a (name, version), if it has one loaded."""
+        model = self._models.get(key)
+        return model.manifest.sha256 if model is not None else None
 
     async def ensure_loaded(self, manifest: Manifest, cold_start: bool = False) -> None:
         """Load a model version (fetching its artifact if not cached); a no-op when loaded."""
@@ -142,11 +144,18 @@ class ModelStore:
                 self.evicted.add(key)
 
     async def predict(
-        self, name: str, version: str, instances: Any, outputs: list[str], columns: list[str] | None = None
+        self,
+        name: str,
+        version: str,
+        sha256: str,
+        instances: Any,
+        outputs: list[str],
+        columns: list[str] | None = None,
     ) -> dict[str, list[Any]]:
-        """On a float matrix, or on a DataFrame when `columns` name the fitted features."""
+        """With the artifact `sha256` loaded as (name, version): on a float matrix, or on a DataFrame
+        when `columns` name the fitted features."""
         model = self._models.get((name, version))
-        if model is None:
+        if model is None or model.manifest.sha256 != sha256:
             raise ModelNotLoaded(f"model {name!r} version {version!r} is not loaded on {self.node}")
         signature = model.manifest.signature
         unknown = [o for o in outputs if o not in signature.outputs]

@@ -68,9 +68,10 @@ class Reconciler:
         async with self._lock:
             return self._store.unload(name)
 
-    async def ensure_available(self, name: str, version: str) -> None:
-        """Load on demand: a version this node does not have is fetched on its first request."""
-        if self._store.is_loaded((name, version)):
+    async def ensure_available(self, name: str, version: str, sha256: str) -> None:
+        """Load on demand: a version this node does not have (or has as another artifact, from
+        before a delete and a new deploy under the same name) is fetched on its first request."""
+        if self._store.loaded_sha256((name, version)) == sha256:
             return
         url = f"{self._inferrer_url}/internal/v1/manifests/{quote(name, safe='')}/{quote(version, safe='')}"
         try:
@@ -81,7 +82,10 @@ class Reconciler:
             raise UnknownModel(f"model {name!r} has no version {version!r}")
         if response.status_code != 200:
             raise ArtifactUnavailable(f"inferrer answered {response.status_code} for {name}/{version}")
-        await self._store.ensure_loaded(Manifest.model_validate_json(response.content), cold_start=True)
+        manifest = Manifest.model_validate_json(response.content)
+        if manifest.sha256 != sha256:
+            raise UnknownModel(f"model {name!r} version {version!r} is no longer artifact {sha256}")
+        await self._store.ensure_loaded(manifest, cold_start=True)
 
     async def run_forever(self) -> None:
         while True:

@@ -25,15 +25,20 @@ METRICS = InferrerMetrics(REGISTRY)
 NGINX_502 = b"HTTP/1.1 502 Bad Gateway\r\ncontent-type: text/html\r\ncontent-length: 5\r\n\r\n<bad>"
 
 
+TOKEN = "balancer-test-token-9999"
+
+
 async def _call_through(behaviours: list[str], timeout_s: float = 5.0) -> tuple[UpstreamAnswer, int]:
-    """Serve one behaviour per connection: drop (close unanswered), stall, ok, 502."""
+    """Serve one behaviour per connection: drop (close unanswered), stall, ok, 502. Every request must
+    carry the nodes' credential."""
     connections = 0
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         nonlocal connections
         behaviour = behaviours[min(connections, len(behaviours) - 1)]
         connections += 1
-        await reader.readuntil(b"\r\n\r\n")
+        head = await reader.readuntil(b"\r\n\r\n")
+        assert f"\r\nauthorization: Bearer {TOKEN}\r\n".encode() in head, head
         if behaviour == "stall":
             await asyncio.sleep(timeout_s * 4)
         elif behaviour in ("ok", "502"):
@@ -43,7 +48,7 @@ async def _call_through(behaviours: list[str], timeout_s: float = 5.0) -> tuple[
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    client = BalancerClient(f"http://127.0.0.1:{port}", timeout_s, METRICS, NodeDirectory(None))
+    client = BalancerClient(f"http://127.0.0.1:{port}", timeout_s, METRICS, NodeDirectory(None), TOKEN)
     try:
         return await client.request("POST", "/api/v1/models/m/predict", b"{}"), connections
     finally:
@@ -84,7 +89,7 @@ def test_node_list_follows_its_file(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-        balancer = BalancerClient("http://127.0.0.1:9", 1.0, METRICS, NodeDirectory(None))
+        balancer = BalancerClient("http://127.0.0.1:9", 1.0, METRICS, NodeDirectory(None), TOKEN)
         manager = ModelHostClientManager(client, balancer, NodeDirectory(nodes_file), 1.0)
         try:
             assert manager.nodes == {"modelhost-1": "http://a:1"}

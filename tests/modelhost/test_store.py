@@ -47,7 +47,7 @@ def test_memory_budget_unloads_the_least_recently_used(tmp_path: Path) -> None:
     async def scenario() -> None:
         await store.ensure_loaded(a)
         await store.ensure_loaded(b)
-        await store.predict("a", "1", [[0, 0, 0]], ["predict"])  # b is now least recently used
+        await store.predict("a", "1", a.sha256, [[0, 0, 0]], ["predict"])  # b is now least recently used
         await store.ensure_loaded(c)
 
     asyncio.run(scenario())
@@ -71,7 +71,7 @@ def test_old_versions_retire_and_idle_models_scale_to_zero(tmp_path: Path) -> No
     store.evict_idle(idle_s=0)
     assert store.loaded() == [] and ("m", "2") in store.evicted
     with pytest.raises(ModelNotLoaded):
-        asyncio.run(store.predict("m", "2", [[0, 0, 0]], ["predict"]))
+        asyncio.run(store.predict("m", "2", new.sha256, [[0, 0, 0]], ["predict"]))
 
 
 def test_predict_checks_outputs_and_shape(tmp_path: Path) -> None:
@@ -81,11 +81,31 @@ def test_predict_checks_outputs_and_shape(tmp_path: Path) -> None:
     async def scenario() -> dict[str, list[object]]:
         await store.ensure_loaded(manifest)
         with pytest.raises(InvalidInput, match="expected 3 features"):
-            await store.predict("m", "1", [[0, 0]], ["predict"])
+            await store.predict("m", "1", manifest.sha256, [[0, 0]], ["predict"])
         with pytest.raises(InvalidInput, match="not available"):
-            await store.predict("m", "1", [[0, 0, 0]], ["transform"])
-        return await store.predict("m", "1", [[0, 0, 0]], ["predict", "predict_proba"])
+            await store.predict("m", "1", manifest.sha256, [[0, 0, 0]], ["transform"])
+        return await store.predict("m", "1", manifest.sha256, [[0, 0, 0]], ["predict", "predict_proba"])
 
     outputs = asyncio.run(scenario())
     assert set(outputs) == {"predict", "predict_proba"}
     assert store.in_flight == 0
+
+
+def test_a_version_is_served_only_as_the_artifact_the_inferrer_names(tmp_path: Path) -> None:
+    """A model deleted and deployed again reuses its version numbers: a node that still has the old
+    artifact under (name, "1") must not answer for the new one."""
+    old, new = _manifest(tmp_path, "m", "1", 4), _manifest(tmp_path, "m", "1", 5)
+    store = _store(tmp_path)
+
+    async def scenario() -> None:
+        await store.ensure_loaded(old)
+        assert store.loaded_sha256(("m", "1")) == old.sha256
+        with pytest.raises(ModelNotLoaded):
+            await store.predict("m", "1", new.sha256, [[0, 0, 0]], ["predict"])
+        await store.ensure_loaded(new)  # replaces the old artifact under the same key
+        assert store.loaded_sha256(("m", "1")) == new.sha256
+        await store.predict("m", "1", new.sha256, [[0, 0, 0]], ["predict"])
+        with pytest.raises(ModelNotLoaded):
+            await store.predict("m", "1", old.sha256, [[0, 0, 0]], ["predict"])
+
+    asyncio.run(scenario())
