@@ -14,8 +14,10 @@ from inferrer import dependencies as deps
 from inferrer.errors import InvalidInput, UpstreamUnavailable
 from wire.bearer import INFERENCE, MANAGEMENT
 from wire.errors import parse_json_object
+from wire.inferrer_answers import FleetNotReady, FleetReady, Live, NodeList, SelfTest, Welcome
 from wire.json import FastJSONResponse
-from wire.openapi import request_body
+from wire.modelhost_answers import Draining
+from wire.openapi import answers, readiness, request_body
 
 router = APIRouter()
 _SELFTEST_BODY = request_body(
@@ -27,7 +29,7 @@ _SELFTEST_BODY = request_body(
 )
 
 
-@router.get("/")
+@router.get("/", responses=answers(Welcome, "The service, its version, how many nodes"))
 def welcome(request: Request) -> FastJSONResponse:
     return FastJSONResponse(
         {
@@ -40,12 +42,12 @@ def welcome(request: Request) -> FastJSONResponse:
     )
 
 
-@router.get("/health/live")
+@router.get("/health/live", responses=answers(Live, "The process answers"))
 def live() -> FastJSONResponse:
     return FastJSONResponse({"live": True})
 
 
-@router.get("/health/ready")
+@router.get("/health/ready", responses=readiness(FleetReady, FleetNotReady, "a node is ready"))
 async def ready(request: Request) -> FastJSONResponse:
     """Ready when at least one node is ready to serve the active models."""
     statuses = await deps.manager(request).node_statuses()
@@ -56,19 +58,32 @@ async def ready(request: Request) -> FastJSONResponse:
     )
 
 
-@router.get("/api/v1/nodes", dependencies=[MANAGEMENT])
+@router.get(
+    "/api/v1/nodes",
+    dependencies=[MANAGEMENT],
+    responses=answers(NodeList, "Every node of the topology, as it answered"),
+)
 async def nodes(request: Request) -> FastJSONResponse:
     statuses = await deps.manager(request).node_statuses()
     return FastJSONResponse({"nodes": [dataclasses.asdict(s) for s in statuses]})
 
 
-@router.post("/api/v1/nodes/{node}/drain", dependencies=[MANAGEMENT])
+@router.post(
+    "/api/v1/nodes/{node}/drain",
+    dependencies=[MANAGEMENT],
+    responses=answers(Draining, "The node's answer: it is draining"),
+)
 async def drain_node(node: str, request: Request) -> FastJSONResponse:
     """Stop sending new inference to a node before it is removed; in-flight requests finish."""
     return FastJSONResponse(await deps.manager(request).drain(node))
 
 
-@router.post("/api/test/sendtomodelhost", dependencies=[INFERENCE], openapi_extra=_SELFTEST_BODY)
+@router.post(
+    "/api/test/sendtomodelhost",
+    dependencies=[INFERENCE],
+    openapi_extra=_SELFTEST_BODY,
+    responses=answers(SelfTest, "Which node answered each item"),
+)
 async def send_to_modelhost(request: Request) -> FastJSONResponse:
     """Send each item through nginx to a node's ping route; show which node answered each."""
     items = parse_json_object(await request.body()).get("data")

@@ -14,12 +14,19 @@ from inferrer import dependencies as deps
 from inferrer.errors import InvalidInput, PayloadTooLarge, UpstreamUnavailable
 from inferrer.repository import ModelRepository, check_name
 from wire.bearer import INFERENCE, MANAGEMENT
+from wire.inferrer_answers import Deleted, Deployed, ModelList, ModelView, Switched
 from wire.json import FastJSONResponse
+from wire.openapi import answers
 
 router = APIRouter(prefix="/api/v1/models")
 
 
-@router.post("", status_code=201, dependencies=[MANAGEMENT])
+@router.post(
+    "",
+    status_code=201,
+    dependencies=[MANAGEMENT],
+    responses=answers(Deployed, "Stored; activated or not, and why", status=201),
+)
 async def deploy(
     request: Request,
     name: Annotated[str, Form()],
@@ -97,24 +104,32 @@ async def _activate_deployed(
     return {"activated": False, "active_version": repository.active_version(name), "activation": reason}
 
 
-@router.get("", dependencies=[INFERENCE])
+@router.get("", dependencies=[INFERENCE], responses=answers(ModelList, "Every model with a stored version"))
 def list_models(request: Request) -> FastJSONResponse:
     repository = deps.repository(request)
     return FastJSONResponse({"models": [_model_view(repository, n) for n in repository.names()]})
 
 
-@router.get("/{name}", dependencies=[INFERENCE])
+@router.get("/{name}", dependencies=[INFERENCE], responses=answers(ModelView, "The model and its versions"))
 def get_model(name: str, request: Request) -> FastJSONResponse:
     return FastJSONResponse(_model_view(deps.repository(request), name))
 
 
-@router.post("/{name}/versions/{version}/activate", dependencies=[MANAGEMENT])
+@router.post(
+    "/{name}/versions/{version}/activate",
+    dependencies=[MANAGEMENT],
+    responses=answers(Switched, "The version is active"),
+)
 async def activate_version(name: str, version: str, request: Request) -> FastJSONResponse:
     """Switch unpinned traffic to `version` (a roll forward or back), after nodes have it loaded."""
     return await _switch(request, deps.repository(request).get(name, version))
 
 
-@router.post("/{name}/rollback", dependencies=[MANAGEMENT])
+@router.post(
+    "/{name}/rollback",
+    dependencies=[MANAGEMENT],
+    responses=answers(Switched, "The previous version is active"),
+)
 async def rollback(name: str, request: Request) -> FastJSONResponse:
     """Activate the version created just before the active one."""
     return await _switch(request, deps.repository(request).previous_version(name))
@@ -138,7 +153,9 @@ async def _switch(request: Request, manifest: Manifest) -> FastJSONResponse:
     )
 
 
-@router.delete("/{name}", dependencies=[MANAGEMENT])
+@router.delete(
+    "/{name}", dependencies=[MANAGEMENT], responses=answers(Deleted, "Every version deleted and unloaded")
+)
 async def delete_model(name: str, request: Request) -> FastJSONResponse:
     versions = await asyncio.to_thread(deps.repository(request).delete, name)
     results = await deps.manager(request).broadcast_unload(name)

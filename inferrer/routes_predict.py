@@ -9,20 +9,23 @@ from inferrer import dependencies as deps
 from inferrer.payload import PREDICT_BODY_SCHEMA, PredictRequest, parse_predict_body
 from inferrer.tabular import parse_csv_rows, render_csv
 from wire.bearer import INFERENCE, Scope, authorize
+from wire.inferrer_answers import Prediction
 from wire.json import FastJSONResponse
-from wire.openapi import request_body
+from wire.openapi import answers, request_body
 
 router = APIRouter(prefix="/api/v1/models/{name}")
 _BODY = request_body(PREDICT_BODY_SCHEMA, csv=True)
+# Declared only: the answer is built and sent unvalidated (the hot routes in HOT_ROUTES serve these paths).
+_ANSWER = answers(Prediction, "One prediction per row (`Accept: text/csv`: one CSV line per row)", csv=True)
 
 
-@router.post("/predict", dependencies=[INFERENCE], openapi_extra=_BODY)
+@router.post("/predict", dependencies=[INFERENCE], openapi_extra=_BODY, responses=_ANSWER)
 async def predict(name: str, request: Request) -> Response:
     """The active version: `{"instances": [[...]]}`, `{"records": [{...}]}` or a text/csv body."""
     return await _predict(name, None, request)
 
 
-@router.post("/versions/{version}/predict", dependencies=[INFERENCE], openapi_extra=_BODY)
+@router.post("/versions/{version}/predict", dependencies=[INFERENCE], openapi_extra=_BODY, responses=_ANSWER)
 async def predict_version(name: str, version: str, request: Request) -> Response:
     """A pinned version, whichever is active."""
     return await _predict(name, version, request)

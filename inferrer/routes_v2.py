@@ -16,11 +16,28 @@ from inferrer import dependencies as deps
 from inferrer.errors import InferrerError, InvalidInput, MalformedRequest, ModelNotFound, UpstreamUnavailable
 from inferrer.v2_codec import INFER_BODY_SCHEMA, decode_infer_request, encode_outputs, model_metadata
 from wire.bearer import INFERENCE, MANAGEMENT, Scope, authorize
+from wire.inferrer_answers import Live
 from wire.json import FastJSONResponse
-from wire.openapi import request_body
+from wire.openapi import answers, readiness, request_body
+from wire.v2_answers import (
+    V2InferResponse,
+    V2ModelLoaded,
+    V2ModelMetadata,
+    V2ModelNotReady,
+    V2ModelReady,
+    V2ModelUnloaded,
+    V2RepositoryIndex,
+    V2ServerMetadata,
+    V2ServerNotReady,
+    V2ServerReady,
+)
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol v2"])
 _INFER_BODY = request_body(INFER_BODY_SCHEMA)
+_METADATA = answers(V2ModelMetadata, "The model's versions, input and output tensors")
+_MODEL_READY = readiness(V2ModelReady, V2ModelNotReady, "the version exists and a node is ready")
+# Declared only: the answer is built and sent unvalidated (the hot routes in HOT_ROUTES serve these paths).
+_INFERRED = answers(V2InferResponse, "One output tensor per requested output")
 
 
 class BadRequest(InferrerError):
@@ -36,26 +53,26 @@ async def _v2_errors() -> AsyncIterator[None]:
         raise BadRequest(exc.message) from None
 
 
-@router.get("")
+@router.get("", responses=answers(V2ServerMetadata, "The server and its extensions"))
 def server_metadata() -> FastJSONResponse:
     return FastJSONResponse(
         {"name": "modelfleet", "version": package_version("modelfleet"), "extensions": ["model_repository"]}
     )
 
 
-@router.get("/health/live")
+@router.get("/health/live", responses=answers(Live, "The process answers"))
 def server_live() -> FastJSONResponse:
     return FastJSONResponse({"live": True})
 
 
-@router.get("/health/ready")
+@router.get("/health/ready", responses=readiness(V2ServerReady, V2ServerNotReady, "a node is ready"))
 async def server_ready(request: Request) -> FastJSONResponse:
     ready = any(s.ready for s in await deps.manager(request).node_statuses())
     return FastJSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
 
-@router.get("/models/{name}", dependencies=[INFERENCE])
-@router.get("/models/{name}/versions/{version}", dependencies=[INFERENCE])
+@router.get("/models/{name}", dependencies=[INFERENCE], responses=_METADATA)
+@router.get("/models/{name}/versions/{version}", dependencies=[INFERENCE], responses=_METADATA)
 def model_meta(name: str, request: Request, version: str | None = None) -> FastJSONResponse:
     repository = deps.repository(request)
     manifest = repository.get(name, version)
@@ -63,8 +80,8 @@ def model_meta(name: str, request: Request, version: str | None = None) -> FastJ
     return FastJSONResponse(model_metadata(manifest, versions))
 
 
-@router.get("/models/{name}/ready", dependencies=[INFERENCE])
-@router.get("/models/{name}/versions/{version}/ready", dependencies=[INFERENCE])
+@router.get("/models/{name}/ready", dependencies=[INFERENCE], responses=_MODEL_READY)
+@router.get("/models/{name}/versions/{version}/ready", dependencies=[INFERENCE], responses=_MODEL_READY)
 async def model_ready(name: str, request: Request, version: str | None = None) -> FastJSONResponse:
     """200 when the version exists and a ready node serves it (loading it on demand if needed)."""
     manifest = deps.repository(request).get(name, version)
@@ -73,8 +90,13 @@ async def model_ready(name: str, request: Request, version: str | None = None) -
     return FastJSONResponse(body, status_code=200 if ready else 503)
 
 
-@router.post("/models/{name}/infer", dependencies=[INFERENCE], openapi_extra=_INFER_BODY)
-@router.post("/models/{name}/versions/{version}/infer", dependencies=[INFERENCE], openapi_extra=_INFER_BODY)
+@router.post("/models/{name}/infer", dependencies=[INFERENCE], openapi_extra=_INFER_BODY, responses=_INFERRED)
+@router.post(
+    "/models/{name}/versions/{version}/infer",
+    dependencies=[INFERENCE],
+    openapi_extra=_INFER_BODY,
+    responses=_INFERRED,
+)
 async def infer(name: str, request: Request, version: str | None = None) -> FastJSONResponse:
     async with deps.admission(request).admit(request.headers):
         return await _infer(name, request, version)
@@ -98,7 +120,11 @@ async def _infer(name: str, request: Request, version: str | None) -> FastJSONRe
     return FastJSONResponse(body, headers={"X-Modelhost-Node": result.node})
 
 
-@router.post("/repository/index", dependencies=[INFERENCE])
+@router.post(
+    "/repository/index",
+    dependencies=[INFERENCE],
+    responses=answers(V2RepositoryIndex, "Every stored version and its state"),
+)
 async def repository_index(request: Request) -> FastJSONResponse:
     """Every stored version; READY where a node has it loaded, else loaded on its first request."""
     loaded = {
@@ -115,7 +141,11 @@ async def repository_index(request: Request) -> FastJSONResponse:
     return FastJSONResponse(index)
 
 
-@router.post("/repository/models/{name}/load", dependencies=[MANAGEMENT])
+@router.post(
+    "/repository/models/{name}/load",
+    dependencies=[MANAGEMENT],
+    responses=answers(V2ModelLoaded, "The active version is loaded on these nodes"),
+)
 async def repository_load(name: str, request: Request) -> FastJSONResponse:
     manifest = deps.repository(request).get(name)
     results = await deps.manager(request).broadcast_load(manifest)
@@ -125,7 +155,11 @@ async def repository_load(name: str, request: Request) -> FastJSONResponse:
     return FastJSONResponse({"name": name, "version": manifest.version, "nodes_loaded": loaded})
 
 
-@router.post("/repository/models/{name}/unload", dependencies=[MANAGEMENT])
+@router.post(
+    "/repository/models/{name}/unload",
+    dependencies=[MANAGEMENT],
+    responses=answers(V2ModelUnloaded, "The nodes that released it"),
+)
 async def repository_unload(name: str, request: Request) -> FastJSONResponse:
     """Nodes release the model's memory; it stays deployed and loads again on its next request."""
     if name not in deps.repository(request).names():

@@ -11,7 +11,7 @@ import httpx
 
 from artifacts.formats import sha256_hex
 from artifacts.manifest import Manifest
-from modelhost.errors import ArtifactUnavailable
+from modelhost.errors import ArtifactUnavailable, UnknownModel
 
 
 class ArtifactCache:
@@ -41,6 +41,8 @@ class ArtifactCache:
             response = await self._client.get(url)
         except httpx.HTTPError as exc:
             raise ArtifactUnavailable(f"cannot fetch artifact {sha256}: {exc!r}") from None
+        if response.status_code == 404:  # a manifest naming an artifact the repository does not hold
+            raise UnknownModel(f"the inferrer stores no artifact with sha256 {sha256}")
         if response.status_code != 200:
             raise ArtifactUnavailable(f"inferrer answered {response.status_code} for {sha256}")
         if sha256_hex(response.content) != sha256:

@@ -19,7 +19,18 @@ from modelhost.sync import Reconciler
 from wire.bearer import MANAGEMENT, Scope, authorize
 from wire.errors import parse_json_object
 from wire.json import FastJSONResponse
-from wire.openapi import request_body
+from wire.modelhost_answers import (
+    Draining,
+    ModelLoaded,
+    ModelUnloaded,
+    NodeLive,
+    NodeNotReady,
+    NodePrediction,
+    NodeReady,
+    NodeStatus,
+    Pong,
+)
+from wire.openapi import answers, readiness, request_body
 
 health = APIRouter()
 router = APIRouter(dependencies=[MANAGEMENT])
@@ -53,7 +64,7 @@ def _reconciler(request: Request) -> Reconciler:
     return reconciler
 
 
-@router.get("/")
+@router.get("/", responses=answers(NodeStatus, "Readiness, requests in flight, loaded models"))
 def status(request: Request) -> FastJSONResponse:
     store = _store(request)
     readiness = _reconciler(request).readiness
@@ -69,24 +80,32 @@ def status(request: Request) -> FastJSONResponse:
     )
 
 
-@health.get("/health/live")
+@health.get("/health/live", responses=answers(NodeLive, "The process answers"))
 def live(request: Request) -> FastJSONResponse:
     return FastJSONResponse({"live": True, "node": _store(request).node})
 
 
-@health.get("/health/ready")
+@health.get(
+    "/health/ready",
+    responses=readiness(NodeReady, NodeNotReady, "synced with the inferrer, every active model loaded"),
+)
 def ready(request: Request) -> FastJSONResponse:
     readiness = _reconciler(request).readiness
     body = {"ready": readiness.ready, "node": _store(request).node, "reason": readiness.reason}
     return FastJSONResponse(body, status_code=200 if readiness.ready else 503)
 
 
-@router.get("/api/test/ping/{item}")
+@router.get("/api/test/ping/{item}", responses=answers(Pong, "This node answered"))
 def ping(item: str, request: Request) -> FastJSONResponse:
     return FastJSONResponse({"item": item, "node": _store(request).node})
 
 
-@router.post("/api/v1/models/{name}/predict", openapi_extra=_PREDICT_BODY)
+# Declared only: the answer is built and sent unvalidated (the hot route in HOT_ROUTES serves this path).
+@router.post(
+    "/api/v1/models/{name}/predict",
+    openapi_extra=_PREDICT_BODY,
+    responses=answers(NodePrediction, "One list per requested output"),
+)
 async def predict(name: str, request: Request) -> Response:
     """Body: {"version": "2", "sha256": "...", "instances": [[...]], "outputs": ["predict",
     "predict_proba"]}, and "columns": [...] (the fitted feature names) to predict on a DataFrame of
@@ -122,18 +141,18 @@ async def predict_hot(request: Request) -> Response:
 HOT_ROUTES = [("/api/v1/models/{name}/predict", predict_hot, ["POST"])]
 
 
-@internal.get("/models")
+@internal.get("/models", responses=answers(list[Manifest], "The manifest of every loaded version"))
 def loaded_models(request: Request) -> FastJSONResponse:
     return FastJSONResponse([m.model_dump(mode="json") for m in _store(request).loaded()])
 
 
-@internal.post("/models/load")
+@internal.post("/models/load", responses=answers(ModelLoaded, "Loaded (or was already)"))
 async def load_model(manifest: Manifest, request: Request) -> FastJSONResponse:
     await _reconciler(request).load(manifest)
     return FastJSONResponse({**_summary(manifest), "node": _store(request).node})
 
 
-@internal.post("/drain")
+@internal.post("/drain", responses=answers(Draining, "Not ready from now on"))
 def drain(request: Request) -> FastJSONResponse:
     readiness = _reconciler(request).readiness
     readiness.drain()
@@ -141,7 +160,9 @@ def drain(request: Request) -> FastJSONResponse:
     return FastJSONResponse({"node": store.node, "draining": True, "in_flight": store.in_flight})
 
 
-@internal.delete("/models/{name}")
+@internal.delete(
+    "/models/{name}", responses=answers(ModelUnloaded, "The versions unloaded (none if not loaded)")
+)
 async def unload_model(name: str, request: Request) -> FastJSONResponse:
     versions = await _reconciler(request).unload(name)
     return FastJSONResponse({"model": name, "unloaded": versions, "node": _store(request).node})

@@ -1,27 +1,57 @@
 """What the OpenAPI documents declare beyond FastAPI's defaults: the error body every route answers
-with, and the bodies of routes that read their request raw (for speed) instead of through a model.
+with, the success body of every route (handlers build their answers as dicts and send them with
+orjson, unvalidated, so these declarations are for the documents alone), and the bodies of routes
+that read their request raw (for speed) instead of through a model.
 
-Schema-driven fuzzing (schemathesis, in the tests) generates requests from these declarations.
+Schema-driven fuzzing (schemathesis, in the tests) generates requests from these declarations and
+checks every answer against them. The success bodies are in wire/inferrer_answers.py,
+wire/v2_answers.py and wire/modelhost_answers.py.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 
 class ErrorBody(BaseModel):
-    """The body of every error answer."""
+    """The body of every error answer (a node adds the `node` that answered)."""
 
     error: str
 
 
+class Answer(BaseModel):
+    """Base of the declared success bodies: exactly the fields listed (`additionalProperties: false`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+Responses = dict[int | str, dict[str, Any]]
+
 # Declared on every route: FastAPI's default 422 schema ({"detail": [...]}) is not what we answer.
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+ERROR_RESPONSES: Responses = {
     "4XX": {"model": ErrorBody, "description": "Refused: bad input, unknown model, no token, overload"},
     "5XX": {"model": ErrorBody, "description": "No node could answer in time"},
 }
+
+
+def answers(body: Any, description: str, status: int = 200, csv: bool = False) -> Responses:
+    """`responses` of a route whose success is `body` (an Answer, a Manifest, or e.g. `list[...]`);
+    `csv`: it answers text/csv instead when the request accepts it."""
+    declared: dict[str, Any] = {"model": body, "description": description}
+    if csv:
+        declared["content"] = {"text/csv": {"schema": {"type": "string"}}}
+    return {status: declared}
+
+
+def readiness(ready: type[Answer], not_ready: type[Answer], when: str) -> Responses:
+    """`responses` of a health route that tells readiness by its status: 200 when ready, else 503
+    with `"ready": false` in a body of its own (not an ErrorBody)."""
+    return {
+        200: {"model": ready, "description": f"Ready: {when}"},
+        503: {"model": not_ready, "description": 'Not ready: the same body with `"ready": false`'},
+    }
 
 
 def request_body(json_schema: dict[str, Any], csv: bool = False) -> dict[str, Any]:

@@ -1,5 +1,7 @@
 """Schema-driven fuzzing: schemathesis generates requests from each service's OpenAPI document
-(valid and invalid) and checks that none gets a server error or an answer outside the schema."""
+(valid and invalid) and checks that none gets a server error or an answer outside the schema, success
+bodies included. The answers its generated requests seldom reach (predictions: random rows rarely fit
+the model) are checked against the same documents with requests made to reach them."""
 
 from __future__ import annotations
 
@@ -8,9 +10,13 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
+from deploy.example_model import EXAMPLE_NAME, EXAMPLE_ROW
+from tests.declared import assert_declared
 from tests.harness import RunningFleet, start_fleet
 
 pytestmark = pytest.mark.fleet
@@ -62,6 +68,51 @@ def _fuzz(schema_url: str, workdir: Path, headers: dict[str, str], *extra: str) 
     assert result.returncode == 0, output[-6000:]
     assert summary and f"{summary[1]} passed" in summary[0], output[-3000:]
     return output
+
+
+def test_predictions_and_the_self_test_answer_as_declared(target: RunningFleet) -> None:
+    """JSON and CSV predictions (active and pinned), V2 inference (with and without an id), the
+    self-test and a node's own predict, each checked against the document of the app that answered."""
+    gateway = httpx.get(f"{target.url}/openapi.json").json()
+    node_url = f"http://127.0.0.1:{target.node_ports[0]}"
+    node = httpx.get(f"{node_url}/openapi.json").json()
+
+    def post(document: dict[str, Any], base: str, path: str, values: dict[str, str], **kwargs: Any) -> Any:
+        headers = {**target.auth, **kwargs.pop("headers", {})}
+        response = httpx.post(base + path.format(**values), headers=headers, timeout=30, **kwargs)
+        assert response.status_code == 200, response.text
+        return assert_declared(document, "POST", path, response)
+
+    active, pinned = {"name": EXAMPLE_NAME}, {"name": EXAMPLE_NAME, "version": "1"}
+    rows = [EXAMPLE_ROW, EXAMPLE_ROW]
+    predict = "/api/v1/models/{name}/predict"
+    predict_pinned = "/api/v1/models/{name}/versions/{version}/predict"
+    assert len(post(gateway, target.url, predict, active, json={"instances": rows})["predictions"]) == 2
+    post(gateway, target.url, predict, active, json={"instances": rows, "output": "predict_proba"})
+    post(gateway, target.url, predict_pinned, pinned, json={"instances": rows})
+    csv_rows = "\n".join(",".join(str(v) for v in row) for row in rows)
+    csv_headers = {"content-type": "text/csv", "accept": "text/csv"}
+    assert post(gateway, target.url, predict, active, content=csv_rows, headers=csv_headers).count("\n") == 2
+
+    tensor = {
+        "name": "input-0",
+        "shape": [2, 4],
+        "datatype": "FP64",
+        "data": [v for row in rows for v in row],
+    }
+    infer, infer_pinned = "/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer"
+    assert post(gateway, target.url, infer, active, json={"id": "r-1", "inputs": [tensor]})["id"] == "r-1"
+    outputs = [{"name": "predict"}, {"name": "predict_proba"}]
+    answered = post(gateway, target.url, infer_pinned, pinned, json={"inputs": [tensor], "outputs": outputs})
+    assert "id" not in answered and [o["shape"] for o in answered["outputs"]] == [[2], [2, 3]]
+
+    selftest = post(gateway, target.url, "/api/test/sendtomodelhost", {}, json={"data": ["ONE", "TWO"]})
+    assert sum(selftest["nodes"].values()) == 2
+
+    model = httpx.get(f"{target.url}/api/v1/models/{EXAMPLE_NAME}", headers=target.auth).json()
+    sha256 = model["versions"][0]["sha256"]
+    body = {"version": "1", "sha256": sha256, "instances": rows, "outputs": ["predict", "predict_proba"]}
+    assert post(node, node_url, "/api/v1/models/{name}/predict", active, json=body)["version"] == "1"
 
 
 def test_the_inferrer_api_gives_no_server_error_and_keeps_its_schema(
