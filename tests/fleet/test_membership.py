@@ -25,7 +25,9 @@ def test_add_then_remove_a_node_under_load(tmp_path: Path) -> None:
     fleet = start_fleet(tmp_path, nodes=2)
     (new_port,) = free_ports(1)
     try:
-        with LoadLoop(f"{fleet.url}/api/v1/models/iris/predict", ROW, 20_000, 120) as load:
+        url = f"{fleet.url}/api/v1/models/iris/predict"
+        # 16 predictions in flight throughout: the drain of the removed node meets concurrent work.
+        with LoadLoop(url, ROW, max_requests=20_000, max_seconds=120, concurrency=16) as load:
             assert wait_until(lambda: load.sent > 50, timeout_s=10)
             added = fleet.cli("nodes", "add", "--port", str(new_port))
             assert added.returncode == 0, added.stderr

@@ -1,41 +1,34 @@
 """A stalled node, deadlines, overload and a fleet with no node: bounded waits and fast, clear answers.
 
-The fleet's UPSTREAM_TIMEOUT_S is 2 s; the inferrer admits 24 predictions at once; deadlines are
-capped at 8 s. Every loop is bounded in time and count and sends only to loopback.
+The fleet's UPSTREAM_TIMEOUT_S is 2 s (nginx skips a node for fail_timeout=2s after a failed try);
+the inferrer admits 24 predictions at once; deadlines are capped at 8 s. Every load is the bounded
+LoadLoop (tests/load_loop.py) and sends only to loopback. The bounds below are the README's, with the
+margin of a loaded 2-core machine said at each; the measured figures are printed.
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 import signal
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.harness import RunningFleet, start_fleet, wait_until
+from tests.load_loop import LoadLoop, percentile
 
 pytestmark = pytest.mark.fleet
 
 UPSTREAM_TIMEOUT_S = 2.0
+FAIL_TIMEOUT_S = 2.0  # nginx's fail_timeout: how long a node is skipped after a failed try
 MAX_IN_FLIGHT = 24
 ROW = {"instances": [[5.1, 3.5, 1.4, 0.2]]}
 NODES = ("modelhost-1", "modelhost-2", "modelhost-3")
-
-
-@dataclass
-class Answer:
-    sent_at: float  # seconds since the load started
-    seconds: float
-    status: int
-    node: str | None
-    body: str
-    retry_after: str | None = None
+STALL_S = 20.0
 
 
 @pytest.fixture(scope="module")
@@ -50,109 +43,108 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningFleet]:
     assert fleet.stop() == 0
 
 
-async def _post(client: httpx.AsyncClient, url: str, started: float, headers: dict[str, str]) -> Answer:
-    sent = time.monotonic()
-    try:
-        response = await client.post(url, json=ROW, headers=headers)
-    except httpx.HTTPError as exc:
-        return Answer(sent - started, time.monotonic() - sent, 0, None, repr(exc))
-    seconds = time.monotonic() - sent
-    got = response.headers
-    return Answer(
-        sent - started, seconds, response.status_code, got.get("x-modelhost-node"),
-        response.text[:200], got.get("retry-after"),
-    )  # fmt: skip
+def _predict_url(fleet: RunningFleet) -> str:
+    return f"{fleet.url}/api/v1/models/iris/predict"
 
 
-async def _load_while(
-    fleet: RunningFleet, concurrency: int, scenario: Callable[[], object], max_requests: int = 20_000
-) -> list[Answer]:
-    """Predictions from `concurrency` workers until the scenario coroutine returns."""
-    url = f"{fleet.url}/api/v1/models/iris/predict"
-    answers: list[Answer] = []
-    done = asyncio.Event()
-    started = time.monotonic()
-
-    async def worker(client: httpx.AsyncClient) -> None:
-        while not done.is_set() and len(answers) < max_requests:
-            answers.append(await _post(client, url, started, {}))
-
-    limits = httpx.Limits(max_connections=concurrency)
-    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
-        workers = [asyncio.create_task(worker(client)) for _ in range(concurrency)]
-        try:
-            await asyncio.wait_for(scenario(), 120)  # type: ignore[arg-type]
-        finally:
-            done.set()
-            await asyncio.gather(*workers)
-    return answers
+def _metric(fleet: RunningFleet, pattern: str) -> float:
+    text = httpx.get(f"{fleet.url}/metrics", timeout=10).text
+    match = re.search(rf"^{pattern} (\S+)$", text, re.MULTILINE)
+    return float(match[1]) if match else 0.0
 
 
-def _p99(values: list[float]) -> float:
-    ordered = sorted(values)
-    return ordered[int(len(ordered) * 0.99)] if ordered else 0.0
+def _victim_timeouts(fleet: RunningFleet) -> float:
+    """Tries nginx gave up on modelhost-2 with a timeout (504), counted by the inferrer."""
+    labels = r'\{node="modelhost-2",status="504"\}'
+    return _metric(fleet, "modelfleet_inferrer_upstream_node_failures_total" + labels)
+
+
+def _rejected(fleet: RunningFleet, reason: str) -> float:
+    labels = rf'\{{reason="{reason}",service="inferrer"\}}'
+    return _metric(fleet, "modelfleet_http_rejected_requests_total" + labels)
 
 
 def test_a_stalled_node_costs_a_request_at_most_the_timeout_plus_one_retry(fleet: RunningFleet) -> None:
     victim = fleet.pid("modelhost-2")
-    marks: dict[str, float] = {}
-
-    async def scenario() -> None:
-        start = time.monotonic()
-        await asyncio.sleep(3)
-        os.kill(victim, signal.SIGSTOP)
-        marks["stopped"] = time.monotonic() - start
-        await asyncio.sleep(20)
-        os.kill(victim, signal.SIGCONT)
-        marks["resumed"] = time.monotonic() - start
-        await asyncio.sleep(8)
-
-    try:
-        answers = asyncio.run(_load_while(fleet, 16, scenario))
-    finally:
-        os.kill(victim, signal.SIGCONT)
-    failed = [a for a in answers if a.status != 200]
-    during = [a for a in answers if marks["stopped"] <= a.sent_at < marks["resumed"]]
-    slow = [a for a in during if a.seconds > 1.0]  # sent to the stalled node first
-    after = [a for a in answers if a.sent_at >= marks["resumed"] + 3]
+    timeouts_before = _victim_timeouts(fleet)
+    with LoadLoop(_predict_url(fleet), ROW, max_requests=40_000, max_seconds=60, concurrency=16) as load:
+        try:
+            time.sleep(3)
+            os.kill(victim, signal.SIGSTOP)
+            stopped = time.monotonic()
+            time.sleep(STALL_S)
+        finally:
+            os.kill(victim, signal.SIGCONT)
+        resumed = time.monotonic()
+        time.sleep(8)
+    answers = load.snapshot()
+    during = [a for a in answers if stopped <= a.sent_at < resumed]
+    # A request that met the stalled node waited for nginx's whole timeout; at c=16 no other waits
+    # that long, even on a loaded machine (the slowest of the others is printed as "normal").
+    slow = [a for a in during if a.seconds >= UPSTREAM_TIMEOUT_S]
+    normal = [a.seconds for a in answers if a.seconds < UPSTREAM_TIMEOUT_S]
+    after = [a for a in answers if a.sent_at >= resumed + 3]
     longest = max(a.seconds for a in answers)
+    tries = _victim_timeouts(fleet) - timeouts_before
     print(
-        f"SIGSTOP modelhost-2 for 20 s at c=16, UPSTREAM_TIMEOUT_S={UPSTREAM_TIMEOUT_S}: "
-        f"sent={len(answers)} failed={len(failed)} during stall={len(during)} "
-        f"waited>1s={len(slow)} ({100 * len(slow) / max(len(during), 1):.1f}%) "
-        f"longest={longest:.2f}s p99={_p99([a.seconds for a in answers]) * 1000:.0f}ms "
-        f"served by the victim after SIGCONT={sum(a.node == 'modelhost-2' for a in after)}"
+        f"SIGSTOP modelhost-2 for {STALL_S:.0f} s at c=16, UPSTREAM_TIMEOUT_S={UPSTREAM_TIMEOUT_S}: "
+        f"{load.report()}; during the stall {len(during)}, of which waited >= the timeout {len(slow)} "
+        f"({100 * len(slow) / max(len(during), 1):.2f}%) in {tries:.0f} tries of the stalled node; "
+        f"longest {longest:.2f}s, normal p99 {percentile(normal, 0.99) * 1000:.0f}ms max {max(normal):.2f}s; "
+        f"served by it after SIGCONT: {sum(a.node == 'modelhost-2' for a in after)}"
     )
-    assert not failed, failed[:3]
-    assert longest <= UPSTREAM_TIMEOUT_S + 2.0  # the timeout, then one retry on a loaded 2-core box
-    assert len(slow) <= 0.05 * len(during)  # nginx skips the node after each timeout
+    assert load.failures == [], load.failures[:3]
+    # The timeout, then one retry on another node. The retry itself takes milliseconds; the 2 s
+    # allowance is the queueing of a loaded 2-core machine, where ordinary requests alone reach ~1 s
+    # at this concurrency (a second timeout would take >= 4 s, so this still proves one retry at most).
+    assert longest < 2 * UPSTREAM_TIMEOUT_S
+    # nginx skips the node for FAIL_TIMEOUT_S after each timeout, so it tries it at most once per
+    # UPSTREAM_TIMEOUT_S + FAIL_TIMEOUT_S (plus the try under way at SIGSTOP and one as the stall
+    # ends); each try carries at most one batch, i.e. at most 16 requests at c=16.
+    assert 1 <= tries <= STALL_S / (UPSTREAM_TIMEOUT_S + FAIL_TIMEOUT_S) + 2
+    assert len(slow) <= 16 * tries
+    # ~0.05% measured (~500 req/s, ~1 request per try); 1% holds at a tenth of that throughput
+    # with 2 requests per try.
+    assert len(slow) <= 0.01 * len(during)
     # A stopped process answers nothing: no answer from it lands while it is stopped.
-    assert not any(
-        a.node == "modelhost-2" and marks["stopped"] + 0.5 < a.sent_at + a.seconds < marks["resumed"]
-        for a in answers
-    )
+    assert not any(a.node == "modelhost-2" and stopped + 0.5 < a.answered_at < resumed for a in answers)
     assert any(a.node == "modelhost-2" for a in after)  # it recovers by itself
-    # nginx's skips of the stalled node are counted by node (504: nginx timed it out).
-    metrics = httpx.get(f"{fleet.url}/metrics").text
-    timeouts = re.search(
-        r'modelfleet_inferrer_upstream_node_failures_total\{node="modelhost-2",status="504"\} (\S+)', metrics
-    )
-    assert timeouts and float(timeouts[1]) >= 1, metrics[-2000:]  # one try may carry a batch
 
 
-def _stop_all(fleet: RunningFleet, sig: signal.Signals) -> None:
-    for node in NODES:
-        os.kill(fleet.pid(node), sig)
+def _signal_all(pids: list[int], sig: signal.Signals) -> None:
+    for pid in pids:
+        os.kill(pid, sig)
+
+
+def _node_pids(fleet: RunningFleet) -> list[int]:
+    return [fleet.pid(node) for node in NODES]
+
+
+def _nginx_pids(fleet: RunningFleet) -> list[int]:
+    """nginx's master and its workers (the children it forked)."""
+    master = fleet.pid("nginx")
+    workers = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == master:  # the parent's pid
+            workers.append(int(stat.parent.name))
+    assert workers, "no nginx worker found"
+    return [master, *workers]
 
 
 def test_a_deadline_answers_504_in_time_and_bad_deadlines_400(fleet: RunningFleet) -> None:
-    url = f"{fleet.url}/api/v1/models/iris/predict"
+    url = _predict_url(fleet)
+    assert wait_until(lambda: httpx.post(url, json=ROW, timeout=10).status_code == 200, timeout_s=15)
     fast = httpx.post(url, json=ROW, headers={"X-Request-Timeout": "5"})
     assert fast.status_code == 200
     for bad in ("soon", "-1", "0", "nan", "inf"):
         response = httpx.post(url, json=ROW, headers={"X-Request-Timeout": bad})
         assert response.status_code == 400 and "X-Request-Timeout" in response.json()["error"], bad
-    _stop_all(fleet, signal.SIGSTOP)  # nothing answers: only the deadline ends the wait
+    nodes = _node_pids(fleet)
+    _signal_all(nodes, signal.SIGSTOP)  # nothing answers: only the deadline ends the wait
     try:
         waits = []
         for _ in range(5):
@@ -162,49 +154,53 @@ def test_a_deadline_answers_504_in_time_and_bad_deadlines_400(fleet: RunningFlee
             assert response.status_code == 504, response.text
             assert "deadline of 0.5 s" in response.json()["error"]
     finally:
-        _stop_all(fleet, signal.SIGCONT)
+        _signal_all(nodes, signal.SIGCONT)
     print(f"deadline 0.5 s with every node stalled: 5 x 504, waits {[round(w, 2) for w in waits]} s")
+    # Never before the deadline; after it, the answer only has to cross loopback (~20 ms measured).
+    # 0.5 s more is the slack of a loaded 2-core machine, still far under nginx's 2 s timeout.
     assert all(0.5 <= w < 1.0 for w in waits)
     assert wait_until(lambda: httpx.post(url, json=ROW, timeout=10).status_code == 200, timeout_s=15)
 
 
 def test_beyond_capacity_the_inferrer_answers_503_with_retry_after_at_once(fleet: RunningFleet) -> None:
-    url = f"{fleet.url}/api/v1/models/iris/predict"
-    total = 3 * MAX_IN_FLIGHT
-
-    async def burst() -> list[Answer]:
-        limits = httpx.Limits(max_connections=total)
-        async with httpx.AsyncClient(timeout=30, limits=limits) as client:
-            started = time.monotonic()
-            headers = {"X-Request-Timeout": "2"}
-            return list(await asyncio.gather(*(_post(client, url, started, headers) for _ in range(total))))
-
-    _stop_all(fleet, signal.SIGSTOP)  # admitted predictions stay in flight until their deadline
-    try:
-        answers = asyncio.run(burst())
-    finally:
-        _stop_all(fleet, signal.SIGCONT)
-    refused = [a for a in answers if a.status == 503]
-    timed_out = [a for a in answers if a.status == 504]
-    print(
-        f"{total} concurrent predictions, limit {MAX_IN_FLIGHT}, nodes stalled: "
-        f"503={len(refused)} (slowest {max(a.seconds for a in refused) * 1000:.0f} ms) "
-        f"504={len(timed_out)} (deadline 2 s)"
-    )
-    assert len(timed_out) == MAX_IN_FLIGHT and len(refused) == total - MAX_IN_FLIGHT
-    assert all("overloaded" in a.body and a.retry_after == "1" for a in refused)
-    assert max(a.seconds for a in refused) < 1.0
+    url, total, deadline_s = _predict_url(fleet), 3 * MAX_IN_FLIGHT, 5.0
     assert wait_until(lambda: httpx.post(url, json=ROW, timeout=10).status_code == 200, timeout_s=15)
-    metrics = httpx.get(f"{fleet.url}/metrics").text
-    assert _counter(metrics, "Overloaded") == len(refused)
-    assert _counter(metrics, "DeadlineExceeded") >= len(timed_out)
-    assert "modelfleet_inferrer_predictions_in_flight 0.0" in metrics
-
-
-def _counter(metrics: str, reason: str) -> float:
-    pattern = rf'modelfleet_http_rejected_requests_total\{{reason="{reason}",service="inferrer"\}} (\S+)'
-    match = re.search(pattern, metrics)
-    return float(match[1]) if match else 0.0
+    overloaded_before = _rejected(fleet, "Overloaded")
+    # nginx stalled: an admitted prediction holds its slot until its deadline, and no nginx timeout
+    # (2 s) frees it earlier, so every slot stays taken for deadline_s.
+    balancer = _nginx_pids(fleet)
+    _signal_all(balancer, signal.SIGSTOP)
+    try:
+        deadline = {"X-Request-Timeout": f"{deadline_s}"}
+        with LoadLoop(url, ROW, total, 30, concurrency=total, headers=deadline) as burst:
+            assert burst.wait(timeout_s=30)
+    finally:
+        _signal_all(balancer, signal.SIGCONT)
+    answers = burst.snapshot()
+    started = min(a.sent_at for a in answers)
+    refused = [a for a in answers if a.status == 503]
+    admitted = [a for a in answers if a.status == 504]
+    slowest_refusal = max((a.seconds for a in refused), default=0.0)
+    print(
+        f"{total} concurrent predictions, limit {MAX_IN_FLIGHT}, nginx stalled: 503={len(refused)} "
+        f"(slowest {slowest_refusal * 1000:.0f} ms) 504={len(admitted)} (deadline {deadline_s:g} s, "
+        f"waits {min(a.seconds for a in admitted):.2f}-{max(a.seconds for a in admitted):.2f} s)"
+    )
+    assert len(refused) + len(admitted) == len(answers) == total, burst.failures[:3]
+    # Every admitted prediction kept its slot until its deadline; every refused one waited for none.
+    assert all(a.seconds >= deadline_s for a in admitted)
+    assert all("overloaded" in a.body and a.retry_after == "1" for a in refused)
+    # "At once": ~0.2 s measured (72 connections opened together); 1 s is the slack of a loaded box.
+    assert slowest_refusal < 1.0
+    # Every refusal was decided before the first slot could free (deadline_s after the burst began)
+    # and so was every admission (an admitted request answers deadline_s after it was admitted): the
+    # whole burst met a full inferrer, so exactly the limit was admitted.
+    assert max(a.answered_at for a in refused) < started + deadline_s
+    assert max(a.answered_at for a in admitted) < started + 2 * deadline_s
+    assert len(admitted) == MAX_IN_FLIGHT and len(refused) == total - MAX_IN_FLIGHT
+    assert wait_until(lambda: httpx.post(url, json=ROW, timeout=10).status_code == 200, timeout_s=15)
+    assert _rejected(fleet, "Overloaded") - overloaded_before == len(refused)
+    assert _metric(fleet, "modelfleet_inferrer_predictions_in_flight") == 0
 
 
 def _node_ready(port: int) -> bool:
@@ -215,11 +211,12 @@ def _node_ready(port: int) -> bool:
 
 
 def test_with_every_node_down_answers_503_fast_and_recovers_when_one_returns(fleet: RunningFleet) -> None:
-    url = f"{fleet.url}/api/v1/models/iris/predict"
+    url = _predict_url(fleet)
+    assert wait_until(lambda: httpx.post(url, json=ROW, timeout=10).status_code == 200, timeout_s=15)
     launcher = fleet.process.pid
     os.kill(launcher, signal.SIGSTOP)  # the supervisor would restart the nodes at once
     try:
-        _stop_all(fleet, signal.SIGKILL)
+        _signal_all(_node_pids(fleet), signal.SIGKILL)
         assert wait_until(lambda: not any(_node_ready(p) for p in fleet.node_ports), timeout_s=5)
         waits = []
         for _ in range(20):
@@ -232,11 +229,17 @@ def test_with_every_node_down_answers_503_fast_and_recovers_when_one_returns(fle
         assert ready.status_code == 503 and ready.json()["ready"] is False
     finally:
         os.kill(launcher, signal.SIGCONT)
-    print(f"every node down: 20 x 503, slowest {max(waits) * 1000:.0f} ms, /health/ready 503")
-    assert max(waits) < 2.0
-    # The launcher restarts the nodes; the first one to be ready serves within seconds.
+    print(f"every node down: 20 x 503, median {percentile(waits, 0.5) * 1000:.0f} ms, slowest "
+          f"{max(waits) * 1000:.0f} ms, /health/ready 503")  # fmt: skip
+    # Fast = no timeout waited for: refused connections fail at once, and the shortest timeout on the
+    # path is nginx's 1 s connect timeout. ~30-70 ms measured; under 1 s holds on a loaded box.
+    assert max(waits) < 1.0
+    # The launcher restarts the nodes; the first one to be ready serves within seconds: nginx may
+    # still skip it for its fail_timeout (2 s) after the refused tries; 1 s more is machine slack.
     assert wait_until(lambda: any(_node_ready(p) for p in fleet.node_ports), timeout_s=60, interval_s=0.05)
     first_ready = time.monotonic()
     assert wait_until(lambda: httpx.post(url, json=ROW, timeout=10).status_code == 200, timeout_s=10)
-    print(f"back to success {time.monotonic() - first_ready:.2f} s after the first node was ready again")
+    back_s = time.monotonic() - first_ready
+    print(f"back to success {back_s:.2f} s after the first node was ready again")
+    assert back_s < FAIL_TIMEOUT_S + 1.0
     assert httpx.get(f"{fleet.url}/health/ready").json()["ready"] is True
