@@ -1,7 +1,7 @@
 """Adaptive batching at the gateway: concurrent requests for the same model, version and outputs
 become one upstream call, predicted in one call on a node, and are split back in order.
 
-A lane (one per model, version, outputs and kind of rows: float matrix or table) sends at once while
+A lane (one per model, version, artifact, outputs and kind of rows: float matrix or table) sends at once while
 fewer than `max_in_flight` of its calls are upstream, so a lone request never waits. Under load,
 requests queue while the lane's calls are busy and leave together when one returns, or when the batch
 reaches `max_rows`, or when the oldest has waited `max_wait_s`. Requests are validated before they
@@ -26,7 +26,8 @@ from wire.access import current_request_id
 
 Outputs = dict[str, list[Any]]
 Send = Callable[[np.ndarray], Awaitable[tuple[str, str, Outputs]]]  # rows -> (version, node, outputs)
-LaneKey = tuple[str, str, tuple[str, ...], bool]  # model, version, outputs, rows are a table
+# model, version, artifact sha256, outputs, rows are a table: requests in one lane are sent alike.
+LaneKey = tuple[str, str, str, tuple[str, ...], bool]
 
 
 @dataclass
@@ -60,7 +61,6 @@ class Batcher:
         lane = self._lanes.get(key)
         if lane is None:
             lane = self._lanes[key] = _Lane(send)
-        lane.send = send
         if not lane.waiting and lane.in_flight < self._max_in_flight:
             return await self._send_alone(key, lane, rows)
         waiting = _Waiting(rows, asyncio.get_running_loop().create_future())

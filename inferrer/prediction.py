@@ -65,7 +65,7 @@ class PredictionService:
             return await self._send(manifest, batch, outputs)
 
         if manifest.batching:
-            lane = (name, version, tuple(outputs), is_table(rows))
+            lane = (name, version, manifest.sha256, tuple(outputs), is_table(rows))
             answered_by, node, results = await self._batcher.submit(lane, rows, send)
         else:
             answered_by, node, results = await send(rows)
@@ -78,27 +78,12 @@ class PredictionService:
         self, manifest: Manifest, rows: np.ndarray, outputs: list[str]
     ) -> tuple[str, str, dict[str, list[Any]]]:
         """One upstream call through nginx; returns (version, node, outputs)."""
+        payload: dict[str, Any] = {"version": manifest.version, "sha256": manifest.sha256, "outputs": outputs}
         if is_table(rows):  # orjson writes float arrays as they are, object ones not at all
-            columns = manifest.signature.feature_names
-            body = orjson.dumps(
-                {
-                    "version": manifest.version,
-                    "sha256": manifest.sha256,
-                    "columns": columns,
-                    "instances": rows.tolist(),
-                    "outputs": outputs,
-                }
-            )
+            payload |= {"columns": manifest.signature.feature_names, "instances": rows.tolist()}
         else:
-            body = orjson.dumps(
-                {
-                    "version": manifest.version,
-                    "sha256": manifest.sha256,
-                    "instances": rows,
-                    "outputs": outputs,
-                },
-                option=ORJSON_OPTIONS,
-            )
+            payload["instances"] = rows
+        body = orjson.dumps(payload, option=ORJSON_OPTIONS)
         start = time.perf_counter()
         answer = await self._manager.predict(manifest.name, body)
         try:

@@ -33,6 +33,9 @@ class PredictionCache:
         self._misses = misses
         self._generation: object = None
 
+    def __len__(self) -> int:
+        return len(self._entries)
+
     @property
     def enabled(self) -> bool:
         return self._max > 0

@@ -62,6 +62,15 @@ class ModelRepository:
         self._refresh()
         return sorted(self._versions)
 
+    def catalogue(self) -> list[tuple[str, str | None, list[Manifest]]]:
+        """(name, active version, versions oldest first) of every model, from one read of the index."""
+        self._refresh()
+        versions, active = self._versions, self._active
+        return [
+            (name, active.get(name), sorted(stored.values(), key=lambda m: m.created))
+            for name, stored in sorted(versions.items())
+        ]
+
     def active_version(self, name: str) -> str | None:
         self._refresh()
         return self._active.get(name)
@@ -239,14 +248,18 @@ class ModelRepository:
             self._generation = stamp
 
     def _scan(self) -> None:
-        self._versions, self._active = {}, {}
+        """Build the new index aside, then swap it in: a reader in another thread sees the old
+        index or the new one, never one half built."""
+        versions: dict[str, dict[str, Manifest]] = {}
+        active: dict[str, str] = {}
         for model_dir in self._models_dir.iterdir():
             for manifest_file in model_dir.glob(f"*/{_MANIFEST}"):
                 manifest = Manifest.model_validate_json(manifest_file.read_text())
-                self._versions.setdefault(manifest.name, {})[manifest.version] = manifest
+                versions.setdefault(manifest.name, {})[manifest.version] = manifest
             pointer = model_dir / _ACTIVE
-            if pointer.exists() and pointer.read_text() in self._versions.get(model_dir.name, {}):
-                self._active[model_dir.name] = pointer.read_text()
+            if pointer.exists() and pointer.read_text() in versions.get(model_dir.name, {}):
+                active[model_dir.name] = pointer.read_text()
+        self._versions, self._active = versions, active
 
 
 def _replace_text(path: Path, text: str) -> None:

@@ -12,7 +12,7 @@ from artifacts.manifest import Manifest
 from artifacts.schema import ModelSchema, inspect_schema
 from inferrer import dependencies as deps
 from inferrer.errors import InvalidInput, PayloadTooLarge, UpstreamUnavailable
-from inferrer.repository import ModelRepository, check_name
+from inferrer.repository import check_name
 from wire.bearer import INFERENCE, MANAGEMENT
 from wire.inferrer_answers import Deleted, Deployed, ModelList, ModelView, Switched
 from wire.json import FastJSONResponse
@@ -107,12 +107,14 @@ async def _activate_deployed(
 @router.get("", dependencies=[INFERENCE], responses=answers(ModelList, "Every model with a stored version"))
 def list_models(request: Request) -> FastJSONResponse:
     repository = deps.repository(request)
-    return FastJSONResponse({"models": [_model_view(repository, n) for n in repository.names()]})
+    models = [_view(name, active, versions) for name, active, versions in repository.catalogue()]
+    return FastJSONResponse({"models": models})
 
 
 @router.get("/{name}", dependencies=[INFERENCE], responses=answers(ModelView, "The model and its versions"))
 def get_model(name: str, request: Request) -> FastJSONResponse:
-    return FastJSONResponse(_model_view(deps.repository(request), name))
+    repository = deps.repository(request)
+    return FastJSONResponse(_view(name, repository.active_version(name), repository.versions(name)))
 
 
 @router.post(
@@ -182,14 +184,9 @@ def _inspect(data: bytes, fmt: ArtifactFormat, trusted_types: list[str]) -> Mode
         raise InvalidInput(str(exc)) from None
 
 
-def _model_view(repository: ModelRepository, name: str) -> dict[str, Any]:
-    versions = repository.versions(name)
+def _view(name: str, active: str | None, versions: list[Manifest]) -> dict[str, Any]:
     return {
         "name": name,
-        "active_version": repository.active_version(name),
-        "versions": [_version_view(m) for m in versions],
+        "active_version": active,
+        "versions": [manifest.model_dump(mode="json") for manifest in versions],
     }
-
-
-def _version_view(manifest: Manifest) -> dict[str, Any]:
-    return manifest.model_dump(mode="json")

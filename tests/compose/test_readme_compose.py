@@ -26,6 +26,7 @@ pytestmark = pytest.mark.compose
 ROOT = README.parent
 ENGINE_PROCESSES = {"dockerd", "containerd", "containerd-shim", "containerd-shim-runc-v2", "docker-proxy"}
 ENGINE_LINKS = ("docker0", "docker_gwbridge")
+STATE_FILE = Path("/var/lib/modelfleet/host-network.state")  # deploy/docker/engine.sh
 
 
 def compose_section_blocks() -> list[list[str]]:
@@ -64,13 +65,24 @@ def engine_processes() -> list[str]:
 
 
 def host_network() -> dict[str, object]:
-    """What the engine changes on the host and its stop command must put back."""
-    forward = subprocess.run(["iptables", "-S", "FORWARD"], capture_output=True, text=True, check=True)
+    """What the engine changes on the host and its stop command must put back or remove."""
+    rules = "".join(
+        subprocess.run(["iptables", "-t", table, "-S"], capture_output=True, text=True, check=True).stdout
+        for table in ("filter", "nat")
+    )
     return {
-        "forward_policy": forward.stdout.splitlines()[0],
+        "forward_policy": re.search(r"^-P FORWARD (\w+)$", rules, flags=re.M)[1],  # type: ignore[index]
         "ip_forward": Path("/proc/sys/net/ipv4/ip_forward").read_text().strip(),
         "links": [link for link in ENGINE_LINKS if Path(f"/sys/class/net/{link}").exists()],
+        "engine_rules": [line for line in rules.splitlines() if "DOCKER" in line or "docker" in line],
     }
+
+
+def saved_host_network() -> dict[str, str]:
+    """What setup-docker.sh noted before an engine first touched the host, if an engine runs now."""
+    if not STATE_FILE.exists():
+        return {}
+    return dict(line.split("=", 1) for line in STATE_FILE.read_text().splitlines() if "=" in line)
 
 
 def run_line(line: str, cwd: Path, timeout_s: float = 1200) -> str:
@@ -94,10 +106,21 @@ def test_readme_compose_section_runs_as_printed(tmp_path: Path, monkeypatch: pyt
 
     # A machine where no engine runs: stop the one an earlier test (or the test command) started.
     monkeypatch.delenv("DOCKER_HOST", raising=False)  # the README's commands use the default socket
-    subprocess.run(["bash", str(ENGINE_SCRIPT), "stop"], capture_output=True, text=True, timeout=120)
+    saved = saved_host_network()
+    stopped = subprocess.run(
+        ["bash", str(ENGINE_SCRIPT), "stop"], capture_output=True, text=True, timeout=120
+    )
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
     assert not engine_answers(), "an engine that deploy/docker/engine.sh did not start is running"
     assert engine_processes() == []
     before = host_network()
+    # Nothing of an engine on the host, and the settings from before the first engine started.
+    assert before["links"] == [] and before["engine_rules"] == [], before
+    if saved:
+        assert (before["forward_policy"], before["ip_forward"]) == (
+            saved["forward_policy"],
+            saved["ip_forward"],
+        )
 
     checkout = checkout_copy(tmp_path / "modelfleet")
     try:
@@ -119,3 +142,4 @@ def test_readme_compose_section_runs_as_printed(tmp_path: Path, monkeypatch: pyt
     assert engine_processes() == [], engine_processes()
     after = host_network()
     assert after == before, f"the host's network before the engine: {before}, after its stop: {after}"
+    assert not STATE_FILE.exists()  # put back, and forgotten

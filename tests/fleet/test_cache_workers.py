@@ -65,11 +65,14 @@ def test_delete_redeploy_and_rollback_never_answer_from_another_model(cached: Ru
 
     assert cached.deploy("c", sio.dumps(original)).json()["version"] == "1"
     first = _check(_answers(cached, "/api/v1/models/c/predict"), {"1": a})
-    assert first["cache"] > 0, first  # the entries that could go stale exist
+    # Each process computes once and then answers from its own cache: two computed answers mean
+    # both processes served, and both hold the entries that could go stale.
+    assert first["node"] == 2 and first["cache"] == REQUESTS - 2, first
 
     assert httpx.delete(f"{cached.url}/api/v1/models/c", headers=cached.auth).status_code == 200
     assert cached.deploy("c", sio.dumps(flipped)).json()["version"] == "1"  # the same number again
     second = _check(_answers(cached, "/api/v1/models/c/predict"), {"1": b})
+    assert second["node"] == 2, second  # both processes computed the new model's answer afresh
     _check(_answers(cached, "/api/v1/models/c/versions/1/predict"), {"1": b})
 
     assert cached.deploy("c", sio.dumps(original)).json()["active_version"] == "2"

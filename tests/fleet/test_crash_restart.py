@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -25,9 +26,12 @@ from tests.harness import RunningFleet, start_fleet, wait_until
 pytestmark = pytest.mark.fleet
 
 
-def _kill_everything(fleet: RunningFleet) -> None:
-    """SIGKILL, by PID: the launcher first (so it restarts nothing), then every child it started."""
+def _kill_everything(fleet: RunningFleet, first: int | None = None) -> None:
+    """SIGKILL, by PID: `first` (the process to catch in the act), the launcher (so it restarts
+    nothing; it would wait a second first), then every child it started."""
     children = fleet.child_pids()
+    if first is not None:
+        os.kill(first, signal.SIGKILL)
     os.kill(fleet.process.pid, signal.SIGKILL)
     fleet.process.wait()
     for pid in children:
@@ -49,8 +53,8 @@ def _litter(data_dir: Path) -> list[str]:
 
 
 def _large_model() -> bytes:
-    """About 100 MB (a scaler over 4 million features): its write takes long enough to be cut."""
-    features = np.random.default_rng(0).normal(size=(2, 4_000_000)).astype(np.float32)
+    """About 190 MB (a scaler over 8 million features): its write takes long enough to be cut."""
+    features = np.random.default_rng(0).normal(size=(2, 8_000_000)).astype(np.float32)
     model = Pipeline([("scale", StandardScaler()), ("classify", DummyClassifier())]).fit(features, [0, 1])
     return sio.dumps(model)
 
@@ -66,14 +70,22 @@ def test_a_kill_during_an_upload_and_during_a_delete_leaves_the_repository_as_be
         before = _state(fleet)
         assert before["iris"] == ("1", ["1"]) and before["keep"] == ("2", ["1", "2"])
 
-        # A kill while the repository writes a large upload into staging/.
+        # A kill while the repository writes a large upload into staging/. The upload is another
+        # process (curl), so nothing in this one delays noticing the write and killing the writer.
         staging = fleet.data_dir / "repository" / "staging"
-        upload = threading.Thread(target=lambda: _quietly(fleet.deploy, "big", _large_model(), 120))
-        upload.start()
-        assert wait_until(lambda: any(staging.iterdir()), timeout_s=90, interval_s=0.001)
-        _kill_everything(fleet)
-        upload.join(timeout=60)
-        assert any(staging.iterdir()), "the kill came too late to leave a half write"
+        (tmp_path / "big.skops").write_bytes(_large_model())
+        upload = subprocess.Popen(
+            ["curl", "-s", "-o", "/dev/null", "-H", f"Authorization: Bearer {fleet.token}",
+             "-F", "name=big", "-F", "file=@big.skops", f"{fleet.url}/api/v1/models"],
+            cwd=tmp_path,
+        )  # fmt: skip
+        deadline = time.monotonic() + 90
+        while not os.listdir(staging):
+            assert time.monotonic() < deadline and upload.poll() is None, "the upload never reached staging/"
+            time.sleep(0.0005)
+        _kill_everything(fleet, first=fleet.pid("inferrer"))
+        upload.wait(timeout=60)
+        assert os.listdir(staging), "the kill came too late to leave a half write"
 
         fleet = start_fleet(tmp_path, nodes=1)
         after_upload = _state(fleet)

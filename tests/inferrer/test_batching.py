@@ -30,7 +30,7 @@ def test_concurrent_requests_share_upstream_calls_and_get_their_own_rows_back() 
         batcher = _batcher()
         requests = [np.full((1 + i % 3, 2), float(i)) for i in range(20)]
         answers = await asyncio.gather(
-            *(batcher.submit(("m", "7", ("p",), False), r, send) for r in requests)
+            *(batcher.submit(("m", "7", "s1", ("p",), False), r, send) for r in requests)
         )
         for i, (version, node, outputs) in enumerate(answers):
             assert (version, node) == ("7", "node-x")
@@ -54,7 +54,7 @@ def test_batches_respect_max_rows() -> None:
     async def scenario() -> None:
         batcher = _batcher(max_rows=5)
         await asyncio.gather(
-            *(batcher.submit(("m", "1", ("p",), False), np.zeros((2, 1)), send) for _ in range(12))
+            *(batcher.submit(("m", "1", "s1", ("p",), False), np.zeros((2, 1)), send) for _ in range(12))
         )
 
     asyncio.run(scenario())
@@ -74,14 +74,20 @@ def test_lanes_keep_models_and_versions_apart() -> None:
 
     async def scenario() -> None:
         batcher = _batcher()
-        keys = [("a", "1", ("p",), False), ("a", "2", ("p",), False), ("b", "1", ("p",), False)] * 5
+        # "a" version "1" twice: the same number for two artifacts (a delete, then a new deploy).
+        keys = [
+            ("a", "1", "s1", ("p",), False),
+            ("a", "2", "s1", ("p",), False),
+            ("b", "1", "s1", ("p",), False),
+        ]
+        keys = [*keys, ("a", "1", "s2", ("p",), False)] * 5
         answers = await asyncio.gather(
-            *(batcher.submit(k, np.zeros((1, 1)), sender(f"{k[0]}{k[1]}")) for k in keys)
+            *(batcher.submit(k, np.zeros((1, 1)), sender(f"{k[0]}{k[1]}{k[2]}")) for k in keys)
         )
-        assert [a[2]["predict"] for a in answers] == [[f"{k[0]}{k[1]}"] for k in keys]
+        assert [a[2]["predict"] for a in answers] == [[f"{k[0]}{k[1]}{k[2]}"] for k in keys]
 
     asyncio.run(scenario())
-    assert set(seen) == {"a1", "a2", "b1"}
+    assert set(seen) == {"a1s1", "a2s1", "b1s1", "a1s2"}
 
 
 def test_an_upstream_failure_reaches_every_request_of_its_batch_only() -> None:
@@ -94,7 +100,10 @@ def test_an_upstream_failure_reaches_every_request_of_its_batch_only() -> None:
     async def scenario() -> None:
         batcher = _batcher(max_rows=1)  # one request per call: only the bad call fails
         results = await asyncio.gather(
-            *(batcher.submit(("m", "1", ("p",), False), np.full((1, 1), float(i)), send) for i in range(20)),
+            *(
+                batcher.submit(("m", "1", "s1", ("p",), False), np.full((1, 1), float(i)), send)
+                for i in range(20)
+            ),
             return_exceptions=True,
         )
         failed = [i for i, r in enumerate(results) if isinstance(r, Exception)]
@@ -116,7 +125,10 @@ def test_values_a_node_refuses_fail_only_the_request_that_sent_them() -> None:
     async def scenario() -> list[object]:
         batcher = _batcher()
         return await asyncio.gather(
-            *(batcher.submit(("m", "1", ("p",), True), np.full((1, 1), float(i)), send) for i in range(20)),
+            *(
+                batcher.submit(("m", "1", "s1", ("p",), True), np.full((1, 1), float(i)), send)
+                for i in range(20)
+            ),
             return_exceptions=True,
         )
 
@@ -137,7 +149,7 @@ def test_a_lone_request_never_waits_for_the_timer(max_in_flight: int) -> None:
         batcher = Batcher(64, 5.0, max_in_flight, InferrerMetrics(CollectorRegistry()))
         loop = asyncio.get_running_loop()
         start = loop.time()
-        await batcher.submit(("m", "1", ("p",), False), np.zeros((1, 1)), send)
+        await batcher.submit(("m", "1", "s1", ("p",), False), np.zeros((1, 1)), send)
         return loop.time() - start
 
     assert asyncio.run(scenario()) < 1.0
@@ -153,7 +165,7 @@ def test_a_batched_call_carries_the_request_ids_of_its_requests() -> None:
 
     async def one(batcher: Batcher, i: int) -> None:
         current_request_id.set(f"req-{i}")
-        await batcher.submit(("m", "1", ("p",), False), np.zeros((1, 1)), send)
+        await batcher.submit(("m", "1", "s1", ("p",), False), np.zeros((1, 1)), send)
 
     async def scenario() -> None:
         batcher = _batcher()
