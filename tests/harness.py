@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 from dotenv import dotenv_values
@@ -84,6 +85,17 @@ class RunningFleet:
             files={"file": (f"{name}.skops", data)},
             timeout=timeout_s,
         )
+
+    def node_view(self, node: str) -> dict[str, Any]:
+        """The inferrer's view of one node (`GET /api/v1/nodes`): live, ready, models..."""
+        nodes = httpx.get(f"{self.url}/api/v1/nodes", headers=self.auth, timeout=5).json()["nodes"]
+        view: dict[str, Any] = next(n for n in nodes if n["id"] == node)
+        return view
+
+    def serves(self, node: str, model: str) -> bool:
+        """The node is ready and has `model` loaded."""
+        view = self.node_view(node)
+        return bool(view["ready"]) and any(m["name"] == model for m in view["models"])
 
     def all_ports(self) -> list[int]:
         return [*self.ports.values(), *self.node_ports]

@@ -13,7 +13,6 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from deploy.local_specs import UVICORN_GRACEFUL_S
@@ -42,17 +41,11 @@ def _gone(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] in ("Z", "X")
 
 
-def _ready_with_iris(fleet: RunningFleet, node: str) -> bool:
-    nodes = httpx.get(f"{fleet.url}/api/v1/nodes", headers=fleet.auth, timeout=5).json()["nodes"]
-    view = next(n for n in nodes if n["id"] == node)
-    return bool(view["ready"]) and any(m["name"] == "iris" for m in view["models"])
-
-
 @pytest.mark.parametrize("stop_signal", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
 def test_a_node_lost_under_load_fails_no_request(fleet3: RunningFleet, stop_signal: signal.Signals) -> None:
     victim = "modelhost-2"
     # Stand alone: every node serves iris before the load starts (an earlier test may have restarted one).
-    assert wait_until(lambda: _ready_with_iris(fleet3, victim), timeout_s=30, interval_s=0.25)
+    assert wait_until(lambda: fleet3.serves(victim, "iris"), timeout_s=30, interval_s=0.25)
     pid = fleet3.pid(victim)
     url = f"{fleet3.url}/api/v1/models/iris/predict"
     with LoadLoop(url, ROW, max_requests=TOTAL, max_seconds=120, concurrency=CONCURRENCY) as load:
@@ -79,5 +72,5 @@ def test_a_node_lost_under_load_fails_no_request(fleet3: RunningFleet, stop_sign
     assert exit_s <= UVICORN_GRACEFUL_S
     # The launcher starts the node again; it loads the active models by itself and rejoins.
     assert wait_until(
-        lambda: fleet3.pid(victim) != pid and _ready_with_iris(fleet3, victim), timeout_s=30, interval_s=0.25
+        lambda: fleet3.pid(victim) != pid and fleet3.serves(victim, "iris"), timeout_s=30, interval_s=0.25
     )

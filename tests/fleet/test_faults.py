@@ -6,7 +6,6 @@ import os
 import signal
 import time
 
-import httpx
 import pytest
 
 from tests.harness import RunningFleet, wait_until
@@ -20,27 +19,17 @@ ROW = {"instances": [[5.1, 3.5, 1.4, 0.2]]}
 SEEN_DOWN_WITHIN_S = 5.0
 
 
-def _node_view(fleet: RunningFleet, node: str) -> dict[str, object]:
-    nodes = httpx.get(f"{fleet.url}/api/v1/nodes", headers=fleet.auth, timeout=5).json()["nodes"]
-    return next(n for n in nodes if n["id"] == node)
-
-
-def _ready_with_iris(fleet: RunningFleet, node: str) -> bool:
-    view = _node_view(fleet, node)
-    return bool(view["ready"]) and any(m["name"] == "iris" for m in view["models"])  # type: ignore[attr-defined]
-
-
 def test_killed_node_is_reported_and_bypassed_then_rejoins(fleet: RunningFleet) -> None:
     victim = "modelhost-2"
     url = f"{fleet.url}/api/v1/models/iris/predict"
-    assert wait_until(lambda: _ready_with_iris(fleet, victim), timeout_s=30, interval_s=0.25)
+    assert wait_until(lambda: fleet.serves(victim, "iris"), timeout_s=30, interval_s=0.25)
     pid = fleet.pid(victim)
     with LoadLoop(url, ROW, max_requests=20_000, max_seconds=90, concurrency=16) as load:
         assert wait_until(lambda: load.sent > 100, timeout_s=10)
         os.kill(pid, signal.SIGKILL)
         killed_at = time.monotonic()
         # Polled from the kill on, while the load runs: the budget is the view's alone.
-        seen_down = wait_until(lambda: _node_view(fleet, victim)["live"] is False, SEEN_DOWN_WITHIN_S, 0.05)
+        seen_down = wait_until(lambda: fleet.node_view(victim)["live"] is False, SEEN_DOWN_WITHIN_S, 0.05)
         seen_down_s = time.monotonic() - killed_at
         at_kill = load.sent
         assert wait_until(lambda: load.sent > at_kill + 200, timeout_s=30)
@@ -50,7 +39,7 @@ def test_killed_node_is_reported_and_bypassed_then_rejoins(fleet: RunningFleet) 
 
         # The launcher restarts the node; it fetches the active models from the inferrer by itself.
         def restarted() -> bool:
-            return fleet.pid(victim) != pid and _ready_with_iris(fleet, victim)
+            return fleet.pid(victim) != pid and fleet.serves(victim, "iris")
 
         assert wait_until(restarted, timeout_s=30, interval_s=0.25)
         rejoined = load.mark()
