@@ -79,10 +79,11 @@ def create_app(
             finally:
                 await balancer.close()
 
+    def count_refusal(reason: str) -> None:
+        metrics.http.rejected("inferrer", reason).inc()
+
     app = FastAPI(
-        title="modelfleet inferrer",
-        lifespan=lifespan,
-        exception_handlers=exception_handlers(lambda reason: metrics.http.rejected("inferrer", reason).inc()),
+        title="modelfleet inferrer", lifespan=lifespan, exception_handlers=exception_handlers(count_refusal)
     )
     for router in (fleet_router, models_router, predict_router, v2_router, internal_router):
         app.include_router(router, responses=ERROR_RESPONSES)
@@ -92,6 +93,7 @@ def create_app(
         BodyLimitMiddleware,
         max_body_bytes=settings.max_body_bytes,
         max_upload_bytes=settings.max_upload_bytes,
+        count=count_refusal,
     )
     app.add_middleware(AccessMiddleware, metrics=metrics.http)
     return app

@@ -3,6 +3,9 @@ the inferrer's peak memory (VmHWM, reset before the requests) stays within the s
 
 from __future__ import annotations
 
+import json
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import httpx
@@ -92,3 +95,29 @@ def test_oversized_bodies_are_refused_at_nginx_and_the_inferrer_without_growing_
     assert peak_rows - before_rows < 96
     ok = httpx.post(f"{fleet.url}/api/v1/models/iris/predict", json={"instances": [[5.1, 3.5, 1.4, 0.2]]})
     assert ok.status_code == 200
+
+
+def _rejected(fleet: RunningFleet) -> float:
+    rows = httpx.get(f"{fleet.url}/metrics").text.splitlines()
+    return sum(
+        float(row.split()[-1])
+        for row in rows
+        if row.startswith("modelfleet_http_rejected_requests_total{") and 'reason="PayloadTooLarge"' in row
+    )
+
+
+@pytest.mark.parametrize("framing", ["declared", "chunked"])
+def test_a_client_that_sends_its_whole_body_first_reads_the_413(fleet: RunningFleet, framing: str) -> None:
+    """Python's urllib sends all 20 MiB before it reads the answer: the inferrer reads and drops the
+    rest of a refused body (bounded) before answering, so the client gets the 413, not a reset."""
+    body = b'{"instances": [' + b"[0.5, 0.5, 0.5, 0.5]," * 1_000_000 + b"[0, 0, 0, 0]]}"  # ~20 MiB
+    data = body if framing == "declared" else iter([body[i : i + 65536] for i in range(0, len(body), 65536)])
+    request = urllib.request.Request(
+        f"{fleet.url}/api/v1/models/iris/predict", data=data, headers={"content-type": "application/json"}
+    )
+    before = _rejected(fleet)
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=60)
+    assert refused.value.code == 413
+    assert "larger than the limit" in json.loads(refused.value.read())["error"]
+    assert _rejected(fleet) == before + 1  # every refusal is counted, the declared one included
