@@ -81,7 +81,7 @@ def _uvicorn(app: str, host: str, port: int, workers: int) -> list[str]:
 class LaunchOptions:
     sync_interval_s: float | None = None  # None: the node's own default
     nginx_bin: str = "nginx"
-    # uvicorn worker processes: scale with processes, not threads (PERFORMANCE.md).
+    # uvicorn worker processes: scale with processes, not threads (CPU-bound predicts share one GIL).
     inferrer_workers: int = 1
     modelhost_workers: int = 1
     # Bearer tokens from the .env, by variable name: every service gets them in its environment.

@@ -1,7 +1,7 @@
 """Adding and removing nodes with no failed request, for the local launcher and for compose.
 
 Added nodes start and converge (ready = every active model loaded) before the balancer sends them
-traffic. Removed nodes drain first (RELIABILITY.md): not ready, out of nginx, in-flight requests
+traffic. Removed nodes drain first: not ready, out of nginx, in-flight requests
 finished, then stopped.
 """
 

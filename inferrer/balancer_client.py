@@ -1,8 +1,8 @@
 """The hot path: calls through nginx on one pooled aiohttp session.
 
 httpx stays for management and status calls, where its cost does not matter. On the predict path it
-cost most of the gateway's CPU (PERFORMANCE.md measured ~300 req/s per core for httpx against ~1,700 for
-aiohttp; a py-spy profile of this gateway at concurrency 32 put 69% of its samples inside httpx).
+cost most of the gateway's CPU (measured on a 2-core machine: ~300 req/s per core for httpx against
+~1,700 for aiohttp; a py-spy profile of this gateway at concurrency 32 put 69% of its samples inside httpx).
 """
 
 from __future__ import annotations

@@ -55,7 +55,8 @@ class ModelStore:
         self._loading: dict[str, asyncio.Lock] = {}
         self.evicted: set[Key] = set()  # unloaded to save memory: loaded again on demand only
         self.cold_start_avg_s: dict[Key, float] = {}
-        # One thread: concurrent predicts would only fight over the GIL (PERFORMANCE.md). A model
+        # One thread: concurrent predicts would only fight over the GIL (a wide threadpool halved a
+        # 100-tree forest's throughput on 2 cores). A model
         # whose predict takes less than `inline_below_s` runs on the event loop: handing it to the
         # thread would cost more (a one-row LogisticRegression served ~35% fewer req/s that way).
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
