@@ -66,13 +66,13 @@ class PredictionService:
 
         if manifest.batching:
             lane = (name, version, manifest.sha256, tuple(outputs), is_table(rows))
-            answered_by, node, results = await self._batcher.submit(lane, rows, send)
+            answered_version, node, results = await self._batcher.submit(lane, rows, send)
         else:
-            answered_by, node, results = await send(rows)
-        self._metrics.predictions.labels(name, answered_by, node).inc()
+            answered_version, node, results = await send(rows)
+        self._metrics.predictions.labels(name, answered_version, node).inc()
         if key is not None:
             self.cache.put(key, results)
-        return Prediction(name, answered_by, node, results)
+        return Prediction(name, answered_version, node, results)
 
     async def _send(
         self, manifest: Manifest, rows: np.ndarray, outputs: list[str]

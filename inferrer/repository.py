@@ -76,9 +76,10 @@ class ModelRepository:
         return self._active.get(name)
 
     def all_versions(self) -> list[Manifest]:
-        return [m for name in sorted(self._versions) for m in self.versions_any(name)]
+        return [m for name in sorted(self._versions) for m in self.versions_if_any(name)]
 
-    def versions_any(self, name: str) -> list[Manifest]:
+    def versions_if_any(self, name: str) -> list[Manifest]:
+        """Every version of a model, oldest first; none for a model not stored (see `versions`)."""
         self._refresh()
         return sorted(self._versions.get(name, {}).values(), key=lambda m: m.created)
 
@@ -95,7 +96,7 @@ class ModelRepository:
 
     def versions(self, name: str) -> list[Manifest]:
         """Every version of a model (404 when it has none), oldest first."""
-        versions = self.versions_any(name)
+        versions = self.versions_if_any(name)
         if not versions:
             raise ModelNotFound(f"model {name!r} not found")
         return versions

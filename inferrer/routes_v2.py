@@ -76,7 +76,7 @@ async def server_ready(request: Request) -> FastJSONResponse:
 def model_meta(name: str, request: Request, version: str | None = None) -> FastJSONResponse:
     repository = deps.repository(request)
     manifest = repository.get(name, version)
-    versions = [m.version for m in repository.versions_any(name)]
+    versions = [m.version for m in repository.versions_if_any(name)]
     return FastJSONResponse(model_metadata(manifest, versions))
 
 
