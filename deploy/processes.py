@@ -59,6 +59,7 @@ class ManagedProcess:
         return self._popen.pid if self._popen else None
 
     def start(self) -> None:
+        self._kill_leftovers()  # of the previous run, when this is a restart
         log = self.log_path.open("ab")
         self._popen = subprocess.Popen(
             self.spec.argv,
@@ -115,7 +116,17 @@ class ManagedProcess:
                 logger.warning("%s did not stop in %.0fs: killing it", self.spec.name, timeout_s)
                 self._popen.kill()
                 self._popen.wait()
+        self._kill_leftovers()
         self.pid_path.unlink(missing_ok=True)
+
+    def _kill_leftovers(self) -> None:
+        """What the child started and left behind when it died (uvicorn's worker processes or
+        nginx's workers after a SIGKILL keep its port): they stay in its process group, whose id is
+        the child's own PID (it was started in a session of its own)."""
+        if self._popen is None or self._popen.poll() is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._popen.pid, signal.SIGKILL)
 
     def log_tail(self, lines: int = 20) -> str:
         try:

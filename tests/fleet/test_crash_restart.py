@@ -34,9 +34,9 @@ def _kill_everything(fleet: RunningFleet, first: int | None = None) -> None:
         os.kill(first, signal.SIGKILL)
     os.kill(fleet.process.pid, signal.SIGKILL)
     fleet.process.wait()
-    for pid in children:
+    for pid in children:  # each child leads a process group of its own: its workers go with it
         with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+            os.killpg(pid, signal.SIGKILL)
     assert wait_until(lambda: not any(Path(f"/proc/{pid}").exists() for pid in children), timeout_s=10)
 
 
@@ -121,3 +121,41 @@ def _quietly(call: Any, *args: Any, **kwargs: Any) -> None:
     """A request whose server is killed under it: any outcome is fine, the repository is checked."""
     with contextlib.suppress(httpx.HTTPError):
         call(*args, **kwargs)
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
+
+
+def test_a_killed_inferrer_with_two_workers_comes_back_without_orphans(tmp_path: Path) -> None:
+    """uvicorn's worker processes outlive a SIGKILLed parent and keep its port: the launcher kills
+    what is left of the dead child's process group before it starts the inferrer again."""
+    fleet = start_fleet(tmp_path, nodes=1, extra_args=("--inferrer-workers", "2"))
+    try:
+        pid = fleet.pid("inferrer")
+        workers = _children(pid)
+        assert len(workers) >= 2, workers
+        os.kill(pid, signal.SIGKILL)
+
+        def serving_again() -> bool:
+            if fleet.pid("inferrer") == pid:
+                return False
+            with contextlib.suppress(httpx.HTTPError):
+                predict = httpx.post(
+                    f"{fleet.url}/api/v1/models/iris/predict", json={"instances": [[1, 2, 3, 4]]}
+                )
+                return predict.status_code == 200
+            return False
+
+        assert wait_until(serving_again, timeout_s=60, interval_s=0.25), fleet.log()[-3000:]
+        assert not any(Path(f"/proc/{worker}").exists() for worker in workers), "old workers still run"
+        restarts = fleet.log().count("inferrer exited with code")
+        assert restarts == 1, fleet.log()[-3000:]  # one restart, not a loop against a held port
+        print(f"inferrer {pid} SIGKILLed, its workers {workers}: back as {fleet.pid('inferrer')}, 1 restart")
+    finally:
+        assert fleet.stop() == 0, fleet.log()
