@@ -87,8 +87,10 @@ class ModelRepository:
         """A version of a model; without `version`, the active one."""
         self._refresh()
         versions = self._versions.get(name)
-        if not versions or (version is None and name not in self._active):
+        if not versions:
             raise ModelNotFound(f"model {name!r} not found")
+        if version is None and name not in self._active:
+            raise ModelNotFound(f"model {name!r} has no active version: activate one of {sorted(versions)}")
         version = version or self._active[name]
         if version not in versions:
             raise ModelNotFound(f"model {name!r} has no version {version!r}")

@@ -15,8 +15,9 @@ from inferrer.payload import check_row_count
 
 
 def parse_csv_rows(raw: bytes, signature: ModelSchema, max_rows: int) -> np.ndarray:
-    """Rows of numbers in the fitted order (empty cells are missing values), or, for models fitted
-    with feature names, a header row and then a table: columns in any order, text allowed."""
+    """Rows of numbers in the fitted order (empty cells are missing values); for models fitted with
+    feature names, a table: after a header, columns in any order, without one the fitted order;
+    text allowed."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -24,8 +25,14 @@ def parse_csv_rows(raw: bytes, signature: ModelSchema, max_rows: int) -> np.ndar
     lines = [row for row in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in row)]
     if not lines:
         raise InvalidInput("the CSV body has no rows")
+    names = signature.feature_names
+    if names is not None:  # a header when the first row names a fitted feature; else the fitted order
+        has_header = bool({cell.strip() for cell in lines[0]} & set(names))
+        return _table(
+            lines[0] if has_header else names, lines[1:] if has_header else lines, signature, max_rows
+        )
     if not _is_numeric_row(lines[0]):
-        return _table(lines[0], lines[1:], signature, max_rows)
+        raise InvalidInput("this model was fitted without feature names: send CSV rows without a header")
     _check_shape(lines, signature.n_features, max_rows)
     try:
         return np.array([[float(c) if c.strip() else np.nan for c in row] for row in lines])
@@ -53,8 +60,7 @@ def _table(
     header_row: list[str], lines: list[list[str]], signature: ModelSchema, max_rows: int
 ) -> np.ndarray:
     names = signature.feature_names
-    if names is None:
-        raise InvalidInput("this model was fitted without feature names: send CSV rows without a header")
+    assert names is not None
     header = [cell.strip() for cell in header_row]
     check_columns(header, names, "the CSV header does not match the model's features")
     if not lines:

@@ -21,8 +21,11 @@ def test_csv_rows_with_and_without_header() -> None:
     assert parse_csv_rows(b"1,2\n3,4\n", UNNAMED, 10).tolist() == [[1, 2], [3, 4]]
     reordered = parse_csv_rows(b"b,a\n2,1\n\n", NAMED, 10)
     assert reordered.tolist() == [[1, 2]]
-    missing = parse_csv_rows(b"1,\n", NAMED, 10)
+    missing = parse_csv_rows(b"1,\n", UNNAMED, 10)
     assert np.isnan(missing[0, 1])
+    # A model with feature names gets a table either way: without a header, in the fitted order.
+    assert parse_csv_rows(b"1,\n", NAMED, 10).tolist() == [[1.0, None]]
+    assert parse_csv_rows(b"52,7.5,oslo\n", TEXT, 10).tolist() == [[52.0, 7.5, "oslo"]]
 
 
 def test_csv_with_a_header_becomes_a_table_of_numbers_and_text() -> None:
@@ -46,7 +49,7 @@ def test_csv_with_a_header_becomes_a_table_of_numbers_and_text() -> None:
         ),
         (b"a,b,c\n1,2,3\n", NAMED, r"unknown features \['c'\]"),
         (b"a,b\n1,2\n", UNNAMED, "without feature names"),
-        (b"1,2\n1,x\n", NAMED, "must be numbers"),
+        (b"1,2\n1,x\n", UNNAMED, "must be numbers"),
         (b"\xff\xfe", NAMED, "UTF-8"),
     ],
 )
