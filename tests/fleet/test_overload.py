@@ -64,7 +64,7 @@ def _rejected(fleet: RunningFleet, reason: str) -> float:
     return _metric(fleet, "modelfleet_http_rejected_requests_total" + labels)
 
 
-def test_a_stalled_node_costs_a_request_at_most_the_timeout_plus_one_retry(fleet: RunningFleet) -> None:
+def test_a_stalled_node_costs_a_request_at_most_two_timeouts_and_one_retry(fleet: RunningFleet) -> None:
     victim = fleet.pid("modelhost-2")
     timeouts_before = _victim_timeouts(fleet)
     with LoadLoop(_predict_url(fleet), ROW, max_requests=40_000, max_seconds=60, concurrency=16) as load:
@@ -94,10 +94,12 @@ def test_a_stalled_node_costs_a_request_at_most_the_timeout_plus_one_retry(fleet
         f"served by it after SIGCONT: {sum(a.node == 'modelhost-2' for a in after)}"
     )
     assert load.failures == [], load.failures[:3]
-    # The timeout, then one retry on another node. The retry itself takes milliseconds; the 2 s
-    # allowance is the queueing of a loaded 2-core machine, where ordinary requests alone reach ~1 s
-    # at this concurrency (a second timeout would take >= 4 s, so this still proves one retry at most).
-    assert longest < 2 * UPSTREAM_TIMEOUT_S
+    # A request's own call meets the timeout at most once, then one retry on another node (ms). It
+    # may also have queued in its gateway lane behind a batch that was waiting for the stalled node
+    # (a lane sends at most 2 calls at once): at most two timeouts in all (4.02 s seen once), plus
+    # 1 s for a loaded 2-core machine, where ordinary requests alone reach ~1 s at this concurrency.
+    # A request that waited for the stalled node a third time would take >= 6 s.
+    assert longest < 2 * UPSTREAM_TIMEOUT_S + 1
     # nginx skips the node for FAIL_TIMEOUT_S after each timeout, so it tries it at most once per
     # UPSTREAM_TIMEOUT_S + FAIL_TIMEOUT_S (plus the try under way at SIGSTOP and one as the stall
     # ends); each try carries at most one batch, i.e. at most 16 requests at c=16.
