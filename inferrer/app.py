@@ -23,7 +23,6 @@ from inferrer.routes_fleet import router as fleet_router
 from inferrer.routes_internal import router as internal_router
 from inferrer.routes_models import router as models_router
 from inferrer.routes_predict import HOT_ROUTES as PREDICT_HOT_ROUTES
-from inferrer.routes_predict import router as predict_router
 from inferrer.routes_v2 import HOT_ROUTES as V2_HOT_ROUTES
 from inferrer.routes_v2 import router as v2_router
 from inferrer.settings import InferrerSettings
@@ -85,7 +84,7 @@ def create_app(
     app = FastAPI(
         title="modelfleet inferrer", lifespan=lifespan, exception_handlers=exception_handlers(count_refusal)
     )
-    for router in (fleet_router, models_router, predict_router, v2_router, internal_router):
+    for router in (fleet_router, models_router, v2_router, internal_router):
         app.include_router(router, responses=ERROR_RESPONSES)
     app.include_router(metrics_router(registry))
     add_hot_routes(app, [*PREDICT_HOT_ROUTES, *V2_HOT_ROUTES])

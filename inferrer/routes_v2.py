@@ -15,7 +15,8 @@ from fastapi import APIRouter, Request
 from inferrer import dependencies as deps
 from inferrer.errors import InferrerError, InvalidInput, MalformedRequest, ModelNotFound, UpstreamUnavailable
 from inferrer.v2_codec import INFER_BODY_SCHEMA, decode_infer_request, encode_outputs, model_metadata
-from wire.bearer import INFERENCE, MANAGEMENT, Scope, authorize
+from wire.bearer import INFERENCE, MANAGEMENT, Scope
+from wire.hot_routes import HotRoute
 from wire.inferrer_answers import Live
 from wire.json import FastJSONResponse
 from wire.openapi import answers, readiness, request_body
@@ -36,7 +37,7 @@ router = APIRouter(prefix="/v2", tags=["open inference protocol v2"])
 _INFER_BODY = request_body(INFER_BODY_SCHEMA)
 _METADATA = answers(V2ModelMetadata, "The model's versions, input and output tensors")
 _MODEL_READY = readiness(V2ModelReady, V2ModelNotReady, "the version exists and a node is ready")
-# Declared only: the answer is built and sent unvalidated (the hot routes in HOT_ROUTES serve these paths).
+# Declared only: the answer is built and sent unvalidated.
 _INFERRED = answers(V2InferResponse, "One output tensor per requested output")
 
 
@@ -90,14 +91,9 @@ async def model_ready(name: str, request: Request, version: str | None = None) -
     return FastJSONResponse(body, status_code=200 if ready else 503)
 
 
-@router.post("/models/{name}/infer", dependencies=[INFERENCE], openapi_extra=_INFER_BODY, responses=_INFERRED)
-@router.post(
-    "/models/{name}/versions/{version}/infer",
-    dependencies=[INFERENCE],
-    openapi_extra=_INFER_BODY,
-    responses=_INFERRED,
-)
-async def infer(name: str, request: Request, version: str | None = None) -> FastJSONResponse:
+async def infer(request: Request) -> FastJSONResponse:
+    """Inference on the active version (or the pinned one): tensors in, tensors out."""
+    name, version = request.path_params["name"], request.path_params.get("version")
     async with deps.admission(request).admit(request.headers):
         return await _infer(name, request, version)
 
@@ -169,12 +165,7 @@ async def repository_unload(name: str, request: Request) -> FastJSONResponse:
     return FastJSONResponse({"name": name, "nodes_unloaded": unloaded})
 
 
-async def infer_hot(request: Request) -> FastJSONResponse:
-    authorize(request, Scope.INFERENCE)
-    return await infer(request.path_params["name"], request, request.path_params.get("version"))
-
-
 HOT_ROUTES = [
-    ("/v2/models/{name}/infer", infer_hot, ["POST"]),
-    ("/v2/models/{name}/versions/{version}/infer", infer_hot, ["POST"]),
+    HotRoute(path, infer, Scope.INFERENCE, openapi_extra=_INFER_BODY, responses=_INFERRED)
+    for path in ("/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer")
 ]

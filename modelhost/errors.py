@@ -12,6 +12,7 @@ __all__ = [
     "ModelhostError",
     "NodeDraining",
     "UnknownModel",
+    "UnloadableArtifact",
 ]
 
 
@@ -44,3 +45,9 @@ class MemoryBudgetExceeded(ModelhostError):
 
 class ArtifactUnavailable(ModelhostError):
     status_code = 502
+
+
+class UnloadableArtifact(ModelhostError):
+    """The artifact is there, but does not load as its manifest says (format, trusted types)."""
+
+    status_code = 422

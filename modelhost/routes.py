@@ -16,8 +16,9 @@ from artifacts.manifest import Manifest
 from modelhost.errors import InvalidInput, NodeDraining
 from modelhost.store import ModelStore
 from modelhost.sync import Reconciler
-from wire.bearer import MANAGEMENT, Scope, authorize
+from wire.bearer import MANAGEMENT, Scope
 from wire.errors import parse_json_object
+from wire.hot_routes import HotRoute
 from wire.json import FastJSONResponse
 from wire.modelhost_answers import (
     Draining,
@@ -100,17 +101,12 @@ def ping(item: str, request: Request) -> FastJSONResponse:
     return FastJSONResponse({"item": item, "node": _store(request).node})
 
 
-# Declared only: the answer is built and sent unvalidated (the hot route in HOT_ROUTES serves this path).
-@router.post(
-    "/api/v1/models/{name}/predict",
-    openapi_extra=_PREDICT_BODY,
-    responses=answers(NodePrediction, "One list per requested output"),
-)
-async def predict(name: str, request: Request) -> Response:
+async def predict(request: Request) -> Response:
     """Body: {"version": "2", "sha256": "...", "instances": [[...]], "outputs": ["predict",
     "predict_proba"]}, and "columns": [...] (the fitted feature names) to predict on a DataFrame of
     mixed values. `sha256` names the artifact the inferrer means by that version: the node predicts
     with exactly that one (a version deleted and deployed again under the same number is another)."""
+    name = request.path_params["name"]
     reconciler = _reconciler(request)
     store = _store(request)
     if reconciler.readiness.draining:
@@ -133,12 +129,16 @@ async def predict(name: str, request: Request) -> Response:
     return FastJSONResponse({"model": name, "version": version, "outputs": results, "node": store.node})
 
 
-async def predict_hot(request: Request) -> Response:
-    authorize(request, Scope.MANAGEMENT)
-    return await predict(request.path_params["name"], request)
-
-
-HOT_ROUTES = [("/api/v1/models/{name}/predict", predict_hot, ["POST"])]
+# The answer is declared only: it is built and sent unvalidated.
+HOT_ROUTES = [
+    HotRoute(
+        "/api/v1/models/{name}/predict",
+        predict,
+        Scope.MANAGEMENT,
+        openapi_extra=_PREDICT_BODY,
+        responses=answers(NodePrediction, "One list per requested output"),
+    )
+]
 
 
 @internal.get("/models", responses=answers(list[Manifest], "The manifest of every loaded version"))

@@ -17,7 +17,7 @@ from artifacts.formats import ArtifactError, load_artifact
 from artifacts.manifest import Manifest
 from metrics.definitions import ModelhostMetrics
 from modelhost.artifact_cache import ArtifactCache
-from modelhost.errors import ArtifactUnavailable, InvalidInput, MemoryBudgetExceeded, ModelNotLoaded
+from modelhost.errors import InvalidInput, MemoryBudgetExceeded, ModelNotLoaded, UnloadableArtifact
 from modelhost.inputs import as_frame, as_rows
 
 logger = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ class ModelStore:
                     load_artifact, data, manifest.format, manifest.trusted_types
                 )
             except ArtifactError as exc:
-                raise ArtifactUnavailable(f"cannot load {manifest.name}/{manifest.version}: {exc}") from None
+                raise UnloadableArtifact(f"cannot load {manifest.name}/{manifest.version}: {exc}") from None
             self._models[manifest.key] = LoadedModel(manifest, estimator)
             self.evicted.discard(manifest.key)
             elapsed = time.perf_counter() - start
