@@ -61,7 +61,7 @@ def apply_topology(
 
     for node in added:
         backend.start_node(node)
-    write_node_list(union.nodes, placement)  # the gateway sees the new nodes (status, broadcasts)
+    write_node_list(union.nodes, placement)  # the gateway sees the new nodes (status, "sync now")
     _wait_for(inferrer, timeout_s, "ready", {n.id for n in added}, lambda s: s["ready"])
 
     for node in removed:

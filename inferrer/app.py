@@ -9,74 +9,61 @@ import httpx
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from inferrer.admission import Admission
-from inferrer.balancer_client import BalancerClient
-from inferrer.batching import Batcher
-from inferrer.body_limit import BodyLimitMiddleware
-from inferrer.client import ModelHostClientManager
+from inferrer.api.body_limit import BodyLimitMiddleware
+from inferrer.api.fleet import router as fleet_router
+from inferrer.api.internal import router as internal_router
+from inferrer.api.models import router as models_router
+from inferrer.api.predict import HOT_ROUTES as PREDICT_HOT_ROUTES
+from inferrer.api.v2 import HOT_ROUTES as V2_HOT_ROUTES
+from inferrer.api.v2 import router as v2_router
+from inferrer.control.lifecycle import ModelLifecycle
+from inferrer.control.node_directory import NodeDirectory
+from inferrer.control.repository import ModelRepository
+from inferrer.dataplane.admission import Admission
+from inferrer.dataplane.balancer_client import Upstream
+from inferrer.dataplane.batching import Batcher
+from inferrer.dataplane.prediction import PredictionService
+from inferrer.dataplane.prediction_cache import PredictionCache
 from inferrer.errors import exception_handlers
-from inferrer.node_directory import NodeDirectory
-from inferrer.prediction import PredictionService
-from inferrer.prediction_cache import PredictionCache
-from inferrer.repository import ModelRepository
-from inferrer.routes_fleet import router as fleet_router
-from inferrer.routes_internal import router as internal_router
-from inferrer.routes_models import router as models_router
-from inferrer.routes_predict import HOT_ROUTES as PREDICT_HOT_ROUTES
-from inferrer.routes_v2 import HOT_ROUTES as V2_HOT_ROUTES
-from inferrer.routes_v2 import router as v2_router
+from inferrer.fleet_clients import ModelHostClientManager
 from inferrer.settings import InferrerSettings
 from metrics.definitions import InferrerMetrics
 from metrics.exposition import metrics_router
 from wire.access import AccessMiddleware
-from wire.bearer import Tokens, bearer_headers
+from wire.bearer import Tokens
 from wire.hot_routes import add_hot_routes
 from wire.openapi import ERROR_RESPONSES
 
 
 def create_app(
     settings: InferrerSettings | None = None,
-    transport: httpx.AsyncBaseTransport | None = None,
+    upstream: Upstream | None = None,
+    node_transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
-    """Build the gateway. `transport` lets tests put an in-process or faulty fleet behind it."""
+    """Build the gateway. Tests may put an in-process or faulty fleet behind it: `upstream` in place
+    of the balancer (predictions), `node_transport` under the nodes' direct client (sync, status)."""
     settings = settings or InferrerSettings()
     registry = CollectorRegistry()
     metrics = InferrerMetrics(registry)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
-        timeout = httpx.Timeout(settings.upstream_timeout_s, connect=2.0)
-        # Node calls (broadcasts, status, drain) carry the management token the nodes require.
-        headers = bearer_headers(settings.management_token)
-        async with httpx.AsyncClient(
-            transport=transport, limits=limits, timeout=timeout, headers=headers
-        ) as client:
-            app.state.settings = settings
-            app.state.tokens = Tokens(settings.management_token, settings.inference_token)
-            app.state.metrics = metrics
+        directory = NodeDirectory(settings.nodes_file)
+        clients = ModelHostClientManager(settings, metrics, directory, upstream, node_transport)
+        async with clients as (balancer, nodes):
             repository = ModelRepository(settings.repository_dir)
-            directory = NodeDirectory(settings.nodes_file)
-            balancer = BalancerClient(
-                settings.nginx_url,
-                settings.max_request_timeout_s,
-                metrics,
-                directory,
-                settings.management_token,
-            )
-            app.state.admission = Admission(settings.max_in_flight, settings.max_request_timeout_s, metrics)
-            manager = ModelHostClientManager(client, balancer, directory, settings.status_timeout_s)
             cache = PredictionCache(settings.prediction_cache_size, metrics.cache_hits, metrics.cache_misses)
-            app.state.repository = repository
-            app.state.manager = manager
             batcher = Batcher(
                 settings.batch_max_rows, settings.batch_max_wait_s, settings.batch_max_in_flight, metrics
             )
-            app.state.prediction = PredictionService(repository, manager, metrics, cache, batcher)
-            try:
-                yield
-            finally:
-                await balancer.close()
+            app.state.settings = settings
+            app.state.tokens = Tokens(settings.management_token, settings.inference_token)
+            app.state.metrics = metrics
+            app.state.admission = Admission(settings.max_in_flight, settings.max_request_timeout_s, metrics)
+            app.state.balancer = balancer
+            app.state.lifecycle = ModelLifecycle(repository, nodes)
+            app.state.prediction = PredictionService(repository, balancer, metrics, cache, batcher)
+            yield
 
     def count_refusal(reason: str) -> None:
         metrics.http.rejected("inferrer", reason).inc()

@@ -18,8 +18,12 @@ class InferrerSettings(BaseSettings):
     # JSON {"modelhost-1": "http://127.0.0.1:8101", ...}, rendered from the topology; re-read on change.
     nodes_file: Path | None = None
     status_timeout_s: float = Field(default=1.0, gt=0)
-    # Management calls to the nodes (a broadcast load waits for every node to load the model).
-    upstream_timeout_s: float = Field(default=30.0, gt=0)
+    # How long a deploy, switch or delete waits for each node's sync (loading the model included).
+    node_sync_timeout_s: float = Field(default=30.0, gt=0)
+    # Connection pools: through nginx (predictions), and to each node directly (sync, status, drain).
+    balancer_max_connections: int = Field(default=256, gt=0)
+    node_max_connections: int = Field(default=64, gt=0)
+    connect_timeout_s: float = Field(default=2.0, gt=0)
     # A prediction's deadline: the client's X-Request-Timeout, at most this (also the default).
     max_request_timeout_s: float = Field(default=30.0, gt=0)
     # Predictions in flight per inferrer process; beyond it, 503 with Retry-After at once.

@@ -7,50 +7,33 @@ or nginx's can neither predict nor make the node load a model without it.
 
 from __future__ import annotations
 
-from typing import Any
-
+import httpx
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from artifacts.manifest import Manifest
-from modelhost.errors import InvalidInput, NodeDraining
+from modelhost.errors import ArtifactUnavailable, NodeDraining
 from modelhost.store import ModelStore
 from modelhost.sync import Reconciler
 from wire.bearer import MANAGEMENT, Scope
-from wire.errors import parse_json_object
+from wire.errors import parse_body
 from wire.hot_routes import HotRoute
 from wire.json import FastJSONResponse
 from wire.modelhost_answers import (
     Draining,
-    ModelLoaded,
-    ModelUnloaded,
     NodeLive,
     NodeNotReady,
-    NodePrediction,
     NodeReady,
     NodeStatus,
     Pong,
 )
+from wire.node_calls import NodePrediction, SyncAnswer, SyncRequest, predict_body
 from wire.openapi import answers, readiness, request_body
 
 health = APIRouter()
 router = APIRouter(dependencies=[MANAGEMENT])
 
-_CELL_TYPES = ["number", "string", "boolean", "null"]
-_PREDICT_BODY = request_body(
-    {
-        "type": "object",
-        "required": ["version", "sha256"],
-        "properties": {
-            "version": {"type": "string"},
-            "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
-            # Numbers, or, with the fitted feature names in `columns`, any JSON values (text columns).
-            "instances": {"type": "array", "items": {"type": "array", "items": {"type": _CELL_TYPES}}},
-            "columns": {"type": "array", "items": {"type": "string"}},
-            "outputs": {"type": "array", "items": {"type": "string"}},
-        },
-    }
-)
+_PREDICT_BODY = request_body(predict_body.json_schema())
 # Model control is for the inferrer alone: it sends the fleet's management token.
 internal = APIRouter(prefix="/internal/v1", dependencies=[MANAGEMENT])
 
@@ -102,31 +85,19 @@ def ping(item: str, request: Request) -> FastJSONResponse:
 
 
 async def predict(request: Request) -> Response:
-    """Body: {"version": "2", "sha256": "...", "instances": [[...]], "outputs": ["predict",
-    "predict_proba"]}, and "columns": [...] (the fitted feature names) to predict on a DataFrame of
-    mixed values. `sha256` names the artifact the inferrer means by that version: the node predicts
-    with exactly that one (a version deleted and deployed again under the same number is another)."""
+    """Predict with the artifact the body names (wire.node_calls.NodePredictBody)."""
     name = request.path_params["name"]
     reconciler = _reconciler(request)
     store = _store(request)
     if reconciler.readiness.draining:
         raise NodeDraining(f"{store.node} is draining")
-    body = parse_json_object(await request.body())
-    version = body.get("version")
-    sha256 = body.get("sha256")
+    body = parse_body(predict_body, await request.body())
+    version, sha256 = body["version"], body["sha256"]
     outputs = body.get("outputs", ["predict"])
-    if not isinstance(version, str) or not isinstance(sha256, str):
-        raise InvalidInput('"version" and "sha256" (strings) are required')
-    if not isinstance(outputs, list) or not all(isinstance(o, str) for o in outputs):
-        raise InvalidInput('"outputs" must be a list of output names')
-    columns = body.get("columns")
-    if columns is not None and (
-        not isinstance(columns, list) or not all(isinstance(c, str) for c in columns)
-    ):
-        raise InvalidInput('"columns" must be a list of feature names')
     await reconciler.ensure_available(name, version, sha256)
-    results = await store.predict(name, version, sha256, body.get("instances"), outputs, columns)
-    return FastJSONResponse({"model": name, "version": version, "outputs": results, "node": store.node})
+    results = await store.predict(name, version, sha256, body["instances"], outputs, body.get("columns"))
+    answer: NodePrediction = {"model": name, "version": version, "outputs": results, "node": store.node}
+    return FastJSONResponse(answer)
 
 
 # The answer is declared only: it is built and sent unvalidated.
@@ -146,10 +117,14 @@ def loaded_models(request: Request) -> FastJSONResponse:
     return FastJSONResponse([m.model_dump(mode="json") for m in _store(request).loaded()])
 
 
-@internal.post("/models/load", responses=answers(ModelLoaded, "Loaded (or was already)"))
-async def load_model(manifest: Manifest, request: Request) -> FastJSONResponse:
-    await _reconciler(request).load(manifest)
-    return FastJSONResponse({**_summary(manifest), "node": _store(request).node})
+@internal.post("/sync", responses=answers(SyncAnswer, "Converged: what this node holds, what failed"))
+async def sync(changes: SyncRequest, request: Request) -> Response:
+    """Converge to the inferrer's desired state now, warming and releasing what `changes` say."""
+    try:
+        answer = await _reconciler(request).sync(changes)
+    except httpx.HTTPError as exc:
+        raise ArtifactUnavailable(f"cannot reach the inferrer for the desired state: {exc!r}") from None
+    return Response(answer.model_dump_json(), media_type="application/json")
 
 
 @internal.post("/drain", responses=answers(Draining, "Not ready from now on"))
@@ -158,15 +133,3 @@ def drain(request: Request) -> FastJSONResponse:
     readiness.drain()
     store = _store(request)
     return FastJSONResponse({"node": store.node, "draining": True, "in_flight": store.in_flight})
-
-
-@internal.delete(
-    "/models/{name}", responses=answers(ModelUnloaded, "The versions unloaded (none if not loaded)")
-)
-async def unload_model(name: str, request: Request) -> FastJSONResponse:
-    versions = await _reconciler(request).unload(name)
-    return FastJSONResponse({"model": name, "unloaded": versions, "node": _store(request).node})
-
-
-def _summary(manifest: Manifest) -> dict[str, Any]:
-    return {"name": manifest.name, "version": manifest.version, "sha256": manifest.sha256}

@@ -129,11 +129,16 @@ class ModelStore:
         self.evicted |= set(keys)
         return [version for _, version in keys]
 
-    def retire(self, wanted: set[Key], grace_s: float) -> None:
-        """Unload versions no longer wanted once no request uses them and none came for grace_s."""
+    def retire(self, wanted: set[Key], stored: set[tuple[str, str, str]], grace_s: float) -> None:
+        """Once no request uses them, unload versions no longer stored (at once) and stored versions
+        not `wanted` (after grace_s without a request). `stored`: (name, version, sha256)."""
         now = time.monotonic()
         for key, model in list(self._models.items()):
-            if key not in wanted and not model.in_flight and model.idle_for(now) >= grace_s:
+            if key in wanted or model.in_flight:
+                continue
+            if (*key, model.manifest.sha256) not in stored:
+                self._drop(key, "no longer stored")
+            elif model.idle_for(now) >= grace_s:
                 self._drop(key, "retired")
 
     def evict_idle(self, idle_s: float) -> None:

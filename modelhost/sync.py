@@ -1,8 +1,11 @@
-"""Converge to the inferrer's desired state: at start, periodically, and whenever told to.
+"""Converge to the inferrer's desired state: one mechanism, run at start, every sync interval, and
+whenever the inferrer says "sync now" (a deploy, a switch, a delete, a V2 load or unload).
 
-Active versions are loaded ahead of traffic; any other version is loaded on its first request.
-Versions no longer wanted are unloaded once their requests have finished; with idle_unload_s, idle
-models are unloaded too (scale to zero) and come back on their next request.
+Active versions are loaded ahead of traffic; a version a deploy or switch is about to activate is
+warmed the same way. Stored versions that are not active are loaded on their first request and
+unloaded once idle for a sync interval; anything no longer stored is unloaded as soon as its requests
+have finished. With idle_unload_s, idle models are unloaded too (scale to zero) and come back on
+their next request.
 """
 
 from __future__ import annotations
@@ -12,15 +15,13 @@ import logging
 from urllib.parse import quote
 
 import httpx
-from pydantic import TypeAdapter
 
 from artifacts.manifest import Manifest
 from modelhost.errors import ArtifactUnavailable, ModelhostError, UnknownModel
 from modelhost.store import ModelStore
+from wire.node_calls import DesiredState, SyncAnswer, SyncRequest, VersionRef
 
 logger = logging.getLogger(__name__)
-
-_manifests = TypeAdapter(list[Manifest])
 
 
 class Readiness:
@@ -56,17 +57,9 @@ class Reconciler:
         self._interval_s = interval_s
         self._idle_unload_s = idle_unload_s
         self.readiness = Readiness()
-        # Syncs and broadcast loads/unloads apply one at a time, so a sync working from a
-        # desired state fetched just before a broadcast never undoes that broadcast.
+        # One sync at a time: each fetches the desired state after the one before it has applied its
+        # own, so a sync working from an older state never undoes a newer one.
         self._lock = asyncio.Lock()
-
-    async def load(self, manifest: Manifest) -> None:
-        async with self._lock:
-            await self._store.ensure_loaded(manifest)
-
-    async def unload(self, name: str) -> list[str]:
-        async with self._lock:
-            return self._store.unload(name)
 
     async def ensure_available(self, name: str, version: str, sha256: str) -> None:
         """Load on demand: a version this node does not have (or has as another artifact, from
@@ -90,7 +83,7 @@ class Reconciler:
     async def run_forever(self) -> None:
         while True:
             try:
-                await self.sync_once()
+                await self.sync()
                 delay = self._interval_s
             except httpx.HTTPError as exc:
                 logger.warning("cannot reach the inferrer for the desired state: %r", exc)
@@ -98,27 +91,37 @@ class Reconciler:
                 delay = self._interval_s if self.readiness.synced else min(1.0, self._interval_s)
             await asyncio.sleep(delay)
 
-    async def sync_once(self) -> None:
+    async def sync(self, changes: SyncRequest | None = None) -> SyncAnswer:
+        """Fetch the desired state and converge to it (plus `changes`); answer what this node holds."""
+        changes = changes or SyncRequest()
         async with self._lock:
-            await self._apply_desired()
+            for name in changes.release:
+                self._store.unload(name)
+            response = await self._client.get(f"{self._inferrer_url}/internal/v1/desired")
+            response.raise_for_status()
+            desired = DesiredState.model_validate_json(response.content)
+            failed = await self._converge(desired, changes.warm)
+        loaded = [VersionRef(name=m.name, version=m.version, sha256=m.sha256) for m in self._store.loaded()]
+        return SyncAnswer(node=self._store.node, loaded=loaded, failed=failed)
 
-    async def _apply_desired(self) -> None:
-        response = await self._client.get(f"{self._inferrer_url}/internal/v1/desired")
-        response.raise_for_status()
-        desired = _manifests.validate_json(response.content)
-        wanted = {m.key for m in desired}
-        failures: list[str] = []
-        for manifest in desired:
-            if manifest.key in self._store.evicted:
-                continue  # unloaded while idle: it comes back with its next request
+    async def _converge(self, desired: DesiredState, warm: list[Manifest]) -> dict[str, str]:
+        failed: dict[str, str] = {}
+        for manifest in warm + desired.load:
+            if manifest.key in self._store.evicted and manifest not in warm:
+                continue  # released while idle: it comes back with its next request
             try:
                 await self._store.ensure_loaded(manifest)
             except ModelhostError as exc:
-                failures.append(exc.message)
-        self._store.retire(wanted, grace_s=self._interval_s)
+                failed[f"{manifest.name}/{manifest.version}"] = exc.message
+        # Ready once every active version is loaded (a warm one that failed only fails its deploy).
+        active_failed = [failed[k] for k in (f"{m.name}/{m.version}" for m in desired.load) if k in failed]
+        wanted = {m.key for m in desired.load + warm}
+        stored = {(ref.name, ref.version, ref.sha256) for ref in desired.keep}
+        self._store.retire(wanted, stored, grace_s=self._interval_s)
         if self._idle_unload_s is not None:
             self._store.evict_idle(self._idle_unload_s)
-        self._store.evicted &= wanted
-        self.readiness.synced = not failures
+        self._store.evicted &= {(name, version) for name, version, _ in stored}
+        self.readiness.synced = not active_failed
         if not self.readiness.draining:
-            self.readiness.reason = "; ".join(failures) if failures else "all models loaded"
+            self.readiness.reason = "; ".join(active_failed) if active_failed else "all models loaded"
+        return failed

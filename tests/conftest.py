@@ -79,3 +79,9 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningFleet]:
     running = start_fleet(Path(tmp_path_factory.mktemp("fleet")), nodes=3)
     yield running
     assert running.stop() == 0, running.log()
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """In-process async tests (tests/api/) run on asyncio, as the services do."""
+    return "asyncio"

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import orjson
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
+from pydantic import TypeAdapter, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from wire.json import error_response
 
+T = TypeVar("T")
 ErrorHandler = Callable[[Request, Exception], Coroutine[Any, Any, Response]]
 
 
@@ -29,6 +31,28 @@ class ServiceError(Exception):
 
 class MalformedRequest(ServiceError):
     status_code = 400
+
+
+class InvalidRequest(ServiceError):
+    """A well-formed body that breaks the route's declared type."""
+
+    status_code = 422
+
+
+def parse_body(adapter: TypeAdapter[T], raw: bytes) -> T:
+    """Parse and validate a body against its wire type: 400 when it is no JSON, 422 naming each
+    field that breaks the type."""
+    try:
+        return adapter.validate_json(raw)
+    except ValidationError as exc:
+        if any(err["type"] == "json_invalid" for err in exc.errors()):
+            raise MalformedRequest(f"malformed JSON body: {exc.errors()[0]['msg']}") from None
+        raise InvalidRequest(f"invalid request: {describe(exc.errors())}") from None
+
+
+def describe(errors: Any) -> str:
+    """Pydantic's (or FastAPI's) validation errors, one `field: problem` each."""
+    return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in errors)
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:
@@ -63,5 +87,4 @@ async def handle_http_exception(request: Request, exc: Exception) -> Response:
 async def handle_validation_error(request: Request, exc: Exception) -> Response:
     """FastAPI's request validation errors in the same body shape, naming each bad field."""
     assert isinstance(exc, RequestValidationError)
-    problems = "; ".join(f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors())
-    return error_response(f"invalid request: {problems}", 422)
+    return error_response(f"invalid request: {describe(exc.errors())}", 422)

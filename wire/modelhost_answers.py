@@ -6,7 +6,7 @@ declares them with these models too.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from wire.openapi import Answer
 
@@ -59,31 +59,9 @@ class Pong(Answer):
     node: str
 
 
-class NodePrediction(Answer):
-    """One list per requested output (`predict`, `predict_proba`), a row each."""
-
-    model: str
-    version: str
-    outputs: dict[str, list[Any]]
-    node: str
-
-
-class ModelLoaded(Answer):
-    name: str
-    version: str
-    sha256: str
-    node: str
-
-
 class Draining(Answer):
     """The node turned not ready; new predictions answer 503, the `in_flight` ones finish."""
 
     node: str
     draining: Literal[True]
     in_flight: int
-
-
-class ModelUnloaded(Answer):
-    model: str
-    unloaded: list[str]  # the versions
-    node: str

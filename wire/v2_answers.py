@@ -1,5 +1,5 @@
-"""The success bodies of the Open Inference Protocol V2 routes (inferrer/routes_v2.py, encoded by
-inferrer/v2_codec.py), as the gateway's OpenAPI document declares them."""
+"""The success bodies of the Open Inference Protocol V2 routes (inferrer/api/v2.py, encoded by
+inferrer/api/v2_codec.py), as the gateway's OpenAPI document declares them."""
 
 from __future__ import annotations
 

@@ -120,7 +120,7 @@ def test_nginx_and_the_nodes_refuse_calls_without_the_fleet_credential(guarded: 
         ("GET", "/", None),
         ("GET", "/internal/v1/models", None),
         ("POST", "/internal/v1/drain", None),
-        ("DELETE", "/internal/v1/models/iris", None),
+        ("POST", "/internal/v1/sync", {"release": ["iris"]}),
     ]
     for method, path, body in calls:
         for headers in ({}, bearer_headers("z" * 43), bearer_headers(INFERENCE_TOKEN)):

@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from inferrer.app import create_app
 from inferrer.settings import InferrerSettings
 from wire.bearer import bearer_headers
+from wire.node_calls import SyncAnswer, SyncRequest, VersionRef
 
 TOKEN = "activation-test-token"
 AUTH = bearer_headers(TOKEN)
@@ -27,10 +28,18 @@ class Nodes:
         self.failing: set[str] = set()
 
     def handle(self, request: httpx.Request) -> httpx.Response:
+        """A sync loads the versions to warm, unless this node is failing; every other call succeeds."""
         node = request.url.host
-        if request.url.path == "/internal/v1/models/load" and node in self.failing:
-            return httpx.Response(422, json={"error": "cannot load this model"})
-        return httpx.Response(200, json={"loaded": True})
+        if request.url.path != "/internal/v1/sync":
+            return httpx.Response(200, json={"ready": True, "models": []})
+        warm = SyncRequest.model_validate_json(request.content).warm
+        refs = [VersionRef(name=m.name, version=m.version, sha256=m.sha256) for m in warm]
+        failed = {f"{m.name}/{m.version}": "cannot load this model" for m in warm}
+        if node in self.failing:
+            answer = SyncAnswer(node=node, loaded=[], failed=failed)
+        else:
+            answer = SyncAnswer(node=node, loaded=refs, failed={})
+        return httpx.Response(200, content=answer.model_dump_json())
 
 
 @pytest.fixture
@@ -47,7 +56,7 @@ def client(tmp_path: Path, nodes: Nodes) -> Iterator[TestClient]:
     settings = InferrerSettings(
         repository_dir=tmp_path / "repository", nodes_file=nodes_file, management_token=TOKEN
     )
-    with TestClient(create_app(settings, transport=httpx.MockTransport(nodes.handle))) as test_client:
+    with TestClient(create_app(settings, node_transport=httpx.MockTransport(nodes.handle))) as test_client:
         yield test_client
 
 

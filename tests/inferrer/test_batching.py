@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from inferrer.batching import Batcher, Outputs
+from inferrer.dataplane.batching import Batcher, Outputs
 from inferrer.errors import UpstreamAnswered
 from metrics.definitions import InferrerMetrics
 from wire.access import current_request_id

@@ -10,10 +10,10 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-from inferrer.balancer_client import BalancerClient, UpstreamAnswer
-from inferrer.client import ModelHostClientManager
+from inferrer.control.node_directory import NodeDirectory
+from inferrer.control.nodes import FleetNodes
+from inferrer.dataplane.balancer_client import BalancerClient, UpstreamAnswer
 from inferrer.errors import NodeNotFound, UpstreamTimeout, UpstreamUnavailable
-from inferrer.node_directory import NodeDirectory
 from metrics.definitions import InferrerMetrics
 
 OK = (
@@ -88,19 +88,18 @@ def test_node_list_follows_its_file(tmp_path: Path) -> None:
         return httpx.Response(200, json={"ready": True, "models": []})
 
     async def scenario() -> None:
-        client = httpx.AsyncClient(transport=httpx.MockTransport(handler))
-        balancer = BalancerClient("http://127.0.0.1:9", 1.0, METRICS, NodeDirectory(None), TOKEN)
-        manager = ModelHostClientManager(client, balancer, NodeDirectory(nodes_file), 1.0)
-        try:
-            assert manager.nodes == {"modelhost-1": "http://a:1"}
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+            nodes = FleetNodes(client, NodeDirectory(nodes_file), 1.0)
+            assert nodes.urls == {"modelhost-1": "http://a:1"}
             nodes_file.write_text(json.dumps({"modelhost-1": "http://a:1", "modelhost-2": "http://dead:2"}))
-            statuses = await manager.node_statuses()
+            statuses = await nodes.statuses()
             assert [(s.id, s.live) for s in statuses] == [("modelhost-1", True), ("modelhost-2", False)]
+            synced = await nodes.sync()  # a node that answers outside the contract, and a dead one
+            assert "outside the contract" in str(synced["modelhost-1"])
+            assert str(synced["modelhost-2"]).startswith("unreachable")
             nodes_file.write_text("not json")
-            assert list(manager.nodes) == ["modelhost-1", "modelhost-2"]  # the last good list stays
+            assert list(nodes.urls) == ["modelhost-1", "modelhost-2"]  # the last good list stays
             with pytest.raises(NodeNotFound):
-                await manager.drain("modelhost-9")
-        finally:
-            await balancer.close()
+                await nodes.drain("modelhost-9")
 
     asyncio.run(scenario())

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from artifacts.schema import ModelSchema
+from inferrer.api.rest_codec import parse_predict_body
 from inferrer.errors import InvalidInput, MalformedRequest, PayloadTooLarge
-from inferrer.payload import parse_predict_body
 
 NAMED = ModelSchema(
     n_features=2, feature_names=["a", "b"], classes=[0, 1], outputs=["predict", "predict_proba"]

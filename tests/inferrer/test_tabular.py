@@ -8,9 +8,9 @@ import pytest
 from artifacts.formats import ArtifactFormat
 from artifacts.manifest import Manifest
 from artifacts.schema import ModelSchema
+from inferrer.api.csv_codec import parse_csv_rows, render_csv
+from inferrer.dataplane.prediction import check_request
 from inferrer.errors import InvalidInput, PayloadTooLarge
-from inferrer.prediction import check_request
-from inferrer.tabular import parse_csv_rows, render_csv
 
 NAMED = ModelSchema(n_features=2, feature_names=["a", "b"], outputs=["predict", "predict_proba"])
 UNNAMED = ModelSchema(n_features=2, outputs=["predict"])

@@ -12,8 +12,8 @@ import pytest
 from artifacts.formats import ArtifactFormat
 from artifacts.manifest import Manifest
 from artifacts.schema import ModelSchema
+from inferrer.api.v2_codec import decode_infer_request
 from inferrer.errors import InvalidInput
-from inferrer.v2_codec import decode_infer_request
 
 TEXT = ModelSchema(n_features=2, feature_names=["age", "city"], outputs=["predict"])
 UNNAMED = ModelSchema(n_features=2, outputs=["predict"])

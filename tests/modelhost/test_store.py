@@ -66,7 +66,10 @@ def test_old_versions_retire_and_idle_models_scale_to_zero(tmp_path: Path) -> No
         await store.ensure_loaded(new)
 
     asyncio.run(load_both())
-    store.retire({("m", "2")}, grace_s=0)
+    stored = {("m", "1", old.sha256), ("m", "2", new.sha256)}
+    store.retire({("m", "2")}, stored, grace_s=60)
+    assert [m.version for m in store.loaded()] == ["1", "2"]  # 1 is stored: it waits out its grace
+    store.retire({("m", "2")}, stored, grace_s=0)
     assert [m.version for m in store.loaded()] == ["2"]
     store.evict_idle(idle_s=0)
     assert store.loaded() == [] and ("m", "2") in store.evicted

@@ -84,9 +84,9 @@ def gateway(tmp_path: Path) -> Iterator[TestClient]:
         management_token=MANAGEMENT_TOKEN,
         inference_token=INFERENCE_TOKEN,
     )
-    # The node answers every call the gateway makes to it (loads, status) with success.
+    # The node answers every call the gateway makes to it (syncs, status) with success.
     transport = httpx.MockTransport(lambda request: httpx.Response(200, json={"ready": True, "models": []}))
-    with TestClient(create_gateway(settings, transport=transport)) as client:
+    with TestClient(create_gateway(settings, node_transport=transport)) as client:
         yield client
 
 
@@ -145,6 +145,6 @@ def test_every_gateway_route_refuses_a_missing_or_wrong_token_and_changes_nothin
 def test_every_node_route_but_health_and_metrics_needs_the_management_token(node: TestClient) -> None:
     counts = _refusals(node, "node")
     print(f"node routes refused: {counts}")
-    assert counts["missing"] >= 7
+    assert counts["missing"] >= 6
     loaded = node.get("/internal/v1/models", headers=bearer_headers(MANAGEMENT_TOKEN))
     assert loaded.status_code == 200 and loaded.json() == []  # nothing was loaded by a refused call

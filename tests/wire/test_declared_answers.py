@@ -2,37 +2,30 @@
 not ready (503 with `"ready": false`, not an error body) and while ready, and a success body of each
 route family, each validated against the schema the app's /openapi.json gives its status.
 
-The in-process fleet is the gateway app with the node app behind it: the gateway's calls to the node
-go through a mock transport into the node's TestClient, the node's calls to the gateway read the
-gateway's repository. Predictions through nginx (REST, V2, the self-test) are left to
-tests/fleet/test_fuzz.py, which checks them on a real fleet.
+The in-process fleet is tests/in_process.py: the gateway app with a node app behind it.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from fastapi.testclient import TestClient
 
 from inferrer.app import create_app as create_gateway
-from inferrer.repository import ModelRepository
 from inferrer.settings import InferrerSettings
 from modelhost.app import create_app as create_node
 from modelhost.settings import ModelhostSettings
 from tests.declared import assert_declared, declared_schema
-from tests.harness import wait_until
-from wire.bearer import bearer_headers
+from tests.in_process import AUTH, TOKEN, in_process_fleet, serving
 
-TOKEN = "m" * 43
-AUTH = bearer_headers(TOKEN)
 UNREACHABLE = "http://127.0.0.1:9"  # the discard port: nothing listens, a connection is refused at once
 NODE_URL = "http://node-1:8101"
+pytestmark = pytest.mark.anyio
 READY_ROUTES = {
     "gateway": {
         "/health/ready",
@@ -45,18 +38,22 @@ READY_ROUTES = {
 
 
 class Documented:
-    """An app's TestClient and the OpenAPI document the app serves."""
+    """A client of an app and the OpenAPI document the app serves."""
 
-    def __init__(self, client: TestClient) -> None:
+    def __init__(self, client: httpx.AsyncClient, document: dict[str, Any]) -> None:
         self.client = client
-        self.document: dict[str, Any] = client.get("/openapi.json").json()
+        self.document = document
 
-    def call(self, method: str, path: str, status: int, *, auth: bool = True, **kwargs: Any) -> Any:
+    @classmethod
+    async def of(cls, client: httpx.AsyncClient) -> Documented:
+        return cls(client, (await client.get("/openapi.json")).json())
+
+    async def call(self, method: str, path: str, status: int, *, auth: bool = True, **kwargs: Any) -> Any:
         """Request `path` (a template of the document, filled from `kwargs["path_params"]`), expect
         `status`, and return the body once it conforms to the declared schema."""
         url = path.format(**kwargs.pop("path_params", {}))
         headers = {**(AUTH if auth else {}), **kwargs.pop("headers", {})}
-        response = self.client.request(method, url, headers=headers, **kwargs)
+        response = await self.client.request(method, url, headers=headers, **kwargs)
         assert response.status_code == status, f"{method} {url}: {response.status_code} {response.text}"
         return assert_declared(self.document, method, path, response)
 
@@ -70,99 +67,47 @@ def _resolve(document: dict[str, Any], schema: dict[str, Any]) -> dict[str, Any]
 
 
 @pytest.fixture
-def lone_node(tmp_path: Path) -> Iterator[Documented]:
+async def lone_node(tmp_path: Path) -> AsyncIterator[Documented]:
     """A node that cannot reach the inferrer: it never syncs, so it is not ready."""
     settings = ModelhostSettings(
         node_id="modelhost-1", inferrer_url=UNREACHABLE, management_token=TOKEN, cache_dir=tmp_path / "cache"
     )
-    with TestClient(create_node(settings)) as client:
-        yield Documented(client)
-
-
-def _nodes_file(tmp_path: Path, url: str) -> Path:
-    path = tmp_path / "nodes.json"
-    path.write_text(json.dumps({"modelhost-1": url}))
-    return path
+    async with serving(create_node(settings)) as client:
+        yield await Documented.of(client)
 
 
 @pytest.fixture
-def stranded_gateway(tmp_path: Path) -> Iterator[Documented]:
+async def stranded_gateway(tmp_path: Path) -> AsyncIterator[Documented]:
     """A gateway whose one node is unreachable: no node is ready."""
+    nodes_file = tmp_path / "nodes.json"
+    nodes_file.write_text(json.dumps({"modelhost-1": UNREACHABLE}))
     settings = InferrerSettings(
-        repository_dir=tmp_path / "repository",
-        nodes_file=_nodes_file(tmp_path, UNREACHABLE),
-        management_token=TOKEN,
+        repository_dir=tmp_path / "repository", nodes_file=nodes_file, management_token=TOKEN
     )
-    with TestClient(create_gateway(settings)) as client:
-        yield Documented(client)
+    async with serving(create_gateway(settings)) as client:
+        yield await Documented.of(client)
 
 
 @dataclass
-class InProcessFleet:
+class DocumentedFleet:
     gateway: Documented
     node: Documented
 
 
-def _serve_repository(repository_dir: Path) -> httpx.MockTransport:
-    """The gateway's internal routes, as a node asks them, answered from the gateway's repository."""
-
-    def handle(request: httpx.Request) -> httpx.Response:
-        repository = ModelRepository(repository_dir)
-        parts = request.url.path.removeprefix("/internal/v1/").split("/")
-        if parts == ["desired"]:
-            return httpx.Response(200, json=[m.model_dump(mode="json") for m in repository.active()])
-        if parts[0] == "manifests" and len(parts) == 3 and parts[1] in repository.names():
-            versions = {m.version: m for m in repository.versions(parts[1])}
-            if parts[2] in versions:
-                return httpx.Response(200, content=versions[parts[2]].model_dump_json())
-        if parts[0] == "artifacts" and (path := repository.artifact_path(parts[-1])) is not None:
-            return httpx.Response(200, content=path.read_bytes())
-        return httpx.Response(404, json={"error": f"no {request.url.path}"})
-
-    return httpx.MockTransport(handle)
-
-
-def _forward_to(node: TestClient) -> httpx.MockTransport:
-    """The gateway's calls to the node, answered by the node app (on its own TestClient thread)."""
-
-    def handle(request: httpx.Request) -> httpx.Response:
-        headers = {k: v for k, v in request.headers.items() if k in ("authorization", "content-type")}
-        answer = node.request(
-            request.method, request.url.raw_path.decode(), content=request.content, headers=headers
-        )
-        return httpx.Response(answer.status_code, content=answer.content, headers=answer.headers)
-
-    return httpx.MockTransport(handle)
-
-
 @pytest.fixture
-def in_process_fleet(tmp_path: Path) -> Iterator[InProcessFleet]:
+async def documented_fleet(tmp_path: Path) -> AsyncIterator[DocumentedFleet]:
     """The gateway with one ready node behind it."""
-    repository_dir = tmp_path / "repository"
-    ModelRepository(repository_dir)  # created before the node's first sync reads it
-    node_settings = ModelhostSettings(
-        node_id="modelhost-1",
-        inferrer_url="http://inferrer:8000",
-        management_token=TOKEN,
-        cache_dir=tmp_path / "cache",
-        sync_interval_s=0.2,
-    )
-    gateway_settings = InferrerSettings(
-        repository_dir=repository_dir, nodes_file=_nodes_file(tmp_path, NODE_URL), management_token=TOKEN
-    )
-    with TestClient(create_node(node_settings, transport=_serve_repository(repository_dir))) as node:
-        assert wait_until(lambda: node.get("/health/ready").status_code == 200, timeout_s=10)
-        gateway_app = create_gateway(gateway_settings, transport=_forward_to(node))
-        with TestClient(gateway_app) as gateway:
-            yield InProcessFleet(Documented(gateway), Documented(node))
+    async with in_process_fleet(tmp_path, nodes=1) as fleet:
+        gateway = await Documented.of(fleet.gateway)
+        yield DocumentedFleet(gateway, await Documented.of(fleet.nodes["modelhost-1"]))
 
 
-def _deploy(gateway: Documented, model: bytes) -> Any:
+async def _deploy(gateway: Documented, model: bytes) -> Any:
     files = {"file": ("m.skops", model)}
-    return gateway.call("POST", "/api/v1/models", 201, data={"name": "m"}, files=files)
+    return await gateway.call("POST", "/api/v1/models", 201, data={"name": "m"}, files=files)
 
 
-def test_every_operation_declares_its_success_body_and_each_ready_route_its_503(
+async def test_every_operation_declares_its_success_body_and_each_ready_route_its_503(
     lone_node: Documented, stranded_gateway: Documented
 ) -> None:
     for app, documented in {"gateway": stranded_gateway, "node": lone_node}.items():
@@ -182,87 +127,92 @@ def test_every_operation_declares_its_success_body_and_each_ready_route_its_503(
         assert with_503 == READY_ROUTES[app]
 
 
-def test_a_node_that_is_not_ready_answers_as_declared(lone_node: Documented) -> None:
-    not_ready = lone_node.call("GET", "/health/ready", 503, auth=False)
+async def test_a_node_that_is_not_ready_answers_as_declared(lone_node: Documented) -> None:
+    not_ready = await lone_node.call("GET", "/health/ready", 503, auth=False)
     assert not_ready == {
         "ready": False,
         "node": "modelhost-1",
         "reason": "waiting for the first sync with the inferrer",
     }
-    assert lone_node.call("GET", "/health/live", 200, auth=False) == {"live": True, "node": "modelhost-1"}
-    status = lone_node.call("GET", "/", 200)
+    live = await lone_node.call("GET", "/health/live", 200, auth=False)
+    assert live == {"live": True, "node": "modelhost-1"}
+    status = await lone_node.call("GET", "/", 200)
     assert (status["ready"], status["models"]) == (False, [])
-    lone_node.call("GET", "/api/test/ping/{item}", 200, path_params={"item": "ONE"})
-    assert lone_node.call("GET", "/internal/v1/models", 200) == []
-    unloaded = lone_node.call("DELETE", "/internal/v1/models/{name}", 200, path_params={"name": "m"})
-    assert unloaded["unloaded"] == []
-    assert lone_node.call("POST", "/internal/v1/drain", 200)["draining"] is True
-    assert "draining" in lone_node.call("GET", "/health/ready", 503, auth=False)["reason"]
-    lone_node.call("GET", "/", 401, auth=False)  # and an error, in the error shape
+    await lone_node.call("GET", "/api/test/ping/{item}", 200, path_params={"item": "ONE"})
+    assert await lone_node.call("GET", "/internal/v1/models", 200) == []
+    unreachable = await lone_node.call("POST", "/internal/v1/sync", 502, json={})
+    assert "cannot reach the inferrer" in unreachable["error"]
+    assert (await lone_node.call("POST", "/internal/v1/drain", 200))["draining"] is True
+    assert "draining" in (await lone_node.call("GET", "/health/ready", 503, auth=False))["reason"]
+    await lone_node.call("GET", "/", 401, auth=False)  # and an error, in the error shape
 
 
-def test_a_gateway_without_a_ready_node_answers_as_declared(
+async def test_a_gateway_without_a_ready_node_answers_as_declared(
     stranded_gateway: Documented, pipeline_skops: bytes
 ) -> None:
     gateway = stranded_gateway
-    assert gateway.call("GET", "/health/ready", 503) == {"ready": False, "ready_nodes": []}
-    assert gateway.call("GET", "/v2/health/ready", 503) == {"ready": False}
-    deployed = _deploy(gateway, pipeline_skops)  # stored, but no node could load it
+    assert await gateway.call("GET", "/health/ready", 503) == {"ready": False, "ready_nodes": []}
+    assert await gateway.call("GET", "/v2/health/ready", 503) == {"ready": False}
+    deployed = await _deploy(gateway, pipeline_skops)  # stored, but no node could load it
     assert (deployed["activated"], deployed["active_version"]) == (False, None)
     assert list(deployed["nodes_failed"]) == ["modelhost-1"]
     version = {"name": "m", "version": "1"}
-    model_ready = gateway.call("GET", "/v2/models/{name}/versions/{version}/ready", 503, path_params=version)
+    ready = "/v2/models/{name}/versions/{version}/ready"
+    model_ready = await gateway.call("GET", ready, 503, path_params=version)
     assert model_ready == {"name": "m", "version": "1", "ready": False}
-    gateway.call("GET", "/v2/models/{name}/ready", 404, path_params={"name": "m"})  # none is active
-    view = gateway.call("GET", "/api/v1/models/{name}", 200, path_params={"name": "m"})
+    await gateway.call("GET", "/v2/models/{name}/ready", 404, path_params={"name": "m"})  # none is active
+    view = await gateway.call("GET", "/api/v1/models/{name}", 200, path_params={"name": "m"})
     assert view["active_version"] is None and [v["version"] for v in view["versions"]] == ["1"]
-    assert gateway.call("GET", "/api/v1/models", 200)["models"] == [view]
-    gateway.call("GET", "/v2/models/{name}/versions/{version}", 200, path_params=version)
-    [entry] = gateway.call("POST", "/v2/repository/index", 200)
+    assert (await gateway.call("GET", "/api/v1/models", 200))["models"] == [view]
+    await gateway.call("GET", "/v2/models/{name}/versions/{version}", 200, path_params=version)
+    [entry] = await gateway.call("POST", "/v2/repository/index", 200)
     assert entry["state"] == "UNAVAILABLE"
-    [node] = gateway.call("GET", "/api/v1/nodes", 200)["nodes"]
+    [node] = (await gateway.call("GET", "/api/v1/nodes", 200))["nodes"]
     assert node["live"] is False and node["error"]
-    assert gateway.call("GET", "/", 200)["nodes"] == 1
-    gateway.call("GET", "/health/live", 200)
-    gateway.call("GET", "/v2", 200)
-    gateway.call("GET", "/v2/health/live", 200)
-    deleted = gateway.call("DELETE", "/api/v1/models/{name}", 200, path_params={"name": "m"})
+    assert (await gateway.call("GET", "/", 200))["nodes"] == 1
+    await gateway.call("GET", "/health/live", 200)
+    await gateway.call("GET", "/v2", 200)
+    await gateway.call("GET", "/v2/health/live", 200)
+    deleted = await gateway.call("DELETE", "/api/v1/models/{name}", 200, path_params={"name": "m"})
     assert deleted["deleted_versions"] == ["1"]
 
 
-def test_an_in_process_fleet_answers_as_declared(
-    in_process_fleet: InProcessFleet, pipeline_skops: bytes
+async def test_an_in_process_fleet_answers_as_declared(
+    documented_fleet: DocumentedFleet, pipeline_skops: bytes
 ) -> None:
-    gateway, node = in_process_fleet.gateway, in_process_fleet.node
-    assert node.call("GET", "/health/ready", 200, auth=False)["ready"] is True
-    assert gateway.call("GET", "/health/ready", 200) == {"ready": True, "ready_nodes": ["modelhost-1"]}
-    assert gateway.call("GET", "/v2/health/ready", 200) == {"ready": True}
+    gateway, node = documented_fleet.gateway, documented_fleet.node
+    assert (await node.call("GET", "/health/ready", 200, auth=False))["ready"] is True
+    assert await gateway.call("GET", "/health/ready", 200) == {"ready": True, "ready_nodes": ["modelhost-1"]}
+    assert await gateway.call("GET", "/v2/health/ready", 200) == {"ready": True}
 
-    first = _deploy(gateway, pipeline_skops)
+    first = await _deploy(gateway, pipeline_skops)
     assert (first["activated"], first["nodes_loaded"], first["nodes_failed"]) == (True, ["modelhost-1"], {})
-    assert _deploy(gateway, pipeline_skops)["active_version"] == "2"
+    assert (await _deploy(gateway, pipeline_skops))["active_version"] == "2"
     name = {"name": "m"}
-    assert gateway.call("GET", "/v2/models/{name}/ready", 200, path_params=name)["version"] == "2"
-    [report] = gateway.call("GET", "/api/v1/nodes", 200)["nodes"]
+    assert (await gateway.call("GET", "/v2/models/{name}/ready", 200, path_params=name))["version"] == "2"
+    [report] = (await gateway.call("GET", "/api/v1/nodes", 200))["nodes"]
     assert ("m", "2") in {(m["name"], m["version"]) for m in report["models"]}
-    index = gateway.call("POST", "/v2/repository/index", 200)
+    index = await gateway.call("POST", "/v2/repository/index", 200)
     assert {e["version"]: e["state"] for e in index}["2"] == "READY"  # 1 may be retired (not active)
-    rolled_back = gateway.call("POST", "/api/v1/models/{name}/rollback", 200, path_params=name)
+    rolled_back = await gateway.call("POST", "/api/v1/models/{name}/rollback", 200, path_params=name)
     assert rolled_back == {"name": "m", "active_version": "1", "nodes_loaded": ["modelhost-1"]}
     activate = "/api/v1/models/{name}/versions/{version}/activate"
-    gateway.call("POST", activate, 200, path_params={"name": "m", "version": "2"})
-    metadata = gateway.call("GET", "/v2/models/{name}", 200, path_params=name)
+    await gateway.call("POST", activate, 200, path_params={"name": "m", "version": "2"})
+    metadata = await gateway.call("GET", "/v2/models/{name}", 200, path_params=name)
     assert [o["name"] for o in metadata["outputs"]] == ["predict", "predict_proba"]
-    unloaded = gateway.call("POST", "/v2/repository/models/{name}/unload", 200, path_params=name)
+    unloaded = await gateway.call("POST", "/v2/repository/models/{name}/unload", 200, path_params=name)
     assert unloaded["nodes_unloaded"] == ["modelhost-1"]
-    loaded = gateway.call("POST", "/v2/repository/models/{name}/load", 200, path_params=name)
+    loaded = await gateway.call("POST", "/v2/repository/models/{name}/load", 200, path_params=name)
     assert loaded == {"name": "m", "version": "2", "nodes_loaded": ["modelhost-1"]}
 
     # The node's own routes with the active version: a load (it has it), its status, a prediction.
-    manifest = gateway.call("GET", "/api/v1/models/{name}", 200, path_params=name)["versions"][-1]
-    assert node.call("POST", "/internal/v1/models/load", 200, json=manifest)["version"] == "2"
-    assert ("m", "2") in {(m["name"], m["version"]) for m in node.call("GET", "/internal/v1/models", 200)}
-    assert node.call("GET", "/", 200)["models"]
+    manifest = (await gateway.call("GET", "/api/v1/models/{name}", 200, path_params=name))["versions"][-1]
+    synced = await node.call("POST", "/internal/v1/sync", 200, json={"warm": [manifest]})
+    loaded = {(r["name"], r["version"], r["sha256"]) for r in synced["loaded"]}
+    assert ("m", "2", manifest["sha256"]) in loaded
+    held = await node.call("GET", "/internal/v1/models", 200)
+    assert ("m", "2") in {(m["name"], m["version"]) for m in held}
+    assert (await node.call("GET", "/", 200))["models"]
     request = {
         "version": "2",
         "sha256": manifest["sha256"],
@@ -270,10 +220,12 @@ def test_an_in_process_fleet_answers_as_declared(
         "outputs": ["predict", "predict_proba"],
     }
     predict = "/api/v1/models/{name}/predict"
-    predicted = node.call("POST", predict, 200, path_params=name, json=request)
+    predicted = await node.call("POST", predict, 200, path_params=name, json=request)
     assert [len(rows) for rows in predicted["outputs"].values()] == [2, 2]
 
-    drained = gateway.call("POST", "/api/v1/nodes/{node}/drain", 200, path_params={"node": "modelhost-1"})
+    one = {"node": "modelhost-1"}
+    drained = await gateway.call("POST", "/api/v1/nodes/{node}/drain", 200, path_params=one)
     assert drained == {"node": "modelhost-1", "draining": True, "in_flight": 0}
-    assert gateway.call("GET", "/health/ready", 503) == {"ready": False, "ready_nodes": []}
-    assert node.call("GET", "/health/ready", 503, auth=False)["reason"] == "draining: leaving the fleet"
+    assert await gateway.call("GET", "/health/ready", 503) == {"ready": False, "ready_nodes": []}
+    not_ready = await node.call("GET", "/health/ready", 503, auth=False)
+    assert not_ready["reason"] == "draining: leaving the fleet"

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from artifacts.schema import ModelSchema
-from inferrer.columns import as_table, check_columns
+from inferrer.dataplane.columns import as_table, check_columns
 from inferrer.errors import InvalidInput, PayloadTooLarge
 from wire.errors import parse_json_object
 
@@ -27,7 +27,7 @@ PREDICT_BODY_SCHEMA: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class PredictRequest:
-    rows: np.ndarray  # a float matrix, or a table for records (see inferrer/columns.py)
+    rows: np.ndarray  # a float matrix, or a table for records (see inferrer/dataplane/columns.py)
     output: str
 
 

@@ -9,9 +9,9 @@ from typing import Any
 import numpy as np
 
 from artifacts.schema import ModelSchema
-from inferrer.columns import as_table, check_columns
+from inferrer.api.rest_codec import check_row_count
+from inferrer.dataplane.columns import as_table, check_columns
 from inferrer.errors import InvalidInput
-from inferrer.payload import check_row_count
 
 
 def parse_csv_rows(raw: bytes, signature: ModelSchema, max_rows: int) -> np.ndarray:

@@ -12,9 +12,9 @@ from importlib.metadata import version as package_version
 
 from fastapi import APIRouter, Request
 
-from inferrer import dependencies as deps
-from inferrer.errors import InferrerError, InvalidInput, MalformedRequest, ModelNotFound, UpstreamUnavailable
-from inferrer.v2_codec import INFER_BODY_SCHEMA, decode_infer_request, encode_outputs, model_metadata
+from inferrer.api import dependencies as deps
+from inferrer.api.v2_codec import INFER_BODY_SCHEMA, decode_infer_request, encode_outputs, model_metadata
+from inferrer.errors import InferrerError, InvalidInput, MalformedRequest
 from wire.bearer import INFERENCE, MANAGEMENT, Scope
 from wire.hot_routes import HotRoute
 from wire.inferrer_answers import Live
@@ -68,7 +68,7 @@ def server_live() -> FastJSONResponse:
 
 @router.get("/health/ready", responses=readiness(V2ServerReady, V2ServerNotReady, "a node is ready"))
 async def server_ready(request: Request) -> FastJSONResponse:
-    ready = any(s.ready for s in await deps.manager(request).node_statuses())
+    ready = any(s.ready for s in await deps.nodes(request).statuses())
     return FastJSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
 
@@ -86,7 +86,7 @@ def model_meta(name: str, request: Request, version: str | None = None) -> FastJ
 async def model_ready(name: str, request: Request, version: str | None = None) -> FastJSONResponse:
     """200 when the version exists and a ready node serves it (loading it on demand if needed)."""
     manifest = deps.repository(request).get(name, version)
-    ready = any(s.ready for s in await deps.manager(request).node_statuses())
+    ready = any(s.ready for s in await deps.nodes(request).statuses())
     body = {"name": name, "version": manifest.version, "ready": ready}
     return FastJSONResponse(body, status_code=200 if ready else 503)
 
@@ -124,9 +124,7 @@ async def _infer(name: str, request: Request, version: str | None) -> FastJSONRe
 async def repository_index(request: Request) -> FastJSONResponse:
     """Every stored version; READY where a node has it loaded, else loaded on its first request."""
     loaded = {
-        (m["name"], m["version"])
-        for status in await deps.manager(request).node_statuses()
-        for m in status.models
+        (m["name"], m["version"]) for status in await deps.nodes(request).statuses() for m in status.models
     }
     index = []
     for manifest in deps.repository(request).all_versions():
@@ -143,12 +141,7 @@ async def repository_index(request: Request) -> FastJSONResponse:
     responses=answers(V2ModelLoaded, "The active version is loaded on these nodes"),
 )
 async def repository_load(name: str, request: Request) -> FastJSONResponse:
-    manifest = deps.repository(request).get(name)
-    results = await deps.manager(request).broadcast_load(manifest)
-    loaded = sorted(node for node, error in results.items() if error is None)
-    if not loaded:
-        raise UpstreamUnavailable(f"no node loaded {name!r}: {results}")
-    return FastJSONResponse({"name": name, "version": manifest.version, "nodes_loaded": loaded})
+    return FastJSONResponse(await deps.lifecycle(request).warm(name))
 
 
 @router.post(
@@ -158,11 +151,7 @@ async def repository_load(name: str, request: Request) -> FastJSONResponse:
 )
 async def repository_unload(name: str, request: Request) -> FastJSONResponse:
     """Nodes release the model's memory; it stays deployed and loads again on its next request."""
-    if name not in deps.repository(request).names():
-        raise ModelNotFound(f"model {name!r} not found")
-    results = await deps.manager(request).broadcast_unload(name)
-    unloaded = sorted(node for node, error in results.items() if error is None)
-    return FastJSONResponse({"name": name, "nodes_unloaded": unloaded})
+    return FastJSONResponse(await deps.lifecycle(request).release(name))
 
 
 HOT_ROUTES = [

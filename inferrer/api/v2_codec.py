@@ -11,9 +11,9 @@ from typing import Any
 import numpy as np
 
 from artifacts.manifest import Manifest
-from inferrer.columns import as_table, check_columns
+from inferrer.api.rest_codec import check_row_count
+from inferrer.dataplane.columns import as_table, check_columns
 from inferrer.errors import InvalidInput
-from inferrer.payload import check_row_count
 from wire.errors import parse_json_object
 
 DATATYPES: dict[str, type[np.generic]] = {
@@ -56,7 +56,9 @@ INFER_BODY_SCHEMA: dict[str, Any] = {
 @dataclass(frozen=True)
 class InferRequest:
     id: str | None
-    rows: np.ndarray  # a float matrix, or a table for one tensor per named feature (inferrer/columns.py)
+    rows: (
+        np.ndarray
+    )  # a float matrix, or a table for one tensor per named feature (inferrer/dataplane/columns.py)
     outputs: list[str]
 
 

@@ -6,11 +6,12 @@ import asyncio
 import dataclasses
 from collections import Counter
 from importlib.metadata import version
+from urllib.parse import quote
 
 import orjson
 from fastapi import APIRouter, Request
 
-from inferrer import dependencies as deps
+from inferrer.api import dependencies as deps
 from inferrer.errors import InvalidInput, UpstreamUnavailable
 from wire.bearer import INFERENCE, MANAGEMENT
 from wire.errors import parse_json_object
@@ -36,7 +37,7 @@ def welcome(request: Request) -> FastJSONResponse:
             "name": "modelfleet",
             "service": "inferrer",
             "version": version("modelfleet"),
-            "nodes": len(deps.manager(request).nodes),
+            "nodes": len(deps.nodes(request).urls),
             "docs": "/docs",
         }
     )
@@ -50,7 +51,7 @@ def live() -> FastJSONResponse:
 @router.get("/health/ready", responses=readiness(FleetReady, FleetNotReady, "a node is ready"))
 async def ready(request: Request) -> FastJSONResponse:
     """Ready when at least one node is ready to serve the active models."""
-    statuses = await deps.manager(request).node_statuses()
+    statuses = await deps.nodes(request).statuses()
     ready_nodes = [s.id for s in statuses if s.ready]
     return FastJSONResponse(
         {"ready": bool(ready_nodes), "ready_nodes": ready_nodes},
@@ -64,7 +65,7 @@ async def ready(request: Request) -> FastJSONResponse:
     responses=answers(NodeList, "Every node of the topology, as it answered"),
 )
 async def nodes(request: Request) -> FastJSONResponse:
-    statuses = await deps.manager(request).node_statuses()
+    statuses = await deps.nodes(request).statuses()
     return FastJSONResponse({"nodes": [dataclasses.asdict(s) for s in statuses]})
 
 
@@ -75,7 +76,7 @@ async def nodes(request: Request) -> FastJSONResponse:
 )
 async def drain_node(node: str, request: Request) -> FastJSONResponse:
     """Stop sending new inference to a node before it is removed; in-flight requests finish."""
-    return FastJSONResponse(await deps.manager(request).drain(node))
+    return FastJSONResponse(await deps.nodes(request).drain(node))
 
 
 @router.post(
@@ -94,8 +95,9 @@ async def send_to_modelhost(request: Request) -> FastJSONResponse:
     limit = deps.settings(request).max_selftest_items
     if len(items) > limit:
         raise InvalidInput(f"{len(items)} items exceed the limit of {limit}")
-    manager = deps.manager(request)
-    answers = await asyncio.gather(*(manager.ping(item) for item in items))
+    balancer = deps.balancer(request)
+    paths = [f"/api/test/ping/{quote(item, safe='')}" for item in items]
+    answers = await asyncio.gather(*(balancer.request("GET", path) for path in paths))
     for item, answer in zip(items, answers, strict=True):
         if 400 <= answer.status_code < 500:  # e.g. "..": the balancer normalises it away
             raise InvalidInput(f"item {item!r} cannot be sent as a path (status {answer.status_code})")

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 import aiohttp
 
+from inferrer.control.node_directory import NodeDirectory
 from inferrer.errors import UpstreamTimeout, UpstreamUnavailable
-from inferrer.node_directory import NodeDirectory
 from metrics.definitions import InferrerMetrics
 from wire.access import current_request_id
 from wire.bearer import bearer_headers
@@ -29,6 +30,14 @@ class UpstreamAnswer:
     node: str | None
 
 
+class Upstream(Protocol):
+    """Where the data plane sends a balanced call: nginx in the fleet, an in-process fleet in tests."""
+
+    async def request(self, method: str, path: str, body: bytes | None = None) -> UpstreamAnswer: ...
+
+    async def close(self) -> None: ...
+
+
 class BalancerClient:
     def __init__(
         self,
@@ -38,6 +47,7 @@ class BalancerClient:
         directory: NodeDirectory,
         token: str | None,
         max_connections: int = 256,
+        connect_timeout_s: float = 2.0,
     ) -> None:
         """`token`: the credential the nodes require on every call (the management token)."""
         self._nginx_url = nginx_url
@@ -46,7 +56,7 @@ class BalancerClient:
         self._directory = directory
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=max_connections, keepalive_timeout=20),
-            timeout=aiohttp.ClientTimeout(total=timeout_s, sock_connect=2.0),
+            timeout=aiohttp.ClientTimeout(total=timeout_s, sock_connect=connect_timeout_s),
             auto_decompress=False,
         )
 

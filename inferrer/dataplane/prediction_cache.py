@@ -19,7 +19,7 @@ import orjson
 from prometheus_client import Counter
 
 from artifacts.manifest import Manifest
-from inferrer.columns import is_table
+from inferrer.dataplane.columns import is_table
 
 CacheKey = tuple[str, str, str, tuple[str, ...], str]  # model, version, sha256, outputs, input digest
 Stored = tuple[str, str, str]  # model, version, sha256

@@ -6,11 +6,13 @@ import re
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
+from starlette.responses import Response
 
-from inferrer import dependencies as deps
+from inferrer.api import dependencies as deps
 from inferrer.errors import InvalidInput, ModelNotFound
 from wire.bearer import MANAGEMENT
 from wire.json import FastJSONResponse
+from wire.node_calls import DesiredState, VersionRef
 
 router = APIRouter(prefix="/internal/v1", include_in_schema=False, dependencies=[MANAGEMENT])
 
@@ -18,9 +20,11 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 @router.get("/desired")
-def desired(request: Request) -> FastJSONResponse:
-    manifests = deps.repository(request).active()
-    return FastJSONResponse([m.model_dump(mode="json") for m in manifests])
+def desired(request: Request) -> Response:
+    repository = deps.repository(request)
+    keep = [VersionRef(name=m.name, version=m.version, sha256=m.sha256) for m in repository.all_versions()]
+    state = DesiredState(load=repository.active(), keep=keep)
+    return Response(state.model_dump_json(), media_type="application/json")
 
 
 @router.get("/manifests/{name}/{version}")

@@ -1,24 +1,34 @@
-"""Typed access to what the lifespan put on app.state."""
+"""Typed access to what the app factory's lifespan put on app.state."""
 
 from __future__ import annotations
 
 from fastapi import Request
 
-from inferrer.admission import Admission
-from inferrer.client import ModelHostClientManager
-from inferrer.prediction import PredictionService
-from inferrer.repository import ModelRepository
+from inferrer.control.lifecycle import ModelLifecycle
+from inferrer.control.nodes import FleetNodes
+from inferrer.control.repository import ModelRepository
+from inferrer.dataplane.admission import Admission
+from inferrer.dataplane.balancer_client import Upstream
+from inferrer.dataplane.prediction import PredictionService
 from inferrer.settings import InferrerSettings
 from metrics.definitions import InferrerMetrics
 
 
-def manager(request: Request) -> ModelHostClientManager:
-    value: ModelHostClientManager = request.app.state.manager
+def lifecycle(request: Request) -> ModelLifecycle:
+    value: ModelLifecycle = request.app.state.lifecycle
     return value
 
 
+def nodes(request: Request) -> FleetNodes:
+    return lifecycle(request).nodes
+
+
 def repository(request: Request) -> ModelRepository:
-    value: ModelRepository = request.app.state.repository
+    return lifecycle(request).repository
+
+
+def balancer(request: Request) -> Upstream:
+    value: Upstream = request.app.state.balancer
     return value
 
 

@@ -1,27 +1,31 @@
 """One prediction path for every protocol (REST, Open Inference Protocol): check, cache, batch,
 send through nginx, and read back which node and version answered.
 
-Rows are a float matrix, sent to a node as `instances`, or a table of mixed values (inferrer/columns.py),
-sent as `instances` of JSON values plus the fitted `columns`, on which the node builds a DataFrame."""
+Rows are a float matrix, sent to a node as `instances`, or a table of mixed values
+(inferrer/dataplane/columns.py), sent as `instances` of JSON values plus the fitted `columns`, on
+which the node builds a DataFrame. The body and the answer are wire.node_calls' types."""
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 import numpy as np
 import orjson
+from pydantic import ValidationError
 
 from artifacts.manifest import Manifest
-from inferrer.batching import Batcher
-from inferrer.client import ModelHostClientManager
-from inferrer.columns import is_table
+from inferrer.control.repository import ModelRepository
+from inferrer.dataplane.balancer_client import Upstream
+from inferrer.dataplane.batching import Batcher
+from inferrer.dataplane.columns import is_table
+from inferrer.dataplane.prediction_cache import PredictionCache
 from inferrer.errors import InvalidInput, UpstreamAnswered
-from inferrer.prediction_cache import PredictionCache
-from inferrer.repository import ModelRepository
 from metrics.definitions import InferrerMetrics
 from wire.json import ORJSON_OPTIONS
+from wire.node_calls import NodePredictBody, prediction
 
 
 @dataclass(frozen=True)
@@ -36,13 +40,13 @@ class PredictionService:
     def __init__(
         self,
         repository: ModelRepository,
-        manager: ModelHostClientManager,
+        upstream: Upstream,
         metrics: InferrerMetrics,
         cache: PredictionCache,
         batcher: Batcher,
     ) -> None:
         self.repository = repository
-        self._manager = manager
+        self._upstream = upstream
         self._metrics = metrics
         self.cache = cache
         self._batcher = batcher
@@ -78,25 +82,32 @@ class PredictionService:
         self, manifest: Manifest, rows: np.ndarray, outputs: list[str]
     ) -> tuple[str, str, dict[str, list[Any]]]:
         """One upstream call through nginx; returns (version, node, outputs)."""
-        payload: dict[str, Any] = {"version": manifest.version, "sha256": manifest.sha256, "outputs": outputs}
-        if is_table(rows):  # orjson writes float arrays as they are, object ones not at all
-            payload |= {"columns": manifest.signature.feature_names, "instances": rows.tolist()}
-        else:
-            payload["instances"] = rows
-        body = orjson.dumps(payload, option=ORJSON_OPTIONS)
+        body: NodePredictBody = {
+            "version": manifest.version,
+            "sha256": manifest.sha256,
+            "outputs": outputs,
+            "instances": rows,  # orjson writes a float array as it is
+        }
+        if is_table(rows):  # ... and an object array not at all
+            body |= {"columns": manifest.signature.feature_names or [], "instances": rows.tolist()}
+        path = f"/api/v1/models/{quote(manifest.name, safe='')}/predict"
         start = time.perf_counter()
-        answer = await self._manager.predict(manifest.name, body)
-        try:
-            parsed = orjson.loads(answer.content)
-        except orjson.JSONDecodeError:
-            parsed = {"error": answer.content[:200].decode(errors="replace")}
+        answer = await self._upstream.request("POST", path, orjson.dumps(body, option=ORJSON_OPTIONS))
         if answer.status_code != 200:
-            raise UpstreamAnswered(answer.status_code, str(parsed.get("error", parsed)))
-        node = answer.node or "unknown"
+            try:
+                reason = str(orjson.loads(answer.content).get("error"))
+            except (orjson.JSONDecodeError, AttributeError):
+                reason = answer.content[:200].decode(errors="replace")
+            raise UpstreamAnswered(answer.status_code, reason)
+        try:
+            answered = prediction.validate_json(answer.content)
+        except ValidationError as exc:
+            raise UpstreamAnswered(502, f"a node answered outside the contract: {exc}") from None
+        node = answer.node or answered["node"]
         self._metrics.upstream_latency.labels(manifest.name, manifest.version, node).observe(
             time.perf_counter() - start
         )
-        return parsed["version"], node, parsed["outputs"]
+        return answered["version"], node, answered["outputs"]
 
 
 def check_request(manifest: Manifest, rows: np.ndarray, outputs: list[str]) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import Request
 from starlette.responses import Response
 
-from inferrer import dependencies as deps
-from inferrer.payload import PREDICT_BODY_SCHEMA, PredictRequest, parse_predict_body
-from inferrer.tabular import parse_csv_rows, render_csv
+from inferrer.api import dependencies as deps
+from inferrer.api.csv_codec import parse_csv_rows, render_csv
+from inferrer.api.rest_codec import PREDICT_BODY_SCHEMA, PredictRequest, parse_predict_body
 from wire.bearer import Scope
 from wire.hot_routes import HotRoute
 from wire.inferrer_answers import Prediction

@@ -1,0 +1,106 @@
+"""Model management: deploy, list, inspect, delete."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+
+from artifacts.manifest import Manifest
+from inferrer.api import dependencies as deps
+from inferrer.control.lifecycle import Upload
+from inferrer.errors import PayloadTooLarge
+from wire.bearer import INFERENCE, MANAGEMENT
+from wire.inferrer_answers import Deleted, Deployed, ModelList, ModelView, Switched
+from wire.json import FastJSONResponse
+from wire.openapi import answers
+
+router = APIRouter(prefix="/api/v1/models")
+
+
+@router.post(
+    "",
+    status_code=201,
+    dependencies=[MANAGEMENT],
+    responses=answers(Deployed, "Stored; activated or not, and why", status=201),
+)
+async def deploy(
+    request: Request,
+    name: Annotated[str, Form()],
+    file: Annotated[UploadFile, File()],
+    version: Annotated[str | None, Form()] = None,
+    trusted: Annotated[bool, Form()] = False,
+    trusted_types: Annotated[str | None, Form()] = None,
+    activate: Annotated[bool, Form()] = True,
+    batching: Annotated[bool, Form()] = True,
+) -> FastJSONResponse:
+    """Store a version (atomically), have every node load it, then make it active in one swap.
+
+    `trusted=true` accepts a joblib file (it runs code when loaded); `trusted_types` lists extra
+    types a skops file may contain (comma-separated); `activate=false` stages a version that only
+    pinned requests use until it is activated; `batching=false` sends each request upstream alone.
+    """
+    limit = deps.settings(request).max_upload_bytes
+    data = await file.read(limit + 1)
+    if len(data) > limit:
+        raise PayloadTooLarge(f"artifact larger than the limit of {limit} bytes")
+    upload = Upload(
+        name=name,
+        filename=file.filename or "",
+        data=data,
+        version=version,
+        trusted=trusted,
+        trusted_types=tuple(t.strip() for t in (trusted_types or "").split(",") if t.strip()),
+        activate=activate,
+        batching=batching,
+    )
+    return FastJSONResponse(await deps.lifecycle(request).deploy(upload), status_code=201)
+
+
+@router.get("", dependencies=[INFERENCE], responses=answers(ModelList, "Every model with a stored version"))
+def list_models(request: Request) -> FastJSONResponse:
+    repository = deps.repository(request)
+    models = [_view(name, active, versions) for name, active, versions in repository.catalogue()]
+    return FastJSONResponse({"models": models})
+
+
+@router.get("/{name}", dependencies=[INFERENCE], responses=answers(ModelView, "The model and its versions"))
+def get_model(name: str, request: Request) -> FastJSONResponse:
+    repository = deps.repository(request)
+    return FastJSONResponse(_view(name, repository.active_version(name), repository.versions(name)))
+
+
+@router.post(
+    "/{name}/versions/{version}/activate",
+    dependencies=[MANAGEMENT],
+    responses=answers(Switched, "The version is active"),
+)
+async def activate_version(name: str, version: str, request: Request) -> FastJSONResponse:
+    """Switch unpinned traffic to `version` (a roll forward or back), after nodes have it loaded."""
+    return FastJSONResponse(await deps.lifecycle(request).activate(name, version))
+
+
+@router.post(
+    "/{name}/rollback",
+    dependencies=[MANAGEMENT],
+    responses=answers(Switched, "The previous version is active"),
+)
+async def rollback(name: str, request: Request) -> FastJSONResponse:
+    """Activate the version created just before the active one."""
+    return FastJSONResponse(await deps.lifecycle(request).rollback(name))
+
+
+@router.delete(
+    "/{name}", dependencies=[MANAGEMENT], responses=answers(Deleted, "Every version deleted and unloaded")
+)
+async def delete_model(name: str, request: Request) -> FastJSONResponse:
+    """Delete every version; nodes unload it once its requests under way have finished."""
+    return FastJSONResponse(await deps.lifecycle(request).delete(name))
+
+
+def _view(name: str, active: str | None, versions: list[Manifest]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "active_version": active,
+        "versions": [manifest.model_dump(mode="json") for manifest in versions],
+    }

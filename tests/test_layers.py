@@ -1,0 +1,69 @@
+"""Imports go one way: api -> dataplane -> control inside the inferrer, the two services never import
+each other, and the shared packages (wire, artifacts, metrics) import neither service.
+
+A layer may import its own modules and the ones below it; the inferrer's errors and settings are the
+floor every layer stands on; the app factory and its clients' owner compose the layers and may
+import them all.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+FLOOR = {"inferrer.errors", "inferrer.settings"}
+ALLOWED = {
+    "inferrer.control": {"inferrer.control"} | FLOOR,
+    "inferrer.dataplane": {"inferrer.dataplane", "inferrer.control"} | FLOOR,
+    "inferrer.api": {"inferrer.api", "inferrer.dataplane", "inferrer.control"} | FLOOR,
+    "inferrer.errors": set(),
+    "inferrer.settings": set(),
+}
+SERVICES = ("inferrer", "modelhost")
+SHARED = ("wire", "artifacts", "metrics")
+
+
+def _imports(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+    return found
+
+
+def _module(path: Path) -> str:
+    return ".".join(path.relative_to(ROOT).with_suffix("").parts)
+
+
+def _within(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+def test_the_inferrer_layers_import_one_way() -> None:
+    breaches = []
+    for path in sorted((ROOT / "inferrer").rglob("*.py")):
+        module = _module(path)
+        layer = next((layer for layer in ALLOWED if _within(module, layer)), None)
+        if layer is None:
+            continue  # the composition root: app.py, fleet_clients.py
+        for imported in _imports(path):
+            if _within(imported, "inferrer") and not any(_within(imported, ok) for ok in ALLOWED[layer]):
+                breaches.append(f"{module} imports {imported}")
+    assert breaches == []
+    assert {p.name for p in (ROOT / "inferrer").iterdir() if p.suffix == ".py"} == {
+        "__init__.py", "app.py", "errors.py", "fleet_clients.py", "settings.py",
+    }, "a new inferrer module belongs in a layer (api, dataplane, control) or a sibling package"  # fmt: skip
+
+
+def test_services_and_shared_packages_keep_apart() -> None:
+    breaches = []
+    for package in (*SERVICES, *SHARED):
+        forbidden = [p for p in (*SERVICES, "deploy") if p != package]
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for imported in _imports(path):
+                if any(_within(imported, other) for other in forbidden):
+                    breaches.append(f"{_module(path)} imports {imported}")
+    assert breaches == []
