@@ -6,12 +6,20 @@ import re
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema
 
 from artifacts.formats import ArtifactFormat
-from artifacts.schema import ModelSchema
+from artifacts.schema import JsonInt, ModelSchema
 
 _SEGMENT = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+# The same rule for OpenAPI documents, without a lookahead: some character that is not a dot, or
+# three dots or more.
+SEGMENT_SCHEMA = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 64,
+    "pattern": r"^(?:[A-Za-z0-9._-]*[A-Za-z0-9_-][A-Za-z0-9._-]*|\.{3,})$",
+}
 
 
 def is_path_segment(value: str) -> bool:
@@ -25,19 +33,22 @@ def _check_segment(value: str) -> str:
     return value
 
 
+Segment = Annotated[str, AfterValidator(_check_segment), WithJsonSchema(SEGMENT_SCHEMA)]
+
+
 class Manifest(BaseModel):
     """Also what a node accepts on its load route: every field that becomes a path is checked."""
 
-    name: Annotated[str, AfterValidator(_check_segment)]
-    version: Annotated[str, AfterValidator(_check_segment)]
+    name: Segment
+    version: Segment
     format: ArtifactFormat
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
-    size: int = Field(ge=0)
+    size: JsonInt = Field(ge=0)
     created: datetime
     signature: ModelSchema
     # skops types beyond the default list that this upload was explicitly allowed to contain.
     trusted_types: list[str] = []
-    # Concurrent requests may be coalesced into one upstream call (see inferrer/batching.py).
+    # Concurrent requests may be coalesced into one upstream call (see inferrer/dataplane/batching.py).
     batching: bool = True
 
     @property

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, BeforeValidator
 
 from artifacts.formats import ArtifactError
 
 
+def _integral(value: object) -> object:
+    """JSON has one kind of number: 4.0 is the integer 4, as JSON Schema's `integer` reads it (and
+    as a strict validation, which takes only 4, would not)."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+JsonInt = Annotated[int, BeforeValidator(_integral)]
+# The outputs a model may offer (its signature lists those it does: predict_proba for classifiers).
+OUTPUTS = ["predict", "predict_proba"]
+
+
 class ModelSchema(BaseModel):
-    n_features: int
+    n_features: JsonInt
     feature_names: list[str] | None = None
     classes: list[Any] | None = None
     outputs: list[str]

@@ -13,7 +13,7 @@ from dotenv import dotenv_values
 
 from deploy.compose import COMPOSE_DIR, COMPOSE_FILE, load_compose_topology, write_compose
 from deploy.compose_apply import ComposeBackend
-from deploy.example_model import EXAMPLE_NAME, EXAMPLE_ROW, deploy_example
+from deploy.example import EXAMPLE_NAME, EXAMPLE_ROW, deploy_example_process
 from deploy.launcher import Fleet, prepare, request_apply
 from deploy.local_specs import LaunchError, LaunchOptions
 from deploy.membership import MembershipError, apply_topology
@@ -141,9 +141,9 @@ def _up(fleet: Fleet, no_example: bool) -> int:
     fleet.install_signal_handlers()
     try:
         fleet.start()
-        if not no_example:
-            with fleet.inferrer_client() as inferrer:
-                print(deploy_example(inferrer), flush=True)
+        token = fleet.options.tokens.get(MANAGEMENT_TOKEN_VAR)
+        if not no_example and deploy_example_process(fleet.topology.inferrer_url, token) != 0:
+            raise RuntimeError("the example model could not be deployed (see above)")
         _print_urls(fleet)
         fleet.supervise()
     except (RuntimeError, OSError) as exc:

@@ -9,9 +9,11 @@ from typing import Any
 
 import yaml
 
-from deploy.local_specs import UVICORN_GRACEFUL_S, UVICORN_KEEPALIVE_S
 from deploy.render import compose_placement, render_all, write_atomic
+from deploy.serve_command import UVICORN_GRACEFUL_S, env_name
 from deploy.topology import DEPLOY_DIR, Node, Topology
+from inferrer.settings import InferrerSettings
+from modelhost.settings import ModelhostSettings
 from wire.bearer import INFERENCE_TOKEN_VAR, MANAGEMENT_TOKEN_VAR
 
 COMPOSE_FILE = DEPLOY_DIR / "docker-compose.yml"
@@ -23,13 +25,9 @@ STOP_GRACE = f"{UVICORN_GRACEFUL_S + 10}s"
 HEALTHCHECK = {"interval": "2s", "timeout": "2s", "retries": 30, "start_period": "5s"}
 
 
-def _uvicorn(app: str, port: int) -> list[str]:
-    return [
-        "uvicorn", "--factory", app, "--host", "0.0.0.0", "--port", str(port),
-        "--timeout-keep-alive", str(UVICORN_KEEPALIVE_S),
-        "--timeout-graceful-shutdown", str(UVICORN_GRACEFUL_S),
-        "--no-access-log", "--log-config", "/etc/modelfleet/logging.json",
-    ]  # fmt: skip
+def _serve(service: str, port: int) -> list[str]:
+    """The images' own start command (deploy/serve_command.py) on this port."""
+    return ["python3", "-m", "deploy.serve_command", service, "--port", str(port)]
 
 
 # docker-compose reads the tokens from the .env next to the compose file (deploy/.env).
@@ -51,10 +49,10 @@ def _inferrer_url(topology: Topology) -> str:
 def node_service(topology: Topology, node: Node) -> dict[str, Any]:
     return {
         **_image("modelhost", "app.Dockerfile", "modelhost"),
-        "command": _uvicorn("modelhost.app:create_app", node.port),
+        "command": _serve("modelhost", node.port),
         "environment": {
-            "MODELHOST_NODE_ID": node.id,
-            "MODELHOST_INFERRER_URL": _inferrer_url(topology),
+            env_name(ModelhostSettings, "node_id"): node.id,
+            env_name(ModelhostSettings, "inferrer_url"): _inferrer_url(topology),
             MANAGEMENT_TOKEN_VAR: _REQUIRED_TOKEN,
             "HEALTH_URL": f"http://127.0.0.1:{node.port}/health/ready",
         },
@@ -70,11 +68,12 @@ def compose_document(topology: Topology) -> dict[str, Any]:
     services: dict[str, Any] = {
         "inferrer": {
             **_image("inferrer", "app.Dockerfile", "inferrer"),
-            "command": _uvicorn("inferrer.app:create_app", t.inferrer_port),
+            "command": _serve("inferrer", t.inferrer_port),
             "environment": {
-                "INFERRER_REPOSITORY_DIR": "/data/repository",
-                "INFERRER_NGINX_URL": f"http://nginx:{t.nginx_port}",
-                "INFERRER_NODES_FILE": "/etc/modelfleet/inferrer/nodes.json",
+                env_name(InferrerSettings, "repository_dir"): "/data/repository",
+                env_name(InferrerSettings, "nginx_url"): f"http://nginx:{t.nginx_port}",
+                env_name(InferrerSettings, "nodes_file"): "/etc/modelfleet/inferrer/nodes.json",
+                env_name(InferrerSettings, "max_body_bytes"): str(t.max_body_bytes),
                 MANAGEMENT_TOKEN_VAR: _REQUIRED_TOKEN,
                 INFERENCE_TOKEN_VAR: f"${{{INFERENCE_TOKEN_VAR}:-}}",
                 "HEALTH_URL": f"http://127.0.0.1:{t.inferrer_port}/health/live",

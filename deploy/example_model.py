@@ -1,4 +1,5 @@
-"""The example model `modelfleet up` deploys: trained at start from scikit-learn's bundled iris data."""
+"""The example model `modelfleet up` deploys: trained at start from scikit-learn's bundled iris data
+(run as a process of its own: deploy/example.py)."""
 
 from __future__ import annotations
 
@@ -14,10 +15,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from wire.bearer import MANAGEMENT_TOKEN_VAR, bearer_headers
+from deploy.example import EXAMPLE_NAME, EXAMPLE_ROW
 
-EXAMPLE_NAME = "iris"
-EXAMPLE_ROW = [5.1, 3.5, 1.4, 0.2]
+__all__ = ["EXAMPLE_NAME", "EXAMPLE_ROW", "deploy_example", "main", "train_example"]
+from wire.bearer import MANAGEMENT_TOKEN_VAR, bearer_headers
 
 
 def train_example() -> bytes:

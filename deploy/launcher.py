@@ -19,7 +19,6 @@ from pathlib import Path
 import httpx
 
 from deploy.local_specs import (
-    UVICORN_GRACEFUL_S,
     DataDirs,
     LaunchError,
     LaunchOptions,
@@ -30,6 +29,7 @@ from deploy.local_specs import (
 from deploy.membership import MembershipError, apply_topology
 from deploy.processes import ManagedProcess
 from deploy.render import Placement, local_placement, render_all
+from deploy.serve_command import UVICORN_GRACEFUL_S
 from deploy.topology import Node, Topology, TopologyError, load_topology
 from wire.bearer import MANAGEMENT_TOKEN_VAR, bearer_headers
 

@@ -7,22 +7,18 @@ import os
 import shutil
 import signal
 import socket
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploy.processes import ProcessSpec, Role
 from deploy.render import Placement
+from deploy.serve_command import env_name, uvicorn_command
 from deploy.topology import Node, Topology
+from inferrer.settings import InferrerSettings
+from modelhost.settings import ModelhostSettings
 from wire.bearer import MANAGEMENT_TOKEN_VAR, bearer_headers
 
 logger = logging.getLogger(__name__)
-
-# uvicorn keeps idle connections longer than nginx's upstream keepalive_timeout (30 s).
-UVICORN_KEEPALIVE_S = 65
-UVICORN_GRACEFUL_S = 5
-# Handlers are configured here, at the process edge; modules only call logging.getLogger(__name__).
-LOGGING_CONFIG = Path(__file__).resolve().parent / "logging.json"
 
 
 class LaunchError(RuntimeError):
@@ -65,18 +61,6 @@ class DataDirs:
         return self.run / "apply.json"
 
 
-def _uvicorn(app: str, host: str, port: int, workers: int) -> list[str]:
-    return [
-        sys.executable, "-m", "uvicorn", "--factory", app,
-        "--host", host, "--port", str(port),
-        "--timeout-keep-alive", str(UVICORN_KEEPALIVE_S),
-        "--timeout-graceful-shutdown", str(UVICORN_GRACEFUL_S),
-        "--no-access-log",
-        "--log-config", str(LOGGING_CONFIG),
-        "--workers", str(workers), "--loop", "uvloop", "--http", "httptools",
-    ]  # fmt: skip
-
-
 @dataclass(frozen=True)
 class LaunchOptions:
     sync_interval_s: float | None = None  # None: the node's own default
@@ -94,16 +78,16 @@ _SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/l
 
 def node_spec(topology: Topology, node: Node, dirs: DataDirs, options: LaunchOptions) -> ProcessSpec:
     env = {
-        "MODELHOST_NODE_ID": node.id,
-        "MODELHOST_INFERRER_URL": topology.inferrer_url,
-        "MODELHOST_CACHE_DIR": str(dirs.cache(node.id)),
+        env_name(ModelhostSettings, "node_id"): node.id,
+        env_name(ModelhostSettings, "inferrer_url"): topology.inferrer_url,
+        env_name(ModelhostSettings, "cache_dir"): str(dirs.cache(node.id)),
         **options.tokens,
     }
     if options.sync_interval_s is not None:
-        env["MODELHOST_SYNC_INTERVAL_S"] = str(options.sync_interval_s)
+        env[env_name(ModelhostSettings, "sync_interval_s")] = str(options.sync_interval_s)
     return ProcessSpec(
         node.id,
-        _uvicorn("modelhost.app:create_app", node.host, node.port, options.modelhost_workers),
+        uvicorn_command("modelhost", node.host, node.port, options.modelhost_workers),
         f"{node.url}/health/ready",
         env=env,
         role=Role.NODE,
@@ -117,18 +101,16 @@ def process_specs(
     specs = [
         ProcessSpec(
             "inferrer",
-            _uvicorn(
-                "inferrer.app:create_app",
-                topology.inferrer_host,
-                topology.inferrer_port,
-                options.inferrer_workers,
+            uvicorn_command(
+                "inferrer", topology.inferrer_host, topology.inferrer_port, options.inferrer_workers
             ),
             f"{topology.inferrer_url}/health/live",
             role=Role.GATEWAY,
             env={
-                "INFERRER_REPOSITORY_DIR": str(dirs.repository),
-                "INFERRER_NGINX_URL": topology.nginx_url,
-                "INFERRER_NODES_FILE": str(placement.nodes_json),
+                env_name(InferrerSettings, "repository_dir"): str(dirs.repository),
+                env_name(InferrerSettings, "nginx_url"): topology.nginx_url,
+                env_name(InferrerSettings, "nodes_file"): str(placement.nodes_json),
+                env_name(InferrerSettings, "max_body_bytes"): str(topology.max_body_bytes),
                 **options.tokens,
             },
         )

@@ -93,6 +93,7 @@ def render_nginx(topology: Topology, nodes: Iterable[Node], placement: Placement
         servers=servers,
         upstream_timeout=f"{timeout_ms}ms",
         retry_window=f"{2 * timeout_ms + 1000}ms",  # a stalled node, then a whole try on another
+        max_body=str(topology.max_body_bytes),
         **placement.nginx_runtime,
     )
 

@@ -46,6 +46,9 @@ class Topology:
     nodes: tuple[Node, ...]
     # How long nginx waits for one node's answer before it retries the prediction on another node.
     upstream_timeout_s: float = 10.0
+    # The largest request body but uploads, in bytes: nginx's client_max_body_size and the inferrer's
+    # INFERRER_MAX_BODY_BYTES both come from it, so the two always agree.
+    max_body_bytes: int = 16 * 2**20
 
     @property
     def inferrer_url(self) -> str:
@@ -99,9 +102,20 @@ def load_topology(path: Path) -> Topology:
         prometheus_port=_port("PROMETHEUS_PORT", _required(values, "PROMETHEUS_PORT")),
         nodes=tuple(nodes),
         upstream_timeout_s=_seconds("UPSTREAM_TIMEOUT_S", values.get("UPSTREAM_TIMEOUT_S", "10")),
+        max_body_bytes=_positive_int("MAX_BODY_BYTES", values.get("MAX_BODY_BYTES", str(16 * 2**20))),
     )
     _check_unique_addresses(topology)
     return topology
+
+
+def _positive_int(key: str, value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise TopologyError(f"{key} must be a positive whole number, not {value!r}")
+    return number
 
 
 def _required(values: dict[str, str], key: str) -> str:

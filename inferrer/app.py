@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from inferrer.api.body_limit import BodyLimitMiddleware
+from inferrer.api.fleet import document_selftest_limit
 from inferrer.api.fleet import router as fleet_router
 from inferrer.api.internal import router as internal_router
 from inferrer.api.models import router as models_router
@@ -24,15 +25,15 @@ from inferrer.dataplane.balancer_client import Upstream
 from inferrer.dataplane.batching import Batcher
 from inferrer.dataplane.prediction import PredictionService
 from inferrer.dataplane.prediction_cache import PredictionCache
-from inferrer.errors import exception_handlers
 from inferrer.fleet_clients import ModelHostClientManager
 from inferrer.settings import InferrerSettings
 from metrics.definitions import InferrerMetrics
 from metrics.exposition import metrics_router
 from wire.access import AccessMiddleware
-from wire.bearer import Tokens
+from wire.bearer import Tokens, document_tokens
+from wire.errors import exception_handlers
 from wire.hot_routes import add_hot_routes
-from wire.openapi import ERROR_RESPONSES
+from wire.openapi import ERROR_RESPONSES, amend_document
 
 
 def create_app(
@@ -43,6 +44,7 @@ def create_app(
     """Build the gateway. Tests may put an in-process or faulty fleet behind it: `upstream` in place
     of the balancer (predictions), `node_transport` under the nodes' direct client (sync, status)."""
     settings = settings or InferrerSettings()
+    tokens = Tokens(settings.management_token, settings.inference_token)
     registry = CollectorRegistry()
     metrics = InferrerMetrics(registry)
 
@@ -57,7 +59,7 @@ def create_app(
                 settings.batch_max_rows, settings.batch_max_wait_s, settings.batch_max_in_flight, metrics
             )
             app.state.settings = settings
-            app.state.tokens = Tokens(settings.management_token, settings.inference_token)
+            app.state.tokens = tokens
             app.state.metrics = metrics
             app.state.admission = Admission(settings.max_in_flight, settings.max_request_timeout_s, metrics)
             app.state.balancer = balancer
@@ -75,6 +77,7 @@ def create_app(
         app.include_router(router, responses=ERROR_RESPONSES)
     app.include_router(metrics_router(registry))
     add_hot_routes(app, [*PREDICT_HOT_ROUTES, *V2_HOT_ROUTES])
+    amend_document(app, document_tokens(tokens), document_selftest_limit(settings.max_selftest_items))
     app.add_middleware(
         BodyLimitMiddleware,
         max_body_bytes=settings.max_body_bytes,

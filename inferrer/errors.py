@@ -2,20 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import ClassVar
 
-from fastapi.exceptions import RequestValidationError
-from starlette.exceptions import HTTPException as StarletteHTTPException
-
-from wire.errors import (
-    ErrorHandler,
-    MalformedRequest,
-    ServiceError,
-    handle_http_exception,
-    handle_validation_error,
-    service_error_handler,
-)
+from wire.errors import MalformedRequest, ServiceError
 
 __all__ = ["MalformedRequest"]
 
@@ -59,12 +48,3 @@ class UpstreamUnavailable(InferrerError):
 
 class UpstreamTimeout(InferrerError):
     status_code = 504
-
-
-def exception_handlers(count: Callable[[str], None]) -> dict[int | type[Exception], ErrorHandler]:
-    """The gateway's handlers; `count` records each error by name (a metric)."""
-    return {
-        ServiceError: service_error_handler(count),
-        RequestValidationError: handle_validation_error,
-        StarletteHTTPException: handle_http_exception,
-    }

@@ -13,7 +13,8 @@ class InferrerSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="INFERRER_", populate_by_name=True)
 
-    repository_dir: Path = Path(".modelfleet/repository")
+    # Defaults do not depend on the directory a process starts in; the launcher and the images set it.
+    repository_dir: Path = Path.home() / ".modelfleet" / "repository"
     nginx_url: str = "http://127.0.0.1:8080"
     # JSON {"modelhost-1": "http://127.0.0.1:8101", ...}, rendered from the topology; re-read on change.
     nodes_file: Path | None = None

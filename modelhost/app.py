@@ -8,9 +8,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 from fastapi import FastAPI
-from fastapi.exceptions import RequestValidationError
 from prometheus_client import CollectorRegistry
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from metrics.definitions import ModelhostMetrics
@@ -21,15 +19,10 @@ from modelhost.settings import ModelhostSettings
 from modelhost.store import ModelStore
 from modelhost.sync import Reconciler
 from wire.access import AccessMiddleware
-from wire.bearer import Tokens, bearer_headers
-from wire.errors import (
-    ServiceError,
-    handle_http_exception,
-    handle_validation_error,
-    service_error_handler,
-)
+from wire.bearer import Tokens, bearer_headers, document_tokens
+from wire.errors import exception_handlers
 from wire.hot_routes import add_hot_routes
-from wire.openapi import ERROR_RESPONSES
+from wire.openapi import ERROR_RESPONSES, amend_document
 
 
 def create_app(
@@ -37,6 +30,7 @@ def create_app(
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
     settings = settings or ModelhostSettings()
+    tokens = Tokens(settings.management_token, inference=None)  # a node has no inference scope
     registry = CollectorRegistry()
     metrics = ModelhostMetrics(registry, settings.node_id)
 
@@ -58,7 +52,7 @@ def create_app(
             reconciler = Reconciler(
                 store, client, settings.inferrer_url, settings.sync_interval_s, settings.idle_unload_s
             )
-            app.state.tokens = Tokens(settings.management_token, inference=None)
+            app.state.tokens = tokens
             app.state.store = store
             app.state.reconciler = reconciler
             sync_task = asyncio.create_task(reconciler.run_forever(), name="reconcile")
@@ -73,17 +67,14 @@ def create_app(
     app = FastAPI(
         title="modelfleet modelhost",
         lifespan=lifespan,
-        exception_handlers={
-            ServiceError: service_error_handler(
-                lambda reason: metrics.http.rejected("modelhost", reason).inc(), node=settings.node_id
-            ),
-            RequestValidationError: handle_validation_error,
-            StarletteHTTPException: handle_http_exception,
-        },
+        exception_handlers=exception_handlers(
+            lambda reason: metrics.http.rejected("modelhost", reason).inc(), node=settings.node_id
+        ),
     )
     for routes in (health, router, internal):
         app.include_router(routes, responses=ERROR_RESPONSES)
     add_hot_routes(app, HOT_ROUTES)
+    amend_document(app, document_tokens(tokens))
     app.include_router(metrics_router(registry))
     app.add_middleware(NodeHeaderMiddleware, node=settings.node_id)
     app.add_middleware(AccessMiddleware, metrics=metrics.http)

@@ -19,7 +19,7 @@ def as_rows(instances: Any, n_features: int) -> np.ndarray:
         raise InvalidInput("instances must be a non-empty list of rows")
     try:
         rows = np.asarray(instances, dtype=np.float64)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, OverflowError):  # Overflow: an integer beyond any float
         raise InvalidInput("instances must be rows of numbers of equal length") from None
     if rows.ndim != 2:
         raise InvalidInput(f"instances must be a list of rows; got an array of {rows.ndim} dims")

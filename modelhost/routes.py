@@ -27,7 +27,7 @@ from wire.modelhost_answers import (
     NodeStatus,
     Pong,
 )
-from wire.node_calls import NodePrediction, SyncAnswer, SyncRequest, predict_body
+from wire.node_calls import NodePrediction, SyncAnswer, SyncRequest, predict_body, sync_request
 from wire.openapi import answers, readiness, request_body
 
 health = APIRouter()
@@ -120,6 +120,9 @@ def loaded_models(request: Request) -> FastJSONResponse:
 @internal.post("/sync", responses=answers(SyncAnswer, "Converged: what this node holds, what failed"))
 async def sync(changes: SyncRequest, request: Request) -> Response:
     """Converge to the inferrer's desired state now, warming and releasing what `changes` say."""
+    # FastAPI validates (and documents) `changes` laxly: 0 passes for false, a number for a date.
+    # Checked again as the document's JSON Schema reads, strictly.
+    changes = parse_body(sync_request, await request.body())
     try:
         answer = await _reconciler(request).sync(changes)
     except httpx.HTTPError as exc:

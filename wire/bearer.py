@@ -5,18 +5,22 @@ Management (deploy, delete, activate, rollback, load/unload, node control, the i
 inferrer and of every node) needs the management token; with none configured, management is refused.
 Inference and model reads need the inference token when one is configured; the management token
 serves both. A node knows only the management token: its one protected scope is management.
+
+Each scope has its own bearer scheme in the OpenAPI document (`managementToken`, `inferenceToken`);
+with no inference token configured, inference routes take any request, so they declare none.
 """
 
 from __future__ import annotations
 
 import hmac
 from enum import Enum
-from typing import Annotated, Any, ClassVar
+from typing import Any, ClassVar
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from wire.errors import ServiceError
+from wire.openapi import Amendment
 
 # The one name every service and the launcher use for each token (in the .env and the environment).
 MANAGEMENT_TOKEN_VAR = "MODELFLEET_MANAGEMENT_TOKEN"
@@ -71,6 +75,11 @@ class Tokens:
         self._management = management
         self._inference = inference
 
+    @property
+    def inference_required(self) -> bool:
+        """Whether inference needs a token: only when an inference token is configured."""
+        return self._inference is not None
+
     def authorize(self, authorization: str | None, scope: Scope) -> None:
         if scope is Scope.INFERENCE and self._inference is None:
             return
@@ -95,16 +104,51 @@ def authorize(request: Request, scope: Scope) -> None:
     tokens.authorize(request.headers.get("authorization"), scope)
 
 
-_bearer = HTTPBearer(auto_error=False)  # declares the scheme in the OpenAPI document
+# Declare each scope's scheme in the OpenAPI document; `_require` checks the token itself.
+_SCHEMES = {
+    Scope.MANAGEMENT: HTTPBearer(
+        auto_error=False,
+        scheme_name="managementToken",
+        description=f"The management token ({MANAGEMENT_TOKEN_VAR}); with none configured, refused.",
+    ),
+    Scope.INFERENCE: HTTPBearer(
+        auto_error=False,
+        scheme_name="inferenceToken",
+        description=f"The inference token ({INFERENCE_TOKEN_VAR}) or the management token.",
+    ),
+}
 
 
 def _require(scope: Scope) -> Any:
-    async def check(
-        request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-    ) -> None:
+    # A default, not an Annotated hint: FastAPI resolves hints in the module's globals.
+    declared: Any = Depends(_SCHEMES[scope])
+
+    async def check(request: Request, _: HTTPAuthorizationCredentials | None = declared) -> None:
         authorize(request, scope)
 
     return Depends(check)
+
+
+def document_tokens(tokens: Tokens) -> Amendment:
+    """The document says what the configured tokens require: with no inference token configured,
+    inference routes answer without one (an Authorization header is not even read), so they
+    declare no security and the inference scheme goes."""
+    inference = _SCHEMES[Scope.INFERENCE].scheme_name
+
+    def amend(document: dict[str, Any]) -> None:
+        if tokens.inference_required:
+            return
+        for path_item in document.get("paths", {}).values():
+            for operation in path_item.values():
+                security = [s for s in operation.get("security", []) if inference not in s]
+                if security:
+                    operation["security"] = security
+                else:
+                    operation.pop("security", None)
+        schemes = document.get("components", {}).get("securitySchemes", {})
+        schemes.pop(inference, None)
+
+    return amend
 
 
 MANAGEMENT = _require(Scope.MANAGEMENT)

@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 from wire.json import error_response
 
@@ -41,9 +42,10 @@ class InvalidRequest(ServiceError):
 
 def parse_body(adapter: TypeAdapter[T], raw: bytes) -> T:
     """Parse and validate a body against its wire type: 400 when it is no JSON, 422 naming each
-    field that breaks the type."""
+    field that breaks the type. Strictly, as its JSON Schema reads: 0 is no boolean, "1" no integer,
+    a number no date-time."""
     try:
-        return adapter.validate_json(raw)
+        return adapter.validate_json(raw, strict=True)
     except ValidationError as exc:
         if any(err["type"] == "json_invalid" for err in exc.errors()):
             raise MalformedRequest(f"malformed JSON body: {exc.errors()[0]['msg']}") from None
@@ -66,25 +68,51 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
     return body
 
 
-def service_error_handler(count: Callable[[str], None], **extra: str) -> ErrorHandler:
-    """The handler for ServiceError: counts it by name; `extra` fields (the node id) go in every body."""
+Handlers = dict[int | type[Exception], ErrorHandler]
 
-    async def handle(request: Request, exc: Exception) -> Response:
+
+def exception_handlers(count: Callable[[str], None], **extra: str) -> Handlers:
+    """Every error answer of a service in one place and one body shape, each one counted by `count`
+    (the rejected-requests metric) under its reason: the ServiceError's name, `RequestValidationError`
+    or the HTTP status (`HTTP404`, `HTTP405`). `extra` fields (a node's id) go in every body."""
+
+    async def service_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ServiceError)
         count(type(exc).__name__)
         return error_response(exc.message, exc.status_code, exc.headers, **extra)
 
-    return handle
+    async def http_exception(request: Request, exc: Exception) -> Response:
+        """Starlette's and FastAPI's own refusals: unknown route, wrong method (with Allow)."""
+        assert isinstance(exc, StarletteHTTPException)
+        count(f"HTTP{exc.status_code}")
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = allowed_methods(request)
+        return error_response(str(exc.detail), exc.status_code, headers, **extra)
+
+    async def validation_error(request: Request, exc: Exception) -> Response:
+        """FastAPI's request validation errors, naming each bad field."""
+        assert isinstance(exc, RequestValidationError)
+        count("RequestValidationError")
+        return error_response(f"invalid request: {describe(exc.errors())}", 422, None, **extra)
+
+    return {
+        ServiceError: service_error,
+        StarletteHTTPException: http_exception,
+        RequestValidationError: validation_error,
+    }
 
 
-async def handle_http_exception(request: Request, exc: Exception) -> Response:
-    """Starlette's and FastAPI's own refusals (unknown route, wrong method, unparsable body) in the
-    same body shape as every other error."""
-    assert isinstance(exc, StarletteHTTPException)
-    return error_response(str(exc.detail), exc.status_code, dict(exc.headers or {}))
+_METHODS = ("DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT")
 
 
-async def handle_validation_error(request: Request, exc: Exception) -> Response:
-    """FastAPI's request validation errors in the same body shape, naming each bad field."""
-    assert isinstance(exc, RequestValidationError)
-    return error_response(f"invalid request: {describe(exc.errors())}", 422)
+def allowed_methods(request: Request) -> str:
+    """Every method the request's path is served with, asked of the routes as routing asks them.
+    Starlette's 405 names only the methods of the first route that matched the path, where one
+    path may have several (GET and POST /api/v1/models)."""
+    routes = request.app.router.routes
+    return ", ".join(
+        method
+        for method in _METHODS
+        if any(route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes)
+    )

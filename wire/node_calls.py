@@ -14,12 +14,24 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, WithJsonSchema, 
 from typing_extensions import TypedDict
 
 from artifacts.manifest import Manifest
+from artifacts.schema import OUTPUTS
 
 _SHA256 = r"^[0-9a-f]{64}$"
 _CELL = {"type": ["number", "string", "boolean", "null"]}
 # Numbers, or, with the fitted feature names in `columns`, any JSON scalars (text columns). The node
 # checks the values when it builds the rows (a 4xx for anything else), so they travel unvalidated.
-Instances = Annotated[Any, WithJsonSchema({"type": "array", "items": {"type": "array", "items": _CELL}})]
+Instances = Annotated[
+    Any,
+    WithJsonSchema(
+        {"type": "array", "minItems": 1, "items": {"type": "array", "minItems": 1, "items": _CELL}}
+    ),
+]
+# At least one of them; the node refuses (422) one its model does not offer, as its signature says.
+Outputs = Annotated[
+    list[str],
+    Field(min_length=1),
+    WithJsonSchema({"type": "array", "minItems": 1, "items": {"type": "string", "enum": OUTPUTS}}),
+]
 
 
 @with_config(ConfigDict(extra="forbid"))
@@ -32,7 +44,7 @@ class NodePredictBody(TypedDict):
     version: str
     sha256: Annotated[str, Field(pattern=_SHA256)]
     instances: Instances
-    outputs: NotRequired[list[str]]
+    outputs: NotRequired[Outputs]
     columns: NotRequired[list[str]]
 
 
@@ -79,6 +91,9 @@ class SyncRequest(BaseModel):
 
     warm: list[Manifest] = []
     release: list[Annotated[str, Field(max_length=64)]] = []
+
+
+sync_request = TypeAdapter(SyncRequest)
 
 
 class SyncAnswer(BaseModel):

@@ -10,8 +10,10 @@ wire/v2_answers.py and wire/modelhost_answers.py.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict
 
 
@@ -28,12 +30,19 @@ class Answer(BaseModel):
 
 
 Responses = dict[int | str, dict[str, Any]]
+# A change to the built document, for what the app's settings decide (tokens, limits).
+Amendment = Callable[[dict[str, Any]], None]
 
 # Declared on every route: FastAPI's default 422 schema ({"detail": [...]}) is not what we answer.
 ERROR_RESPONSES: Responses = {
     "4XX": {"model": ErrorBody, "description": "Refused: bad input, unknown model, no token, overload"},
     "5XX": {"model": ErrorBody, "description": "No node could answer in time"},
 }
+
+
+def refusals(description: str) -> Responses:
+    """A route's own 4XX description: what it refuses beyond what its request schema says."""
+    return {"4XX": {"model": ErrorBody, "description": description}}
 
 
 def answers(body: Any, description: str, status: int = 200, csv: bool = False) -> Responses:
@@ -60,3 +69,20 @@ def request_body(json_schema: dict[str, Any], csv: bool = False) -> dict[str, An
     if csv:
         content["text/csv"] = {"schema": {"type": "string"}}
     return {"requestBody": {"required": True, "content": content}}
+
+
+def amend_document(app: FastAPI, *amendments: Amendment) -> None:
+    """Apply `amendments` to the app's document once, when FastAPI first builds it: the parts that
+    depend on the settings (which token a route needs, configured limits), so that the document
+    describes what this server, as configured, accepts."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        document = build()  # FastAPI keeps it in app.openapi_schema: amended once
+        for amend in amendments:
+            amend(document)
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]

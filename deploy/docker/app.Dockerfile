@@ -28,7 +28,6 @@ COPY modelhost /src/modelhost
 COPY nginx /src/nginx
 COPY wire /src/wire
 RUN pip install --disable-pip-version-check --no-cache-dir --no-deps --no-index --no-build-isolation /src \
-    && cp /src/deploy/logging.json /etc/modelfleet/logging.json \
     && rm -rf /src
 
 USER modelfleet
@@ -41,14 +40,11 @@ HEALTHCHECK --interval=5s --timeout=3s --start-period=5s --retries=5 \
 FROM runtime AS inferrer
 ENV INFERRER_REPOSITORY_DIR=/data/repository
 EXPOSE 8000
-# uvicorn is PID 1 (exec form): it gets SIGTERM and drains in-flight requests.
-CMD ["uvicorn", "--factory", "inferrer.app:create_app", "--host", "0.0.0.0", "--port", "8000", \
-     "--timeout-keep-alive", "65", "--timeout-graceful-shutdown", "5", "--no-access-log", \
-     "--log-config", "/etc/modelfleet/logging.json"]
+# The one start command of every service (deploy/serve_command.py); it execs uvicorn, which is then
+# PID 1 (exec form): it gets SIGTERM and drains in-flight requests.
+CMD ["python3", "-m", "deploy.serve_command", "inferrer", "--port", "8000"]
 
 FROM runtime AS modelhost
 ENV MODELHOST_CACHE_DIR=/var/cache/modelfleet HEALTH_URL=http://127.0.0.1:8101/health/ready
 EXPOSE 8101
-CMD ["uvicorn", "--factory", "modelhost.app:create_app", "--host", "0.0.0.0", "--port", "8101", \
-     "--timeout-keep-alive", "65", "--timeout-graceful-shutdown", "5", "--no-access-log", \
-     "--log-config", "/etc/modelfleet/logging.json"]
+CMD ["python3", "-m", "deploy.serve_command", "modelhost", "--port", "8101"]

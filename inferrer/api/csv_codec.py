@@ -22,7 +22,10 @@ def parse_csv_rows(raw: bytes, signature: ModelSchema, max_rows: int) -> np.ndar
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise InvalidInput("a text/csv body must be UTF-8") from None
-    lines = [row for row in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in row)]
+    try:  # newline="": the csv module reads quoted line breaks itself
+        lines = [row for row in csv.reader(io.StringIO(text, newline="")) if any(c.strip() for c in row)]
+    except csv.Error as exc:  # e.g. a line break or NUL where the format allows none
+        raise InvalidInput(f"the CSV body does not parse: {exc}") from None
     if not lines:
         raise InvalidInput("the CSV body has no rows")
     names = signature.feature_names

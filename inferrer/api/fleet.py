@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 from collections import Counter
 from importlib.metadata import version
+from typing import Any
 from urllib.parse import quote
 
 import orjson
@@ -18,14 +20,31 @@ from wire.errors import parse_json_object
 from wire.inferrer_answers import FleetNotReady, FleetReady, Live, NodeList, SelfTest, Welcome
 from wire.json import FastJSONResponse
 from wire.modelhost_answers import Draining
-from wire.openapi import answers, readiness, request_body
+from wire.openapi import Amendment, answers, readiness, request_body
 
 router = APIRouter()
+SELFTEST_PATH = "/api/test/sendtomodelhost"
+# A self-test item travels as a path segment through nginx to a node: URL-safe (unreserved)
+# characters, not "." or ".." (which a URL path normalises away), at most 200.
+_ITEM_PATTERN = r"^(?:[A-Za-z0-9._~-]*[A-Za-z0-9_~-][A-Za-z0-9._~-]*|\.{3,})$"
+_ITEM = re.compile(_ITEM_PATTERN)
+_ITEM_MAX_LENGTH = 200
 _SELFTEST_BODY = request_body(
     {
         "type": "object",
         "required": ["data"],
-        "properties": {"data": {"type": "array", "items": {"type": "string"}, "minItems": 1}},
+        "properties": {
+            "data": {
+                "type": "array",
+                "minItems": 1,  # at most max_selftest_items: see document_selftest_limit
+                "items": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": _ITEM_MAX_LENGTH,
+                    "pattern": _ITEM_PATTERN,
+                },
+            }
+        },
     }
 )
 
@@ -80,7 +99,7 @@ async def drain_node(node: str, request: Request) -> FastJSONResponse:
 
 
 @router.post(
-    "/api/test/sendtomodelhost",
+    SELFTEST_PATH,
     dependencies=[INFERENCE],
     openapi_extra=_SELFTEST_BODY,
     responses=answers(SelfTest, "Which node answered each item"),
@@ -90,7 +109,8 @@ async def send_to_modelhost(request: Request) -> FastJSONResponse:
     items = parse_json_object(await request.body()).get("data")
     if not isinstance(items, list) or not items or not all(_is_item(i) for i in items):
         raise InvalidInput(
-            'send {"data": ["ONE", "TWO", ...]}: a non-empty list of printable strings (1-200 characters)'
+            'send {"data": ["ONE", "TWO", ...]}: a non-empty list of strings of 1-200 of '
+            "A-Z a-z 0-9 . _ ~ - (not '.' or '..')"
         )
     limit = deps.settings(request).max_selftest_items
     if len(items) > limit:
@@ -109,5 +129,15 @@ async def send_to_modelhost(request: Request) -> FastJSONResponse:
 
 
 def _is_item(item: object) -> bool:
-    """A ping item travels in a URL path: printable text, no control characters."""
-    return isinstance(item, str) and 0 < len(item) <= 200 and item.isprintable()
+    """A ping item travels in a URL path, as one segment that nothing rewrites."""
+    return isinstance(item, str) and len(item) <= _ITEM_MAX_LENGTH and bool(_ITEM.fullmatch(item))
+
+
+def document_selftest_limit(limit: int) -> Amendment:
+    """The configured most items (INFERRER_MAX_SELFTEST_ITEMS), in the self-test's body schema."""
+
+    def amend(document: dict[str, Any]) -> None:
+        body = document["paths"][SELFTEST_PATH]["post"]["requestBody"]
+        body["content"]["application/json"]["schema"]["properties"]["data"]["maxItems"] = limit
+
+    return amend

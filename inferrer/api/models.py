@@ -5,30 +5,37 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
+from pydantic import WithJsonSchema
 
-from artifacts.manifest import Manifest
+from artifacts.manifest import SEGMENT_SCHEMA, Manifest
 from inferrer.api import dependencies as deps
 from inferrer.control.lifecycle import Upload
 from inferrer.errors import PayloadTooLarge
 from wire.bearer import INFERENCE, MANAGEMENT
 from wire.inferrer_answers import Deleted, Deployed, ModelList, ModelView, Switched
 from wire.json import FastJSONResponse
-from wire.openapi import answers
+from wire.openapi import answers, refusals
 
 router = APIRouter(prefix="/api/v1/models")
+# Checked by the lifecycle (with its own messages), declared here: one path segment each.
+_SEGMENT = WithJsonSchema(SEGMENT_SCHEMA)
+_DEPLOY_ANSWERS = {
+    **answers(Deployed, "Stored; activated or not, and why", status=201),
+    **refusals(
+        "Refused: 422 for a file that is not a model this service loads (a .skops file, or .joblib "
+        "with trusted=true, that holds a fitted estimator of allowed types): only its content tells; "
+        "413 for a file over the upload limit; 409 for a version that exists; 401/403 without the "
+        "management token"
+    ),
+}
 
 
-@router.post(
-    "",
-    status_code=201,
-    dependencies=[MANAGEMENT],
-    responses=answers(Deployed, "Stored; activated or not, and why", status=201),
-)
+@router.post("", status_code=201, dependencies=[MANAGEMENT], responses=_DEPLOY_ANSWERS)
 async def deploy(
     request: Request,
-    name: Annotated[str, Form()],
+    name: Annotated[str, Form(), _SEGMENT],
     file: Annotated[UploadFile, File()],
-    version: Annotated[str | None, Form()] = None,
+    version: Annotated[str | None, Form(), _SEGMENT] = None,
     trusted: Annotated[bool, Form()] = False,
     trusted_types: Annotated[str | None, Form()] = None,
     activate: Annotated[bool, Form()] = True,

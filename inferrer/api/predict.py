@@ -5,18 +5,35 @@ from __future__ import annotations
 from fastapi import Request
 from starlette.responses import Response
 
+from artifacts.schema import OUTPUTS
 from inferrer.api import dependencies as deps
 from inferrer.api.csv_codec import parse_csv_rows, render_csv
 from inferrer.api.rest_codec import PREDICT_BODY_SCHEMA, PredictRequest, parse_predict_body
+from inferrer.errors import InvalidInput
 from wire.bearer import Scope
 from wire.hot_routes import HotRoute
 from wire.inferrer_answers import Prediction
 from wire.json import FastJSONResponse
-from wire.openapi import answers, request_body
+from wire.openapi import answers, refusals, request_body
 
-_BODY = request_body(PREDICT_BODY_SCHEMA, csv=True)
+_OUTPUT_PARAMETER = {
+    "name": "output",
+    "in": "query",
+    "required": False,
+    "description": "The output of a text/csv body (a JSON body names it in `output`)",
+    "schema": {"type": "string", "enum": OUTPUTS, "default": "predict"},
+}
+_BODY = {**request_body(PREDICT_BODY_SCHEMA, csv=True), "parameters": [_OUTPUT_PARAMETER]}
 # Declared only: the answer is built and sent unvalidated.
-_ANSWER = answers(Prediction, "One prediction per row (`Accept: text/csv`: one CSV line per row)", csv=True)
+_ANSWER = {
+    **answers(Prediction, "One prediction per row (`Accept: text/csv`: one CSV line per row)", csv=True),
+    **refusals(
+        "Refused: 422 for rows the model cannot take (the number of values per row, the feature names "
+        "of records or CSV columns, an output it does not offer: its signature, `GET "
+        "/api/v1/models/{name}`, says); 413 for more rows than the limit; 404 for an unknown model or "
+        "version; 401/403 without the token it needs; 400 for a body that does not parse"
+    ),
+}
 
 
 async def predict(request: Request) -> Response:
@@ -53,8 +70,10 @@ async def _answer(name: str, version: str | None, request: Request) -> Response:
     manifest = service.resolve(name, version)
     max_rows = deps.settings(request).rows_allowed(manifest.signature.n_features)
     raw = await request.body()
+    output = request.query_params.get("output", "predict") if request.scope["query_string"] else "predict"
+    if output not in OUTPUTS:
+        raise InvalidInput(f"output must be one of {', '.join(OUTPUTS)}, got {output!r}")
     if request.headers.get("content-type", "").startswith("text/csv"):
-        output = request.query_params.get("output", "predict")
         parsed = PredictRequest(parse_csv_rows(raw, manifest.signature, max_rows), output)
     else:
         parsed = parse_predict_body(raw, manifest.signature, max_rows)

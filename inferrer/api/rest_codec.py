@@ -7,20 +7,32 @@ from typing import Any
 
 import numpy as np
 
-from artifacts.schema import ModelSchema
+from artifacts.schema import OUTPUTS, ModelSchema
 from inferrer.dataplane.columns import as_table, check_columns
 from inferrer.errors import InvalidInput, PayloadTooLarge
 from wire.errors import parse_json_object
 
 _CELL = {"type": ["number", "null"]}  # null: a missing value, for pipelines that impute
 _FIELD = {"type": ["number", "string", "boolean", "null"]}  # records may carry text columns
+# What the body can say before the model is known. The model decides the rest at run time (422):
+# how many values a row has (its n_features), the names a record maps (its feature names; records
+# only for a model fitted with names), and whether it offers predict_proba.
 PREDICT_BODY_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "instances": {"type": "array", "items": {"type": "array", "items": _CELL}},
-        "records": {"type": "array", "items": {"type": "object", "additionalProperties": _FIELD}},
-        "output": {"type": "string", "examples": ["predict", "predict_proba"]},
+        "instances": {
+            "type": "array",
+            "minItems": 1,
+            "items": {"type": "array", "minItems": 1, "items": _CELL},
+        },
+        "records": {
+            "type": "array",
+            "minItems": 1,
+            "items": {"type": "object", "minProperties": 1, "additionalProperties": _FIELD},
+        },
+        "output": {"type": "string", "enum": OUTPUTS, "default": "predict"},
     },
+    "oneOf": [{"required": ["instances"]}, {"required": ["records"]}],  # exactly one of them
     "additionalProperties": False,
 }
 

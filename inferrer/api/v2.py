@@ -19,7 +19,7 @@ from wire.bearer import INFERENCE, MANAGEMENT, Scope
 from wire.hot_routes import HotRoute
 from wire.inferrer_answers import Live
 from wire.json import FastJSONResponse
-from wire.openapi import answers, readiness, request_body
+from wire.openapi import answers, readiness, refusals, request_body
 from wire.v2_answers import (
     V2InferResponse,
     V2ModelLoaded,
@@ -38,7 +38,16 @@ _INFER_BODY = request_body(INFER_BODY_SCHEMA)
 _METADATA = answers(V2ModelMetadata, "The model's versions, input and output tensors")
 _MODEL_READY = readiness(V2ModelReady, V2ModelNotReady, "the version exists and a node is ready")
 # Declared only: the answer is built and sent unvalidated.
-_INFERRED = answers(V2InferResponse, "One output tensor per requested output")
+_INFERRED = {
+    **answers(V2InferResponse, "One output tensor per requested output"),
+    **refusals(
+        "Refused: 400 for tensors the model cannot take (it takes one [rows, n_features] tensor or one "
+        "per fitted feature: its metadata, `GET /v2/models/{name}`, says), an output it does not offer, "
+        "data that does not hold as many values of the datatype as the shape says, or a body that "
+        "does not parse; 413 for more rows than the limit; 404 for an unknown model or version; "
+        "401/403 without the token it needs"
+    ),
+}
 
 
 class BadRequest(InferrerError):

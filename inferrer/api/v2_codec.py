@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from artifacts.manifest import Manifest
+from artifacts.schema import OUTPUTS
 from inferrer.api.rest_codec import check_row_count
 from inferrer.dataplane.columns import as_table, check_columns
 from inferrer.errors import InvalidInput
@@ -26,6 +27,10 @@ TEXT = "BYTES"  # one UTF-8 string per element: a text column of a model fitted 
 INPUT_NAME = "input-0"
 
 
+# What the body can say before the model is known. The model decides the rest at run time (400): the
+# tensors it takes (one [rows, n_features] tensor, or one per fitted feature, by name) and the
+# outputs it offers. So does the arithmetic no schema states: `data` (or the binary data) holds as
+# many values as `shape` multiplies to, each of the datatype.
 INFER_BODY_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["inputs"],
@@ -33,21 +38,38 @@ INFER_BODY_SCHEMA: dict[str, Any] = {
         "id": {"type": "string"},
         "inputs": {
             "type": "array",
+            "minItems": 1,
             "items": {
                 "type": "object",
                 "required": ["name", "shape", "datatype"],
                 "properties": {
                     "name": {"type": "string"},
                     "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
-                    "datatype": {"type": "string", "examples": ["FP64", "FP32", "INT64", "BYTES"]},
-                    "data": {"type": "array"},
-                    "parameters": {"type": "object"},
+                    "datatype": {"type": "string", "enum": [*DATATYPES, TEXT]},
+                    "data": {"type": "array", "description": "The values, flat or nested row-major"},
+                    "parameters": {
+                        "type": "object",
+                        "properties": {"binary_data_size": {"type": "integer", "minimum": 0}},
+                    },
                 },
+                # The values are in `data`, or in the binary data after the JSON (binary_data_size).
+                "anyOf": [
+                    {"required": ["data"]},
+                    {
+                        "required": ["parameters"],
+                        "properties": {"parameters": {"required": ["binary_data_size"]}},
+                    },
+                ],
             },
         },
         "outputs": {
             "type": "array",
-            "items": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string"}}},
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["name"],
+                "properties": {"name": {"type": "string", "enum": OUTPUTS}},
+            },
         },
     },
 }
@@ -84,23 +106,28 @@ def decode_infer_request(
     requested = body.get("outputs")
     if requested is None:
         outputs = list(manifest.signature.outputs)
-    elif isinstance(requested, list) and all(isinstance(o, dict) and "name" in o for o in requested):
-        outputs = [str(o["name"]) for o in requested]
+    elif isinstance(requested, list) and all(
+        isinstance(o, dict) and isinstance(o.get("name"), str) for o in requested
+    ):
+        outputs = [o["name"] for o in requested]
     else:
         raise InvalidInput('"outputs" must be a list of {"name": ...}')
     request_id = body.get("id")
-    return InferRequest(str(request_id) if request_id is not None else None, rows, outputs)
+    if request_id is not None and not isinstance(request_id, str):
+        raise InvalidInput('"id" must be a string')
+    return InferRequest(request_id, rows, outputs)
+
+
+def _is_count(value: object) -> bool:
+    """A non-negative JSON integer (a bool is an int in Python, not in JSON)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def _decode_tensor(tensor: Any, binary: bytes, offset: int) -> tuple[str, np.ndarray, int]:
     if not isinstance(tensor, dict):
         raise InvalidInput("each input must be an object with name, shape, datatype and data")
     name, shape, datatype = tensor.get("name"), tensor.get("shape"), tensor.get("datatype")
-    if (
-        not isinstance(name, str)
-        or not isinstance(shape, list)
-        or not all(isinstance(d, int) and d >= 0 for d in shape)
-    ):
+    if not isinstance(name, str) or not isinstance(shape, list) or not all(_is_count(d) for d in shape):
         raise InvalidInput("each input needs a name and a shape of non-negative integers")
     if not isinstance(datatype, str) or (datatype != TEXT and datatype not in DATATYPES):
         raise InvalidInput(
@@ -109,19 +136,23 @@ def _decode_tensor(tensor: Any, binary: bytes, offset: int) -> tuple[str, np.nda
     parameters = tensor.get("parameters") or {}
     if not isinstance(parameters, dict):
         raise InvalidInput(f"input {name!r}: parameters must be an object")
-    size = parameters.get("binary_data_size")
+    size, data = parameters.get("binary_data_size"), tensor.get("data")
+    if size is not None and not _is_count(size):
+        raise InvalidInput(f"input {name!r}: binary_data_size must be a non-negative integer")
+    if size is None and not isinstance(data, list):
+        raise InvalidInput(f"input {name!r}: give its values in data (a list) or binary_data_size")
     try:
         if size is not None:
-            chunk = binary[offset : offset + int(size)]
-            if len(chunk) != int(size):
+            chunk = binary[offset : offset + size]
+            if len(chunk) != size:
                 raise InvalidInput(f"input {name!r}: binary data is shorter than binary_data_size")
             array = _from_binary(name, chunk, datatype)
-            offset += int(size)
+            offset += size
         elif datatype == TEXT:
-            array = _text_from_json(name, tensor.get("data"))
+            array = _text_from_json(name, data)
         else:
-            array = np.asarray(tensor.get("data"), dtype=DATATYPES[datatype]).reshape(-1)
-    except (TypeError, ValueError):
+            array = np.asarray(data, dtype=DATATYPES[datatype]).reshape(-1)
+    except (TypeError, ValueError, OverflowError):  # Overflow: e.g. 300 as INT8, inf as INT64
         kind = "strings" if datatype == TEXT else "numbers"
         raise InvalidInput(f"input {name!r}: data must be {datatype} {kind}") from None
     if array.size != math.prod(shape):

@@ -1,10 +1,17 @@
 """Adaptive batching at the gateway: concurrent requests for the same model, version and outputs
 become one upstream call, predicted in one call on a node, and are split back in order.
 
-A lane (one per model, version, artifact, outputs and kind of rows: float matrix or table) sends at once while
-fewer than `max_in_flight` of its calls are upstream, so a lone request never waits. Under load,
-requests queue while the lane's calls are busy and leave together when one returns, or when the batch
-reaches `max_rows`, or when the oldest has waited `max_wait_s`. Requests are validated before they
+A lane (one per model, version, artifact, outputs and kind of rows: float matrix or table) sends at
+once while fewer than `max_in_flight` of its calls are upstream, so a lone request never waits. Under
+load, requests queue while the lane's calls are busy and leave together when one returns, or when the
+batch reaches `max_rows`, or when the oldest has waited `max_wait_s`.
+
+The lane adapts to the model's measured call time: when a batch of several requests has just come
+back, its clients send their next requests together, and the first of them would otherwise find room
+upstream and go alone (a third of a 100-tree forest's calls carried one row, each costing a node as
+much as 30 rows: the forest's cost is per call, nearly flat in rows). So for the longer of
+`max_wait_s` and twice that batch's call time, the lane gathers instead. A lone client (one request
+at a time) never batches, so it never waits. Requests are validated before they
 join a batch, and when a node refuses a batch's values (422: a model may reject what no schema check
 can see, such as text in a column it learnt as numbers, or NaN without an imputer), each of its
 requests is sent again alone: one bad request never fails the others.
@@ -45,6 +52,7 @@ class _Lane:
     rows: int = 0
     in_flight: int = 0
     timer: asyncio.TimerHandle | None = None
+    gather_until: float = 0.0  # perf_counter time: until then, a new request queues (load is here)
 
 
 class Batcher:
@@ -61,7 +69,8 @@ class Batcher:
         lane = self._lanes.get(key)
         if lane is None:
             lane = self._lanes[key] = _Lane(send)
-        if not lane.waiting and lane.in_flight < self._max_in_flight:
+        gathering = time.perf_counter() < lane.gather_until
+        if not lane.waiting and lane.in_flight < self._max_in_flight and not gathering:
             return await self._send_alone(key, lane, rows)
         waiting = _Waiting(rows, asyncio.get_running_loop().create_future())
         lane.waiting.append(waiting)
@@ -85,9 +94,21 @@ class Batcher:
 
     def _finished(self, key: LaneKey, lane: _Lane) -> None:
         lane.in_flight -= 1
-        if lane.waiting:
+        if not lane.waiting:
+            if lane.in_flight == 0:
+                self._forget_when_idle(key, lane)
+        elif time.perf_counter() >= lane.gather_until:
             self._dispatch(key, lane)
-        elif lane.in_flight == 0:
+        # else gathering: the batch leaves with its timer (max_wait_s) or at max_rows
+
+    def _forget_when_idle(self, key: LaneKey, lane: _Lane) -> None:
+        """Drop an idle lane, once its gathering window (if any) has passed."""
+        if lane.waiting or lane.in_flight or self._lanes.get(key) is not lane:
+            return
+        left = lane.gather_until - time.perf_counter()
+        if left > 0:
+            asyncio.get_running_loop().call_later(left, self._forget_when_idle, key, lane)
+        else:
             self._lanes.pop(key, None)
 
     def _dispatch(self, key: LaneKey, lane: _Lane) -> None:
@@ -108,7 +129,7 @@ class Batcher:
         self._metrics.batch_queue.labels(key[0]).set(len(lane.waiting))
         if not batch:
             if lane.in_flight == 0:
-                self._lanes.pop(key, None)
+                self._forget_when_idle(key, lane)
             return
         lane.in_flight += 1
         asyncio.get_running_loop().create_task(self._send(key, lane, batch))
@@ -131,6 +152,9 @@ class Batcher:
         except Exception as exc:  # every request of the batch gets the upstream failure
             _fail(batch, exc)
         else:
+            if len(batch) > 1:  # its clients will send again together: gather them
+                ended = time.perf_counter()
+                lane.gather_until = ended + max(self._max_wait_s, 2 * (ended - now))
             start = 0
             for item in batch:
                 end = start + len(item.rows)

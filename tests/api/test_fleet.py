@@ -28,7 +28,8 @@ async def test_status_self_test_and_drain(tmp_path: Path) -> None:
         )
         assert selftest.json()["nodes"] == {"modelhost-1": 2, "modelhost-2": 2}
         assert [r["item"] for r in selftest.json()["results"]] == ["A", "B", "C", "D"]
-        for body in ({"data": []}, {"data": ["\x00"]}, {"data": "A"}, {}):
+        bodies: list[dict[str, object]] = [{"data": []}, {"data": ["\x00"]}, {"data": "A"}, {}]
+        for body in bodies:
             refused = await gateway.post("/api/test/sendtomodelhost", headers=AUTH, json=body)
             assert refused.status_code == 422, body
 

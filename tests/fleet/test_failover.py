@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy.local_specs import UVICORN_GRACEFUL_S
+from deploy.serve_command import UVICORN_GRACEFUL_S
 from tests.harness import RunningFleet, start_fleet, wait_until
 from tests.load_loop import LoadLoop
 

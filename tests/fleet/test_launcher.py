@@ -8,8 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
+from deploy.example import EXAMPLE_ROW
 from deploy.topology import EXAMPLE_ENV_FILE
 from tests.harness import port_is_bound, start_fleet
 
@@ -52,3 +54,20 @@ def test_missing_nginx_is_a_clear_error(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "nginx is not installed" in result.stderr
     assert "apt-get install" in result.stderr
+
+
+def test_the_launcher_deploys_the_example_without_loading_scikit_learn(tmp_path: Path) -> None:
+    """The example model is trained and uploaded by a short process of its own: the long-lived
+    launcher stays small (it held as much memory as a node when it trained the model itself)."""
+    fleet = start_fleet(tmp_path, nodes=1)
+    try:
+        answer = httpx.post(f"{fleet.url}/api/v1/models/iris/predict", json={"instances": [EXAMPLE_ROW]})
+        assert answer.status_code == 200, answer.text
+        launcher = fleet.process.pid
+        mapped = Path(f"/proc/{launcher}/maps").read_text()
+        assert "sklearn" not in mapped and "scipy" not in mapped
+        rss_kib = int(next(line for line in Path(f"/proc/{launcher}/status").read_text().splitlines()
+                           if line.startswith("VmRSS:")).split()[1])  # fmt: skip
+        print(f"launcher RSS with the example deployed: {rss_kib / 1024:.0f} MiB")
+    finally:
+        assert fleet.stop() == 0, fleet.log()

@@ -26,6 +26,8 @@ def test_csv_rows_with_and_without_header() -> None:
     # A model with feature names gets a table either way: without a header, in the fitted order.
     assert parse_csv_rows(b"1,\n", NAMED, 10).tolist() == [[1.0, None]]
     assert parse_csv_rows(b"52,7.5,oslo\n", TEXT, 10).tolist() == [[52.0, 7.5, "oslo"]]
+    # Any line break, a quoted one inside a cell included.
+    assert parse_csv_rows(b'1,2\r3,"4\r\n"\r\n', UNNAMED, 10).tolist() == [[1, 2], [3, 4]]
 
 
 def test_csv_with_a_header_becomes_a_table_of_numbers_and_text() -> None:
@@ -51,6 +53,7 @@ def test_csv_with_a_header_becomes_a_table_of_numbers_and_text() -> None:
         (b"a,b\n1,2\n", UNNAMED, "without feature names"),
         (b"1,2\n1,x\n", UNNAMED, "must be numbers"),
         (b"\xff\xfe", NAMED, "UTF-8"),
+        (b"1," + b"9" * 200_000 + b"\n", UNNAMED, "does not parse"),  # past the csv module's field limit
     ],
 )
 def test_bad_csv_names_the_problem(body: bytes, schema: ModelSchema, words: str) -> None:

@@ -100,6 +100,17 @@ def test_numeric_models_keep_a_float_matrix() -> None:
             struct.pack("<I", 2) + b"\xff\xfe",
             "UTF-8",
         ),
+        # What the request schema refuses, the decoder refuses too (400), never a server error.
+        ([{"name": "age", "shape": [1], "datatype": "INT8", "data": [300]}], b"", "INT8 numbers"),
+        ([{"name": "age", "shape": [1], "datatype": "INT64", "data": [1e400]}], b"", "INT64 numbers"),
+        ([{"name": "age", "shape": [True], "datatype": "FP64", "data": [1]}], b"", "non-negative integers"),
+        ([{"name": "age", "shape": [1], "datatype": "FP64"}], b"", "data \\(a list\\) or binary_data_size"),
+        ([{"name": "age", "shape": [1], "datatype": "FP64", "data": 1}], b"", "data \\(a list\\)"),
+        (
+            [{"name": "age", "shape": [1], "datatype": "FP64", "parameters": {"binary_data_size": 8.0}}],
+            struct.pack("<d", 1.0),
+            "binary_data_size must be a non-negative integer",
+        ),
     ],
 )
 def test_bad_inputs_name_the_problem(inputs: list[dict[str, Any]], binary: bytes, words: str) -> None:
@@ -111,3 +122,17 @@ def test_bytes_need_a_model_fitted_with_feature_names() -> None:
     inputs = [{"name": "input-0", "shape": [1, 2], "datatype": "BYTES", "data": ["a", "b"]}]
     with pytest.raises(InvalidInput, match="fitted with feature names"):
         _decode(inputs, UNNAMED)
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [({"id": 7}, '"id" must be a string'), ({"outputs": [{"name": 1}]}, '"outputs" must be a list')],
+)
+def test_an_id_and_outputs_are_as_declared(extra: dict[str, Any], words: str) -> None:
+    inputs = [{"name": "input-0", "shape": [1, 2], "datatype": "FP64", "data": [1, 2]}]
+    manifest = Manifest(
+        name="m", version="1", format=ArtifactFormat.SKOPS, sha256="0" * 64, size=1,
+        created=datetime.now(UTC), signature=UNNAMED,
+    )  # fmt: skip
+    with pytest.raises(InvalidInput, match=words):
+        decode_infer_request(orjson.dumps({"inputs": inputs, **extra}), None, manifest, 10)

@@ -7,7 +7,7 @@ import pytest
 
 from artifacts.schema import ModelSchema
 from modelhost.errors import InvalidInput
-from modelhost.inputs import as_frame
+from modelhost.inputs import as_frame, as_rows
 
 TEXT = ModelSchema(n_features=3, feature_names=["age", "income", "city"], outputs=["predict"])
 
@@ -42,3 +42,17 @@ def test_bad_tables_are_refused(
 ) -> None:
     with pytest.raises(InvalidInput, match=words):
         as_frame(instances, columns, schema)
+
+
+@pytest.mark.parametrize(
+    ("instances", "words"),
+    [
+        ([], "non-empty"),
+        ([[1, 2], [3]], "equal length"),
+        ([[10**400, 1]], "equal length"),  # an integer beyond any float: refused, not a server error
+        ([[1, 2, 3]], "expected 2 features per row, got 3"),
+    ],
+)
+def test_bad_rows_are_refused(instances: list[list[object]], words: str) -> None:
+    with pytest.raises(InvalidInput, match=words):
+        as_rows(instances, 2)

@@ -148,3 +148,33 @@ def test_every_node_route_but_health_and_metrics_needs_the_management_token(node
     assert counts["missing"] >= 6
     loaded = node.get("/internal/v1/models", headers=bearer_headers(MANAGEMENT_TOKEN))
     assert loaded.status_code == 200 and loaded.json() == []  # nothing was loaded by a refused call
+
+
+@pytest.mark.parametrize("inference_token", [INFERENCE_TOKEN, None], ids=["inference token", "none"])
+def test_the_documents_declare_the_token_each_route_needs_as_configured(
+    tmp_path: Path, inference_token: str | None
+) -> None:
+    """Each documented operation declares its scope's bearer scheme, as the route table says; with no
+    inference token configured, inference routes take any request, so they declare none."""
+    gateway = create_gateway(
+        InferrerSettings(
+            repository_dir=tmp_path, management_token=MANAGEMENT_TOKEN, inference_token=inference_token
+        )
+    )
+    node = create_node(ModelhostSettings(cache_dir=tmp_path, management_token=MANAGEMENT_TOKEN))
+    required: dict[str, list[dict[str, list[str]]] | None] = {
+        "management": [{"managementToken": []}],
+        "inference": [{"inferenceToken": []}] if inference_token else None,
+        "open": None,
+    }
+    inference_schemes = {"inferenceToken"} if inference_token else set()
+    for app, schemes in [(gateway, {"managementToken"} | inference_schemes), (node, {"managementToken"})]:
+        document = app.openapi()
+        documented = 0
+        for method, path, scope in _routes(app):
+            operation = document["paths"].get(path, {}).get(method.lower())
+            if operation is not None:  # the internal routes of the gateway are not documented
+                assert operation.get("security") == required[scope], (method, path, scope)
+                documented += 1
+        assert documented >= 7
+        assert set(document["components"]["securitySchemes"]) == schemes

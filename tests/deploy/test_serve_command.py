@@ -1,0 +1,80 @@
+"""Each service starts one way wherever it runs, and every variable the deploy files set is a
+setting the service reads (a renamed setting fails here, not silently in production)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from pydantic_settings import BaseSettings
+
+from deploy import serve_command
+from deploy.compose import compose_document
+from deploy.local_specs import DataDirs, LaunchOptions, process_specs
+from deploy.render import local_placement, render_nginx
+from deploy.serve_command import env_name, uvicorn_command
+from deploy.topology import EXAMPLE_ENV_FILE, load_topology
+from inferrer.settings import InferrerSettings
+from modelhost.settings import ModelhostSettings
+
+ROOT = Path(__file__).resolve().parents[2]
+PREFIXES: dict[str, type[BaseSettings]] = {"INFERRER_": InferrerSettings, "MODELHOST_": ModelhostSettings}
+
+
+def _is_setting(variable: str) -> bool:
+    for prefix, settings in PREFIXES.items():
+        if variable.startswith(prefix):
+            return any(env_name(settings, field) == variable for field in settings.model_fields)
+    return True  # not a service setting (tokens, HEALTH_URL)
+
+
+def test_env_names_come_from_the_settings_classes() -> None:
+    assert env_name(InferrerSettings, "nodes_file") == "INFERRER_NODES_FILE"
+    assert env_name(ModelhostSettings, "cache_dir") == "MODELHOST_CACHE_DIR"
+    assert env_name(InferrerSettings, "management_token") == "MODELFLEET_MANAGEMENT_TOKEN"
+    with pytest.raises(KeyError):
+        env_name(InferrerSettings, "upstream_timeout_s")  # renamed: node_sync_timeout_s
+
+
+def test_local_compose_and_image_start_the_same_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    topology = load_topology(EXAMPLE_ENV_FILE)
+    dirs = DataDirs(tmp_path)
+    specs = process_specs(
+        topology, dirs, local_placement(topology, dirs.run), LaunchOptions(inferrer_workers=2)
+    )
+    local = {spec.name: spec for spec in specs}
+    assert local["inferrer"].argv == uvicorn_command("inferrer", "127.0.0.1", 8000, workers=2)
+    assert {"uvloop", "httptools"} <= set(local["modelhost-1"].argv)
+    for spec in specs:
+        assert all(_is_setting(variable) for variable in spec.env), spec.env
+
+    services = compose_document(topology)["services"]
+    for name in ("inferrer", "modelhost-1"):
+        command = services[name]["command"]
+        assert command[:3] == ["python3", "-m", "deploy.serve_command"], command
+        assert all(_is_setting(variable) for variable in services[name]["environment"])
+    dockerfile = (ROOT / "deploy" / "docker" / "app.Dockerfile").read_text()
+    commands = re.findall(r"^CMD (.*)$", dockerfile, flags=re.MULTILINE)
+    assert commands and all('"-m", "deploy.serve_command"' in command for command in commands)
+
+    executed: list[list[str]] = []
+    monkeypatch.setattr(serve_command.os, "execv", lambda path, argv: executed.append(argv))
+    serve_command.main(["modelhost", "--port", "8102"])
+    assert executed == [uvicorn_command("modelhost", "0.0.0.0", 8102)]
+
+
+def test_nginx_and_the_inferrer_share_one_body_limit(tmp_path: Path) -> None:
+    env = EXAMPLE_ENV_FILE.read_text() + "MAX_BODY_BYTES=1048576\n"
+    (tmp_path / ".env").write_text(env)
+    topology = load_topology(tmp_path / ".env")
+    dirs = DataDirs(tmp_path)
+    specs = process_specs(topology, dirs, local_placement(topology, dirs.run), LaunchOptions())
+    nginx = render_nginx(topology, topology.nodes, local_placement(topology, dirs.run))
+    assert "client_max_body_size 1048576;" in nginx
+    inferrer = next(spec for spec in specs if spec.name == "inferrer")
+    assert inferrer.env["INFERRER_MAX_BODY_BYTES"] == "1048576"
+    services = compose_document(topology)["services"]
+    assert services["inferrer"]["environment"]["INFERRER_MAX_BODY_BYTES"] == "1048576"
