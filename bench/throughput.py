@@ -97,13 +97,13 @@ def run_fleet(
                         f"{name}-{batching}", sio.dumps(model), timeout_s=120, batching=batching
                     )
                     deployed.raise_for_status()
-                    deployed_sha256[name] = deployed.json()["sha256"]
+                    deployed_sha256[f"{name}-{batching}"] = deployed.json()["sha256"]
             groups = fleet_groups(fleet, nodes)
             body = orjson.dumps({"instances": [row]})
             for name in models:
                 if nodes == 1:
                     node_url = f"http://127.0.0.1:{fleet.node_ports[0]}/api/v1/models/{name}-true/predict"
-                    sha256 = deployed_sha256[name]
+                    sha256 = deployed_sha256[f"{name}-true"]
                     node_body = orjson.dumps({"version": "1", "sha256": sha256, "instances": [row]})
                     node_only = {"node": groups["nodes"]}
                     measure(rows, "one modelhost, direct", name, node_url, node_body, node_only,

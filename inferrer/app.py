@@ -56,7 +56,11 @@ def create_app(
             repository = ModelRepository(settings.repository_dir)
             cache = PredictionCache(settings.prediction_cache_size, metrics.cache_hits, metrics.cache_misses)
             batcher = Batcher(
-                settings.batch_max_rows, settings.batch_max_wait_s, settings.batch_max_in_flight, metrics
+                settings.batch_max_rows,
+                settings.batch_max_wait_s,
+                settings.batch_max_in_flight,
+                metrics,
+                settings.batch_gather_above_s,
             )
             app.state.settings = settings
             app.state.tokens = tokens

@@ -40,6 +40,8 @@ class InferrerSettings(BaseSettings):
     batch_max_rows: int = Field(default=64, gt=0)
     batch_max_wait_s: float = Field(default=0.005, gt=0)
     batch_max_in_flight: int = Field(default=2, gt=0)
+    # After a batch, gather the next requests when a node's predict call of the model takes this long.
+    batch_gather_above_s: float = Field(default=0.001, ge=0)
     # Entries in the prediction cache (model, version, input) -> outputs; 0 turns it off.
     prediction_cache_size: int = Field(default=0, ge=0)
 

@@ -96,7 +96,13 @@ async def predict(request: Request) -> Response:
     outputs = body.get("outputs", ["predict"])
     await reconciler.ensure_available(name, version, sha256)
     results = await store.predict(name, version, sha256, body["instances"], outputs, body.get("columns"))
-    answer: NodePrediction = {"model": name, "version": version, "outputs": results, "node": store.node}
+    answer: NodePrediction = {
+        "model": name,
+        "version": version,
+        "outputs": results,
+        "node": store.node,
+        "predict_s": store.predict_seconds((name, version)),
+    }
     return FastJSONResponse(answer)
 
 

@@ -86,6 +86,11 @@ class ModelStore:
             for key, m in self._models.items()
         ]
 
+    def predict_seconds(self, key: Key) -> float:
+        """The moving average of one predict call of a loaded version (0 before its first)."""
+        model = self._models.get(key)
+        return model.predict_s or 0.0 if model is not None else 0.0
+
     def loaded_sha256(self, key: Key) -> str | None:
         """The artifact this node serves under a (name, version), if it has one loaded."""
         model = self._models.get(key)

@@ -56,6 +56,9 @@ class NodePrediction(TypedDict):
     version: str
     outputs: dict[str, list[Any]]
     node: str
+    # The moving average of one predict call of this version on this node, in seconds: the gateway's
+    # batcher gathers requests for a model whose calls cost this much (see dataplane/batching.py).
+    predict_s: Annotated[float, Field(ge=0)]
 
 
 predict_body = TypeAdapter(NodePredictBody)

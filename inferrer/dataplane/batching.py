@@ -6,12 +6,14 @@ once while fewer than `max_in_flight` of its calls are upstream, so a lone reque
 load, requests queue while the lane's calls are busy and leave together when one returns, or when the
 batch reaches `max_rows`, or when the oldest has waited `max_wait_s`.
 
-The lane adapts to the model's measured call time: when a batch of several requests has just come
-back, its clients send their next requests together, and the first of them would otherwise find room
-upstream and go alone (a third of a 100-tree forest's calls carried one row, each costing a node as
-much as 30 rows: the forest's cost is per call, nearly flat in rows). So for the longer of
-`max_wait_s` and twice that batch's call time, the lane gathers instead. A lone client (one request
-at a time) never batches, so it never waits. Requests are validated before they
+The lane adapts to the model's measured predict time on the nodes (each answer carries it): when a
+batch of several requests has just come back, its clients send their next requests together, and the
+first of them would otherwise find room upstream and go alone. For a model whose predict call costs
+at least `gather_above_s` (a 100-tree forest: ~3 ms a call, nearly flat in rows, so a third of its
+calls carried one row and cost a node as much as 30), the lane then gathers for the longer of
+`max_wait_s` and twice that batch's call time. A cheap model (a logistic regression: ~0.1 ms) does
+not gather: the wait would cost it more than the call (20% fewer req/s, measured). A lone client (one
+request at a time) never batches, so it never waits. Requests are validated before they
 join a batch, and when a node refuses a batch's values (422: a model may reject what no schema check
 can see, such as text in a column it learnt as numbers, or NaN without an imputer), each of its
 requests is sent again alone: one bad request never fails the others.
@@ -53,12 +55,19 @@ class _Lane:
     in_flight: int = 0
     timer: asyncio.TimerHandle | None = None
     gather_until: float = 0.0  # perf_counter time: until then, a new request queues (load is here)
+    predict_s: float = 0.0  # a node's predict call of this model, as the last answer said
 
 
 class Batcher:
     def __init__(
-        self, max_rows: int, max_wait_s: float, max_in_flight: int, metrics: InferrerMetrics
+        self,
+        max_rows: int,
+        max_wait_s: float,
+        max_in_flight: int,
+        metrics: InferrerMetrics,
+        gather_above_s: float = 0.001,
     ) -> None:
+        self._gather_above_s = gather_above_s
         self._max_rows = max_rows
         self._max_wait_s = max_wait_s
         self._max_in_flight = max_in_flight
@@ -81,6 +90,11 @@ class Batcher:
         elif lane.timer is None:
             lane.timer = asyncio.get_running_loop().call_later(self._max_wait_s, self._dispatch, key, lane)
         return await waiting.future
+
+    def observe_predict(self, key: LaneKey, predict_s: float) -> None:
+        """What a node said one predict call of the lane's model costs."""
+        if (lane := self._lanes.get(key)) is not None:
+            lane.predict_s = predict_s
 
     async def _send_alone(self, key: LaneKey, lane: _Lane, rows: np.ndarray) -> tuple[str, str, Outputs]:
         """Nothing queued and room upstream: send from the caller's own task, without a hand-off."""
@@ -152,7 +166,7 @@ class Batcher:
         except Exception as exc:  # every request of the batch gets the upstream failure
             _fail(batch, exc)
         else:
-            if len(batch) > 1:  # its clients will send again together: gather them
+            if len(batch) > 1 and lane.predict_s >= self._gather_above_s:  # they send again together
                 ended = time.perf_counter()
                 lane.gather_until = ended + max(self._max_wait_s, 2 * (ended - now))
             start = 0

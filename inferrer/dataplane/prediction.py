@@ -25,7 +25,7 @@ from inferrer.dataplane.prediction_cache import PredictionCache
 from inferrer.errors import InvalidInput, UpstreamAnswered
 from metrics.definitions import InferrerMetrics
 from wire.json import ORJSON_OPTIONS
-from wire.node_calls import NodePredictBody, prediction
+from wire.node_calls import NodePredictBody, NodePrediction, prediction
 
 
 @dataclass(frozen=True)
@@ -65,11 +65,14 @@ class PredictionService:
             if (cached := self.cache.get(key)) is not None:
                 return Prediction(name, version, "cache", cached)
 
+        lane = (name, version, manifest.sha256, tuple(outputs), is_table(rows))
+
         async def send(batch: np.ndarray) -> tuple[str, str, dict[str, list[Any]]]:
-            return await self._send(manifest, batch, outputs)
+            answered = await self._send(manifest, batch, outputs)
+            self._batcher.observe_predict(lane, answered["predict_s"])
+            return answered["version"], answered["node"], answered["outputs"]
 
         if manifest.batching:
-            lane = (name, version, manifest.sha256, tuple(outputs), is_table(rows))
             answered_version, node, results = await self._batcher.submit(lane, rows, send)
         else:
             answered_version, node, results = await send(rows)
@@ -78,10 +81,8 @@ class PredictionService:
             self.cache.put(key, results)
         return Prediction(name, answered_version, node, results)
 
-    async def _send(
-        self, manifest: Manifest, rows: np.ndarray, outputs: list[str]
-    ) -> tuple[str, str, dict[str, list[Any]]]:
-        """One upstream call through nginx; returns (version, node, outputs)."""
+    async def _send(self, manifest: Manifest, rows: np.ndarray, outputs: list[str]) -> NodePrediction:
+        """One upstream call through nginx: the node's answer, with the node that gave it."""
         body: NodePredictBody = {
             "version": manifest.version,
             "sha256": manifest.sha256,
@@ -103,11 +104,11 @@ class PredictionService:
             answered = prediction.validate_json(answer.content)
         except ValidationError as exc:
             raise UpstreamAnswered(502, f"a node answered outside the contract: {exc}") from None
-        node = answer.node or answered["node"]
-        self._metrics.upstream_latency.labels(manifest.name, manifest.version, node).observe(
+        answered["node"] = answer.node or answered["node"]
+        self._metrics.upstream_latency.labels(manifest.name, manifest.version, answered["node"]).observe(
             time.perf_counter() - start
         )
-        return answered["version"], node, answered["outputs"]
+        return answered
 
 
 def check_request(manifest: Manifest, rows: np.ndarray, outputs: list[str]) -> None:

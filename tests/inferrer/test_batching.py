@@ -178,21 +178,22 @@ def test_a_batched_call_carries_the_request_ids_of_its_requests() -> None:
 
 
 def test_clients_back_from_a_batch_are_gathered_while_a_lone_client_never_waits() -> None:
-    """A closed loop of clients: each sends again a millisecond after its answer (its network). Once
-    a batch of several came back, their next requests travel together instead of the first going
-    alone; one client on its own is always sent at once."""
+    """A closed loop of clients: each sends again a millisecond after its answer (its network). For a
+    model whose predict call is expensive, once a batch of several came back, their next requests
+    travel together instead of the first going alone; one client on its own is always sent at once."""
     sizes: list[int] = []
     node = asyncio.Semaphore(1)  # one predict thread; made in the loop asyncio.run creates below
+    lane = ("m", "1", "s", ("predict",), False)
+    batcher = Batcher(64, 0.005, 2, InferrerMetrics(CollectorRegistry()), gather_above_s=0.001)
 
     async def send(rows: np.ndarray) -> tuple[str, str, Outputs]:
         async with node:
             sizes.append(len(rows))
             await asyncio.sleep(0.004)  # a forest's predict: the cost is per call, flat in rows
+        batcher.observe_predict(lane, 0.004)
         return "1", "n", {"predict": rows[:, 0].tolist()}
 
-    lane = ("m", "1", "s", ("predict",), False)
-
-    async def clients(batcher: Batcher, count: int, rounds: int) -> None:
+    async def clients(count: int, rounds: int) -> None:
         async def client(i: int) -> None:
             for _ in range(rounds):
                 _, _, outputs = await batcher.submit(lane, np.full((1, 2), float(i)), send)
@@ -201,10 +202,8 @@ def test_clients_back_from_a_batch_are_gathered_while_a_lone_client_never_waits(
 
         await asyncio.gather(*(client(i) for i in range(count)))
 
-    batcher = Batcher(64, 0.005, 2, InferrerMetrics(CollectorRegistry()))
-
     async def busy_then_quiet() -> None:
-        await clients(batcher, 16, 20)
+        await clients(16, 20)
         await asyncio.sleep(0.05)  # past the gathering window
 
     asyncio.run(busy_then_quiet())
@@ -218,9 +217,35 @@ def test_clients_back_from_a_batch_are_gathered_while_a_lone_client_never_waits(
 
     async def lone_client() -> float:
         start = asyncio.get_running_loop().time()
-        await clients(batcher, 1, 20)
+        await clients(1, 20)
         return asyncio.get_running_loop().time() - start
 
     elapsed = asyncio.run(lone_client())
     assert sizes == [1] * 20
     assert elapsed < 20 * (0.004 + 0.001 + 0.004)  # never held back by max_wait_s (5 ms each time)
+
+
+@pytest.mark.parametrize(("predict_s", "gathers"), [(0.004, True), (0.0001, False)])
+def test_only_a_model_whose_calls_are_expensive_gathers_after_a_batch(
+    predict_s: float, gathers: bool
+) -> None:
+    """Right after a batch of several: for an expensive model a new request waits for company (up to
+    max_wait_s); for a cheap one (the wait would cost more than the call) it is sent at once."""
+    lane = ("m", "1", "s", ("predict",), False)
+    batcher = Batcher(64, 0.05, 1, InferrerMetrics(CollectorRegistry()), gather_above_s=0.001)
+
+    async def send(rows: np.ndarray) -> tuple[str, str, Outputs]:
+        await asyncio.sleep(0.002)
+        batcher.observe_predict(lane, predict_s)
+        return "1", "n", {"predict": rows[:, 0].tolist()}
+
+    async def scenario() -> float:
+        rows = np.zeros((1, 2))
+        await asyncio.gather(*(batcher.submit(lane, rows, send) for _ in range(5)))  # 1 alone, then 4
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        await batcher.submit(lane, rows, send)
+        return loop.time() - start
+
+    waited = asyncio.run(scenario())
+    assert (waited >= 0.05) is gathers, waited
