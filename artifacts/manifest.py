@@ -37,7 +37,7 @@ Segment = Annotated[str, AfterValidator(_check_segment), WithJsonSchema(SEGMENT_
 
 
 class Manifest(BaseModel):
-    """Also what a node accepts on its load route: every field that becomes a path is checked."""
+    """Also what a node is told to warm in a sync: every field that becomes a path is checked."""
 
     name: Segment
     version: Segment

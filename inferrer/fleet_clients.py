@@ -54,10 +54,13 @@ class ModelHostClientManager:
             settings.balancer_max_connections,
             settings.connect_timeout_s,
         )
-        return self._balancer, FleetNodes(self._client, self._directory, settings.status_timeout_s)
+        # A warmed version stays loaded on a node while the slowest node may still be loading it.
+        hold_s = 2 * settings.node_sync_timeout_s
+        return self._balancer, FleetNodes(self._client, self._directory, settings.status_timeout_s, hold_s)
 
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        await self._balancer.close()
+        if self._upstream is None:  # an injected upstream belongs to whoever injected it
+            await self._balancer.close()
         await self._client.aclose()

@@ -7,12 +7,11 @@ or nginx's can neither predict nor make the node load a model without it.
 
 from __future__ import annotations
 
-import httpx
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from artifacts.manifest import Manifest
-from modelhost.errors import ArtifactUnavailable, NodeDraining
+from modelhost.errors import NodeDraining
 from modelhost.store import ModelStore
 from modelhost.sync import Reconciler
 from wire.bearer import MANAGEMENT, Scope
@@ -129,10 +128,7 @@ async def sync(changes: SyncRequest, request: Request) -> Response:
     # FastAPI validates (and documents) `changes` laxly: 0 passes for false, a number for a date.
     # Checked again as the document's JSON Schema reads, strictly.
     changes = parse_body(sync_request, await request.body())
-    try:
-        answer = await _reconciler(request).sync(changes)
-    except httpx.HTTPError as exc:
-        raise ArtifactUnavailable(f"cannot reach the inferrer for the desired state: {exc!r}") from None
+    answer = await _reconciler(request).sync(changes)
     return Response(answer.model_dump_json(), media_type="application/json")
 
 

@@ -146,11 +146,12 @@ class ModelStore:
             elif model.idle_for(now) >= grace_s:
                 self._drop(key, "retired")
 
-    def evict_idle(self, idle_s: float) -> None:
-        """Scale to zero: unload models idle for longer than idle_s; the next request loads them."""
+    def evict_idle(self, idle_s: float, keep: set[Key] | None = None) -> None:
+        """Scale to zero: unload models idle for longer than idle_s, but those in `keep`; the next
+        request loads them."""
         now = time.monotonic()
         for key, model in list(self._models.items()):
-            if model.idle_for(now) > idle_s:
+            if model.idle_for(now) > idle_s and key not in (keep or set()):
                 self._drop(key, "idle")
                 self.evicted.add(key)
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from urllib.parse import quote
 
 import httpx
+from pydantic import ValidationError
 
 from artifacts.manifest import Manifest
 from modelhost.errors import ArtifactUnavailable, ModelhostError, UnknownModel
@@ -60,6 +62,8 @@ class Reconciler:
         # One sync at a time: each fetches the desired state after the one before it has applied its
         # own, so a sync working from an older state never undoes a newer one.
         self._lock = asyncio.Lock()
+        # Warmed versions, (name, version, sha256) -> the monotonic time they stay loaded until.
+        self._held: dict[tuple[str, str, str], float] = {}
 
     async def ensure_available(self, name: str, version: str, sha256: str) -> None:
         """Load on demand: a version this node does not have (or has as another artifact, from
@@ -81,14 +85,18 @@ class Reconciler:
         await self._store.ensure_loaded(manifest, cold_start=True)
 
     async def run_forever(self) -> None:
+        """Sync every interval, whatever one sync met: a failed sync is logged, never the end."""
         while True:
             try:
                 await self.sync()
                 delay = self._interval_s
-            except httpx.HTTPError as exc:
-                logger.warning("cannot reach the inferrer for the desired state: %r", exc)
+            except ArtifactUnavailable as exc:
+                logger.warning("%s", exc.message)
                 # Until the first sync succeeds, retry quickly: the node is not ready yet.
                 delay = self._interval_s if self.readiness.synced else min(1.0, self._interval_s)
+            except Exception:
+                logger.exception("a sync failed; the next one runs in %s s", self._interval_s)
+                delay = self._interval_s
             await asyncio.sleep(delay)
 
     async def sync(self, changes: SyncRequest | None = None) -> SyncAnswer:
@@ -97,29 +105,42 @@ class Reconciler:
         async with self._lock:
             for name in changes.release:
                 self._store.unload(name)
-            response = await self._client.get(f"{self._inferrer_url}/internal/v1/desired")
-            response.raise_for_status()
-            desired = DesiredState.model_validate_json(response.content)
-            failed = await self._converge(desired, changes.warm)
+            until = time.monotonic() + changes.hold_s
+            self._held.update({(*m.key, m.sha256): until for m in changes.warm})
+            failed = await self._converge(await self._desired(), changes.warm)
         loaded = [VersionRef(name=m.name, version=m.version, sha256=m.sha256) for m in self._store.loaded()]
         return SyncAnswer(node=self._store.node, loaded=loaded, failed=failed)
+
+    async def _desired(self) -> DesiredState:
+        try:
+            response = await self._client.get(f"{self._inferrer_url}/internal/v1/desired")
+            response.raise_for_status()
+            return DesiredState.model_validate_json(response.content)
+        except httpx.HTTPError as exc:
+            raise ArtifactUnavailable(f"cannot reach the inferrer for the desired state: {exc!r}") from None
+        except ValidationError as exc:
+            raise ArtifactUnavailable(f"the desired state is outside the contract: {exc}") from None
 
     async def _converge(self, desired: DesiredState, warm: list[Manifest]) -> dict[str, str]:
         failed: dict[str, str] = {}
         for manifest in warm + desired.load:
             if manifest.key in self._store.evicted and manifest not in warm:
-                continue  # released while idle: it comes back with its next request
+                continue  # unloaded (idle, memory budget, V2 unload): back with its next request
             try:
                 await self._store.ensure_loaded(manifest)
             except ModelhostError as exc:
                 failed[f"{manifest.name}/{manifest.version}"] = exc.message
         # Ready once every active version is loaded (a warm one that failed only fails its deploy).
         active_failed = [failed[k] for k in (f"{m.name}/{m.version}" for m in desired.load) if k in failed]
-        wanted = {m.key for m in desired.load + warm}
+        now = time.monotonic()
         stored = {(ref.name, ref.version, ref.sha256) for ref in desired.keep}
+        # A warmed version is held until it is switched to, its hold ends, or it is deleted.
+        self._held = {key: until for key, until in self._held.items() if until > now and key in stored}
+        held = {(name, version) for name, version, _ in self._held}
+        wanted = {m.key for m in desired.load} | held
         self._store.retire(wanted, stored, grace_s=self._interval_s)
         if self._idle_unload_s is not None:
-            self._store.evict_idle(self._idle_unload_s)
+            self._store.evict_idle(self._idle_unload_s, keep=held)
         self._store.evicted &= {(name, version) for name, version, _ in stored}
         self.readiness.synced = not active_failed
         if not self.readiness.draining:

@@ -1,5 +1,5 @@
-"""The success bodies of the gateway's REST routes (inferrer/api/fleet.py, routes_models.py,
-routes_predict.py), as its OpenAPI document declares them. The V2 protocol's are in wire/v2_answers.py."""
+"""The success bodies of the gateway's REST routes (inferrer/api/fleet.py, models.py, predict.py),
+as its OpenAPI document declares them. The V2 protocol's are in wire/v2_answers.py."""
 
 from __future__ import annotations
 

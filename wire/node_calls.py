@@ -87,12 +87,15 @@ class DesiredState(BaseModel):
 class SyncRequest(BaseModel):
     """`POST /internal/v1/sync` on a node: converge now, with these changes to the desired state.
 
-    `warm`: versions about to be activated, loaded now (a deploy or a switch waits for them).
+    `warm`: versions about to be activated, loaded now (a deploy or a switch waits for them) and kept
+    loaded for `hold_s` even while not active, so that a node answering early does not retire one
+    before the slowest node has answered and the switch is made.
     `release`: model names whose memory to release; they load again on their next request."""
 
     model_config = ConfigDict(extra="forbid")
 
     warm: list[Manifest] = []
+    hold_s: Annotated[float, Field(ge=0, le=3600)] = 0.0
     release: list[Annotated[str, Field(max_length=64)]] = []
 
 

@@ -36,8 +36,12 @@ class NodeStatus:
 
 
 class FleetNodes:
-    def __init__(self, client: httpx.AsyncClient, directory: NodeDirectory, status_timeout_s: float) -> None:
-        """`client`: carries the fleet's management token, with the sync timeout as its default."""
+    def __init__(
+        self, client: httpx.AsyncClient, directory: NodeDirectory, status_timeout_s: float, warm_hold_s: float
+    ) -> None:
+        """`client`: carries the fleet's management token, with the sync timeout as its default;
+        `warm_hold_s`: how long a node keeps a warmed version loaded before it is active."""
+        self._warm_hold_s = warm_hold_s
         self._client = client
         self._directory = directory
         self._status_timeout = httpx.Timeout(status_timeout_s)
@@ -49,7 +53,8 @@ class FleetNodes:
 
     async def sync(self, warm: Sequence[Manifest] = (), release: Sequence[str] = ()) -> dict[str, SyncResult]:
         """Every node syncs now (warming and releasing what is given) and says what it holds."""
-        body = SyncRequest(warm=list(warm), release=list(release)).model_dump_json().encode()
+        changes = SyncRequest(warm=list(warm), hold_s=self._warm_hold_s, release=list(release))
+        body = changes.model_dump_json().encode()
 
         async def one(url: str) -> SyncResult:
             try:

@@ -10,10 +10,12 @@ The lane adapts to the model's measured predict time on the nodes (each answer c
 batch of several requests has just come back, its clients send their next requests together, and the
 first of them would otherwise find room upstream and go alone. For a model whose predict call costs
 at least `gather_above_s` (a 100-tree forest: ~3 ms a call, nearly flat in rows, so a third of its
-calls carried one row and cost a node as much as 30), the lane then gathers for the longer of
-`max_wait_s` and twice that batch's call time. A cheap model (a logistic regression: ~0.1 ms) does
-not gather: the wait would cost it more than the call (20% fewer req/s, measured). A lone client (one
-request at a time) never batches, so it never waits. Requests are validated before they
+calls carried one row and cost a node as much as 30), new requests then queue for the gathering
+window: twice that batch's call time, at least `max_wait_s` and at most four times it (a call slowed
+by a stalled node does not hold the lane for long); each batch still leaves at `max_rows` or after
+`max_wait_s`. A cheap model (a logistic regression: ~0.1 ms) does not gather: the wait would cost it
+more than the call (20% fewer req/s, measured). A lone client (one request at a time) never forms a
+batch, so it never waits. Requests are validated before they
 join a batch, and when a node refuses a batch's values (422: a model may reject what no schema check
 can see, such as text in a column it learnt as numbers, or NaN without an imputer), each of its
 requests is sent again alone: one bad request never fails the others.
@@ -141,6 +143,8 @@ class Batcher:
             batch.append(item)
             rows += len(item.rows)
         self._metrics.batch_queue.labels(key[0]).set(len(lane.waiting))
+        if lane.waiting:  # what did not fit under max_rows leaves with the next batch, or on time
+            lane.timer = asyncio.get_running_loop().call_later(self._max_wait_s, self._dispatch, key, lane)
         if not batch:
             if lane.in_flight == 0:
                 self._forget_when_idle(key, lane)
@@ -168,7 +172,8 @@ class Batcher:
         else:
             if len(batch) > 1 and lane.predict_s >= self._gather_above_s:  # they send again together
                 ended = time.perf_counter()
-                lane.gather_until = ended + max(self._max_wait_s, 2 * (ended - now))
+                window = min(max(self._max_wait_s, 2 * (ended - now)), 4 * self._max_wait_s)
+                lane.gather_until = ended + window
             start = 0
             for item in batch:
                 end = start + len(item.rows)

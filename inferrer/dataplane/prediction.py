@@ -124,3 +124,5 @@ def check_request(manifest: Manifest, rows: np.ndarray, outputs: list[str]) -> N
         raise InvalidInput(
             f"expected shape [rows, {signature.n_features}] (rows >= 1), got {list(rows.shape)}"
         )
+    if rows.dtype.kind == "f" and np.isinf(rows).any():  # JSON has no infinity: it would arrive as null
+        raise InvalidInput("infinite values cannot be predicted on (JSON has no infinity)")

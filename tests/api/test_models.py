@@ -3,6 +3,7 @@ roll back, delete, with nodes that sync (tests/in_process.py)."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,17 @@ async def test_bad_uploads_are_refused_and_store_nothing(tmp_path: Path, pipelin
         assert (await fleet.gateway.get("/api/v1/models", headers=AUTH)).json() == {"models": []}
         models = tmp_path / "repository" / "models"
         assert not models.exists() or not any(models.iterdir())
+
+
+async def test_a_warmed_version_stays_loaded_until_it_is_switched_to(
+    tmp_path: Path, pipeline_skops: bytes
+) -> None:
+    """A node that loaded a version early keeps it while the deploy waits for slower nodes and then
+    switches: its periodic syncs (every 0.5 s here) do not retire it as "stored, not active"."""
+    async with in_process_fleet(tmp_path, nodes=2) as fleet:
+        await fleet.deploy("m", pipeline_skops)
+        await fleet.deploy("m", pipeline_skops, activate="false")
+        await asyncio.sleep(2.0)  # several syncs, each past the 0.5 s idle grace of a stored version
+        assert await _held(fleet.nodes, "m") == {"modelhost-1": ["1", "2"], "modelhost-2": ["1", "2"]}
+        switched = await fleet.gateway.post("/api/v1/models/m/versions/2/activate", headers=AUTH)
+        assert switched.json()["nodes_loaded"] == ["modelhost-1", "modelhost-2"]

@@ -67,6 +67,10 @@ async def test_bad_requests_are_refused_before_any_node_is_called(
             answer = await fleet.gateway.post(path, headers=AUTH, content=body)
             assert answer.status_code == status, (path, body, answer.text)
             assert answer.json()["error"]
+        infinite = await fleet.gateway.post(
+            "/api/v1/models/m/predict", headers={**AUTH, "content-type": "text/csv"}, content="inf,0,0,0,0,0"
+        )
+        assert infinite.status_code == 422 and "infinite" in infinite.json()["error"]
         unauthenticated = await fleet.gateway.post("/api/v1/models/m/predict", json={"instances": [[0] * 6]})
         assert unauthenticated.status_code == 401
         assert fleet.upstream.calls == []

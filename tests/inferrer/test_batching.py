@@ -249,3 +249,27 @@ def test_only_a_model_whose_calls_are_expensive_gathers_after_a_batch(
 
     waited = asyncio.run(scenario())
     assert (waited >= 0.05) is gathers, waited
+
+
+def test_requests_left_over_by_max_rows_leave_while_the_lane_gathers() -> None:
+    """A batch full at max_rows leaves the rest queued; while the lane gathers after a batch (no
+    dispatch when a call returns), they still leave within max_wait_s, never wait forever."""
+    lane = ("m", "1", "s", ("predict",), False)
+    batcher = Batcher(64, 0.01, 1, InferrerMetrics(CollectorRegistry()), gather_above_s=0.001)
+    sizes: list[int] = []
+
+    async def send(rows: np.ndarray) -> tuple[str, str, Outputs]:
+        sizes.append(len(rows))
+        await asyncio.sleep(0.015)  # the window: 2 x 15 ms, so the 40 come back inside it
+        batcher.observe_predict(lane, 0.004)  # an expensive model: the lane gathers after a batch
+        return "1", "n", {"predict": rows[:, 0].tolist()}
+
+    async def scenario() -> None:
+        one = np.zeros((1, 2))
+        await asyncio.gather(*(batcher.submit(lane, one, send) for _ in range(3)))  # 1 alone, then 2
+        big = [np.zeros((n, 2)) for n in (40, 30)]  # in the window: 40 leaves at max_rows, 30 waits
+        answers = await asyncio.wait_for(asyncio.gather(*(batcher.submit(lane, r, send) for r in big)), 1.0)
+        assert [len(a[2]["predict"]) for a in answers] == [40, 30]
+
+    asyncio.run(scenario())
+    assert sizes == [1, 2, 40, 30]

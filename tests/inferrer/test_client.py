@@ -89,7 +89,7 @@ def test_node_list_follows_its_file(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
-            nodes = FleetNodes(client, NodeDirectory(nodes_file), 1.0)
+            nodes = FleetNodes(client, NodeDirectory(nodes_file), 1.0, warm_hold_s=60)
             assert nodes.urls == {"modelhost-1": "http://a:1"}
             nodes_file.write_text(json.dumps({"modelhost-1": "http://a:1", "modelhost-2": "http://dead:2"}))
             statuses = await nodes.statuses()
