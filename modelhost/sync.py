@@ -134,10 +134,15 @@ class Reconciler:
         active_failed = [failed[k] for k in (f"{m.name}/{m.version}" for m in desired.load) if k in failed]
         now = time.monotonic()
         stored = {(ref.name, ref.version, ref.sha256) for ref in desired.keep}
+        active = {(*m.key, m.sha256) for m in desired.load}
         # A warmed version is held until it is switched to, its hold ends, or it is deleted.
-        self._held = {key: until for key, until in self._held.items() if until > now and key in stored}
+        self._held = {
+            key: until
+            for key, until in self._held.items()
+            if until > now and key in stored and key not in active
+        }
         held = {(name, version) for name, version, _ in self._held}
-        wanted = {m.key for m in desired.load} | held
+        wanted = {m.key for m in desired.load + warm} | held
         self._store.retire(wanted, stored, grace_s=self._interval_s)
         if self._idle_unload_s is not None:
             self._store.evict_idle(self._idle_unload_s, keep=held)

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from artifacts.formats import ArtifactFormat, sha256_hex
 from artifacts.manifest import Manifest, is_path_segment
@@ -35,7 +36,9 @@ def check_name(value: str, what: str = "model name") -> str:
 
 class ModelRepository:
     """Safe for several gateway worker processes: writes hold a file lock, and every write bumps a
-    generation file that readers check (one stat) before trusting their in-memory index."""
+    generation file that readers check (one stat) before trusting their in-memory index. Within a
+    process, writes run in worker threads while the event loop reads: the index is never changed in
+    place, only replaced whole (copy on write), so a reader never iterates a dict being changed."""
 
     def __init__(self, root: Path) -> None:
         self._root = root
@@ -47,6 +50,8 @@ class ModelRepository:
         self._lock_file = root / "lock"
         self._thread_lock = threading.Lock()
         self._generation: tuple[int, int] | None = None
+        self._refresh_lock = threading.Lock()
+        self._pinned: BinaryIO | None = None  # the generation file this process last read, held open
         self._versions: dict[str, dict[str, Manifest]] = {}
         self._active: dict[str, str] = {}
         with self._lock():
@@ -169,7 +174,7 @@ class ModelRepository:
             except BaseException:
                 shutil.rmtree(staged, ignore_errors=True)
                 raise
-            self._versions.setdefault(name, {})[version] = manifest
+            self._versions = {**self._versions, name: {**self._versions.get(name, {}), version: manifest}}
             self._bump()
             return manifest
 
@@ -185,7 +190,7 @@ class ModelRepository:
             if not over_newer and current is not None and current.created > manifest.created:
                 return current
             self._write_active(name, version)
-            self._active[name] = version
+            self._active = {**self._active, name: version}
             self._bump()
             return manifest
 
@@ -206,8 +211,8 @@ class ModelRepository:
                 raise ModelNotFound(f"model {name!r} not found")
             doomed = self._staging_dir / f"deleted-{uuid.uuid4().hex}"
             os.rename(self._models_dir / name, doomed)
-            del self._versions[name]
-            self._active.pop(name, None)
+            self._versions = {n: v for n, v in self._versions.items() if n != name}
+            self._active = {n: v for n, v in self._active.items() if n != name}
             self._bump()
         shutil.rmtree(doomed, ignore_errors=True)
         return versions
@@ -241,14 +246,31 @@ class ModelRepository:
 
     def _bump(self) -> None:
         _replace_text(self._generation_file, uuid.uuid4().hex)  # a new inode each time
-        self._generation = _stamp(self._generation_file)
+        with self._refresh_lock:
+            self._generation = self._pin()
 
     def _refresh(self) -> None:
-        """Re-read the index when another process wrote since we last looked."""
-        stamp = _stamp(self._generation_file)
-        if stamp != self._generation:
-            self._scan()
-            self._generation = stamp
+        """Re-read the index when another process wrote since we last looked (one stat when not)."""
+        if _stamp(self._generation_file) == self._generation:
+            return
+        with self._refresh_lock:
+            if _stamp(self._generation_file) != self._generation:
+                self._generation = self._pin()
+                self._scan()  # after the pin: a write in between makes the next look scan again
+
+    def _pin(self) -> tuple[int, int]:
+        """Hold the generation file open and return its stamp. A file's inode number is reused once
+        the file is gone, so an older generation file could come back with the stamp this process
+        last saw, and it would miss a write: an open file is never gone, so its number stays ours."""
+        try:
+            pinned = self._generation_file.open("rb")
+        except FileNotFoundError:  # a repository not written yet
+            return (0, 0)
+        if self._pinned is not None:
+            self._pinned.close()
+        self._pinned = pinned
+        info = os.fstat(pinned.fileno())
+        return (info.st_ino, info.st_mtime_ns)
 
     def _scan(self) -> None:
         """Build the new index aside, then swap it in: a reader in another thread sees the old
