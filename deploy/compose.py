@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from deploy.render import compose_placement, render_all, write_atomic
+from deploy.render import compose_placement, prometheus_storage_flags, render_all, write_atomic
 from deploy.serve_command import UVICORN_GRACEFUL_S, env_name
 from deploy.topology import DEPLOY_DIR, Node, Topology
 from inferrer.settings import InferrerSettings
@@ -123,7 +123,7 @@ def compose_document(topology: Topology) -> dict[str, Any]:
         "command": [
             "prometheus",
             "--config.file=/etc/modelfleet/prometheus/prometheus.yml",
-            "--storage.tsdb.path=/prometheus",
+            *prometheus_storage_flags(t, "/prometheus"),
             f"--web.listen-address=0.0.0.0:{t.prometheus_port}",
         ],
         "ports": [f"127.0.0.1:{t.prometheus_port}:{t.prometheus_port}"],
@@ -136,6 +136,10 @@ def compose_document(topology: Topology) -> dict[str, Any]:
         "restart": "unless-stopped",
         "healthcheck": {**HEALTHCHECK, "test": _curl(f"http://127.0.0.1:{t.prometheus_port}/-/ready")},
     }
+    # Every container's log rotates by size, a bounded number of files kept (docker's json-file).
+    rotation = {"max-size": f"{max(1, t.log_max_bytes // 1024)}k", "max-file": str(t.log_max_files)}
+    for service in services.values():
+        service["logging"] = {"driver": "json-file", "options": rotation}
     return {
         "services": services,
         "volumes": {"models": {}, "prometheus-data": {}},

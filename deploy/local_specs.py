@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from deploy.processes import ProcessSpec, Role
-from deploy.render import Placement
+from deploy.render import Placement, prometheus_storage_flags
 from deploy.serve_command import env_name, uvicorn_command
 from deploy.topology import Node, Topology
 from inferrer.settings import InferrerSettings
@@ -158,7 +158,7 @@ def process_specs(
                 [
                     prometheus,
                     f"--config.file={placement.prometheus_yml}",
-                    f"--storage.tsdb.path={dirs.prometheus}",
+                    *prometheus_storage_flags(topology, str(dirs.prometheus)),
                     f"--web.listen-address=127.0.0.1:{topology.prometheus_port}",
                 ],
                 f"http://127.0.0.1:{topology.prometheus_port}/-/ready",

@@ -98,6 +98,15 @@ def render_nginx(topology: Topology, nodes: Iterable[Node], placement: Placement
     )
 
 
+def prometheus_storage_flags(topology: Topology, path: str) -> list[str]:
+    """Prometheus's data directory and its bounds, the same locally and in compose."""
+    return [
+        f"--storage.tsdb.path={path}",
+        f"--storage.tsdb.retention.time={topology.prometheus_retention_time}",
+        f"--storage.tsdb.retention.size={topology.prometheus_retention_size}",
+    ]
+
+
 def render_prometheus(placement: Placement) -> str:
     return _AtTemplate(PROMETHEUS_TEMPLATE.read_text()).substitute(targets_dir=placement.targets_dir_seen)
 

@@ -49,6 +49,12 @@ class Topology:
     # The largest request body but uploads, in bytes: nginx's client_max_body_size and the inferrer's
     # INFERRER_MAX_BODY_BYTES both come from it, so the two always agree.
     max_body_bytes: int = 16 * 2**20
+    # Bounded disk: each container's log rotates at log_max_bytes, log_max_files kept (compose), and
+    # Prometheus drops samples older than its retention time or beyond its retention size.
+    log_max_bytes: int = 10 * 2**20
+    log_max_files: int = 3
+    prometheus_retention_time: str = "15d"
+    prometheus_retention_size: str = "1GB"
 
     @property
     def inferrer_url(self) -> str:
@@ -103,6 +109,18 @@ def load_topology(path: Path) -> Topology:
         nodes=tuple(nodes),
         upstream_timeout_s=_seconds("UPSTREAM_TIMEOUT_S", values.get("UPSTREAM_TIMEOUT_S", "10")),
         max_body_bytes=_positive_int("MAX_BODY_BYTES", values.get("MAX_BODY_BYTES", str(16 * 2**20))),
+        log_max_bytes=_positive_int("LOG_MAX_BYTES", values.get("LOG_MAX_BYTES", str(10 * 2**20))),
+        log_max_files=_positive_int("LOG_MAX_FILES", values.get("LOG_MAX_FILES", "3")),
+        prometheus_retention_time=_matching(
+            "PROMETHEUS_RETENTION_TIME",
+            values.get("PROMETHEUS_RETENTION_TIME", "15d"),
+            r"[0-9]+(ms|s|m|h|d|w|y)",
+        ),
+        prometheus_retention_size=_matching(
+            "PROMETHEUS_RETENTION_SIZE",
+            values.get("PROMETHEUS_RETENTION_SIZE", "1GB"),
+            r"[0-9]+(B|KB|MB|GB|TB)",
+        ),
     )
     _check_unique_addresses(topology)
     return topology
@@ -116,6 +134,12 @@ def _positive_int(key: str, value: str) -> int:
     if number < 1:
         raise TopologyError(f"{key} must be a positive whole number, not {value!r}")
     return number
+
+
+def _matching(key: str, value: str, pattern: str) -> str:
+    if not re.fullmatch(pattern, value):
+        raise TopologyError(f"{key} must look like {pattern}, not {value!r}")
+    return value
 
 
 def _required(values: dict[str, str], key: str) -> str:

@@ -14,7 +14,7 @@ from deploy.compose import compose_document
 from deploy.local_specs import DataDirs, LaunchOptions, process_specs
 from deploy.render import local_placement, render_nginx
 from deploy.serve_command import env_name, uvicorn_command
-from deploy.topology import EXAMPLE_ENV_FILE, load_topology
+from deploy.topology import EXAMPLE_ENV_FILE, TopologyError, load_topology
 from inferrer.settings import InferrerSettings
 from modelhost.settings import ModelhostSettings
 
@@ -78,3 +78,25 @@ def test_nginx_and_the_inferrer_share_one_body_limit(tmp_path: Path) -> None:
     assert inferrer.env["INFERRER_MAX_BODY_BYTES"] == "1048576"
     services = compose_document(topology)["services"]
     assert services["inferrer"]["environment"]["INFERRER_MAX_BODY_BYTES"] == "1048576"
+
+
+def test_logs_and_prometheus_storage_are_bounded_by_the_env(tmp_path: Path) -> None:
+    settings = "LOG_MAX_BYTES=2097152\nLOG_MAX_FILES=5\n"
+    settings += "PROMETHEUS_RETENTION_TIME=2d\nPROMETHEUS_RETENTION_SIZE=300MB\n"
+    (tmp_path / ".env").write_text(EXAMPLE_ENV_FILE.read_text() + settings)
+    topology = load_topology(tmp_path / ".env")
+    services = compose_document(topology)["services"]
+    for name, service in services.items():
+        assert service["logging"] == {
+            "driver": "json-file",
+            "options": {"max-size": "2048k", "max-file": "5"},
+        }, name
+    bounds = ["--storage.tsdb.retention.time=2d", "--storage.tsdb.retention.size=300MB"]
+    assert set(bounds) <= set(services["prometheus"]["command"])
+    dirs = DataDirs(tmp_path)
+    specs = process_specs(topology, dirs, local_placement(topology, dirs.run), LaunchOptions())
+    local = next((spec for spec in specs if spec.name == "prometheus"), None)
+    assert local is None or set(bounds) <= set(local.argv)  # None: prometheus not installed here
+    (tmp_path / ".env").write_text(EXAMPLE_ENV_FILE.read_text() + "PROMETHEUS_RETENTION_TIME=forever\n")
+    with pytest.raises(TopologyError, match="PROMETHEUS_RETENTION_TIME"):
+        load_topology(tmp_path / ".env")
