@@ -27,7 +27,7 @@ from deploy.local_specs import (
     process_specs,
 )
 from deploy.membership import MembershipError, apply_topology
-from deploy.processes import ManagedProcess
+from deploy.processes import ManagedProcess, Role
 from deploy.render import Placement, local_placement, render_all
 from deploy.serve_command import UVICORN_GRACEFUL_S
 from deploy.topology import Node, Topology, TopologyError, load_topology
@@ -55,13 +55,17 @@ class Fleet:
         self.reload_requested = threading.Event()
 
     def start(self, ready_timeout_s: float = 60.0) -> None:
-        """Start every child at once (nodes retry until the inferrer answers), then wait for each."""
+        """Start the serving children at once (nodes retry until the inferrer answers) and wait for
+        each, then monitoring: nginx's exporter exits at start when nginx does not answer yet."""
         self.dirs.launcher_pid.write_text(f"{os.getpid()}\n")
-        for process in self.processes:
-            process.start()
-        for process in self.processes:
-            process.wait_ready(ready_timeout_s)
-            logger.info("%s ready (pid %s)", process.spec.name, process.pid)
+        serving = [p for p in self.processes if p.spec.role is not Role.MONITORING]
+        monitoring = [p for p in self.processes if p.spec.role is Role.MONITORING]
+        for group in (serving, monitoring):
+            for process in group:
+                process.start()
+            for process in group:
+                process.wait_ready(ready_timeout_s)
+                logger.info("%s ready (pid %s)", process.spec.name, process.pid)
 
     def supervise(self) -> None:
         """Until asked to stop: restart any child that died, apply the .env when asked."""
