@@ -16,11 +16,11 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import BinaryIO
 
 from artifacts.formats import ArtifactFormat, sha256_hex
 from artifacts.manifest import Manifest, is_path_segment
 from artifacts.schema import ModelSchema
+from inferrer.control.generation import Generation, replace_text
 from inferrer.errors import InvalidInput, ModelNotFound, VersionConflict
 
 _MANIFEST = "manifest.json"
@@ -44,19 +44,16 @@ class ModelRepository:
         self._root = root
         self._models_dir = root / "models"
         self._staging_dir = root / "staging"
-        self._generation_file = root / "generation"
+        self._generation = Generation(root / "generation")
         self._models_dir.mkdir(parents=True, exist_ok=True)
         self._staging_dir.mkdir(parents=True, exist_ok=True)
         self._lock_file = root / "lock"
         self._thread_lock = threading.Lock()
-        self._generation: tuple[int, int] | None = None
-        self._refresh_lock = threading.Lock()
-        self._pinned: BinaryIO | None = None  # the generation file this process last read, held open
         self._versions: dict[str, dict[str, Manifest]] = {}
         self._active: dict[str, str] = {}
         with self._lock():
             self._remove_crash_litter()
-            if not self._generation_file.exists():
+            if not self._generation.exists():
                 self._bump()
             self._refresh()
 
@@ -116,7 +113,7 @@ class ModelRepository:
     def generation(self) -> object:
         """Changes whenever any process writes the repository."""
         self._refresh()
-        return self._generation
+        return self._generation.seen
 
     def stored(self) -> set[tuple[str, str, str]]:
         """(name, version, sha256) of every stored version."""
@@ -231,7 +228,7 @@ class ModelRepository:
         return self._models_dir / manifest.name / manifest.version / f"artifact.{manifest.format}"
 
     def _write_active(self, name: str, version: str) -> None:
-        _replace_text(self._models_dir / name / _ACTIVE, version)
+        replace_text(self._models_dir / name / _ACTIVE, version)
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
@@ -245,32 +242,11 @@ class ModelRepository:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def _bump(self) -> None:
-        _replace_text(self._generation_file, uuid.uuid4().hex)  # a new inode each time
-        with self._refresh_lock:
-            self._generation = self._pin()
+        self._generation.bump()
 
     def _refresh(self) -> None:
-        """Re-read the index when another process wrote since we last looked (one stat when not)."""
-        if _stamp(self._generation_file) == self._generation:
-            return
-        with self._refresh_lock:
-            if _stamp(self._generation_file) != self._generation:
-                self._generation = self._pin()
-                self._scan()  # after the pin: a write in between makes the next look scan again
-
-    def _pin(self) -> tuple[int, int]:
-        """Hold the generation file open and return its stamp. A file's inode number is reused once
-        the file is gone, so an older generation file could come back with the stamp this process
-        last saw, and it would miss a write: an open file is never gone, so its number stays ours."""
-        try:
-            pinned = self._generation_file.open("rb")
-        except FileNotFoundError:  # a repository not written yet
-            return (0, 0)
-        if self._pinned is not None:
-            self._pinned.close()
-        self._pinned = pinned
-        info = os.fstat(pinned.fileno())
-        return (info.st_ino, info.st_mtime_ns)
+        """Re-read the index when another process wrote since we last looked."""
+        self._generation.catch_up(self._scan)
 
     def _scan(self) -> None:
         """Build the new index aside, then swap it in: a reader in another thread sees the old
@@ -285,21 +261,6 @@ class ModelRepository:
             if pointer.exists() and pointer.read_text() in versions.get(model_dir.name, {}):
                 active[model_dir.name] = pointer.read_text()
         self._versions, self._active = versions, active
-
-
-def _replace_text(path: Path, text: str) -> None:
-    """Write next to the file, then rename over it: readers see the old text or the new."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def _stamp(path: Path) -> tuple[int, int]:
-    try:
-        info = path.stat()
-    except FileNotFoundError:  # a repository not written yet
-        return (0, 0)
-    return (info.st_ino, info.st_mtime_ns)
 
 
 def _next_version(existing: dict[str, Manifest]) -> str:
