@@ -7,6 +7,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,18 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.body = os.getenv("WRK_BODY")
 if os.getenv("WRK_AUTHORIZATION") ~= "" then
   wrk.headers["Authorization"] = os.getenv("WRK_AUTHORIZATION")
+end
+"""
+# wrk runs for a duration; this stops it after a count of answers (one thread: -t1), with a summary.
+_LUA_COUNTED = """
+local answered, failed, limit = 0, 0, tonumber(os.getenv("WRK_MAX_REQUESTS"))
+response = function(status, headers, body)
+  answered = answered + 1
+  if status >= 400 then failed = failed + 1 end
+  if answered >= limit then
+    io.write(string.format("answered %d failed %d\\n", answered, failed))
+    os.exit(0)
+  end
 end
 """
 
@@ -55,6 +68,36 @@ def run_wrk(url: str, body: bytes, concurrency: int, seconds: float, authorizati
         + sum(int(n) for n in re.findall(r"(?:connect|read|write|timeout) (\d+)", out)),
         requests=int(_find(r"(\d+) requests in", out, "0")),
     )
+
+
+@dataclass
+class CountedResult:
+    answered: int
+    failed: int  # answers of status 400 or more
+    seconds: float
+
+
+def run_wrk_counted(
+    url: str, body: bytes, concurrency: int, max_requests: int, timeout_s: float
+) -> CountedResult:
+    """`max_requests` answers from one wrk thread with `concurrency` kept-alive connections; fewer
+    (the count wrk saw is lost) when `timeout_s` passes first."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(_LUA + _LUA_COUNTED)
+    env = {**os.environ, "WRK_BODY": body.decode(), "WRK_MAX_REQUESTS": str(max_requests)}
+    started = time.monotonic()
+    try:
+        out = subprocess.run(
+            ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(timeout_s))}s", "-s", script.name, url],
+            capture_output=True, text=True, env=env, timeout=timeout_s + 60,
+        ).stdout  # fmt: skip
+    finally:
+        Path(script.name).unlink()
+    seconds = time.monotonic() - started
+    counted = re.search(r"answered (\d+) failed (\d+)", out)
+    if counted is None:
+        return CountedResult(0, 0, seconds)
+    return CountedResult(int(counted[1]), int(counted[2]), seconds)
 
 
 def _find(pattern: str, text: str, default: str | None = None) -> str:

@@ -26,8 +26,9 @@ from deploy.local_specs import (
     node_spec,
     process_specs,
 )
+from deploy.log_files import RotatingLog
 from deploy.membership import MembershipError, apply_topology
-from deploy.processes import ManagedProcess, Role
+from deploy.processes import ManagedProcess, ProcessSpec, Role
 from deploy.render import Placement, local_placement, render_all
 from deploy.serve_command import UVICORN_GRACEFUL_S
 from deploy.topology import Node, Topology, TopologyError, load_topology
@@ -50,7 +51,7 @@ class Fleet:
         render_all(topology, self.placement)
         specs = process_specs(topology, dirs, self.placement, options)
         check_ports_free(specs, topology)
-        self.processes = [ManagedProcess(spec, dirs.logs, dirs.pids) for spec in specs]
+        self.processes = [self.managed(spec) for spec in specs]
         self.stopping = threading.Event()
         self.reload_requested = threading.Event()
 
@@ -120,6 +121,13 @@ class Fleet:
         signal.signal(signal.SIGTERM, request_stop)
         signal.signal(signal.SIGHUP, request_reload)
 
+    def managed(self, spec: ProcessSpec) -> ManagedProcess:
+        """A child whose output goes to its own log, rotated within the .env's LOG_MAX_* bounds."""
+        log = RotatingLog(
+            self.dirs.logs / f"{spec.name}.log", self.topology.log_max_bytes, self.topology.log_max_files
+        )
+        return ManagedProcess(spec, log, self.dirs.pids)
+
     def process(self, name: str) -> ManagedProcess:
         return next(p for p in self.processes if p.spec.name == name)
 
@@ -136,7 +144,7 @@ class _LocalBackend:
     def start_node(self, node: Node) -> None:
         fleet = self.fleet
         spec = node_spec(fleet.topology, node, fleet.dirs, fleet.options)
-        process = ManagedProcess(spec, fleet.dirs.logs, fleet.dirs.pids)
+        process = fleet.managed(spec)
         process.start()
         fleet.processes.append(process)
 

@@ -125,7 +125,7 @@ def process_specs(
     specs.append(
         ProcessSpec(
             "nginx",
-            [nginx, "-c", str(placement.nginx_conf), "-e", str(dirs.logs / "nginx-error.log")],
+            [nginx, "-c", str(placement.nginx_conf), "-e", "stderr"],
             f"{topology.nginx_url}/api/test/ping/startup",  # through nginx to a node
             role=Role.BALANCER,
             ready_headers=bearer_headers(options.tokens.get(MANAGEMENT_TOKEN_VAR)),

@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -15,6 +16,8 @@ from enum import IntEnum
 from pathlib import Path
 
 import httpx
+
+from deploy.log_files import RotatingLog, log_pipe
 
 logger = logging.getLogger(__name__)
 
@@ -48,11 +51,16 @@ class ProcessSpec:
 
 
 class ManagedProcess:
-    def __init__(self, spec: ProcessSpec, logs_dir: Path, pids_dir: Path) -> None:
+    def __init__(self, spec: ProcessSpec, log: RotatingLog, pids_dir: Path) -> None:
         self.spec = spec
-        self.log_path = logs_dir / f"{spec.name}.log"
+        self.log = log
         self.pid_path = pids_dir / f"{spec.name}.pid"
         self._popen: subprocess.Popen[bytes] | None = None
+        self._log_copier: threading.Thread | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.log.path
 
     @property
     def pid(self) -> int | None:
@@ -60,17 +68,19 @@ class ManagedProcess:
 
     def start(self) -> None:
         self._kill_leftovers()  # of the previous run, when this is a restart
-        log = self.log_path.open("ab")
-        self._popen = subprocess.Popen(
-            self.spec.argv,
-            env={**os.environ, **self.spec.env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # Ctrl-C reaches the launcher only; it stops children in order
-            preexec_fn=_die_with_parent,
-        )
-        log.close()
+        log_pipe_end, self._log_copier = log_pipe(self.log)
+        try:
+            self._popen = subprocess.Popen(
+                self.spec.argv,
+                env={**os.environ, **self.spec.env},
+                stdout=log_pipe_end,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,  # Ctrl-C reaches the launcher only; it stops children in order
+                preexec_fn=_die_with_parent,
+            )
+        finally:
+            os.close(log_pipe_end)  # the child holds it now: the copier ends when the child's side does
         self.pid_path.write_text(f"{self._popen.pid}\n")
 
     def exit_code(self) -> int | None:
@@ -118,6 +128,8 @@ class ManagedProcess:
                 self._popen.wait()
         self._kill_leftovers()
         self.pid_path.unlink(missing_ok=True)
+        if self._log_copier is not None:
+            self._log_copier.join(timeout=2.0)  # the child's last lines reach its log
 
     def _kill_leftovers(self) -> None:
         """What the child started and left behind when it died (uvicorn's worker processes or

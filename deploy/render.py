@@ -34,7 +34,7 @@ class Placement:
     targets_dir: Path  # as written here
     targets_dir_seen: Path  # as Prometheus sees it
     nodes_json: Path
-    nginx_runtime: dict[str, str]  # pid, logs, temp dir, listen, stub_status access
+    nginx_runtime: dict[str, str]  # pid, temp dir, listen, stub_status access
     compose: bool
 
     def address(self, service: str, host: str, port: int) -> str:
@@ -54,8 +54,6 @@ def local_placement(topology: Topology, run_dir: Path) -> Placement:
         nodes_json=run_dir / "nodes.json",
         nginx_runtime={
             "pid_file": str(run_dir / "nginx.pid"),
-            "error_log": str(run_dir / "logs" / "nginx-error.log"),
-            "access_log": str(run_dir / "logs" / "nginx-access.log"),
             "temp_dir": str(run_dir / "nginx-tmp"),
             "listen": f"{topology.nginx_host}:{topology.nginx_port}",
             "stub_status_allow": "127.0.0.1",
@@ -73,8 +71,6 @@ def compose_placement(topology: Topology, compose_dir: Path) -> Placement:
         nodes_json=compose_dir / "inferrer" / "nodes.json",
         nginx_runtime={
             "pid_file": "/tmp/nginx.pid",
-            "error_log": "stderr",
-            "access_log": "/dev/stdout",
             "temp_dir": "/tmp",
             "listen": f"0.0.0.0:{topology.nginx_port}",
             "stub_status_allow": "all",  # nginx is not published: only the compose network

@@ -49,8 +49,9 @@ class Topology:
     # The largest request body but uploads, in bytes: nginx's client_max_body_size and the inferrer's
     # INFERRER_MAX_BODY_BYTES both come from it, so the two always agree.
     max_body_bytes: int = 16 * 2**20
-    # Bounded disk: each container's log rotates at log_max_bytes, log_max_files kept (compose), and
-    # Prometheus drops samples older than its retention time or beyond its retention size.
+    # Bounded disk: each service's log rotates at log_max_bytes, log_max_files kept (the launcher's
+    # children and compose's containers alike), and Prometheus drops samples older than its retention
+    # time or beyond its retention size.
     log_max_bytes: int = 10 * 2**20
     log_max_files: int = 3
     prometheus_retention_time: str = "15d"

@@ -196,7 +196,7 @@ def test_request_id_is_traced_through_every_hop(fleet: RunningFleet) -> None:
     def logged_everywhere() -> bool:
         return all(
             trace in (logs / name).read_text(errors="replace")
-            for name in ("inferrer.log", "nginx-access.log", f"{node}.log")
+            for name in ("inferrer.log", "nginx.log", f"{node}.log")
         )
 
     assert wait_until(logged_everywhere, timeout_s=5)
