@@ -53,7 +53,7 @@ def create_app(
         directory = NodeDirectory(settings.nodes_file)
         clients = ModelHostClientManager(settings, metrics, directory, upstream, node_transport)
         async with clients as (balancer, nodes):
-            repository = ModelRepository(settings.repository_dir)
+            repository = ModelRepository(settings.repository_dir, settings.keep_versions)
             cache = PredictionCache(settings.prediction_cache_size, metrics.cache_hits, metrics.cache_misses)
             batcher = Batcher(
                 settings.batch_max_rows,
@@ -67,7 +67,9 @@ def create_app(
             app.state.metrics = metrics
             app.state.admission = Admission(settings.max_in_flight, settings.max_request_timeout_s, metrics)
             app.state.balancer = balancer
-            app.state.lifecycle = ModelLifecycle(repository, nodes)
+            app.state.lifecycle = ModelLifecycle(
+                repository, nodes, deploy_pin_s=4 * settings.node_sync_timeout_s
+            )
             app.state.prediction = PredictionService(repository, balancer, metrics, cache, batcher)
             yield
 

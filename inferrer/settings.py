@@ -42,6 +42,9 @@ class InferrerSettings(BaseSettings):
     batch_max_in_flight: int = Field(default=2, gt=0)
     # After a batch, gather the next requests when a node's predict call of the model takes this long.
     batch_gather_above_s: float = Field(default=0.001, ge=0)
+    # Version retention: a model keeps its newest N versions (and its active one, and any pinned by a
+    # deploy under way or a job); older ones are removed. 0 keeps every version.
+    keep_versions: int = Field(default=10, ge=0)
     # Entries in the prediction cache (model, version, input) -> outputs; 0 turns it off.
     prediction_cache_size: int = Field(default=0, ge=0)
 

@@ -40,7 +40,9 @@ def create_app(
         # Calls to the inferrer's internal routes carry the management token.
         headers = bearer_headers(settings.management_token)
         async with httpx.AsyncClient(transport=transport, timeout=timeout, headers=headers) as client:
-            cache = ArtifactCache(settings.cache_dir, settings.inferrer_url, client)
+            cache = ArtifactCache(
+                settings.cache_dir, settings.inferrer_url, client, int(settings.cache_budget_mib * 2**20)
+            )
             budget = settings.memory_budget_mib
             store = ModelStore(
                 settings.node_id,
@@ -50,7 +52,7 @@ def create_app(
                 settings.inline_predict_below_ms / 1000,
             )
             reconciler = Reconciler(
-                store, client, settings.inferrer_url, settings.sync_interval_s, settings.idle_unload_s
+                store, cache, client, settings.inferrer_url, settings.sync_interval_s, settings.idle_unload_s
             )
             app.state.tokens = tokens
             app.state.store = store

@@ -23,6 +23,9 @@ class ModelhostSettings(BaseSettings):
     inline_predict_below_ms: float = Field(default=0.5, ge=0)
     # Scale to zero: unload a model idle for longer than this; None keeps models loaded.
     idle_unload_s: float | None = Field(default=None, gt=0)
+    # The artifact cache on disk: what no stored version needs is deleted at each sync; beyond this
+    # many MiB, the least recently used artifacts but the active ones are deleted too.
+    cache_budget_mib: float = Field(default=10240, gt=0)
     # Unload least-recently-used models rather than exceed this many MiB of artifacts; None: no cap.
     memory_budget_mib: float | None = Field(default=None, gt=0)
 

@@ -4,8 +4,8 @@ whenever the inferrer says "sync now" (a deploy, a switch, a delete, a V2 load o
 Active versions are loaded ahead of traffic; a version a deploy or switch is about to activate is
 warmed the same way. Stored versions that are not active are loaded on their first request and
 unloaded once idle for a sync interval; anything no longer stored is unloaded as soon as its requests
-have finished. With idle_unload_s, idle models are unloaded too (scale to zero) and come back on
-their next request.
+have finished, and its cached artifact is deleted. With idle_unload_s, idle models are unloaded too
+(scale to zero) and come back on their next request.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import httpx
 from pydantic import ValidationError
 
 from artifacts.manifest import Manifest
+from modelhost.artifact_cache import ArtifactCache
 from modelhost.errors import ArtifactUnavailable, ModelhostError, UnknownModel
 from modelhost.store import ModelStore
 from wire.node_calls import DesiredState, SyncAnswer, SyncRequest, VersionRef
@@ -48,12 +49,14 @@ class Reconciler:
     def __init__(
         self,
         store: ModelStore,
+        cache: ArtifactCache,
         client: httpx.AsyncClient,
         inferrer_url: str,
         interval_s: float,
         idle_unload_s: float | None = None,
     ) -> None:
         self._store = store
+        self._cache = cache
         self._client = client
         self._inferrer_url = inferrer_url
         self._interval_s = interval_s
@@ -147,6 +150,8 @@ class Reconciler:
         if self._idle_unload_s is not None:
             self._store.evict_idle(self._idle_unload_s, keep=held)
         self._store.evicted &= {(name, version) for name, version, _ in stored}
+        needed = {sha256 for _, _, sha256 in stored}
+        await asyncio.to_thread(self._cache.prune, needed, {m.sha256 for m in desired.load})
         self.readiness.synced = not active_failed
         if not self.readiness.draining:
             self.readiness.reason = "; ".join(active_failed) if active_failed else "all models loaded"

@@ -8,6 +8,7 @@ repository's generation (inferrer/dataplane/prediction_cache.py).
 from __future__ import annotations
 
 import asyncio
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,7 @@ from artifacts.formats import ArtifactError, ArtifactFormat, load_artifact
 from artifacts.manifest import Manifest
 from artifacts.schema import ModelSchema, inspect_schema
 from inferrer.control.nodes import FleetNodes, SyncResult
+from inferrer.control.pins import Pin
 from inferrer.control.repository import ModelRepository, check_name
 from inferrer.errors import InvalidInput, ModelNotFound, UpstreamUnavailable
 from wire.node_calls import SyncAnswer
@@ -35,9 +37,12 @@ class Upload:
 
 
 class ModelLifecycle:
-    def __init__(self, repository: ModelRepository, nodes: FleetNodes) -> None:
+    def __init__(self, repository: ModelRepository, nodes: FleetNodes, deploy_pin_s: float) -> None:
+        """`deploy_pin_s`: how long a deploy's version is kept from retention at most, should the
+        deploy never finish (a killed gateway); a deploy that answers releases it at once."""
         self.repository = repository
         self.nodes = nodes
+        self._deploy_pin_s = deploy_pin_s
 
     async def deploy(self, upload: Upload) -> dict[str, Any]:
         """Check and store a version (atomically), have every node load it, then make it active in
@@ -55,6 +60,8 @@ class ModelLifecycle:
             raise InvalidInput("the uploaded file is empty")
         allowed = list(upload.trusted_types)
         signature = await asyncio.to_thread(_inspect, upload.data, fmt, allowed)
+        # Pinned until this deploy answers: concurrent deploys' retention never removes it meanwhile.
+        pin = Pin(f"deploy-{uuid.uuid4().hex}", lease_s=self._deploy_pin_s)
         manifest = await asyncio.to_thread(
             self.repository.store,
             upload.name,
@@ -64,9 +71,13 @@ class ModelLifecycle:
             signature,
             allowed,
             upload.batching,
+            pin,
         )
-        loaded, failed = _holding(manifest, await self.nodes.sync(warm=[manifest]))
-        activation = await self._activate_deployed(manifest, loaded, upload.activate)
+        try:
+            loaded, failed = _holding(manifest, await self.nodes.sync(warm=[manifest]))
+            activation = await self._activate_deployed(manifest, loaded, upload.activate)
+        finally:
+            await asyncio.to_thread(self.repository.unpin, manifest.name, manifest.version, pin.holder)
         return {
             "name": manifest.name,
             "version": manifest.version,

@@ -2,12 +2,16 @@
 
 Writes are staged under <root>/staging and renamed into place, so a reader never sees half a model;
 what a write killed half-way leaves there is removed when the repository is next opened.
+
+Version retention: with keep_versions=N, a write that stores or activates a version removes the
+versions of that model beyond the newest N, but never the active one or a pinned one (pins.py).
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import os
 import shutil
 import tempfile
@@ -21,7 +25,10 @@ from artifacts.formats import ArtifactFormat, sha256_hex
 from artifacts.manifest import Manifest, is_path_segment
 from artifacts.schema import ModelSchema
 from inferrer.control.generation import Generation, replace_text
+from inferrer.control.pins import Pin, VersionPins
 from inferrer.errors import InvalidInput, ModelNotFound, VersionConflict
+
+logger = logging.getLogger(__name__)
 
 _MANIFEST = "manifest.json"
 _ACTIVE = "ACTIVE"
@@ -40,8 +47,10 @@ class ModelRepository:
     process, writes run in worker threads while the event loop reads: the index is never changed in
     place, only replaced whole (copy on write), so a reader never iterates a dict being changed."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, keep_versions: int = 0) -> None:
         self._root = root
+        self._keep_versions = keep_versions  # 0: keep every version
+        self._pins = VersionPins(root / "pins")
         self._models_dir = root / "models"
         self._staging_dir = root / "staging"
         self._generation = Generation(root / "generation")
@@ -141,8 +150,10 @@ class ModelRepository:
         signature: ModelSchema,
         trusted_types: list[str] | None = None,
         batching: bool = True,
+        pin: Pin | None = None,
     ) -> Manifest:
-        """Store a new version, not yet active (see activate). Atomic: all of it appears, or nothing."""
+        """Store a new version, not yet active (see activate). Atomic: all of it appears, or nothing.
+        `pin`: pinned in the same step, so retention cannot remove it before it is activated."""
         check_name(name)
         if version is not None:
             check_name(version, "version")
@@ -167,13 +178,32 @@ class ModelRepository:
                 (staged / f"artifact.{fmt.value}").write_bytes(data)
                 (staged / _MANIFEST).write_text(manifest.model_dump_json(indent=2))
                 (self._models_dir / name).mkdir(exist_ok=True)
+                if pin is not None:
+                    self._pins.pin(name, version, pin)
                 os.rename(staged, self._models_dir / name / version)
             except BaseException:
                 shutil.rmtree(staged, ignore_errors=True)
+                if pin is not None:
+                    self._pins.unpin(name, version, pin.holder)
                 raise
             self._versions = {**self._versions, name: {**self._versions.get(name, {}), version: manifest}}
+            self._retire_old_versions(name)
             self._bump()
             return manifest
+
+    def pin(self, name: str, version: str, pin: Pin) -> None:
+        """Keep a stored version from retention until unpinned (or the pin's lease lapses)."""
+        with self._lock():
+            if version not in self._versions.get(name, {}):
+                raise ModelNotFound(f"model {name!r} has no version {version!r}")
+            self._pins.pin(name, version, pin)
+
+    def unpin(self, name: str, version: str, holder: str) -> None:
+        """Release a pin, and apply retention to the model: what the pin held back may go now."""
+        with self._lock():
+            self._pins.unpin(name, version, holder)
+            if self._retire_old_versions(name):
+                self._bump()
 
     def activate(self, name: str, version: str, over_newer: bool = True) -> Manifest:
         """Make `version` the one unpinned requests get: one atomic pointer swap. Returns the active
@@ -188,6 +218,7 @@ class ModelRepository:
                 return current
             self._write_active(name, version)
             self._active = {**self._active, name: version}
+            self._retire_old_versions(name)
             self._bump()
             return manifest
 
@@ -210,9 +241,28 @@ class ModelRepository:
             os.rename(self._models_dir / name, doomed)
             self._versions = {n: v for n, v in self._versions.items() if n != name}
             self._active = {n: v for n, v in self._active.items() if n != name}
+            self._pins.forget(name)
             self._bump()
         shutil.rmtree(doomed, ignore_errors=True)
         return versions
+
+    def _retire_old_versions(self, name: str) -> list[str]:
+        """Retention, under the write lock: remove the versions beyond the newest keep_versions that
+        are neither active nor pinned. The caller bumps the generation."""
+        stored = sorted(self._versions.get(name, {}).values(), key=lambda m: m.created)
+        if not self._keep_versions or len(stored) <= self._keep_versions:
+            return []
+        protected = {self._active.get(name)} | self._pins.pinned(name)
+        retired = [m.version for m in stored[: -self._keep_versions] if m.version not in protected]
+        for version in retired:
+            doomed = self._staging_dir / f"retired-{uuid.uuid4().hex}"
+            os.rename(self._models_dir / name / version, doomed)
+            shutil.rmtree(doomed, ignore_errors=True)
+        if retired:
+            kept = {v: m for v, m in self._versions[name].items() if v not in retired}
+            self._versions = {**self._versions, name: kept}
+            logger.info("retention: removed %s versions %s (keeping %d)", name, retired, self._keep_versions)
+        return retired
 
     # Internals -------------------------------------------------------------------------------
 

@@ -25,7 +25,12 @@ OTHERS = 4  # models deleted and re-activated beside the deploys
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Any:
     running = start_fleet(
-        Path(tmp_path_factory.mktemp("management")), nodes=2, extra_args=("--inferrer-workers", "2")
+        Path(tmp_path_factory.mktemp("management")),
+        nodes=2,
+        extra_args=("--inferrer-workers", "2"),
+        # Every version kept, so that the test can check that each 201's version exists at the end
+        # (retention under concurrent deploys: test_retention.py).
+        env={"INFERRER_KEEP_VERSIONS": "0"},
     )
     yield running
     assert running.stop() == 0

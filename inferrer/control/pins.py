@@ -1,0 +1,66 @@
+"""Versions that version retention must not remove: one file per pin, <dir>/<name>/<version>/<holder>,
+holding the time (epoch seconds) the pin lapses, `inf` for a pin that lasts until it is removed.
+
+A deploy pins the version it stores until it has answered (with a lease, so a deploy killed half-way
+leaves no pin forever); a job pins the version it runs. Files, not memory: every gateway process
+sees every pin, and pins outlive a restart. The repository reads and writes them under its lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from artifacts.manifest import is_path_segment
+
+
+@dataclass(frozen=True)
+class Pin:
+    holder: str  # who pins: a deploy, a job (one path segment)
+    lease_s: float | None = None  # None: until unpinned
+
+
+class VersionPins:
+    def __init__(self, directory: Path) -> None:
+        self._dir = directory
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def pin(self, name: str, version: str, pin: Pin) -> None:
+        if not is_path_segment(pin.holder):
+            raise ValueError(f"a pin's holder is one path segment, not {pin.holder!r}")
+        path = self._dir / name / version / pin.holder
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(str(math.inf if pin.lease_s is None else time.time() + pin.lease_s))
+
+    def unpin(self, name: str, version: str, holder: str) -> None:
+        (self._dir / name / version / holder).unlink(missing_ok=True)
+        for empty in (self._dir / name / version, self._dir / name):
+            with contextlib.suppress(OSError):  # not empty: other pins remain
+                empty.rmdir()
+
+    def pinned(self, name: str) -> set[str]:
+        """The versions of `name` with a pin that has not lapsed; lapsed pins are removed."""
+        versions = set()
+        now = time.time()
+        for pin in self._dir.glob(f"{name}/*/*"):  # a name is one segment of A-Z a-z 0-9 . _ -
+            if _lapses_at(pin) < now:
+                self.unpin(name, pin.parent.name, pin.name)
+            else:
+                versions.add(pin.parent.name)
+        return versions
+
+    def forget(self, name: str) -> None:
+        """A deleted model's pins go with it."""
+        shutil.rmtree(self._dir / name, ignore_errors=True)
+
+
+def _lapses_at(pin: Path) -> float:
+    """A pin whose file a crash left half-written (empty) has lapsed."""
+    try:
+        return float(pin.read_text())
+    except (OSError, ValueError):
+        return 0.0
