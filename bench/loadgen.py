@@ -114,8 +114,8 @@ def _ms(value: str) -> float:
     return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit]
 
 
-def process_tree_cpu_s(root_pids: list[int]) -> float:
-    """CPU seconds (user + system) used so far by these processes and their descendants."""
+def process_tree(root_pids: list[int]) -> set[int]:
+    """These processes and all their descendants (uvicorn's workers, nginx's), from /proc."""
     parents: dict[int, int] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -131,9 +131,14 @@ def process_tree_cpu_s(root_pids: list[int]) -> float:
             if parent in tree and pid not in tree:
                 tree.add(pid)
                 grew = True
+    return tree
+
+
+def process_tree_cpu_s(root_pids: list[int]) -> float:
+    """CPU seconds (user + system) used so far by these processes and their descendants."""
     ticks = os.sysconf("SC_CLK_TCK")
     total = 0.0
-    for pid in tree:
+    for pid in process_tree(root_pids):
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
             total += (int(fields[11]) + int(fields[12])) / ticks
