@@ -1,0 +1,252 @@
+"""The job store: jobs, their partitions and their bad rows, in one SQL database by URL.
+
+SQLite (WAL) in the data directory by default; the same statements run on PostgreSQL
+(`postgresql+psycopg://...`), which several gateways can share. Every state change is one
+transaction, and the rules that make fan-in safe live in the statements themselves:
+
+- a partition is claimed by moving it from `pending` to `running` with a lease; a claim that lapses
+  (its gateway died) makes it claimable again, so nothing waits forever on a dead gateway;
+- a partition is completed at most once (`status <> 'done'` in the UPDATE): a duplicate completion
+  changes nothing, and only the completion that leaves no partition undone reports `last`, which
+  tells its caller to finalise the job.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+metadata = sa.MetaData()
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False, index=True),  # JobStatus values
+    sa.Column("model", sa.String(64), nullable=False),
+    sa.Column("version", sa.String(64), nullable=False),
+    sa.Column("spec", sa.JSON, nullable=False),  # what was submitted (input, output, formats, limits)
+    sa.Column("partitions_total", sa.Integer, nullable=False),
+    sa.Column("result", sa.JSON),  # inline predictions, or the output manifest
+    sa.Column("error", sa.Text),
+    sa.Column("created", sa.Float, nullable=False, index=True),
+    sa.Column("started", sa.Float),
+    sa.Column("finished", sa.Float),
+    sa.Column("deadline", sa.Float, nullable=False),
+)
+
+partitions = sa.Table(
+    "partitions",
+    metadata,
+    sa.Column("job_id", sa.String(64), sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("idx", sa.Integer, primary_key=True),
+    sa.Column("spec", sa.JSON, nullable=False),  # byte range or row group
+    sa.Column("status", sa.String(16), nullable=False),  # pending | running | done | failed
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("not_before", sa.Float, nullable=False, default=0.0),  # retry backoff
+    sa.Column("lease_until", sa.Float),  # while running: when the claim lapses
+    sa.Column("rows_done", sa.Integer),
+    sa.Column("rows_failed", sa.Integer),
+    sa.Column("output", sa.JSON),  # the part written: location, rows, sha256
+    sa.Column("node", sa.String(64)),
+    sa.Column("error", sa.Text),
+)
+
+row_errors = sa.Table(
+    "row_errors",
+    metadata,
+    sa.Column("job_id", sa.String(64), sa.ForeignKey("jobs.id", ondelete="CASCADE"), index=True),
+    sa.Column("partition", sa.Integer, nullable=False),
+    sa.Column("line", sa.Integer, nullable=False),  # 1-based, in the input file
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.UniqueConstraint("job_id", "partition", "line"),
+)
+
+UNFINISHED = ("queued", "running")
+
+
+@dataclass(frozen=True)
+class Claim:
+    job_id: str
+    idx: int
+    spec: dict[str, Any]
+    attempt: int
+
+
+def open_engine(url: str) -> Engine:
+    """An engine with the schema in place; SQLite in WAL mode, waiting on a busy database."""
+    engine = sa.create_engine(url)
+    if engine.dialect.name == "sqlite":
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(connection: Any, _: Any) -> None:
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=10000")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+    metadata.create_all(engine)
+    return engine
+
+
+class JobStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Connection]:
+        with self.engine.begin() as connection:
+            yield connection
+
+    def create(self, job: dict[str, Any], parts: list[dict[str, Any]]) -> None:
+        """A job and its partitions, all pending, in one transaction."""
+        with self._transaction() as db:
+            db.execute(jobs.insert().values(**job, partitions_total=len(parts)))
+            if parts:
+                db.execute(
+                    partitions.insert(),
+                    [
+                        {"job_id": job["id"], "idx": i, "spec": spec, "status": "pending", "attempts": 0,
+                         "not_before": 0.0}
+                        for i, spec in enumerate(parts)
+                    ],
+                )  # fmt: skip
+
+    def claim(self, limit: int, lease_s: float, now: float | None = None) -> list[Claim]:
+        """Up to `limit` partitions of running or queued jobs that are pending and due, or whose
+        claim lapsed, each now `running` under a lease, oldest jobs first."""
+        now = time.time() if now is None else now
+        due = sa.or_(
+            sa.and_(partitions.c.status == "pending", partitions.c.not_before <= now),
+            sa.and_(partitions.c.status == "running", partitions.c.lease_until < now),
+        )
+        chosen = (
+            sa.select(partitions.c.job_id, partitions.c.idx)
+            .join(jobs, jobs.c.id == partitions.c.job_id)
+            .where(jobs.c.status.in_(UNFINISHED), due)
+            .order_by(jobs.c.created, partitions.c.idx)
+            .limit(limit)
+        )
+        # One UPDATE that writes from its first step: concurrent claimers (threads, gateways) never
+        # both take a partition, and SQLite never has to upgrade a read lock to a write lock.
+        with self._transaction() as db:
+            claimed = [
+                Claim(job_id, idx, spec, attempts)
+                for job_id, idx, spec, attempts in db.execute(
+                    partitions.update()
+                    .where(sa.tuple_(partitions.c.job_id, partitions.c.idx).in_(chosen), due)
+                    .values(status="running", attempts=partitions.c.attempts + 1, lease_until=now + lease_s)
+                    .returning(*(partitions.c[k] for k in ("job_id", "idx", "spec", "attempts")))
+                ).all()
+            ]
+            started = {claim.job_id for claim in claimed}
+            if started:
+                db.execute(
+                    jobs.update()
+                    .where(jobs.c.id.in_(started), jobs.c.status == "queued")
+                    .values(status="running", started=now)
+                )
+        return sorted(claimed, key=lambda c: (c.job_id, c.idx))
+
+    def complete(
+        self, job_id: str, idx: int, output: dict[str, Any], node: str, errors: list[tuple[int, str]]
+    ) -> bool:
+        """Record a partition's result once. True when this completion left no partition undone:
+        the caller then finalises the job. A duplicate completion changes nothing and returns False."""
+        with self._transaction() as db:
+            first = db.execute(
+                partitions.update()
+                .where(partitions.c.job_id == job_id, partitions.c.idx == idx, partitions.c.status != "done")
+                .values(
+                    status="done", output=output, node=node, rows_done=output["rows"],
+                    rows_failed=len(errors), lease_until=None, error=None,
+                )
+            ).rowcount  # fmt: skip
+            if not first:
+                return False
+            if errors:
+                db.execute(
+                    row_errors.insert(),
+                    [
+                        {"job_id": job_id, "partition": idx, "line": line, "reason": reason}
+                        for line, reason in errors
+                    ],
+                )
+            undone = db.execute(
+                sa.select(sa.func.count())
+                .select_from(partitions)
+                .where(partitions.c.job_id == job_id, partitions.c.status != "done")
+            ).scalar_one()
+            return undone == 0
+
+    def release(self, job_id: str, idx: int, error: str, retry_after_s: float | None) -> None:
+        """A partition's attempt failed: pending again after `retry_after_s`, or failed for good
+        (None). A partition already done stays done."""
+        values: dict[str, Any] = {"error": error, "lease_until": None}
+        if retry_after_s is None:
+            values["status"] = "failed"
+        else:
+            values |= {"status": "pending", "not_before": time.time() + retry_after_s}
+        with self._transaction() as db:
+            db.execute(
+                partitions.update()
+                .where(partitions.c.job_id == job_id, partitions.c.idx == idx, partitions.c.status != "done")
+                .values(**values)
+            )
+
+    def finish(self, job_id: str, status: str, result: Any = None, error: str | None = None) -> bool:
+        """Move an unfinished job to its final status once; False when it had finished already."""
+        with self._transaction() as db:
+            return bool(
+                db.execute(
+                    jobs.update()
+                    .where(jobs.c.id == job_id, jobs.c.status.in_(UNFINISHED))
+                    .values(status=status, result=result, error=error, finished=time.time())
+                ).rowcount
+            )
+
+    def job(self, job_id: str) -> dict[str, Any] | None:
+        with self.engine.connect() as db:
+            row = db.execute(sa.select(jobs).where(jobs.c.id == job_id)).mappings().first()
+            return dict(row) if row else None
+
+    def partitions_of(self, job_id: str) -> list[dict[str, Any]]:
+        with self.engine.connect() as db:
+            rows = db.execute(
+                sa.select(partitions).where(partitions.c.job_id == job_id).order_by(partitions.c.idx)
+            ).mappings()
+            return [dict(row) for row in rows]
+
+    def errors_of(self, job_id: str, limit: int = 1000) -> list[dict[str, Any]]:
+        with self.engine.connect() as db:
+            rows = db.execute(
+                sa.select(row_errors.c.partition, row_errors.c.line, row_errors.c.reason)
+                .where(row_errors.c.job_id == job_id)
+                .order_by(row_errors.c.line)
+                .limit(limit)
+            ).mappings()
+            return [dict(row) for row in rows]
+
+    def listing(self, status: str | None, limit: int) -> list[dict[str, Any]]:
+        query = sa.select(jobs).order_by(jobs.c.created.desc()).limit(limit)
+        if status is not None:
+            query = query.where(jobs.c.status == status)
+        with self.engine.connect() as db:
+            return [dict(row) for row in db.execute(query).mappings()]
+
+    def overdue(self, now: float | None = None) -> list[str]:
+        """Unfinished jobs past their deadline."""
+        now = time.time() if now is None else now
+        with self.engine.connect() as db:
+            return list(
+                db.execute(
+                    sa.select(jobs.c.id).where(jobs.c.status.in_(UNFINISHED), jobs.c.deadline < now)
+                ).scalars()
+            )

@@ -1,0 +1,101 @@
+"""The job store on SQLite (WAL): claims under a lease, completion at most once, the last one known."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+from pathlib import Path
+from typing import Any
+
+from inferrer.jobs.store import JobStore, open_engine
+
+
+def _store(tmp_path: Path) -> JobStore:
+    return JobStore(open_engine(f"sqlite:///{tmp_path / 'jobs.db'}"))
+
+
+def _job(job_id: str, created: float = 0.0) -> dict[str, Any]:
+    now = time.time()
+    return {
+        "id": job_id, "status": "queued", "model": "m", "version": "1", "spec": {"format": "jsonl"},
+        "created": created or now, "deadline": now + 3600,
+    }  # fmt: skip
+
+
+def _output(rows: int) -> dict[str, Any]:
+    return {"location": "out/part", "rows": rows, "sha256": "0" * 64}
+
+
+def test_claims_take_each_partition_once_until_their_lease_lapses(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    store.create(_job("a"), [{"start": i} for i in range(5)])
+    now = time.time()
+    first = store.claim(limit=3, lease_s=10, now=now)
+    assert [(c.idx, c.attempt) for c in first] == [(0, 1), (1, 1), (2, 1)]
+    assert store.job("a")["status"] == "running"  # type: ignore[index]
+    second = store.claim(limit=10, lease_s=10, now=now)
+    assert [c.idx for c in second] == [3, 4]
+    assert store.claim(limit=10, lease_s=10, now=now + 5) == []  # all leased
+    lapsed = store.claim(limit=10, lease_s=10, now=now + 11)  # their gateway died: claimable again
+    assert sorted((c.idx, c.attempt) for c in lapsed) == [(i, 2) for i in range(5)]
+
+
+def test_a_partition_completes_once_and_only_the_last_completion_says_so(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    store.create(_job("a"), [{"start": i} for i in range(3)])
+    store.claim(limit=3, lease_s=10)
+    assert store.complete("a", 0, _output(10), "node-1", []) is False
+    assert store.complete("a", 0, _output(99), "node-2", [(7, "bad")]) is False  # a duplicate: no change
+    assert store.complete("a", 1, _output(10), "node-1", [(15, "not JSON")]) is False
+    assert store.complete("a", 2, _output(10), "node-1", []) is True
+    assert store.complete("a", 2, _output(10), "node-1", []) is False
+    parts = store.partitions_of("a")
+    assert [(p["status"], p["rows_done"], p["node"]) for p in parts] == [("done", 10, "node-1")] * 3
+    assert store.errors_of("a") == [{"partition": 1, "line": 15, "reason": "not JSON"}]
+
+
+def test_concurrent_completions_report_the_last_exactly_once(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    store.create(_job("a"), [{"start": i} for i in range(40)])
+    store.claim(limit=40, lease_s=60)
+    attempts = [i % 40 for i in range(160)]  # every partition completed four times, concurrently
+
+    def complete(idx: int) -> bool:
+        return store.complete("a", idx, _output(1), "node", [])
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        lasts = list(pool.map(complete, attempts))
+    assert lasts.count(True) == 1
+    assert all(p["status"] == "done" for p in store.partitions_of("a"))
+
+
+def test_concurrent_claimers_never_share_a_partition(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    store.create(_job("a"), [{"start": i} for i in range(200)])
+    other = JobStore(open_engine(f"sqlite:///{tmp_path / 'jobs.db'}"))  # as another gateway would
+
+    def claim(round_: int) -> list[int]:
+        return [c.idx for c in (store if round_ % 2 else other).claim(limit=7, lease_s=60)]
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        taken = [idx for batch in pool.map(claim, range(40)) for idx in batch]
+    assert sorted(taken) == list(range(200))  # each once: no partition claimed twice
+
+
+def test_retries_wait_their_backoff_failures_are_final_and_jobs_finish_once(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    store.create(_job("old", created=1.0), [{"start": 0}])
+    store.create(_job("new", created=2.0), [{"start": 0}])
+    store.claim(limit=1, lease_s=60)  # the older job's partition first
+    store.release("old", 0, "node died", retry_after_s=30)
+    assert [c.job_id for c in store.claim(limit=5, lease_s=60)] == ["new"]  # old waits its backoff
+    assert [c.attempt for c in store.claim(limit=5, lease_s=60, now=time.time() + 31)] == [2]
+    store.release("old", 0, "bad row at line 3", retry_after_s=None)
+    assert store.partitions_of("old")[0]["status"] == "failed"
+    assert store.finish("old", "failed", error="partition 0: bad row at line 3") is True
+    assert store.finish("old", "succeeded") is False  # finished already: unchanged
+    assert store.job("old")["status"] == "failed"  # type: ignore[index]
+    later = store.claim(limit=5, lease_s=60, now=time.time() + 3600)  # every lease lapsed by then
+    assert [c.job_id for c in later] == ["new"]  # a finished job's partitions are never claimed
+    assert [j["id"] for j in store.listing(None, 10)] == ["new", "old"]
+    assert [j["id"] for j in store.listing("failed", 10)] == ["old"]
