@@ -8,11 +8,15 @@ directory: anything else is refused before a byte is read.
 
 from __future__ import annotations
 
+import os
 import re
+import uuid
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import fsspec
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
@@ -21,12 +25,17 @@ class LocationError(ValueError):
     """A location the fleet will not read or write; the message says why."""
 
 
-@dataclass(frozen=True)
-class S3Settings:
-    endpoint_url: str | None = None  # None: AWS itself
-    region: str | None = None
-    key_id: str | None = None
-    secret: str | None = None
+class S3Settings(BaseSettings):
+    """The S3-compatible store, from the variables every AWS client reads (the launcher and the
+    compose file pass them from the .env): endpoint, region and credentials. Unset credentials
+    leave the choice to botocore's chain (the environment, ~/.aws, an instance role)."""
+
+    model_config = SettingsConfigDict(populate_by_name=True, frozen=True)
+
+    endpoint_url: str | None = Field(default=None, validation_alias="AWS_ENDPOINT_URL_S3")  # None: AWS
+    region: str | None = Field(default=None, validation_alias="AWS_REGION")
+    key_id: str | None = Field(default=None, validation_alias="AWS_ACCESS_KEY_ID")
+    secret: str | None = Field(default=None, validation_alias="AWS_SECRET_ACCESS_KEY", repr=False)
 
 
 @dataclass(frozen=True)
@@ -63,14 +72,49 @@ def parse_location(url: str, data_dir: Path) -> Location:
     return Location(url, "file", str(resolved))
 
 
-def filesystem(location: Location, s3: S3Settings) -> fsspec.AbstractFileSystem:
-    if location.protocol == "file":
-        return fsspec.filesystem("file")
-    return fsspec.filesystem(
-        "s3",
-        key=s3.key_id,
-        secret=s3.secret,
-        endpoint_url=s3.endpoint_url,
-        client_kwargs={"region_name": s3.region} if s3.region else {},
-        skip_instance_cache=True,
-    )
+class Storage:
+    """Locations resolved against one data directory and opened on one S3 endpoint: what a gateway
+    or a node reads and writes job files through."""
+
+    def __init__(self, data_dir: Path, s3: S3Settings) -> None:
+        self.data_dir = data_dir
+        self.s3 = s3
+        self._s3fs: fsspec.AbstractFileSystem | None = None  # one client, its connections reused
+
+    def location(self, url: str) -> Location:
+        return parse_location(url, self.data_dir)
+
+    def filesystem(self, location: Location) -> fsspec.AbstractFileSystem:
+        if location.protocol == "file":
+            return fsspec.filesystem("file")
+        if self._s3fs is None:
+            self._s3fs = fsspec.filesystem(
+                "s3",
+                key=self.s3.key_id,
+                secret=self.s3.secret,
+                endpoint_url=self.s3.endpoint_url,
+                client_kwargs={"region_name": self.s3.region} if self.s3.region else {},
+            )
+        return self._s3fs
+
+    def size(self, location: Location) -> int:
+        return int(self.filesystem(location).size(location.path))
+
+    def read_range(self, location: Location, start: int, end: int) -> bytes:
+        return bytes(self.filesystem(location).cat_file(location.path, start=start, end=end))
+
+    def write_atomic(self, location: Location, data: bytes) -> None:
+        """All of `data` appears under the location at once, or nothing: a local file is written
+        beside it and renamed over it; an object is one complete PUT."""
+        if location.protocol == "s3":
+            self.filesystem(location).pipe_file(location.path, data)
+            return
+        target = Path(location.path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            temporary.write_bytes(data)
+            os.replace(temporary, target)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise

@@ -69,8 +69,9 @@ def _read(file: BinaryIO, offset: int, length: int) -> bytes:
     return file.read(length)
 
 
-def read_lines(file: BinaryIO, byte_range: ByteRange) -> list[bytes]:
-    """The lines of one range, without their line ends (LF or CRLF); blank lines are left out."""
+def read_lines(file: BinaryIO, byte_range: ByteRange) -> list[tuple[int, bytes]]:
+    """The lines of one range, numbered from 1 within it, without their line ends (LF or CRLF);
+    blank lines are counted but left out."""
     data = _read(file, byte_range.start, byte_range.size)
     lines = (line.removesuffix(b"\r") for line in data.split(b"\n"))
-    return [line for line in lines if line.strip()]
+    return [(number, line) for number, line in enumerate(lines, start=1) if line.strip()]

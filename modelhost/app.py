@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from datafiles.locations import S3Settings, Storage
 from metrics.definitions import ModelhostMetrics
 from metrics.exposition import metrics_router
 from modelhost.artifact_cache import ArtifactCache
@@ -57,6 +58,7 @@ def create_app(
             app.state.tokens = tokens
             app.state.store = store
             app.state.reconciler = reconciler
+            app.state.storage = Storage(settings.data_dir, S3Settings())
             sync_task = asyncio.create_task(reconciler.run_forever(), name="reconcile")
             try:
                 yield

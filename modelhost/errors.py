@@ -11,6 +11,8 @@ __all__ = [
     "ModelNotLoaded",
     "ModelhostError",
     "NodeDraining",
+    "StorageUnavailable",
+    "UnknownInput",
     "UnknownModel",
     "UnloadableArtifact",
 ]
@@ -51,3 +53,16 @@ class UnloadableArtifact(ModelhostError):
     """The artifact is there, but does not load as its manifest says (format, trusted types)."""
 
     status_code = 422
+
+
+class UnknownInput(ModelhostError):
+    """A job's input location holds no file."""
+
+    status_code = 404
+
+
+class StorageUnavailable(ModelhostError):
+    """Storage refused a read or a write (unreachable, read-only, no such bucket): another attempt,
+    on this node or another, may succeed."""
+
+    status_code = 502

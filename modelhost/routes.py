@@ -11,7 +11,9 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from artifacts.manifest import Manifest
+from datafiles.locations import Storage
 from modelhost.errors import NodeDraining
+from modelhost.partitions import run_partition
 from modelhost.store import ModelStore
 from modelhost.sync import Reconciler
 from wire.bearer import MANAGEMENT, Scope
@@ -27,7 +29,8 @@ from wire.modelhost_answers import (
     Pong,
 )
 from wire.node_calls import NodePrediction, SyncAnswer, SyncRequest, predict_body, sync_request
-from wire.openapi import answers, readiness, request_body
+from wire.openapi import answers, readiness, refusals, request_body
+from wire.partition_calls import PartitionCall, PartitionDone, partition_call
 
 health = APIRouter()
 router = APIRouter(dependencies=[MANAGEMENT])
@@ -130,6 +133,24 @@ async def sync(changes: SyncRequest, request: Request) -> Response:
     changes = parse_body(sync_request, await request.body())
     answer = await _reconciler(request).sync(changes)
     return Response(answer.model_dump_json(), media_type="application/json")
+
+
+@internal.post(
+    "/partitions",
+    responses={
+        **answers(PartitionDone, "The partition's output part is written whole"),
+        **refusals(
+            "422: a location outside the data directory, or bad rows with on_bad_rows fail (only the "
+            "file tells); 404: no such input file, or the model's version is not that artifact"
+        ),
+    },
+)
+async def partition(call: PartitionCall, request: Request) -> Response:
+    """Run one partition of a batch job (wire.partition_calls): read, predict, write."""
+    call = parse_body(partition_call, await request.body())
+    storage: Storage = request.app.state.storage
+    done = await run_partition(call, _store(request), _reconciler(request), storage)
+    return Response(done.model_dump_json(), media_type="application/json")
 
 
 @internal.post("/drain", responses=answers(Draining, "Not ready from now on"))

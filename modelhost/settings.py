@@ -17,6 +17,8 @@ class ModelhostSettings(BaseSettings):
     inferrer_url: str = "http://127.0.0.1:8000"
     # Defaults do not depend on the directory a process starts in; the launcher and the images set it.
     cache_dir: Path = Path.home() / ".modelfleet" / "cache" / "modelhost-1"
+    # Batch jobs' files: locations are paths inside this directory (or s3://, see datafiles.locations).
+    data_dir: Path = Path.home() / ".modelfleet" / "data"
     sync_interval_s: float = Field(default=5.0, gt=0)
     fetch_timeout_s: float = Field(default=60.0, gt=0)
     # A predict cheaper than this runs on the event loop instead of the predict thread.

@@ -15,6 +15,7 @@ import pandas as pd
 
 from artifacts.formats import ArtifactError, load_artifact
 from artifacts.manifest import Manifest
+from artifacts.schema import ModelSchema
 from metrics.definitions import ModelhostMetrics
 from modelhost.artifact_cache import ArtifactCache
 from modelhost.errors import InvalidInput, MemoryBudgetExceeded, ModelNotLoaded, UnloadableArtifact
@@ -90,6 +91,13 @@ class ModelStore:
         """The moving average of one predict call of a loaded version (0 before its first)."""
         model = self._models.get(key)
         return model.predict_s or 0.0 if model is not None else 0.0
+
+    def signature(self, key: Key) -> ModelSchema:
+        """The input schema and outputs of a loaded version."""
+        model = self._models.get(key)
+        if model is None:
+            raise ModelNotLoaded(f"model {key[0]!r} version {key[1]!r} is not loaded on {self.node}")
+        return model.manifest.signature
 
     def loaded_sha256(self, key: Key) -> str | None:
         """The artifact this node serves under a (name, version), if it has one loaded."""

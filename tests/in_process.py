@@ -113,6 +113,7 @@ async def in_process_fleet(
                 inferrer_url="http://inferrer",
                 management_token=TOKEN,
                 cache_dir=tmp_path / "cache" / node,
+                data_dir=tmp_path / "data",
                 sync_interval_s=0.5,
             ),
             transport=to_gateway[node],

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from datafiles.locations import LocationError, parse_location
+from datafiles.locations import LocationError, S3Settings, Storage, parse_location
 
 REFUSED = [
     "", "/etc/passwd", "../x.jsonl", "in/../../x.jsonl", "a/../b.jsonl", "file:///etc/passwd",
@@ -47,3 +47,15 @@ def test_accepted_locations(tmp_path: Path) -> None:
     )
     s3 = parse_location("s3://my-bucket/in/batch.csv", tmp_path)
     assert (s3.protocol, s3.path, s3.name) == ("s3", "my-bucket/in/batch.csv", "batch.csv")
+
+
+def test_a_local_write_appears_whole_or_not_at_all(tmp_path: Path) -> None:
+    storage = Storage(tmp_path, S3Settings())
+    target = storage.location("out/job/part-00000.jsonl")
+    storage.write_atomic(target, b'{"a": 1}\n')
+    assert storage.read_range(target, 0, 4) == b'{"a"'
+    assert storage.size(target) == 9
+    with pytest.raises(TypeError):
+        storage.write_atomic(target, "not bytes")  # type: ignore[arg-type]
+    assert Path(target.path).read_bytes() == b'{"a": 1}\n'  # the earlier content, whole
+    assert [p.name for p in Path(target.path).parent.iterdir()] == ["part-00000.jsonl"]  # no temp left

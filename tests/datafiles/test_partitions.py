@@ -49,7 +49,7 @@ def test_every_line_lies_in_exactly_one_partition(
     # Each range ends at a line end (or the end of the file): no line is cut in two.
     assert all(data[r.end - 1 : r.end] == b"\n" or r.end == len(data) for r in plan.ranges)
     # So the lines read partition by partition are the file's lines, each once, in order.
-    read = [line for r in plan.ranges for line in read_lines(io.BytesIO(data), r)]
+    read = [line for r in plan.ranges for _, line in read_lines(io.BytesIO(data), r)]
     body = data[body_start:]
     expected = (line.removesuffix(b"\r") for line in body.split(b"\n"))  # LF or CRLF line ends
     assert read == [line for line in expected if line.strip()]
@@ -61,7 +61,7 @@ def test_a_partition_is_about_the_asked_size_and_crlf_ends_are_removed() -> None
     assert len(plan.ranges) == pytest.approx(len(data) / 1024, abs=1)
     assert all(1024 <= r.size < 1024 + 20 for r in plan.ranges[:-1])
     first = read_lines(io.BytesIO(data), plan.ranges[0])
-    assert first[0] == b'{"id": 0}'
+    assert first[0] == (1, b'{"id": 0}')
 
 
 def test_a_header_only_file_has_no_partitions_and_sizes_must_be_positive() -> None:
@@ -69,4 +69,4 @@ def test_a_header_only_file_has_no_partitions_and_sizes_must_be_positive() -> No
     assert plan.header == b"a,b" and plan.ranges == []
     with pytest.raises(ValueError):
         plan_lines(io.BytesIO(b"x\n"), 2, 0, has_header=False)
-    assert read_lines(io.BytesIO(b"a\n\n \nb"), ByteRange(0, 6)) == [b"a", b"b"]
+    assert read_lines(io.BytesIO(b"a\n\n \nb"), ByteRange(0, 6)) == [(1, b"a"), (4, b"b")]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from datafiles.locations import S3Settings, filesystem, parse_location
+from datafiles.locations import S3Settings, Storage
 from datafiles.partitions import plan_lines, read_lines
 from tests.harness import free_ports, wait_until
 
@@ -25,9 +25,12 @@ def s3() -> Iterator[S3Settings]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    settings = S3Settings(f"http://127.0.0.1:{port}", "eu-central-1", "testing", "testing")
+    settings = S3Settings(
+        endpoint_url=f"http://127.0.0.1:{port}", region="eu-central-1", key_id="testing", secret="testing"
+    )
     try:
-        fs = filesystem(parse_location("s3://probe/x", Path(".")), settings)
+        probe = Storage(Path("."), settings)
+        fs = probe.filesystem(probe.location("s3://probe/x"))
         assert wait_until(lambda: _answers(fs), timeout_s=30, interval_s=0.2), "moto_server did not start"
         yield settings
     finally:
@@ -44,16 +47,17 @@ def _answers(fs: object) -> bool:
 
 
 def test_a_csv_object_is_planned_and_read_by_ranges(s3: S3Settings, tmp_path: Path) -> None:
-    location = parse_location("s3://batch-in/rows/data.csv", tmp_path)
-    fs = filesystem(location, s3)
+    storage = Storage(tmp_path, s3)
+    location = storage.location("s3://batch-in/rows/data.csv")
+    fs = storage.filesystem(location)
     fs.mkdir("batch-in")
     body = b"id,a,b\n" + b"".join(b"%d,%d.5,%d\n" % (i, i, i * 2) for i in range(5000))
-    with fs.open(location.path, "wb") as out:
-        out.write(body)
-    size = fs.size(location.path)
+    storage.write_atomic(location, body)
+    size = storage.size(location)
+    assert storage.read_range(location, 0, 7) == b"id,a,b\n"
     with fs.open(location.path, "rb") as remote:
         plan = plan_lines(remote, size, partition_bytes=8 * 1024, has_header=True)
-        lines = [line for r in plan.ranges for line in read_lines(remote, r)]
+        lines = [line for r in plan.ranges for _, line in read_lines(remote, r)]
     assert plan.header == b"id,a,b"
     assert len(plan.ranges) >= 8
     assert lines == body.splitlines()[1:]  # every row once, in order

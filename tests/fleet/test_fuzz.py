@@ -38,6 +38,8 @@ SEED = 1
 #   than the limit for the model's number of features;
 # - V2 inference: 400 for the same, and for `data` that does not hold as many values of the datatype
 #   as `shape` multiplies to;
+# - a node's partition call: 422 for a location outside the data directory, or rows of the file
+#   that cannot be predicted;
 # - a model upload: 422 for a file that is not a loadable model (only its content tells), 413 for one
 #   over the upload limit.
 ACCEPTED = '"2xx", "3xx", "401", "403", "404", "409", "429", "5xx"'  # schemathesis's default
@@ -59,6 +61,10 @@ checks.positive_data_acceptance.expected-statuses = [{ACCEPTED}, "413", "422"]
 [[operations]]
 include-path-regex = "/infer$"
 checks.positive_data_acceptance.expected-statuses = [{ACCEPTED}, "400", "413"]
+
+[[operations]]
+include-path-regex = "/internal/v1/partitions$"
+checks.positive_data_acceptance.expected-statuses = [{ACCEPTED}, "422"]
 
 [[operations]]
 include-name = "POST /api/v1/models"

@@ -1,0 +1,146 @@
+"""A partition's rows: read from JSON lines or CSV, turned into what the model takes, and written back
+with their predictions.
+
+For a model fitted with feature names, the names pick the features out of each row, and every other
+column (an id, a label) is carried to the output but never fed to the model. Otherwise the row is
+the feature vector: a JSON array, or every CSV column. A row that cannot be read, or lacks a
+feature, is a bad row with its line number and reason.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from artifacts.schema import ModelSchema
+
+FORMATS = ("jsonl", "csv")
+_SCALARS = (str, int, float, bool, type(None))
+
+
+@dataclass(frozen=True)
+class Row:
+    line: int  # numbered from 1 within its partition
+    raw: bytes  # the line as read: a CSV output row repeats it verbatim
+    values: dict[str, Any] | list[Any]  # a JSON object or array; a CSV record as {column: text}
+    features: list[Any]  # in the model's order
+
+
+BadRow = tuple[int, str]  # (line, reason)
+
+
+def parse_rows(
+    lines: list[tuple[int, bytes]], fmt: str, header: list[str] | None, schema: ModelSchema
+) -> tuple[list[Row], list[BadRow]]:
+    rows: list[Row] = []
+    bad: list[BadRow] = []
+    for line, raw in lines:
+        try:
+            values = _json_value(raw) if fmt == "jsonl" else _csv_record(raw, header or [])
+            rows.append(Row(line, raw, values, _features(values, schema)))
+        except ValueError as exc:
+            bad.append((line, str(exc)))
+    return rows, bad
+
+
+def _json_value(raw: bytes) -> dict[str, Any] | list[Any]:
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise ValueError("not a JSON value") from None
+    if not isinstance(value, dict | list):
+        raise ValueError("each line must be a JSON object or array")
+    return value
+
+
+def _csv_record(raw: bytes, header: list[str]) -> dict[str, Any]:
+    try:
+        (fields,) = list(csv.reader([raw.decode()]))
+    except (UnicodeDecodeError, csv.Error, ValueError):
+        raise ValueError("not one CSV record of UTF-8 text") from None
+    if len(fields) != len(header):
+        raise ValueError(f"{len(fields)} fields where the header has {len(header)}")
+    return dict(zip(header, (_csv_value(f) for f in fields), strict=True))
+
+
+def _csv_value(text: str) -> Any:
+    """A number where the text is one, None for an empty cell, else the text."""
+    if text == "":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _features(values: dict[str, Any] | list[Any], schema: ModelSchema) -> list[Any]:
+    names = schema.feature_names
+    if isinstance(values, dict):
+        if names is None:
+            if len(values) != schema.n_features:  # a CSV row (or object) with the features only
+                raise ValueError(
+                    f"{len(values)} columns for a model of {schema.n_features} features fitted without "
+                    "names: give exactly its features"
+                )
+            chosen = list(values.values())
+        else:
+            missing = [n for n in names if n not in values]
+            if missing:
+                raise ValueError(f"missing feature {missing[0]!r}")
+            chosen = [values[n] for n in names]
+    else:
+        if len(values) != schema.n_features:
+            raise ValueError(f"expected {schema.n_features} features, got {len(values)}")
+        chosen = values
+    if names is None:
+        return [_number(v) for v in chosen]
+    if not all(isinstance(v, _SCALARS) for v in chosen):
+        raise ValueError("feature values must be numbers, strings, booleans or null")
+    return chosen
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{value!r} is not a number")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{value!r} is not a finite number")
+    return number
+
+
+def output_header(header: list[str], outputs: dict[str, list[Any]], classes: list[Any] | None) -> list[str]:
+    columns = [*header, "prediction"]
+    if "predict_proba" in outputs:
+        columns += [f"probability_{c}" for c in classes or []]
+    return columns
+
+
+def render_rows(rows: list[Row], fmt: str, outputs: dict[str, list[Any]]) -> bytes:
+    """The output lines of `rows`: each input row plus `prediction` (and `probabilities`)."""
+    predictions = outputs["predict"]
+    probabilities = outputs.get("predict_proba")
+    if fmt == "jsonl":
+        out = bytearray()
+        for i, row in enumerate(rows):
+            extra: dict[str, Any] = {"prediction": predictions[i]}
+            if probabilities is not None:
+                extra["probabilities"] = probabilities[i]
+            body = (
+                {**row.values, **extra} if isinstance(row.values, dict) else {"instance": row.values, **extra}
+            )
+            out += orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY) + b"\n"
+        return bytes(out)
+    out = bytearray()
+    cells = io.StringIO()
+    writer = csv.writer(cells, lineterminator="")
+    for i, row in enumerate(rows):
+        cells.seek(0)
+        cells.truncate()
+        writer.writerow([predictions[i], *(probabilities[i] if probabilities is not None else [])])
+        out += row.raw + b"," + cells.getvalue().encode() + b"\n"  # the input line verbatim, then ours
+    return bytes(out)

@@ -1,0 +1,136 @@
+"""A batch job's partition on this node: read the byte range from storage, predict in bounded
+chunks through the model store (its predict thread, its metrics), write the output part whole.
+
+Rows keep their order. A chunk the model rejects as a whole is predicted row by row, so that only
+the rows at fault are bad. Bad rows fail the partition (422, naming their lines) or, with
+`on_bad_rows: skip`, go to the errors part with their reason while the rest is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+from typing import Any
+
+import orjson
+
+from artifacts.formats import sha256_hex
+from datafiles.locations import Location, LocationError, Storage
+from datafiles.partitions import ByteRange, read_lines
+from datafiles.rows import BadRow, Row, output_header, parse_rows, render_rows
+from modelhost.errors import InvalidInput, StorageUnavailable, UnknownInput
+from modelhost.store import ModelStore
+from modelhost.sync import Reconciler
+from wire.partition_calls import BadRowReport, PartitionCall, PartitionDone
+
+_REPORTED_BAD_ROWS = 20  # named in a failed partition's error; all of them go to the errors part
+
+
+async def run_partition(
+    call: PartitionCall, store: ModelStore, reconciler: Reconciler, storage: Storage
+) -> PartitionDone:
+    try:
+        source = storage.location(call.input)
+        target = storage.location(call.output_part)
+        errors_target = storage.location(call.errors_part)
+    except LocationError as exc:
+        raise InvalidInput(str(exc)) from None
+    await reconciler.ensure_available(call.model, call.version, call.sha256)
+    schema = store.signature((call.model, call.version))
+    try:
+        data = await asyncio.to_thread(storage.read_range, source, call.start, call.end)
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise UnknownInput(f"{call.input!r} is not a file") from None
+    except OSError as exc:
+        raise StorageUnavailable(f"cannot read {call.input!r}: {exc}") from None
+    lines = read_lines(io.BytesIO(data), ByteRange(0, len(data)))
+    rows, bad = parse_rows(lines, call.format, call.header, schema)
+    _fail_on(bad, call)
+    outputs = ["predict"] if call.output == "predict" else ["predict", "predict_proba"]
+    columns = schema.feature_names
+    kept: list[Row] = []
+    results: dict[str, list[Any]] = {output: [] for output in outputs}
+    for offset in range(0, len(rows), call.chunk_rows):
+        chunk = rows[offset : offset + call.chunk_rows]
+        for row, answer in await _predict(store, call, chunk, outputs, columns, bad):
+            kept.append(row)
+            for output in outputs:
+                results[output].append(answer[output])
+        _fail_on(bad, call)
+    body = render_rows(kept, call.format, results)
+    if call.format == "csv":
+        body = _csv_line(output_header(call.header or [], results, schema.classes)) + body
+    await _write(storage, target, body)
+    if bad:
+        await _write(storage, errors_target, _error_lines(bad, lines))
+    return PartitionDone(
+        node=store.node,
+        rows=len(kept),
+        sha256=sha256_hex(body),
+        bad_rows=[BadRowReport(line=line, reason=reason) for line, reason in sorted(bad)],
+    )
+
+
+async def _predict(
+    store: ModelStore,
+    call: PartitionCall,
+    chunk: list[Row],
+    outputs: list[str],
+    columns: list[str] | None,
+    bad: list[BadRow],
+) -> list[tuple[Row, dict[str, Any]]]:
+    """Each row of the chunk with its outputs; rows the model refuses join `bad`."""
+    try:
+        answers = await _predict_rows(store, call, chunk, outputs, columns)
+        return list(zip(chunk, answers, strict=True))
+    except InvalidInput:
+        if len(chunk) == 1:
+            raise
+    predicted = []
+    for row in chunk:  # which rows the model refused
+        try:
+            predicted.append((row, (await _predict_rows(store, call, [row], outputs, columns))[0]))
+        except InvalidInput as exc:
+            bad.append((row.line, exc.message))
+    return predicted
+
+
+async def _predict_rows(
+    store: ModelStore, call: PartitionCall, rows: list[Row], outputs: list[str], columns: list[str] | None
+) -> list[dict[str, Any]]:
+    instances = [row.features for row in rows]
+    results = await store.predict(call.model, call.version, call.sha256, instances, outputs, columns)
+    return [{output: results[output][i] for output in outputs} for i in range(len(rows))]
+
+
+def _fail_on(bad: list[BadRow], call: PartitionCall) -> None:
+    if bad and call.on_bad_rows == "fail":
+        named = "; ".join(f"line {line}: {reason}" for line, reason in sorted(bad)[:_REPORTED_BAD_ROWS])
+        raise BadRows(f"{len(bad)} bad rows in partition {call.partition} ({named})")
+
+
+class BadRows(InvalidInput):
+    """Rows that cannot be predicted, with on_bad_rows: fail."""
+
+
+async def _write(storage: Storage, location: Location, body: bytes) -> None:
+    try:
+        await asyncio.to_thread(storage.write_atomic, location, body)
+    except OSError as exc:
+        raise StorageUnavailable(f"cannot write {location.url!r}: {exc}") from None
+
+
+def _csv_line(cells: list[str]) -> bytes:
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\n").writerow(cells)
+    return text.getvalue().encode()
+
+
+def _error_lines(bad: list[BadRow], lines: list[tuple[int, bytes]]) -> bytes:
+    raw = dict(lines)
+    return b"".join(
+        orjson.dumps({"line": line, "reason": reason, "row": raw.get(line, b"").decode(errors="replace")})
+        + b"\n"
+        for line, reason in sorted(bad)
+    )

@@ -1,0 +1,52 @@
+"""The contract of a batch job's partition call, inferrer to node (through nginx), declared once.
+
+The node reads the byte range itself from the input location, predicts in bounded chunks, writes
+its output part whole (and, when bad rows are skipped, their part under `_errors/`), and answers
+what it wrote. Bad rows with `on_bad_rows: fail` answer 422 naming them; the partition fails.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+_SHA256 = r"^[0-9a-f]{64}$"
+_NAME = r"^[A-Za-z0-9._-]{1,64}$"
+
+
+class PartitionCall(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    job_id: Annotated[str, Field(pattern=_NAME)]
+    partition: Annotated[int, Field(ge=0)]
+    model: Annotated[str, Field(pattern=_NAME)]
+    version: Annotated[str, Field(pattern=_NAME)]
+    sha256: Annotated[str, Field(pattern=_SHA256)]
+    output: Literal["predict", "predict_proba"] = "predict"
+    input: str  # a location: a path in the data directory, or s3://bucket/key
+    format: Literal["jsonl", "csv"]
+    start: Annotated[int, Field(ge=0)]
+    end: Annotated[int, Field(ge=0)]
+    header: list[str] | None = None  # a CSV file's columns, read once by the planner
+    output_part: str  # a location, written whole
+    errors_part: str  # a location, written whole when bad rows were skipped
+    on_bad_rows: Literal["fail", "skip"] = "fail"
+    chunk_rows: Annotated[int, Field(ge=1, le=100_000)] = 2048
+
+
+partition_call = TypeAdapter(PartitionCall)
+
+
+class BadRowReport(BaseModel):
+    line: int  # numbered from 1 within the partition
+    reason: str
+
+
+class PartitionDone(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    node: str
+    rows: int  # written to output_part
+    sha256: str  # of output_part's bytes
+    bad_rows: list[BadRowReport]  # skipped (on_bad_rows: skip); written to errors_part
