@@ -129,11 +129,14 @@ def slope_per_hour(minutes: list[float], values: list[float]) -> float:
 
 
 def verdict(series: str, values: list[float], per_hour: float) -> str:
+    """Flat unless it grows by more than its tolerance in a day at this slope (shrinking is flat)."""
     if series == "disk_mib prometheus":
         return "grows until PROMETHEUS_RETENTION_SIZE/_TIME"
+    if series == "rss_mib prometheus":
+        return "grows with its head block until compacted (every 2 h)"
     kind = series.split()[0]
     allowed = max(_DAILY_TOLERANCE[kind], 0.1 * float(np.mean(values)))
-    return "flat" if abs(per_hour) * 24 <= allowed else "GROWING"
+    return "flat" if per_hour * 24 <= allowed else "GROWING"
 
 
 def main() -> None:

@@ -103,6 +103,9 @@ class Storage:
     def read_range(self, location: Location, start: int, end: int) -> bytes:
         return bytes(self.filesystem(location).cat_file(location.path, start=start, end=end))
 
+    def read_all(self, location: Location) -> bytes:
+        return bytes(self.filesystem(location).cat_file(location.path))
+
     def write_atomic(self, location: Location, data: bytes) -> None:
         """All of `data` appears under the location at once, or nothing: a local file is written
         beside it and renamed over it; an object is one complete PUT."""

@@ -34,6 +34,9 @@ def _serve(service: str, port: int) -> list[str]:
 _REQUIRED_TOKEN = f"${{{MANAGEMENT_TOKEN_VAR}:?run modelfleet render to generate it}}"
 
 
+JOBS_DIR = "/jobs"  # the data directory of batch jobs in the containers (a volume they all share)
+
+
 def _image(name: str, dockerfile: str, target: str | None = None) -> dict[str, Any]:
     build: dict[str, Any] = {"context": "..", "dockerfile": f"deploy/docker/{dockerfile}"}
     if target:
@@ -53,9 +56,11 @@ def node_service(topology: Topology, node: Node) -> dict[str, Any]:
         "environment": {
             env_name(ModelhostSettings, "node_id"): node.id,
             env_name(ModelhostSettings, "inferrer_url"): _inferrer_url(topology),
+            env_name(ModelhostSettings, "data_dir"): JOBS_DIR,
             MANAGEMENT_TOKEN_VAR: _REQUIRED_TOKEN,
             "HEALTH_URL": f"http://127.0.0.1:{node.port}/health/ready",
         },
+        "volumes": [f"jobs:{JOBS_DIR}"],  # batch jobs' files, shared with the inferrer
         "depends_on": {"inferrer": {"condition": "service_healthy"}},
         "restart": "unless-stopped",
         "stop_grace_period": STOP_GRACE,
@@ -71,6 +76,7 @@ def compose_document(topology: Topology) -> dict[str, Any]:
             "command": _serve("inferrer", t.inferrer_port),
             "environment": {
                 env_name(InferrerSettings, "repository_dir"): "/data/repository",
+                env_name(InferrerSettings, "data_dir"): JOBS_DIR,
                 env_name(InferrerSettings, "nginx_url"): f"http://nginx:{t.nginx_port}",
                 env_name(InferrerSettings, "nodes_file"): "/etc/modelfleet/inferrer/nodes.json",
                 env_name(InferrerSettings, "max_body_bytes"): str(t.max_body_bytes),
@@ -79,7 +85,7 @@ def compose_document(topology: Topology) -> dict[str, Any]:
                 "HEALTH_URL": f"http://127.0.0.1:{t.inferrer_port}/health/live",
             },
             "ports": [f"127.0.0.1:{t.inferrer_port}:{t.inferrer_port}"],
-            "volumes": ["models:/data", "./compose/inferrer:/etc/modelfleet/inferrer:ro"],
+            "volumes": ["models:/data", f"jobs:{JOBS_DIR}", "./compose/inferrer:/etc/modelfleet/inferrer:ro"],
             "restart": "unless-stopped",
             "stop_grace_period": STOP_GRACE,
             "healthcheck": HEALTHCHECK,
@@ -142,7 +148,7 @@ def compose_document(topology: Topology) -> dict[str, Any]:
         service["logging"] = {"driver": "json-file", "options": rotation}
     return {
         "services": services,
-        "volumes": {"models": {}, "prometheus-data": {}},
+        "volumes": {"models": {}, "jobs": {}, "prometheus-data": {}},
     }
 
 

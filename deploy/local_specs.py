@@ -41,6 +41,11 @@ class DataDirs:
         return self.root / "cache" / node_id
 
     @property
+    def data(self) -> Path:
+        """Batch jobs' files, shared by the inferrer and the nodes."""
+        return self.root / "data"
+
+    @property
     def prometheus(self) -> Path:
         return self.root / "prometheus"
 
@@ -81,6 +86,7 @@ def node_spec(topology: Topology, node: Node, dirs: DataDirs, options: LaunchOpt
         env_name(ModelhostSettings, "node_id"): node.id,
         env_name(ModelhostSettings, "inferrer_url"): topology.inferrer_url,
         env_name(ModelhostSettings, "cache_dir"): str(dirs.cache(node.id)),
+        env_name(ModelhostSettings, "data_dir"): str(dirs.data),
         **options.tokens,
     }
     if options.sync_interval_s is not None:
@@ -108,6 +114,7 @@ def process_specs(
             role=Role.GATEWAY,
             env={
                 env_name(InferrerSettings, "repository_dir"): str(dirs.repository),
+                env_name(InferrerSettings, "data_dir"): str(dirs.data),
                 env_name(InferrerSettings, "nginx_url"): topology.nginx_url,
                 env_name(InferrerSettings, "nodes_file"): str(placement.nodes_json),
                 env_name(InferrerSettings, "max_body_bytes"): str(topology.max_body_bytes),

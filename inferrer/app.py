@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -9,10 +10,13 @@ import httpx
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from datafiles.locations import S3Settings, Storage
 from inferrer.api.body_limit import BodyLimitMiddleware
 from inferrer.api.fleet import document_selftest_limit
 from inferrer.api.fleet import router as fleet_router
 from inferrer.api.internal import router as internal_router
+from inferrer.api.jobs import inline_parser
+from inferrer.api.jobs import router as jobs_router
 from inferrer.api.models import router as models_router
 from inferrer.api.predict import HOT_ROUTES as PREDICT_HOT_ROUTES
 from inferrer.api.v2 import HOT_ROUTES as V2_HOT_ROUTES
@@ -26,6 +30,9 @@ from inferrer.dataplane.batching import Batcher
 from inferrer.dataplane.prediction import PredictionService
 from inferrer.dataplane.prediction_cache import PredictionCache
 from inferrer.fleet_clients import ModelHostClientManager
+from inferrer.jobs.runner import JobRunner, RunnerLimits
+from inferrer.jobs.service import JobService
+from inferrer.jobs.store import JobStore, open_engine
 from inferrer.settings import InferrerSettings
 from metrics.definitions import InferrerMetrics
 from metrics.exposition import metrics_router
@@ -70,8 +77,11 @@ def create_app(
             app.state.lifecycle = ModelLifecycle(
                 repository, nodes, deploy_pin_s=4 * settings.node_sync_timeout_s
             )
-            app.state.prediction = PredictionService(repository, balancer, metrics, cache, batcher)
-            yield
+            prediction = PredictionService(repository, balancer, metrics, cache, batcher)
+            app.state.prediction = prediction
+            async with _job_system(settings, repository, balancer, prediction) as jobs:
+                app.state.jobs = jobs
+                yield
 
     def count_refusal(reason: str) -> None:
         metrics.http.rejected("inferrer", reason).inc()
@@ -79,7 +89,7 @@ def create_app(
     app = FastAPI(
         title="modelfleet inferrer", lifespan=lifespan, exception_handlers=exception_handlers(count_refusal)
     )
-    for router in (fleet_router, models_router, v2_router, internal_router):
+    for router in (fleet_router, models_router, jobs_router, v2_router, internal_router):
         app.include_router(router, responses=ERROR_RESPONSES)
     app.include_router(metrics_router(registry))
     add_hot_routes(app, [*PREDICT_HOT_ROUTES, *V2_HOT_ROUTES])
@@ -92,3 +102,31 @@ def create_app(
     )
     app.add_middleware(AccessMiddleware, metrics=metrics.http)
     return app
+
+
+@contextlib.asynccontextmanager
+async def _job_system(
+    settings: InferrerSettings,
+    repository: ModelRepository,
+    balancer: Upstream,
+    prediction: PredictionService,
+) -> AsyncIterator[JobService]:
+    """The job store and its runner, running for the app's life."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = open_engine(settings.jobs_db_url or f"sqlite:///{settings.data_dir / 'jobs.db'}")
+    storage = Storage(settings.data_dir, S3Settings())
+    store = JobStore(engine)
+    limits = RunnerLimits(
+        settings.jobs_max_in_flight, settings.jobs_lease_s, settings.jobs_partition_timeout_s
+    )
+    runner = JobRunner(
+        store, repository, storage, balancer, prediction, inline_parser(settings.rows_allowed), limits
+    )
+    task = asyncio.create_task(runner.run_forever(), name="jobs")
+    try:
+        yield JobService(store, repository, storage, runner, settings.jobs_deadline_s)
+    finally:
+        await runner.close()
+        await asyncio.wait([task], timeout=10)
+        task.cancel()
+        engine.dispose()

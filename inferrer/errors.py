@@ -48,3 +48,23 @@ class UpstreamUnavailable(InferrerError):
 
 class UpstreamTimeout(InferrerError):
     status_code = 504
+
+
+class InvalidLocation(InferrerError):
+    """A job location outside the data directory, or malformed: refused before anything is read."""
+
+    status_code = 400
+
+
+class InputNotFound(InferrerError):
+    status_code = 404
+
+
+class JobNotFound(InferrerError):
+    status_code = 404
+
+
+class JobNotFinished(InferrerError):
+    """A job's result asked for before it succeeded."""
+
+    status_code = 409

@@ -16,6 +16,17 @@ class InferrerSettings(BaseSettings):
     # Defaults do not depend on the directory a process starts in; the launcher and the images set it.
     repository_dir: Path = Path.home() / ".modelfleet" / "repository"
     nginx_url: str = "http://127.0.0.1:8080"
+    # Batch jobs' files: locations are paths inside this directory, or s3:// (datafiles.locations).
+    data_dir: Path = Path.home() / ".modelfleet" / "data"
+    # The job store: SQLite in the data directory by default; postgresql+psycopg://... to share one.
+    jobs_db_url: str | None = None
+    # Partitions running at once across the fleet (every gateway counted): online traffic keeps the rest.
+    jobs_max_in_flight: int = Field(default=8, gt=0)
+    jobs_partition_timeout_s: float = Field(default=600.0, gt=0)
+    # A partition's claim lapses this long after its gateway last renewed it (a gateway that died).
+    jobs_lease_s: float = Field(default=30.0, gt=0)
+    # A job not finished this long after its submission fails.
+    jobs_deadline_s: float = Field(default=86400.0, gt=0)
     # JSON {"modelhost-1": "http://127.0.0.1:8101", ...}, rendered from the topology; re-read on change.
     nodes_file: Path | None = None
     status_timeout_s: float = Field(default=1.0, gt=0)

@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Container, Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
 
 # scikit-learn predicts on a few rows take ~0.1-1 ms; the client's default buckets start at 5 ms.
 LATENCY_BUCKETS = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 )  # fmt: skip
+
+
+def forget_versions(metrics: Iterable[MetricWrapperBase], stored: Container[tuple[str, str]]) -> None:
+    """Remove the series of (model, version) pairs no longer stored: without it every deploy adds
+    series that live as long as the process (and in Prometheus's memory)."""
+    for metric in metrics:
+        seen = {
+            (sample.labels["model"], sample.labels["version"], sample.labels["node"])
+            for family in metric.collect()
+            for sample in family.samples
+        }
+        for model, version, node in seen:
+            if (model, version) not in stored:
+                metric.remove(model, version, node)
 
 
 class HttpMetrics:
@@ -45,6 +62,7 @@ class HttpMetrics:
 class InferrerMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.http = HttpMetrics(registry, "inferrer")
+        self._generation: object = None
         self.predictions = Counter(
             "modelfleet_inferrer_predictions_total",
             "Prediction requests answered through the balancer, by the node that computed them",
@@ -115,6 +133,12 @@ class InferrerMetrics:
             registry=registry,
         )
 
+    def follow(self, generation: object, stored: Callable[[], Container[tuple[str, str]]]) -> None:
+        """Once per change of the repository: forget the series of versions no longer stored."""
+        if generation != self._generation:
+            self._generation = generation
+            forget_versions((self.predictions, self.upstream_latency), stored())
+
 
 class ModelhostMetrics:
     def __init__(self, registry: CollectorRegistry, node: str) -> None:
@@ -152,4 +176,10 @@ class ModelhostMetrics:
             "Model versions currently loaded on the node",
             ["node"],
             registry=registry,
+        )
+
+    def forget(self, stored: Container[tuple[str, str]]) -> None:
+        """Forget the series of versions no longer stored."""
+        forget_versions(
+            (self.predict_latency, self.predicted_rows, self.load_duration, self.cold_start), stored
         )

@@ -154,6 +154,17 @@ class ModelStore:
             elif model.idle_for(now) >= grace_s:
                 self._drop(key, "retired")
 
+    def forget(self, stored: set[Key]) -> None:
+        """What this node keeps per version, for versions no longer stored: their series, cold-start
+        averages and load locks (a deploy a minute would otherwise grow them for good)."""
+        self._metrics.forget(stored)
+        for key in [k for k in self.cold_start_avg_s if k not in stored]:
+            del self.cold_start_avg_s[key]
+        kept_artifacts = {m.manifest.sha256 for m in self._models.values()}
+        for sha256, lock in list(self._loading.items()):
+            if sha256 not in kept_artifacts and not lock.locked():
+                del self._loading[sha256]
+
     def evict_idle(self, idle_s: float, keep: set[Key] | None = None) -> None:
         """Scale to zero: unload models idle for longer than idle_s, but those in `keep`; the next
         request loads them."""

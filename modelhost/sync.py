@@ -150,6 +150,7 @@ class Reconciler:
         if self._idle_unload_s is not None:
             self._store.evict_idle(self._idle_unload_s, keep=held)
         self._store.evicted &= {(name, version) for name, version, _ in stored}
+        self._store.forget({(name, version) for name, version, _ in stored})
         needed = {sha256 for _, _, sha256 in stored}
         await asyncio.to_thread(self._cache.prune, needed, {m.sha256 for m in desired.load})
         self.readiness.synced = not active_failed

@@ -42,7 +42,9 @@ class NodeUpstream:
         self._turn = itertools.cycle(list(nodes))
         self.calls: list[tuple[str, str]] = []  # (node, path), in order
 
-    async def request(self, method: str, path: str, body: bytes | None = None) -> UpstreamAnswer:
+    async def request(
+        self, method: str, path: str, body: bytes | None = None, timeout_s: float | None = None
+    ) -> UpstreamAnswer:
         headers = {**AUTH, **({"content-type": "application/json"} if body is not None else {})}
         for _ in range(2):
             node = next(self._turn)
@@ -101,6 +103,7 @@ async def in_process_fleet(
     nodes_file.write_text(json.dumps({node: f"http://{node}" for node in node_ids}))
     settings = InferrerSettings(
         repository_dir=tmp_path / "repository",
+        data_dir=tmp_path / "data",
         nodes_file=nodes_file,
         management_token=TOKEN,
         **gateway_settings,

@@ -7,8 +7,8 @@ FROM ${BASE_IMAGE} AS runtime
 ARG PIP_ARGS=""
 RUN useradd --system --uid 10001 --create-home modelfleet \
     && python3 -m venv /opt/venv \
-    && mkdir -p /data /var/cache/modelfleet /etc/modelfleet \
-    && chown modelfleet /data /var/cache/modelfleet
+    && mkdir -p /data /jobs /var/cache/modelfleet /etc/modelfleet \
+    && chown modelfleet /data /jobs /var/cache/modelfleet
 ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 
 # Dependencies first: this layer changes only with pyproject.toml.
@@ -21,6 +21,7 @@ RUN python3 /src/requirements.py /src/pyproject.toml > /tmp/requirements.txt \
 # Then the code.
 COPY README.md /src/README.md
 COPY artifacts /src/artifacts
+COPY datafiles /src/datafiles
 COPY deploy /src/deploy
 COPY inferrer /src/inferrer
 COPY metrics /src/metrics

@@ -10,6 +10,7 @@ from inferrer.control.repository import ModelRepository
 from inferrer.dataplane.admission import Admission
 from inferrer.dataplane.balancer_client import Upstream
 from inferrer.dataplane.prediction import PredictionService
+from inferrer.jobs.service import JobService
 from inferrer.settings import InferrerSettings
 from metrics.definitions import InferrerMetrics
 
@@ -49,4 +50,9 @@ def settings(request: Request) -> InferrerSettings:
 
 def metrics(request: Request) -> InferrerMetrics:
     value: InferrerMetrics = request.app.state.metrics
+    return value
+
+
+def jobs(request: Request) -> JobService:
+    value: JobService = request.app.state.jobs
     return value

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import aiohttp
 
@@ -33,7 +33,11 @@ class UpstreamAnswer:
 class Upstream(Protocol):
     """Where the data plane sends a balanced call: nginx in the fleet, an in-process fleet in tests."""
 
-    async def request(self, method: str, path: str, body: bytes | None = None) -> UpstreamAnswer: ...
+    async def request(
+        self, method: str, path: str, body: bytes | None = None, timeout_s: float | None = None
+    ) -> UpstreamAnswer:
+        """`timeout_s`: this call's own limit (a batch job's partition), else the client's."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -51,6 +55,7 @@ class BalancerClient:
     ) -> None:
         """`token`: the credential the nodes require on every call (the management token)."""
         self._nginx_url = nginx_url
+        self._connect_s = connect_timeout_s
         self._auth = bearer_headers(token)
         self._metrics = metrics
         self._directory = directory
@@ -63,14 +68,20 @@ class BalancerClient:
     async def close(self) -> None:
         await self._session.close()
 
-    async def request(self, method: str, path: str, body: bytes | None = None) -> UpstreamAnswer:
+    async def request(
+        self, method: str, path: str, body: bytes | None = None, timeout_s: float | None = None
+    ) -> UpstreamAnswer:
         headers = {"x-request-id": current_request_id.get(), **self._auth}
+        # Only a given timeout: aiohttp reads timeout=None as "no timeout at all".
+        own: dict[str, Any] = {}
+        if timeout_s is not None:
+            own["timeout"] = aiohttp.ClientTimeout(total=timeout_s, sock_connect=self._connect_s)
         if body is not None:
             headers.update(_JSON)
         for attempt in (1, 2):
             try:
                 async with self._session.request(
-                    method, self._nginx_url + path, data=body, headers=headers
+                    method, self._nginx_url + path, data=body, headers=headers, **own
                 ) as response:
                     content = await response.read()
                     node = response.headers.get("x-modelhost-node")

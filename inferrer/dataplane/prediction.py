@@ -51,6 +51,9 @@ class PredictionService:
         self.cache = cache
         self._batcher = batcher
 
+    def _stored_versions(self) -> set[tuple[str, str]]:
+        return {(name, version) for name, version, _ in self.repository.stored()}
+
     def resolve(self, name: str, version: str | None) -> Manifest:
         """The manifest a request targets: a pinned version, else the active one (404 if none)."""
         return self.repository.get(name, version)
@@ -58,6 +61,7 @@ class PredictionService:
     async def predict(self, manifest: Manifest, rows: np.ndarray, outputs: list[str]) -> Prediction:
         check_request(manifest, rows, outputs)
         name, version = manifest.name, manifest.version
+        self._metrics.follow(self.repository.generation(), self._stored_versions)
         key = None
         if self.cache.enabled:
             self.cache.follow(self.repository.generation(), self.repository.stored)

@@ -86,11 +86,18 @@ def open_engine(url: str) -> Engine:
 
         @sa.event.listens_for(engine, "connect")
         def _pragmas(connection: Any, _: Any) -> None:
+            connection.isolation_level = None  # transactions begin below, not in the driver
             cursor = connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA busy_timeout=10000")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _begin(connection: Connection) -> None:
+            # Take the write lock at the start: a transaction that reads, then writes, never meets
+            # another one that did the same (SQLite cannot upgrade both), and runs whole.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     metadata.create_all(engine)
     return engine
@@ -119,9 +126,12 @@ class JobStore:
                     ],
                 )  # fmt: skip
 
-    def claim(self, limit: int, lease_s: float, now: float | None = None) -> list[Claim]:
+    def claim(
+        self, limit: int, lease_s: float, now: float | None = None, fleet_limit: int | None = None
+    ) -> list[Claim]:
         """Up to `limit` partitions of running or queued jobs that are pending and due, or whose
-        claim lapsed, each now `running` under a lease, oldest jobs first."""
+        claim lapsed, each now `running` under a lease, oldest jobs first; with `fleet_limit`, no
+        more than that many running under a live lease in all (every gateway counted)."""
         now = time.time() if now is None else now
         due = sa.or_(
             sa.and_(partitions.c.status == "pending", partitions.c.not_before <= now),
@@ -134,9 +144,18 @@ class JobStore:
             .order_by(jobs.c.created, partitions.c.idx)
             .limit(limit)
         )
-        # One UPDATE that writes from its first step: concurrent claimers (threads, gateways) never
-        # both take a partition, and SQLite never has to upgrade a read lock to a write lock.
+        # The UPDATE re-checks `due`: concurrent claimers (threads, gateways) never both take one.
         with self._transaction() as db:
+            if fleet_limit is not None:
+                running = db.execute(
+                    sa.select(sa.func.count())
+                    .select_from(partitions)
+                    .where(partitions.c.status == "running", partitions.c.lease_until >= now)
+                ).scalar_one()
+                limit = min(limit, fleet_limit - running)
+                if limit <= 0:
+                    return []
+                chosen = chosen.limit(limit)
             claimed = [
                 Claim(job_id, idx, spec, attempts)
                 for job_id, idx, spec, attempts in db.execute(
@@ -185,6 +204,32 @@ class JobStore:
                 .where(partitions.c.job_id == job_id, partitions.c.status != "done")
             ).scalar_one()
             return undone == 0
+
+    def renew(self, claims: list[Claim], lease_s: float) -> None:
+        """Extend the lease of partitions still running here (a heartbeat while nodes work)."""
+        if not claims:
+            return
+        keys = [(c.job_id, c.idx) for c in claims]
+        with self._transaction() as db:
+            db.execute(
+                partitions.update()
+                .where(
+                    sa.tuple_(partitions.c.job_id, partitions.c.idx).in_(keys),
+                    partitions.c.status == "running",
+                )
+                .values(lease_until=time.time() + lease_s)
+            )
+
+    def stranded(self) -> tuple[list[str], list[str]]:
+        """Unfinished jobs whose partitions are all done (to finalise), and those with a partition
+        failed for good (to fail): what a gateway that died between two steps left."""
+        undone = sa.select(partitions.c.job_id).where(partitions.c.status != "done")
+        failed = sa.select(partitions.c.job_id).where(partitions.c.status == "failed")
+        unfinished = jobs.c.status.in_(UNFINISHED)
+        with self.engine.connect() as db:
+            complete = db.execute(sa.select(jobs.c.id).where(unfinished, jobs.c.id.not_in(undone))).scalars()
+            broken = db.execute(sa.select(jobs.c.id).where(unfinished, jobs.c.id.in_(failed))).scalars()
+            return list(complete), list(broken)
 
     def release(self, job_id: str, idx: int, error: str, retry_after_s: float | None) -> None:
         """A partition's attempt failed: pending again after `retry_after_s`, or failed for good

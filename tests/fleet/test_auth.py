@@ -121,15 +121,17 @@ def test_nginx_and_the_nodes_refuse_calls_without_the_fleet_credential(guarded: 
         ("GET", "/internal/v1/models", None),
         ("POST", "/internal/v1/drain", None),
         ("POST", "/internal/v1/sync", {"release": ["iris"]}),
+        ("POST", "/internal/v1/partitions", {"job_id": "j", "partition": 0}),
     ]
     for method, path, body in calls:
         for headers in ({}, bearer_headers("z" * 43), bearer_headers(INFERENCE_TOKEN)):
             answer = httpx.request(method, node + path, json=body, headers=headers)
             assert answer.status_code == 401, (path, headers, answer.text)
             through = httpx.request(method, nginx + path, json=body, headers=headers)
-            # nginx balances only predict and ping (the node refuses them); the rest it does not route.
+            # nginx balances only predict, ping and partitions (the node refuses them); nothing else.
             assert through.status_code in (401, 404), (path, headers, through.text)
-            assert through.status_code == 401 or not path.startswith(("/api/v1", "/api/test")), path
+            balanced = path.startswith(("/api/v1", "/api/test", "/internal/v1/partitions"))
+            assert through.status_code == 401 or not balanced, path
     # With the fleet's credential, nginx balances the prediction (what the inferrer does).
     method, path, body = predict
     allowed = httpx.request(method, nginx + path, json=body, headers=guarded.auth)

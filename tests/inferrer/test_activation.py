@@ -54,7 +54,10 @@ def client(tmp_path: Path, nodes: Nodes) -> Iterator[TestClient]:
         json.dumps({"modelhost-1": "http://node-1:8101", "modelhost-2": "http://node-2:8102"})
     )
     settings = InferrerSettings(
-        repository_dir=tmp_path / "repository", nodes_file=nodes_file, management_token=TOKEN
+        repository_dir=tmp_path / "repository",
+        data_dir=tmp_path / "data",
+        nodes_file=nodes_file,
+        management_token=TOKEN,
     )
     with TestClient(create_app(settings, node_transport=httpx.MockTransport(nodes.handle))) as test_client:
         yield test_client

@@ -54,6 +54,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     )
     settings = InferrerSettings(
         repository_dir=tmp / "repository",
+        data_dir=tmp / "data",
         nginx_url=node_url,
         nodes_file=tmp / "nodes.json",
         management_token=TOKEN,

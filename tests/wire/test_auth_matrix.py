@@ -42,7 +42,9 @@ PUBLIC = {
     | DOCS,
     "node": {"/health/live", "/health/ready", "/metrics"} | DOCS,
 }
-PARAMETERS = {"name": "m", "version": "1", "node": "modelhost-1", "sha256": "0" * 64, "item": "x"}
+PARAMETERS = {
+    "name": "m", "version": "1", "node": "modelhost-1", "sha256": "0" * 64, "item": "x", "job_id": "job-1",
+}  # fmt: skip
 
 
 def _route_table(app: FastAPI) -> Iterator[tuple[str, set[str], list[Any]]]:
@@ -80,6 +82,7 @@ def gateway(tmp_path: Path) -> Iterator[TestClient]:
     nodes_file.write_text(json.dumps({"modelhost-1": "http://node-1:8101"}))
     settings = InferrerSettings(
         repository_dir=tmp_path / "repository",
+        data_dir=tmp_path / "data",
         nodes_file=nodes_file,
         management_token=MANAGEMENT_TOKEN,
         inference_token=INFERENCE_TOKEN,
@@ -158,7 +161,10 @@ def test_the_documents_declare_the_token_each_route_needs_as_configured(
     inference token configured, inference routes take any request, so they declare none."""
     gateway = create_gateway(
         InferrerSettings(
-            repository_dir=tmp_path, management_token=MANAGEMENT_TOKEN, inference_token=inference_token
+            repository_dir=tmp_path,
+            data_dir=tmp_path / "data",
+            management_token=MANAGEMENT_TOKEN,
+            inference_token=inference_token,
         )
     )
     node = create_node(ModelhostSettings(cache_dir=tmp_path, management_token=MANAGEMENT_TOKEN))

@@ -82,7 +82,10 @@ async def stranded_gateway(tmp_path: Path) -> AsyncIterator[Documented]:
     nodes_file = tmp_path / "nodes.json"
     nodes_file.write_text(json.dumps({"modelhost-1": UNREACHABLE}))
     settings = InferrerSettings(
-        repository_dir=tmp_path / "repository", nodes_file=nodes_file, management_token=TOKEN
+        repository_dir=tmp_path / "repository",
+        data_dir=tmp_path / "data",
+        nodes_file=nodes_file,
+        management_token=TOKEN,
     )
     async with serving(create_gateway(settings)) as client:
         yield await Documented.of(client)

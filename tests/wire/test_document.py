@@ -28,7 +28,10 @@ def gateway(tmp_path: Path) -> TestClient:
     nodes_file = tmp_path / "nodes.json"
     nodes_file.write_text(json.dumps({}))
     settings = InferrerSettings(
-        repository_dir=tmp_path / "repository", nodes_file=nodes_file, max_selftest_items=7
+        repository_dir=tmp_path / "repository",
+        data_dir=tmp_path / "data",
+        nodes_file=nodes_file,
+        max_selftest_items=7,
     )
     return TestClient(create_gateway(settings))
 

@@ -1,0 +1,103 @@
+"""Batch and async jobs: submit, show, list, cancel, and fetch the result (inference scope; the
+management token works too)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, Path, Query, Request
+from starlette.responses import Response, StreamingResponse
+
+from artifacts.schema import ModelSchema
+from inferrer.api import dependencies as deps
+from inferrer.api.rest_codec import parse_predict_body
+from inferrer.jobs.runner import InlineParser
+from inferrer.jobs.submission import NAME, JobSubmission, inline_body, job_submission
+from wire.bearer import INFERENCE
+from wire.errors import parse_body
+from wire.job_answers import InlineResult, JobAccepted, JobList, JobStatus, JobView
+from wire.json import FastJSONResponse
+from wire.openapi import answers, refusals, request_body
+
+router = APIRouter(prefix="/api/v1/jobs", dependencies=[INFERENCE])
+
+JobId = Annotated[str, Path(pattern=NAME)]
+_MEDIA = {"jsonl": "application/x-ndjson", "csv": "text/csv"}
+
+
+def inline_parser(rows_allowed: Callable[[int], int]) -> InlineParser:
+    """How an inline job's rows are read: as the predict route reads them, with the same limits."""
+
+    def parse(raw: bytes, signature: ModelSchema) -> tuple[np.ndarray, str]:
+        parsed = parse_predict_body(raw, signature, rows_allowed(signature.n_features))
+        return parsed.rows, parsed.output
+
+    return parse
+
+
+@router.post(
+    "",
+    status_code=202,
+    openapi_extra=request_body(job_submission.json_schema()),
+    responses={
+        **answers(JobAccepted, "Queued; `Location` names the job", status=202),
+        **refusals(
+            "Refused: 400 for a location outside the data directory (absolute, '..', a link out) or "
+            "not a path or s3://bucket/key; 404 for an unknown model or version, or an input that is "
+            "no file; 422 for inline rows the model cannot take (its signature says), or a body that "
+            "breaks the schema; 413 for more inline rows than the limit"
+        ),
+    },
+)
+async def submit(request: Request) -> Response:
+    """A job: `model`, and `instances`/`records` inline (an async prediction) or `input`, a file."""
+    submission: JobSubmission = parse_body(job_submission, await request.body())
+    if submission.input is None:  # the rows are checked now, as predict would check them
+        manifest = deps.repository(request).get(submission.model, submission.version)
+        parse = inline_parser(deps.settings(request).rows_allowed)
+        parse(inline_body(_inline_spec(submission)), manifest.signature)
+    accepted = await deps.jobs(request).submit(submission)
+    location = {"Location": f"/api/v1/jobs/{accepted['id']}"}
+    return FastJSONResponse(accepted, status_code=202, headers=location)
+
+
+@router.get("", responses=answers(JobList, "Newest first"))
+async def listing(
+    request: Request,
+    status: JobStatus | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> Response:
+    return FastJSONResponse(await deps.jobs(request).listing(status, limit))
+
+
+@router.get("/{job_id}", responses=answers(JobView, "The job's state and progress"))
+async def show(request: Request, job_id: JobId) -> Response:
+    return FastJSONResponse(await deps.jobs(request).view(job_id))
+
+
+@router.delete("/{job_id}", responses=answers(JobView, "Cancelled (or finished already: unchanged)"))
+async def cancel(request: Request, job_id: JobId) -> Response:
+    return FastJSONResponse(await deps.jobs(request).cancel(job_id))
+
+
+@router.get(
+    "/{job_id}/result",
+    responses={
+        **answers(InlineResult, "Inline jobs: as predict answers; file jobs: the output rows in input "
+                  "order, as JSON lines or CSV like the input"),
+        **refusals("Refused: 409 while the job has not succeeded; 404 for an unknown job"),
+    },
+)  # fmt: skip
+async def result(request: Request, job_id: JobId) -> Response:
+    kind, body = await deps.jobs(request).result(job_id)
+    if kind == "inline":
+        return FastJSONResponse(body)
+    return StreamingResponse(body, media_type=_MEDIA[kind])
+
+
+def _inline_spec(submission: JobSubmission) -> dict[str, Any]:
+    if submission.instances is not None:
+        return {"instances": submission.instances, "output": submission.output}
+    return {"records": submission.records, "output": submission.output}

@@ -1,0 +1,260 @@
+"""Runs the jobs in the store: claims partitions (never more than JOBS_MAX_IN_FLIGHT running across
+the fleet), sends each through nginx to a node, records what came back, and finalises a job when
+its last partition is done.
+
+Nothing is kept only in memory: a claim is a lease in the store, renewed while the node works, so a
+gateway killed mid-job leaves leases that lapse, and the restarted one (or another gateway) claims
+those partitions again; a completion is recorded once; a job whose partitions are all done but that
+was never finalised is finalised by the next sweep. A partition that fails for a node's reason
+(unreachable, died, timed out) is retried with backoff up to the job's max_attempts; one refused
+for its data (bad rows, a missing file) fails the job at once, naming why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import orjson
+
+from artifacts.schema import ModelSchema
+from datafiles.locations import Storage
+from inferrer.control.repository import ModelRepository
+from inferrer.dataplane.balancer_client import Upstream
+from inferrer.dataplane.prediction import PredictionService
+from inferrer.errors import InferrerError, InvalidInput, ModelNotFound
+from inferrer.jobs.store import UNFINISHED, Claim, JobStore
+from inferrer.jobs.submission import inline_body
+from wire.partition_calls import PartitionCall, PartitionDone
+
+logger = logging.getLogger(__name__)
+
+# An inline job's body as the predict route parses it: (rows, output). Given by the app, which
+# owns the REST codec; raises InvalidInput for rows the model cannot take.
+InlineParser = Callable[[bytes, ModelSchema], tuple[np.ndarray, str]]
+
+_SWEEP_S = 2.0
+_RETRY_BASE_S = 0.5
+
+
+@dataclass(frozen=True)
+class RunnerLimits:
+    max_in_flight: int  # partitions running at once, fleet-wide
+    lease_s: float  # a claim lapses this long after its last renewal
+    partition_timeout_s: float  # one node call
+    poll_s: float = 0.5
+
+
+class JobRunner:
+    def __init__(
+        self,
+        store: JobStore,
+        repository: ModelRepository,
+        storage: Storage,
+        upstream: Upstream,
+        prediction: PredictionService,
+        parse_inline: InlineParser,
+        limits: RunnerLimits,
+    ) -> None:
+        self.store = store
+        self.repository = repository
+        self.storage = storage
+        self.upstream = upstream
+        self.prediction = prediction
+        self.parse_inline = parse_inline
+        self.limits = limits
+        self._running: dict[tuple[str, int], Claim] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        self._stopping = False
+
+    def wake(self) -> None:
+        """A job was submitted or a slot freed: claim now rather than at the next poll."""
+        self._wake.set()
+
+    async def run_forever(self) -> None:
+        next_sweep = next_renewal = 0.0
+        while not self._stopping:
+            try:
+                now = time.monotonic()
+                if now >= next_sweep:
+                    next_sweep = now + _SWEEP_S
+                    await self._sweep()
+                if now >= next_renewal and self._running:
+                    next_renewal = now + self.limits.lease_s / 3
+                    await asyncio.to_thread(
+                        self.store.renew, list(self._running.values()), self.limits.lease_s
+                    )
+                await self._claim()
+            except Exception:
+                logger.exception("the job runner's step failed; it goes on")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.limits.poll_s)
+            self._wake.clear()
+
+    async def _claim(self) -> None:
+        room = self.limits.max_in_flight - len(self._running)
+        if room <= 0:
+            return
+        claims = await asyncio.to_thread(
+            self.store.claim, room, self.limits.lease_s, None, self.limits.max_in_flight
+        )
+        for claim in claims:
+            self._running[(claim.job_id, claim.idx)] = claim
+            task = asyncio.create_task(self._run(claim), name=f"{claim.job_id}/{claim.idx}")
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, claim: Claim) -> None:
+        try:
+            job = await asyncio.to_thread(self.store.job, claim.job_id)
+            if job is None or job["status"] not in UNFINISHED:
+                return  # cancelled or failed meanwhile: nothing more is sent
+            if job["spec"]["kind"] == "inline":
+                await self._run_inline(job, claim)
+            else:
+                await self._run_partition(job, claim)
+        except Exception as exc:
+            logger.exception("partition %s/%s failed unexpectedly", claim.job_id, claim.idx)
+            await self._retry_or_fail(claim, f"the gateway failed: {exc!r}")
+        finally:
+            self._running.pop((claim.job_id, claim.idx), None)
+            self._wake.set()
+
+    async def _run_inline(self, job: dict[str, Any], claim: Claim) -> None:
+        try:
+            manifest = self.repository.get(job["model"], job["version"])
+            rows, output_kind = self.parse_inline(inline_body(job["spec"]), manifest.signature)
+            result = await self.prediction.predict(manifest, rows, [output_kind])
+        except (InvalidInput, ModelNotFound) as exc:
+            await self._fail(claim, exc.message)
+            return
+        except InferrerError as exc:
+            await self._retry_or_fail(claim, exc.message)
+            return
+        predictions = result.outputs[output_kind]
+        output = {"rows": len(predictions)}
+        if await asyncio.to_thread(self.store.complete, claim.job_id, 0, output, result.node, []):
+            answer = {
+                "model": job["model"],
+                "version": result.version,
+                "predictions": predictions,
+                "node": result.node,
+            }
+            await self._finish(job, "succeeded", result=answer)
+
+    async def _run_partition(self, job: dict[str, Any], claim: Claim) -> None:
+        spec = job["spec"]
+        out = spec["output_location"]
+        call = PartitionCall(
+            job_id=job["id"], partition=claim.idx, model=job["model"], version=job["version"],
+            sha256=spec["sha256"], output=spec["output"], input=spec["input"], format=spec["format"],
+            start=claim.spec["start"], end=claim.spec["end"], header=spec["header"],
+            output_part=f"{out}/part-{claim.idx:05d}.{spec['format']}",
+            errors_part=f"{out}/_errors/part-{claim.idx:05d}.jsonl", on_bad_rows=spec["on_bad_rows"],
+        )  # fmt: skip
+        try:
+            answer = await self.upstream.request(
+                "POST",
+                "/internal/v1/partitions",
+                call.model_dump_json().encode(),
+                self.limits.partition_timeout_s,
+            )
+        except InferrerError as exc:  # nginx unreachable, no node, timed out
+            await self._retry_or_fail(claim, exc.message)
+            return
+        if answer.status_code >= 500:
+            await self._retry_or_fail(claim, f"{answer.node or 'the balancer'}: {_error(answer.content)}")
+            return
+        if answer.status_code != 200:  # refused for its data: another attempt would be refused too
+            await self._fail(claim, f"partition {claim.idx}: {_error(answer.content)}")
+            return
+        done = PartitionDone.model_validate_json(answer.content)
+        output = {"location": call.output_part, "rows": done.rows, "sha256": done.sha256}
+        errors = [(bad.line, bad.reason) for bad in done.bad_rows]
+        if await asyncio.to_thread(self.store.complete, claim.job_id, claim.idx, output, done.node, errors):
+            await self._finalize(claim.job_id)
+
+    async def _retry_or_fail(self, claim: Claim, reason: str) -> None:
+        job = await asyncio.to_thread(self.store.job, claim.job_id)
+        attempts_allowed = int(job["spec"].get("max_attempts", 3)) if job else 1
+        if claim.attempt >= attempts_allowed:
+            await self._fail(claim, f"partition {claim.idx} failed {claim.attempt} times, last: {reason}")
+            return
+        backoff = _RETRY_BASE_S * 2 ** (claim.attempt - 1)
+        logger.warning("partition %s/%s: %s; retrying in %.1fs", claim.job_id, claim.idx, reason, backoff)
+        await asyncio.to_thread(self.store.release, claim.job_id, claim.idx, reason, backoff)
+
+    async def _fail(self, claim: Claim, reason: str) -> None:
+        await asyncio.to_thread(self.store.release, claim.job_id, claim.idx, reason, None)
+        job = await asyncio.to_thread(self.store.job, claim.job_id)
+        if job is not None:
+            await self._finish(job, "failed", error=reason)
+
+    async def _finalize(self, job_id: str) -> None:
+        """All partitions done: the manifest, then _SUCCESS, then the job succeeded. Safe to repeat
+        (a gateway that died half-way): each file is written whole, and the job finishes once."""
+        job = await asyncio.to_thread(self.store.job, job_id)
+        if job is None or job["status"] not in UNFINISHED:
+            return
+        spec = job["spec"]
+        parts = await asyncio.to_thread(self.store.partitions_of, job_id)
+        out = spec["output_location"]
+        manifest = {
+            "job": job_id, "model": job["model"], "version": job["version"], "sha256": spec["sha256"],
+            "input": spec["input"], "format": spec["format"], "output": out,
+            "parts": [p["output"] for p in parts], "rows": sum(p["rows_done"] or 0 for p in parts),
+            "bad_rows": sum(p["rows_failed"] or 0 for p in parts),
+        }  # fmt: skip
+        await asyncio.to_thread(
+            self.storage.write_atomic, self.storage.location(f"{out}/_manifest.json"), orjson.dumps(manifest)
+        )
+        await asyncio.to_thread(self.storage.write_atomic, self.storage.location(f"{out}/_SUCCESS"), b"")
+        await self._finish(job, "succeeded", result={**manifest, "manifest": f"{out}/_manifest.json"})
+
+    async def _finish(
+        self, job: dict[str, Any], status: str, result: Any = None, error: str | None = None
+    ) -> None:
+        if await asyncio.to_thread(self.store.finish, job["id"], status, result, error):
+            logger.info("job %s %s%s", job["id"], status, f": {error}" if error else "")
+        await asyncio.to_thread(self.repository.unpin, job["model"], job["version"], job["id"])
+
+    async def _sweep(self) -> None:
+        """Deadlines, and what a gateway that died between two steps left behind."""
+        for job_id in await asyncio.to_thread(self.store.overdue):
+            job = await asyncio.to_thread(self.store.job, job_id)
+            if job is not None:
+                await self._finish(job, "failed", error="the job's deadline passed")
+        complete, broken = await asyncio.to_thread(self.store.stranded)
+        for job_id in complete:
+            await self._finalize(job_id)
+        for job_id in broken:
+            job = await asyncio.to_thread(self.store.job, job_id)
+            parts = await asyncio.to_thread(self.store.partitions_of, job_id)
+            reason = next((p["error"] for p in parts if p["status"] == "failed"), "a partition failed")
+            if job is not None:
+                await self._finish(job, "failed", error=reason)
+
+    async def close(self, grace_s: float = 5.0) -> None:
+        """Stop claiming and abandon the partitions under way: their leases lapse, and a gateway
+        claims them again. (A flag, not only a cancel: Python 3.11's wait_for can swallow a cancel
+        that meets a wake-up.)"""
+        self._stopping = True
+        self._wake.set()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=grace_s)
+
+
+def _error(body: bytes) -> str:
+    try:
+        return str(orjson.loads(body).get("error", body[:200].decode(errors="replace")))
+    except (orjson.JSONDecodeError, AttributeError):
+        return body[:200].decode(errors="replace")

@@ -1,0 +1,136 @@
+"""What the job routes do: submit (check, pin, plan, store), show, list, cancel, and the result."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+from datafiles.locations import Storage
+from inferrer.control.pins import Pin
+from inferrer.control.repository import ModelRepository
+from inferrer.errors import JobNotFinished, JobNotFound
+from inferrer.jobs.runner import JobRunner
+from inferrer.jobs.store import UNFINISHED, JobStore
+from inferrer.jobs.submission import JobSubmission, inline_job, new_job_id, plan_file_job
+
+_ERRORS_SHOWN = 100
+
+
+class JobService:
+    def __init__(
+        self,
+        store: JobStore,
+        repository: ModelRepository,
+        storage: Storage,
+        runner: JobRunner,
+        deadline_s: float,
+    ) -> None:
+        self.store = store
+        self.repository = repository
+        self.storage = storage
+        self.runner = runner
+        self.deadline_s = deadline_s
+
+    async def submit(self, submission: JobSubmission) -> dict[str, Any]:
+        """Pinned to the version asked for (the active one by default) until the job finishes."""
+        manifest = self.repository.get(submission.model, submission.version)
+        job_id = new_job_id()
+        await asyncio.to_thread(self.repository.pin, manifest.name, manifest.version, Pin(job_id))
+        try:
+            if submission.input is None:
+                job, parts = inline_job(job_id, submission, manifest, self.deadline_s), [{"inline": True}]
+            else:
+                job, parts = await asyncio.to_thread(
+                    plan_file_job, job_id, submission, manifest, self.storage, self.deadline_s
+                )
+            await asyncio.to_thread(self.store.create, job, parts)
+        except BaseException:
+            await asyncio.to_thread(self.repository.unpin, manifest.name, manifest.version, job_id)
+            raise
+        self.runner.wake()
+        return {"id": job_id, "status": "queued", "partitions": len(parts)}
+
+    async def view(self, job_id: str) -> dict[str, Any]:
+        job = await self._job(job_id)
+        parts = await asyncio.to_thread(self.store.partitions_of, job_id)
+        errors = await asyncio.to_thread(self.store.errors_of, job_id, _ERRORS_SHOWN)
+        return _render(job, parts, errors)
+
+    async def listing(self, status: str | None, limit: int) -> dict[str, Any]:
+        jobs = await asyncio.to_thread(self.store.listing, status, limit)
+        views = []
+        for job in jobs:
+            parts = await asyncio.to_thread(self.store.partitions_of, job["id"])
+            views.append(_render(job, parts, []))
+        return {"jobs": views}
+
+    async def cancel(self, job_id: str) -> dict[str, Any]:
+        """Nothing more is sent; partitions under way finish or are abandoned. Cancelling a finished
+        job changes nothing and answers its state."""
+        job = await self._job(job_id)
+        if await asyncio.to_thread(self.store.finish, job_id, "cancelled", None, "cancelled by request"):
+            await asyncio.to_thread(self.repository.unpin, job["model"], job["version"], job_id)
+        return await self.view(job_id)
+
+    async def result(self, job_id: str) -> tuple[str, Any]:
+        """("inline", the prediction answer) or (format, an async iterator of the output's bytes,
+        rows in input order)."""
+        job = await self._job(job_id)
+        if job["status"] != "succeeded":
+            state = "still " + job["status"] if job["status"] in UNFINISHED else job["status"]
+            raise JobNotFinished(f"job {job_id} is {state}: its result exists once it has succeeded")
+        if job["spec"]["kind"] == "inline":
+            return "inline", job["result"]
+        return job["spec"]["format"], self._stream(job["result"]["parts"], job["spec"]["format"])
+
+    async def _stream(self, parts: list[dict[str, Any]], fmt: str) -> AsyncIterator[bytes]:
+        for number, part in enumerate(parts):
+            location = self.storage.location(part["location"])
+            data = await asyncio.to_thread(self.storage.read_all, location)
+            if fmt == "csv" and number > 0:
+                data = data.split(b"\n", 1)[1] if b"\n" in data else b""  # one header, the first part's
+            yield data
+
+    async def _job(self, job_id: str) -> dict[str, Any]:
+        job = await asyncio.to_thread(self.store.job, job_id)
+        if job is None:
+            raise JobNotFound(f"no job {job_id!r}")
+        return job
+
+
+def _render(job: dict[str, Any], parts: list[dict[str, Any]], errors: list[dict[str, Any]]) -> dict[str, Any]:
+    spec = job["spec"]
+    output = None
+    if spec["kind"] == "file":
+        output = {
+            "location": spec["output_location"],
+            "manifest": f"{spec['output_location']}/_manifest.json",
+        }
+    return {
+        "id": job["id"],
+        "status": job["status"],
+        "model": job["model"],
+        "version": job["version"],
+        "kind": spec["kind"],
+        "partitions": {
+            "total": job["partitions_total"],
+            "done": sum(p["status"] == "done" for p in parts),
+            "failed": sum(p["status"] == "failed" for p in parts),
+        },
+        "rows": {
+            "done": sum(p["rows_done"] or 0 for p in parts),
+            "failed": sum(p["rows_failed"] or 0 for p in parts),
+        },
+        "errors": errors,
+        "error": job["error"],
+        "output": output,
+        "created": _iso(job["created"]),
+        "started": _iso(job["started"]),
+        "finished": _iso(job["finished"]),
+    }
+
+
+def _iso(epoch: float | None) -> str | None:
+    return None if epoch is None else datetime.fromtimestamp(epoch, UTC).isoformat()

@@ -1,0 +1,160 @@
+"""A job as submitted (`POST /api/v1/jobs`), checked and planned into partitions before it is stored.
+
+Inline rows (`instances` or `records`) make an async prediction: one partition, predicted by the
+gateway's own predict path. A file (`input`) is split into newline-aligned byte ranges that nodes
+read themselves. Either way the model's version is fixed at submission (the active one by default)
+and pinned against retention until the job has finished.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+import uuid
+from pathlib import PurePosixPath
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic.json_schema import SkipJsonSchema
+
+from artifacts.manifest import Manifest
+from artifacts.schema import JsonInt
+from datafiles.locations import Location, LocationError, Storage
+from datafiles.partitions import plan_lines
+from inferrer.errors import InputNotFound, InvalidInput, InvalidLocation
+
+NAME = r"^[A-Za-z0-9._-]{1,64}$"
+FORMAT_BY_SUFFIX = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
+_CELL = Annotated[Any, Field(json_schema_extra={"type": ["number", "null"]})]
+_FIELD = Annotated[Any, Field(json_schema_extra={"type": ["number", "string", "boolean", "null"]})]
+_Instances = Annotated[list[Annotated[list[_CELL], Field(min_length=1)]], Field(min_length=1)]
+_Records = Annotated[list[Annotated[dict[str, _FIELD], Field(min_length=1)]], Field(min_length=1)]
+_Location = Annotated[str, Field(min_length=1, max_length=1024)]
+
+
+def _alone(key: str, *others: str) -> dict[str, Any]:
+    return {"required": [key], "not": {"anyOf": [{"required": [other]} for other in others]}}
+
+
+# Exactly one input; `format` and `output_location` only with a file. Declared for the document
+# (JSON Schema), checked again by the validators below.
+_ONE_INPUT: dict[str, Any] = {
+    "oneOf": [
+        _alone("instances", "records", "input", "format", "output_location"),
+        _alone("records", "instances", "input", "format", "output_location"),
+        _alone("input", "instances", "records"),
+    ]
+}
+
+
+class JobSubmission(BaseModel):
+    """`model` and exactly one input: `instances` or `records` inline, or `input`, a file. A field
+    is given or left out, never null."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_ONE_INPUT)
+
+    model: Annotated[str, Field(pattern=NAME)]
+    version: SkipJsonSchema[None] | Annotated[str, Field(pattern=NAME)] = None  # default: the active
+    output: Literal["predict", "predict_proba"] = "predict"
+    instances: SkipJsonSchema[None] | _Instances = None
+    records: SkipJsonSchema[None] | _Records = None
+    input: SkipJsonSchema[None] | _Location = None
+    format: SkipJsonSchema[None] | Literal["jsonl", "csv"] = None  # default: from the input's suffix
+    output_location: SkipJsonSchema[None] | _Location = None
+    partition_bytes: JsonInt = Field(default=8 * 2**20, ge=4096, le=2**30)
+    on_bad_rows: Literal["fail", "skip"] = "fail"
+    max_attempts: JsonInt = Field(default=3, ge=1, le=10)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nulls(cls, data: Any) -> Any:
+        if isinstance(data, dict) and any(value is None for value in data.values()):
+            raise ValueError("leave a field out rather than send null")
+        return data
+
+    @model_validator(mode="after")
+    def _one_input(self) -> JobSubmission:
+        given = [k for k in ("instances", "records", "input") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError('give exactly one of "instances", "records" or "input"')
+        if self.input is None and (self.format or self.output_location):
+            raise ValueError('"format" and "output_location" go with "input"')
+        return self
+
+
+job_submission = TypeAdapter(JobSubmission)
+
+
+def new_job_id() -> str:
+    return f"job-{uuid.uuid4().hex[:20]}"
+
+
+def inline_job(
+    job_id: str, submission: JobSubmission, manifest: Manifest, deadline_s: float
+) -> dict[str, Any]:
+    spec: dict[str, Any] = {"kind": "inline", "output": submission.output}
+    if submission.instances is not None:
+        spec["instances"] = submission.instances
+    else:
+        spec["records"] = submission.records
+    return _row(job_id, manifest, spec, deadline_s)
+
+
+def plan_file_job(
+    job_id: str, submission: JobSubmission, manifest: Manifest, storage: Storage, deadline_s: float
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The job row and its partitions (byte ranges); reads only around each cut. Runs in a thread."""
+    assert submission.input is not None
+    source = _location(storage, submission.input)
+    fmt = submission.format or FORMAT_BY_SUFFIX.get(PurePosixPath(source.path).suffix.lower())
+    if fmt is None:
+        raise InvalidInput(f"cannot tell the format of {submission.input!r}: give format (jsonl or csv)")
+    output = _location(storage, submission.output_location or _default_output(source, job_id))
+    try:
+        size = storage.size(source)
+        with storage.filesystem(source).open(source.path, "rb") as file:
+            plan = plan_lines(file, size, submission.partition_bytes, has_header=fmt == "csv")
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise InputNotFound(f"input {submission.input!r} is not a file") from None
+    header = None
+    if plan.header is not None:
+        try:
+            header = next(csv.reader([plan.header.decode()]))
+        except (UnicodeDecodeError, csv.Error, StopIteration):
+            raise InvalidInput(f"{submission.input!r}: the first line is not a CSV header") from None
+    spec = {
+        "kind": "file", "output": submission.output, "input": source.url, "format": fmt, "header": header,
+        "output_location": output.url, "on_bad_rows": submission.on_bad_rows,
+        "max_attempts": submission.max_attempts, "size": size,
+    }  # fmt: skip
+    parts = [{"start": r.start, "end": r.end} for r in plan.ranges]
+    return _row(job_id, manifest, spec, deadline_s), parts
+
+
+def _location(storage: Storage, url: str) -> Location:
+    try:
+        return storage.location(url)
+    except LocationError as exc:
+        raise InvalidLocation(str(exc)) from None
+
+
+def _default_output(source: Location, job_id: str) -> str:
+    """Beside the fleet's other job outputs: jobs/<id> in the data directory, or in the input's bucket."""
+    if source.protocol == "s3":
+        return f"s3://{source.path.split('/', 1)[0]}/modelfleet-jobs/{job_id}"
+    return f"jobs/{job_id}"
+
+
+def _row(job_id: str, manifest: Manifest, spec: dict[str, Any], deadline_s: float) -> dict[str, Any]:
+    now = time.time()
+    return {
+        "id": job_id, "status": "queued", "model": manifest.name, "version": manifest.version,
+        "spec": {**spec, "sha256": manifest.sha256}, "created": now, "deadline": now + deadline_s,
+    }  # fmt: skip
+
+
+def inline_body(spec: dict[str, Any]) -> bytes:
+    """The predict body of an inline job: what `POST .../predict` would have received."""
+    rows = {"instances": spec["instances"]} if "instances" in spec else {"records": spec["records"]}
+    return orjson.dumps({**rows, "output": spec["output"]})

@@ -1,0 +1,151 @@
+"""inferrer/api/jobs.py in-process, through the app factory: inline (async) jobs, file jobs fanned out
+to the nodes and gathered, bad rows, refusals, cancel."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pandas as pd
+import pytest
+import skops.io as sio
+from sklearn.pipeline import Pipeline
+
+from tests.in_process import AUTH, InProcessFleet, in_process_fleet
+
+pytestmark = pytest.mark.anyio
+
+
+async def _finished(fleet: InProcessFleet, job_id: str, timeout_s: float = 30) -> dict[str, Any]:
+    for _ in range(int(timeout_s / 0.05)):
+        view: dict[str, Any] = (await fleet.gateway.get(f"/api/v1/jobs/{job_id}", headers=AUTH)).json()
+        if view["status"] not in ("queued", "running"):
+            return view
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not finish: {view}")
+
+
+def _people_jsonl(frame: pd.DataFrame) -> bytes:
+    rows = frame.to_dict("records")
+    return b"".join(orjson.dumps({"id": i, **row, "label": i % 3}) + b"\n" for i, row in enumerate(rows))
+
+
+async def test_an_inline_job_answers_as_predict_would(tmp_path: Path, pipeline_skops: bytes) -> None:
+    async with in_process_fleet(tmp_path, nodes=2) as fleet:
+        await fleet.deploy("m", pipeline_skops)
+        rows = [[0.1, -1.0, 2.0, 0.5, 1.5, -0.3], [1.0, 0.2, -0.7, 0.0, 0.4, 2.2]]
+        submitted = await fleet.gateway.post(
+            "/api/v1/jobs", json={"model": "m", "instances": rows}, headers=AUTH
+        )
+        assert submitted.status_code == 202, submitted.text
+        job = submitted.json()
+        assert submitted.headers["location"] == f"/api/v1/jobs/{job['id']}"
+        assert (await _finished(fleet, job["id"]))["status"] == "succeeded"
+        result = (await fleet.gateway.get(f"/api/v1/jobs/{job['id']}/result", headers=AUTH)).json()
+        online = (await fleet.gateway.post("/api/v1/models/m/predict", json={"instances": rows})).json()
+        assert result["predictions"] == online["predictions"] and result["version"] == "1"
+
+
+async def test_a_file_job_fans_out_and_gathers_every_row_once_in_order(
+    tmp_path: Path, text_column_pipeline: Pipeline, text_column_rows: pd.DataFrame
+) -> None:
+    frame = pd.concat([text_column_rows] * 50, ignore_index=True)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "people.jsonl").write_bytes(_people_jsonl(frame))
+    async with in_process_fleet(tmp_path, nodes=2) as fleet:
+        await fleet.deploy("people", sio.dumps(text_column_pipeline))
+        body = {"model": "people", "input": "people.jsonl", "partition_bytes": 4096}
+        job = (await fleet.gateway.post("/api/v1/jobs", json=body, headers=AUTH)).json()
+        assert job["partitions"] >= 8
+        view = await _finished(fleet, job["id"])
+        assert view["status"] == "succeeded", view
+        assert view["partitions"] == {"total": job["partitions"], "done": job["partitions"], "failed": 0}
+        assert view["rows"] == {"done": len(frame), "failed": 0}
+        streamed = await fleet.gateway.get(f"/api/v1/jobs/{job['id']}/result", headers=AUTH)
+        nodes_used = {node for node, path in fleet.upstream.calls if path == "/internal/v1/partitions"}
+    rows = [orjson.loads(line) for line in streamed.content.splitlines()]
+    assert streamed.headers["content-type"].startswith("application/x-ndjson")
+    assert [r["id"] for r in rows] == list(range(len(frame)))
+    assert [r["prediction"] for r in rows] == text_column_pipeline.predict(frame).tolist()
+    output = tmp_path / "data" / "jobs" / job["id"]
+    manifest = orjson.loads((output / "_manifest.json").read_bytes())
+    assert manifest["rows"] == len(frame) and len(manifest["parts"]) == job["partitions"]
+    assert (output / "_SUCCESS").exists()
+    assert nodes_used == {"modelhost-1", "modelhost-2"}
+
+
+async def test_bad_rows_fail_the_job_naming_them_or_are_skipped(
+    tmp_path: Path, text_column_pipeline: Pipeline, text_column_rows: pd.DataFrame
+) -> None:
+    lines = _people_jsonl(text_column_rows).splitlines(keepends=True)
+    lines[2], lines[5], lines[9] = b"{broken\n", b'{"id": 5}\n', b"[1, 2]\n"
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "bad.jsonl").write_bytes(b"".join(lines))
+    async with in_process_fleet(tmp_path, nodes=1) as fleet:
+        await fleet.deploy("people", sio.dumps(text_column_pipeline))
+        failing = (
+            await fleet.gateway.post(
+                "/api/v1/jobs", json={"model": "people", "input": "bad.jsonl"}, headers=AUTH
+            )
+        ).json()
+        failed = await _finished(fleet, failing["id"])
+        assert failed["status"] == "failed"
+        assert (
+            "3 bad rows" in failed["error"] and "line 3:" in failed["error"] and "line 10:" in failed["error"]
+        )
+        refused = await fleet.gateway.get(f"/api/v1/jobs/{failing['id']}/result", headers=AUTH)
+        assert refused.status_code == 409
+        body = {"model": "people", "input": "bad.jsonl", "on_bad_rows": "skip"}
+        skipping = (await fleet.gateway.post("/api/v1/jobs", json=body, headers=AUTH)).json()
+        done = await _finished(fleet, skipping["id"])
+    assert done["status"] == "succeeded", done
+    assert done["rows"] == {"done": len(lines) - 3, "failed": 3}
+    assert [e["line"] for e in done["errors"]] == [3, 6, 10]
+
+
+async def test_refusals_change_nothing(tmp_path: Path, pipeline_skops: bytes) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "outside.jsonl").write_text("[1, 2, 3, 4, 5, 6]\n")
+    (tmp_path / "data" / "link.jsonl").symlink_to(tmp_path / "outside.jsonl")
+    async with in_process_fleet(tmp_path, nodes=1) as fleet:
+        await fleet.deploy("m", pipeline_skops)
+        gateway = fleet.gateway
+        for location in (
+            "../outside.jsonl",
+            str(tmp_path / "outside.jsonl"),
+            "link.jsonl",
+            "a/../../x.jsonl",
+        ):
+            answer = await gateway.post("/api/v1/jobs", json={"model": "m", "input": location}, headers=AUTH)
+            assert answer.status_code == 400, (location, answer.text)
+        cases = [
+            ({"model": "m", "input": "missing.jsonl"}, 404),
+            ({"model": "nope", "instances": [[1, 2, 3, 4, 5, 6]]}, 404),
+            ({"model": "m", "instances": [[1, 2]]}, 422),
+            ({"model": "m", "instances": [[1, 2, 3, 4, 5, 6]], "input": "x.jsonl"}, 422),
+            ({"model": "m"}, 422),
+            ({"model": "m", "input": "x.txt"}, 422),
+        ]
+        for body, status in cases:
+            answer = await gateway.post("/api/v1/jobs", json=body, headers=AUTH)
+            assert answer.status_code == status, (body, answer.text)
+        assert (await gateway.get("/api/v1/jobs", headers=AUTH)).json() == {"jobs": []}
+        assert (await gateway.get("/api/v1/jobs/job-nope", headers=AUTH)).status_code == 404
+
+
+async def test_a_cancelled_job_stays_cancelled(tmp_path: Path, pipeline_skops: bytes) -> None:
+    async with in_process_fleet(tmp_path, nodes=1) as fleet:
+        await fleet.deploy("m", pipeline_skops)
+        job = (
+            await fleet.gateway.post(
+                "/api/v1/jobs", json={"model": "m", "instances": [[1, 2, 3, 4, 5, 6]]}, headers=AUTH
+            )
+        ).json()
+        cancelled = (await fleet.gateway.delete(f"/api/v1/jobs/{job['id']}", headers=AUTH)).json()
+        assert cancelled["status"] in ("cancelled", "succeeded")  # it may have finished first
+        await asyncio.sleep(0.5)
+        assert (await _finished(fleet, job["id"]))["status"] == cancelled["status"]
+        listed = (await fleet.gateway.get(f"/api/v1/jobs?status={cancelled['status']}", headers=AUTH)).json()
+        assert [j["id"] for j in listed["jobs"]] == [job["id"]]

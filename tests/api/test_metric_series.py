@@ -1,0 +1,42 @@
+"""Series labelled by version go with the version: a deploy a minute must not grow the metrics (and
+Prometheus's memory) for good. In-process, with retention keeping one version."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skops.io as sio
+from sklearn.linear_model import LogisticRegression
+
+from tests.in_process import AUTH, in_process_fleet
+
+pytestmark = pytest.mark.anyio
+
+
+def _model(seed: int) -> bytes:
+    features = np.random.default_rng(seed).normal(size=(40, 3))
+    return sio.dumps(LogisticRegression().fit(features, (features[:, 0] > 0).astype(int)))
+
+
+async def test_series_of_retired_versions_are_removed_on_the_gateway_and_the_nodes(tmp_path: Path) -> None:
+    async with in_process_fleet(tmp_path, nodes=1, keep_versions=1) as fleet:
+        for seed in range(4):
+            await fleet.deploy("m", _model(seed))
+            predicted = await fleet.gateway.post("/api/v1/models/m/predict", json={"instances": [[0, 1, 2]]})
+            assert predicted.status_code == 200
+        await asyncio.sleep(1.2)  # the node's next syncs (every 0.5 s) see the retired versions gone
+        await fleet.gateway.post("/api/v1/models/m/predict", json={"instances": [[0, 1, 2]]})
+        gateway = (await fleet.gateway.get("/metrics")).text
+        node = (await fleet.nodes["modelhost-1"].get("/metrics", headers=AUTH)).text
+    for text, metric in (
+        (gateway, "modelfleet_inferrer_predictions_total{"),
+        (node, "modelfleet_modelhost_predicted_rows_total{"),
+        (node, "modelfleet_modelhost_model_load_duration_seconds_count{"),
+    ):
+        versions = {
+            line.split('version="')[1].split('"')[0] for line in text.splitlines() if line.startswith(metric)
+        }
+        assert versions == {"4"}, (metric, versions)

@@ -1,0 +1,68 @@
+"""The success bodies of the gateway's job routes (inferrer/api/jobs.py), as its document declares them."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from wire.openapi import Answer
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+
+class JobAccepted(Answer):
+    id: str
+    status: JobStatus
+    partitions: int
+
+
+class PartitionCounts(Answer):
+    total: int
+    done: int
+    failed: int
+
+
+class RowCounts(Answer):
+    done: int
+    failed: int
+
+
+class RowError(Answer):
+    """A bad row: its partition, its line within that partition (from 1), and why."""
+
+    partition: int
+    line: int
+    reason: str
+
+
+class JobOutput(Answer):
+    location: str
+    manifest: str
+
+
+class JobView(Answer):
+    id: str
+    status: JobStatus
+    model: str
+    version: str
+    kind: Literal["inline", "file"]
+    partitions: PartitionCounts
+    rows: RowCounts
+    errors: list[RowError]
+    error: str | None
+    output: JobOutput | None
+    created: str
+    started: str | None
+    finished: str | None
+
+
+class JobList(Answer):
+    jobs: list[JobView]
+
+
+class InlineResult(Answer):
+    """An inline job's result: as `POST /api/v1/models/{name}/predict` answers."""
+
+    model: str
+    version: str
+    predictions: list[Any]
+    node: str
