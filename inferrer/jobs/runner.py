@@ -176,7 +176,7 @@ class JobRunner:
             await self._fail(claim, f"partition {claim.idx}: {_error(answer.content)}")
             return
         done = PartitionDone.model_validate_json(answer.content)
-        output = {"location": call.output_part, "rows": done.rows, "sha256": done.sha256}
+        output = {"location": call.output_part, "rows": done.rows, "sha256": done.sha256, "node": done.node}
         errors = [(bad.line, bad.reason) for bad in done.bad_rows]
         if await asyncio.to_thread(self.store.complete, claim.job_id, claim.idx, output, done.node, errors):
             await self._finalize(claim.job_id)
