@@ -18,6 +18,8 @@ import argparse
 import itertools
 import json
 import os
+import signal
+import sys
 import tempfile
 import threading
 from dataclasses import dataclass, field
@@ -153,6 +155,8 @@ def main() -> None:
     parser.add_argument("--log-max-files", type=int, default=3, help="LOG_MAX_FILES")
     parser.add_argument("--json", type=Path, help="write every sample here")
     args = parser.parse_args()
+    # Stopped early (SIGTERM, or SIGINT where a background shell ignores it): stop the fleet too.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(f"stopped by signal {signum}"))
 
     with tempfile.TemporaryDirectory() as tmp:
         limits = f"LOG_MAX_BYTES={args.log_max_mib * 2**20}\nLOG_MAX_FILES={args.log_max_files}\n"

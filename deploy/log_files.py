@@ -37,30 +37,34 @@ class RotatingLog:
         self._file = path.open("ab", buffering=0)
         self._size = self._file.seek(0, os.SEEK_END)
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | bytearray, length: int | None = None) -> None:
+        """Append `data[:length]` (all of it by default), rotating at line ends as needed."""
+        end = len(data) if length is None else length
         with self._lock:
             try:
-                self._write(data)
+                self._write(data, end)
             except OSError as exc:
                 if not self.dropped_bytes:
                     logger.warning("cannot write %s (%s): dropping its lines", self.path, exc)
-                self.dropped_bytes += len(data)
+                self.dropped_bytes += end
 
-    def _write(self, data: bytes) -> None:
-        while data:
+    def _write(self, data: bytes | bytearray, end: int) -> None:
+        view = memoryview(data)
+        start = 0
+        while start < end:
             room = self.max_bytes - self._size
-            if len(data) <= room:
-                self._append(data)
+            if end - start <= room:
+                self._append(view[start:end])
                 return
-            cut = data.rfind(b"\n", 0, room) + 1  # the end of the last whole line that fits
+            cut = data.rfind(b"\n", start, start + room) + 1  # the end of the last whole line that fits
             if cut == 0 and self._size == 0:
-                cut = room  # one line longer than a whole file
-            if cut:
-                self._append(data[:cut])
-                data = data[cut:]
+                cut = start + room  # one line longer than a whole file
+            if cut > start:
+                self._append(view[start:cut])
+                start = cut
             self._rotate()
 
-    def _append(self, data: bytes) -> None:
+    def _append(self, data: memoryview) -> None:
         self._file.write(data)
         self._size += len(data)
 
@@ -100,8 +104,9 @@ def log_pipe(log: RotatingLog) -> tuple[int, threading.Thread]:
 
 
 def _copy(read_end: int, log: RotatingLog) -> None:
+    buffer = bytearray(_READ_BYTES)  # one buffer for the pipe's whole life: no allocation per read
     try:
-        while data := os.read(read_end, _READ_BYTES):
-            log.write(data)
+        while length := os.readv(read_end, [buffer]):
+            log.write(buffer, length)
     finally:
         os.close(read_end)

@@ -69,6 +69,7 @@ row_errors = sa.Table(
 )
 
 UNFINISHED = ("queued", "running")
+_WRITE = "modelfleet_write"  # an execution option: this transaction writes
 
 
 @dataclass(frozen=True)
@@ -89,15 +90,20 @@ def open_engine(url: str) -> Engine:
             connection.isolation_level = None  # transactions begin below, not in the driver
             cursor = connection.cursor()
             cursor.execute("PRAGMA journal_mode=WAL")
+            # Durable across a killed process (what the job store must survive); an OS crash may
+            # lose the last commits. FULL would sync every commit: a job's few rows cost ms each.
+            cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA busy_timeout=10000")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 
         @sa.event.listens_for(engine, "begin")
         def _begin(connection: Connection) -> None:
-            # Take the write lock at the start: a transaction that reads, then writes, never meets
-            # another one that did the same (SQLite cannot upgrade both), and runs whole.
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            # A write takes the write lock at its start: one that reads, then writes, never meets
+            # another that did the same (SQLite cannot upgrade both), and runs whole. Reads take
+            # none: in WAL mode they see the last commit and never wait for a writer.
+            write = connection.get_execution_options().get(_WRITE, False)
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     metadata.create_all(engine)
     return engine
@@ -109,7 +115,7 @@ class JobStore:
 
     @contextmanager
     def _transaction(self) -> Iterator[Connection]:
-        with self.engine.begin() as connection:
+        with self.engine.execution_options(**{_WRITE: True}).begin() as connection:
             yield connection
 
     def create(self, job: dict[str, Any], parts: list[dict[str, Any]]) -> None:

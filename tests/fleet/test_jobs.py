@@ -4,6 +4,7 @@ inferrer SIGKILLed in the middle, resumed by the restarted one with every row ex
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import signal
 import time
@@ -132,3 +133,81 @@ def test_a_job_survives_a_sigkilled_inferrer_with_every_row_once(
     parts = [part["location"] for part in manifest["parts"]]
     assert len(parts) == len(set(parts)) == job["partitions"]  # no partition counted twice
     print(f"inferrer SIGKILLed with {before}/{job['partitions']} partitions done: resumed, {ROWS} rows once")
+
+
+def test_the_same_from_csv_with_a_node_sigkilled_mid_job(
+    fleet: RunningFleet, batch: tuple[pd.DataFrame, LogisticRegression]
+) -> None:
+    """A node that dies under a partition costs an attempt: the partition runs again elsewhere."""
+    frame, model = batch
+    table = frame.assign(id=range(ROWS), label=(frame["f0"] > 0).astype(int))
+    (fleet.data_dir / "data" / "rows.csv").write_text(table.to_csv(index=False))
+    body = {"model": "scores", "input": "rows.csv", "partition_bytes": 256 * 1024}
+    job = httpx.post(f"{fleet.url}/api/v1/jobs", json=body, headers=fleet.auth, timeout=30).json()
+    assert wait_until(
+        lambda: _view(fleet, job["id"])["partitions"]["done"] >= 1, timeout_s=60, interval_s=0.02
+    )
+    os.kill(fleet.pid("modelhost-2"), signal.SIGKILL)
+    view = _finished(fleet, job["id"])
+    assert view["status"] == "succeeded", view
+    result = httpx.get(f"{fleet.url}/api/v1/jobs/{job['id']}/result", headers=fleet.auth, timeout=120)
+    lines = result.text.splitlines()
+    assert lines[0] == "f0,f1,f2,f3,id,label,prediction"  # one header, the input's plus ours
+    assert [int(line.split(",")[4]) for line in lines[1:]] == list(range(ROWS))
+    assert [int(line.split(",")[6]) for line in lines[1:]] == model.predict(frame).tolist()
+    print(f"CSV, {job['partitions']} partitions, modelhost-2 SIGKILLed mid-job: succeeded, {ROWS} rows once")
+
+
+def test_three_malformed_lines_fail_the_job_or_are_skipped(fleet: RunningFleet) -> None:
+    good = [orjson.dumps({"id": i, "f0": i, "f1": 0.5, "f2": -1, "f3": 2}) for i in range(1000)]
+    good[10], good[500], good[998] = (
+        b"{oops",
+        b'{"id": 500, "f0": 1}',
+        b'{"id": 998, "f0": "x", "f1": 1, "f2": 1}',
+    )
+    (fleet.data_dir / "data" / "bad.jsonl").write_bytes(b"\n".join(good) + b"\n")
+    for mode, status in (("fail", "failed"), ("skip", "succeeded")):
+        body = {"model": "scores", "input": "bad.jsonl", "on_bad_rows": mode, "partition_bytes": 8192}
+        job = httpx.post(f"{fleet.url}/api/v1/jobs", json=body, headers=fleet.auth, timeout=30).json()
+        view = _finished(fleet, job["id"])
+        assert view["status"] == status, view
+        if mode == "fail":
+            assert "bad rows" in view["error"], view["error"]
+        else:
+            assert view["rows"] == {"done": 997, "failed": 3}
+            assert len(view["errors"]) == 3 and all(e["reason"] for e in view["errors"])
+
+
+def test_a_thousand_inline_jobs_at_concurrency_32_all_succeed(
+    fleet: RunningFleet, batch: tuple[pd.DataFrame, LogisticRegression]
+) -> None:
+    frame, model = batch
+    rows = frame.iloc[:1000]
+    expected = model.predict(rows).tolist()
+
+    def run(i: int) -> tuple[str, int]:
+        record = rows.iloc[i].to_dict()
+        answer = httpx.post(
+            f"{fleet.url}/api/v1/jobs",
+            json={"model": "scores", "records": [record]},
+            headers=fleet.auth,
+            timeout=60,
+        )
+        assert answer.status_code == 202, answer.text
+        return answer.json()["id"], i
+
+    started = time.monotonic()
+    with concurrent.futures.ThreadPoolExecutor(32) as pool:
+        submitted = list(pool.map(run, range(1000)))
+
+    def result(item: tuple[str, int]) -> tuple[int, Any]:
+        job_id, i = item
+        view = _finished(fleet, job_id, timeout_s=300)
+        assert view["status"] == "succeeded", view
+        answer = httpx.get(f"{fleet.url}/api/v1/jobs/{job_id}/result", headers=fleet.auth, timeout=60).json()
+        return i, answer["predictions"][0]
+
+    with concurrent.futures.ThreadPoolExecutor(32) as pool:
+        answers = dict(pool.map(result, submitted))
+    assert [answers[i] for i in range(1000)] == expected
+    print(f"1,000 inline jobs at concurrency 32: all succeeded in {time.monotonic() - started:.1f}s")
