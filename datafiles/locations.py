@@ -2,8 +2,9 @@
 S3-compatible store. Both open through fsspec (s3fs for S3, with the endpoint, region and
 credentials of the settings), so a node on another host reads its part of a file itself.
 
-A local location is relative, has no `..` segment, and, links followed, stays inside the data
-directory: anything else is refused before a byte is read.
+A local location is relative, has no `..` segment and no hidden one (`.name`: where the fleet keeps
+its own state, the job store included), and, links followed, stays inside the data directory:
+anything else is refused before a byte is read.
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ def parse_location(url: str, data_dir: Path) -> Location:
     relative = PurePosixPath(url)
     if not url or relative.is_absolute() or ".." in relative.parts or "\x00" in url:
         raise LocationError(f"{url!r}: give a relative path inside the data directory, with no '..'")
+    if any(part.startswith(".") for part in relative.parts):
+        raise LocationError(f"{url!r}: hidden names (.name) hold the fleet's own state, not job files")
     root = data_dir.resolve()
     resolved = (root / relative).resolve()  # follows every link, existing or not yet
     if not resolved.is_relative_to(root):

@@ -112,8 +112,9 @@ async def _job_system(
     prediction: PredictionService,
 ) -> AsyncIterator[JobService]:
     """The job store and its runner, running for the app's life."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = open_engine(settings.jobs_db_url or f"sqlite:///{settings.data_dir / 'jobs.db'}")
+    state = settings.data_dir / ".modelfleet"  # hidden: no job location can name it
+    state.mkdir(parents=True, exist_ok=True)
+    engine = open_engine(settings.jobs_db_url or f"sqlite:///{state / 'jobs.db'}")
     storage = Storage(settings.data_dir, S3Settings())
     store = JobStore(engine)
     limits = RunnerLimits(

@@ -68,3 +68,9 @@ class JobNotFinished(InferrerError):
     """A job's result asked for before it succeeded."""
 
     status_code = 409
+
+
+class OutputExists(InferrerError):
+    """A job's output location holds files already: a job never overwrites another's output."""
+
+    status_code = 409

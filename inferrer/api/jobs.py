@@ -44,10 +44,11 @@ def inline_parser(rows_allowed: Callable[[int], int]) -> InlineParser:
     responses={
         **answers(JobAccepted, "Queued; `Location` names the job", status=202),
         **refusals(
-            "Refused: 400 for a location outside the data directory (absolute, '..', a link out) or "
-            "not a path or s3://bucket/key; 404 for an unknown model or version, or an input that is "
-            "no file; 422 for inline rows the model cannot take (its signature says), or a body that "
-            "breaks the schema; 413 for more inline rows than the limit"
+            "Refused: 400 for a location outside the data directory (absolute, '..', a link out, a "
+            "hidden name) or not a path or s3://bucket/key; 404 for an unknown model or version, or an "
+            "input that is no file; 409 for an output_location that holds files already; 422 for "
+            "inline rows the model cannot take (its signature says), or a body that breaks the "
+            "schema; 413 for more inline rows than the limit"
         ),
     },
 )

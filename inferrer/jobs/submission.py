@@ -22,7 +22,7 @@ from artifacts.manifest import Manifest
 from artifacts.schema import JsonInt
 from datafiles.locations import Location, LocationError, Storage
 from datafiles.partitions import plan_lines
-from inferrer.errors import InputNotFound, InvalidInput, InvalidLocation
+from inferrer.errors import InputNotFound, InvalidInput, InvalidLocation, OutputExists
 
 NAME = r"^[A-Za-z0-9._-]{1,64}$"
 FORMAT_BY_SUFFIX = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
@@ -111,6 +111,8 @@ def plan_file_job(
     if fmt is None:
         raise InvalidInput(f"cannot tell the format of {submission.input!r}: give format (jsonl or csv)")
     output = _location(storage, submission.output_location or _default_output(source, job_id))
+    if _holds_files(storage, output):
+        raise OutputExists(f"{output.url!r} holds files already: name a new output_location")
     try:
         size = storage.size(source)
         with storage.filesystem(source).open(source.path, "rb") as file:
@@ -130,6 +132,11 @@ def plan_file_job(
     }  # fmt: skip
     parts = [{"start": r.start, "end": r.end} for r in plan.ranges]
     return _row(job_id, manifest, spec, deadline_s), parts
+
+
+def _holds_files(storage: Storage, location: Location) -> bool:
+    filesystem = storage.filesystem(location)
+    return bool(filesystem.exists(location.path) and filesystem.ls(location.path))
 
 
 def _location(storage: Storage, url: str) -> Location:

@@ -127,11 +127,20 @@ async def test_refusals_change_nothing(tmp_path: Path, pipeline_skops: bytes) ->
             ({"model": "m", "instances": [[1, 2, 3, 4, 5, 6]], "input": "x.jsonl"}, 422),
             ({"model": "m"}, 422),
             ({"model": "m", "input": "x.txt"}, 422),
+            ({"model": "m", "input": "link.jsonl", "output_location": "x"}, 400),
         ]
         for body, status in cases:
             answer = await gateway.post("/api/v1/jobs", json=body, headers=AUTH)
             assert answer.status_code == status, (body, answer.text)
         assert (await gateway.get("/api/v1/jobs", headers=AUTH)).json() == {"jobs": []}
+        (tmp_path / "data" / "rows.jsonl").write_text("[1, 2, 3, 4, 5, 6]\n")
+        (tmp_path / "data" / "taken").mkdir()
+        (tmp_path / "data" / "taken" / "part-00000.jsonl").write_text("someone else's\n")
+        body = {"model": "m", "input": "rows.jsonl", "output_location": "taken"}
+        assert (await gateway.post("/api/v1/jobs", json=body, headers=AUTH)).status_code == 409
+        body["output_location"] = "rows.jsonl"  # not over its own input either
+        assert (await gateway.post("/api/v1/jobs", json=body, headers=AUTH)).status_code == 409
+        assert (tmp_path / "data" / "taken" / "part-00000.jsonl").read_text() == "someone else's\n"
         assert (await gateway.get("/api/v1/jobs/job-nope", headers=AUTH)).status_code == 404
 
 

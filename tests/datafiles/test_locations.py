@@ -12,7 +12,7 @@ from datafiles.locations import LocationError, S3Settings, Storage, parse_locati
 REFUSED = [
     "", "/etc/passwd", "../x.jsonl", "in/../../x.jsonl", "a/../b.jsonl", "file:///etc/passwd",
     "http://127.0.0.1/x", "s3://", "s3://bucket", "s3://bucket/", "s3://Bad_Bucket/key",
-    "s3://bucket/../key", "s3://bucket//key", "in\x00.jsonl",
+    "s3://bucket/../key", "s3://bucket//key", "in\x00.jsonl", ".modelfleet/jobs.db", "in/.secret.csv",
 ]  # fmt: skip
 
 
