@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import uuid
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 import fsspec
 from pydantic import Field
@@ -108,6 +110,21 @@ class Storage:
 
     def read_all(self, location: Location) -> bytes:
         return bytes(self.filesystem(location).cat_file(location.path))
+
+    def write_stream_atomic(self, location: Location, source: BinaryIO) -> None:
+        """Copy a local file from `source` whole (an upload): beside its place, then renamed."""
+        if location.protocol != "file":
+            raise LocationError(f"{location.url!r}: uploads go to the data directory")
+        target = Path(location.path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+        try:
+            with temporary.open("wb") as out:
+                shutil.copyfileobj(source, out, 2**20)
+            os.replace(temporary, target)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
 
     def write_atomic(self, location: Location, data: bytes) -> None:
         """All of `data` appears under the location at once, or nothing: a local file is written

@@ -1,6 +1,7 @@
 """Request bodies larger than the limit answer 413 before they fill the gateway's memory.
 
-Model uploads may be up to INFERRER_MAX_UPLOAD_BYTES; every other body up to INFERRER_MAX_BODY_BYTES.
+Uploads (a model, or a job's file as multipart) may be up to INFERRER_MAX_UPLOAD_BYTES; every other
+body up to INFERRER_MAX_BODY_BYTES.
 A declared Content-Length over the limit is refused before the app sees the request; a chunked body
 is counted as it arrives and refused when it passes the limit.
 
@@ -20,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from inferrer.errors import PayloadTooLarge
 from wire.json import error_response
 
-UPLOAD_PATH = "/api/v1/models"
+UPLOAD_PATHS = {"/api/v1/models", "/api/v1/jobs"}
 DRAIN_MAX_BYTES = 256 << 20  # past this much refused body, or DRAIN_MAX_S, the connection is closed
 DRAIN_MAX_S = 10.0
 
@@ -39,7 +40,7 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.max_upload_bytes if scope["path"] == UPLOAD_PATH else self.max_body_bytes
+        limit = self.max_upload_bytes if _is_upload(scope) else self.max_body_bytes
         message = f"request body larger than the limit of {limit} bytes"
         declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
         if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -60,6 +61,13 @@ class BodyLimitMiddleware:
             return chunk
 
         await self.app(scope, counted, send)
+
+
+def _is_upload(scope: Scope) -> bool:
+    if scope["path"] not in UPLOAD_PATHS:
+        return False
+    content_type = next((v for k, v in scope["headers"] if k == b"content-type"), b"")
+    return content_type.startswith(b"multipart/form-data")
 
 
 async def drain(receive: Receive, more_body: bool) -> None:

@@ -3,25 +3,53 @@ management token works too)."""
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, Path, Query, Request
+from pydantic import ValidationError
+from starlette.datastructures import FormData, UploadFile
 from starlette.responses import Response, StreamingResponse
 
+from artifacts.manifest import is_path_segment
 from artifacts.schema import ModelSchema
 from inferrer.api import dependencies as deps
 from inferrer.api.rest_codec import parse_predict_body
+from inferrer.errors import InvalidInput
 from inferrer.jobs.runner import InlineParser
 from inferrer.jobs.submission import NAME, JobSubmission, inline_body, job_submission
 from wire.bearer import INFERENCE
-from wire.errors import parse_body
+from wire.errors import InvalidRequest, describe, parse_body
 from wire.job_answers import InlineResult, JobAccepted, JobList, JobStatus, JobView
 from wire.json import FastJSONResponse
 from wire.openapi import answers, refusals, request_body
 
 router = APIRouter(prefix="/api/v1/jobs", dependencies=[INFERENCE])
+
+# A multipart job's form fields: what a JSON file job has, but `input` (the file is the input).
+_FORM_FIELDS = {name for name in JobSubmission.model_fields if name not in ("instances", "records", "input")}
+
+
+def _submission_body() -> dict[str, Any]:
+    """JSON (rows inline, or a file's location), or multipart: the file and the same fields."""
+    body = request_body(job_submission.json_schema())
+    schema = job_submission.json_schema()
+    form = {name: schema["properties"][name] for name in sorted(_FORM_FIELDS)}
+    form["file"] = {"type": "string", "format": "binary", "description": "JSON lines or CSV rows"}
+    body["requestBody"]["content"]["multipart/form-data"] = {
+        "schema": {
+            "type": "object",
+            "properties": form,
+            "required": ["file", "model"],
+            "additionalProperties": False,
+        }
+    }
+    return body
+
+
+_SUBMISSION_BODY = _submission_body()
 
 JobId = Annotated[str, Path(pattern=NAME)]
 _MEDIA = {"jsonl": "application/x-ndjson", "csv": "text/csv"}
@@ -40,7 +68,7 @@ def inline_parser(rows_allowed: Callable[[int], int]) -> InlineParser:
 @router.post(
     "",
     status_code=202,
-    openapi_extra=request_body(job_submission.json_schema()),
+    openapi_extra=_SUBMISSION_BODY,
     responses={
         **answers(JobAccepted, "Queued; `Location` names the job", status=202),
         **refusals(
@@ -53,15 +81,41 @@ def inline_parser(rows_allowed: Callable[[int], int]) -> InlineParser:
     },
 )
 async def submit(request: Request) -> Response:
-    """A job: `model`, and `instances`/`records` inline (an async prediction) or `input`, a file."""
-    submission: JobSubmission = parse_body(job_submission, await request.body())
-    if submission.input is None:  # the rows are checked now, as predict would check them
-        manifest = deps.repository(request).get(submission.model, submission.version)
-        parse = inline_parser(deps.settings(request).rows_allowed)
-        parse(inline_body(_inline_spec(submission)), manifest.signature)
-    accepted = await deps.jobs(request).submit(submission)
+    """A job: `model`, and `instances`/`records` inline (an async prediction) or `input`, a file;
+    or, as multipart, the file itself (`file`) with the other fields as form fields."""
+    jobs = deps.jobs(request)
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        async with request.form(max_files=1, max_fields=len(_FORM_FIELDS)) as form:
+            submission, upload = _uploaded(form)
+            await jobs.keep_upload(upload, submission)
+        accepted = await jobs.submit(submission, uploaded=True)
+    else:
+        submission = parse_body(job_submission, await request.body())
+        if submission.input is None:  # the rows are checked now, as predict would check them
+            manifest = deps.repository(request).get(submission.model, submission.version)
+            parse = inline_parser(deps.settings(request).rows_allowed)
+            parse(inline_body(_inline_spec(submission)), manifest.signature)
+        accepted = await jobs.submit(submission)
     location = {"Location": f"/api/v1/jobs/{accepted['id']}"}
     return FastJSONResponse(accepted, status_code=202, headers=location)
+
+
+def _uploaded(form: FormData) -> tuple[JobSubmission, UploadFile]:
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile):
+        raise InvalidInput('a multipart job carries its rows in a "file" part')
+    unknown = set(form) - _FORM_FIELDS - {"file"}
+    if unknown:
+        raise InvalidInput(f"unknown fields: {', '.join(sorted(unknown))}")
+    name = upload.filename or ""
+    if not is_path_segment(name) or name.startswith("."):
+        raise InvalidInput(f"file name {name!r}: use 1-64 of A-Z a-z 0-9 . _ - (not starting with '.')")
+    fields = {key: value for key, value in form.items() if key != "file"}
+    try:  # form fields are text: "3" is the number 3 here
+        submission = job_submission.validate_python({**fields, "input": f"uploads/{uuid.uuid4().hex}/{name}"})
+    except ValidationError as exc:
+        raise InvalidRequest(f"invalid request: {describe(exc.errors())}") from None
+    return submission, upload
 
 
 @router.get("", responses=answers(JobList, "Newest first"))

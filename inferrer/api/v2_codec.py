@@ -201,6 +201,8 @@ def _text_array(values: Sequence[str | None]) -> np.ndarray:
 def _as_rows(tensors: dict[str, np.ndarray], manifest: Manifest) -> np.ndarray:
     signature = manifest.signature
     names, n_features = signature.feature_names, signature.n_features
+    if any(array.size == 0 for array in tensors.values()):
+        raise InvalidInput("every input needs at least one value: a prediction needs a row")
     if names is not None and (len(tensors) > 1 or set(tensors) <= set(names)):
         return _as_table(tensors, names)
     if any(array.dtype == object for array in tensors.values()):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO, Protocol
 
 from datafiles.locations import Storage
 from inferrer.control.pins import Pin
@@ -16,6 +18,12 @@ from inferrer.jobs.store import UNFINISHED, JobStore
 from inferrer.jobs.submission import JobSubmission, inline_job, new_job_id, plan_file_job
 
 _ERRORS_SHOWN = 100
+
+
+class BinaryReader(Protocol):
+    """An uploaded file: its bytes in `file`."""
+
+    file: BinaryIO
 
 
 class JobService:
@@ -33,8 +41,24 @@ class JobService:
         self.runner = runner
         self.deadline_s = deadline_s
 
-    async def submit(self, submission: JobSubmission) -> dict[str, Any]:
-        """Pinned to the version asked for (the active one by default) until the job finishes."""
+    async def keep_upload(self, upload: BinaryReader, submission: JobSubmission) -> None:
+        """A multipart job's file, copied whole into the data directory at its `input`."""
+        assert submission.input is not None
+        location = self.storage.location(submission.input)
+        await asyncio.to_thread(self.storage.write_stream_atomic, location, upload.file)
+
+    async def submit(self, submission: JobSubmission, uploaded: bool = False) -> dict[str, Any]:
+        """Pinned to the version asked for (the active one by default) until the job finishes.
+        `uploaded`: its input was uploaded with it, and goes when the submission is refused."""
+        try:
+            return await self._submit(submission)
+        except BaseException:
+            if uploaded and submission.input is not None:
+                upload_dir = Path(self.storage.location(submission.input).path).parent
+                await asyncio.to_thread(shutil.rmtree, upload_dir, True)
+            raise
+
+    async def _submit(self, submission: JobSubmission) -> dict[str, Any]:
         manifest = self.repository.get(submission.model, submission.version)
         job_id = new_job_id()
         await asyncio.to_thread(self.repository.pin, manifest.name, manifest.version, Pin(job_id))

@@ -158,3 +158,32 @@ async def test_a_cancelled_job_stays_cancelled(tmp_path: Path, pipeline_skops: b
         assert (await _finished(fleet, job["id"]))["status"] == cancelled["status"]
         listed = (await fleet.gateway.get(f"/api/v1/jobs?status={cancelled['status']}", headers=AUTH)).json()
         assert [j["id"] for j in listed["jobs"]] == [job["id"]]
+
+
+async def test_a_file_uploaded_with_the_job_is_its_input(
+    tmp_path: Path, text_column_pipeline: Pipeline, text_column_rows: pd.DataFrame
+) -> None:
+    async with in_process_fleet(tmp_path, nodes=1) as fleet:
+        await fleet.deploy("people", sio.dumps(text_column_pipeline))
+        rows = _people_jsonl(text_column_rows)
+        fields = {"model": "people", "output": "predict_proba", "partition_bytes": "4096"}
+        files = {"file": ("people.jsonl", rows)}
+        answer = await fleet.gateway.post("/api/v1/jobs", data=fields, files=files, headers=AUTH)
+        assert answer.status_code == 202, answer.text
+        view = await _finished(fleet, answer.json()["id"])
+        assert view["status"] == "succeeded" and view["rows"]["done"] == len(text_column_rows)
+        result = await fleet.gateway.get(f"/api/v1/jobs/{view['id']}/result", headers=AUTH)
+        predictions = [orjson.loads(line)["prediction"] for line in result.content.splitlines()]
+        assert predictions == text_column_pipeline.predict(text_column_rows).tolist()
+        refused = [
+            ({"model": "nope"}, {"file": ("people.jsonl", rows)}, 404),
+            ({"model": "people", "input": "x.jsonl"}, {"file": ("people.jsonl", rows)}, 422),
+            ({"model": "people"}, {"file": ("../evil.jsonl", rows)}, 422),
+            ({"model": "people", "max_attempts": "many"}, {"file": ("people.jsonl", rows)}, 422),
+            ({"model": "people"}, {}, 400),  # a form without a file is not multipart: not JSON either
+        ]
+        for data, upload, status in refused:
+            answer = await fleet.gateway.post("/api/v1/jobs", data=data, files=upload or None, headers=AUTH)
+            assert answer.status_code == status, (data, answer.text)
+    uploads = tmp_path / "data" / "uploads"
+    assert len(list(uploads.iterdir())) == 1  # the accepted job's file; nothing left of the refused

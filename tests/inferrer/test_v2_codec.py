@@ -100,6 +100,14 @@ def test_numeric_models_keep_a_float_matrix() -> None:
             struct.pack("<I", 2) + b"\xff\xfe",
             "UTF-8",
         ),
+        (
+            [
+                {"name": "age", "shape": [0], "datatype": "BOOL", "data": []},
+                {"name": "city", "shape": [0], "datatype": "BOOL", "data": []},
+            ],
+            b"",
+            "at least one value",
+        ),  # found by schemathesis: empty tensors were a 500
         # What the request schema refuses, the decoder refuses too (400), never a server error.
         ([{"name": "age", "shape": [1], "datatype": "INT8", "data": [300]}], b"", "INT8 numbers"),
         ([{"name": "age", "shape": [1], "datatype": "INT64", "data": [1e400]}], b"", "INT64 numbers"),
