@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 from dotenv import dotenv_values
 
+from deploy import jobs_cli
 from deploy.compose import COMPOSE_DIR, COMPOSE_FILE, load_compose_topology, write_compose
 from deploy.compose_apply import ComposeBackend
 from deploy.example import EXAMPLE_NAME, EXAMPLE_ROW, deploy_example_process
@@ -59,6 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     apply.add_argument("--compose-file", type=Path, default=COMPOSE_FILE, help="with --compose (%(default)s)")
     apply.add_argument("--inferrer-url", help="the inferrer's published URL (default: from the .env)")
 
+    jobs_cli.add_commands(commands)
+
     nodes = commands.add_parser("nodes", help="list, add or remove node entries in the .env")
     node_commands = nodes.add_subparsers(dest="nodes_command", required=True)
     node_commands.add_parser("list")
@@ -92,6 +95,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "apply":
             return _apply(args, topology)
+        if args.command == "jobs":
+            with httpx.Client(
+                base_url=topology.inferrer_url, headers=management_headers(env_file), timeout=600
+            ) as client:
+                return jobs_cli.run(args, client)
         if args.nodes is not None:
             topology = topology.with_node_count(args.nodes)
         given = {

@@ -5,6 +5,7 @@ inferrer SIGKILLed in the middle, resumed by the restarted one with every row ex
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import os
 import signal
 import time
@@ -211,3 +212,28 @@ def test_a_thousand_inline_jobs_at_concurrency_32_all_succeed(
         answers = dict(pool.map(result, submitted))
     assert [answers[i] for i in range(1000)] == expected
     print(f"1,000 inline jobs at concurrency 32: all succeeded in {time.monotonic() - started:.1f}s")
+
+
+def test_the_cli_submits_a_file_follows_it_and_fetches_the_result(
+    fleet: RunningFleet, batch: tuple[pd.DataFrame, LogisticRegression], tmp_path: Path
+) -> None:
+    frame, model = batch
+    rows = frame.iloc[:20_000].assign(id=range(20_000))
+    local = tmp_path / "mine.csv"  # anywhere on the client's disk: uploaded with the job
+    local.write_text(rows.to_csv(index=False))
+    submitted = fleet.cli(
+        "jobs", "submit", str(local), "--model", "scores", "--partition-mib", "0.1", "--wait"
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    view = json.loads(submitted.stdout)
+    assert view["status"] == "succeeded" and view["rows"]["done"] == 20_000
+    assert "partitions" in submitted.stderr and "#" in submitted.stderr  # the progress bar
+    status = fleet.cli("jobs", "status", view["id"])
+    assert json.loads(status.stdout)["id"] == view["id"]
+    listed = json.loads(fleet.cli("jobs", "list", "--status", "succeeded").stdout)
+    assert view["id"] in [job["id"] for job in listed["jobs"]]
+    result = fleet.cli("jobs", "result", view["id"]).stdout.splitlines()
+    assert result[0].endswith(",prediction") and len(result) == 20_001
+    assert [int(line.rsplit(",", 1)[1]) for line in result[1:]] == model.predict(rows[FEATURES]).tolist()
+    missing = fleet.cli("jobs", "status", "job-nope")
+    assert missing.returncode == 1 and "no job" in missing.stdout
