@@ -79,7 +79,7 @@ def create_app(
             )
             prediction = PredictionService(repository, balancer, metrics, cache, batcher)
             app.state.prediction = prediction
-            async with _job_system(settings, repository, balancer, prediction) as jobs:
+            async with _job_system(settings, repository, balancer, prediction, metrics) as jobs:
                 app.state.jobs = jobs
                 yield
 
@@ -110,6 +110,7 @@ async def _job_system(
     repository: ModelRepository,
     balancer: Upstream,
     prediction: PredictionService,
+    metrics: InferrerMetrics,
 ) -> AsyncIterator[JobService]:
     """The job store and its runner, running for the app's life."""
     state = settings.data_dir / ".modelfleet"  # hidden: no job location can name it
@@ -121,7 +122,14 @@ async def _job_system(
         settings.jobs_max_in_flight, settings.jobs_lease_s, settings.jobs_partition_timeout_s
     )
     runner = JobRunner(
-        store, repository, storage, balancer, prediction, inline_parser(settings.rows_allowed), limits
+        store,
+        repository,
+        storage,
+        balancer,
+        prediction,
+        inline_parser(settings.rows_allowed),
+        limits,
+        metrics.jobs,
     )
     task = asyncio.create_task(runner.run_forever(), name="jobs")
     try:

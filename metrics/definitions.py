@@ -132,12 +132,48 @@ class InferrerMetrics:
             ["model"],
             registry=registry,
         )
+        self.jobs = JobMetrics(registry)
 
     def follow(self, generation: object, stored: Callable[[], Container[tuple[str, str]]]) -> None:
         """Once per change of the repository: forget the series of versions no longer stored."""
         if generation != self._generation:
             self._generation = generation
             forget_versions((self.predictions, self.upstream_latency), stored())
+
+
+class JobMetrics:
+    """Batch and async jobs, as one gateway process saw them (`jobs` counts every gateway's)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.jobs = Gauge(
+            "modelfleet_inferrer_jobs",
+            "Jobs in the job store by status (every gateway's, as of this process's last look)",
+            ["status"],
+            registry=registry,
+        )
+        self.finished = Counter(
+            "modelfleet_inferrer_jobs_finished_total",
+            "Jobs this process finished, by final status",
+            ["status"],
+            registry=registry,
+        )
+        self.partitions = Counter(
+            "modelfleet_inferrer_job_partitions_total",
+            "Partition attempts by outcome: done, retried (a node's reason), failed (for good)",
+            ["outcome"],
+            registry=registry,
+        )
+        self.rows = Counter(
+            "modelfleet_inferrer_job_rows_total",
+            "Rows predicted by jobs (rate(): rows per second)",
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "modelfleet_inferrer_job_duration_seconds",
+            "From a job's submission to its end",
+            buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400),
+            registry=registry,
+        )
 
 
 class ModelhostMetrics:

@@ -31,6 +31,7 @@ from inferrer.dataplane.prediction import PredictionService
 from inferrer.errors import InferrerError, InvalidInput, ModelNotFound
 from inferrer.jobs.store import UNFINISHED, Claim, JobStore
 from inferrer.jobs.submission import inline_body
+from metrics.definitions import JobMetrics
 from wire.partition_calls import PartitionCall, PartitionDone
 
 logger = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class JobRunner:
         prediction: PredictionService,
         parse_inline: InlineParser,
         limits: RunnerLimits,
+        metrics: JobMetrics,
     ) -> None:
         self.store = store
         self.repository = repository
@@ -69,6 +71,7 @@ class JobRunner:
         self.prediction = prediction
         self.parse_inline = parse_inline
         self.limits = limits
+        self.metrics = metrics
         self._running: dict[tuple[str, int], Claim] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
@@ -140,6 +143,8 @@ class JobRunner:
             return
         predictions = result.outputs[output_kind]
         output = {"rows": len(predictions)}
+        self.metrics.partitions.labels("done").inc()
+        self.metrics.rows.inc(len(predictions))
         if await asyncio.to_thread(self.store.complete, claim.job_id, 0, output, result.node, []):
             answer = {
                 "model": job["model"],
@@ -178,6 +183,8 @@ class JobRunner:
         done = PartitionDone.model_validate_json(answer.content)
         output = {"location": call.output_part, "rows": done.rows, "sha256": done.sha256, "node": done.node}
         errors = [(bad.line, bad.reason) for bad in done.bad_rows]
+        self.metrics.partitions.labels("done").inc()
+        self.metrics.rows.inc(done.rows)
         if await asyncio.to_thread(self.store.complete, claim.job_id, claim.idx, output, done.node, errors):
             await self._finalize(claim.job_id)
 
@@ -188,10 +195,12 @@ class JobRunner:
             await self._fail(claim, f"partition {claim.idx} failed {claim.attempt} times, last: {reason}")
             return
         backoff = _RETRY_BASE_S * 2 ** (claim.attempt - 1)
+        self.metrics.partitions.labels("retried").inc()
         logger.warning("partition %s/%s: %s; retrying in %.1fs", claim.job_id, claim.idx, reason, backoff)
         await asyncio.to_thread(self.store.release, claim.job_id, claim.idx, reason, backoff)
 
     async def _fail(self, claim: Claim, reason: str) -> None:
+        self.metrics.partitions.labels("failed").inc()
         await asyncio.to_thread(self.store.release, claim.job_id, claim.idx, reason, None)
         job = await asyncio.to_thread(self.store.job, claim.job_id)
         if job is not None:
@@ -223,10 +232,15 @@ class JobRunner:
     ) -> None:
         if await asyncio.to_thread(self.store.finish, job["id"], status, result, error):
             logger.info("job %s %s%s", job["id"], status, f": {error}" if error else "")
+            self.metrics.finished.labels(status).inc()
+            self.metrics.duration.observe(time.time() - job["created"])
         await asyncio.to_thread(self.repository.unpin, job["model"], job["version"], job["id"])
 
     async def _sweep(self) -> None:
-        """Deadlines, and what a gateway that died between two steps left behind."""
+        """Deadlines, and what a gateway that died between two steps left behind; the job gauge."""
+        counts = await asyncio.to_thread(self.store.counts)
+        for status in (*UNFINISHED, "succeeded", "failed", "cancelled"):
+            self.metrics.jobs.labels(status).set(counts.get(status, 0))
         for job_id in await asyncio.to_thread(self.store.overdue):
             job = await asyncio.to_thread(self.store.job, job_id)
             if job is not None:

@@ -292,6 +292,12 @@ class JobStore:
         with self.engine.connect() as db:
             return [dict(row) for row in db.execute(query).mappings()]
 
+    def counts(self) -> dict[str, int]:
+        """How many jobs are in each status."""
+        with self.engine.connect() as db:
+            rows = db.execute(sa.select(jobs.c.status, sa.func.count()).group_by(jobs.c.status)).all()
+            return {status: count for status, count in rows}
+
     def overdue(self, now: float | None = None) -> list[str]:
         """Unfinished jobs past their deadline."""
         now = time.time() if now is None else now

@@ -64,6 +64,8 @@ async def test_a_file_job_fans_out_and_gathers_every_row_once_in_order(
         assert view["partitions"] == {"total": job["partitions"], "done": job["partitions"], "failed": 0}
         assert view["rows"] == {"done": len(frame), "failed": 0}
         streamed = await fleet.gateway.get(f"/api/v1/jobs/{job['id']}/result", headers=AUTH)
+        await asyncio.sleep(2.5)  # the runner's next sweep sets the jobs gauge
+        metrics = (await fleet.gateway.get("/metrics")).text
         nodes_used = {node for node, path in fleet.upstream.calls if path == "/internal/v1/partitions"}
     rows = [orjson.loads(line) for line in streamed.content.splitlines()]
     assert streamed.headers["content-type"].startswith("application/x-ndjson")
@@ -74,6 +76,10 @@ async def test_a_file_job_fans_out_and_gathers_every_row_once_in_order(
     assert manifest["rows"] == len(frame) and len(manifest["parts"]) == job["partitions"]
     assert (output / "_SUCCESS").exists()
     assert nodes_used == {"modelhost-1", "modelhost-2"}
+    assert f"modelfleet_inferrer_job_rows_total {float(len(frame))}" in metrics
+    assert 'modelfleet_inferrer_jobs_finished_total{status="succeeded"} 1.0' in metrics
+    assert f'modelfleet_inferrer_job_partitions_total{{outcome="done"}} {float(job["partitions"])}' in metrics
+    assert 'modelfleet_inferrer_jobs{status="succeeded"} 1.0' in metrics
 
 
 async def test_bad_rows_fail_the_job_naming_them_or_are_skipped(
