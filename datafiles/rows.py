@@ -19,7 +19,6 @@ import orjson
 
 from artifacts.schema import ModelSchema
 
-FORMATS = ("jsonl", "csv")
 _SCALARS = (str, int, float, bool, type(None))
 
 
@@ -43,6 +42,19 @@ def parse_rows(
         try:
             values = _json_value(raw) if fmt == "jsonl" else _csv_record(raw, header or [])
             rows.append(Row(line, raw, values, _features(values, schema)))
+        except ValueError as exc:
+            bad.append((line, str(exc)))
+    return rows, bad
+
+
+def parse_records(records: list[dict[str, Any]], schema: ModelSchema) -> tuple[list[Row], list[BadRow]]:
+    """Rows already read as records (a parquet row group), numbered from 1."""
+    rows: list[Row] = []
+    bad: list[BadRow] = []
+    for line, record in enumerate(records, start=1):
+        raw = orjson.dumps(record, default=str)
+        try:
+            rows.append(Row(line, raw, record, _features(record, schema)))
         except ValueError as exc:
             bad.append((line, str(exc)))
     return rows, bad

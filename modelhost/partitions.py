@@ -14,11 +14,13 @@ import io
 from typing import Any
 
 import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from artifacts.formats import sha256_hex
 from datafiles.locations import Location, LocationError, Storage
 from datafiles.partitions import ByteRange, read_lines
-from datafiles.rows import BadRow, Row, output_header, parse_rows, render_rows
+from datafiles.rows import BadRow, Row, output_header, parse_records, parse_rows, render_rows
 from modelhost.errors import InvalidInput, StorageUnavailable, UnknownInput
 from modelhost.store import ModelStore
 from modelhost.sync import Reconciler
@@ -39,13 +41,18 @@ async def run_partition(
     await reconciler.ensure_available(call.model, call.version, call.sha256)
     schema = store.signature((call.model, call.version))
     try:
-        data = await asyncio.to_thread(storage.read_range, source, call.start, call.end)
+        if call.format == "parquet":
+            records = await asyncio.to_thread(_row_group, storage, source, call.row_group)
+            rows, bad = parse_records(records, schema)
+            lines = [(line, orjson.dumps(r, default=str)) for line, r in enumerate(records, start=1)]
+        else:
+            data = await asyncio.to_thread(storage.read_range, source, call.start, call.end)
+            lines = read_lines(io.BytesIO(data), ByteRange(0, len(data)))
+            rows, bad = parse_rows(lines, call.format, call.header, schema)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         raise UnknownInput(f"{call.input!r} is not a file") from None
     except OSError as exc:
         raise StorageUnavailable(f"cannot read {call.input!r}: {exc}") from None
-    lines = read_lines(io.BytesIO(data), ByteRange(0, len(data)))
-    rows, bad = parse_rows(lines, call.format, call.header, schema)
     _fail_on(bad, call)
     outputs = ["predict"] if call.output == "predict" else ["predict", "predict_proba"]
     columns = schema.feature_names
@@ -58,7 +65,7 @@ async def run_partition(
             for output in outputs:
                 results[output].append(answer[output])
         _fail_on(bad, call)
-    body = render_rows(kept, call.format, results)
+    body = render_rows(kept, "jsonl" if call.format == "parquet" else call.format, results)
     if call.format == "csv":
         body = _csv_line(output_header(call.header or [], results, schema.classes)) + body
     await _write(storage, target, body)
@@ -119,6 +126,15 @@ async def _write(storage: Storage, location: Location, body: bytes) -> None:
         await asyncio.to_thread(storage.write_atomic, location, body)
     except OSError as exc:
         raise StorageUnavailable(f"cannot write {location.url!r}: {exc}") from None
+
+
+def _row_group(storage: Storage, source: Location, index: int) -> list[dict[str, Any]]:
+    """One row group of a parquet file, as records: it reads that group's column chunks only."""
+    try:
+        with storage.filesystem(source).open(source.path, "rb") as file:
+            return list(pq.ParquetFile(file).read_row_group(index).to_pylist())
+    except (pa.ArrowInvalid, IndexError) as exc:
+        raise InvalidInput(f"{source.url!r}, row group {index}: {exc}") from None
 
 
 def _csv_line(cells: list[str]) -> bytes:

@@ -25,9 +25,11 @@ class PartitionCall(BaseModel):
     sha256: Annotated[str, Field(pattern=_SHA256)]
     output: Literal["predict", "predict_proba"] = "predict"
     input: str  # a location: a path in the data directory, or s3://bucket/key
-    format: Literal["jsonl", "csv"]
-    start: Annotated[int, Field(ge=0)]
-    end: Annotated[int, Field(ge=0)]
+    format: Literal["jsonl", "csv", "parquet"]
+    # JSON lines and CSV: a byte range; parquet: a row group (its output part is JSON lines).
+    start: Annotated[int, Field(ge=0)] = 0
+    end: Annotated[int, Field(ge=0)] = 0
+    row_group: Annotated[int, Field(ge=0)] = 0
     header: list[str] | None = None  # a CSV file's columns, read once by the planner
     output_part: str  # a location, written whole
     errors_part: str  # a location, written whole when bad rows were skipped

@@ -30,7 +30,7 @@ from inferrer.dataplane.balancer_client import Upstream
 from inferrer.dataplane.prediction import PredictionService
 from inferrer.errors import InferrerError, InvalidInput, ModelNotFound
 from inferrer.jobs.store import UNFINISHED, Claim, JobStore
-from inferrer.jobs.submission import inline_body
+from inferrer.jobs.submission import inline_body, output_format
 from metrics.definitions import JobMetrics
 from wire.partition_calls import PartitionCall, PartitionDone
 
@@ -160,8 +160,9 @@ class JobRunner:
         call = PartitionCall(
             job_id=job["id"], partition=claim.idx, model=job["model"], version=job["version"],
             sha256=spec["sha256"], output=spec["output"], input=spec["input"], format=spec["format"],
-            start=claim.spec["start"], end=claim.spec["end"], header=spec["header"],
-            output_part=f"{out}/part-{claim.idx:05d}.{spec['format']}",
+            start=claim.spec.get("start", 0), end=claim.spec.get("end", 0),
+            row_group=claim.spec.get("row_group", 0), header=spec["header"],
+            output_part=f"{out}/part-{claim.idx:05d}.{output_format(spec['format'])}",
             errors_part=f"{out}/_errors/part-{claim.idx:05d}.jsonl", on_bad_rows=spec["on_bad_rows"],
         )  # fmt: skip
         try:

@@ -15,7 +15,7 @@ from inferrer.control.repository import ModelRepository
 from inferrer.errors import JobNotFinished, JobNotFound
 from inferrer.jobs.runner import JobRunner
 from inferrer.jobs.store import UNFINISHED, JobStore
-from inferrer.jobs.submission import JobSubmission, inline_job, new_job_id, plan_file_job
+from inferrer.jobs.submission import JobSubmission, inline_job, new_job_id, output_format, plan_file_job
 
 _ERRORS_SHOWN = 100
 
@@ -107,7 +107,8 @@ class JobService:
             raise JobNotFinished(f"job {job_id} is {state}: its result exists once it has succeeded")
         if job["spec"]["kind"] == "inline":
             return "inline", job["result"]
-        return job["spec"]["format"], self._stream(job["result"]["parts"], job["spec"]["format"])
+        fmt = output_format(job["spec"]["format"])
+        return fmt, self._stream(job["result"]["parts"], fmt)
 
     async def _stream(self, parts: list[dict[str, Any]], fmt: str) -> AsyncIterator[bytes]:
         for number, part in enumerate(parts):

@@ -12,9 +12,11 @@ import csv
 import time
 import uuid
 from pathlib import PurePosixPath
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, BinaryIO, Literal
 
 import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
@@ -25,7 +27,7 @@ from datafiles.partitions import plan_lines
 from inferrer.errors import InputNotFound, InvalidInput, InvalidLocation, OutputExists
 
 NAME = r"^[A-Za-z0-9._-]{1,64}$"
-FORMAT_BY_SUFFIX = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"}
+FORMAT_BY_SUFFIX = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 _CELL = Annotated[Any, Field(json_schema_extra={"type": ["number", "null"]})]
 _FIELD = Annotated[Any, Field(json_schema_extra={"type": ["number", "string", "boolean", "null"]})]
 _Instances = Annotated[list[Annotated[list[_CELL], Field(min_length=1)]], Field(min_length=1)]
@@ -60,7 +62,7 @@ class JobSubmission(BaseModel):
     instances: SkipJsonSchema[None] | _Instances = None
     records: SkipJsonSchema[None] | _Records = None
     input: SkipJsonSchema[None] | _Location = None
-    format: SkipJsonSchema[None] | Literal["jsonl", "csv"] = None  # default: from the input's suffix
+    format: SkipJsonSchema[None] | Literal["jsonl", "csv", "parquet"] = None  # default: from the suffix
     output_location: SkipJsonSchema[None] | _Location = None
     partition_bytes: JsonInt = Field(default=8 * 2**20, ge=4096, le=2**30)
     on_bad_rows: Literal["fail", "skip"] = "fail"
@@ -109,29 +111,51 @@ def plan_file_job(
     source = _location(storage, submission.input)
     fmt = submission.format or FORMAT_BY_SUFFIX.get(PurePosixPath(source.path).suffix.lower())
     if fmt is None:
-        raise InvalidInput(f"cannot tell the format of {submission.input!r}: give format (jsonl or csv)")
+        raise InvalidInput(
+            f"cannot tell the format of {submission.input!r}: give format (jsonl, csv, parquet)"
+        )
     output = _location(storage, submission.output_location or _default_output(source, job_id))
     if _holds_files(storage, output):
         raise OutputExists(f"{output.url!r} holds files already: name a new output_location")
     try:
         size = storage.size(source)
         with storage.filesystem(source).open(source.path, "rb") as file:
-            plan = plan_lines(file, size, submission.partition_bytes, has_header=fmt == "csv")
+            if fmt == "parquet":
+                header, parts = None, _row_groups(file, submission.input)
+            else:
+                header, parts = _byte_ranges(file, size, submission, fmt)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         raise InputNotFound(f"input {submission.input!r} is not a file") from None
+    spec = {
+        "kind": "file", "output": submission.output, "input": source.url, "format": fmt, "header": header,
+        "output_location": output.url, "on_bad_rows": submission.on_bad_rows,
+        "max_attempts": submission.max_attempts, "size": size,
+    }  # fmt: skip
+    return _row(job_id, manifest, spec, deadline_s), parts
+
+
+def _byte_ranges(
+    file: BinaryIO, size: int, submission: JobSubmission, fmt: str
+) -> tuple[list[str] | None, list[dict[str, Any]]]:
+    """Newline-aligned ranges, and a CSV file's header."""
+    plan = plan_lines(file, size, submission.partition_bytes, has_header=fmt == "csv")
     header = None
     if plan.header is not None:
         try:
             header = next(csv.reader([plan.header.decode()]))
         except (UnicodeDecodeError, csv.Error, StopIteration):
             raise InvalidInput(f"{submission.input!r}: the first line is not a CSV header") from None
-    spec = {
-        "kind": "file", "output": submission.output, "input": source.url, "format": fmt, "header": header,
-        "output_location": output.url, "on_bad_rows": submission.on_bad_rows,
-        "max_attempts": submission.max_attempts, "size": size,
-    }  # fmt: skip
-    parts = [{"start": r.start, "end": r.end} for r in plan.ranges]
-    return _row(job_id, manifest, spec, deadline_s), parts
+    return header, [{"start": r.start, "end": r.end} for r in plan.ranges]
+
+
+def _row_groups(file: BinaryIO, name: str | None) -> list[dict[str, Any]]:
+    """A parquet file's row groups, one partition each (empty ones left out)."""
+    try:
+        metadata = pq.ParquetFile(file).metadata
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InvalidInput(f"{name!r} is not a parquet file: {exc}") from None
+    groups = (metadata.row_group(i) for i in range(metadata.num_row_groups))
+    return [{"row_group": i, "rows": g.num_rows} for i, g in enumerate(groups) if g.num_rows]
 
 
 def _holds_files(storage: Storage, location: Location) -> bool:
@@ -165,3 +189,8 @@ def inline_body(spec: dict[str, Any]) -> bytes:
     """The predict body of an inline job: what `POST .../predict` would have received."""
     rows = {"instances": spec["instances"]} if "instances" in spec else {"records": spec["records"]}
     return orjson.dumps({**rows, "output": spec["output"]})
+
+
+def output_format(input_format: str) -> str:
+    """A job's output rows are written as its input's (parquet input: JSON lines)."""
+    return "jsonl" if input_format == "parquet" else input_format

@@ -193,3 +193,27 @@ async def test_a_file_uploaded_with_the_job_is_its_input(
             assert answer.status_code == status, (data, answer.text)
     uploads = tmp_path / "data" / "uploads"
     assert len(list(uploads.iterdir())) == 1  # the accepted job's file; nothing left of the refused
+
+
+async def test_a_parquet_file_is_split_by_row_group(
+    tmp_path: Path, text_column_pipeline: Pipeline, text_column_rows: pd.DataFrame
+) -> None:
+    frame = pd.concat([text_column_rows] * 30, ignore_index=True).assign(id=lambda f: range(len(f)))
+    (tmp_path / "data").mkdir()
+    frame.to_parquet(tmp_path / "data" / "people.parquet", row_group_size=50)
+    (tmp_path / "data" / "broken.parquet").write_bytes(b"PAR1 but not really")
+    async with in_process_fleet(tmp_path, nodes=2) as fleet:
+        await fleet.deploy("people", sio.dumps(text_column_pipeline))
+        body = {"model": "people", "input": "people.parquet"}
+        job = (await fleet.gateway.post("/api/v1/jobs", json=body, headers=AUTH)).json()
+        assert job["partitions"] == -(-len(frame) // 50)  # one per row group
+        view = await _finished(fleet, job["id"])
+        assert view["status"] == "succeeded", view
+        result = await fleet.gateway.get(f"/api/v1/jobs/{job['id']}/result", headers=AUTH)
+        broken = await fleet.gateway.post(
+            "/api/v1/jobs", json={**body, "input": "broken.parquet"}, headers=AUTH
+        )
+    rows = [orjson.loads(line) for line in result.content.splitlines()]  # JSON lines out
+    assert [r["id"] for r in rows] == list(range(len(frame)))
+    assert [r["prediction"] for r in rows] == text_column_pipeline.predict(frame).tolist()
+    assert broken.status_code == 422 and "not a parquet file" in broken.json()["error"]
