@@ -3,8 +3,6 @@ only, exactly as against AWS S3 or MinIO: ranged reads plan and read partitions 
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,38 +10,15 @@ import pytest
 
 from datafiles.locations import S3Settings, Storage
 from datafiles.partitions import plan_lines, read_lines
-from tests.harness import free_ports, wait_until
+from tests.s3_server import s3_server
 
 pytestmark = pytest.mark.fleet  # a real server process
 
 
 @pytest.fixture(scope="module")
 def s3() -> Iterator[S3Settings]:
-    (port,) = free_ports(1)
-    server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    settings = S3Settings(
-        endpoint_url=f"http://127.0.0.1:{port}", region="eu-central-1", key_id="testing", secret="testing"
-    )
-    try:
-        probe = Storage(Path("."), settings)
-        fs = probe.filesystem(probe.location("s3://probe/x"))
-        assert wait_until(lambda: _answers(fs), timeout_s=30, interval_s=0.2), "moto_server did not start"
+    with s3_server() as settings:
         yield settings
-    finally:
-        server.terminate()
-        server.wait(10)
-
-
-def _answers(fs: object) -> bool:
-    try:
-        fs.ls("")  # type: ignore[attr-defined]
-        return True
-    except Exception:
-        return False
 
 
 def test_a_csv_object_is_planned_and_read_by_ranges(s3: S3Settings, tmp_path: Path) -> None:
