@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 import fsspec
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
@@ -39,6 +39,14 @@ class S3Settings(BaseSettings):
     region: str | None = Field(default=None, validation_alias="AWS_REGION")
     key_id: str | None = Field(default=None, validation_alias="AWS_ACCESS_KEY_ID")
     secret: str | None = Field(default=None, validation_alias="AWS_SECRET_ACCESS_KEY", repr=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value  # compose passes `${VAR:-}` for a variable not set
+
+
+S3_VARIABLES = tuple(str(field.validation_alias) for field in S3Settings.model_fields.values())
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from deploy.launcher import Fleet, prepare, request_apply
 from deploy.local_specs import LaunchError, LaunchOptions
 from deploy.membership import MembershipError, apply_topology
 from deploy.render import compose_placement, local_placement, render_all
-from deploy.tokens import ensure_management_token, management_headers, service_tokens
+from deploy.tokens import ensure_management_token, management_headers, service_tokens, storage_environment
 from deploy.topology import (
     DEFAULT_ENV_FILE,
     Topology,
@@ -108,6 +108,7 @@ def main(argv: list[str] | None = None) -> int:
             "inferrer_workers": args.inferrer_workers,
             "modelhost_workers": args.modelhost_workers,
             "tokens": service_tokens(env_file),
+            "storage_env": storage_environment(env_file),
         }
         options = LaunchOptions(**{k: v for k, v in given.items() if v is not None})
         return _up(prepare(topology, env_file, args.data_dir, options), args.no_example)

@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from datafiles.locations import S3_VARIABLES
 from deploy.render import compose_placement, prometheus_storage_flags, render_all, write_atomic
 from deploy.serve_command import UVICORN_GRACEFUL_S, env_name
 from deploy.topology import DEPLOY_DIR, Node, Topology
@@ -34,6 +35,8 @@ def _serve(service: str, port: int) -> list[str]:
 _REQUIRED_TOKEN = f"${{{MANAGEMENT_TOKEN_VAR}:?run modelfleet render to generate it}}"
 
 
+# The S3 store of s3:// job locations, from the .env when set there.
+_S3_FROM_ENV = {var: f"${{{var}:-}}" for var in S3_VARIABLES}
 JOBS_DIR = "/jobs"  # the data directory of batch jobs in the containers (a volume they all share)
 
 
@@ -57,6 +60,7 @@ def node_service(topology: Topology, node: Node) -> dict[str, Any]:
             env_name(ModelhostSettings, "node_id"): node.id,
             env_name(ModelhostSettings, "inferrer_url"): _inferrer_url(topology),
             env_name(ModelhostSettings, "data_dir"): JOBS_DIR,
+            **_S3_FROM_ENV,
             MANAGEMENT_TOKEN_VAR: _REQUIRED_TOKEN,
             "HEALTH_URL": f"http://127.0.0.1:{node.port}/health/ready",
         },
@@ -77,6 +81,7 @@ def compose_document(topology: Topology) -> dict[str, Any]:
             "environment": {
                 env_name(InferrerSettings, "repository_dir"): "/data/repository",
                 env_name(InferrerSettings, "data_dir"): JOBS_DIR,
+                **_S3_FROM_ENV,
                 env_name(InferrerSettings, "nginx_url"): f"http://nginx:{t.nginx_port}",
                 env_name(InferrerSettings, "nodes_file"): "/etc/modelfleet/inferrer/nodes.json",
                 env_name(InferrerSettings, "max_body_bytes"): str(t.max_body_bytes),

@@ -75,6 +75,8 @@ class LaunchOptions:
     modelhost_workers: int = 1
     # Bearer tokens from the .env, by variable name: every service gets them in its environment.
     tokens: dict[str, str] = field(default_factory=dict)
+    # The S3 store's AWS_* variables from the .env: the inferrer and the nodes get them.
+    storage_env: dict[str, str] = field(default_factory=dict)
 
 
 # Debian installs nginx in /usr/sbin, which a non-root PATH often lacks.
@@ -88,6 +90,7 @@ def node_spec(topology: Topology, node: Node, dirs: DataDirs, options: LaunchOpt
         env_name(ModelhostSettings, "cache_dir"): str(dirs.cache(node.id)),
         env_name(ModelhostSettings, "data_dir"): str(dirs.data),
         **options.tokens,
+        **options.storage_env,
     }
     if options.sync_interval_s is not None:
         env[env_name(ModelhostSettings, "sync_interval_s")] = str(options.sync_interval_s)
@@ -119,6 +122,7 @@ def process_specs(
                 env_name(InferrerSettings, "nodes_file"): str(placement.nodes_json),
                 env_name(InferrerSettings, "max_body_bytes"): str(topology.max_body_bytes),
                 **options.tokens,
+                **options.storage_env,
             },
         )
     ]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
+from datafiles.locations import S3_VARIABLES
 from wire.bearer import INFERENCE_TOKEN_VAR, MANAGEMENT_TOKEN_VAR, bearer_headers
 
 
@@ -32,6 +33,13 @@ def service_tokens(env_file: Path) -> dict[str, str]:
     """The tokens set in the .env, by variable name: what every service gets in its environment."""
     values = dotenv_values(env_file)
     return {var: value for var in (MANAGEMENT_TOKEN_VAR, INFERENCE_TOKEN_VAR) if (value := values.get(var))}
+
+
+def storage_environment(env_file: Path) -> dict[str, str]:
+    """The S3 store's endpoint, region and credentials set in the .env (AWS_* variables): what the
+    inferrer and the nodes get in their environment, for jobs on s3:// locations."""
+    values = dotenv_values(env_file)
+    return {var: value for var in S3_VARIABLES if (value := values.get(var))}
 
 
 def management_headers(env_file: Path) -> dict[str, str]:

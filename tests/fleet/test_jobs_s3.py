@@ -34,8 +34,9 @@ def s3() -> Iterator[S3Settings]:
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory, s3: S3Settings) -> Iterator[RunningFleet]:
-    running = start_fleet(
-        Path(tmp_path_factory.mktemp("jobs-s3")), nodes=2, extra_args=("--no-example",), env=environment(s3)
+    in_env_file = "".join(f"{var}={value}\n" for var, value in environment(s3).items())
+    running = start_fleet(  # the store's settings in the fleet's .env, as a user would give them
+        Path(tmp_path_factory.mktemp("jobs-s3")), nodes=2, extra_args=("--no-example",), env_lines=in_env_file
     )
     yield running
     assert running.stop() == 0, running.log()
