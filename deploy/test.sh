@@ -5,7 +5,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 bash deploy/setup.sh || exit 1
 bash deploy/docker/setup-docker.sh || exit 1  # installs and starts the engine the compose tests use
-bash deploy/apt-install.sh wrk=wrk >/dev/null || exit 1  # the load generator of the log-bound test
+# Test tools: wrk (the log-bound test's load), a PostgreSQL server (the job store's second database).
+bash deploy/apt-install.sh wrk=wrk pg_ctlcluster=postgresql >/dev/null || exit 1
 .venv/bin/ruff check . || exit 1
 .venv/bin/ruff format --check . || exit 1
 .venv/bin/mypy . || exit 1

@@ -149,6 +149,9 @@ class JobStore:
             .where(jobs.c.status.in_(UNFINISHED), due)
             .order_by(jobs.c.created, partitions.c.idx)
             .limit(limit)
+            # PostgreSQL: rows another claimer holds are passed over, not waited for (SQLite
+            # ignores it: its transactions run one at a time).
+            .with_for_update(of=partitions, skip_locked=True)
         )
         # The UPDATE re-checks `due`: concurrent claimers (threads, gateways) never both take one.
         with self._transaction() as db:
@@ -162,11 +165,15 @@ class JobStore:
                 if limit <= 0:
                     return []
                 chosen = chosen.limit(limit)
+            # Chosen once (a materialised CTE): a subquery in the UPDATE's WHERE may run again for
+            # rows it meets, and with SKIP LOCKED pick others each time, past the LIMIT.
+            picked = chosen.cte("picked").prefix_with("MATERIALIZED")
+            keys = sa.select(picked.c.job_id, picked.c.idx)
             claimed = [
                 Claim(job_id, idx, spec, attempts)
                 for job_id, idx, spec, attempts in db.execute(
                     partitions.update()
-                    .where(sa.tuple_(partitions.c.job_id, partitions.c.idx).in_(chosen), due)
+                    .where(sa.tuple_(partitions.c.job_id, partitions.c.idx).in_(keys), due)
                     .values(status="running", attempts=partitions.c.attempts + 1, lease_until=now + lease_s)
                     .returning(*(partitions.c[k] for k in ("job_id", "idx", "spec", "attempts")))
                 ).all()
@@ -186,6 +193,9 @@ class JobStore:
         """Record a partition's result once. True when this completion left no partition undone:
         the caller then finalises the job. A duplicate completion changes nothing and returns False."""
         with self._transaction() as db:
+            # One completion of a job at a time (the job's row locked; SQLite: its write lock), so
+            # that two last completions never both count the other as undone.
+            db.execute(sa.select(jobs.c.id).where(jobs.c.id == job_id).with_for_update())
             first = db.execute(
                 partitions.update()
                 .where(partitions.c.job_id == job_id, partitions.c.idx == idx, partitions.c.status != "done")

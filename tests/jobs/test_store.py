@@ -1,17 +1,40 @@
-"""The job store on SQLite (WAL): claims under a lease, completion at most once, the last one known."""
+"""The job store, on SQLite (WAL) and on a real PostgreSQL server, with the same statements: claims
+under a lease, completion at most once, the last one known."""
 
 from __future__ import annotations
 
 import concurrent.futures
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from inferrer.jobs.store import JobStore, open_engine
+import pytest
+
+from inferrer.jobs.store import JobStore, metadata, open_engine
+from tests.postgres_server import postgres_bin, postgres_server
 
 
-def _store(tmp_path: Path) -> JobStore:
-    return JobStore(open_engine(f"sqlite:///{tmp_path / 'jobs.db'}"))
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[str]:
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.fleet)])
+def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'jobs.db'}"
+    assert postgres_bin() is not None, "PostgreSQL is not installed (deploy/test.sh installs it)"
+    database: str = request.getfixturevalue("postgres")
+    engine = open_engine(database)
+    metadata.drop_all(engine)  # each test starts from an empty store
+    engine.dispose()
+    return database
+
+
+def _store(url: str) -> JobStore:
+    return JobStore(open_engine(url))
 
 
 def _job(job_id: str, created: float = 0.0) -> dict[str, Any]:
@@ -26,8 +49,8 @@ def _output(rows: int) -> dict[str, Any]:
     return {"location": "out/part", "rows": rows, "sha256": "0" * 64}
 
 
-def test_claims_take_each_partition_once_until_their_lease_lapses(tmp_path: Path) -> None:
-    store = _store(tmp_path)
+def test_claims_take_each_partition_once_until_their_lease_lapses(url: str) -> None:
+    store = _store(url)
     store.create(_job("a"), [{"start": i} for i in range(5)])
     now = time.time()
     first = store.claim(limit=3, lease_s=10, now=now)
@@ -40,8 +63,8 @@ def test_claims_take_each_partition_once_until_their_lease_lapses(tmp_path: Path
     assert sorted((c.idx, c.attempt) for c in lapsed) == [(i, 2) for i in range(5)]
 
 
-def test_a_partition_completes_once_and_only_the_last_completion_says_so(tmp_path: Path) -> None:
-    store = _store(tmp_path)
+def test_a_partition_completes_once_and_only_the_last_completion_says_so(url: str) -> None:
+    store = _store(url)
     store.create(_job("a"), [{"start": i} for i in range(3)])
     store.claim(limit=3, lease_s=10)
     assert store.complete("a", 0, _output(10), "node-1", []) is False
@@ -54,8 +77,8 @@ def test_a_partition_completes_once_and_only_the_last_completion_says_so(tmp_pat
     assert store.errors_of("a") == [{"partition": 1, "line": 15, "reason": "not JSON"}]
 
 
-def test_concurrent_completions_report_the_last_exactly_once(tmp_path: Path) -> None:
-    store = _store(tmp_path)
+def test_concurrent_completions_report_the_last_exactly_once(url: str) -> None:
+    store = _store(url)
     store.create(_job("a"), [{"start": i} for i in range(40)])
     store.claim(limit=40, lease_s=60)
     attempts = [i % 40 for i in range(160)]  # every partition completed four times, concurrently
@@ -69,10 +92,10 @@ def test_concurrent_completions_report_the_last_exactly_once(tmp_path: Path) -> 
     assert all(p["status"] == "done" for p in store.partitions_of("a"))
 
 
-def test_concurrent_claimers_never_share_a_partition(tmp_path: Path) -> None:
-    store = _store(tmp_path)
+def test_concurrent_claimers_never_share_a_partition(url: str) -> None:
+    store = _store(url)
     store.create(_job("a"), [{"start": i} for i in range(200)])
-    other = JobStore(open_engine(f"sqlite:///{tmp_path / 'jobs.db'}"))  # as another gateway would
+    other = JobStore(open_engine(url))  # as another gateway would
 
     def claim(round_: int) -> list[int]:
         return [c.idx for c in (store if round_ % 2 else other).claim(limit=7, lease_s=60)]
@@ -82,8 +105,8 @@ def test_concurrent_claimers_never_share_a_partition(tmp_path: Path) -> None:
     assert sorted(taken) == list(range(200))  # each once: no partition claimed twice
 
 
-def test_retries_wait_their_backoff_failures_are_final_and_jobs_finish_once(tmp_path: Path) -> None:
-    store = _store(tmp_path)
+def test_retries_wait_their_backoff_failures_are_final_and_jobs_finish_once(url: str) -> None:
+    store = _store(url)
     store.create(_job("old", created=1.0), [{"start": 0}])
     store.create(_job("new", created=2.0), [{"start": 0}])
     store.claim(limit=1, lease_s=60)  # the older job's partition first
