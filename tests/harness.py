@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -186,14 +187,23 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float, interval_s: floa
 
 
 def run_readme_curl_lines(inferrer_port: int, token: str, workdir: Path) -> None:
-    """Every curl line of the README runs as printed (port swapped, $TOKEN set) and succeeds."""
+    """Every curl line of the README runs as printed (port swapped, $TOKEN set) and succeeds; a code
+    block that keeps a job's id (`JOB=...`) runs whole, as one script."""
     (workdir / "iris.skops").write_bytes(train_example())
-    lines = [line.strip() for line in README.read_text().splitlines()]
-    curls = [line for line in lines if line.startswith("curl ") and "127.0.0.1:8000" in line]
-    assert len(curls) >= 8
-    for line in curls:
-        command = line.replace("127.0.0.1:8000", f"127.0.0.1:{inferrer_port}")
-        command = command.replace("curl ", "curl -sS --fail-with-body ", 1)
+    text = README.read_text()
+    scripts = [block for block in re.findall(r"```bash\n(.*?)```", text, flags=re.DOTALL) if "JOB=" in block]
+    lines = [line.strip() for line in text.splitlines()]
+    curls = [
+        line
+        for line in lines
+        if line.startswith("curl ") and "127.0.0.1:8000" in line and not any(line in s for s in scripts)
+    ]
+    assert len(curls) >= 8 and scripts
+    for command in [*curls, *(f"set -euo pipefail\n{script}" for script in scripts)]:
+        command = command.replace("127.0.0.1:8000", f"127.0.0.1:{inferrer_port}")
+        command = re.sub(
+            r"(^|\$\(|\buntil )curl ", r"\1curl -sS --fail-with-body ", command, flags=re.MULTILINE
+        )
         result = subprocess.run(
             ["bash", "-c", command],
             capture_output=True,
@@ -202,4 +212,4 @@ def run_readme_curl_lines(inferrer_port: int, token: str, workdir: Path) -> None
             cwd=workdir,
             env={**os.environ, "TOKEN": token},
         )
-        assert result.returncode == 0, f"{line}\n{result.stdout}\n{result.stderr}"
+        assert result.returncode == 0, f"{command}\n{result.stdout}\n{result.stderr}"
