@@ -237,3 +237,21 @@ def test_the_cli_submits_a_file_follows_it_and_fetches_the_result(
     assert [int(line.rsplit(",", 1)[1]) for line in result[1:]] == model.predict(rows[FEATURES]).tolist()
     missing = fleet.cli("jobs", "status", "job-nope")
     assert missing.returncode == 1 and "no job" in missing.stdout
+
+
+def test_the_same_from_parquet_by_row_group(
+    fleet: RunningFleet, batch: tuple[pd.DataFrame, LogisticRegression]
+) -> None:
+    frame, model = batch
+    table = frame.assign(id=range(ROWS), label=(frame["f1"] > 0).astype(int))
+    table.to_parquet(fleet.data_dir / "data" / "rows.parquet", row_group_size=10_000)
+    body = {"model": "scores", "input": "rows.parquet"}
+    job = httpx.post(f"{fleet.url}/api/v1/jobs", json=body, headers=fleet.auth, timeout=30).json()
+    assert job["partitions"] == ROWS // 10_000
+    view = _finished(fleet, job["id"])
+    assert view["status"] == "succeeded", view
+    result = httpx.get(f"{fleet.url}/api/v1/jobs/{job['id']}/result", headers=fleet.auth, timeout=120)
+    rows = [orjson.loads(line) for line in result.content.splitlines()]
+    assert [r["id"] for r in rows] == list(range(ROWS))
+    assert [r["prediction"] for r in rows] == model.predict(frame).tolist()
+    print(f"parquet, {job['partitions']} row groups: succeeded, {ROWS} rows once")
