@@ -79,7 +79,10 @@ def parse_location(url: str, data_dir: Path) -> Location:
     if any(part.startswith(".") for part in relative.parts):
         raise LocationError(f"{url!r}: hidden names (.name) hold the fleet's own state, not job files")
     root = data_dir.resolve()
-    resolved = (root / relative).resolve()  # follows every link, existing or not yet
+    try:
+        resolved = (root / relative).resolve()  # follows every link, existing or not yet
+    except (RuntimeError, OSError) as exc:  # a loop of links, a name too long
+        raise LocationError(f"{url!r}: {exc}") from None
     if not resolved.is_relative_to(root):
         raise LocationError(f"{url!r} leads out of the data directory")
     return Location(url, "file", str(resolved))
@@ -118,6 +121,12 @@ class Storage:
 
     def read_all(self, location: Location) -> bytes:
         return bytes(self.filesystem(location).cat_file(location.path))
+
+    def remove(self, location: Location) -> None:
+        """Delete a file or object if it exists."""
+        filesystem = self.filesystem(location)
+        if filesystem.exists(location.path):
+            filesystem.rm_file(location.path)
 
     def write_stream_atomic(self, location: Location, source: BinaryIO) -> None:
         """Copy a local file from `source` whole (an upload): beside its place, then renamed."""

@@ -57,6 +57,8 @@ def _after_newline(file: BinaryIO, offset: int, size: int, window: int) -> int:
     """The offset just after the first newline at `offset` or later, or `size` when none follows."""
     while offset < size:
         chunk = _read(file, offset, min(window, size - offset))
+        if not chunk:  # the file ended early (cut short since its size was read)
+            return offset
         newline = chunk.find(b"\n")
         if newline >= 0:
             return offset + newline + 1

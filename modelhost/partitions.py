@@ -92,8 +92,7 @@ async def _predict(
         answers = await _predict_rows(store, call, chunk, outputs, columns)
         return list(zip(chunk, answers, strict=True))
     except InvalidInput:
-        if len(chunk) == 1:
-            raise
+        pass  # which rows: each alone
     predicted = []
     for row in chunk:  # which rows the model refused
         try:

@@ -142,17 +142,13 @@ class JobRunner:
             await self._retry_or_fail(claim, exc.message)
             return
         predictions = result.outputs[output_kind]
-        output = {"rows": len(predictions)}
+        # The answer is kept with the completion itself: a gateway killed right after loses nothing.
+        answer = {"model": job["model"], "version": result.version, "predictions": predictions}
+        output = {"rows": len(predictions), "answer": {**answer, "node": result.node}}
         self.metrics.partitions.labels("done").inc()
         self.metrics.rows.inc(len(predictions))
         if await asyncio.to_thread(self.store.complete, claim.job_id, 0, output, result.node, []):
-            answer = {
-                "model": job["model"],
-                "version": result.version,
-                "predictions": predictions,
-                "node": result.node,
-            }
-            await self._finish(job, "succeeded", result=answer)
+            await self._finalize_or_leave(claim.job_id)
 
     async def _run_partition(self, job: dict[str, Any], claim: Claim) -> None:
         spec = job["spec"]
@@ -187,7 +183,7 @@ class JobRunner:
         self.metrics.partitions.labels("done").inc()
         self.metrics.rows.inc(done.rows)
         if await asyncio.to_thread(self.store.complete, claim.job_id, claim.idx, output, done.node, errors):
-            await self._finalize(claim.job_id)
+            await self._finalize_or_leave(claim.job_id)
 
     async def _retry_or_fail(self, claim: Claim, reason: str) -> None:
         job = await asyncio.to_thread(self.store.job, claim.job_id)
@@ -198,14 +194,22 @@ class JobRunner:
         backoff = _RETRY_BASE_S * 2 ** (claim.attempt - 1)
         self.metrics.partitions.labels("retried").inc()
         logger.warning("partition %s/%s: %s; retrying in %.1fs", claim.job_id, claim.idx, reason, backoff)
-        await asyncio.to_thread(self.store.release, claim.job_id, claim.idx, reason, backoff)
+        await asyncio.to_thread(self.store.release, claim, reason, backoff)
 
     async def _fail(self, claim: Claim, reason: str) -> None:
+        if not await asyncio.to_thread(self.store.release, claim, reason, None):
+            return  # the claim had lapsed and was taken again: that attempt decides
         self.metrics.partitions.labels("failed").inc()
-        await asyncio.to_thread(self.store.release, claim.job_id, claim.idx, reason, None)
         job = await asyncio.to_thread(self.store.job, claim.job_id)
         if job is not None:
             await self._finish(job, "failed", error=reason)
+
+    async def _finalize_or_leave(self, job_id: str) -> None:
+        """Every partition is done: a failure to finalise (storage down) is the sweep's to retry."""
+        try:
+            await self._finalize(job_id)
+        except Exception:
+            logger.exception("job %s: finalising failed; the next sweep tries again", job_id)
 
     async def _finalize(self, job_id: str) -> None:
         """All partitions done: the manifest, then _SUCCESS, then the job succeeded. Safe to repeat
@@ -215,6 +219,9 @@ class JobRunner:
             return
         spec = job["spec"]
         parts = await asyncio.to_thread(self.store.partitions_of, job_id)
+        if spec["kind"] == "inline":
+            await self._finish(job, "succeeded", result=parts[0]["output"]["answer"])
+            return
         out = spec["output_location"]
         manifest = {
             "job": job_id, "model": job["model"], "version": job["version"], "sha256": spec["sha256"],
@@ -225,17 +232,23 @@ class JobRunner:
         await asyncio.to_thread(
             self.storage.write_atomic, self.storage.location(f"{out}/_manifest.json"), orjson.dumps(manifest)
         )
-        await asyncio.to_thread(self.storage.write_atomic, self.storage.location(f"{out}/_SUCCESS"), b"")
-        await self._finish(job, "succeeded", result={**manifest, "manifest": f"{out}/_manifest.json"})
+        success = self.storage.location(f"{out}/_SUCCESS")
+        await asyncio.to_thread(self.storage.write_atomic, success, b"")
+        result = {**manifest, "manifest": f"{out}/_manifest.json"}
+        if not await self._finish(job, "succeeded", result=result):  # cancelled or overdue meanwhile
+            await asyncio.to_thread(self.storage.remove, success)
 
     async def _finish(
         self, job: dict[str, Any], status: str, result: Any = None, error: str | None = None
-    ) -> None:
-        if await asyncio.to_thread(self.store.finish, job["id"], status, result, error):
+    ) -> bool:
+        """True when this call finished the job (False: it had finished already)."""
+        finished = await asyncio.to_thread(self.store.finish, job["id"], status, result, error)
+        if finished:
             logger.info("job %s %s%s", job["id"], status, f": {error}" if error else "")
             self.metrics.finished.labels(status).inc()
             self.metrics.duration.observe(time.time() - job["created"])
         await asyncio.to_thread(self.repository.unpin, job["model"], job["version"], job["id"])
+        return finished
 
     async def _sweep(self) -> None:
         """Deadlines, and what a gateway that died between two steps left behind; the job gauge."""
@@ -248,7 +261,7 @@ class JobRunner:
                 await self._finish(job, "failed", error="the job's deadline passed")
         complete, broken = await asyncio.to_thread(self.store.stranded)
         for job_id in complete:
-            await self._finalize(job_id)
+            await self._finalize_or_leave(job_id)
         for job_id in broken:
             job = await asyncio.to_thread(self.store.job, job_id)
             parts = await asyncio.to_thread(self.store.partitions_of, job_id)

@@ -12,12 +12,13 @@ from typing import Any, BinaryIO, Protocol
 from datafiles.locations import Storage
 from inferrer.control.pins import Pin
 from inferrer.control.repository import ModelRepository
-from inferrer.errors import JobNotFinished, JobNotFound
+from inferrer.errors import InvalidInput, JobNotFinished, JobNotFound
 from inferrer.jobs.runner import JobRunner
 from inferrer.jobs.store import UNFINISHED, JobStore
 from inferrer.jobs.submission import JobSubmission, inline_job, new_job_id, output_format, plan_file_job
 
 _ERRORS_SHOWN = 100
+_BLOCK = 2**20  # bytes read at a time when a result is streamed
 
 
 class BinaryReader(Protocol):
@@ -60,8 +61,15 @@ class JobService:
 
     async def _submit(self, submission: JobSubmission) -> dict[str, Any]:
         manifest = self.repository.get(submission.model, submission.version)
+        if submission.output not in manifest.signature.outputs:
+            raise InvalidInput(
+                f"model {manifest.name!r} offers {manifest.signature.outputs}, not {submission.output!r}"
+            )
         job_id = new_job_id()
-        await asyncio.to_thread(self.repository.pin, manifest.name, manifest.version, Pin(job_id))
+        # Pinned for as long as the job may run: a gateway killed before the job ends leaves no
+        # pin for good.
+        pin = Pin(job_id, lease_s=self.deadline_s + 3600)
+        await asyncio.to_thread(self.repository.pin, manifest.name, manifest.version, pin)
         try:
             if submission.input is None:
                 job, parts = inline_job(job_id, submission, manifest, self.deadline_s), [{"inline": True}]
@@ -111,12 +119,19 @@ class JobService:
         return fmt, self._stream(job["result"]["parts"], fmt)
 
     async def _stream(self, parts: list[dict[str, Any]], fmt: str) -> AsyncIterator[bytes]:
+        """Each part in turn, read a block at a time (a part is as large as its partition)."""
         for number, part in enumerate(parts):
             location = self.storage.location(part["location"])
-            data = await asyncio.to_thread(self.storage.read_all, location)
-            if fmt == "csv" and number > 0:
-                data = data.split(b"\n", 1)[1] if b"\n" in data else b""  # one header, the first part's
-            yield data
+            offset, skip_header = 0, fmt == "csv" and number > 0  # one header: the first part's
+            while block := await asyncio.to_thread(
+                self.storage.read_range, location, offset, offset + _BLOCK
+            ):
+                offset += len(block)
+                if skip_header:
+                    if b"\n" not in block:
+                        continue  # still in the header line
+                    block, skip_header = block.split(b"\n", 1)[1], False
+                yield block
 
     async def _job(self, job_id: str) -> dict[str, Any]:
         job = await asyncio.to_thread(self.store.job, job_id)

@@ -22,6 +22,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
+from inferrer.errors import OutputExists
+
 metadata = sa.MetaData()
 
 jobs = sa.Table(
@@ -32,6 +34,8 @@ jobs = sa.Table(
     sa.Column("model", sa.String(64), nullable=False),
     sa.Column("version", sa.String(64), nullable=False),
     sa.Column("spec", sa.JSON, nullable=False),  # what was submitted (input, output, formats, limits)
+    # A file job's output location, one job's only: two jobs never write into one place.
+    sa.Column("output_location", sa.String(1100), unique=True),
     sa.Column("partitions_total", sa.Integer, nullable=False),
     sa.Column("result", sa.JSON),  # inline predictions, or the output manifest
     sa.Column("error", sa.Text),
@@ -120,8 +124,15 @@ class JobStore:
 
     def create(self, job: dict[str, Any], parts: list[dict[str, Any]]) -> None:
         """A job and its partitions, all pending, in one transaction."""
+        location = job["spec"].get("output_location")
+        try:
+            self._create(job, parts, location)
+        except sa.exc.IntegrityError:
+            raise OutputExists(f"{location!r} is another job's output location") from None
+
+    def _create(self, job: dict[str, Any], parts: list[dict[str, Any]], location: str | None) -> None:
         with self._transaction() as db:
-            db.execute(jobs.insert().values(**job, partitions_total=len(parts)))
+            db.execute(jobs.insert().values(**job, partitions_total=len(parts), output_location=location))
             if parts:
                 db.execute(
                     partitions.insert(),
@@ -247,19 +258,27 @@ class JobStore:
             broken = db.execute(sa.select(jobs.c.id).where(unfinished, jobs.c.id.in_(failed))).scalars()
             return list(complete), list(broken)
 
-    def release(self, job_id: str, idx: int, error: str, retry_after_s: float | None) -> None:
-        """A partition's attempt failed: pending again after `retry_after_s`, or failed for good
-        (None). A partition already done stays done."""
+    def release(self, claim: Claim, error: str, retry_after_s: float | None) -> bool:
+        """A claimed attempt failed: the partition is pending again after `retry_after_s`, or failed
+        for good (None). Only the current claim counts: one that lapsed and was taken again by
+        another attempt, or a partition done meanwhile, changes nothing (False)."""
         values: dict[str, Any] = {"error": error, "lease_until": None}
         if retry_after_s is None:
             values["status"] = "failed"
         else:
             values |= {"status": "pending", "not_before": time.time() + retry_after_s}
         with self._transaction() as db:
-            db.execute(
-                partitions.update()
-                .where(partitions.c.job_id == job_id, partitions.c.idx == idx, partitions.c.status != "done")
-                .values(**values)
+            return bool(
+                db.execute(
+                    partitions.update()
+                    .where(
+                        partitions.c.job_id == claim.job_id,
+                        partitions.c.idx == claim.idx,
+                        partitions.c.status == "running",
+                        partitions.c.attempts == claim.attempt,
+                    )
+                    .values(**values)
+                ).rowcount
             )
 
     def finish(self, job_id: str, status: str, result: Any = None, error: str | None = None) -> bool:

@@ -27,6 +27,7 @@ from datafiles.partitions import plan_lines
 from inferrer.errors import InputNotFound, InvalidInput, InvalidLocation, OutputExists
 
 NAME = r"^[A-Za-z0-9._-]{1,64}$"
+MAX_PARTITIONS = 20_000  # a job's partitions live in the store; beyond this, larger ones
 FORMAT_BY_SUFFIX = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
 _CELL = Annotated[Any, Field(json_schema_extra={"type": ["number", "null"]})]
 _FIELD = Annotated[Any, Field(json_schema_extra={"type": ["number", "string", "boolean", "null"]})]
@@ -64,7 +65,8 @@ class JobSubmission(BaseModel):
     input: SkipJsonSchema[None] | _Location = None
     format: SkipJsonSchema[None] | Literal["jsonl", "csv", "parquet"] = None  # default: from the suffix
     output_location: SkipJsonSchema[None] | _Location = None
-    partition_bytes: JsonInt = Field(default=8 * 2**20, ge=4096, le=2**30)
+    # A node holds a partition's bytes, rows and output at once: 256 MiB at most.
+    partition_bytes: JsonInt = Field(default=8 * 2**20, ge=4096, le=2**28)
     on_bad_rows: Literal["fail", "skip"] = "fail"
     max_attempts: JsonInt = Field(default=3, ge=1, le=10)
 
@@ -115,9 +117,9 @@ def plan_file_job(
             f"cannot tell the format of {submission.input!r}: give format (jsonl, csv, parquet)"
         )
     output = _location(storage, submission.output_location or _default_output(source, job_id))
-    if _holds_files(storage, output):
-        raise OutputExists(f"{output.url!r} holds files already: name a new output_location")
     try:
+        if _holds_files(storage, output):
+            raise OutputExists(f"{output.url!r} holds files already: name a new output_location")
         size = storage.size(source)
         with storage.filesystem(source).open(source.path, "rb") as file:
             if fmt == "parquet":
@@ -126,6 +128,12 @@ def plan_file_job(
                 header, parts = _byte_ranges(file, size, submission, fmt)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         raise InputNotFound(f"input {submission.input!r} is not a file") from None
+    except OSError as exc:  # a name too long, no permission, the store refusing
+        raise InvalidLocation(f"cannot read {submission.input!r} or use {output.url!r}: {exc}") from None
+    if len(parts) > MAX_PARTITIONS:
+        raise InvalidInput(
+            f"{len(parts)} partitions: at most {MAX_PARTITIONS}; give a larger partition_bytes"
+        )
     spec = {
         "kind": "file", "output": submission.output, "input": source.url, "format": fmt, "header": header,
         "output_location": output.url, "on_bad_rows": submission.on_bad_rows,

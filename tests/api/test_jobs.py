@@ -7,10 +7,12 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 import pandas as pd
 import pytest
 import skops.io as sio
+from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import Pipeline
 
 from tests.in_process import AUTH, InProcessFleet, in_process_fleet
@@ -217,3 +219,27 @@ async def test_a_parquet_file_is_split_by_row_group(
     assert [r["id"] for r in rows] == list(range(len(frame)))
     assert [r["prediction"] for r in rows] == text_column_pipeline.predict(frame).tolist()
     assert broken.status_code == 422 and "not a parquet file" in broken.json()["error"]
+
+
+async def test_an_output_the_model_lacks_or_a_shared_output_location_is_refused(
+    tmp_path: Path, pipeline_skops: bytes
+) -> None:
+    features = np.random.default_rng(2).normal(size=(40, 6))
+    regressor = sio.dumps(LinearRegression().fit(features, features[:, 0]))
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "rows.jsonl").write_text("[1, 2, 3, 4, 5, 6]\n" * 10)
+    async with in_process_fleet(tmp_path, nodes=1) as fleet:
+        await fleet.deploy("r", regressor)
+        await fleet.deploy("m", pipeline_skops)
+        gateway = fleet.gateway
+        for body in (
+            {"model": "r", "input": "rows.jsonl", "output": "predict_proba"},
+            {"model": "r", "instances": [[1, 2, 3, 4, 5, 6]], "output": "predict_proba"},
+        ):
+            answer = await gateway.post("/api/v1/jobs", json=body, headers=AUTH)
+            assert answer.status_code == 422 and "offers" in answer.text, answer.text
+        body = {"model": "m", "input": "rows.jsonl", "output_location": "shared"}
+        first = await gateway.post("/api/v1/jobs", json=body, headers=AUTH)
+        second = await gateway.post("/api/v1/jobs", json=body, headers=AUTH)
+        assert first.status_code == 202 and second.status_code == 409, second.text
+        assert (await _finished(fleet, first.json()["id"]))["status"] == "succeeded"

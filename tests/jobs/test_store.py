@@ -109,11 +109,14 @@ def test_retries_wait_their_backoff_failures_are_final_and_jobs_finish_once(url:
     store = _store(url)
     store.create(_job("old", created=1.0), [{"start": 0}])
     store.create(_job("new", created=2.0), [{"start": 0}])
-    store.claim(limit=1, lease_s=60)  # the older job's partition first
-    store.release("old", 0, "node died", retry_after_s=30)
+    (first,) = store.claim(limit=1, lease_s=60)  # the older job's partition first
+    assert store.release(first, "node died", retry_after_s=30) is True
     assert [c.job_id for c in store.claim(limit=5, lease_s=60)] == ["new"]  # old waits its backoff
-    assert [c.attempt for c in store.claim(limit=5, lease_s=60, now=time.time() + 31)] == [2]
-    store.release("old", 0, "bad row at line 3", retry_after_s=None)
+    (second,) = store.claim(limit=5, lease_s=60, now=time.time() + 31)
+    assert second.attempt == 2
+    assert store.release(first, "a lapsed claim's late failure", retry_after_s=None) is False  # ignored
+    assert store.partitions_of("old")[0]["status"] == "running"
+    assert store.release(second, "bad row at line 3", retry_after_s=None) is True
     assert store.partitions_of("old")[0]["status"] == "failed"
     assert store.finish("old", "failed", error="partition 0: bad row at line 3") is True
     assert store.finish("old", "succeeded") is False  # finished already: unchanged

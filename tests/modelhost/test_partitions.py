@@ -126,5 +126,17 @@ async def test_bad_rows_fail_the_partition_or_are_skipped_to_the_errors_part(
             "/internal/v1/partitions", json={**call, "input": "nope.jsonl"}, headers=AUTH
         )
         assert missing.status_code == 404
+        refused = b'{"id": 1, "age": "old", "income": 1, "city": "oslo"}\n'  # the model refuses it
+        (tmp_path / "data" / "one.jsonl").write_bytes(refused)
+        alone = {**call, "input": "one.jsonl", "end": len(refused), "on_bad_rows": "skip", "chunk_rows": 1}
+        alone |= {
+            "output_part": "out/one/part-00000.jsonl",
+            "errors_part": "out/one/_errors/part-00000.jsonl",
+        }
+        skipped_alone = await node.post("/internal/v1/partitions", json=alone, headers=AUTH)
+        assert skipped_alone.status_code == 200, skipped_alone.text  # a chunk of one bad row: skipped
+        assert skipped_alone.json()["rows"] == 0 and [
+            b["line"] for b in skipped_alone.json()["bad_rows"]
+        ] == [1]
         unauthorised = await node.post("/internal/v1/partitions", json=call)
         assert unauthorised.status_code == 401
