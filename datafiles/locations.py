@@ -110,6 +110,9 @@ class Storage:
                 secret=self.s3.secret,
                 endpoint_url=self.s3.endpoint_url,
                 client_kwargs={"region_name": self.s3.region} if self.s3.region else {},
+                # Other processes write the objects this one reads: never answer from a listing
+                # cached before (an output folder listed empty, then a part's size asked).
+                use_listings_cache=False,
             )
         return self._s3fs
 
@@ -118,6 +121,11 @@ class Storage:
 
     def read_range(self, location: Location, start: int, end: int) -> bytes:
         return bytes(self.filesystem(location).cat_file(location.path, start=start, end=end))
+
+    def open_read(self, location: Location) -> BinaryIO:
+        """A file object reading the location from its start."""
+        handle: BinaryIO = self.filesystem(location).open(location.path, "rb")
+        return handle
 
     def read_all(self, location: Location) -> bytes:
         return bytes(self.filesystem(location).cat_file(location.path))

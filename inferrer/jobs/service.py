@@ -122,16 +122,17 @@ class JobService:
         """Each part in turn, read a block at a time (a part is as large as its partition)."""
         for number, part in enumerate(parts):
             location = self.storage.location(part["location"])
-            offset, skip_header = 0, fmt == "csv" and number > 0  # one header: the first part's
-            while block := await asyncio.to_thread(
-                self.storage.read_range, location, offset, offset + _BLOCK
-            ):
-                offset += len(block)
-                if skip_header:
-                    if b"\n" not in block:
-                        continue  # still in the header line
-                    block, skip_header = block.split(b"\n", 1)[1], False
-                yield block
+            source = await asyncio.to_thread(self.storage.open_read, location)
+            skip_header = fmt == "csv" and number > 0  # one header: the first part's
+            try:
+                while block := await asyncio.to_thread(source.read, _BLOCK):
+                    if skip_header:
+                        if b"\n" not in block:
+                            continue  # still in the header line
+                        block, skip_header = block.split(b"\n", 1)[1], False
+                    yield block
+            finally:
+                await asyncio.to_thread(source.close)
 
     async def _job(self, job_id: str) -> dict[str, Any]:
         job = await asyncio.to_thread(self.store.job, job_id)
