@@ -31,8 +31,9 @@ from inferrer.dataplane.prediction import PredictionService
 from inferrer.dataplane.prediction_cache import PredictionCache
 from inferrer.fleet_clients import ModelHostClientManager
 from inferrer.jobs.runner import JobRunner, RunnerLimits
+from inferrer.jobs.schema import open_engine
 from inferrer.jobs.service import JobService
-from inferrer.jobs.store import JobStore, open_engine
+from inferrer.jobs.store import JobStore
 from inferrer.settings import InferrerSettings
 from metrics.definitions import InferrerMetrics
 from metrics.exposition import metrics_router

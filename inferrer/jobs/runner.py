@@ -29,7 +29,8 @@ from inferrer.control.repository import ModelRepository
 from inferrer.dataplane.balancer_client import Upstream
 from inferrer.dataplane.prediction import PredictionService
 from inferrer.errors import InferrerError, InvalidInput, ModelNotFound
-from inferrer.jobs.store import UNFINISHED, Claim, JobStore
+from inferrer.jobs.schema import UNFINISHED
+from inferrer.jobs.store import Claim, JobStore
 from inferrer.jobs.submission import inline_body, output_format
 from metrics.definitions import JobMetrics
 from wire.partition_calls import PartitionCall, PartitionDone

@@ -14,7 +14,8 @@ from inferrer.control.pins import Pin
 from inferrer.control.repository import ModelRepository
 from inferrer.errors import InvalidInput, JobNotFinished, JobNotFound
 from inferrer.jobs.runner import JobRunner
-from inferrer.jobs.store import UNFINISHED, JobStore
+from inferrer.jobs.schema import UNFINISHED
+from inferrer.jobs.store import JobStore
 from inferrer.jobs.submission import JobSubmission, inline_job, new_job_id, output_format, plan_file_job
 
 _ERRORS_SHOWN = 100

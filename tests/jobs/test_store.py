@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from inferrer.jobs.store import JobStore, metadata, open_engine
+from inferrer.jobs.schema import metadata, open_engine
+from inferrer.jobs.store import JobStore
 from tests.postgres_server import postgres_bin, postgres_server
 
 

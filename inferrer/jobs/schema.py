@@ -1,0 +1,89 @@
+"""The job store's schema, and the engine that holds it: SQLite (WAL, write transactions taking
+the write lock at their start) or PostgreSQL, by URL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+metadata = sa.MetaData()
+
+jobs = sa.Table(
+    "jobs",
+    metadata,
+    sa.Column("id", sa.String(64), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False, index=True),  # JobStatus values
+    sa.Column("model", sa.String(64), nullable=False),
+    sa.Column("version", sa.String(64), nullable=False),
+    sa.Column("spec", sa.JSON, nullable=False),  # what was submitted (input, output, formats, limits)
+    # A file job's output location, one job's only: two jobs never write into one place.
+    sa.Column("output_location", sa.String(1100), unique=True),
+    sa.Column("partitions_total", sa.Integer, nullable=False),
+    sa.Column("result", sa.JSON),  # inline predictions, or the output manifest
+    sa.Column("error", sa.Text),
+    sa.Column("created", sa.Float, nullable=False, index=True),
+    sa.Column("started", sa.Float),
+    sa.Column("finished", sa.Float),
+    sa.Column("deadline", sa.Float, nullable=False),
+)
+
+partitions = sa.Table(
+    "partitions",
+    metadata,
+    sa.Column("job_id", sa.String(64), sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
+    sa.Column("idx", sa.Integer, primary_key=True),
+    sa.Column("spec", sa.JSON, nullable=False),  # byte range or row group
+    sa.Column("status", sa.String(16), nullable=False),  # pending | running | done | failed
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("not_before", sa.Float, nullable=False, default=0.0),  # retry backoff
+    sa.Column("lease_until", sa.Float),  # while running: when the claim lapses
+    sa.Column("rows_done", sa.Integer),
+    sa.Column("rows_failed", sa.Integer),
+    sa.Column("output", sa.JSON),  # the part written: location, rows, sha256
+    sa.Column("node", sa.String(64)),
+    sa.Column("error", sa.Text),
+)
+
+row_errors = sa.Table(
+    "row_errors",
+    metadata,
+    sa.Column("job_id", sa.String(64), sa.ForeignKey("jobs.id", ondelete="CASCADE"), index=True),
+    sa.Column("partition", sa.Integer, nullable=False),
+    sa.Column("line", sa.Integer, nullable=False),  # 1-based, in the input file
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.UniqueConstraint("job_id", "partition", "line"),
+)
+
+UNFINISHED = ("queued", "running")
+WRITE = "modelfleet_write"  # an execution option: this transaction writes
+
+
+def open_engine(url: str) -> Engine:
+    """An engine with the schema in place; SQLite in WAL mode, waiting on a busy database."""
+    engine = sa.create_engine(url)
+    if engine.dialect.name == "sqlite":
+
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(connection: Any, _: Any) -> None:
+            connection.isolation_level = None  # transactions begin below, not in the driver
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            # Durable across a killed process (what the job store must survive); an OS crash may
+            # lose the last commits. FULL would sync every commit: a job's few rows cost ms each.
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA busy_timeout=10000")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        @sa.event.listens_for(engine, "begin")
+        def _begin(connection: Connection) -> None:
+            # A write takes the write lock at its start: one that reads, then writes, never meets
+            # another that did the same (SQLite cannot upgrade both), and runs whole. Reads take
+            # none: in WAL mode they see the last commit and never wait for a writer.
+            write = connection.get_execution_options().get(WRITE, False)
+            connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+    metadata.create_all(engine)
+    return engine
