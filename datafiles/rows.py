@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,11 +48,13 @@ def parse_rows(
     return rows, bad
 
 
-def parse_records(records: list[dict[str, Any]], schema: ModelSchema) -> tuple[list[Row], list[BadRow]]:
-    """Rows already read as records (a parquet row group), numbered from 1."""
+def parse_records(
+    records: list[dict[str, Any]], schema: ModelSchema, first_line: int = 1
+) -> tuple[list[Row], list[BadRow]]:
+    """Rows already read as records (a parquet row group), numbered from `first_line`."""
     rows: list[Row] = []
     bad: list[BadRow] = []
-    for line, record in enumerate(records, start=1):
+    for line, record in enumerate(records, start=first_line):
         raw = orjson.dumps(record, default=str)
         try:
             rows.append(Row(line, raw, record, _features(record, schema)))
@@ -125,7 +128,8 @@ def _number(value: Any) -> float:
     return number
 
 
-def output_header(header: list[str], outputs: dict[str, list[Any]], classes: list[Any] | None) -> list[str]:
+def output_header(header: list[str], outputs: Iterable[str], classes: list[Any] | None) -> list[str]:
+    """A CSV output's header: the input's columns, then the prediction (and one per class)."""
     columns = [*header, "prediction"]
     if "predict_proba" in outputs:
         columns += [f"probability_{c}" for c in classes or []]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -43,38 +44,53 @@ async def run_partition(
     try:
         if call.format == "parquet":
             records = await asyncio.to_thread(_row_group, storage, source, call.row_group)
-            rows, bad = parse_records(records, schema)
-            lines = [(line, orjson.dumps(r, default=str)) for line, r in enumerate(records, start=1)]
+            count = len(records)
         else:
             data = await asyncio.to_thread(storage.read_range, source, call.start, call.end)
             lines = read_lines(io.BytesIO(data), ByteRange(0, len(data)))
-            rows, bad = parse_rows(lines, call.format, call.header, schema)
+            del data
+            count = len(lines)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         raise UnknownInput(f"{call.input!r} is not a file") from None
     except OSError as exc:
         raise StorageUnavailable(f"cannot read {call.input!r}: {exc}") from None
-    _fail_on(bad, call)
     outputs = ["predict"] if call.output == "predict" else ["predict", "predict_proba"]
-    columns = schema.feature_names
-    kept: list[Row] = []
-    results: dict[str, list[Any]] = {output: [] for output in outputs}
-    for offset in range(0, len(rows), call.chunk_rows):
-        chunk = rows[offset : offset + call.chunk_rows]
-        for row, answer in await _predict(store, call, chunk, outputs, columns, bad):
-            kept.append(row)
-            for output in outputs:
-                results[output].append(answer[output])
-        _fail_on(bad, call)
-    body = render_rows(kept, "jsonl" if call.format == "parquet" else call.format, results)
+    out_format = "jsonl" if call.format == "parquet" else call.format
+    body = bytearray()
     if call.format == "csv":
-        body = _csv_line(output_header(call.header or [], results, schema.classes)) + body
-    await _write(storage, target, body)
+        body += _csv_line(output_header(call.header or [], outputs, schema.classes))
+    bad: list[BadRow] = []
+    rows_written = 0
+    # A chunk at a time: parsed, predicted, rendered, then dropped; parsing and rendering run off
+    # the event loop, so the node's online predictions are served in between.
+    for offset in range(0, count, call.chunk_rows):
+        if call.format == "parquet":
+            part = records[offset : offset + call.chunk_rows]
+            rows, chunk_bad = await asyncio.to_thread(parse_records, part, schema, offset + 1)
+        else:
+            chunk = lines[offset : offset + call.chunk_rows]
+            rows, chunk_bad = await asyncio.to_thread(parse_rows, chunk, call.format, call.header, schema)
+        bad += chunk_bad
+        _fail_on(bad, call)
+        predicted = await _predict(store, call, rows, outputs, schema.feature_names, bad)
+        _fail_on(bad, call)
+        results = {output: [answer[output] for _, answer in predicted] for output in outputs}
+        body += await asyncio.to_thread(render_rows, [row for row, _ in predicted], out_format, results)
+        rows_written += len(predicted)
+    output = bytes(body)
+    del body
+    await _write(storage, target, output)
     if bad:
-        await _write(storage, errors_target, _error_lines(bad, lines))
+        raw = (
+            (lambda n: orjson.dumps(records[n - 1], default=str))
+            if call.format == "parquet"
+            else dict(lines).get
+        )
+        await _write(storage, errors_target, _error_lines(bad, raw))
     return PartitionDone(
         node=store.node,
-        rows=len(kept),
-        sha256=sha256_hex(body),
+        rows=rows_written,
+        sha256=sha256_hex(output),
         bad_rows=[BadRowReport(line=line, reason=reason) for line, reason in sorted(bad)],
     )
 
@@ -142,10 +158,10 @@ def _csv_line(cells: list[str]) -> bytes:
     return text.getvalue().encode()
 
 
-def _error_lines(bad: list[BadRow], lines: list[tuple[int, bytes]]) -> bytes:
-    raw = dict(lines)
+def _error_lines(bad: list[BadRow], raw: Callable[[int], bytes | None]) -> bytes:
+    """The errors part: each bad row's line, reason and text."""
     return b"".join(
-        orjson.dumps({"line": line, "reason": reason, "row": raw.get(line, b"").decode(errors="replace")})
+        orjson.dumps({"line": line, "reason": reason, "row": (raw(line) or b"").decode(errors="replace")})
         + b"\n"
         for line, reason in sorted(bad)
     )

@@ -37,7 +37,7 @@ def test_csv_rows_by_header_keep_their_line_verbatim() -> None:
     assert [r.features for r in rows] == [[1.5, "x, y"], [2.0, None]]
     out = render_rows(rows, "csv", {"predict": ["yes", "no"], "predict_proba": [[0.25, 0.75], [1.0, 0.0]]})
     assert out.splitlines() == [b'7,1.5,"x, y",1,yes,0.25,0.75', b"8,2,,0,no,1.0,0.0"]
-    assert output_header(header, {"predict": [], "predict_proba": []}, [0, 1]) == [
+    assert output_header(header, ["predict", "predict_proba"], [0, 1]) == [
         *header, "prediction", "probability_0", "probability_1",
     ]  # fmt: skip
 
