@@ -19,6 +19,7 @@ from inferrer.api.jobs import inline_parser
 from inferrer.api.jobs import router as jobs_router
 from inferrer.api.models import router as models_router
 from inferrer.api.predict import HOT_ROUTES as PREDICT_HOT_ROUTES
+from inferrer.api.sagemaker import router as sagemaker_router
 from inferrer.api.v2 import HOT_ROUTES as V2_HOT_ROUTES
 from inferrer.api.v2 import router as v2_router
 from inferrer.control.lifecycle import ModelLifecycle
@@ -90,7 +91,8 @@ def create_app(
     app = FastAPI(
         title="modelfleet inferrer", lifespan=lifespan, exception_handlers=exception_handlers(count_refusal)
     )
-    for router in (fleet_router, models_router, jobs_router, v2_router, internal_router):
+    routers = (fleet_router, models_router, jobs_router, v2_router, sagemaker_router, internal_router)
+    for router in routers:
         app.include_router(router, responses=ERROR_RESPONSES)
     app.include_router(metrics_router(registry))
     add_hot_routes(app, [*PREDICT_HOT_ROUTES, *V2_HOT_ROUTES])

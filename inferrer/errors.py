@@ -74,3 +74,7 @@ class OutputExists(InferrerError):
     """A job's output location holds files already: a job never overwrites another's output."""
 
     status_code = 409
+
+
+class UnsupportedMediaType(InferrerError):
+    status_code = 415

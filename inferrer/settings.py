@@ -16,6 +16,8 @@ class InferrerSettings(BaseSettings):
     # Defaults do not depend on the directory a process starts in; the launcher and the images set it.
     repository_dir: Path = Path.home() / ".modelfleet" / "repository"
     nginx_url: str = "http://127.0.0.1:8080"
+    # The model of SageMaker-style calls (/invocations) that name none, and of /ping's check.
+    default_model: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,64}$")
     # Batch jobs' files: locations are paths inside this directory, or s3:// (datafiles.locations).
     data_dir: Path = Path.home() / ".modelfleet" / "data"
     # The job store: SQLite in the data directory by default; postgresql+psycopg://... to share one.

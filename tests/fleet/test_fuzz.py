@@ -63,6 +63,10 @@ include-path-regex = "/infer$"
 checks.positive_data_acceptance.expected-statuses = [{ACCEPTED}, "400", "413"]
 
 [[operations]]
+include-path-regex = "^/invocations$"
+checks.positive_data_acceptance.expected-statuses = [{ACCEPTED}, "413", "415", "422"]
+
+[[operations]]
 include-path-regex = "/internal/v1/partitions$"
 checks.positive_data_acceptance.expected-statuses = [{ACCEPTED}, "422"]
 

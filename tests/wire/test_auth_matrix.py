@@ -35,6 +35,7 @@ PUBLIC = {
         "/health/live",
         "/health/ready",
         "/metrics",
+        "/ping",  # SageMaker's health check: unauthenticated, like /health/ready
         "/v2",
         "/v2/health/live",
         "/v2/health/ready",

@@ -29,6 +29,7 @@ pytestmark = pytest.mark.anyio
 READY_ROUTES = {
     "gateway": {
         "/health/ready",
+        "/ping",
         "/v2/health/ready",
         "/v2/models/{name}/ready",
         "/v2/models/{name}/versions/{version}/ready",
