@@ -38,12 +38,12 @@ _ANSWER = {
 
 async def predict(request: Request) -> Response:
     """The active version: `{"instances": [[...]]}`, `{"records": [{...}]}` or a text/csv body."""
-    return await _predict(request.path_params["name"], None, request)
+    return await predict_with(request.path_params["name"], None, request)
 
 
 async def predict_version(request: Request) -> Response:
     """A pinned version, whichever is active."""
-    return await _predict(request.path_params["name"], request.path_params["version"], request)
+    return await predict_with(request.path_params["name"], request.path_params["version"], request)
 
 
 HOT_ROUTES = [
@@ -60,7 +60,9 @@ HOT_ROUTES = [
 ]
 
 
-async def _predict(name: str, version: str | None, request: Request) -> Response:
+async def predict_with(name: str, version: str | None, request: Request) -> Response:
+    """Admit, parse (JSON, or CSV by content type), predict and answer (JSON, or CSV by Accept): the
+    REST routes' path, and the SageMaker contract's."""
     async with deps.admission(request).admit(request.headers):
         return await _answer(name, version, request)
 

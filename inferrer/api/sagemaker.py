@@ -7,8 +7,8 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from inferrer.api import dependencies as deps
-from inferrer.api.csv_codec import parse_csv_rows, render_csv
-from inferrer.api.rest_codec import PREDICT_BODY_SCHEMA, PredictRequest, parse_predict_body
+from inferrer.api.predict import predict_with
+from inferrer.api.rest_codec import PREDICT_BODY_SCHEMA
 from inferrer.errors import InvalidInput, UnsupportedMediaType
 from wire.bearer import INFERENCE
 from wire.inferrer_answers import FleetNotReady, FleetReady, Prediction
@@ -58,19 +58,4 @@ async def invocations(request: Request) -> Response:
     name = request.headers.get(TARGET_MODEL_HEADER) or deps.settings(request).default_model
     if name is None:
         raise InvalidInput(f"name the model in {TARGET_MODEL_HEADER}, or set INFERRER_DEFAULT_MODEL")
-    async with deps.admission(request).admit(request.headers):
-        service = deps.prediction(request)
-        manifest = service.resolve(name, None)
-        max_rows = deps.settings(request).rows_allowed(manifest.signature.n_features)
-        raw = await request.body()
-        if content_type == "text/csv":
-            parsed = PredictRequest(parse_csv_rows(raw, manifest.signature, max_rows), "predict")
-        else:
-            parsed = parse_predict_body(raw, manifest.signature, max_rows)
-        result = await service.predict(manifest, parsed.rows, [parsed.output])
-    predictions = result.outputs[parsed.output]
-    headers = {"X-Modelhost-Node": result.node, "X-Model-Version": result.version}
-    if "text/csv" in request.headers.get("accept", ""):
-        return Response(render_csv(predictions), media_type="text/csv", headers=headers)
-    body = {"model": name, "version": result.version, "predictions": predictions, "node": result.node}
-    return FastJSONResponse(body, headers=headers)
+    return await predict_with(name, None, request)
