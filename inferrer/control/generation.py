@@ -34,13 +34,16 @@ class Generation:
             self._seen = self._pin()
 
     def catch_up(self, rescan: Callable[[], None]) -> None:
-        """`rescan` when another process wrote since we last looked (one stat when not)."""
-        if _stamp(self._path) == self._seen:
-            return
+        """`rescan` when another process wrote since we last looked (one stat when not). A thread
+        that arrives while another rescans waits for that rescan: the stamp is recorded only once
+        the index it stands for is in place (recorded before, a writer thread took the old index
+        for current, and retention removed a version another process had removed already)."""
         with self._lock:
-            if _stamp(self._path) != self._seen:
-                self._seen = self._pin()
-                rescan()  # after the pin: a write in between makes the next look scan again
+            if _stamp(self._path) == self._seen:
+                return
+            stamp = self._pin()
+            rescan()  # after the pin: a write in between makes the next look scan again
+            self._seen = stamp
 
     def _pin(self) -> Stamp:
         """Hold the file open and return its stamp. A file's inode number is reused once the file is
