@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import fsspec
 from pydantic import Field, field_validator
@@ -137,32 +137,83 @@ class Storage:
             filesystem.rm_file(location.path)
 
     def write_stream_atomic(self, location: Location, source: BinaryIO) -> None:
-        """Copy a local file from `source` whole (an upload): beside its place, then renamed."""
-        if location.protocol != "file":
-            raise LocationError(f"{location.url!r}: uploads go to the data directory")
-        target = Path(location.path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-        try:
-            with temporary.open("wb") as out:
-                shutil.copyfileobj(source, out, 2**20)
-            os.replace(temporary, target)
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
+        """Copy a file object whole to the location (an upload)."""
+        self.write_blocks_atomic(location, iter(lambda: source.read(_BLOCK), b""))
 
     def write_atomic(self, location: Location, data: bytes) -> None:
-        """All of `data` appears under the location at once, or nothing: a local file is written
-        beside it and renamed over it; an object is one complete PUT."""
+        self.write_blocks_atomic(location, [data])
+
+    def write_blocks_atomic(self, location: Location, blocks: Iterable[bytes]) -> None:
+        """All the blocks appear under the location at once, or nothing does: a local file is
+        written beside it and renamed over it; an object is uploaded, and exists only once the
+        upload completes (a failed one is aborted)."""
         if location.protocol == "s3":
-            self.filesystem(location).pipe_file(location.path, data)
+            handle = self.filesystem(location).open(location.path, "wb")
+            try:
+                for block in blocks:
+                    handle.write(block)
+            except BaseException:
+                handle.discard()  # the upload is aborted: no object, not a partial one
+                raise
+            handle.close()
             return
         target = Path(location.path)
         target.parent.mkdir(parents=True, exist_ok=True)
         temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
         try:
-            temporary.write_bytes(data)
+            with temporary.open("wb") as out:
+                for block in blocks:
+                    out.write(block)
             os.replace(temporary, target)
         except BaseException:
             temporary.unlink(missing_ok=True)
             raise
+
+    def remove_tree(self, location: Location) -> None:
+        """Delete a folder (or prefix) and everything under it, if it exists."""
+        filesystem = self.filesystem(location)
+        if filesystem.exists(location.path):
+            filesystem.rm(location.path, recursive=True)
+
+    def files_in(self, location: Location) -> list[FileEntry]:
+        """The files directly in a folder (or under a prefix, not deeper), each with what tells one
+        version of it from another: size and mtime (local), size, ETag and time (S3). Links are left
+        out (one could lead out of the data directory), and so is a folder that does not exist."""
+        if location.protocol == "s3":
+            filesystem = self.filesystem(location)
+            try:
+                entries = filesystem.ls(location.path, detail=True, refresh=True)
+            except FileNotFoundError:
+                return []
+            return [
+                FileEntry(PurePosixPath(e["name"]).name, int(e["size"]), _object_identity(e))
+                for e in entries
+                if e.get("type") == "file"
+            ]
+        found = []
+        try:
+            with os.scandir(location.path) as listing:
+                for entry in listing:
+                    if entry.is_file(follow_symlinks=False):
+                        stat = entry.stat(follow_symlinks=False)
+                        found.append(
+                            FileEntry(entry.name, stat.st_size, f"{stat.st_size}:{stat.st_mtime_ns}")
+                        )
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        return found
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    name: str  # within its folder
+    size: int
+    identity: str  # changes whenever the file is written again
+
+
+_BLOCK = 2**20
+
+
+def _object_identity(entry: dict[str, Any]) -> str:
+    """Size, ETag and time of an object: the same bytes put again are a new version too."""
+    return f"{entry['size']}:{entry.get('ETag', '')}:{entry.get('LastModified', '')}"

@@ -136,8 +136,11 @@ def output_header(header: list[str], outputs: Iterable[str], classes: list[Any] 
     return columns
 
 
-def render_rows(rows: list[Row], fmt: str, outputs: dict[str, list[Any]]) -> bytes:
-    """The output lines of `rows`: each input row plus `prediction` (and `probabilities`)."""
+def render_rows(
+    rows: list[Row], fmt: str, outputs: dict[str, list[Any]], columns: list[str] | None = None
+) -> bytes:
+    """The output lines of `rows`: each input row plus `prediction` (and `probabilities`). A CSV
+    row repeats its input line verbatim; records (parquet) give their `columns`' values instead."""
     predictions = outputs["predict"]
     probabilities = outputs.get("predict_proba")
     if fmt == "jsonl":
@@ -157,6 +160,11 @@ def render_rows(rows: list[Row], fmt: str, outputs: dict[str, list[Any]]) -> byt
     for i, row in enumerate(rows):
         cells.seek(0)
         cells.truncate()
-        writer.writerow([predictions[i], *(probabilities[i] if probabilities is not None else [])])
+        ours = [predictions[i], *(probabilities[i] if probabilities is not None else [])]
+        if columns is not None and isinstance(row.values, dict):
+            writer.writerow([*(row.values.get(column) for column in columns), *ours])
+            out += cells.getvalue().encode() + b"\n"
+            continue
+        writer.writerow(ours)
         out += row.raw + b"," + cells.getvalue().encode() + b"\n"  # the input line verbatim, then ours
     return bytes(out)

@@ -22,6 +22,7 @@ from inferrer.api.predict import HOT_ROUTES as PREDICT_HOT_ROUTES
 from inferrer.api.sagemaker import router as sagemaker_router
 from inferrer.api.v2 import HOT_ROUTES as V2_HOT_ROUTES
 from inferrer.api.v2 import router as v2_router
+from inferrer.api.watches import router as watches_router
 from inferrer.control.lifecycle import ModelLifecycle
 from inferrer.control.node_directory import NodeDirectory
 from inferrer.control.repository import ModelRepository
@@ -36,6 +37,9 @@ from inferrer.jobs.schema import open_engine
 from inferrer.jobs.service import JobService
 from inferrer.jobs.store import JobStore
 from inferrer.settings import InferrerSettings
+from inferrer.watches.service import WatchService
+from inferrer.watches.store import WatchStore
+from inferrer.watches.supervisor import WatchLimits, WatchSupervisor
 from metrics.definitions import InferrerMetrics
 from metrics.exposition import metrics_router
 from wire.access import AccessMiddleware
@@ -81,8 +85,9 @@ def create_app(
             )
             prediction = PredictionService(repository, balancer, metrics, cache, batcher)
             app.state.prediction = prediction
-            async with _job_system(settings, repository, balancer, prediction, metrics) as jobs:
+            async with _job_system(settings, repository, balancer, prediction, metrics) as (jobs, watches):
                 app.state.jobs = jobs
+                app.state.watches = watches
                 yield
 
     def count_refusal(reason: str) -> None:
@@ -91,7 +96,9 @@ def create_app(
     app = FastAPI(
         title="modelfleet inferrer", lifespan=lifespan, exception_handlers=exception_handlers(count_refusal)
     )
-    routers = (fleet_router, models_router, jobs_router, v2_router, sagemaker_router, internal_router)
+    routers = (
+        fleet_router, models_router, jobs_router, watches_router, v2_router, sagemaker_router, internal_router
+    )  # fmt: skip
     for router in routers:
         app.include_router(router, responses=ERROR_RESPONSES)
     app.include_router(metrics_router(registry))
@@ -114,8 +121,8 @@ async def _job_system(
     balancer: Upstream,
     prediction: PredictionService,
     metrics: InferrerMetrics,
-) -> AsyncIterator[JobService]:
-    """The job store and its runner, running for the app's life."""
+) -> AsyncIterator[tuple[JobService, WatchService]]:
+    """The job store, its runner and the watches' supervisor, running for the app's life."""
     state = settings.data_dir / ".modelfleet"  # hidden: no job location can name it
     state.mkdir(parents=True, exist_ok=True)
     engine = open_engine(settings.jobs_db_url or f"sqlite:///{state / 'jobs.db'}")
@@ -134,11 +141,20 @@ async def _job_system(
         limits,
         metrics.jobs,
     )
-    task = asyncio.create_task(runner.run_forever(), name="jobs")
+    jobs = JobService(store, repository, storage, runner, settings.jobs_deadline_s)
+    watch_store = WatchStore(engine)
+    watch_limits = WatchLimits(settings.watch_interval_s, settings.watch_settle_s, settings.watch_max_running)
+    supervisor = WatchSupervisor(watch_store, jobs, storage, repository, watch_limits, metrics.watches)
+    tasks = [
+        asyncio.create_task(runner.run_forever(), name="jobs"),
+        asyncio.create_task(supervisor.run_forever(), name="watches"),
+    ]
     try:
-        yield JobService(store, repository, storage, runner, settings.jobs_deadline_s)
+        yield jobs, WatchService(watch_store, supervisor, storage, repository)
     finally:
+        await supervisor.close()
         await runner.close()
-        await asyncio.wait([task], timeout=10)
-        task.cancel()
+        await asyncio.wait(tasks, timeout=10)
+        for task in tasks:
+            task.cancel()
         engine.dispose()

@@ -78,3 +78,11 @@ class OutputExists(InferrerError):
 
 class UnsupportedMediaType(InferrerError):
     status_code = 415
+
+
+class WatchExists(InferrerError):
+    status_code = 409
+
+
+class WatchNotFound(InferrerError):
+    status_code = 404

@@ -29,6 +29,12 @@ class InferrerSettings(BaseSettings):
     jobs_lease_s: float = Field(default=30.0, gt=0)
     # A job not finished this long after its submission fails.
     jobs_deadline_s: float = Field(default=86400.0, gt=0)
+    # Watches: a watched folder or prefix is listed at this interval (a local folder also at once
+    # when inotify reports a change); a file is taken once unchanged for WATCH_SETTLE_S; at most
+    # WATCH_MAX_RUNNING files have a job under way (every gateway counted), the rest wait pending.
+    watch_interval_s: float = Field(default=10.0, gt=0)
+    watch_settle_s: float = Field(default=2.0, ge=0)
+    watch_max_running: int = Field(default=16, gt=0)
     # JSON {"modelhost-1": "http://127.0.0.1:8101", ...}, rendered from the topology; re-read on change.
     nodes_file: Path | None = None
     status_timeout_s: float = Field(default=1.0, gt=0)

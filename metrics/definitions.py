@@ -133,6 +133,7 @@ class InferrerMetrics:
             registry=registry,
         )
         self.jobs = JobMetrics(registry)
+        self.watches = WatchMetrics(registry)
 
     def follow(self, generation: object, stored: Callable[[], Container[tuple[str, str]]]) -> None:
         """Once per change of the repository: forget the series of versions no longer stored."""
@@ -172,6 +173,23 @@ class JobMetrics:
             "modelfleet_inferrer_job_duration_seconds",
             "From a job's submission to its end",
             buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 14400, 86400),
+            registry=registry,
+        )
+
+
+class WatchMetrics:
+    """Watched folders' files (every gateway's, as of this process's last look)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.files = Gauge(
+            "modelfleet_inferrer_watch_files",
+            "Files each watch has seen, by state: pending (queued), running, done, failed (dead letter)",
+            ["watch", "state"],
+            registry=registry,
+        )
+        self.detected = Counter(
+            "modelfleet_inferrer_watch_files_detected_total",
+            "File versions this process found whole in a watched place and queued",
             registry=registry,
         )
 

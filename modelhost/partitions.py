@@ -55,9 +55,12 @@ async def run_partition(
     except OSError as exc:
         raise StorageUnavailable(f"cannot read {call.input!r}: {exc}") from None
     outputs = ["predict"] if call.output == "predict" else ["predict", "predict_proba"]
-    out_format = "jsonl" if call.format == "parquet" else call.format
+    out_format = call.output_format or ("jsonl" if call.format == "parquet" else call.format)
+    if out_format == "csv" and call.format == "jsonl":
+        raise InvalidInput("CSV output takes CSV or parquet input: JSON lines give JSON lines")
+    columns = call.header if call.format == "parquet" else None  # records' cells in a CSV output
     body = bytearray()
-    if call.format == "csv":
+    if out_format == "csv":
         body += _csv_line(output_header(call.header or [], outputs, schema.classes))
     bad: list[BadRow] = []
     rows_written = 0
@@ -75,7 +78,9 @@ async def run_partition(
         predicted = await _predict(store, call, rows, outputs, schema.feature_names, bad)
         _fail_on(bad, call)
         results = {output: [answer[output] for _, answer in predicted] for output in outputs}
-        body += await asyncio.to_thread(render_rows, [row for row, _ in predicted], out_format, results)
+        body += await asyncio.to_thread(
+            render_rows, [row for row, _ in predicted], out_format, results, columns
+        )
         rows_written += len(predicted)
     output = bytes(body)
     del body

@@ -30,7 +30,9 @@ class PartitionCall(BaseModel):
     start: Annotated[int, Field(ge=0)] = 0
     end: Annotated[int, Field(ge=0)] = 0
     row_group: Annotated[int, Field(ge=0)] = 0
-    header: list[str] | None = None  # a CSV file's columns, read once by the planner
+    header: list[str] | None = None  # a CSV or parquet file's columns, read once by the planner
+    # None: as the input (parquet: JSON lines). CSV output takes CSV or parquet input.
+    output_format: Literal["jsonl", "csv"] | None = None
     output_part: str  # a location, written whole
     errors_part: str  # a location, written whole when bad rows were skipped
     on_bad_rows: Literal["fail", "skip"] = "fail"

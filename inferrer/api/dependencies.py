@@ -12,6 +12,7 @@ from inferrer.dataplane.balancer_client import Upstream
 from inferrer.dataplane.prediction import PredictionService
 from inferrer.jobs.service import JobService
 from inferrer.settings import InferrerSettings
+from inferrer.watches.service import WatchService
 from metrics.definitions import InferrerMetrics
 
 
@@ -55,4 +56,9 @@ def metrics(request: Request) -> InferrerMetrics:
 
 def jobs(request: Request) -> JobService:
     value: JobService = request.app.state.jobs
+    return value
+
+
+def watches(request: Request) -> WatchService:
+    value: WatchService = request.app.state.watches
     return value

@@ -29,6 +29,7 @@ from inferrer.control.repository import ModelRepository
 from inferrer.dataplane.balancer_client import Upstream
 from inferrer.dataplane.prediction import PredictionService
 from inferrer.errors import InferrerError, InvalidInput, ModelNotFound
+from inferrer.jobs.outputs import success_marker, write_outputs
 from inferrer.jobs.schema import UNFINISHED
 from inferrer.jobs.store import Claim, JobStore
 from inferrer.jobs.submission import inline_body, output_format
@@ -159,7 +160,8 @@ class JobRunner:
             sha256=spec["sha256"], output=spec["output"], input=spec["input"], format=spec["format"],
             start=claim.spec.get("start", 0), end=claim.spec.get("end", 0),
             row_group=claim.spec.get("row_group", 0), header=spec["header"],
-            output_part=f"{out}/part-{claim.idx:05d}.{output_format(spec['format'])}",
+            output_part=f"{out}/part-{claim.idx:05d}.{output_format(spec)}",
+            output_format=output_format(spec),
             errors_part=f"{out}/_errors/part-{claim.idx:05d}.jsonl", on_bad_rows=spec["on_bad_rows"],
         )  # fmt: skip
         try:
@@ -206,38 +208,27 @@ class JobRunner:
             await self._finish(job, "failed", error=reason)
 
     async def _finalize_or_leave(self, job_id: str) -> None:
-        """Every partition is done: a failure to finalise (storage down) is the sweep's to retry."""
+        """Every partition is done: a failure to finalise (storage down) is the sweep's to retry,
+        and the job shows why meanwhile."""
         try:
             await self._finalize(job_id)
-        except Exception:
+        except Exception as exc:
             logger.exception("job %s: finalising failed; the next sweep tries again", job_id)
+            await asyncio.to_thread(self.store.note, job_id, f"writing the output failed, retrying: {exc}")
 
     async def _finalize(self, job_id: str) -> None:
-        """All partitions done: the manifest, then _SUCCESS, then the job succeeded. Safe to repeat
+        """All partitions done: the outputs (jobs.outputs), then the job succeeded. Safe to repeat
         (a gateway that died half-way): each file is written whole, and the job finishes once."""
         job = await asyncio.to_thread(self.store.job, job_id)
         if job is None or job["status"] not in UNFINISHED:
             return
-        spec = job["spec"]
         parts = await asyncio.to_thread(self.store.partitions_of, job_id)
-        if spec["kind"] == "inline":
+        if job["spec"]["kind"] == "inline":
             await self._finish(job, "succeeded", result=parts[0]["output"]["answer"])
             return
-        out = spec["output_location"]
-        manifest = {
-            "job": job_id, "model": job["model"], "version": job["version"], "sha256": spec["sha256"],
-            "input": spec["input"], "format": spec["format"], "output": out,
-            "parts": [p["output"] for p in parts], "rows": sum(p["rows_done"] or 0 for p in parts),
-            "bad_rows": sum(p["rows_failed"] or 0 for p in parts),
-        }  # fmt: skip
-        await asyncio.to_thread(
-            self.storage.write_atomic, self.storage.location(f"{out}/_manifest.json"), orjson.dumps(manifest)
-        )
-        success = self.storage.location(f"{out}/_SUCCESS")
-        await asyncio.to_thread(self.storage.write_atomic, success, b"")
-        result = {**manifest, "manifest": f"{out}/_manifest.json"}
+        result = await asyncio.to_thread(write_outputs, self.storage, job, parts)
         if not await self._finish(job, "succeeded", result=result):  # cancelled or overdue meanwhile
-            await asyncio.to_thread(self.storage.remove, success)
+            await asyncio.to_thread(self.storage.remove, success_marker(self.storage, job))
 
     async def _finish(
         self, job: dict[str, Any], status: str, result: Any = None, error: str | None = None

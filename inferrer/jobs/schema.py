@@ -56,6 +56,41 @@ row_errors = sa.Table(
     sa.UniqueConstraint("job_id", "partition", "line"),
 )
 
+# Watches (inferrer.watches): folders or prefixes whose new files become jobs, and every file
+# version each has seen, with its state, so that a restarted gateway neither loses nor redoes one.
+watches = sa.Table(
+    "watches",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("spec", sa.JSON, nullable=False),  # as created (WatchSpec)
+    sa.Column("paused", sa.Boolean, nullable=False),
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Column("error", sa.Text),  # why its input cannot be listed; None once it can
+)
+
+watch_files = sa.Table(
+    "watch_files",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("watch", sa.String(64), sa.ForeignKey("watches.name", ondelete="CASCADE"), nullable=False),
+    sa.Column("name", sa.String(1024), nullable=False),  # in the watched folder
+    sa.Column("identity", sa.String(200), nullable=False),  # size and mtime or ETag: one version
+    sa.Column("size", sa.BigInteger, nullable=False),
+    sa.Column("state", sa.String(16), nullable=False, index=True),  # pending|running|done|failed
+    sa.Column("version", sa.String(64)),  # the model's, fixed when the file is picked up
+    sa.Column("output", sa.String(1100), unique=True),  # reserved when picked up, for good
+    sa.Column("job_id", sa.String(64)),  # the latest attempt's
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("not_before", sa.Float, nullable=False),  # retry backoff
+    sa.Column("submit_until", sa.Float),  # while its job is being created: when that claim lapses
+    sa.Column("rows", sa.Integer),
+    sa.Column("error", sa.Text),
+    sa.Column("seen", sa.Float, nullable=False),
+    sa.Column("updated", sa.Float, nullable=False),
+    sa.UniqueConstraint("watch", "name", "identity"),
+    sa.Index("watch_files_by_watch", "watch", "id"),
+)
+
 UNFINISHED = ("queued", "running")
 WRITE = "modelfleet_write"  # an execution option: this transaction writes
 

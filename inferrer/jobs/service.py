@@ -49,24 +49,36 @@ class JobService:
         location = self.storage.location(submission.input)
         await asyncio.to_thread(self.storage.write_stream_atomic, location, upload.file)
 
-    async def submit(self, submission: JobSubmission, uploaded: bool = False) -> dict[str, Any]:
+    async def submit(
+        self,
+        submission: JobSubmission,
+        uploaded: bool = False,
+        job_id: str | None = None,
+        assemble_to: str | None = None,
+    ) -> dict[str, Any]:
         """Pinned to the version asked for (the active one by default) until the job finishes.
-        `uploaded`: its input was uploaded with it, and goes when the submission is refused."""
+        `uploaded`: its input was uploaded with it, and goes when the submission is refused.
+        `job_id`: given by a caller that may ask again (a watch): the job is made once.
+        `assemble_to`: the one file its parts are joined into (a watch's output)."""
         try:
-            return await self._submit(submission)
+            return await self._submit(submission, job_id, assemble_to)
         except BaseException:
             if uploaded and submission.input is not None:
                 upload_dir = Path(self.storage.location(submission.input).path).parent
                 await asyncio.to_thread(shutil.rmtree, upload_dir, True)
             raise
 
-    async def _submit(self, submission: JobSubmission) -> dict[str, Any]:
+    async def _submit(
+        self, submission: JobSubmission, job_id: str | None, assemble_to: str | None
+    ) -> dict[str, Any]:
+        if job_id is not None and (made := await asyncio.to_thread(self.store.job, job_id)) is not None:
+            return {"id": job_id, "status": made["status"], "partitions": made["partitions_total"]}
         manifest = self.repository.get(submission.model, submission.version)
         if submission.output not in manifest.signature.outputs:
             raise InvalidInput(
                 f"model {manifest.name!r} offers {manifest.signature.outputs}, not {submission.output!r}"
             )
-        job_id = new_job_id()
+        job_id = job_id or new_job_id()
         # Pinned for as long as the job may run: a gateway killed before the job ends leaves no
         # pin for good.
         pin = Pin(job_id, lease_s=self.deadline_s + 3600)
@@ -76,10 +88,13 @@ class JobService:
                 job, parts = inline_job(job_id, submission, manifest, self.deadline_s), [{"inline": True}]
             else:
                 job, parts = await asyncio.to_thread(
-                    plan_file_job, job_id, submission, manifest, self.storage, self.deadline_s
+                    plan_file_job, job_id, submission, manifest, self.storage, self.deadline_s, assemble_to
                 )
             await asyncio.to_thread(self.store.create, job, parts)
-        except BaseException:
+        except BaseException as exc:
+            made = await asyncio.to_thread(self.store.job, job_id) if isinstance(exc, Exception) else None
+            if made is not None:  # by another caller with the same id meanwhile: its pin is this one
+                return {"id": job_id, "status": made["status"], "partitions": made["partitions_total"]}
             await asyncio.to_thread(self.repository.unpin, manifest.name, manifest.version, job_id)
             raise
         self.runner.wake()
@@ -116,7 +131,7 @@ class JobService:
             raise JobNotFinished(f"job {job_id} is {state}: its result exists once it has succeeded")
         if job["spec"]["kind"] == "inline":
             return "inline", job["result"]
-        fmt = output_format(job["spec"]["format"])
+        fmt = output_format(job["spec"])
         return fmt, self._stream(job["result"]["parts"], fmt)
 
     async def _stream(self, parts: list[dict[str, Any]], fmt: str) -> AsyncIterator[bytes]:
@@ -168,11 +183,11 @@ def _render(job: dict[str, Any], parts: list[dict[str, Any]], errors: list[dict[
         "errors": errors,
         "error": job["error"],
         "output": output,
-        "created": _iso(job["created"]),
-        "started": _iso(job["started"]),
-        "finished": _iso(job["finished"]),
+        "created": iso_time(job["created"]),
+        "started": iso_time(job["started"]),
+        "finished": iso_time(job["finished"]),
     }
 
 
-def _iso(epoch: float | None) -> str | None:
+def iso_time(epoch: float | None) -> str | None:
     return None if epoch is None else datetime.fromtimestamp(epoch, UTC).isoformat()

@@ -213,6 +213,13 @@ class JobStore:
                 ).rowcount
             )
 
+    def note(self, job_id: str, error: str) -> None:
+        """Why an unfinished job is held up (its output cannot be written yet)."""
+        with self._transaction() as db:
+            db.execute(
+                jobs.update().where(jobs.c.id == job_id, jobs.c.status.in_(UNFINISHED)).values(error=error)
+            )
+
     def job(self, job_id: str) -> dict[str, Any] | None:
         with self.engine.connect() as db:
             row = db.execute(sa.select(jobs).where(jobs.c.id == job_id)).mappings().first()

@@ -28,7 +28,11 @@ from inferrer.errors import InputNotFound, InvalidInput, InvalidLocation, Output
 
 NAME = r"^[A-Za-z0-9._-]{1,64}$"
 MAX_PARTITIONS = 20_000  # a job's partitions live in the store; beyond this, larger ones
-FORMAT_BY_SUFFIX = {".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"}
+InputFormat = Literal["jsonl", "csv", "parquet"]
+OutputFormat = Literal["jsonl", "csv"]
+FORMAT_BY_SUFFIX: dict[str, InputFormat] = {
+    ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".parquet": "parquet"
+}  # fmt: skip
 _CELL = Annotated[Any, Field(json_schema_extra={"type": ["number", "null"]})]
 _FIELD = Annotated[Any, Field(json_schema_extra={"type": ["number", "string", "boolean", "null"]})]
 _Instances = Annotated[list[Annotated[list[_CELL], Field(min_length=1)]], Field(min_length=1)]
@@ -44,8 +48,8 @@ def _alone(key: str, *others: str) -> dict[str, Any]:
 # (JSON Schema), checked again by the validators below.
 _ONE_INPUT: dict[str, Any] = {
     "oneOf": [
-        _alone("instances", "records", "input", "format", "output_location"),
-        _alone("records", "instances", "input", "format", "output_location"),
+        _alone("instances", "records", "input", "format", "output_location", "output_format"),
+        _alone("records", "instances", "input", "format", "output_location", "output_format"),
         _alone("input", "instances", "records"),
     ]
 }
@@ -63,8 +67,10 @@ class JobSubmission(BaseModel):
     instances: SkipJsonSchema[None] | _Instances = None
     records: SkipJsonSchema[None] | _Records = None
     input: SkipJsonSchema[None] | _Location = None
-    format: SkipJsonSchema[None] | Literal["jsonl", "csv", "parquet"] = None  # default: from the suffix
+    format: SkipJsonSchema[None] | InputFormat = None  # default: from the suffix
     output_location: SkipJsonSchema[None] | _Location = None
+    # Default: as the input (parquet: JSON lines). CSV output takes CSV or parquet input.
+    output_format: SkipJsonSchema[None] | OutputFormat = None
     # A node holds a partition's bytes, rows and output at once: 256 MiB at most.
     partition_bytes: JsonInt = Field(default=8 * 2**20, ge=4096, le=2**28)
     on_bad_rows: Literal["fail", "skip"] = "fail"
@@ -82,8 +88,8 @@ class JobSubmission(BaseModel):
         given = [k for k in ("instances", "records", "input") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError('give exactly one of "instances", "records" or "input"')
-        if self.input is None and (self.format or self.output_location):
-            raise ValueError('"format" and "output_location" go with "input"')
+        if self.input is None and (self.format or self.output_location or self.output_format):
+            raise ValueError('"format", "output_format" and "output_location" go with "input"')
         return self
 
 
@@ -106,9 +112,15 @@ def inline_job(
 
 
 def plan_file_job(
-    job_id: str, submission: JobSubmission, manifest: Manifest, storage: Storage, deadline_s: float
+    job_id: str,
+    submission: JobSubmission,
+    manifest: Manifest,
+    storage: Storage,
+    deadline_s: float,
+    assemble_to: str | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """The job row and its partitions (byte ranges); reads only around each cut. Runs in a thread."""
+    """The job row and its partitions (byte ranges); reads only around each cut. Runs in a thread.
+    `assemble_to`: a file its parts are joined into when they are all done (a watch's output)."""
     assert submission.input is not None
     source = _location(storage, submission.input)
     fmt = submission.format or FORMAT_BY_SUFFIX.get(PurePosixPath(source.path).suffix.lower())
@@ -116,14 +128,18 @@ def plan_file_job(
         raise InvalidInput(
             f"cannot tell the format of {submission.input!r}: give format (jsonl, csv, parquet)"
         )
+    out_format = submission.output_format or ("jsonl" if fmt == "parquet" else fmt)
+    if out_format == "csv" and fmt == "jsonl":
+        raise InvalidInput("CSV output takes CSV or parquet input: JSON lines give JSON lines")
     output = _location(storage, submission.output_location or _default_output(source, job_id))
+    header: list[str] | None
     try:
         if _holds_files(storage, output):
             raise OutputExists(f"{output.url!r} holds files already: name a new output_location")
         size = storage.size(source)
         with storage.filesystem(source).open(source.path, "rb") as file:
             if fmt == "parquet":
-                header, parts = None, _row_groups(file, submission.input)
+                header, parts = _row_groups(file, submission.input)
             else:
                 header, parts = _byte_ranges(file, size, submission, fmt)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
@@ -137,8 +153,10 @@ def plan_file_job(
     spec = {
         "kind": "file", "output": submission.output, "input": source.url, "format": fmt, "header": header,
         "output_location": output.url, "on_bad_rows": submission.on_bad_rows,
-        "max_attempts": submission.max_attempts, "size": size,
+        "max_attempts": submission.max_attempts, "size": size, "output_format": out_format,
     }  # fmt: skip
+    if assemble_to is not None:
+        spec["assemble_to"] = _location(storage, assemble_to).url
     return _row(job_id, manifest, spec, deadline_s), parts
 
 
@@ -156,14 +174,15 @@ def _byte_ranges(
     return header, [{"start": r.start, "end": r.end} for r in plan.ranges]
 
 
-def _row_groups(file: BinaryIO, name: str | None) -> list[dict[str, Any]]:
-    """A parquet file's row groups, one partition each (empty ones left out)."""
+def _row_groups(file: BinaryIO, name: str | None) -> tuple[list[str], list[dict[str, Any]]]:
+    """A parquet file's columns, and its row groups, one partition each (empty ones left out)."""
     try:
         metadata = pq.ParquetFile(file).metadata
     except (pa.ArrowInvalid, OSError) as exc:
         raise InvalidInput(f"{name!r} is not a parquet file: {exc}") from None
     groups = (metadata.row_group(i) for i in range(metadata.num_row_groups))
-    return [{"row_group": i, "rows": g.num_rows} for i, g in enumerate(groups) if g.num_rows]
+    columns = list(metadata.schema.to_arrow_schema().names)
+    return columns, [{"row_group": i, "rows": g.num_rows} for i, g in enumerate(groups) if g.num_rows]
 
 
 def _holds_files(storage: Storage, location: Location) -> bool:
@@ -199,6 +218,9 @@ def inline_body(spec: dict[str, Any]) -> bytes:
     return orjson.dumps({**rows, "output": spec["output"]})
 
 
-def output_format(input_format: str) -> str:
-    """A job's output rows are written as its input's (parquet input: JSON lines)."""
-    return "jsonl" if input_format == "parquet" else input_format
+def output_format(spec: dict[str, Any]) -> OutputFormat:
+    """A file job's output format: as submitted, else as its input's (parquet input: JSON lines)."""
+    fmt: OutputFormat = spec.get("output_format") or (
+        "jsonl" if spec["format"] == "parquet" else spec["format"]
+    )
+    return fmt

@@ -1,0 +1,219 @@
+"""Watches and the file versions they have seen, in the job store (SQLite or PostgreSQL).
+
+A file version moves `pending` → `running` (a job made for it) → `done` or, after its attempts,
+`failed`; a failed job puts it back to `pending` after a backoff while attempts remain. Every move
+is one conditional UPDATE, so that of several gateways (or worker processes) exactly one makes it:
+one claims a pending file, one records its job's end. A claim is made before its job exists and
+names the job's id, with a lease: a gateway killed between the two leaves a claim that lapses, and
+the job is then created under that same id, once.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+
+from datafiles.locations import FileEntry
+from inferrer.errors import WatchExists
+from inferrer.jobs.schema import WRITE, jobs, watch_files, watches
+
+FILE_STATES = ("pending", "running", "done", "failed")
+_FINISHED_JOB = ("succeeded", "failed", "cancelled")
+
+
+class WatchStore:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._write = engine.execution_options(**{WRITE: True})
+
+    # --- watches
+
+    def create(self, name: str, spec: dict[str, Any]) -> None:
+        try:
+            with self._write.begin() as db:
+                db.execute(watches.insert().values(name=name, spec=spec, paused=False, created=time.time()))
+        except sa.exc.IntegrityError:
+            raise WatchExists(
+                f"a watch named {name!r} exists: delete it first, or pick another name"
+            ) from None
+
+    def watches(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as db:
+            return [dict(row) for row in db.execute(sa.select(watches).order_by(watches.c.name)).mappings()]
+
+    def watch(self, name: str) -> dict[str, Any] | None:
+        with self.engine.connect() as db:
+            row = db.execute(sa.select(watches).where(watches.c.name == name)).mappings().first()
+            return dict(row) if row else None
+
+    def set_paused(self, name: str, paused: bool) -> bool:
+        with self._write.begin() as db:
+            return bool(
+                db.execute(watches.update().where(watches.c.name == name).values(paused=paused)).rowcount
+            )
+
+    def set_error(self, name: str, error: str | None) -> None:
+        with self._write.begin() as db:
+            db.execute(
+                watches.update()
+                .where(watches.c.name == name, watches.c.error.is_distinct_from(error))
+                .values(error=error)
+            )
+
+    def delete(self, name: str) -> bool:
+        """The watch and its history; jobs already made run to their end."""
+        with self._write.begin() as db:
+            db.execute(watch_files.delete().where(watch_files.c.watch == name))
+            return bool(db.execute(watches.delete().where(watches.c.name == name)).rowcount)
+
+    # --- files
+
+    def known(self, watch: str) -> set[tuple[str, str]]:
+        """(name, identity) of every file version the watch has recorded."""
+        with self.engine.connect() as db:
+            rows = db.execute(
+                sa.select(watch_files.c.name, watch_files.c.identity).where(watch_files.c.watch == watch)
+            )
+            return {(name, identity) for name, identity in rows}
+
+    def record(self, watch: str, entries: list[FileEntry]) -> int:
+        """New file versions, pending; one already recorded (by any gateway) is left as it is.
+        Answers how many were new."""
+        if not entries:
+            return 0
+        now = time.time()
+        dialect = sqlite if self.engine.dialect.name == "sqlite" else postgresql
+        rows = [
+            {"watch": watch, "name": e.name, "identity": e.identity, "size": e.size, "state": "pending",
+             "attempts": 0, "not_before": 0.0, "seen": now, "updated": now}
+            for e in entries
+        ]  # fmt: skip
+        statement = dialect.insert(watch_files).values(rows).on_conflict_do_nothing()
+        with self._write.begin() as db:
+            return int(db.execute(statement).rowcount)
+
+    def claim(self, limit: int, lease_s: float, max_running: int) -> list[dict[str, Any]]:
+        """Up to `limit` due pending files of watches not paused, oldest first, each now `running`
+        with a new attempt, while no more than `max_running` files run in all (every gateway)."""
+        now = time.time()
+        with self._write.begin() as db:
+            running = db.execute(
+                sa.select(sa.func.count()).select_from(watch_files).where(watch_files.c.state == "running")
+            ).scalar_one()
+            room = min(limit, max_running - running)
+            if room <= 0:
+                return []
+            due = sa.and_(watch_files.c.state == "pending", watch_files.c.not_before <= now)
+            active = sa.select(watches.c.name).where(watches.c.paused.is_(False))
+            picked = (
+                sa.select(watch_files.c.id)
+                .where(due, watch_files.c.watch.in_(active))
+                .order_by(watch_files.c.id)
+                .limit(room)
+                .with_for_update(skip_locked=True)
+                .cte("picked")
+                .prefix_with("MATERIALIZED")
+            )
+            claimed = db.execute(
+                watch_files.update()
+                .where(watch_files.c.id.in_(sa.select(picked.c.id)), due)
+                .values(
+                    state="running", attempts=watch_files.c.attempts + 1, submit_until=now + lease_s,
+                    job_id=None, updated=now,
+                )
+                .returning(*watch_files.c)
+            ).mappings()  # fmt: skip
+            return sorted((dict(row) for row in claimed), key=lambda row: row["id"])
+
+    def lapsed(self) -> list[dict[str, Any]]:
+        """Running files whose job was never created: their claimer died."""
+        with self.engine.connect() as db:
+            rows = db.execute(
+                sa.select(watch_files).where(
+                    watch_files.c.state == "running", watch_files.c.submit_until < time.time()
+                )
+            ).mappings()
+            return [dict(row) for row in rows]
+
+    def take_over(self, file: dict[str, Any], lease_s: float) -> bool:
+        """A lapsed claim, renewed for this gateway; False when another took it or it moved on."""
+        with self._write.begin() as db:
+            return bool(
+                db.execute(
+                    watch_files.update()
+                    .where(
+                        watch_files.c.id == file["id"],
+                        watch_files.c.state == "running",
+                        watch_files.c.submit_until == file["submit_until"],
+                    )
+                    .values(submit_until=time.time() + lease_s)
+                ).rowcount
+            )
+
+    def assign(self, file_id: int, **values: Any) -> None:
+        """What a claimer fixed for the file's attempt: version, output, job id (all under its claim).
+        Raises IntegrityError for an output another file holds."""
+        with self._write.begin() as db:
+            db.execute(
+                watch_files.update().where(watch_files.c.id == file_id).values(**values, updated=time.time())
+            )
+
+    def submitted(self, file_id: int) -> None:
+        """The file's job exists: its end now decides."""
+        with self._write.begin() as db:
+            db.execute(
+                watch_files.update()
+                .where(watch_files.c.id == file_id, watch_files.c.state == "running")
+                .values(submit_until=None, updated=time.time())
+            )
+
+    def ended_jobs(self) -> list[dict[str, Any]]:
+        """Running files whose job has finished, with its status, result and error."""
+        query = (
+            sa.select(watch_files, jobs.c.status.label("job_status"), jobs.c.result.label("job_result"),
+                      jobs.c.error.label("job_error"))
+            .join(jobs, jobs.c.id == watch_files.c.job_id)
+            .where(watch_files.c.state == "running", watch_files.c.submit_until.is_(None),
+                   jobs.c.status.in_(_FINISHED_JOB))
+        )  # fmt: skip
+        with self.engine.connect() as db:
+            return [dict(row) for row in db.execute(query).mappings()]
+
+    def settle(self, file: dict[str, Any], state: str, **values: Any) -> bool:
+        """Move a running file on (done, failed, or pending for another attempt), once: only the
+        attempt of `file["job_id"]` moves it."""
+        with self._write.begin() as db:
+            return bool(
+                db.execute(
+                    watch_files.update()
+                    .where(
+                        watch_files.c.id == file["id"],
+                        watch_files.c.state == "running",
+                        watch_files.c.attempts == file["attempts"],
+                    )
+                    .values(state=state, submit_until=None, updated=time.time(), **values)
+                ).rowcount
+            )
+
+    def files(self, watch: str, state: str | None, limit: int) -> list[dict[str, Any]]:
+        query = sa.select(watch_files).where(watch_files.c.watch == watch)
+        if state is not None:
+            query = query.where(watch_files.c.state == state)
+        with self.engine.connect() as db:
+            rows = db.execute(query.order_by(watch_files.c.id.desc()).limit(limit)).mappings()
+            return [dict(row) for row in rows]
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Each watch's files in each state."""
+        query = sa.select(watch_files.c.watch, watch_files.c.state, sa.func.count()).group_by(
+            watch_files.c.watch, watch_files.c.state
+        )
+        counted: dict[str, dict[str, int]] = {}
+        with self.engine.connect() as db:
+            for watch, state, count in db.execute(query):
+                counted.setdefault(watch, dict.fromkeys(FILE_STATES, 0))[state] = count
+        return counted

@@ -1,0 +1,201 @@
+"""inferrer/api/watches.py in-process, through the app factory: files dropped into a watched folder
+become one job each and one verified output each; new versions of a name, temporary names, pause
+and resume, bad files, refusals."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import skops.io as sio
+from sklearn.pipeline import Pipeline
+
+from tests.in_process import AUTH, InProcessFleet, in_process_fleet
+
+pytestmark = pytest.mark.anyio
+
+FAST = {"watch_interval_s": 0.5, "watch_settle_s": 0.2}
+
+
+async def _files(fleet: InProcessFleet, name: str) -> list[dict[str, Any]]:
+    answer = await fleet.gateway.get(f"/api/v1/watches/{name}", headers=AUTH)
+    assert answer.status_code == 200, answer.text
+    files: list[dict[str, Any]] = answer.json()["files"]
+    return files
+
+
+async def _settled(
+    fleet: InProcessFleet, name: str, count: int, timeout_s: float = 60
+) -> list[dict[str, Any]]:
+    """The watch's files once `count` of them are done or failed."""
+    files: list[dict[str, Any]] = []
+    for _ in range(int(timeout_s / 0.1)):
+        files = await _files(fleet, name)
+        if sum(f["state"] in ("done", "failed") for f in files) >= count:
+            return files
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{count} files not settled: {files}")
+
+
+def _csv_rows(path: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(path.read_text())))
+
+
+def _with_ids(frame: pd.DataFrame, start: int = 0) -> pd.DataFrame:
+    return frame.assign(id=range(start, start + len(frame)))[["id", *frame.columns]]
+
+
+async def test_each_file_becomes_one_job_and_one_verified_output(
+    tmp_path: Path, text_column_pipeline: Pipeline, text_column_rows: pd.DataFrame
+) -> None:
+    frame = _with_ids(pd.concat([text_column_rows] * 40, ignore_index=True))
+    expected = text_column_pipeline.predict(frame).tolist()
+    async with in_process_fleet(tmp_path, nodes=2, **FAST) as fleet:
+        await fleet.deploy("people", sio.dumps(text_column_pipeline))
+        body = {"name": "drop", "input": "incoming", "pattern": "*.*", "model": "people", "output": "scored",
+                "partition_bytes": 4096}  # fmt: skip
+        created = await fleet.gateway.post("/api/v1/watches", json=body, headers=AUTH)
+        assert created.status_code == 201, created.text
+        assert created.headers["location"] == "/api/v1/watches/drop"
+        assert created.json()["detection"] == "inotify" or created.json()["detection"] == "polling"
+        incoming = tmp_path / "data" / "incoming"
+        assert incoming.is_dir()  # made with the watch
+        frame.to_csv(incoming / "a.csv", index=False)
+        pq.write_table(
+            pa.Table.from_pandas(frame, preserve_index=False), incoming / "b.parquet", row_group_size=100
+        )
+        (incoming / "c.jsonl").write_bytes(
+            b"".join(orjson.dumps(r) + b"\n" for r in frame.to_dict("records"))
+        )
+        (incoming / ".hidden.csv").write_text("not,taken\n")
+        (incoming / "d.csv.tmp").write_text("not,taken\n")
+        files = await _settled(fleet, "drop", 3)
+        view = (await fleet.gateway.get("/api/v1/watches/drop", headers=AUTH)).json()
+        jobs = (await fleet.gateway.get("/api/v1/jobs", headers=AUTH)).json()["jobs"]
+    assert {f["name"]: f["state"] for f in files} == {"a.csv": "done", "b.parquet": "done", "c.jsonl": "done"}
+    assert view["counts"] == {"pending": 0, "running": 0, "done": 3, "failed": 0}
+    assert view["detection"] == "inotify"
+    assert sorted(j["id"] for j in jobs) == sorted(f["job"] for f in files)  # one job per file
+    out = tmp_path / "data" / "scored" / "model=people" / "version=1"
+    assert sorted(p.name for p in out.iterdir()) == ["a.csv", "b.csv", "c.jsonl"]
+    for name in ("a.csv", "b.csv"):
+        rows = _csv_rows(out / name)
+        assert [int(r["id"]) for r in rows] == list(range(len(frame)))
+        assert [int(r["prediction"]) for r in rows] == expected
+    lines = [orjson.loads(line) for line in (out / "c.jsonl").read_bytes().splitlines()]
+    assert [r["prediction"] for r in lines] == expected and [r["id"] for r in lines] == list(
+        range(len(frame))
+    )
+    assert all(f["rows"] == len(frame) and f["attempts"] == 1 and f["error"] is None for f in files)
+    assert {f["output"] for f in files} == {
+        f"scored/model=people/version=1/{n}" for n in ("a.csv", "b.csv", "c.jsonl")
+    }
+    assert not (tmp_path / "data" / "scored" / "_staging").exists() or not any(
+        (tmp_path / "data" / "scored" / "_staging").iterdir()
+    )
+
+
+async def test_a_new_version_of_a_name_is_processed_again_into_a_new_output(
+    tmp_path: Path, text_column_pipeline: Pipeline, text_column_rows: pd.DataFrame
+) -> None:
+    async with in_process_fleet(tmp_path, nodes=1, **FAST) as fleet:
+        await fleet.deploy("people", sio.dumps(text_column_pipeline))
+        body = {"name": "w", "input": "in", "pattern": "*.csv", "model": "people", "output": "out"}
+        assert (await fleet.gateway.post("/api/v1/watches", json=body, headers=AUTH)).status_code == 201
+        incoming = tmp_path / "data" / "in"
+        _with_ids(text_column_rows).to_csv(incoming / "day.csv", index=False)
+        await _settled(fleet, "w", 1)
+        _with_ids(text_column_rows.head(5), start=100).to_csv(incoming / "day.csv", index=False)
+        files = await _settled(fleet, "w", 2)
+    assert [f["state"] for f in files] == ["done", "done"]
+    out = tmp_path / "data" / "out" / "model=people" / "version=1"
+    first, second = _csv_rows(out / "day.csv"), _csv_rows(out / "day-2.csv")
+    assert [r["id"] for r in first] == [str(i) for i in range(len(text_column_rows))]
+    assert [r["id"] for r in second] == [str(i) for i in range(100, 105)]
+
+
+async def test_a_bad_file_fails_with_its_reason_and_the_others_go_on(
+    tmp_path: Path, text_column_pipeline: Pipeline, text_column_rows: pd.DataFrame
+) -> None:
+    async with in_process_fleet(tmp_path, nodes=1, **FAST) as fleet:
+        await fleet.deploy("people", sio.dumps(text_column_pipeline))
+        body = {"name": "w", "input": "in", "model": "people", "output": "out", "max_attempts": 2}
+        assert (await fleet.gateway.post("/api/v1/watches", json=body, headers=AUTH)).status_code == 201
+        incoming = tmp_path / "data" / "in"
+        (incoming / "broken.parquet").write_bytes(b"PAR1 this is no parquet file")
+        (incoming / "rows.csv").write_text("id,age,income,city\n1,30,1000.0,oslo\n2,oops\n")
+        _with_ids(text_column_rows).to_csv(incoming / "good.csv", index=False)
+        files = {f["name"]: f for f in await _settled(fleet, "w", 3)}
+        dead = (await fleet.gateway.get("/api/v1/watches/w?state=failed", headers=AUTH)).json()["files"]
+    assert files["good.csv"]["state"] == "done"
+    assert (
+        files["broken.parquet"]["state"] == "failed"
+        and "not a parquet file" in files["broken.parquet"]["error"]
+    )
+    assert files["rows.csv"]["state"] == "failed" and "line 2" in files["rows.csv"]["error"]
+    assert files["rows.csv"]["attempts"] == 2  # a job per attempt
+    assert sorted(f["name"] for f in dead) == ["broken.parquet", "rows.csv"]
+    out = tmp_path / "data" / "out" / "model=people" / "version=1"
+    assert sorted(p.name for p in out.iterdir()) == ["good.csv"]
+
+
+async def test_a_paused_watch_picks_up_nothing_until_resumed(
+    tmp_path: Path, text_column_pipeline: Pipeline, text_column_rows: pd.DataFrame
+) -> None:
+    async with in_process_fleet(tmp_path, nodes=1, **FAST) as fleet:
+        await fleet.deploy("people", sio.dumps(text_column_pipeline))
+        body = {"name": "w", "input": "in", "model": "people", "output": "out"}
+        assert (await fleet.gateway.post("/api/v1/watches", json=body, headers=AUTH)).status_code == 201
+        paused = await fleet.gateway.post("/api/v1/watches/w/pause", headers=AUTH)
+        assert paused.status_code == 200 and paused.json()["paused"] is True
+        _with_ids(text_column_rows).to_csv(tmp_path / "data" / "in" / "x.csv", index=False)
+        await asyncio.sleep(2)
+        assert await _files(fleet, "w") == []
+        resumed = await fleet.gateway.post("/api/v1/watches/w/resume", headers=AUTH)
+        assert resumed.json()["paused"] is False
+        assert [f["state"] for f in await _settled(fleet, "w", 1)] == ["done"]
+        deleted = await fleet.gateway.delete("/api/v1/watches/w", headers=AUTH)
+        assert deleted.status_code == 200 and deleted.json()["name"] == "w"
+        assert (await fleet.gateway.get("/api/v1/watches/w", headers=AUTH)).status_code == 404
+        assert (await fleet.gateway.get("/api/v1/watches", headers=AUTH)).json() == {"watches": []}
+    assert (tmp_path / "data" / "out" / "model=people" / "version=1" / "x.csv").exists()  # outputs stay
+
+
+async def test_refusals_change_nothing(tmp_path: Path, pipeline_skops: bytes) -> None:
+    async with in_process_fleet(tmp_path, nodes=1, **FAST) as fleet:
+        await fleet.deploy("m", pipeline_skops)
+        good = {"name": "w", "input": "in", "model": "m", "output": "out"}
+        cases = [
+            ({**good, "input": "../in"}, 400),
+            ({**good, "output": "/abs"}, 400),
+            ({**good, "input": ".modelfleet"}, 400),
+            ({**good, "input": "s3://x/in"}, 400),  # not a bucket name
+            ({**good, "model": "nope"}, 404),
+            ({**good, "version": "9"}, 404),
+            ({**good, "pattern": "a/*.csv"}, 422),
+            ({**good, "version": None}, 422),
+            ({**good, "extra": 1}, 422),
+            ({**good, "prediction": "labels"}, 422),
+            ({**good, "max_attempts": 0}, 422),
+        ]
+        for body, status in cases:
+            answer = await fleet.gateway.post("/api/v1/watches", json=body, headers=AUTH)
+            assert answer.status_code == status, (body, answer.text)
+            assert "error" in answer.json()
+        assert (await fleet.gateway.post("/api/v1/watches", json=good)).status_code == 401
+        assert (await fleet.gateway.get("/api/v1/watches", headers=AUTH)).json() == {"watches": []}
+        assert (await fleet.gateway.post("/api/v1/watches", json=good, headers=AUTH)).status_code == 201
+        again = await fleet.gateway.post("/api/v1/watches", json=good, headers=AUTH)
+        assert again.status_code == 409
+        for path in ("/api/v1/watches/none", "/api/v1/watches/none/pause", "/api/v1/watches/none/resume"):
+            method = "GET" if path.endswith("none") else "POST"
+            assert (await fleet.gateway.request(method, path, headers=AUTH)).status_code == 404
+        assert (await fleet.gateway.delete("/api/v1/watches/none", headers=AUTH)).status_code == 404
