@@ -1,5 +1,6 @@
-"""Imports go one way: api -> watches -> jobs -> dataplane -> control inside the inferrer, the two services never
-import each other, and the shared packages (wire, artifacts, metrics, datafiles) import neither service.
+"""Imports go one way: api -> watches -> jobs -> dataplane -> control inside the inferrer, the two
+services never import each other, and the shared packages (wire, artifacts, metrics, datafiles)
+import neither service.
 
 A layer may import its own modules and the ones below it; the inferrer's errors and settings are the
 floor every layer stands on; the app factory and its clients' owner compose the layers and may
@@ -26,7 +27,7 @@ ALLOWED = {
         "inferrer.dataplane",
         "inferrer.control",
     }
-    | FLOOR,  # fmt: skip
+    | FLOOR,
     "inferrer.errors": set(),
     "inferrer.settings": set(),
 }
