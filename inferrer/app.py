@@ -143,7 +143,9 @@ async def _job_system(
     )
     jobs = JobService(store, repository, storage, runner, settings.jobs_deadline_s)
     watch_store = WatchStore(engine)
-    watch_limits = WatchLimits(settings.watch_interval_s, settings.watch_settle_s, settings.watch_max_running)
+    watch_limits = WatchLimits(
+        settings.watch_interval_s, settings.watch_settle_s, settings.watch_max_running, settings.jobs_lease_s
+    )
     supervisor = WatchSupervisor(watch_store, jobs, storage, repository, watch_limits, metrics.watches)
     tasks = [
         asyncio.create_task(runner.run_forever(), name="jobs"),

@@ -35,8 +35,8 @@ class RowError(Answer):
 
 
 class JobOutput(Answer):
-    location: str
-    manifest: str
+    location: str  # the parts' folder; a watch's job: its one output file
+    manifest: str | None  # None: a watch's job
 
 
 class JobView(Answer):

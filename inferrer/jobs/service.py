@@ -160,7 +160,9 @@ class JobService:
 def _render(job: dict[str, Any], parts: list[dict[str, Any]], errors: list[dict[str, Any]]) -> dict[str, Any]:
     spec = job["spec"]
     output = None
-    if spec["kind"] == "file":
+    if "assemble_to" in spec:  # a watch's job: one output file, no manifest
+        output = {"location": spec["assemble_to"], "manifest": None}
+    elif spec["kind"] == "file":
         output = {
             "location": spec["output_location"],
             "manifest": f"{spec['output_location']}/_manifest.json",

@@ -39,7 +39,7 @@ class WatchSpec(BaseModel):
     output_format: SkipJsonSchema[None] | OutputFormat = None
     partition_bytes: JsonInt = Field(default=8 * 2**20, ge=4096, le=2**28)
     on_bad_rows: Literal["fail", "skip"] = "fail"
-    # Jobs made for one file before it is failed for good (each retries its partitions too).
+    # Jobs made for one file before it is failed for good (each job retries a partition 3 times).
     max_attempts: JsonInt = Field(default=3, ge=1, le=10)
 
     @model_validator(mode="before")
@@ -86,7 +86,6 @@ class WatchSpec(BaseModel):
             output_location=self.staging(job_id),
             partition_bytes=self.partition_bytes,
             on_bad_rows=self.on_bad_rows,
-            max_attempts=self.max_attempts,
         )
 
 

@@ -100,6 +100,10 @@ class WatchStore:
         """Up to `limit` due pending files of watches not paused, oldest first, each now `running`
         with a new attempt, while no more than `max_running` files run in all (every gateway)."""
         now = time.time()
+        due = sa.and_(watch_files.c.state == "pending", watch_files.c.not_before <= now)
+        with self.engine.connect() as db:  # most steps find nothing: no write lock taken for that
+            if db.execute(sa.select(watch_files.c.id).where(due).limit(1)).first() is None:
+                return []
         with self._write.begin() as db:
             running = db.execute(
                 sa.select(sa.func.count()).select_from(watch_files).where(watch_files.c.state == "running")
@@ -107,7 +111,6 @@ class WatchStore:
             room = min(limit, max_running - running)
             if room <= 0:
                 return []
-            due = sa.and_(watch_files.c.state == "pending", watch_files.c.not_before <= now)
             active = sa.select(watches.c.name).where(watches.c.paused.is_(False))
             picked = (
                 sa.select(watch_files.c.id)

@@ -33,6 +33,7 @@ from metrics.definitions import WatchMetrics
 logger = logging.getLogger(__name__)
 
 _RETRY_BASE_S = 2.0
+_RETRY_MAX_S = 60.0
 _CLAIMS_PER_STEP = 32
 
 
@@ -41,7 +42,7 @@ class WatchLimits:
     interval_s: float  # between two listings of a watched place (inotify wakes a local one sooner)
     settle_s: float  # a file is taken once unchanged for this long
     max_running: int  # files with a job under way, fleet-wide
-    claim_lease_s: float = 60.0  # a claimer that died is taken over after this
+    claim_lease_s: float  # a claimer that died is taken over after this (JOBS_LEASE_S)
     step_s: float = 0.5  # how often jobs' ends are looked for
 
 
@@ -94,6 +95,9 @@ class WatchSupervisor:
     async def _step(self) -> None:
         watches = await asyncio.to_thread(self.store.watches)
         self._track({w["name"]: WatchSpec.model_validate(w["spec"]) for w in watches})
+        if not watches:
+            self.metrics.files.clear()
+            return
         for watch in watches:
             if not watch["paused"] and time.monotonic() >= self._next_listing.get(watch["name"], 0.0):
                 await self._scan(watch)
@@ -220,7 +224,7 @@ class WatchSupervisor:
             logger.warning("watch %s: %s failed: %s", file["watch"], file["name"], reason)
             await asyncio.to_thread(self.store.settle, file, "failed", error=reason)
             return
-        backoff = _RETRY_BASE_S * 2 ** (file["attempts"] - 1)
+        backoff = min(_RETRY_BASE_S * 2 ** (file["attempts"] - 1), _RETRY_MAX_S)
         logger.warning("watch %s: %s: %s; again in %.0fs", file["watch"], file["name"], reason, backoff)
         await asyncio.to_thread(
             self.store.settle, file, "pending", error=reason, not_before=time.time() + backoff

@@ -80,9 +80,13 @@ async def test_each_file_becomes_one_job_and_one_verified_output(
         files = await _settled(fleet, "drop", 3)
         view = (await fleet.gateway.get("/api/v1/watches/drop", headers=AUTH)).json()
         jobs = (await fleet.gateway.get("/api/v1/jobs", headers=AUTH)).json()["jobs"]
+        await asyncio.sleep(0.6)  # the supervisor's next step sets the gauge
+        metrics = (await fleet.gateway.get("/metrics")).text
     assert {f["name"]: f["state"] for f in files} == {"a.csv": "done", "b.parquet": "done", "c.jsonl": "done"}
     assert view["counts"] == {"pending": 0, "running": 0, "done": 3, "failed": 0}
     assert view["detection"] == "inotify"
+    assert 'modelfleet_inferrer_watch_files{state="done",watch="drop"} 3.0' in metrics
+    assert "modelfleet_inferrer_watch_files_detected_total 3.0" in metrics
     assert sorted(j["id"] for j in jobs) == sorted(f["job"] for f in files)  # one job per file
     out = tmp_path / "data" / "scored" / "model=people" / "version=1"
     assert sorted(p.name for p in out.iterdir()) == ["a.csv", "b.csv", "c.jsonl"]
