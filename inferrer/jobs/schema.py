@@ -93,6 +93,15 @@ watch_files = sa.Table(
 
 UNFINISHED = ("queued", "running")
 WRITE = "modelfleet_write"  # an execution option: this transaction writes
+# Transactions that count rows and then claim up to a fleet-wide limit: one at a time of each kind.
+CLAIM_PARTITIONS, CLAIM_FILES = 1, 2
+
+
+def one_at_a_time(connection: Connection, kind: int) -> None:
+    """Hold `kind`'s lock until the transaction ends: PostgreSQL runs the others of that kind after
+    it, so what they count is what this one left (SQLite's write transactions run one at a time)."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(sa.select(sa.func.pg_advisory_xact_lock(kind)))
 
 
 def open_engine(url: str) -> Engine:

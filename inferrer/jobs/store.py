@@ -23,7 +23,15 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from inferrer.errors import OutputExists
-from inferrer.jobs.schema import UNFINISHED, WRITE, jobs, partitions, row_errors
+from inferrer.jobs.schema import (
+    CLAIM_PARTITIONS,
+    UNFINISHED,
+    WRITE,
+    jobs,
+    one_at_a_time,
+    partitions,
+    row_errors,
+)
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,7 @@ class JobStore:
         # The UPDATE re-checks `due`: concurrent claimers (threads, gateways) never both take one.
         with self._transaction() as db:
             if fleet_limit is not None:
+                one_at_a_time(db, CLAIM_PARTITIONS)
                 running = db.execute(
                     sa.select(sa.func.count())
                     .select_from(partitions)

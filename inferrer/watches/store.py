@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 
 from datafiles.locations import FileEntry
 from inferrer.errors import WatchExists
-from inferrer.jobs.schema import WRITE, jobs, watch_files, watches
+from inferrer.jobs.schema import CLAIM_FILES, WRITE, jobs, one_at_a_time, watch_files, watches
 
 FILE_STATES = ("pending", "running", "done", "failed")
 _FINISHED_JOB = ("succeeded", "failed", "cancelled")
@@ -92,9 +92,11 @@ class WatchStore:
              "attempts": 0, "not_before": 0.0, "seen": now, "updated": now}
             for e in entries
         ]  # fmt: skip
-        statement = dialect.insert(watch_files).values(rows).on_conflict_do_nothing()
+        statement = (
+            dialect.insert(watch_files).values(rows).on_conflict_do_nothing().returning(watch_files.c.id)
+        )
         with self._write.begin() as db:
-            return int(db.execute(statement).rowcount)
+            return len(db.execute(statement).all())
 
     def claim(self, limit: int, lease_s: float, max_running: int) -> list[dict[str, Any]]:
         """Up to `limit` due pending files of watches not paused, oldest first, each now `running`
@@ -105,6 +107,7 @@ class WatchStore:
             if db.execute(sa.select(watch_files.c.id).where(due).limit(1)).first() is None:
                 return []
         with self._write.begin() as db:
+            one_at_a_time(db, CLAIM_FILES)
             running = db.execute(
                 sa.select(sa.func.count()).select_from(watch_files).where(watch_files.c.state == "running")
             ).scalar_one()

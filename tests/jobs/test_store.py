@@ -5,33 +5,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
-
-from inferrer.jobs.schema import metadata, open_engine
+from inferrer.jobs.schema import open_engine
 from inferrer.jobs.store import JobStore
-from tests.postgres_server import postgres_bin, postgres_server
-
-
-@pytest.fixture(scope="module")
-def postgres() -> Iterator[str]:
-    with postgres_server() as url:
-        yield url
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.fleet)])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'jobs.db'}"
-    assert postgres_bin() is not None, "PostgreSQL is not installed (deploy/test.sh installs it)"
-    database: str = request.getfixturevalue("postgres")
-    engine = open_engine(database)
-    metadata.drop_all(engine)  # each test starts from an empty store
-    engine.dispose()
-    return database
 
 
 def _store(url: str) -> JobStore:
@@ -104,6 +81,20 @@ def test_concurrent_claimers_never_share_a_partition(url: str) -> None:
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         taken = [idx for batch in pool.map(claim, range(40)) for idx in batch]
     assert sorted(taken) == list(range(200))  # each once: no partition claimed twice
+
+
+def test_concurrent_claimers_of_two_gateways_stay_within_the_fleet_limit(url: str) -> None:
+    store = _store(url)
+    store.create(_job("a"), [{"start": i} for i in range(100)])
+    other = JobStore(open_engine(url))
+
+    def claim(round_: int) -> list[int]:
+        claimer = store if round_ % 2 else other
+        return [c.idx for c in claimer.claim(limit=5, lease_s=60, fleet_limit=30)]
+
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        taken = [idx for batch in pool.map(claim, range(40)) for idx in batch]
+    assert len(taken) == len(set(taken)) == 30  # never past the limit, counted across gateways
 
 
 def test_retries_wait_their_backoff_failures_are_final_and_jobs_finish_once(url: str) -> None:

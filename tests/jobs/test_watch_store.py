@@ -1,0 +1,89 @@
+"""The watch store, on SQLite and on a real PostgreSQL server: each file version recorded once
+however many gateways list it, claimed by exactly one of many concurrent claimers within the fleet's
+limit, settled once, and a dead claimer's claim taken over once."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+
+from datafiles.locations import FileEntry
+from inferrer.jobs.schema import open_engine
+from inferrer.jobs.store import JobStore
+from inferrer.watches.store import WatchStore
+
+
+def _stores(url: str) -> tuple[WatchStore, JobStore]:
+    engine = open_engine(url)
+    return WatchStore(engine), JobStore(engine)
+
+
+def _entries(n: int, identity: str = "1:1") -> list[FileEntry]:
+    return [FileEntry(f"f{i:03d}.csv", 10, identity) for i in range(n)]
+
+
+def test_a_file_version_is_recorded_once_and_a_new_version_again(url: str) -> None:
+    store, _ = _stores(url)
+    store.create("w", {"model": "m"})
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        added = list(pool.map(lambda _: store.record("w", _entries(50)), range(4)))
+    assert sum(added) == 50
+    assert store.record("w", _entries(3, identity="2:2")) == 3  # rewritten: new versions
+    assert len(store.known("w")) == 53
+    assert store.counts() == {"w": {"pending": 53, "running": 0, "done": 0, "failed": 0}}
+
+
+def test_concurrent_claimers_take_each_file_once_within_the_fleet_limit(url: str) -> None:
+    store, _ = _stores(url)
+    store.create("w", {"model": "m"})
+    store.record("w", _entries(60))
+
+    def claim(_: int) -> list[int]:
+        taken = []
+        for _ in range(20):
+            taken += [f["id"] for f in store.claim(limit=5, lease_s=30, max_running=40)]
+        return taken
+
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        claimed = [file_id for batch in pool.map(claim, range(4)) for file_id in batch]
+    assert len(claimed) == len(set(claimed)) == 40  # none twice, never past the limit
+    assert store.counts()["w"]["running"] == 40 and store.counts()["w"]["pending"] == 20
+
+
+def test_a_paused_watch_has_nothing_claimed(url: str) -> None:
+    store, _ = _stores(url)
+    store.create("w", {"model": "m"})
+    store.record("w", _entries(3))
+    assert store.set_paused("w", True)
+    assert store.claim(limit=10, lease_s=30, max_running=10) == []
+    store.set_paused("w", False)
+    assert len(store.claim(limit=10, lease_s=30, max_running=10)) == 3
+
+
+def test_a_file_settles_once_and_a_lapsed_claim_is_taken_over_once(url: str) -> None:
+    store, jobs = _stores(url)
+    store.create("w", {"model": "m"})
+    store.record("w", _entries(2))
+    first, second = store.claim(limit=2, lease_s=0.05, max_running=10)
+    store.assign(first["id"], job_id="job-1", version="1", output="out/f000.csv")
+    now = time.time()
+    jobs.create(
+        {"id": "job-1", "status": "queued", "model": "m", "version": "1", "spec": {}, "created": now,
+         "deadline": now + 60},
+        [{"start": 0}],
+    )  # fmt: skip
+    store.submitted(first["id"])
+    time.sleep(0.1)
+    lapsed = store.lapsed()
+    assert [f["id"] for f in lapsed] == [second["id"]]  # submitted: no longer under a claim
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        taken = list(pool.map(lambda _: store.take_over(lapsed[0], lease_s=30), range(4)))
+    assert taken.count(True) == 1
+    jobs.finish("job-1", "succeeded", {"rows": 10})
+    (ended,) = store.ended_jobs()
+    assert ended["job_status"] == "succeeded" and ended["job_result"] == {"rows": 10}
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        settled = list(pool.map(lambda _: store.settle(ended, "done", rows=10), range(4)))
+    assert settled.count(True) == 1
+    assert store.files("w", "done", 10)[0]["output"] == "out/f000.csv"
+    assert store.delete("w") and store.watch("w") is None and store.counts() == {}
