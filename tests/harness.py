@@ -186,12 +186,14 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float, interval_s: floa
     return False
 
 
-def run_readme_curl_lines(inferrer_port: int, token: str, workdir: Path) -> None:
-    """Every curl line of the README runs as printed (port swapped, $TOKEN set) and succeeds; a code
-    block that keeps a job's id (`JOB=...`) runs whole, as one script."""
+def run_readme_curl_lines(inferrer_port: int, token: str, workdir: Path, data_dir: Path) -> None:
+    """Every curl line of the README runs as printed (port swapped, $TOKEN set, `.modelfleet/data/`
+    the fleet's jobs' data directory `data_dir`) and succeeds; a code block that waits for something
+    (`until`) runs whole, as one script."""
     (workdir / "iris.skops").write_bytes(train_example())
     text = README.read_text()
-    scripts = [block for block in re.findall(r"```bash\n(.*?)```", text, flags=re.DOTALL) if "JOB=" in block]
+    blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.DOTALL)
+    scripts = [block for block in blocks if "\nuntil " in block]
     lines = [line.strip() for line in text.splitlines()]
     curls = [
         line
@@ -201,6 +203,7 @@ def run_readme_curl_lines(inferrer_port: int, token: str, workdir: Path) -> None
     assert len(curls) >= 8 and scripts
     for command in [*curls, *(f"set -euo pipefail\n{script}" for script in scripts)]:
         command = command.replace("127.0.0.1:8000", f"127.0.0.1:{inferrer_port}")
+        command = command.replace(" .modelfleet/data/", f" {data_dir}/")
         command = re.sub(
             r"(^|\$\(|\buntil )curl ", r"\1curl -sS --fail-with-body ", command, flags=re.MULTILINE
         )

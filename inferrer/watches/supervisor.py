@@ -25,7 +25,7 @@ from inferrer.control.repository import ModelRepository
 from inferrer.errors import InferrerError, InputNotFound, InvalidInput
 from inferrer.jobs.service import JobService
 from inferrer.jobs.submission import new_job_id
-from inferrer.watches.detection import Settling, listen
+from inferrer.watches.detection import FolderListener, Settling
 from inferrer.watches.spec import WatchSpec
 from inferrer.watches.store import FILE_STATES, WatchStore
 from metrics.definitions import WatchMetrics
@@ -64,7 +64,7 @@ class WatchSupervisor:
         self.metrics = metrics
         self._settling: dict[str, Settling] = {}
         self._next_listing: dict[str, float] = {}
-        self._listeners: dict[str, tuple[asyncio.Task[None], asyncio.Event]] = {}
+        self._listener: FolderListener | None = None  # made on the event loop, in run_forever
         self._wake = asyncio.Event()
         self._stopping = False
 
@@ -79,10 +79,10 @@ class WatchSupervisor:
         it), polling (listings only), or listing (an object store)."""
         if spec.input.startswith("s3://"):
             return "listing"
-        listener = self._listeners.get(spec.name)
-        return "inotify" if listener and not listener[0].done() else "polling"
+        return "inotify" if self._listener and self._listener.watching(spec.name) else "polling"
 
     async def run_forever(self) -> None:
+        self._listener = FolderListener(self.wake, asyncio.get_running_loop())
         while not self._stopping:
             try:
                 await self._step()
@@ -120,29 +120,19 @@ class WatchSupervisor:
                 )
 
     def _track(self, specs: dict[str, WatchSpec]) -> None:
-        """Settling state and inotify listeners for the watches there are; none for the others."""
+        """Settling state for the watches there are, and inotify on their local folders."""
         for gone in set(self._settling) - set(specs):
             del self._settling[gone]
             self._next_listing.pop(gone, None)
-        for gone in set(self._listeners) - set(specs):
-            self._listeners.pop(gone)[1].set()
-        for name, spec in specs.items():
+        for name in specs:
             self._settling.setdefault(name, Settling(self.limits.settle_s))
-            listener = self._listeners.get(name)
-            if spec.input.startswith("s3://") or (listener and not listener[0].done()):
-                continue
-            folder = Path(self.storage.location(spec.input).path)
-            if listener is None or time.monotonic() >= self._next_listing.get(name, 0.0):
-                stop = asyncio.Event()
-                task = asyncio.create_task(self._listen(name, folder, stop), name=f"watch {name}")
-                self._listeners[name] = (task, stop)
-
-    async def _listen(self, name: str, folder: Path, stop: asyncio.Event) -> None:
-        try:
-            await listen(folder, lambda: self.wake(name), stop)
-        except Exception as exc:  # no inotify here, no folder yet: the listings go on alone
-            logger.info("watch %s: no inotify on %s (%s); listing every %.0fs", name, folder, exc,
-                        self.limits.interval_s)  # fmt: skip
+        local = {
+            name: Path(self.storage.location(spec.input).path)
+            for name, spec in specs.items()
+            if not spec.input.startswith("s3://")
+        }
+        if self._listener is not None:
+            self._listener.follow(local, time.monotonic())
 
     async def _scan(self, watch: dict[str, Any]) -> None:
         name = watch["name"]
@@ -233,8 +223,5 @@ class WatchSupervisor:
     async def close(self) -> None:
         self._stopping = True
         self._wake.set()
-        for task, stop in self._listeners.values():
-            stop.set()
-            task.cancel()
-        if self._listeners:
-            await asyncio.wait([task for task, _ in self._listeners.values()], timeout=5)
+        if self._listener is not None:
+            await asyncio.to_thread(self._listener.close)

@@ -129,7 +129,12 @@ def test_readme_compose_section_runs_as_printed(tmp_path: Path, monkeypatch: pyt
         token = dotenv_values(checkout / "deploy" / ".env")[MANAGEMENT_TOKEN_VAR]
         assert token
         # `up -d` has returned: every curl line answers now, the example model's included.
-        run_readme_curl_lines(8000, token, tmp_path)
+        # The jobs' data directory is the `jobs` volume: the README's compose section says where.
+        jobs_volume = subprocess.run(
+            ["docker", "volume", "inspect", "-f", "{{.Mountpoint}}", "deploy_jobs"],
+            capture_output=True, text=True, check=True, timeout=30,
+        ).stdout.strip()  # fmt: skip
+        run_readme_curl_lines(8000, token, tmp_path, Path(jobs_volume))
         print("every README curl line answered 200 against the compose stack")
     finally:
         for line in stop_block:

@@ -108,7 +108,7 @@ def test_node_metrics_label_model_version_and_node(fleet: RunningFleet) -> None:
 
 
 def test_readme_curl_lines_work(fleet: RunningFleet, tmp_path: Path) -> None:
-    run_readme_curl_lines(fleet.ports["inferrer"], fleet.token, tmp_path)
+    run_readme_curl_lines(fleet.ports["inferrer"], fleet.token, tmp_path, fleet.data_dir / "data")
 
 
 class _TouchOnLoad:

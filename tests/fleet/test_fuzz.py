@@ -40,6 +40,8 @@ SEED = 1
 #   as `shape` multiplies to;
 # - a node's partition call: 422 for a location outside the data directory, or rows of the file
 #   that cannot be predicted;
+# - a watch: 400 for a location outside the data directory (a link out, only the disk can tell), 422
+#   for a prediction the model does not offer;
 # - a model upload: 422 for a file that is not a loadable model (only its content tells), 413 for one
 #   over the upload limit.
 ACCEPTED = '"2xx", "3xx", "401", "403", "404", "409", "429", "5xx"'  # schemathesis's default
@@ -71,6 +73,10 @@ include-path-regex = "/internal/v1/partitions$"
 checks.positive_data_acceptance.expected-statuses = [{ACCEPTED}, "422"]
 
 [[operations]]
+include-name = "POST /api/v1/watches"
+checks.positive_data_acceptance.expected-statuses = [{ACCEPTED}, "400", "422"]
+
+[[operations]]
 include-name = "POST /api/v1/models"
 checks.positive_data_acceptance.expected-statuses = [{ACCEPTED}, "413", "422"]
 """
@@ -78,7 +84,9 @@ checks.positive_data_acceptance.expected-statuses = [{ACCEPTED}, "413", "422"]
 
 @pytest.fixture(scope="module")
 def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningFleet]:
-    fleet = start_fleet(Path(tmp_path_factory.mktemp("fuzz")), nodes=1)
+    # Generated s3:// locations (jobs, watches) go to a closed port on loopback, never further.
+    s3 = "AWS_ENDPOINT_URL_S3=http://127.0.0.1:9\nAWS_ACCESS_KEY_ID=fuzz\nAWS_SECRET_ACCESS_KEY=fuzz\n"
+    fleet = start_fleet(Path(tmp_path_factory.mktemp("fuzz")), nodes=1, env_lines=s3)
     yield fleet
     assert fleet.stop() == 0
 
