@@ -147,6 +147,7 @@ async def _job_system(
         settings.watch_interval_s, settings.watch_settle_s, settings.watch_max_running, settings.jobs_lease_s
     )
     supervisor = WatchSupervisor(watch_store, jobs, storage, repository, watch_limits, metrics.watches)
+    runner.on_finish(supervisor.wake_for_work)
     tasks = [
         asyncio.create_task(runner.run_forever(), name="jobs"),
         asyncio.create_task(supervisor.run_forever(), name="watches"),

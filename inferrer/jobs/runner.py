@@ -78,6 +78,11 @@ class JobRunner:
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._stopping = False
+        self._finish_listeners: list[Callable[[], None]] = []
+
+    def on_finish(self, listener: Callable[[], None]) -> None:
+        """Call `listener` (on the event loop) whenever this process finishes a job."""
+        self._finish_listeners.append(listener)
 
     def wake(self) -> None:
         """A job was submitted or a slot freed: claim now rather than at the next poll."""
@@ -239,6 +244,8 @@ class JobRunner:
             logger.info("job %s %s%s", job["id"], status, f": {error}" if error else "")
             self.metrics.finished.labels(status).inc()
             self.metrics.duration.observe(time.time() - job["created"])
+            for listener in self._finish_listeners:
+                listener()
         await asyncio.to_thread(self.repository.unpin, job["model"], job["version"], job["id"])
         return finished
 

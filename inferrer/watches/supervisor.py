@@ -74,6 +74,10 @@ class WatchSupervisor:
             self._next_listing[watch] = 0.0
         self._wake.set()
 
+    def wake_for_work(self) -> None:
+        """A job ended: settle its file and claim the next, without listing anything."""
+        self._wake.set()
+
     def detection(self, spec: WatchSpec) -> str:
         """How this process finds the watch's files: inotify (with the interval's listings behind
         it), polling (listings only), or listing (an object store)."""
@@ -104,13 +108,13 @@ class WatchSupervisor:
         for file in await asyncio.to_thread(self.store.lapsed):
             if await asyncio.to_thread(self.store.take_over, file, self.limits.claim_lease_s):
                 await self._start(file)
+        for ended in await asyncio.to_thread(self.store.ended_jobs):  # first: their room goes to others
+            await self._settle(ended)
         claims = await asyncio.to_thread(
             self.store.claim, _CLAIMS_PER_STEP, self.limits.claim_lease_s, self.limits.max_running
         )
         for file in claims:
             await self._start(file)
-        for ended in await asyncio.to_thread(self.store.ended_jobs):
-            await self._settle(ended)
         counts = await asyncio.to_thread(self.store.counts)
         self.metrics.files.clear()
         for watch in watches:

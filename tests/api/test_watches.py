@@ -203,3 +203,25 @@ async def test_refusals_change_nothing(tmp_path: Path, pipeline_skops: bytes) ->
             method = "GET" if path.endswith("none") else "POST"
             assert (await fleet.gateway.request(method, path, headers=AUTH)).status_code == 404
         assert (await fleet.gateway.delete("/api/v1/watches/none", headers=AUTH)).status_code == 404
+
+
+async def test_five_hundred_files_at_once_queue_within_the_running_limit(
+    tmp_path: Path, text_column_pipeline: Pipeline, text_column_rows: pd.DataFrame
+) -> None:
+    async with in_process_fleet(tmp_path, nodes=2, watch_max_running=4, **FAST) as fleet:
+        await fleet.deploy("people", sio.dumps(text_column_pipeline))
+        body = {"name": "w", "input": "in", "model": "people", "output": "out"}
+        assert (await fleet.gateway.post("/api/v1/watches", json=body, headers=AUTH)).status_code == 201
+        text = _with_ids(text_column_rows.head(3)).to_csv(index=False)
+        for i in range(500):
+            (tmp_path / "data" / "in" / f"f{i:03d}.csv").write_text(text)
+        most_running, counts = 0, {}
+        for _ in range(1200):
+            counts = (await fleet.gateway.get("/api/v1/watches/w", headers=AUTH)).json()["counts"]
+            most_running = max(most_running, counts["running"])
+            if counts["done"] + counts["failed"] == 500:
+                break
+            await asyncio.sleep(0.1)
+    assert counts == {"pending": 0, "running": 0, "done": 500, "failed": 0}, counts
+    assert 1 <= most_running <= 4
+    assert len(list((tmp_path / "data" / "out" / "model=people" / "version=1").iterdir())) == 500
