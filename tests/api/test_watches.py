@@ -80,6 +80,9 @@ async def test_each_file_becomes_one_job_and_one_verified_output(
         files = await _settled(fleet, "drop", 3)
         view = (await fleet.gateway.get("/api/v1/watches/drop", headers=AUTH)).json()
         jobs = (await fleet.gateway.get("/api/v1/jobs", headers=AUTH)).json()["jobs"]
+        a_job = next(f["job"] for f in files if f["name"] == "a.csv")
+        a_result = await fleet.gateway.get(f"/api/v1/jobs/{a_job}/result", headers=AUTH)
+        a_view = (await fleet.gateway.get(f"/api/v1/jobs/{a_job}", headers=AUTH)).json()
         await asyncio.sleep(0.6)  # the supervisor's next step sets the gauge
         metrics = (await fleet.gateway.get("/metrics")).text
     assert {f["name"]: f["state"] for f in files} == {"a.csv": "done", "b.parquet": "done", "c.jsonl": "done"}
@@ -94,6 +97,8 @@ async def test_each_file_becomes_one_job_and_one_verified_output(
         rows = _csv_rows(out / name)
         assert [int(r["id"]) for r in rows] == list(range(len(frame)))
         assert [int(r["prediction"]) for r in rows] == expected
+    assert a_result.content == (out / "a.csv").read_bytes()  # a watch's job answers its one output
+    assert a_view["output"] == {"location": "scored/model=people/version=1/a.csv", "manifest": None}
     lines = [orjson.loads(line) for line in (out / "c.jsonl").read_bytes().splitlines()]
     assert [r["prediction"] for r in lines] == expected and [r["id"] for r in lines] == list(
         range(len(frame))
