@@ -152,10 +152,10 @@ class Storage:
             try:
                 for block in blocks:
                     handle.write(block)
+                handle.close()  # the upload completes: the object appears whole
             except BaseException:
                 handle.discard()  # the upload is aborted: no object, not a partial one
                 raise
-            handle.close()
             return
         target = Path(location.path)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -175,6 +175,13 @@ class Storage:
         if filesystem.exists(location.path):
             filesystem.rm(location.path, recursive=True)
 
+    def identity(self, location: Location) -> str:
+        """What tells this version of a file from another, as `files_in` gives it."""
+        if location.protocol == "s3":
+            return _object_identity(self.filesystem(location).info(location.path))
+        stat = os.stat(location.path, follow_symlinks=False)
+        return f"{stat.st_size}:{stat.st_mtime_ns}"
+
     def files_in(self, location: Location) -> list[FileEntry]:
         """The files directly in a folder (or under a prefix, not deeper), each with what tells one
         version of it from another: size and mtime (local), size, ETag and time (S3). Links are left
@@ -185,10 +192,10 @@ class Storage:
                 entries = filesystem.ls(location.path, detail=True, refresh=True)
             except FileNotFoundError:
                 return []
-            return [
+            return [  # not a console's folder placeholder (`prefix/`), which names no file
                 FileEntry(PurePosixPath(e["name"]).name, int(e["size"]), _object_identity(e))
                 for e in entries
-                if e.get("type") == "file"
+                if e.get("type") == "file" and not e["name"].endswith("/") and e["name"] != location.path
             ]
         found = []
         try:

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +29,7 @@ from inferrer.control.repository import ModelRepository
 from inferrer.dataplane.balancer_client import Upstream
 from inferrer.dataplane.prediction import PredictionService
 from inferrer.errors import InferrerError, InvalidInput, ModelNotFound
-from inferrer.jobs.outputs import success_marker, write_outputs
+from inferrer.jobs.outputs import OutputNotVerified, success_marker, write_outputs
 from inferrer.jobs.schema import UNFINISHED
 from inferrer.jobs.store import Claim, JobStore
 from inferrer.jobs.submission import inline_body, output_format
@@ -44,6 +44,7 @@ InlineParser = Callable[[bytes, ModelSchema], tuple[np.ndarray, str]]
 
 _SWEEP_S = 2.0
 _RETRY_BASE_S = 0.5
+_FINALIZE_TRIES = 5
 
 
 @dataclass(frozen=True)
@@ -79,6 +80,8 @@ class JobRunner:
         self._wake = asyncio.Event()
         self._stopping = False
         self._finish_listeners: list[Callable[[], None]] = []
+        self._finalizing: set[str] = set()  # jobs whose outputs this process is writing
+        self._finalize_failures: dict[str, int] = {}
 
     def on_finish(self, listener: Callable[[], None]) -> None:
         """Call `listener` (on the event loop) whenever this process finishes a job."""
@@ -117,9 +120,12 @@ class JobRunner:
         )
         for claim in claims:
             self._running[(claim.job_id, claim.idx)] = claim
-            task = asyncio.create_task(self._run(claim), name=f"{claim.job_id}/{claim.idx}")
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._spawn(self._run(claim), f"{claim.job_id}/{claim.idx}")
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _run(self, claim: Claim) -> None:
         try:
@@ -166,14 +172,14 @@ class JobRunner:
             start=claim.spec.get("start", 0), end=claim.spec.get("end", 0),
             row_group=claim.spec.get("row_group", 0), header=spec["header"],
             output_part=f"{out}/part-{claim.idx:05d}.{output_format(spec)}",
-            output_format=output_format(spec),
+            output_format=spec.get("output_format"),
             errors_part=f"{out}/_errors/part-{claim.idx:05d}.jsonl", on_bad_rows=spec["on_bad_rows"],
         )  # fmt: skip
         try:
             answer = await self.upstream.request(
                 "POST",
                 "/internal/v1/partitions",
-                call.model_dump_json().encode(),
+                call.model_dump_json(exclude_defaults=True).encode(),  # a node a release older: no new fields
                 self.limits.partition_timeout_s,
             )
         except InferrerError as exc:  # nginx unreachable, no node, timed out
@@ -213,13 +219,27 @@ class JobRunner:
             await self._finish(job, "failed", error=reason)
 
     async def _finalize_or_leave(self, job_id: str) -> None:
-        """Every partition is done: a failure to finalise (storage down) is the sweep's to retry,
-        and the job shows why meanwhile."""
+        """Every partition is done: finalise, once at a time per job in this process. A failure to
+        write the output (storage down) is the sweep's to retry, and the job shows why meanwhile;
+        after `_FINALIZE_TRIES` failures, or an output that does not hold its rows, the job fails."""
+        if job_id in self._finalizing:
+            return
+        self._finalizing.add(job_id)
         try:
             await self._finalize(job_id)
+            self._finalize_failures.pop(job_id, None)
         except Exception as exc:
-            logger.exception("job %s: finalising failed; the next sweep tries again", job_id)
-            await asyncio.to_thread(self.store.note, job_id, f"writing the output failed, retrying: {exc}")
+            failures = self._finalize_failures[job_id] = self._finalize_failures.get(job_id, 0) + 1
+            logger.warning("job %s: writing the output failed (%d): %s", job_id, failures, exc)
+            reason = f"writing the output failed {failures} times, last: {exc}"
+            job = await asyncio.to_thread(self.store.job, job_id)
+            if job is not None and (failures >= _FINALIZE_TRIES or isinstance(exc, OutputNotVerified)):
+                self._finalize_failures.pop(job_id, None)
+                await self._finish(job, "failed", error=reason)
+            else:
+                await asyncio.to_thread(self.store.note, job_id, f"{reason}; retrying")
+        finally:
+            self._finalizing.discard(job_id)
 
     async def _finalize(self, job_id: str) -> None:
         """All partitions done: the outputs (jobs.outputs), then the job succeeded. Safe to repeat
@@ -259,8 +279,9 @@ class JobRunner:
             if job is not None:
                 await self._finish(job, "failed", error="the job's deadline passed")
         complete, broken = await asyncio.to_thread(self.store.stranded)
-        for job_id in complete:
-            await self._finalize_or_leave(job_id)
+        for job_id in complete:  # in the background: writing a large output takes a while
+            if job_id not in self._finalizing:
+                self._spawn(self._finalize_or_leave(job_id), f"{job_id}/finalise")
         for job_id in broken:
             job = await asyncio.to_thread(self.store.job, job_id)
             parts = await asyncio.to_thread(self.store.partitions_of, job_id)

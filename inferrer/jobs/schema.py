@@ -83,7 +83,8 @@ watch_files = sa.Table(
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("not_before", sa.Float, nullable=False),  # retry backoff
     sa.Column("submit_until", sa.Float),  # while its job is being created: when that claim lapses
-    sa.Column("rows", sa.Integer),
+    sa.Column("claim", sa.String(32)),  # who is creating its job: a claim taken over gets a new one
+    sa.Column("rows", sa.BigInteger),
     sa.Column("error", sa.Text),
     sa.Column("seen", sa.Float, nullable=False),
     sa.Column("updated", sa.Float, nullable=False),

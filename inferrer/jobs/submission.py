@@ -153,7 +153,7 @@ def plan_file_job(
     spec = {
         "kind": "file", "output": submission.output, "input": source.url, "format": fmt, "header": header,
         "output_location": output.url, "on_bad_rows": submission.on_bad_rows,
-        "max_attempts": submission.max_attempts, "size": size, "output_format": out_format,
+        "max_attempts": submission.max_attempts, "size": size, "output_format": submission.output_format,
     }  # fmt: skip
     if assemble_to is not None:
         spec["assemble_to"] = _location(storage, assemble_to).url
@@ -178,7 +178,7 @@ def _row_groups(file: BinaryIO, name: str | None) -> tuple[list[str], list[dict[
     """A parquet file's columns, and its row groups, one partition each (empty ones left out)."""
     try:
         metadata = pq.ParquetFile(file).metadata
-    except (pa.ArrowInvalid, OSError) as exc:
+    except pa.ArrowInvalid as exc:  # (an OSError reading it is the store's, worth another try)
         raise InvalidInput(f"{name!r} is not a parquet file: {exc}") from None
     groups = (metadata.row_group(i) for i in range(metadata.num_row_groups))
     columns = list(metadata.schema.to_arrow_schema().names)

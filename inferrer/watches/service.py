@@ -4,7 +4,7 @@ delete."""
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from datafiles.locations import LocationError, Storage
@@ -32,23 +32,33 @@ class WatchService:
             raise InvalidInput(f"model {spec.model!r} offers {manifest.signature.outputs}")
         try:
             source = self.storage.location(spec.input)
-            self.storage.location(spec.output)
+            output = self.storage.location(spec.output)
         except LocationError as exc:
             raise InvalidLocation(str(exc)) from None
+        inside = PurePosixPath(source.path).is_relative_to(output.path) and source.path != output.path
+        if source.protocol == output.protocol and inside:
+            raise InvalidLocation(
+                f"{spec.input!r} is inside {spec.output!r}: outputs would come back as inputs"
+            )
+        await asyncio.to_thread(self.store.create, spec.name, spec.model_dump(mode="json", exclude_none=True))
         if source.protocol == "file":
             try:  # files may be dropped in as soon as the watch exists
                 await asyncio.to_thread(Path(source.path).mkdir, parents=True, exist_ok=True)
             except OSError as exc:
+                await asyncio.to_thread(self.store.delete, spec.name)
                 raise InvalidLocation(f"cannot make the folder {spec.input!r}: {exc}") from None
-        await asyncio.to_thread(self.store.create, spec.name, spec.model_dump(mode="json", exclude_none=True))
         self.supervisor.wake(spec.name)
-        return await self.view(spec.name, None, 0)
+        return await self.summary(spec.name)
 
     async def view(self, name: str, state: str | None, limit: int) -> dict[str, Any]:
+        """The watch and its files, newest first."""
+        shown = await self.summary(name)
+        files = await asyncio.to_thread(self.store.files, name, state, limit)
+        return {**shown, "files": [_file(f) for f in files]}
+
+    async def summary(self, name: str) -> dict[str, Any]:
         watch = await self._watch(name)
-        counts = await asyncio.to_thread(self.store.counts)
-        files = await asyncio.to_thread(self.store.files, name, state, limit) if limit else []
-        return {**self._render(watch, counts), "files": [_file(f) for f in files]}
+        return self._render(watch, await asyncio.to_thread(self.store.counts))
 
     async def listing(self) -> dict[str, Any]:
         watches = await asyncio.to_thread(self.store.watches)
@@ -61,11 +71,11 @@ class WatchService:
             raise WatchNotFound(f"no watch {name!r}")
         if not paused:
             self.supervisor.wake(name)
-        return await self.view(name, None, 0)
+        return await self.summary(name)
 
     async def delete(self, name: str) -> dict[str, Any]:
         """Stops watching; outputs stay, and jobs under way run to their end."""
-        shown = await self.view(name, None, 0)
+        shown = await self.summary(name)
         if not await asyncio.to_thread(self.store.delete, name):
             raise WatchNotFound(f"no watch {name!r}")
         return shown

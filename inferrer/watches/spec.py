@@ -49,9 +49,20 @@ class WatchSpec(BaseModel):
             raise ValueError("leave a field out rather than send null")
         return data
 
+    @model_validator(mode="after")
+    def _csv_from_tables(self) -> WatchSpec:
+        if self.format == "jsonl" and self.output_format == "csv":
+            raise ValueError("CSV output takes CSV or parquet input: JSON lines give JSON lines")
+        return self
+
     def takes(self, name: str) -> bool:
-        """A file this watch picks up: named as its pattern, and not a hidden or temporary name."""
-        if name.startswith((".", "~")) or name.endswith(_TEMPORARY_SUFFIXES):
+        """A file this watch picks up: named as its pattern, not a hidden or temporary name, and a
+        name of text (a name of undecodable bytes cannot be stored, given to a node or answered)."""
+        if name.startswith((".", "~")) or name.endswith(_TEMPORARY_SUFFIXES) or not name.isprintable():
+            return False
+        try:
+            name.encode()
+        except UnicodeEncodeError:
             return False
         if any(mark in name for mark in _TEMPORARY_MARKS):
             return False

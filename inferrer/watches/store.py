@@ -11,6 +11,7 @@ the job is then created under that same id, once.
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
 
 import sqlalchemy as sa
@@ -20,9 +21,11 @@ from sqlalchemy.engine import Engine
 from datafiles.locations import FileEntry
 from inferrer.errors import WatchExists
 from inferrer.jobs.schema import CLAIM_FILES, WRITE, jobs, one_at_a_time, watch_files, watches
+from inferrer.jobs.submission import new_job_id
 
 FILE_STATES = ("pending", "running", "done", "failed")
 _FINISHED_JOB = ("succeeded", "failed", "cancelled")
+_ROWS_PER_INSERT = 500
 
 
 class WatchStore:
@@ -83,60 +86,67 @@ class WatchStore:
     def record(self, watch: str, entries: list[FileEntry]) -> int:
         """New file versions, pending; one already recorded (by any gateway) is left as it is.
         Answers how many were new."""
-        if not entries:
-            return 0
         now = time.time()
         dialect = sqlite if self.engine.dialect.name == "sqlite" else postgresql
-        rows = [
-            {"watch": watch, "name": e.name, "identity": e.identity, "size": e.size, "state": "pending",
-             "attempts": 0, "not_before": 0.0, "seen": now, "updated": now}
-            for e in entries
-        ]  # fmt: skip
-        statement = (
-            dialect.insert(watch_files).values(rows).on_conflict_do_nothing().returning(watch_files.c.id)
-        )
-        with self._write.begin() as db:
-            return len(db.execute(statement).all())
+        added = 0
+        for start in range(0, len(entries), _ROWS_PER_INSERT):  # within every database's parameter limit
+            rows = [
+                {"watch": watch, "name": e.name, "identity": e.identity, "size": e.size, "state": "pending",
+                 "attempts": 0, "not_before": 0.0, "seen": now, "updated": now}
+                for e in entries[start : start + _ROWS_PER_INSERT]
+            ]  # fmt: skip
+            insert = dialect.insert(watch_files).values(rows).on_conflict_do_nothing()
+            with self._write.begin() as db:
+                added += len(db.execute(insert.returning(watch_files.c.id)).all())
+        return added
 
     def claim(self, limit: int, lease_s: float, max_running: int) -> list[dict[str, Any]]:
         """Up to `limit` due pending files of watches not paused, oldest first, each now `running`
-        with a new attempt, while no more than `max_running` files run in all (every gateway)."""
+        with a new attempt, its job's id and a claim token, while no more than `max_running` files
+        run in all (every gateway)."""
         now = time.time()
         due = sa.and_(watch_files.c.state == "pending", watch_files.c.not_before <= now)
+        active = sa.select(watches.c.name).where(watches.c.paused.is_(False))
+        running = sa.select(sa.func.count()).select_from(watch_files).where(watch_files.c.state == "running")
         with self.engine.connect() as db:  # most steps find nothing: no write lock taken for that
-            if db.execute(sa.select(watch_files.c.id).where(due).limit(1)).first() is None:
+            waiting = sa.select(watch_files.c.id).where(due, watch_files.c.watch.in_(active)).limit(1)
+            if db.execute(waiting).first() is None or db.execute(running).scalar_one() >= max_running:
                 return []
+        token = uuid.uuid4().hex
         with self._write.begin() as db:
             one_at_a_time(db, CLAIM_FILES)
-            running = db.execute(
-                sa.select(sa.func.count()).select_from(watch_files).where(watch_files.c.state == "running")
-            ).scalar_one()
-            room = min(limit, max_running - running)
+            room = min(limit, max_running - db.execute(running).scalar_one())
             if room <= 0:
                 return []
-            active = sa.select(watches.c.name).where(watches.c.paused.is_(False))
             picked = (
                 sa.select(watch_files.c.id)
                 .where(due, watch_files.c.watch.in_(active))
                 .order_by(watch_files.c.id)
                 .limit(room)
-                .with_for_update(skip_locked=True)
+                .with_for_update(of=watch_files, skip_locked=True)
                 .cte("picked")
                 .prefix_with("MATERIALIZED")
             )
-            claimed = db.execute(
+            ids = db.execute(
                 watch_files.update()
                 .where(watch_files.c.id.in_(sa.select(picked.c.id)), due)
                 .values(
                     state="running", attempts=watch_files.c.attempts + 1, submit_until=now + lease_s,
-                    job_id=None, updated=now,
+                    claim=token, job_id=None, updated=now,
                 )
-                .returning(*watch_files.c)
-            ).mappings()  # fmt: skip
-            return sorted((dict(row) for row in claimed), key=lambda row: row["id"])
+                .returning(watch_files.c.id)
+            ).scalars().all()  # fmt: skip
+            for file_id in ids:  # the job's id is fixed with the claim: whoever makes it uses this one
+                db.execute(
+                    watch_files.update().where(watch_files.c.id == file_id).values(job_id=new_job_id())
+                )
+            rows = db.execute(
+                sa.select(watch_files).where(watch_files.c.id.in_(ids)).order_by(watch_files.c.id)
+            )
+            return [dict(row) for row in rows.mappings()]
 
     def lapsed(self) -> list[dict[str, Any]]:
-        """Running files whose job was never created: their claimer died."""
+        """Running files whose job was never created: their claimer died (or is far too slow)."""
         with self.engine.connect() as db:
             rows = db.execute(
                 sa.select(watch_files).where(
@@ -145,37 +155,38 @@ class WatchStore:
             ).mappings()
             return [dict(row) for row in rows]
 
-    def take_over(self, file: dict[str, Any], lease_s: float) -> bool:
-        """A lapsed claim, renewed for this gateway; False when another took it or it moved on."""
+    def take_over(self, file: dict[str, Any], lease_s: float) -> dict[str, Any] | None:
+        """A lapsed claim, now this gateway's (a new token: the old claimer can change nothing
+        more); None when another took it or it moved on."""
+        token = uuid.uuid4().hex
+        with self._write.begin() as db:
+            taken = db.execute(
+                watch_files.update()
+                .where(watch_files.c.id == file["id"], watch_files.c.claim == file["claim"],
+                       watch_files.c.state == "running", watch_files.c.submit_until.is_not(None))
+                .values(submit_until=time.time() + lease_s, claim=token)
+            ).rowcount  # fmt: skip
+        return {**file, "claim": token} if taken else None
+
+    def assign(self, file: dict[str, Any], lease_s: float, **values: Any) -> bool:
+        """Fix what the file's attempt uses (version, output), and renew the claim; False when the
+        claim was lost. Raises IntegrityError for an output another file holds."""
+        values |= {"submit_until": time.time() + lease_s, "updated": time.time()}
+        with self._write.begin() as db:
+            return bool(db.execute(self._claimed(file).values(**values)).rowcount)
+
+    def submitted(self, file: dict[str, Any]) -> bool:
+        """The file's job exists: its end decides now, whoever claimed it."""
         with self._write.begin() as db:
             return bool(
-                db.execute(
-                    watch_files.update()
-                    .where(
-                        watch_files.c.id == file["id"],
-                        watch_files.c.state == "running",
-                        watch_files.c.submit_until == file["submit_until"],
-                    )
-                    .values(submit_until=time.time() + lease_s)
-                ).rowcount
+                db.execute(self._claimed(file).values(submit_until=None, updated=time.time())).rowcount
             )
 
-    def assign(self, file_id: int, **values: Any) -> None:
-        """What a claimer fixed for the file's attempt: version, output, job id (all under its claim).
-        Raises IntegrityError for an output another file holds."""
-        with self._write.begin() as db:
-            db.execute(
-                watch_files.update().where(watch_files.c.id == file_id).values(**values, updated=time.time())
-            )
-
-    def submitted(self, file_id: int) -> None:
-        """The file's job exists: its end now decides."""
-        with self._write.begin() as db:
-            db.execute(
-                watch_files.update()
-                .where(watch_files.c.id == file_id, watch_files.c.state == "running")
-                .values(submit_until=None, updated=time.time())
-            )
+    def _claimed(self, file: dict[str, Any]) -> sa.Update:
+        return watch_files.update().where(
+            watch_files.c.id == file["id"], watch_files.c.claim == file["claim"],
+            watch_files.c.state == "running", watch_files.c.submit_until.is_not(None),
+        )  # fmt: skip
 
     def ended_jobs(self) -> list[dict[str, Any]]:
         """Running files whose job has finished, with its status, result and error."""
@@ -190,18 +201,19 @@ class WatchStore:
             return [dict(row) for row in db.execute(query).mappings()]
 
     def settle(self, file: dict[str, Any], state: str, **values: Any) -> bool:
-        """Move a running file on (done, failed, or pending for another attempt), once: only the
-        attempt of `file["job_id"]` moves it."""
+        """Move a running file on (done, failed, or pending for another attempt), once: only its
+        claimer while its job is being made, then only the end of that job."""
+        if file["submit_until"] is not None:
+            held = self._claimed(file)
+        else:
+            held = watch_files.update().where(
+                watch_files.c.id == file["id"], watch_files.c.job_id == file["job_id"],
+                watch_files.c.state == "running", watch_files.c.submit_until.is_(None),
+            )  # fmt: skip
         with self._write.begin() as db:
             return bool(
                 db.execute(
-                    watch_files.update()
-                    .where(
-                        watch_files.c.id == file["id"],
-                        watch_files.c.state == "running",
-                        watch_files.c.attempts == file["attempts"],
-                    )
-                    .values(state=state, submit_until=None, updated=time.time(), **values)
+                    held.values(state=state, submit_until=None, updated=time.time(), **values)
                 ).rowcount
             )
 

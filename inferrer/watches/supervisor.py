@@ -14,17 +14,17 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
-from datafiles.locations import Storage
+from datafiles.locations import LocationError, Storage
 from inferrer.control.repository import ModelRepository
 from inferrer.errors import InferrerError, InputNotFound, InvalidInput
 from inferrer.jobs.service import JobService
-from inferrer.jobs.submission import new_job_id
 from inferrer.watches.detection import FolderListener, Settling
 from inferrer.watches.spec import WatchSpec
 from inferrer.watches.store import FILE_STATES, WatchStore
@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 _RETRY_BASE_S = 2.0
 _RETRY_MAX_S = 60.0
+_GAUGE_S = 5.0
 _CLAIMS_PER_STEP = 32
 
 
@@ -44,6 +45,10 @@ class WatchLimits:
     max_running: int  # files with a job under way, fleet-wide
     claim_lease_s: float  # a claimer that died is taken over after this (JOBS_LEASE_S)
     step_s: float = 0.5  # how often jobs' ends are looked for
+
+
+class LostClaim(Exception):
+    """Another gateway took the file's claim over: it makes the job."""
 
 
 class WatchSupervisor:
@@ -67,6 +72,7 @@ class WatchSupervisor:
         self._listener: FolderListener | None = None  # made on the event loop, in run_forever
         self._wake = asyncio.Event()
         self._stopping = False
+        self._next_gauge = 0.0
 
     def wake(self, name: str | None = None) -> None:
         """List `name` (or every watch) now, and look for work."""
@@ -99,42 +105,49 @@ class WatchSupervisor:
     async def _step(self) -> None:
         watches = await asyncio.to_thread(self.store.watches)
         self._track({w["name"]: WatchSpec.model_validate(w["spec"]) for w in watches})
-        if not watches:
-            self.metrics.files.clear()
-            return
         for watch in watches:
             if not watch["paused"] and time.monotonic() >= self._next_listing.get(watch["name"], 0.0):
-                await self._scan(watch)
+                await self._guarded(self._scan(watch), f"watch {watch['name']}: listing")
         for file in await asyncio.to_thread(self.store.lapsed):
-            if await asyncio.to_thread(self.store.take_over, file, self.limits.claim_lease_s):
-                await self._start(file)
-        for ended in await asyncio.to_thread(self.store.ended_jobs):  # first: their room goes to others
-            await self._settle(ended)
+            if taken := await asyncio.to_thread(self.store.take_over, file, self.limits.claim_lease_s):
+                await self._guarded(self._start(taken), f"watch {file['watch']}: {file['name']}")
+        ended = await asyncio.to_thread(self.store.ended_jobs)
+        for file in ended:  # first: their room goes to others
+            await self._guarded(self._settle(file), f"watch {file['watch']}: {file['name']}")
         claims = await asyncio.to_thread(
             self.store.claim, _CLAIMS_PER_STEP, self.limits.claim_lease_s, self.limits.max_running
         )
         for file in claims:
-            await self._start(file)
-        counts = await asyncio.to_thread(self.store.counts)
-        self.metrics.files.clear()
-        for watch in watches:
-            for state in FILE_STATES:
-                self.metrics.files.labels(watch["name"], state).set(
-                    counts.get(watch["name"], {}).get(state, 0)
-                )
+            await self._guarded(self._start(file), f"watch {file['watch']}: {file['name']}")
+        if ended or claims or time.monotonic() >= self._next_gauge:  # at most every _GAUGE_S when idle
+            self._next_gauge = time.monotonic() + _GAUGE_S
+            counts = await asyncio.to_thread(self.store.counts)
+            self.metrics.files.clear()
+            for watch in watches:
+                for state in FILE_STATES:
+                    count = counts.get(watch["name"], {}).get(state, 0)
+                    self.metrics.files.labels(watch["name"], state).set(count)
+
+    @staticmethod
+    async def _guarded(step: Awaitable[None], what: str) -> None:
+        """One watch's or one file's step: its failure (a database hiccup, a file name the store
+        cannot hold) is logged, and the others go on."""
+        try:
+            await step
+        except Exception:
+            logger.exception("%s failed; tried again later", what)
 
     def _track(self, specs: dict[str, WatchSpec]) -> None:
         """Settling state for the watches there are, and inotify on their local folders."""
         for gone in set(self._settling) - set(specs):
             del self._settling[gone]
             self._next_listing.pop(gone, None)
-        for name in specs:
+        local = {}
+        for name, spec in specs.items():
             self._settling.setdefault(name, Settling(self.limits.settle_s))
-        local = {
-            name: Path(self.storage.location(spec.input).path)
-            for name, spec in specs.items()
-            if not spec.input.startswith("s3://")
-        }
+            if not spec.input.startswith("s3://"):
+                with contextlib.suppress(LocationError):  # a folder become a link out: its listing says so
+                    local[name] = Path(self.storage.location(spec.input).path)
         if self._listener is not None:
             self._listener.follow(local, time.monotonic())
 
@@ -167,14 +180,23 @@ class WatchSupervisor:
         if watch is None:
             return  # deleted meanwhile, with its files
         spec = WatchSpec.model_validate(watch["spec"])
+        job_id = file["job_id"]
         try:
-            version = file["version"] or self.repository.get(spec.model, spec.version).version
-            job_id = file["job_id"] or new_job_id()
-            if file["job_id"] is None or file["version"] is None:
-                await asyncio.to_thread(self.store.assign, file["id"], version=version, job_id=job_id)
+            version = file["version"]
+            if version is None:  # fixed once, when the file is picked up
+                version = self.repository.get(spec.model, spec.version).version
+                if not await asyncio.to_thread(
+                    self.store.assign, file, self.limits.claim_lease_s, version=version
+                ):
+                    return  # taken over: the new claimer makes this same job
             output = file["output"] or await self._reserve_output(file, spec, version)
-            submission = spec.submission(file["name"], version, job_id)
-            await self.jobs.submit(submission, job_id=job_id, assemble_to=output)
+            if await asyncio.to_thread(self.jobs.store.job, job_id) is None:
+                await self._check_unchanged(file, spec)
+            await self.jobs.submit(
+                spec.submission(file["name"], version, job_id), job_id=job_id, assemble_to=output
+            )
+        except LostClaim:
+            return
         except (InvalidInput, InputNotFound) as exc:  # the file itself: another attempt changes nothing
             await self._retry_or_fail({**file, "attempts": spec.max_attempts}, file, exc.message)
             return
@@ -182,8 +204,22 @@ class WatchSupervisor:
             reason = exc.message if isinstance(exc, InferrerError) else repr(exc)
             await self._retry_or_fail(file, file, f"its job could not be made: {reason}")
             return
-        await asyncio.to_thread(self.store.submitted, file["id"])
-        logger.info("watch %s: %s → job %s", file["watch"], file["name"], job_id)
+        if await asyncio.to_thread(self.store.submitted, file):
+            logger.info("watch %s: %s → job %s", file["watch"], file["name"], job_id)
+
+    async def _check_unchanged(self, file: dict[str, Any], spec: WatchSpec) -> None:
+        """The file is still the version recorded: one written again meanwhile is a new version,
+        recorded and processed on its own, and this one is gone."""
+        location = self.storage.location(f"{spec.input.rstrip('/')}/{file['name']}")
+        try:
+            identity = await asyncio.to_thread(self.storage.identity, location)
+        except FileNotFoundError:
+            raise InputNotFound(f"{file['name']!r} was removed before its job began") from None
+        if identity != file["identity"]:
+            raise InvalidInput(
+                f"{file['name']!r} was written again before its job began: the new version is "
+                "processed on its own"
+            )
 
     async def _reserve_output(self, file: dict[str, Any], spec: WatchSpec, version: str) -> str:
         """The file's output name, held in the store for good: the first revision neither written
@@ -195,9 +231,13 @@ class WatchSupervisor:
             if await asyncio.to_thread(filesystem.exists, location.path):
                 continue
             try:
-                await asyncio.to_thread(self.store.assign, file["id"], output=candidate)
+                held = await asyncio.to_thread(
+                    self.store.assign, file, self.limits.claim_lease_s, output=candidate
+                )
             except sa.exc.IntegrityError:
                 continue
+            if not held:
+                raise LostClaim
             return candidate
         raise InvalidInput(f"{file['name']!r} has 10,000 outputs already")
 
@@ -208,6 +248,11 @@ class WatchSupervisor:
             ):
                 logger.info("watch %s: %s done", ended["watch"], ended["name"])
             return
+        watch = await asyncio.to_thread(self.store.watch, ended["watch"])
+        if watch is not None:  # the failed attempt's parts go; the next attempt writes its own
+            staging = self.storage.location(WatchSpec.model_validate(watch["spec"]).staging(ended["job_id"]))
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(self.storage.remove_tree, staging)
         await self._retry_or_fail(ended, ended, ended["job_error"] or f"its job was {ended['job_status']}")
 
     async def _retry_or_fail(self, counted: dict[str, Any], file: dict[str, Any], reason: str) -> None:
@@ -215,14 +260,14 @@ class WatchSupervisor:
         watch = await asyncio.to_thread(self.store.watch, file["watch"])
         allowed = int(watch["spec"].get("max_attempts", 3)) if watch else 1
         if counted["attempts"] >= allowed:
-            logger.warning("watch %s: %s failed: %s", file["watch"], file["name"], reason)
-            await asyncio.to_thread(self.store.settle, file, "failed", error=reason)
+            if await asyncio.to_thread(self.store.settle, file, "failed", error=reason):
+                logger.warning("watch %s: %s failed: %s", file["watch"], file["name"], reason)
             return
         backoff = min(_RETRY_BASE_S * 2 ** (file["attempts"] - 1), _RETRY_MAX_S)
-        logger.warning("watch %s: %s: %s; again in %.0fs", file["watch"], file["name"], reason, backoff)
-        await asyncio.to_thread(
+        if await asyncio.to_thread(
             self.store.settle, file, "pending", error=reason, not_before=time.time() + backoff
-        )
+        ):
+            logger.warning("watch %s: %s: %s; again in %.0fs", file["watch"], file["name"], reason, backoff)
 
     async def close(self) -> None:
         self._stopping = True

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import os
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import pytest
 import skops.io as sio
 from sklearn.pipeline import Pipeline
 
+from tests.declared import assert_declared
 from tests.in_process import AUTH, InProcessFleet, in_process_fleet
 
 pytestmark = pytest.mark.anyio
@@ -159,20 +161,37 @@ async def test_a_bad_file_fails_with_its_reason_and_the_others_go_on(
 async def test_a_paused_watch_picks_up_nothing_until_resumed(
     tmp_path: Path, text_column_pipeline: Pipeline, text_column_rows: pd.DataFrame
 ) -> None:
+    """Every answer as the document declares it, on the way."""
     async with in_process_fleet(tmp_path, nodes=1, **FAST) as fleet:
+        document = (await fleet.gateway.get("/openapi.json")).json()
+
+        async def call(method: str, path: str, route: str, **kwargs: Any) -> Any:
+            answer = await fleet.gateway.request(method, path, headers=AUTH, **kwargs)
+            assert answer.status_code in (200, 201), answer.text
+            return assert_declared(document, method, route, answer)
+
         await fleet.deploy("people", sio.dumps(text_column_pipeline))
         body = {"name": "w", "input": "in", "model": "people", "output": "out"}
-        assert (await fleet.gateway.post("/api/v1/watches", json=body, headers=AUTH)).status_code == 201
-        paused = await fleet.gateway.post("/api/v1/watches/w/pause", headers=AUTH)
-        assert paused.status_code == 200 and paused.json()["paused"] is True
-        _with_ids(text_column_rows).to_csv(tmp_path / "data" / "in" / "x.csv", index=False)
+        created = await call("POST", "/api/v1/watches", "/api/v1/watches", json=body)
+        assert created["counts"] == {"pending": 0, "running": 0, "done": 0, "failed": 0}
+        paused = await call("POST", "/api/v1/watches/w/pause", "/api/v1/watches/{name}/pause")
+        assert paused["paused"] is True
+        incoming = tmp_path / "data" / "in"
+        _with_ids(text_column_rows).to_csv(incoming / "x.csv", index=False)
+        os.close(os.open(bytes(incoming) + b"/bad\xff.csv", os.O_CREAT | os.O_WRONLY))  # no text name
         await asyncio.sleep(2)
         assert await _files(fleet, "w") == []
-        resumed = await fleet.gateway.post("/api/v1/watches/w/resume", headers=AUTH)
-        assert resumed.json()["paused"] is False
+        resumed = await call("POST", "/api/v1/watches/w/resume", "/api/v1/watches/{name}/resume")
+        assert resumed["paused"] is False
         assert [f["state"] for f in await _settled(fleet, "w", 1)] == ["done"]
-        deleted = await fleet.gateway.delete("/api/v1/watches/w", headers=AUTH)
-        assert deleted.status_code == 200 and deleted.json()["name"] == "w"
+        await asyncio.sleep(1)
+        detail = await call("GET", "/api/v1/watches/w", "/api/v1/watches/{name}")
+        assert [f["name"] for f in detail["files"]] == ["x.csv"]  # never the undecodable name
+        assert [w["name"] for w in (await call("GET", "/api/v1/watches", "/api/v1/watches"))["watches"]] == [
+            "w"
+        ]
+        deleted = await call("DELETE", "/api/v1/watches/w", "/api/v1/watches/{name}")
+        assert deleted["name"] == "w"
         assert (await fleet.gateway.get("/api/v1/watches/w", headers=AUTH)).status_code == 404
         assert (await fleet.gateway.get("/api/v1/watches", headers=AUTH)).json() == {"watches": []}
     assert (tmp_path / "data" / "out" / "model=people" / "version=1" / "x.csv").exists()  # outputs stay
@@ -181,6 +200,7 @@ async def test_a_paused_watch_picks_up_nothing_until_resumed(
 async def test_refusals_change_nothing(tmp_path: Path, pipeline_skops: bytes) -> None:
     async with in_process_fleet(tmp_path, nodes=1, **FAST) as fleet:
         await fleet.deploy("m", pipeline_skops)
+        (tmp_path / "data" / "a-file").write_text("")
         good = {"name": "w", "input": "in", "model": "m", "output": "out"}
         cases = [
             ({**good, "input": "../in"}, 400),
@@ -194,6 +214,9 @@ async def test_refusals_change_nothing(tmp_path: Path, pipeline_skops: bytes) ->
             ({**good, "extra": 1}, 422),
             ({**good, "prediction": "labels"}, 422),
             ({**good, "max_attempts": 0}, 422),
+            ({**good, "format": "jsonl", "output_format": "csv"}, 422),
+            ({**good, "input": "out/in"}, 400),  # its outputs would come back as inputs
+            ({**good, "input": "a-file"}, 400),  # not a folder: none can be made there
         ]
         for body, status in cases:
             answer = await fleet.gateway.post("/api/v1/watches", json=body, headers=AUTH)
@@ -230,3 +253,28 @@ async def test_five_hundred_files_at_once_queue_within_the_running_limit(
     assert counts == {"pending": 0, "running": 0, "done": 500, "failed": 0}, counts
     assert 1 <= most_running <= 4
     assert len(list((tmp_path / "data" / "out" / "model=people" / "version=1").iterdir())) == 500
+
+
+async def test_an_output_that_cannot_be_joined_fails_its_job_and_the_file_is_retried(
+    tmp_path: Path, text_column_pipeline: Pipeline, text_column_rows: pd.DataFrame
+) -> None:
+    """The parts are written, but the output's folder cannot be made (a file in its place): the
+    job fails after its tries, naming why, and the file goes back to pending, never done."""
+    async with in_process_fleet(tmp_path, nodes=1, **FAST) as fleet:
+        await fleet.deploy("people", sio.dumps(text_column_pipeline))
+        body = {"name": "w", "input": "in", "model": "people", "output": "out", "max_attempts": 5}
+        assert (await fleet.gateway.post("/api/v1/watches", json=body, headers=AUTH)).status_code == 201
+        (tmp_path / "data" / "out").mkdir()
+        (tmp_path / "data" / "out" / "model=people").write_text("in the way")
+        _with_ids(text_column_rows).to_csv(tmp_path / "data" / "in" / "x.csv", index=False)
+        for _ in range(300):
+            files = await _files(fleet, "w")
+            if files and files[0]["attempts"] >= 2 and files[0]["error"]:
+                break
+            await asyncio.sleep(0.1)
+        assert files[0]["state"] in ("pending", "running"), files
+        assert "writing the output failed 5 times" in files[0]["error"], files
+        (tmp_path / "data" / "out" / "model=people").unlink()
+        (done,) = await _settled(fleet, "w", 1)
+    assert done["state"] == "done" and done["rows"] == len(text_column_rows)
+    assert not list((tmp_path / "data" / "out" / "_staging").iterdir())  # every attempt's parts gone

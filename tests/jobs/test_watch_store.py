@@ -65,21 +65,29 @@ def test_a_file_settles_once_and_a_lapsed_claim_is_taken_over_once(url: str) -> 
     store.create("w", {"model": "m"})
     store.record("w", _entries(2))
     first, second = store.claim(limit=2, lease_s=0.05, max_running=10)
-    store.assign(first["id"], job_id="job-1", version="1", output="out/f000.csv")
+    assert (
+        first["job_id"] and second["job_id"] and first["job_id"] != second["job_id"]
+    )  # fixed with the claim
+    assert store.assign(first, lease_s=30, version="1", output="out/f000.csv")
     now = time.time()
     jobs.create(
-        {"id": "job-1", "status": "queued", "model": "m", "version": "1", "spec": {}, "created": now,
+        {"id": first["job_id"], "status": "queued", "model": "m", "version": "1", "spec": {}, "created": now,
          "deadline": now + 60},
         [{"start": 0}],
     )  # fmt: skip
-    store.submitted(first["id"])
+    assert store.submitted(first)
     time.sleep(0.1)
     lapsed = store.lapsed()
     assert [f["id"] for f in lapsed] == [second["id"]]  # submitted: no longer under a claim
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
-        taken = list(pool.map(lambda _: store.take_over(lapsed[0], lease_s=30), range(4)))
-    assert taken.count(True) == 1
-    jobs.finish("job-1", "succeeded", {"rows": 10})
+        taken = [t for t in pool.map(lambda _: store.take_over(lapsed[0], lease_s=30), range(4)) if t]
+    assert len(taken) == 1 and taken[0]["job_id"] == second["job_id"]  # the same job, made once
+    # The claimer that lapsed can change nothing more: not its version, not its state.
+    assert not store.assign(second, lease_s=30, version="1")
+    assert not store.settle(second, "pending", error="late")
+    assert store.assign(taken[0], lease_s=30, version="1")
+
+    jobs.finish(first["job_id"], "succeeded", {"rows": 10})
     (ended,) = store.ended_jobs()
     assert ended["job_status"] == "succeeded" and ended["job_result"] == {"rows": 10}
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
@@ -87,3 +95,9 @@ def test_a_file_settles_once_and_a_lapsed_claim_is_taken_over_once(url: str) -> 
     assert settled.count(True) == 1
     assert store.files("w", "done", 10)[0]["output"] == "out/f000.csv"
     assert store.delete("w") and store.watch("w") is None and store.counts() == {}
+
+
+def test_thousands_of_new_files_are_recorded_in_one_listing(url: str) -> None:
+    store, _ = _stores(url)
+    store.create("w", {"model": "m"})
+    assert store.record("w", [FileEntry(f"f{i:05d}.csv", 1, "1:1") for i in range(12_000)]) == 12_000
