@@ -55,7 +55,18 @@ _ONE_INPUT: dict[str, Any] = {
 }
 
 
-class JobSubmission(BaseModel):
+class GivenOrLeftOut(BaseModel):
+    """A request body whose optional fields are given or left out, never null."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nulls(cls, data: Any) -> Any:
+        if isinstance(data, dict) and any(value is None for value in data.values()):
+            raise ValueError("leave a field out rather than send null")
+        return data
+
+
+class JobSubmission(GivenOrLeftOut):
     """`model` and exactly one input: `instances` or `records` inline, or `input`, a file. A field
     is given or left out, never null."""
 
@@ -75,13 +86,6 @@ class JobSubmission(BaseModel):
     partition_bytes: JsonInt = Field(default=8 * 2**20, ge=4096, le=2**28)
     on_bad_rows: Literal["fail", "skip"] = "fail"
     max_attempts: JsonInt = Field(default=3, ge=1, le=10)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_nulls(cls, data: Any) -> Any:
-        if isinstance(data, dict) and any(value is None for value in data.values()):
-            raise ValueError("leave a field out rather than send null")
-        return data
 
     @model_validator(mode="after")
     def _one_input(self) -> JobSubmission:

@@ -7,11 +7,18 @@ import fnmatch
 from pathlib import PurePosixPath
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import ConfigDict, Field, TypeAdapter, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
 from artifacts.schema import JsonInt
-from inferrer.jobs.submission import FORMAT_BY_SUFFIX, NAME, InputFormat, JobSubmission, OutputFormat
+from inferrer.jobs.submission import (
+    FORMAT_BY_SUFFIX,
+    NAME,
+    GivenOrLeftOut,
+    InputFormat,
+    JobSubmission,
+    OutputFormat,
+)
 
 _Location = Annotated[str, Field(min_length=1, max_length=1024)]
 # Names a file has while it is still being written (copies, downloads, editors): never taken.
@@ -19,7 +26,7 @@ _TEMPORARY_SUFFIXES = (".tmp", ".temp", ".part", ".partial", ".crdownload", ".do
 _TEMPORARY_MARKS = ("_COPYING_",)
 
 
-class WatchSpec(BaseModel):
+class WatchSpec(GivenOrLeftOut):
     """Watch `input` (a folder in the data directory, or s3://bucket/prefix) for files named as
     `pattern`; each new one becomes a job of `model`, its output one file under `output`."""
 
@@ -41,13 +48,6 @@ class WatchSpec(BaseModel):
     on_bad_rows: Literal["fail", "skip"] = "fail"
     # Jobs made for one file before it is failed for good (each job retries a partition 3 times).
     max_attempts: JsonInt = Field(default=3, ge=1, le=10)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_nulls(cls, data: object) -> object:
-        if isinstance(data, dict) and any(value is None for value in data.values()):
-            raise ValueError("leave a field out rather than send null")
-        return data
 
     @model_validator(mode="after")
     def _csv_from_tables(self) -> WatchSpec:
