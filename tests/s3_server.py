@@ -53,3 +53,8 @@ def _answers(filesystem: object) -> bool:
         return True
     except Exception:
         return False
+
+
+def env_lines(settings: S3Settings) -> str:
+    """The store's settings as a fleet's .env lines, as a user would give them."""
+    return "".join(f"{var}={value}\n" for var, value in environment(settings).items())

@@ -19,7 +19,7 @@ from sklearn.linear_model import LogisticRegression
 
 from datafiles.locations import S3Settings, Storage
 from tests.harness import RunningFleet, start_fleet
-from tests.s3_server import environment, s3_server
+from tests.s3_server import env_lines
 
 pytestmark = pytest.mark.fleet
 
@@ -27,16 +27,12 @@ ROWS = 50_000
 
 
 @pytest.fixture(scope="module")
-def s3() -> Iterator[S3Settings]:
-    with s3_server() as settings:
-        yield settings
-
-
-@pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory, s3: S3Settings) -> Iterator[RunningFleet]:
-    in_env_file = "".join(f"{var}={value}\n" for var, value in environment(s3).items())
     running = start_fleet(  # the store's settings in the fleet's .env, as a user would give them
-        Path(tmp_path_factory.mktemp("jobs-s3")), nodes=2, extra_args=("--no-example",), env_lines=in_env_file
+        Path(tmp_path_factory.mktemp("jobs-s3")),
+        nodes=2,
+        extra_args=("--no-example",),
+        env_lines=env_lines(s3),
     )
     yield running
     assert running.stop() == 0, running.log()

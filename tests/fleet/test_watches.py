@@ -24,7 +24,7 @@ from sklearn.linear_model import LogisticRegression
 
 from datafiles.locations import S3Settings, Storage
 from tests.harness import RunningFleet, start_fleet, wait_until
-from tests.s3_server import environment, s3_server
+from tests.s3_server import env_lines
 
 pytestmark = pytest.mark.fleet
 
@@ -33,14 +33,7 @@ SIZES = np.linspace(1_000, 50_000, 19).astype(int).tolist()  # 19 good files, an
 
 
 @pytest.fixture(scope="module")
-def s3() -> Iterator[S3Settings]:
-    with s3_server() as settings:
-        yield settings
-
-
-@pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory, s3: S3Settings) -> Iterator[RunningFleet]:
-    in_env_file = "".join(f"{var}={value}\n" for var, value in environment(s3).items())
     running = start_fleet(
         Path(tmp_path_factory.mktemp("watches")),
         nodes=3,
@@ -48,7 +41,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, s3: S3Settings) -> Iterator[
         # Listings every second (S3), files taken once unchanged for a second, a dead gateway's
         # claims lapsing after 3 s.
         env={"INFERRER_WATCH_INTERVAL_S": "1", "INFERRER_WATCH_SETTLE_S": "1", "INFERRER_JOBS_LEASE_S": "3"},
-        env_lines=in_env_file,
+        env_lines=env_lines(s3),
     )
     yield running
     assert running.stop() == 0, running.log()
