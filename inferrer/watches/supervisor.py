@@ -105,6 +105,9 @@ class WatchSupervisor:
     async def _step(self) -> None:
         watches = await asyncio.to_thread(self.store.watches)
         self._track({w["name"]: WatchSpec.model_validate(w["spec"]) for w in watches})
+        if not watches:  # nothing to list, claim or settle: no more reads this step
+            self.metrics.files.clear()
+            return
         for watch in watches:
             if not watch["paused"] and time.monotonic() >= self._next_listing.get(watch["name"], 0.0):
                 await self._guarded(self._scan(watch), f"watch {watch['name']}: listing")

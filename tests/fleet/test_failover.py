@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from deploy.serve_command import UVICORN_GRACEFUL_S
@@ -48,6 +49,12 @@ def test_a_node_lost_under_load_fails_no_request(fleet3: RunningFleet, stop_sign
     assert wait_until(lambda: fleet3.serves(victim, "iris"), timeout_s=30, interval_s=0.25)
     pid = fleet3.pid(victim)
     url = f"{fleet3.url}/api/v1/models/iris/predict"
+    # ... and nginx sends it requests again: a node that failed there is skipped for its fail_timeout.
+    assert wait_until(
+        lambda: httpx.post(url, json=ROW, timeout=10).json().get("node") == victim,
+        timeout_s=30,
+        interval_s=0.05,
+    )
     with LoadLoop(url, ROW, max_requests=TOTAL, max_seconds=120, concurrency=CONCURRENCY) as load:
         assert wait_until(lambda: load.sent >= AT, timeout_s=60, interval_s=0.01)
         before = load.mark()
