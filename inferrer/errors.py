@@ -25,6 +25,12 @@ class VersionConflict(InferrerError):
     status_code = 409
 
 
+class DeployOvertaken(InferrerError):
+    """A deploy that lost a race with a delete of the same model: what it stored is gone."""
+
+    status_code = 409
+
+
 class PayloadTooLarge(InferrerError):
     status_code = 413
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wire.errors import ServiceError
+from wire.errors import ModelUnavailableHere, ServiceError
 
 __all__ = [
     "ArtifactUnavailable",
@@ -30,23 +30,24 @@ class UnknownModel(ModelhostError):
     status_code = 404
 
 
-class ModelNotLoaded(ModelhostError):
-    # 503 so that nginx retries the prediction on another node.
-    status_code = 503
+class ModelNotLoaded(ModelhostError, ModelUnavailableHere):
+    """Another node may hold it: the gateway tries once more."""
 
 
 class NodeDraining(ModelhostError):
-    # 503 so that nginx retries the prediction on another node.
+    """The node itself will not serve: 503, so nginx takes it out of rotation and retries elsewhere."""
+
     status_code = 503
 
 
-class MemoryBudgetExceeded(ModelhostError):
-    # 503: another node may have room; nginx retries there.
-    status_code = 503
+class MemoryBudgetExceeded(ModelhostError, ModelUnavailableHere):
+    """Another node may have room: the gateway tries once more."""
 
 
-class ArtifactUnavailable(ModelhostError):
-    status_code = 502
+class ArtifactUnavailable(ModelhostError, ModelUnavailableHere):
+    """The artifact could not be fetched (the inferrer unreachable, the version deleted meanwhile)."""
+
+    answer_status = 502
 
 
 class UnloadableArtifact(ModelhostError):
@@ -61,8 +62,8 @@ class UnknownInput(ModelhostError):
     status_code = 404
 
 
-class StorageUnavailable(ModelhostError):
+class StorageUnavailable(ModelhostError, ModelUnavailableHere):
     """Storage refused a read or a write (unreachable, read-only, no such bucket): another attempt,
     on this node or another, may succeed."""
 
-    status_code = 502
+    answer_status = 502

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any, ClassVar, TypeVar
 
 import orjson
@@ -28,6 +29,53 @@ class ServiceError(Exception):
     def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
+
+    def body_fields(self) -> dict[str, Any]:
+        """Fields the error body carries beyond `error` (and a node's `node`)."""
+        return {}
+
+
+class ModelUnavailableHere(ServiceError):
+    """A node cannot serve one model (or one job's storage) now, while the node itself is fine: the
+    artifact cannot be fetched, the memory budget has no room, the version is not loaded here.
+
+    Answered 424, never 502 or 503: nginx counts those (with errors and timeouts) against the node,
+    takes a node that failed out of rotation for every model, and retries the call elsewhere. Only
+    a node that cannot serve at all (draining, overloaded) answers 503. The body says what the
+    gateway answers its own client (`answer_status`) and whether another attempt may succeed
+    (`retry`); the gateway, not nginx, decides on that retry (`NodeRefusal`)."""
+
+    status_code = 424
+    answer_status = 503
+    retry = True
+
+    def body_fields(self) -> dict[str, Any]:
+        return {"answer_status": self.answer_status, "retry": self.retry}
+
+
+@dataclass(frozen=True)
+class NodeRefusal:
+    """A node's (or nginx's) answer other than 200, read once for every caller of the balancer."""
+
+    status: int  # what the gateway answers its client
+    reason: str
+    retry: bool  # another attempt, on this node or another, may succeed
+
+    @classmethod
+    def read(cls, status: int, content: bytes) -> NodeRefusal:
+        """A model-level refusal (424) carries its own answer status; any other 5xx may pass on
+        another attempt; a 4xx refuses the request itself."""
+        try:
+            body = orjson.loads(content)
+        except orjson.JSONDecodeError:
+            body = None
+        if not isinstance(body, dict):
+            return cls(status, content[:200].decode(errors="replace"), status >= 500)
+        reason = str(body.get("error", content[:200].decode(errors="replace")))
+        answer_status = body.get("answer_status")
+        if status == ModelUnavailableHere.status_code and isinstance(answer_status, int):
+            return cls(answer_status, reason, body.get("retry") is True)
+        return cls(status, reason, status >= 500)
 
 
 class MalformedRequest(ServiceError):
@@ -79,7 +127,7 @@ def exception_handlers(count: Callable[[str], None], **extra: str) -> Handlers:
     async def service_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, ServiceError)
         count(type(exc).__name__)
-        return error_response(exc.message, exc.status_code, exc.headers, **extra)
+        return error_response(exc.message, exc.status_code, exc.headers, **extra, **exc.body_fields())
 
     async def http_exception(request: Request, exc: Exception) -> Response:
         """Starlette's and FastAPI's own refusals: unknown route, wrong method (with Allow)."""

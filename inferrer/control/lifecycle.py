@@ -18,7 +18,7 @@ from artifacts.schema import ModelSchema, inspect_schema
 from inferrer.control.nodes import FleetNodes, SyncResult
 from inferrer.control.pins import Pin
 from inferrer.control.repository import ModelRepository, check_name
-from inferrer.errors import InvalidInput, ModelNotFound, UpstreamUnavailable
+from inferrer.errors import DeployOvertaken, InvalidInput, ModelNotFound, UpstreamUnavailable
 from wire.node_calls import SyncAnswer
 
 
@@ -75,7 +75,15 @@ class ModelLifecycle:
         )
         try:
             loaded, failed = _holding(manifest, await self.nodes.sync(warm=[manifest]))
-            activation = await self._activate_deployed(manifest, loaded, upload.activate)
+            try:
+                activation = await self._activate_deployed(manifest, loaded, upload.activate)
+            except ModelNotFound:
+                activation = {}
+            if manifest not in self.repository.versions_if_any(manifest.name):
+                raise DeployOvertaken(
+                    f"model {manifest.name!r} was deleted while this deploy was under way: version "
+                    f"{manifest.version!r} was stored, then removed with the model; deploy again"
+                )
         finally:
             await asyncio.to_thread(self.repository.unpin, manifest.name, manifest.version, pin.holder)
         return {
@@ -122,6 +130,11 @@ class ModelLifecycle:
     async def _switch(self, manifest: Manifest) -> dict[str, Any]:
         """An explicit switch may go to any stored version, once a node has it loaded."""
         loaded, failed = _holding(manifest, await self.nodes.sync(warm=[manifest]))
+        if manifest not in self.repository.versions_if_any(manifest.name):
+            raise ModelNotFound(
+                f"model {manifest.name!r} version {manifest.version!r} was deleted while this switch "
+                "was under way"
+            )
         if not loaded:
             raise UpstreamUnavailable(
                 f"no node could load {manifest.name!r} version {manifest.version!r}; the active version "

@@ -22,8 +22,9 @@ from inferrer.dataplane.balancer_client import Upstream
 from inferrer.dataplane.batching import Batcher
 from inferrer.dataplane.columns import is_table
 from inferrer.dataplane.prediction_cache import PredictionCache
-from inferrer.errors import InvalidInput, UpstreamAnswered
+from inferrer.errors import InvalidInput, ModelNotFound, UpstreamAnswered
 from metrics.definitions import InferrerMetrics
+from wire.errors import NodeRefusal
 from wire.json import ORJSON_OPTIONS
 from wire.node_calls import NodePredictBody, NodePrediction, prediction
 
@@ -96,14 +97,25 @@ class PredictionService:
         if is_table(rows):  # ... and an object array not at all
             body |= {"columns": manifest.signature.feature_names or [], "instances": rows.tolist()}
         path = f"/api/v1/models/{quote(manifest.name, safe='')}/predict"
+        payload = orjson.dumps(body, option=ORJSON_OPTIONS)
         start = time.perf_counter()
-        answer = await self._upstream.request("POST", path, orjson.dumps(body, option=ORJSON_OPTIONS))
+        answer = await self._upstream.request("POST", path, payload)
+        if answer.status_code != 200 and NodeRefusal.read(answer.status_code, answer.content).retry:
+            # A node could not serve this model (not loaded there, no memory room, its artifact
+            # out of reach): nginx passed that on without marking the node failed; try once more.
+            self._metrics.upstream_retries.inc()
+            answer = await self._upstream.request("POST", path, payload)
         if answer.status_code != 200:
-            try:
-                reason = str(orjson.loads(answer.content).get("error"))
-            except (orjson.JSONDecodeError, AttributeError):
-                reason = answer.content[:200].decode(errors="replace")
-            raise UpstreamAnswered(answer.status_code, reason)
+            refusal = NodeRefusal.read(answer.status_code, answer.content)
+            if (
+                refusal.retry
+                and (manifest.name, manifest.version, manifest.sha256) not in self.repository.stored()
+            ):
+                raise ModelNotFound(
+                    f"model {manifest.name!r} version {manifest.version!r} was deleted while this request "
+                    "was under way"
+                )
+            raise UpstreamAnswered(refusal.status, refusal.reason)
         try:
             answered = prediction.validate_json(answer.content)
         except ValidationError as exc:

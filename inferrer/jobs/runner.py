@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import orjson
 
 from artifacts.schema import ModelSchema
 from datafiles.locations import Storage
@@ -34,6 +33,7 @@ from inferrer.jobs.schema import UNFINISHED
 from inferrer.jobs.store import Claim, JobStore
 from inferrer.jobs.submission import inline_body, output_format
 from metrics.definitions import JobMetrics
+from wire.errors import NodeRefusal
 from wire.partition_calls import PartitionCall, PartitionDone
 
 logger = logging.getLogger(__name__)
@@ -185,11 +185,12 @@ class JobRunner:
         except InferrerError as exc:  # nginx unreachable, no node, timed out
             await self._retry_or_fail(claim, exc.message)
             return
-        if answer.status_code >= 500:
-            await self._retry_or_fail(claim, f"{answer.node or 'the balancer'}: {_error(answer.content)}")
-            return
-        if answer.status_code != 200:  # refused for its data: another attempt would be refused too
-            await self._fail(claim, f"partition {claim.idx}: {_error(answer.content)}")
+        if answer.status_code != 200:
+            refusal = NodeRefusal.read(answer.status_code, answer.content)
+            if refusal.retry:
+                await self._retry_or_fail(claim, f"{answer.node or 'the balancer'}: {refusal.reason}")
+            else:  # refused for its data: another attempt would be refused too
+                await self._fail(claim, f"partition {claim.idx}: {refusal.reason}")
             return
         done = PartitionDone.model_validate_json(answer.content)
         output = {"location": call.output_part, "rows": done.rows, "sha256": done.sha256, "node": done.node}
@@ -299,10 +300,3 @@ class JobRunner:
             task.cancel()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=grace_s)
-
-
-def _error(body: bytes) -> str:
-    try:
-        return str(orjson.loads(body).get("error", body[:200].decode(errors="replace")))
-    except (orjson.JSONDecodeError, AttributeError):
-        return body[:200].decode(errors="replace")

@@ -144,7 +144,7 @@ async def test_a_node_that_is_not_ready_answers_as_declared(lone_node: Documente
     assert (status["ready"], status["models"]) == (False, [])
     await lone_node.call("GET", "/api/test/ping/{item}", 200, path_params={"item": "ONE"})
     assert await lone_node.call("GET", "/internal/v1/models", 200) == []
-    unreachable = await lone_node.call("POST", "/internal/v1/sync", 502, json={})
+    unreachable = await lone_node.call("POST", "/internal/v1/sync", 424, json={})
     assert "cannot reach the inferrer" in unreachable["error"]
     assert (await lone_node.call("POST", "/internal/v1/drain", 200))["draining"] is True
     assert "draining" in (await lone_node.call("GET", "/health/ready", 503, auth=False))["reason"]
