@@ -25,7 +25,7 @@ import skops.io as sio
 from sklearn.linear_model import LogisticRegression
 
 from bench.loadgen import LoadResult, process_tree, run_wrk
-from tests.harness import RunningFleet, start_fleet
+from deploy.ephemeral_fleet import RunningFleet, start_fleet
 
 FEATURES = ["f0", "f1", "f2", "f3"]
 

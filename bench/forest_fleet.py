@@ -28,7 +28,7 @@ import skops.io as sio
 from bench.loadgen import process_tree_cpu_s, run_wrk
 from bench.mlserver_peer import MLServer, v2_body
 from bench.throughput import make_models
-from tests.harness import free_ports, start_fleet
+from deploy.ephemeral_fleet import free_ports, start_fleet
 
 PY_SPY = Path(".venv/bin/py-spy")
 

@@ -22,7 +22,7 @@ import orjson
 import skops.io as sio
 from sklearn.linear_model import LogisticRegression
 
-from tests.harness import start_fleet
+from deploy.ephemeral_fleet import start_fleet
 
 
 def _measure(call: Callable[[], object], requests: int) -> tuple[float, float, float]:

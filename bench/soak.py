@@ -32,8 +32,8 @@ import skops.io as sio
 from sklearn.linear_model import LogisticRegression
 
 from bench.loadgen import process_tree, run_wrk
+from deploy.ephemeral_fleet import RunningFleet, start_fleet
 from deploy.example import EXAMPLE_ROW
-from tests.harness import RunningFleet, start_fleet
 
 # Growth allowed over a day before a series counts as growing: the larger of these and 10% of its mean.
 _DAILY_TOLERANCE = {"rss_mib": 16.0, "fds": 16.0, "disk_mib": 32.0}

@@ -27,7 +27,7 @@ from sklearn.linear_model import LogisticRegression
 
 from bench.loadgen import LoadResult, process_tree_cpu_s, run_wrk, wrk_available
 from bench.mlserver_peer import MLServer, v2_body
-from tests.harness import RunningFleet, free_ports, start_fleet
+from deploy.ephemeral_fleet import RunningFleet, free_ports, start_fleet
 
 Row = dict[str, Any]
 

@@ -22,7 +22,7 @@ import pandas as pd
 import skops.io as sio
 from sklearn.linear_model import LogisticRegression
 
-from tests.harness import RunningFleet, start_fleet
+from deploy.ephemeral_fleet import RunningFleet, start_fleet
 
 FEATURES = ["f0", "f1", "f2", "f3"]
 

@@ -24,8 +24,6 @@ from inferrer.api.v2 import HOT_ROUTES as V2_HOT_ROUTES
 from inferrer.api.v2 import router as v2_router
 from inferrer.api.watches import router as watches_router
 from inferrer.control.lifecycle import ModelLifecycle
-from inferrer.control.node_directory import NodeDirectory
-from inferrer.control.repository import ModelRepository
 from inferrer.dataplane.admission import Admission
 from inferrer.dataplane.balancer_client import Upstream
 from inferrer.dataplane.batching import Batcher
@@ -37,6 +35,8 @@ from inferrer.jobs.schema import open_engine
 from inferrer.jobs.service import JobService
 from inferrer.jobs.store import JobStore
 from inferrer.settings import InferrerSettings
+from inferrer.state.node_directory import NodeDirectory
+from inferrer.state.repository import ModelRepository
 from inferrer.watches.service import WatchService
 from inferrer.watches.store import WatchStore
 from inferrer.watches.supervisor import WatchLimits, WatchSupervisor

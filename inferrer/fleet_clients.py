@@ -13,10 +13,10 @@ from types import TracebackType
 
 import httpx
 
-from inferrer.control.node_directory import NodeDirectory
 from inferrer.control.nodes import FleetNodes
 from inferrer.dataplane.balancer_client import BalancerClient, Upstream
 from inferrer.settings import InferrerSettings
+from inferrer.state.node_directory import NodeDirectory
 from metrics.definitions import InferrerMetrics
 from wire.bearer import bearer_headers
 

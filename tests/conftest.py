@@ -12,7 +12,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from tests.harness import RunningFleet, start_fleet
+from deploy.ephemeral_fleet import RunningFleet, start_fleet
 
 
 @pytest.fixture(scope="session")

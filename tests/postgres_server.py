@@ -12,7 +12,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from tests.harness import free_ports
+from deploy.ephemeral_fleet import free_ports
 
 
 def postgres_bin() -> Path | None:

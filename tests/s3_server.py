@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from datafiles.locations import S3Settings, Storage
-from tests.harness import free_ports, wait_until
+from deploy.ephemeral_fleet import free_ports, wait_until
 
 REGION = "eu-central-1"  # not us-east-1: bucket creation then names its region, as elsewhere
 

@@ -1,6 +1,7 @@
-"""Imports go one way: api -> watches -> jobs -> dataplane -> control inside the inferrer, the two
-services never import each other, and the shared packages (wire, artifacts, metrics, datafiles)
-import neither service.
+"""Imports go one way inside the inferrer: api -> watches -> jobs -> dataplane -> state, and
+control -> state; the data plane and the control plane both use shared state and never each other.
+The two services never import each other, the shared packages (wire, artifacts, metrics,
+datafiles) import neither service, and the benchmarks import no test.
 
 A layer may import its own modules and the ones below it; the inferrer's errors and settings are the
 floor every layer stands on; the app factory and its clients' owner compose the layers and may
@@ -15,17 +16,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 FLOOR = {"inferrer.errors", "inferrer.settings"}
 ALLOWED = {
-    "inferrer.control": {"inferrer.control"} | FLOOR,
-    "inferrer.dataplane": {"inferrer.dataplane", "inferrer.control"} | FLOOR,
-    "inferrer.jobs": {"inferrer.jobs", "inferrer.dataplane", "inferrer.control"} | FLOOR,
-    "inferrer.watches": {"inferrer.watches", "inferrer.jobs", "inferrer.dataplane", "inferrer.control"}
-    | FLOOR,
+    "inferrer.state": {"inferrer.state"} | FLOOR,
+    "inferrer.control": {"inferrer.control", "inferrer.state"} | FLOOR,
+    "inferrer.dataplane": {"inferrer.dataplane", "inferrer.state"} | FLOOR,
+    "inferrer.jobs": {"inferrer.jobs", "inferrer.dataplane", "inferrer.state"} | FLOOR,
+    "inferrer.watches": {"inferrer.watches", "inferrer.jobs", "inferrer.dataplane", "inferrer.state"} | FLOOR,
     "inferrer.api": {
         "inferrer.api",
         "inferrer.watches",
         "inferrer.jobs",
         "inferrer.dataplane",
         "inferrer.control",
+        "inferrer.state",
     }
     | FLOOR,
     "inferrer.errors": set(),
@@ -66,7 +68,7 @@ def test_the_inferrer_layers_import_one_way() -> None:
     assert breaches == []
     assert {p.name for p in (ROOT / "inferrer").iterdir() if p.suffix == ".py"} == {
         "__init__.py", "app.py", "errors.py", "fleet_clients.py", "settings.py",
-    }, "a new inferrer module belongs in a layer (api, watches, jobs, dataplane, control)"  # fmt: skip
+    }, "a new inferrer module belongs in a layer (api, watches, jobs, dataplane, control, state)"  # fmt: skip
 
 
 def test_services_and_shared_packages_keep_apart() -> None:
@@ -77,4 +79,14 @@ def test_services_and_shared_packages_keep_apart() -> None:
             for imported in _imports(path):
                 if any(_within(imported, other) for other in forbidden):
                     breaches.append(f"{_module(path)} imports {imported}")
+    assert breaches == []
+
+
+def test_benchmarks_import_no_test() -> None:
+    breaches = [
+        f"{_module(path)} imports {imported}"
+        for path in sorted((ROOT / "bench").rglob("*.py"))
+        for imported in _imports(path)
+        if _within(imported, "tests")
+    ]
     assert breaches == []

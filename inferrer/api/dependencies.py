@@ -6,12 +6,12 @@ from fastapi import Request
 
 from inferrer.control.lifecycle import ModelLifecycle
 from inferrer.control.nodes import FleetNodes
-from inferrer.control.repository import ModelRepository
 from inferrer.dataplane.admission import Admission
 from inferrer.dataplane.balancer_client import Upstream
 from inferrer.dataplane.prediction import PredictionService
 from inferrer.jobs.service import JobService
 from inferrer.settings import InferrerSettings
+from inferrer.state.repository import ModelRepository
 from inferrer.watches.service import WatchService
 from metrics.definitions import InferrerMetrics
 

@@ -16,9 +16,9 @@ from artifacts.formats import ArtifactError, ArtifactFormat, load_artifact
 from artifacts.manifest import Manifest
 from artifacts.schema import ModelSchema, inspect_schema
 from inferrer.control.nodes import FleetNodes, SyncResult
-from inferrer.control.pins import Pin
-from inferrer.control.repository import ModelRepository, check_name
 from inferrer.errors import DeployOvertaken, InvalidInput, ModelNotFound, UpstreamUnavailable
+from inferrer.state.pins import Pin
+from inferrer.state.repository import ModelRepository, check_name
 from wire.node_calls import SyncAnswer
 
 

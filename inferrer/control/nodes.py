@@ -15,8 +15,8 @@ import httpx
 from pydantic import ValidationError
 
 from artifacts.manifest import Manifest
-from inferrer.control.node_directory import NodeDirectory
 from inferrer.errors import NodeNotFound, UpstreamUnavailable
+from inferrer.state.node_directory import NodeDirectory
 from wire.node_calls import SyncAnswer, SyncRequest
 
 # A node's sync: its answer, or why there is none.

@@ -13,8 +13,8 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from inferrer.control.node_directory import NodeDirectory
 from inferrer.errors import UpstreamTimeout, UpstreamUnavailable
+from inferrer.state.node_directory import NodeDirectory
 from metrics.definitions import InferrerMetrics
 from wire.access import current_request_id
 from wire.bearer import bearer_headers

@@ -17,12 +17,12 @@ import orjson
 from pydantic import ValidationError
 
 from artifacts.manifest import Manifest
-from inferrer.control.repository import ModelRepository
 from inferrer.dataplane.balancer_client import Upstream
 from inferrer.dataplane.batching import Batcher
 from inferrer.dataplane.columns import is_table
 from inferrer.dataplane.prediction_cache import PredictionCache
 from inferrer.errors import InvalidInput, ModelNotFound, UpstreamAnswered
+from inferrer.state.repository import ModelRepository
 from metrics.definitions import InferrerMetrics
 from wire.errors import NodeRefusal
 from wire.json import ORJSON_OPTIONS

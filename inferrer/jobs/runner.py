@@ -24,7 +24,6 @@ import numpy as np
 
 from artifacts.schema import ModelSchema
 from datafiles.locations import Storage
-from inferrer.control.repository import ModelRepository
 from inferrer.dataplane.balancer_client import Upstream
 from inferrer.dataplane.prediction import PredictionService
 from inferrer.errors import InferrerError, InvalidInput, ModelNotFound
@@ -32,6 +31,7 @@ from inferrer.jobs.outputs import OutputNotVerified, success_marker, write_outpu
 from inferrer.jobs.schema import UNFINISHED
 from inferrer.jobs.store import Claim, JobStore
 from inferrer.jobs.submission import inline_body, output_format
+from inferrer.state.repository import ModelRepository
 from metrics.definitions import JobMetrics
 from wire.errors import NodeRefusal
 from wire.partition_calls import PartitionCall, PartitionDone

@@ -10,13 +10,13 @@ from pathlib import Path
 from typing import Any, BinaryIO, Protocol
 
 from datafiles.locations import Storage
-from inferrer.control.pins import Pin
-from inferrer.control.repository import ModelRepository
 from inferrer.errors import InvalidInput, JobNotFinished, JobNotFound
 from inferrer.jobs.runner import JobRunner
 from inferrer.jobs.schema import UNFINISHED
 from inferrer.jobs.store import JobStore
 from inferrer.jobs.submission import JobSubmission, inline_job, new_job_id, output_format, plan_file_job
+from inferrer.state.pins import Pin
+from inferrer.state.repository import ModelRepository
 
 _ERRORS_SHOWN = 100
 _BLOCK = 2**20  # bytes read at a time when a result is streamed

@@ -8,9 +8,9 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from datafiles.locations import LocationError, Storage
-from inferrer.control.repository import ModelRepository
 from inferrer.errors import InvalidInput, InvalidLocation, WatchNotFound
 from inferrer.jobs.service import iso_time
+from inferrer.state.repository import ModelRepository
 from inferrer.watches.spec import WatchSpec
 from inferrer.watches.store import FILE_STATES, WatchStore
 from inferrer.watches.supervisor import WatchSupervisor

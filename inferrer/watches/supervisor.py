@@ -22,9 +22,9 @@ from typing import Any
 import sqlalchemy as sa
 
 from datafiles.locations import LocationError, Storage
-from inferrer.control.repository import ModelRepository
 from inferrer.errors import InferrerError, InputNotFound, InvalidInput
 from inferrer.jobs.service import JobService
+from inferrer.state.repository import ModelRepository
 from inferrer.watches.detection import FolderListener, Settling
 from inferrer.watches.spec import WatchSpec
 from inferrer.watches.store import FILE_STATES, WatchStore

@@ -18,9 +18,9 @@ import httpx
 import pytest
 
 from deploy.compose import write_compose
+from deploy.ephemeral_fleet import free_ports, wait_until
 from deploy.example_model import EXAMPLE_ROW, train_example
 from deploy.topology import EXAMPLE_ENV_FILE, load_topology
-from tests.harness import free_ports, wait_until
 from tests.load_loop import LoadLoop
 from wire.bearer import MANAGEMENT_TOKEN_VAR, bearer_headers
 

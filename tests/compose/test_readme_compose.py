@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 from dotenv import dotenv_values
 
+from deploy.ephemeral_fleet import port_is_bound
 from tests.compose.conftest import ENGINE_SCRIPT, engine_answers
-from tests.harness import README, port_is_bound, run_readme_curl_lines
+from tests.harness import README, run_readme_curl_lines
 from wire.bearer import MANAGEMENT_TOKEN_VAR
 
 pytestmark = pytest.mark.compose

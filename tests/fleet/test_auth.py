@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from deploy.ephemeral_fleet import RunningFleet, start_fleet
 from deploy.example_model import train_example
-from tests.harness import RunningFleet, start_fleet
 from wire.bearer import INFERENCE_TOKEN_VAR, bearer_headers
 
 pytestmark = pytest.mark.fleet

@@ -20,9 +20,9 @@ import skops.io as sio
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
+from deploy.ephemeral_fleet import RunningFleet, start_fleet, wait_until
 from deploy.example import EXAMPLE_ROW
 from deploy.example_model import train_example
-from tests.harness import RunningFleet, start_fleet, wait_until
 from tests.load_loop import LoadLoop
 
 pytestmark = pytest.mark.fleet

@@ -21,7 +21,7 @@ from sklearn.dummy import DummyClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from tests.harness import RunningFleet, start_fleet, wait_until
+from deploy.ephemeral_fleet import RunningFleet, start_fleet, wait_until
 
 pytestmark = pytest.mark.fleet
 

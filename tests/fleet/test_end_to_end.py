@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from sklearn.pipeline import Pipeline
 
-from tests.harness import RunningFleet, run_readme_curl_lines, wait_until
+from deploy.ephemeral_fleet import RunningFleet, wait_until
+from tests.harness import run_readme_curl_lines
 
 pytestmark = pytest.mark.fleet
 

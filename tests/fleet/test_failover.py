@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from deploy.ephemeral_fleet import RunningFleet, start_fleet, wait_until
 from deploy.serve_command import UVICORN_GRACEFUL_S
-from tests.harness import RunningFleet, start_fleet, wait_until
 from tests.load_loop import LoadLoop
 
 pytestmark = pytest.mark.fleet

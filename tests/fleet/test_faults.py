@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.harness import RunningFleet, wait_until
+from deploy.ephemeral_fleet import RunningFleet, wait_until
 from tests.load_loop import LoadLoop
 
 pytestmark = pytest.mark.fleet

@@ -19,9 +19,9 @@ from typing import Any
 import httpx
 import pytest
 
+from deploy.ephemeral_fleet import RunningFleet, start_fleet
 from deploy.example_model import EXAMPLE_NAME, EXAMPLE_ROW
 from tests.declared import assert_declared
-from tests.harness import RunningFleet, start_fleet
 
 pytestmark = pytest.mark.fleet
 

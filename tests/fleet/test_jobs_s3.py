@@ -18,7 +18,7 @@ import skops.io as sio
 from sklearn.linear_model import LogisticRegression
 
 from datafiles.locations import S3Settings, Storage
-from tests.harness import RunningFleet, start_fleet
+from deploy.ephemeral_fleet import RunningFleet, start_fleet
 from tests.s3_server import env_lines
 
 pytestmark = pytest.mark.fleet

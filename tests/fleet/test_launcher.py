@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from deploy.ephemeral_fleet import port_is_bound, start_fleet
 from deploy.example import EXAMPLE_ROW
 from deploy.topology import EXAMPLE_ENV_FILE
-from tests.harness import port_is_bound, start_fleet
 
 pytestmark = pytest.mark.fleet
 

@@ -15,7 +15,7 @@ import pytest
 import skops.io as sio
 from sklearn.linear_model import LogisticRegression
 
-from tests.harness import RunningFleet, start_fleet, wait_until
+from deploy.ephemeral_fleet import RunningFleet, start_fleet, wait_until
 from tests.load_loop import LoadLoop
 
 pytestmark = pytest.mark.fleet

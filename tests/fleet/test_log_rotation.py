@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from bench.loadgen import run_wrk_counted
-from tests.harness import RunningFleet, start_fleet
+from deploy.ephemeral_fleet import RunningFleet, start_fleet
 
 pytestmark = pytest.mark.fleet
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.harness import free_ports, port_is_bound, start_fleet, wait_until
+from deploy.ephemeral_fleet import free_ports, port_is_bound, start_fleet, wait_until
 from tests.load_loop import LoadLoop
 
 pytestmark = pytest.mark.fleet

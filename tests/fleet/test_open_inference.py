@@ -13,7 +13,7 @@ import tritonclient.http as triton
 from sklearn.linear_model import LogisticRegression
 from tritonclient.utils import InferenceServerException
 
-from tests.harness import RunningFleet, start_fleet
+from deploy.ephemeral_fleet import RunningFleet, start_fleet
 
 pytestmark = pytest.mark.fleet
 

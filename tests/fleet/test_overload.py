@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.harness import RunningFleet, start_fleet, wait_until
+from deploy.ephemeral_fleet import RunningFleet, start_fleet, wait_until
 from tests.load_loop import LoadLoop, percentile
 
 pytestmark = pytest.mark.fleet

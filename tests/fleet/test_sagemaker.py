@@ -12,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from deploy.ephemeral_fleet import RunningFleet, start_fleet, wait_until
 from deploy.example import EXAMPLE_NAME, EXAMPLE_ROW
-from tests.harness import RunningFleet, start_fleet, wait_until
 
 pytestmark = pytest.mark.fleet
 

@@ -15,7 +15,7 @@ import skops.io as sio
 import tritonclient.http as triton
 from sklearn.pipeline import Pipeline
 
-from tests.harness import RunningFleet, start_fleet
+from deploy.ephemeral_fleet import RunningFleet, start_fleet
 
 pytestmark = pytest.mark.fleet
 

@@ -10,10 +10,10 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 
-from inferrer.control.node_directory import NodeDirectory
 from inferrer.control.nodes import FleetNodes
 from inferrer.dataplane.balancer_client import BalancerClient, UpstreamAnswer
 from inferrer.errors import NodeNotFound, UpstreamTimeout, UpstreamUnavailable
+from inferrer.state.node_directory import NodeDirectory
 from metrics.definitions import InferrerMetrics
 
 OK = (

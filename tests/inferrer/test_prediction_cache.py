@@ -10,8 +10,8 @@ from prometheus_client import CollectorRegistry
 
 from artifacts.formats import ArtifactFormat
 from artifacts.schema import ModelSchema
-from inferrer.control.repository import ModelRepository
 from inferrer.dataplane.prediction_cache import PredictionCache
+from inferrer.state.repository import ModelRepository
 from metrics.definitions import InferrerMetrics
 
 SIGNATURE = ModelSchema(n_features=2, outputs=["predict"])

@@ -11,8 +11,8 @@ import pytest
 from artifacts.formats import ArtifactFormat
 from artifacts.manifest import Manifest
 from artifacts.schema import ModelSchema
-from inferrer.control.repository import ModelRepository, check_name
 from inferrer.errors import InvalidInput, ModelNotFound, VersionConflict
+from inferrer.state.repository import ModelRepository, check_name
 
 SIGNATURE = ModelSchema(n_features=2, outputs=["predict"])
 
@@ -86,7 +86,7 @@ def test_a_failed_write_leaves_no_half_model(tmp_path: Path, monkeypatch: pytest
     def broken_rename(src: object, dst: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr("inferrer.control.repository.os.rename", broken_rename)
+    monkeypatch.setattr("inferrer.state.repository.os.rename", broken_rename)
     with pytest.raises(OSError):
         repository.store("m", None, b"one", ArtifactFormat.SKOPS, SIGNATURE)
     monkeypatch.undo()
@@ -124,7 +124,7 @@ import sys
 from pathlib import Path
 from artifacts.formats import ArtifactFormat
 from artifacts.schema import ModelSchema
-from inferrer.control.repository import ModelRepository
+from inferrer.state.repository import ModelRepository
 
 repository = ModelRepository(Path(sys.argv[1]))
 data = b"\\0" * (512 << 20)

@@ -10,9 +10,9 @@ import pytest
 
 from artifacts.formats import ArtifactFormat
 from artifacts.schema import ModelSchema
-from inferrer.control.pins import Pin
-from inferrer.control.repository import ModelRepository
 from inferrer.errors import ModelNotFound
+from inferrer.state.pins import Pin
+from inferrer.state.repository import ModelRepository
 
 SIGNATURE = ModelSchema(n_features=2, outputs=["predict"])
 

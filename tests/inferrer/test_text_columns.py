@@ -25,11 +25,11 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from tritonclient.utils import InferenceServerException
 
+from deploy.ephemeral_fleet import free_ports, wait_until
 from inferrer.app import create_app as create_gateway
 from inferrer.settings import InferrerSettings
 from modelhost.app import create_app as create_node
 from modelhost.settings import ModelhostSettings
-from tests.harness import free_ports, wait_until
 from wire.bearer import bearer_headers
 
 TOKEN = "in-process-management-token"

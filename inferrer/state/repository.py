@@ -24,9 +24,9 @@ from pathlib import Path
 from artifacts.formats import ArtifactFormat, sha256_hex
 from artifacts.manifest import Manifest, is_path_segment
 from artifacts.schema import ModelSchema
-from inferrer.control.generation import Generation, replace_text
-from inferrer.control.pins import Pin, VersionPins
 from inferrer.errors import InvalidInput, ModelNotFound, VersionConflict
+from inferrer.state.generation import Generation, replace_text
+from inferrer.state.pins import Pin, VersionPins
 
 logger = logging.getLogger(__name__)
 
