@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -80,13 +81,21 @@ def _csv_record(raw: bytes, header: list[str]) -> dict[str, Any]:
         raise ValueError("not one CSV record of UTF-8 text") from None
     if len(fields) != len(header):
         raise ValueError(f"{len(fields)} fields where the header has {len(header)}")
-    return dict(zip(header, (_csv_value(f) for f in fields), strict=True))
+    return dict(zip(header, (csv_cell(f) for f in fields), strict=True))
 
 
-def _csv_value(text: str) -> Any:
-    """A number where the text is one, None for an empty cell, else the text."""
-    if text == "":
+_CODE = re.compile(r"\s*[+-]?0\d")  # "0150", "007": a code (zip, id) written with its zeros
+
+
+def csv_cell(text: str) -> float | str | None:
+    """How every path types a CSV cell (a predict body, a job's or a watch's file): None for an
+    empty or blank cell (a missing value), a number where the text, spaces around it aside, is one
+    (but not a code with leading zeros, such as "0150"), else the text as written. Cell by cell, so
+    that a row is typed the same whatever rows share its request or partition."""
+    if not text.strip():
         return None
+    if _CODE.match(text):
+        return text
     try:
         return float(text)
     except ValueError:

@@ -9,15 +9,16 @@ from typing import Any
 import numpy as np
 
 from artifacts.schema import ModelSchema
+from datafiles.rows import csv_cell
 from inferrer.api.rest_codec import check_row_count
 from inferrer.dataplane.columns import as_table, check_columns
 from inferrer.errors import InvalidInput
 
 
 def parse_csv_rows(raw: bytes, signature: ModelSchema, max_rows: int) -> np.ndarray:
-    """Rows of numbers in the fitted order (empty cells are missing values); for models fitted with
-    feature names, a table: after a header, columns in any order, without one the fitted order;
-    text allowed."""
+    """Rows of numbers in the fitted order; for models fitted with feature names, a table: after a
+    header, columns in any order, without one the fitted order; text allowed. Cells are typed as in
+    jobs and watches (datafiles.rows.csv_cell): blank is missing."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -37,18 +38,15 @@ def parse_csv_rows(raw: bytes, signature: ModelSchema, max_rows: int) -> np.ndar
     if not _is_numeric_row(lines[0]):
         raise InvalidInput("this model was fitted without feature names: send CSV rows without a header")
     _check_shape(lines, signature.n_features, max_rows)
-    try:
-        return np.array([[float(c) if c.strip() else np.nan for c in row] for row in lines])
-    except ValueError as exc:
-        raise InvalidInput(f"CSV values must be numbers: {exc}") from None
+    cells = [[csv_cell(c) for c in row] for row in lines]
+    text = next((c for row in cells for c in row if isinstance(c, str)), None)
+    if text is not None:
+        raise InvalidInput(f"CSV values must be numbers: {text!r} is not one")
+    return np.array([[np.nan if c is None else c for c in row] for row in cells], dtype=float)
 
 
 def _is_numeric_row(row: list[str]) -> bool:
-    try:
-        [float(cell) for cell in row if cell.strip()]
-    except ValueError:
-        return False
-    return True
+    return not any(isinstance(csv_cell(cell), str) for cell in row)
 
 
 def _check_shape(lines: list[list[str]], n_features: int, max_rows: int) -> None:
@@ -69,17 +67,8 @@ def _table(
     if not lines:
         raise InvalidInput("the CSV body has a header but no rows")
     _check_shape(lines, signature.n_features, max_rows)
-    by_name = {name: _column_values([row[i] for row in lines]) for i, name in enumerate(header)}
+    by_name = {name: [csv_cell(row[i]) for row in lines] for i, name in enumerate(header)}
     return as_table([by_name[name] for name in names], names)
-
-
-def _column_values(cells: list[str]) -> list[Any]:
-    """Numbers when every filled cell of the column is one (as pandas.read_csv decides), else text;
-    an empty cell is a missing value."""
-    try:
-        return [float(cell) if cell.strip() else None for cell in cells]
-    except ValueError:
-        return [cell if cell.strip() else None for cell in cells]
 
 
 def render_csv(values: list[Any]) -> bytes:

@@ -34,7 +34,7 @@ def test_csv_with_a_header_becomes_a_table_of_numbers_and_text() -> None:
     body = b"city,income,age\noslo,7.5,52\n0150,,1\n,8,\n"
     table = parse_csv_rows(body, TEXT, 10)
     assert table.dtype == object
-    # A column is numbers when all its filled cells are; "0150" stays text beside "oslo".
+    # Cell by cell (datafiles.rows.csv_cell): "0150", a code with its zeros, stays text.
     assert table.tolist() == [[52.0, 7.5, "oslo"], [1.0, None, "0150"], [None, 8.0, None]]
 
 
