@@ -35,10 +35,24 @@ class S3Settings(BaseSettings):
 
     model_config = SettingsConfigDict(populate_by_name=True, frozen=True)
 
-    endpoint_url: str | None = Field(default=None, validation_alias="AWS_ENDPOINT_URL_S3")  # None: AWS
-    region: str | None = Field(default=None, validation_alias="AWS_REGION")
-    key_id: str | None = Field(default=None, validation_alias="AWS_ACCESS_KEY_ID")
-    secret: str | None = Field(default=None, validation_alias="AWS_SECRET_ACCESS_KEY", repr=False)
+    endpoint_url: str | None = Field(
+        default=None,
+        validation_alias="AWS_ENDPOINT_URL_S3",
+        description="The S3-compatible store's endpoint (AWS S3, MinIO, ...); unset: AWS.",
+    )
+    region: str | None = Field(default=None, validation_alias="AWS_REGION", description="Its region.")
+    key_id: str | None = Field(
+        default=None,
+        validation_alias="AWS_ACCESS_KEY_ID",
+        description="Access key id; unset credentials leave the choice to botocore's chain (the "
+        "environment, ~/.aws, an instance role).",
+    )
+    secret: str | None = Field(
+        default=None,
+        validation_alias="AWS_SECRET_ACCESS_KEY",
+        repr=False,
+        description="Secret access key (with `AWS_ACCESS_KEY_ID`).",
+    )
 
     @field_validator("*", mode="before")
     @classmethod

@@ -14,62 +14,146 @@ class InferrerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="INFERRER_", populate_by_name=True)
 
     # Defaults do not depend on the directory a process starts in; the launcher and the images set it.
-    repository_dir: Path = Path.home() / ".modelfleet" / "repository"
-    nginx_url: str = "http://127.0.0.1:8080"
-    # The model of SageMaker-style calls (/invocations) that name none, and of /ping's check.
-    default_model: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,64}$")
-    # Batch jobs' files: locations are paths inside this directory, or s3:// (datafiles.locations).
-    data_dir: Path = Path.home() / ".modelfleet" / "data"
-    # The job store: SQLite in the data directory by default; postgresql+psycopg://... to share one.
-    jobs_db_url: str | None = None
-    # Partitions running at once across the fleet (every gateway counted): online traffic keeps the rest.
-    jobs_max_in_flight: int = Field(default=8, gt=0)
-    jobs_partition_timeout_s: float = Field(default=600.0, gt=0)
-    # A partition's claim lapses this long after its gateway last renewed it (a gateway that died).
-    jobs_lease_s: float = Field(default=30.0, gt=0)
-    # A job not finished this long after its submission fails.
-    jobs_deadline_s: float = Field(default=86400.0, gt=0)
-    # Watches: a watched folder or prefix is listed at this interval (a local folder also at once
-    # when inotify reports a change); a file is taken once unchanged for WATCH_SETTLE_S; at most
-    # WATCH_MAX_RUNNING files have a job under way (every gateway counted), the rest wait pending.
-    watch_interval_s: float = Field(default=10.0, gt=0)
-    watch_settle_s: float = Field(default=2.0, ge=0)
-    watch_max_running: int = Field(default=16, gt=0)
-    # JSON {"modelhost-1": "http://127.0.0.1:8101", ...}, rendered from the topology; re-read on change.
-    nodes_file: Path | None = None
-    status_timeout_s: float = Field(default=1.0, gt=0)
-    # How long a deploy, switch or delete waits for each node's sync (loading the model included).
-    node_sync_timeout_s: float = Field(default=30.0, gt=0)
-    # Connection pools: through nginx (predictions), and to each node directly (sync, status, drain).
-    balancer_max_connections: int = Field(default=256, gt=0)
-    node_max_connections: int = Field(default=64, gt=0)
-    connect_timeout_s: float = Field(default=2.0, gt=0)
-    # A prediction's deadline: the client's X-Request-Timeout, at most this (also the default).
-    max_request_timeout_s: float = Field(default=30.0, gt=0)
-    # Predictions in flight per inferrer process; beyond it, 503 with Retry-After at once.
-    max_in_flight: int = Field(default=512, gt=0)
-    max_upload_bytes: int = Field(default=256 * 1024 * 1024, gt=0)
-    # Largest body of any other request (predict JSON or CSV); larger ones answer 413.
-    max_body_bytes: int = Field(default=16 * 1024 * 1024, gt=0)
-    # Per predict request: rows, and values (rows x features); larger requests answer 413.
-    max_rows: int = Field(default=10_000, gt=0)
-    max_values: int = Field(default=1_000_000, gt=0)
-    max_selftest_items: int = Field(default=1_000, gt=0)
-    # Gateway batching: rows per upstream call, longest wait, upstream calls per lane before queueing.
-    batch_max_rows: int = Field(default=64, gt=0)
-    batch_max_wait_s: float = Field(default=0.005, gt=0)
-    batch_max_in_flight: int = Field(default=2, gt=0)
-    # After a batch, gather the next requests when a node's predict call of the model takes this long.
-    batch_gather_above_s: float = Field(default=0.001, ge=0)
-    # Version retention: a model keeps its newest N versions (and its active one, and any pinned by a
-    # deploy under way or a job); older ones are removed. 0 keeps every version.
-    keep_versions: int = Field(default=10, ge=0)
-    # Entries in the prediction cache (model, version, input) -> outputs; 0 turns it off.
-    prediction_cache_size: int = Field(default=0, ge=0)
+    repository_dir: Path = Field(
+        default=Path.home() / ".modelfleet" / "repository",
+        description="The model repository (`modelfleet up` sets it under `--data-dir`).",
+    )
+    nginx_url: str = Field(default="http://127.0.0.1:8080", description="The balancer (nginx).")
+    default_model: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9._-]{1,64}$",
+        description="The model of SageMaker-style calls (`/invocations`) that name none, and of `/ping`'s "
+        "check.",
+    )
+    data_dir: Path = Field(
+        default=Path.home() / ".modelfleet" / "data",
+        description="Batch jobs' and watches' files: locations are paths inside this directory, or `s3://` "
+        "(`modelfleet up` sets it and `MODELHOST_DATA_DIR` to `<data-dir>/data`; compose shares the "
+        "`jobs` volume).",
+    )
+    jobs_db_url: str | None = Field(
+        default=None,
+        description="The job store (an SQLAlchemy URL): SQLite in the data directory by default; "
+        "`postgresql+psycopg://...` to share one.",
+    )
+    jobs_max_in_flight: int = Field(
+        default=8,
+        gt=0,
+        description="Partitions running at once across the fleet (every gateway counted): online traffic "
+        "keeps the rest.",
+    )
+    jobs_partition_timeout_s: float = Field(default=600.0, gt=0, description="One partition's node call.")
+    jobs_lease_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A partition's claim lapses this long after its gateway last renewed it (a gateway that "
+        "died).",
+    )
+    jobs_deadline_s: float = Field(
+        default=86400.0, gt=0, description="A job not finished this long after its submission fails."
+    )
+    watch_interval_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="How often a watched folder or prefix is listed (inotify also wakes a local folder at "
+        "once when it reports a change).",
+    )
+    watch_settle_s: float = Field(
+        default=2.0, ge=0, description="A file is taken once unchanged for this long."
+    )
+    watch_max_running: int = Field(
+        default=16,
+        gt=0,
+        description="Files with a job under way at once, across the fleet (every gateway counted); the "
+        "rest wait pending.",
+    )
+    nodes_file: Path | None = Field(
+        default=None,
+        description='JSON `{"modelhost-1": "http://127.0.0.1:8101", ...}`, rendered from the topology; '
+        "re-read when it changes.",
+    )
+    status_timeout_s: float = Field(default=1.0, gt=0, description="Timeout of node status calls.")
+    node_sync_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long a deploy, switch or delete waits for each node's sync (its model load "
+        "included).",
+    )
+    balancer_max_connections: int = Field(
+        default=256, gt=0, description="Connections to nginx per inferrer process (predictions)."
+    )
+    node_max_connections: int = Field(
+        default=64,
+        gt=0,
+        description="Connections to the nodes directly per inferrer process (sync, status, drain).",
+    )
+    connect_timeout_s: float = Field(
+        default=2.0, gt=0, description="Connect timeout of both (to nginx and to the nodes)."
+    )
+    max_request_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A prediction's deadline: the client's `X-Request-Timeout`, at most this (also the "
+        "default; 504 past it).",
+    )
+    max_in_flight: int = Field(
+        default=512,
+        gt=0,
+        description="Predictions in flight per inferrer process; beyond it 503 + `Retry-After: 1` at once.",
+    )
+    max_upload_bytes: int = Field(default=256 * 1024 * 1024, gt=0, description="Largest model upload.")
+    max_body_bytes: int = Field(
+        default=16 * 1024 * 1024,
+        gt=0,
+        description="Largest body of any other request (predict JSON or CSV): 413 above it, declared or "
+        "chunked. The launcher and compose set it from the topology's `MAX_BODY_BYTES`.",
+    )
+    max_rows: int = Field(default=10_000, gt=0, description="Rows per predict request (413 above).")
+    max_values: int = Field(
+        default=1_000_000, gt=0, description="Rows x features per predict request (413 above)."
+    )
+    max_selftest_items: int = Field(
+        default=1_000,
+        gt=0,
+        description="Items of one `POST /api/test/sendtomodelhost` call; more are refused.",
+    )
+    batch_max_rows: int = Field(default=64, gt=0, description="Rows per batched upstream call.")
+    batch_max_wait_s: float = Field(default=0.005, gt=0, description="Longest a request waits for its batch.")
+    batch_max_in_flight: int = Field(
+        default=2, gt=0, description="Upstream calls per model before requests queue into a batch."
+    )
+    batch_gather_above_s: float = Field(
+        default=0.001,
+        ge=0,
+        description="After a batch, gather the next requests of a model whose predict call takes at least "
+        "this on a node.",
+    )
+    keep_versions: int = Field(
+        default=10,
+        ge=0,
+        description="Version retention: a model keeps its newest N versions (and its active one, and any "
+        "pinned by a deploy under way or a job); older ones are removed. `0` keeps every version.",
+    )
+    prediction_cache_size: int = Field(
+        default=0,
+        ge=0,
+        description="Entries in the prediction cache (model, version, input) -> outputs; `0` turns it off.",
+    )
 
     # Bearer tokens (wire.bearer), shared with the nodes: the launcher passes them from the .env.
-    management_token: str | None = Field(default=None, validation_alias=MANAGEMENT_TOKEN_VAR, repr=False)
-    inference_token: str | None = Field(default=None, validation_alias=INFERENCE_TOKEN_VAR, repr=False)
+    management_token: str | None = Field(
+        default=None,
+        validation_alias=MANAGEMENT_TOKEN_VAR,
+        repr=False,
+        description="Bearer token for management, shared with the nodes; the first `modelfleet up` "
+        "generates it into `deploy/.env`, and the launcher passes it from there.",
+    )
+    inference_token: str | None = Field(
+        default=None,
+        validation_alias=INFERENCE_TOKEN_VAR,
+        repr=False,
+        description="When set, predictions and model reads need it (or the management token).",
+    )
 
     _check_tokens = field_validator("management_token", "inference_token")(check_token)
 

@@ -13,26 +13,60 @@ class ModelhostSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="MODELHOST_", populate_by_name=True)
 
-    node_id: str = "modelhost-1"
-    inferrer_url: str = "http://127.0.0.1:8000"
+    node_id: str = Field(default="modelhost-1", description="The node's stable id.")
+    inferrer_url: str = Field(
+        default="http://127.0.0.1:8000", description="Where the node gets desired models and artifacts."
+    )
     # Defaults do not depend on the directory a process starts in; the launcher and the images set it.
-    cache_dir: Path = Path.home() / ".modelfleet" / "cache" / "modelhost-1"
-    # Batch jobs' files: locations are paths inside this directory (or s3://, see datafiles.locations).
-    data_dir: Path = Path.home() / ".modelfleet" / "data"
-    sync_interval_s: float = Field(default=5.0, gt=0)
-    fetch_timeout_s: float = Field(default=60.0, gt=0)
-    # A predict cheaper than this runs on the event loop instead of the predict thread.
-    inline_predict_below_ms: float = Field(default=0.5, ge=0)
-    # Scale to zero: unload a model idle for longer than this; None keeps models loaded.
-    idle_unload_s: float | None = Field(default=None, gt=0)
-    # The artifact cache on disk: what no stored version needs is deleted at each sync; beyond this
-    # many MiB, the least recently used artifacts but the active ones are deleted too.
-    cache_budget_mib: float = Field(default=10240, gt=0)
-    # Unload least-recently-used models rather than exceed this many MiB of artifacts; None: no cap.
-    memory_budget_mib: float | None = Field(default=None, gt=0)
+    cache_dir: Path = Field(
+        default=Path.home() / ".modelfleet" / "cache" / "modelhost-1",
+        description="Local artifact cache (by sha256; `modelfleet up` sets it under `--data-dir`).",
+    )
+    data_dir: Path = Field(
+        default=Path.home() / ".modelfleet" / "data",
+        description="Batch jobs' and watches' files: locations are paths inside this directory, or `s3://` "
+        "(`modelfleet up` sets it and `INFERRER_DATA_DIR` to `<data-dir>/data`; compose shares the "
+        "`jobs` volume).",
+    )
+    sync_interval_s: float = Field(
+        default=5.0, gt=0, description="How often a node converges to the desired models."
+    )
+    fetch_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="Timeout of the node's calls to the inferrer (desired state, artifacts); connect 2 s.",
+    )
+    inline_predict_below_ms: float = Field(
+        default=0.5,
+        ge=0,
+        description="A predict cheaper than this runs on the event loop instead of the predict thread.",
+    )
+    idle_unload_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="Scale to zero: unload a model idle for longer than this; it loads again on its next "
+        "request. Unset keeps models loaded.",
+    )
+    cache_budget_mib: float = Field(
+        default=10240,
+        gt=0,
+        description="The artifact cache on disk: what no stored version needs is deleted at each sync; "
+        "beyond this many MiB, the least recently used artifacts but the active ones are deleted too.",
+    )
+    memory_budget_mib: float | None = Field(
+        default=None,
+        gt=0,
+        description="Unload least-recently-used models rather than exceed this many MiB of artifacts "
+        "(artifact sizes stand for memory use). Unset: no cap.",
+    )
 
-    # Required on the node's internal routes and sent to the inferrer's; from the .env via the launcher.
-    management_token: str | None = Field(default=None, validation_alias=MANAGEMENT_TOKEN_VAR, repr=False)
+    management_token: str | None = Field(
+        default=None,
+        validation_alias=MANAGEMENT_TOKEN_VAR,
+        repr=False,
+        description="Required on the node's internal routes and sent to the inferrer's; from the `.env` "
+        "via the launcher.",
+    )
 
     _check_token = field_validator("management_token")(check_token)
 
