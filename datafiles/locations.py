@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -20,6 +19,8 @@ from typing import Any, BinaryIO
 import fsspec
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from datafiles.atomic_file import replace_file
 
 _BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
@@ -171,17 +172,7 @@ class Storage:
                 handle.discard()  # the upload is aborted: no object, not a partial one
                 raise
             return
-        target = Path(location.path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-        try:
-            with temporary.open("wb") as out:
-                for block in blocks:
-                    out.write(block)
-            os.replace(temporary, target)
-        except BaseException:
-            temporary.unlink(missing_ok=True)
-            raise
+        replace_file(Path(location.path), blocks)
 
     def remove_tree(self, location: Location) -> None:
         """Delete a folder (or prefix) and everything under it, if it exists."""

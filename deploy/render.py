@@ -7,13 +7,12 @@ and docker-compose (service names, files under deploy/compose/ mounted into the 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
+from datafiles.atomic_file import replace_file
 from deploy.topology import Node, Topology
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -144,13 +143,4 @@ def render_all(topology: Topology, placement: Placement) -> None:
 
 def write_atomic(path: Path, text: str) -> None:
     """Readers (nginx -t, Prometheus's file watcher) see the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    replace_file(path, [text.encode()])

@@ -9,7 +9,6 @@ import contextlib
 import logging
 import os
 import re
-import tempfile
 import time
 from pathlib import Path
 
@@ -17,12 +16,12 @@ import httpx
 
 from artifacts.formats import sha256_hex
 from artifacts.manifest import Manifest
+from datafiles.atomic_file import is_temporary, replace_file
 from modelhost.errors import ArtifactUnavailable, UnknownModel
 
 logger = logging.getLogger(__name__)
 
 _ARTIFACT_NAME = re.compile(r"[0-9a-f]{64}")
-_TEMP_PREFIX = ".tmp-"
 # A temporary file older than this is what a killed fetch left (a live fetch writes for seconds).
 _TEMP_LITTER_S = 3600.0
 
@@ -55,7 +54,7 @@ class ArtifactCache:
         except FileNotFoundError:  # not cached, or pruned by another worker process of this node
             pass
         data = await self._fetch(manifest.sha256)
-        await asyncio.to_thread(_write_atomic, path, data)
+        await asyncio.to_thread(replace_file, path, [data])
         return data
 
     async def _fetch(self, sha256: str) -> bytes:
@@ -80,7 +79,7 @@ class ArtifactCache:
         for path in self.directory.iterdir():
             with contextlib.suppress(FileNotFoundError):  # another worker pruned it meanwhile
                 info = path.stat()
-                if path.name.startswith(_TEMP_PREFIX) and now - info.st_mtime > _TEMP_LITTER_S:
+                if is_temporary(path) and now - info.st_mtime > _TEMP_LITTER_S:
                     path.unlink()
                 elif _ARTIFACT_NAME.fullmatch(path.name):
                     cached.append((info.st_mtime, info.st_size, path.name))
@@ -105,14 +104,3 @@ def _read_touching(path: Path) -> bytes:
     with contextlib.suppress(FileNotFoundError):
         os.utime(path)
     return data
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=_TEMP_PREFIX)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise

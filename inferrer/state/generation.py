@@ -10,6 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from datafiles.atomic_file import replace_file
+
 Stamp = tuple[int, int]
 
 
@@ -61,10 +63,8 @@ class Generation:
 
 
 def replace_text(path: Path, text: str) -> None:
-    """Write next to the file, then rename over it: readers see the old text or the new."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    """Readers see the old text or the new."""
+    replace_file(path, [text.encode()])
 
 
 def _stamp(path: Path) -> Stamp:

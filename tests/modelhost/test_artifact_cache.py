@@ -51,7 +51,7 @@ def test_over_the_budget_the_least_recently_used_go_but_never_the_active_ones(tm
 
 def test_a_killed_fetchs_temporary_file_goes_once_old(tmp_path: Path) -> None:
     cache = _cache(tmp_path)
-    stale, live = tmp_path / ".tmp-stale", tmp_path / ".tmp-live"
+    stale, live = tmp_path / f".{'a' * 64}.1.tmp", tmp_path / f".{'b' * 64}.2.tmp"
     stale.write_bytes(b"half")
     live.write_bytes(b"being written")
     os.utime(stale, (time.time() - 7200, time.time() - 7200))
