@@ -5,6 +5,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from wire.addresses import check_http_url
 from wire.bearer import INFERENCE_TOKEN_VAR, MANAGEMENT_TOKEN_VAR, check_token
 
 
@@ -161,9 +162,4 @@ class InferrerSettings(BaseSettings):
         """The most rows one request may send to a model with `n_features` features."""
         return max(1, min(self.max_rows, self.max_values // max(n_features, 1)))
 
-    @field_validator("nginx_url")
-    @classmethod
-    def _check_url(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("nginx_url must be an http(s) URL")
-        return value.rstrip("/")
+    _check_url = field_validator("nginx_url")(check_http_url)

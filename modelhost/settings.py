@@ -5,6 +5,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from wire.addresses import check_http_url
 from wire.bearer import MANAGEMENT_TOKEN_VAR, check_token
 
 
@@ -70,9 +71,4 @@ class ModelhostSettings(BaseSettings):
 
     _check_token = field_validator("management_token")(check_token)
 
-    @field_validator("inferrer_url")
-    @classmethod
-    def _strip_slash(cls, value: str) -> str:
-        if not value.startswith(("http://", "https://")):
-            raise ValueError("inferrer_url must be an http(s) URL")
-        return value.rstrip("/")
+    _check_url = field_validator("inferrer_url")(check_http_url)

@@ -39,9 +39,9 @@ def parse_csv_rows(raw: bytes, signature: ModelSchema, max_rows: int) -> np.ndar
         raise InvalidInput("this model was fitted without feature names: send CSV rows without a header")
     _check_shape(lines, signature.n_features, max_rows)
     cells = [[csv_cell(c) for c in row] for row in lines]
-    text = next((c for row in cells for c in row if isinstance(c, str)), None)
-    if text is not None:
-        raise InvalidInput(f"CSV values must be numbers: {text!r} is not one")
+    word = next((c for row in cells for c in row if isinstance(c, str)), None)
+    if word is not None:
+        raise InvalidInput(f"CSV values must be numbers: {word!r} is not one")
     return np.array([[np.nan if c is None else c for c in row] for row in cells], dtype=float)
 
 

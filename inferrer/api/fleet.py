@@ -70,8 +70,7 @@ def live() -> FastJSONResponse:
 @router.get("/health/ready", responses=readiness(FleetReady, FleetNotReady, "a node is ready"))
 async def ready(request: Request) -> FastJSONResponse:
     """Ready when at least one node is ready to serve the active models."""
-    statuses = await deps.nodes(request).statuses()
-    ready_nodes = [s.id for s in statuses if s.ready]
+    ready_nodes = await deps.nodes(request).ready_nodes()
     return FastJSONResponse(
         {"ready": bool(ready_nodes), "ready_nodes": ready_nodes},
         status_code=200 if ready_nodes else 503,

@@ -24,13 +24,7 @@ TARGET_MODEL_HEADER = "X-Amzn-SageMaker-Target-Model"
 async def ping(request: Request) -> FastJSONResponse:
     """200 only when a node is ready and holds the default model (`INFERRER_DEFAULT_MODEL`; unset:
     any ready node); 503 otherwise, as SageMaker's health check expects."""
-    default = deps.settings(request).default_model
-    statuses = await deps.nodes(request).statuses()
-    ready_nodes = [
-        s.id
-        for s in statuses
-        if s.ready and (default is None or any(model.get("name") == default for model in s.models))
-    ]
+    ready_nodes = await deps.nodes(request).ready_nodes(holding=deps.settings(request).default_model)
     return FastJSONResponse(
         {"ready": bool(ready_nodes), "ready_nodes": ready_nodes}, status_code=200 if ready_nodes else 503
     )

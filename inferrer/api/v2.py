@@ -77,7 +77,7 @@ def server_live() -> FastJSONResponse:
 
 @router.get("/health/ready", responses=readiness(V2ServerReady, V2ServerNotReady, "a node is ready"))
 async def server_ready(request: Request) -> FastJSONResponse:
-    ready = any(s.ready for s in await deps.nodes(request).statuses())
+    ready = bool(await deps.nodes(request).ready_nodes())
     return FastJSONResponse({"ready": ready}, status_code=200 if ready else 503)
 
 
@@ -95,7 +95,7 @@ def model_meta(name: str, request: Request, version: str | None = None) -> FastJ
 async def model_ready(name: str, request: Request, version: str | None = None) -> FastJSONResponse:
     """200 when the version exists and a ready node serves it (loading it on demand if needed)."""
     manifest = deps.repository(request).get(name, version)
-    ready = any(s.ready for s in await deps.nodes(request).statuses())
+    ready = bool(await deps.nodes(request).ready_nodes())
     body = {"name": name, "version": manifest.version, "ready": ready}
     return FastJSONResponse(body, status_code=200 if ready else 503)
 

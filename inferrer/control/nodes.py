@@ -87,6 +87,15 @@ class FleetNodes:
         body: dict[str, Any] = response.json()
         return body
 
+    async def ready_nodes(self, holding: str | None = None) -> list[str]:
+        """The nodes ready to serve now (asked at once, each within the status timeout); with
+        `holding`, only those that have that model loaded. What every readiness route answers."""
+        return [
+            status.id
+            for status in await self.statuses()
+            if status.ready and (holding is None or any(m.get("name") == holding for m in status.models))
+        ]
+
     async def statuses(self) -> list[NodeStatus]:
         return list(await asyncio.gather(*(self._status(n, u) for n, u in self.urls.items())))
 
