@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import sys
+import threading
 from pathlib import Path
 
 import httpx
@@ -150,9 +151,10 @@ def _up(fleet: Fleet, no_example: bool) -> int:
     fleet.install_signal_handlers()
     try:
         fleet.start()
-        token = fleet.options.tokens.get(MANAGEMENT_TOKEN_VAR)
-        if not no_example and deploy_example_process(fleet.topology.inferrer_url, token) != 0:
-            raise RuntimeError("the example model could not be deployed (see above)")
+        if not no_example:
+            _deploy_example_supervised(fleet)
+        if fleet.stopping.is_set():
+            return 0
         _print_urls(fleet)
         fleet.supervise()
     except (RuntimeError, OSError) as exc:
@@ -163,6 +165,22 @@ def _up(fleet: Fleet, no_example: bool) -> int:
         fleet.stop()
         print("stopped.", flush=True)
     return 0
+
+
+def _deploy_example_supervised(fleet: Fleet) -> None:
+    """Deploy the example while the fleet is supervised: a child that dies meanwhile (the gateway
+    killed a second after it started) is restarted, and the deploy tries again until it answers."""
+    token = fleet.options.tokens.get(MANAGEMENT_TOKEN_VAR)
+    outcome: list[int] = []
+    worker = threading.Thread(
+        target=lambda: outcome.append(deploy_example_process(fleet.topology.inferrer_url, token)),
+        name="example-model",
+        daemon=True,
+    )
+    worker.start()
+    fleet.supervise(until=lambda: not worker.is_alive())
+    if outcome != [0] and not fleet.stopping.is_set():
+        raise RuntimeError("the example model could not be deployed (see above)")
 
 
 def _print_urls(fleet: Fleet) -> None:

@@ -115,6 +115,18 @@ class RunningFleet:
     def log(self) -> str:
         return self.output.read_text(errors="replace")
 
+    def wait_up(self, timeout_s: float) -> None:
+        """Until `modelfleet up` says the fleet is up; stopped, and RuntimeError, when it does not."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"modelfleet up exited with {self.process.returncode}:\n{self.log()}")
+            if "modelfleet is up" in self.log():
+                return
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"modelfleet up was not up within {timeout_s}s:\n{self.log()}")
+
     def stop(self, timeout_s: float = 30.0) -> int:
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
@@ -132,9 +144,10 @@ def start_fleet(
     timeout_s: float = 90,
     env: dict[str, str] | None = None,
     env_lines: str = "",
+    wait: bool = True,
 ) -> RunningFleet:
     """`modelfleet up` on free ports; `env` reaches every service (e.g. MODELHOST_* settings);
-    `env_lines` go into the fleet's .env (e.g. an inference token)."""
+    `env_lines` go into the fleet's .env (e.g. an inference token); `wait`: until it is up."""
     inferrer, nginx, exporter, prometheus, *node_ports = free_ports(4 + nodes)
     env_file = tmp_path / "fleet.env"
     text = ENV_TEMPLATE.format(inferrer=inferrer, nginx=nginx, exporter=exporter, prometheus=prometheus)
@@ -163,15 +176,9 @@ def start_fleet(
         {"inferrer": inferrer, "nginx": nginx, "exporter": exporter, "prometheus": prometheus},
         node_ports,
     )
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"modelfleet up exited with {process.returncode}:\n{fleet.log()}")
-        if "modelfleet is up" in fleet.log():
-            return fleet
-        time.sleep(0.2)
-    fleet.stop()
-    raise RuntimeError(f"modelfleet up was not up within {timeout_s}s:\n{fleet.log()}")
+    if wait:
+        fleet.wait_up(timeout_s)
+    return fleet
 
 
 def wait_until(predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.1) -> bool:

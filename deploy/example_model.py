@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -16,9 +17,12 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from deploy.example import EXAMPLE_NAME, EXAMPLE_ROW
+from wire.bearer import MANAGEMENT_TOKEN_VAR, bearer_headers
 
 __all__ = ["EXAMPLE_NAME", "EXAMPLE_ROW", "deploy_example", "main", "train_example"]
-from wire.bearer import MANAGEMENT_TOKEN_VAR, bearer_headers
+
+# How long `--deploy` keeps trying while the gateway does not answer (a restart takes seconds).
+_RETRY_FOR_S = 120.0
 
 
 def train_example() -> bytes:
@@ -62,14 +66,23 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.file).write_bytes(train_example())
         return 0
     headers = bearer_headers(os.environ.get(MANAGEMENT_TOKEN_VAR))
-    try:
-        with httpx.Client(base_url=args.deploy, headers=headers) as inferrer:
-            print(deploy_example(inferrer), flush=True)
-    except (httpx.HTTPError, RuntimeError) as exc:
-        answer = exc.response.text if isinstance(exc, httpx.HTTPStatusError) else ""
-        print(f"could not deploy the example model: {exc} {answer}", file=sys.stderr)
-        return 1
-    return 0
+    deadline = time.monotonic() + _RETRY_FOR_S
+    with httpx.Client(base_url=args.deploy, headers=headers) as inferrer:
+        while True:
+            try:
+                print(deploy_example(inferrer), flush=True)
+                return 0
+            except (httpx.HTTPError, RuntimeError) as exc:
+                answer = exc.response.text if isinstance(exc, httpx.HTTPStatusError) else ""
+                # The gateway restarting (unreachable, or 5xx while its nodes reconnect): again.
+                again = isinstance(exc, httpx.TransportError) or (
+                    isinstance(exc, httpx.HTTPStatusError) and exc.response.status_code >= 500
+                )
+                if not again or time.monotonic() > deadline:
+                    print(f"could not deploy the example model: {exc} {answer}", file=sys.stderr)
+                    return 1
+                print(f"the gateway did not answer ({exc!r}); trying again", file=sys.stderr, flush=True)
+                time.sleep(1.0)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -68,9 +69,10 @@ class Fleet:
                 process.wait_ready(ready_timeout_s)
                 logger.info("%s ready (pid %s)", process.spec.name, process.pid)
 
-    def supervise(self) -> None:
-        """Until asked to stop: restart any child that died, apply the .env when asked."""
-        while not self.stopping.wait(0.25):
+    def supervise(self, until: Callable[[], bool] = lambda: False) -> None:
+        """Until asked to stop (or `until` holds): restart any child that died, apply the .env when
+        asked."""
+        while not self.stopping.wait(0.25) and not until():
             if self.reload_requested.is_set():
                 self.reload_requested.clear()
                 self.apply_env_file()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -11,11 +12,18 @@ from pathlib import Path
 import httpx
 import pytest
 
-from deploy.ephemeral_fleet import port_is_bound, start_fleet
+from deploy.ephemeral_fleet import port_is_bound, start_fleet, wait_until
 from deploy.example import EXAMPLE_ROW
 from deploy.topology import EXAMPLE_ENV_FILE
 
 pytestmark = pytest.mark.fleet
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def _alive(pid: int) -> bool:
@@ -56,11 +64,21 @@ def test_missing_nginx_is_a_clear_error(tmp_path: Path) -> None:
     assert "apt-get install" in result.stderr
 
 
-def test_the_launcher_deploys_the_example_without_loading_scikit_learn(tmp_path: Path) -> None:
-    """The example model is trained and uploaded by a short process of its own: the long-lived
-    launcher stays small (it held as much memory as a node when it trained the model itself)."""
-    fleet = start_fleet(tmp_path, nodes=1)
+def test_the_example_is_deployed_across_a_gateway_restart_without_loading_scikit_learn(
+    tmp_path: Path,
+) -> None:
+    """The gateway killed as soon as it answers, before the example is deployed: `up` restarts it,
+    deploys the example once it answers again, and only then says the fleet is up. The example is
+    trained and uploaded by a short process of its own: the long-lived launcher stays small (it held
+    as much memory as a node when it trained the model itself)."""
+    fleet = start_fleet(tmp_path, nodes=1, wait=False)
     try:
+        assert wait_until(lambda: _answers(f"{fleet.url}/health/live"), timeout_s=90, interval_s=0.02)
+        killed = fleet.pid("inferrer")
+        os.kill(killed, signal.SIGKILL)
+        assert "modelfleet is up" not in fleet.log()  # the kill came before the example's deploy
+        fleet.wait_up(timeout_s=120)
+        assert fleet.pid("inferrer") != killed  # restarted by the launcher
         answer = httpx.post(f"{fleet.url}/api/v1/models/iris/predict", json={"instances": [EXAMPLE_ROW]})
         assert answer.status_code == 200, answer.text
         launcher = fleet.process.pid

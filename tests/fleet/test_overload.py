@@ -2,8 +2,9 @@
 
 The fleet's UPSTREAM_TIMEOUT_S is 2 s (nginx skips a node for fail_timeout=2s after a failed try);
 the inferrer admits 24 predictions at once; deadlines are capped at 8 s. Every load is the bounded
-LoadLoop (tests/load_loop.py) and sends only to loopback. The bounds below are the README's, with the
-margin of a loaded 2-core machine said at each; the measured figures are printed.
+LoadLoop (tests/load_loop.py) and sends only to loopback. Each bound is what the guarantee itself
+distinguishes (a third timeout, a wait for a slot), not a window of wall-clock time a loaded 2-core
+machine might miss; the measured figures are printed.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import httpx
 import pytest
 
 from deploy.ephemeral_fleet import RunningFleet, start_fleet, wait_until
-from tests.load_loop import LoadLoop, percentile
+from tests.load_loop import Answer, LoadLoop, percentile
 
 pytestmark = pytest.mark.fleet
 
@@ -28,7 +29,7 @@ FAIL_TIMEOUT_S = 2.0  # nginx's fail_timeout: how long a node is skipped after a
 MAX_IN_FLIGHT = 24
 ROW = {"instances": [[5.1, 3.5, 1.4, 0.2]]}
 NODES = ("modelhost-1", "modelhost-2", "modelhost-3")
-STALL_S = 20.0
+STALL_S = 10.0
 
 
 @pytest.fixture(scope="module")
@@ -67,23 +68,25 @@ def _rejected(fleet: RunningFleet, reason: str) -> float:
 def test_a_stalled_node_costs_a_request_at_most_two_timeouts_and_one_retry(fleet: RunningFleet) -> None:
     victim = fleet.pid("modelhost-2")
     timeouts_before = _victim_timeouts(fleet)
-    with LoadLoop(_predict_url(fleet), ROW, max_requests=40_000, max_seconds=60, concurrency=16) as load:
+    with LoadLoop(_predict_url(fleet), ROW, max_requests=200_000, max_seconds=120, concurrency=16) as load:
         try:
-            time.sleep(3)
+            # Stopped while it serves its share of the load.
+            assert wait_until(lambda: load.mark()["modelhost-2"] >= 20, timeout_s=60, interval_s=0.01)
             os.kill(victim, signal.SIGSTOP)
             stopped = time.monotonic()
-            time.sleep(STALL_S)
+            time.sleep(STALL_S)  # the fault's length, not a wait for anything
         finally:
             os.kill(victim, signal.SIGCONT)
         resumed = time.monotonic()
-        time.sleep(8)
+        # Until it serves again: it recovers by itself.
+        back = wait_until(lambda: any(_victim_after(a, resumed) for a in load.snapshot()), timeout_s=30)
     answers = load.snapshot()
     during = [a for a in answers if stopped <= a.sent_at < resumed]
     # A request that met the stalled node waited for nginx's whole timeout; at c=16 no other waits
     # that long, even on a loaded machine (the slowest of the others is printed as "normal").
     slow = [a for a in during if a.seconds >= UPSTREAM_TIMEOUT_S]
     normal = [a.seconds for a in answers if a.seconds < UPSTREAM_TIMEOUT_S]
-    after = [a for a in answers if a.sent_at >= resumed + 3]
+    after = [a for a in answers if a.sent_at > resumed]
     longest = max(a.seconds for a in answers)
     tries = _victim_timeouts(fleet) - timeouts_before
     print(
@@ -96,21 +99,23 @@ def test_a_stalled_node_costs_a_request_at_most_two_timeouts_and_one_retry(fleet
     assert load.failures == [], load.failures[:3]
     # A request's own call meets the timeout at most once, then one retry on another node (ms). It
     # may also have queued in its gateway lane behind a batch that was waiting for the stalled node
-    # (a lane sends at most 2 calls at once): at most two timeouts in all (4.02 s seen once), plus
-    # 1 s for a loaded 2-core machine, where ordinary requests alone reach ~1 s at this concurrency.
-    # A request that waited for the stalled node a third time would take >= 6 s.
-    assert longest < 2 * UPSTREAM_TIMEOUT_S + 1
+    # (a lane sends at most 2 calls at once): at most two timeouts in all (4.02 s seen once). One
+    # that waited for the stalled node a third time would take >= 6 s: that is the bound.
+    assert longest < 3 * UPSTREAM_TIMEOUT_S
     # nginx skips the node for FAIL_TIMEOUT_S after each timeout, so it tries it at most once per
     # UPSTREAM_TIMEOUT_S + FAIL_TIMEOUT_S (plus the try under way at SIGSTOP and one as the stall
     # ends); each try carries at most one batch, i.e. at most 16 requests at c=16.
     assert 1 <= tries <= STALL_S / (UPSTREAM_TIMEOUT_S + FAIL_TIMEOUT_S) + 2
     assert len(slow) <= 16 * tries
-    # ~0.05% measured (~500 req/s, ~1 request per try); 1% holds at a tenth of that throughput
-    # with 2 requests per try.
-    assert len(slow) <= 0.01 * len(during)
-    # A stopped process answers nothing: no answer from it lands while it is stopped.
-    assert not any(a.node == "modelhost-2" and stopped + 0.5 < a.answered_at < resumed for a in answers)
-    assert any(a.node == "modelhost-2" for a in after)  # it recovers by itself
+    # A stopped process computes nothing: no request sent after the stop is answered by it before
+    # it resumes.
+    assert not any(_victim_after(a, stopped) and a.answered_at < resumed for a in answers)
+    assert back, "modelhost-2 did not serve again after SIGCONT"
+
+
+def _victim_after(answer: Answer, moment: float) -> bool:
+    """Sent after `moment` and answered by the stalled node."""
+    return answer.node == "modelhost-2" and answer.sent_at > moment
 
 
 def _signal_all(pids: list[int], sig: signal.Signals) -> None:
@@ -158,9 +163,9 @@ def test_a_deadline_answers_504_in_time_and_bad_deadlines_400(fleet: RunningFlee
     finally:
         _signal_all(nodes, signal.SIGCONT)
     print(f"deadline 0.5 s with every node stalled: 5 x 504, waits {[round(w, 2) for w in waits]} s")
-    # Never before the deadline; after it, the answer only has to cross loopback (~20 ms measured).
-    # 0.5 s more is the slack of a loaded 2-core machine, still far under nginx's 2 s timeout.
-    assert all(0.5 <= w < 1.0 for w in waits)
+    # Never before the deadline; after it, the answer only has to cross loopback (~20 ms measured):
+    # well before nginx's own timeout would have ended the wait, which is the bound.
+    assert all(0.5 <= w < UPSTREAM_TIMEOUT_S for w in waits)
     assert wait_until(lambda: httpx.post(url, json=ROW, timeout=10).status_code == 200, timeout_s=15)
 
 
@@ -192,8 +197,9 @@ def test_beyond_capacity_the_inferrer_answers_503_with_retry_after_at_once(fleet
     # Every admitted prediction kept its slot until its deadline; every refused one waited for none.
     assert all(a.seconds >= deadline_s for a in admitted)
     assert all("overloaded" in a.body and a.retry_after == "1" for a in refused)
-    # "At once": ~0.2 s measured (72 connections opened together); 1 s is the slack of a loaded box.
-    assert slowest_refusal < 1.0
+    # "At once": ~0.2 s measured (72 connections opened together); an admitted request waits its
+    # whole deadline, so a refusal that waited for a slot would take that long.
+    assert slowest_refusal < deadline_s / 2
     # Every refusal was decided before the first slot could free (deadline_s after the burst began)
     # and so was every admission (an admitted request answers deadline_s after it was admitted): the
     # whole burst met a full inferrer, so exactly the limit was admitted.
