@@ -2,7 +2,7 @@
 
 The fleet's UPSTREAM_TIMEOUT_S is 2 s (nginx skips a node for fail_timeout=2s after a failed try);
 the inferrer admits 24 predictions at once; deadlines are capped at 8 s. Every load is the bounded
-LoadLoop (tests/load_loop.py) and sends only to loopback. The bounds below are the README's, with the
+LoadLoop (tests/load_loop.py) and sends only to loopback. The bounds below are docs/reliability.md's, with the
 margin of a loaded 2-core machine said at each; the measured figures are printed.
 """
 
