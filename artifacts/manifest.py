@@ -11,20 +11,18 @@ from pydantic import AfterValidator, BaseModel, Field, WithJsonSchema
 from artifacts.formats import ArtifactFormat
 from artifacts.schema import JsonInt, ModelSchema
 
-_SEGMENT = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-# The same rule for OpenAPI documents, without a lookahead: some character that is not a dot, or
-# three dots or more.
-SEGMENT_SCHEMA = {
-    "type": "string",
-    "minLength": 1,
-    "maxLength": 64,
-    "pattern": r"^(?:[A-Za-z0-9._-]*[A-Za-z0-9_-][A-Za-z0-9._-]*|\.{3,})$",
-}
+SHA256_PATTERN = r"^[0-9a-f]{64}$"  # an artifact's digest, lowercase hex
+# A name that becomes a directory name (a model, a version, a job, a watch): 1-64 allow-listed
+# characters, never "." or "..". Written without a lookahead, which neither pydantic's regex engine
+# nor every JSON Schema validator takes: some character that is not a dot, or three dots or more.
+SEGMENT_PATTERN = r"^(?:[A-Za-z0-9._-]*[A-Za-z0-9_-][A-Za-z0-9._-]*|\.{3,})$"
+SEGMENT_SCHEMA = {"type": "string", "minLength": 1, "maxLength": 64, "pattern": SEGMENT_PATTERN}
+_SEGMENT = re.compile(SEGMENT_PATTERN)
 
 
 def is_path_segment(value: str) -> bool:
     """Model names and versions become directory names: allow-listed characters, never . or .."""
-    return bool(_SEGMENT.fullmatch(value)) and value not in {".", ".."}
+    return 1 <= len(value) <= 64 and _SEGMENT.fullmatch(value) is not None
 
 
 def _check_segment(value: str) -> str:
@@ -42,7 +40,7 @@ class Manifest(BaseModel):
     name: Segment
     version: Segment
     format: ArtifactFormat
-    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    sha256: str = Field(pattern=SHA256_PATTERN)
     size: JsonInt = Field(ge=0)
     created: datetime
     signature: ModelSchema

@@ -30,15 +30,21 @@ from inferrer.dataplane.batching import Batcher
 from inferrer.dataplane.prediction import PredictionService
 from inferrer.dataplane.prediction_cache import PredictionCache
 from inferrer.fleet_clients import ModelHostClientManager
+from inferrer.jobs.files import JobFiles
+from inferrer.jobs.finishing import JobFinisher
 from inferrer.jobs.runner import JobRunner, RunnerLimits
 from inferrer.jobs.schema import open_engine
 from inferrer.jobs.service import JobService
 from inferrer.jobs.store import JobStore
+from inferrer.jobs.store_async import AsyncJobStore
 from inferrer.settings import InferrerSettings
 from inferrer.state.node_directory import NodeDirectory
 from inferrer.state.repository import ModelRepository
+from inferrer.watches.places import WatchedPlaces
+from inferrer.watches.processing import FileProcessor
 from inferrer.watches.service import WatchService
 from inferrer.watches.store import WatchStore
+from inferrer.watches.store_async import AsyncWatchStore
 from inferrer.watches.supervisor import WatchLimits, WatchSupervisor
 from metrics.definitions import InferrerMetrics
 from metrics.exposition import metrics_router
@@ -127,33 +133,27 @@ async def _job_system(
     state.mkdir(parents=True, exist_ok=True)
     engine = open_engine(settings.jobs_db_url or f"sqlite:///{state / 'jobs.db'}")
     storage = Storage(settings.data_dir, S3Settings())
-    store = JobStore(engine)
+    store, files = AsyncJobStore(JobStore(engine)), JobFiles(storage)
+    finisher = JobFinisher(store, files, repository, metrics.jobs)
     limits = RunnerLimits(
         settings.jobs_max_in_flight, settings.jobs_lease_s, settings.jobs_partition_timeout_s
     )
-    runner = JobRunner(
-        store,
-        repository,
-        storage,
-        balancer,
-        prediction,
-        inline_parser(settings.rows_allowed),
-        limits,
-        metrics.jobs,
-    )
-    jobs = JobService(store, repository, storage, runner, settings.jobs_deadline_s)
-    watch_store = WatchStore(engine)
+    parse_inline = inline_parser(settings.rows_allowed)
+    runner = JobRunner(store, finisher, repository, balancer, prediction, parse_inline, limits, metrics.jobs)
+    jobs = JobService(store, files, repository, runner, settings.jobs_deadline_s)
+    watch_store, places = AsyncWatchStore(WatchStore(engine)), WatchedPlaces(storage)
     watch_limits = WatchLimits(
         settings.watch_interval_s, settings.watch_settle_s, settings.watch_max_running, settings.jobs_lease_s
     )
-    supervisor = WatchSupervisor(watch_store, jobs, storage, repository, watch_limits, metrics.watches)
-    runner.on_finish(supervisor.wake_for_work)
+    processor = FileProcessor(watch_store, jobs, places, repository, settings.jobs_lease_s)
+    supervisor = WatchSupervisor(watch_store, processor, places, watch_limits, metrics.watches)
+    finisher.on_finish(supervisor.wake_for_work)
     tasks = [
         asyncio.create_task(runner.run_forever(), name="jobs"),
         asyncio.create_task(supervisor.run_forever(), name="watches"),
     ]
     try:
-        yield jobs, WatchService(watch_store, supervisor, storage, repository)
+        yield jobs, WatchService(watch_store, supervisor, places, storage, repository)
     finally:
         await supervisor.close()
         await runner.close()

@@ -15,13 +15,13 @@ from pathlib import Path
 import httpx
 
 from artifacts.formats import sha256_hex
-from artifacts.manifest import Manifest
+from artifacts.manifest import SHA256_PATTERN, Manifest
 from datafiles.atomic_file import is_temporary, replace_file
 from modelhost.errors import ArtifactUnavailable, UnknownModel
 
 logger = logging.getLogger(__name__)
 
-_ARTIFACT_NAME = re.compile(r"[0-9a-f]{64}")
+_ARTIFACT_NAME = re.compile(SHA256_PATTERN)
 # A temporary file older than this is what a killed fetch left (a live fetch writes for seconds).
 _TEMP_LITTER_S = 3600.0
 

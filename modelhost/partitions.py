@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from artifacts.formats import sha256_hex
+from datafiles.formats import FormatRefused, output_format
 from datafiles.locations import Location, LocationError, Storage
 from datafiles.partitions import ByteRange, read_lines
 from datafiles.rows import BadRow, Row, output_header, parse_records, parse_rows, render_rows
@@ -55,9 +56,10 @@ async def run_partition(
     except OSError as exc:
         raise StorageUnavailable(f"cannot read {call.input!r}: {exc}") from None
     outputs = ["predict"] if call.output == "predict" else ["predict", "predict_proba"]
-    out_format = call.output_format or ("jsonl" if call.format == "parquet" else call.format)
-    if out_format == "csv" and call.format == "jsonl":
-        raise InvalidInput("CSV output takes CSV or parquet input: JSON lines give JSON lines")
+    try:
+        out_format = output_format(call.format, call.output_format)
+    except FormatRefused as exc:
+        raise InvalidInput(str(exc)) from None
     columns = call.header if call.format == "parquet" else None  # records' cells in a CSV output
     body = bytearray()
     if out_format == "csv":

@@ -1,4 +1,4 @@
-"""A real S3-compatible server (moto's standalone server) as a process on loopback, for the storage
+"""moto's S3 emulator (its standalone server, `moto_server`) as a process on loopback, for the storage
 tests: the code under test reaches it only through its endpoint URL, as it would AWS S3 or MinIO."""
 
 from __future__ import annotations

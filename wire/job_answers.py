@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from wire.openapi import Answer
+from wire.partition_calls import PredictionKind
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
@@ -45,6 +46,7 @@ class JobView(Answer):
     model: str
     version: str
     kind: Literal["inline", "file"]
+    prediction: PredictionKind
     partitions: PartitionCounts
     rows: RowCounts
     errors: list[RowError]

@@ -13,10 +13,9 @@ from typing import Annotated, Any, NotRequired
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, WithJsonSchema, with_config
 from typing_extensions import TypedDict
 
-from artifacts.manifest import Manifest
+from artifacts.manifest import SHA256_PATTERN, Manifest
 from artifacts.schema import OUTPUTS
 
-_SHA256 = r"^[0-9a-f]{64}$"
 _CELL = {"type": ["number", "string", "boolean", "null"]}
 # Numbers, or, with the fitted feature names in `columns`, any JSON scalars (text columns). The node
 # checks the values when it builds the rows (a 4xx for anything else), so they travel unvalidated.
@@ -42,7 +41,7 @@ class NodePredictBody(TypedDict):
     one (a version deleted and deployed again under the same number is another artifact)."""
 
     version: str
-    sha256: Annotated[str, Field(pattern=_SHA256)]
+    sha256: Annotated[str, Field(pattern=SHA256_PATTERN)]
     instances: Instances
     outputs: NotRequired[Outputs]
     columns: NotRequired[list[str]]
@@ -70,7 +69,7 @@ class VersionRef(BaseModel):
 
     name: str
     version: str
-    sha256: str = Field(pattern=_SHA256)
+    sha256: str = Field(pattern=SHA256_PATTERN)
 
 
 class DesiredState(BaseModel):

@@ -11,28 +11,33 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-_SHA256 = r"^[0-9a-f]{64}$"
-_NAME = r"^[A-Za-z0-9._-]{1,64}$"
+from artifacts.manifest import SHA256_PATTERN, Segment
+from datafiles.formats import InputFormat, OutputFormat
+
+# What a job or a watch predicts for each row: the label, or the label and each class's probability.
+PredictionKind = Literal["predict", "predict_proba"]
 
 
 class PartitionCall(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    job_id: Annotated[str, Field(pattern=_NAME)]
+    job_id: Segment
     partition: Annotated[int, Field(ge=0)]
-    model: Annotated[str, Field(pattern=_NAME)]
-    version: Annotated[str, Field(pattern=_NAME)]
-    sha256: Annotated[str, Field(pattern=_SHA256)]
-    output: Literal["predict", "predict_proba"] = "predict"
+    model: Segment
+    version: Segment
+    sha256: Annotated[str, Field(pattern=SHA256_PATTERN)]
+    # The prediction kind (the public APIs call it `prediction`); named so since the first release,
+    # which nodes of every release read.
+    output: PredictionKind = "predict"
     input: str  # a location: a path in the data directory, or s3://bucket/key
-    format: Literal["jsonl", "csv", "parquet"]
+    format: InputFormat
     # JSON lines and CSV: a byte range; parquet: a row group (its output part is JSON lines).
     start: Annotated[int, Field(ge=0)] = 0
     end: Annotated[int, Field(ge=0)] = 0
     row_group: Annotated[int, Field(ge=0)] = 0
     header: list[str] | None = None  # a CSV or parquet file's columns, read once by the planner
-    # None: as the input (parquet: JSON lines). CSV output takes CSV or parquet input.
-    output_format: Literal["jsonl", "csv"] | None = None
+    # None: the default of datafiles.formats.output_format (the input's; parquet gives JSON lines).
+    output_format: OutputFormat | None = None
     output_part: str  # a location, written whole
     errors_part: str  # a location, written whole when bad rows were skipped
     on_bad_rows: Literal["fail", "skip"] = "fail"

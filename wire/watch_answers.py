@@ -5,9 +5,14 @@ from __future__ import annotations
 
 from typing import Literal
 
+from datafiles.formats import InputFormat, OutputFormat
 from wire.openapi import Answer
+from wire.partition_calls import PredictionKind
 
 FileState = Literal["pending", "running", "done", "failed"]
+# How a gateway finds a watch's files: inotify (with listings behind it), polling (listings only),
+# listing (an object store).
+Detection = Literal["inotify", "polling", "listing"]
 
 
 class FileCounts(Answer):
@@ -23,16 +28,15 @@ class WatchView(Answer):
     pattern: str
     model: str
     version: str | None  # None: each file's job takes the active version when it is picked up
-    output: str
-    prediction: Literal["predict", "predict_proba"]
-    format: Literal["jsonl", "csv", "parquet"] | None
-    output_format: Literal["csv", "jsonl"] | None
+    output_location: str  # the folder or prefix its outputs go under
+    prediction: PredictionKind
+    format: InputFormat | None
+    output_format: OutputFormat | None
     partition_bytes: int
     on_bad_rows: Literal["fail", "skip"]
     max_attempts: int
     paused: bool
-    # inotify (with listings behind it), polling (listings only), listing (an object store).
-    detection: Literal["inotify", "polling", "listing"]
+    detection: Detection
     error: str | None  # why the input cannot be listed now
     counts: FileCounts  # its files by state
     created: str
@@ -47,7 +51,7 @@ class WatchedFile(Answer):
     version: str | None  # the model's, fixed when the file was picked up
     job: str | None  # the latest attempt's job
     attempts: int
-    output: str | None  # reserved when picked up; written and verified once done
+    output_location: str | None  # its output file: reserved when picked up; written and verified once done
     rows: int | None
     error: str | None  # the last attempt's failure; a failed file's reason
     seen: str

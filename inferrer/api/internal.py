@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 from starlette.responses import Response
 
+from artifacts.manifest import SHA256_PATTERN
 from inferrer.api import dependencies as deps
 from inferrer.errors import InvalidInput, ModelNotFound
 from wire.bearer import MANAGEMENT
@@ -16,7 +17,7 @@ from wire.node_calls import DesiredState, VersionRef
 
 router = APIRouter(prefix="/internal/v1", include_in_schema=False, dependencies=[MANAGEMENT])
 
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+_SHA256 = re.compile(SHA256_PATTERN)
 
 
 @router.get("/desired")

@@ -13,13 +13,13 @@ from pydantic import ValidationError
 from starlette.datastructures import FormData, UploadFile
 from starlette.responses import Response, StreamingResponse
 
-from artifacts.manifest import is_path_segment
+from artifacts.manifest import Segment, is_path_segment
 from artifacts.schema import ModelSchema
 from inferrer.api import dependencies as deps
 from inferrer.api.rest_codec import parse_predict_body
 from inferrer.errors import InvalidInput
 from inferrer.jobs.runner import InlineParser
-from inferrer.jobs.submission import NAME, JobSubmission, inline_body, job_submission
+from inferrer.jobs.submission import FORM_FIELDS, JobSubmission, job_submission
 from wire.bearer import INFERENCE
 from wire.errors import InvalidRequest, describe, parse_body
 from wire.job_answers import InlineResult, JobAccepted, JobList, JobStatus, JobView
@@ -28,22 +28,22 @@ from wire.openapi import answers, refusals, request_body
 
 router = APIRouter(prefix="/api/v1/jobs", dependencies=[INFERENCE])
 
-# A multipart job's form fields: what a JSON file job has, but `input` (the file is the input).
-_FORM_FIELDS = {name for name in JobSubmission.model_fields if name not in ("instances", "records", "input")}
-
 
 def _submission_body() -> dict[str, Any]:
-    """JSON (rows inline, or a file's location), or multipart: the file and the same fields."""
-    body = request_body(job_submission.json_schema())
+    """JSON (rows inline, or a file's location), or multipart: the file and the same fields but
+    `input` (the file is the input)."""
     schema = job_submission.json_schema()
-    form = {name: schema["properties"][name] for name in sorted(_FORM_FIELDS)}
+    body = request_body(schema)
+    form = {name: schema["properties"][name] for name in sorted(FORM_FIELDS)}
     form["file"] = {"type": "string", "format": "binary", "description": "JSON lines or CSV rows"}
+    old_names = [{"not": {"required": [old, new]}} for old, new in JobSubmission.RENAMED.items()]
     body["requestBody"]["content"]["multipart/form-data"] = {
         "schema": {
             "type": "object",
             "properties": form,
             "required": ["file", "model"],
             "additionalProperties": False,
+            "allOf": old_names,
         }
     }
     return body
@@ -51,7 +51,7 @@ def _submission_body() -> dict[str, Any]:
 
 _SUBMISSION_BODY = _submission_body()
 
-JobId = Annotated[str, Path(pattern=NAME)]
+JobId = Annotated[Segment, Path()]
 _MEDIA = {"jsonl": "application/x-ndjson", "csv": "text/csv"}
 
 
@@ -76,7 +76,8 @@ def inline_parser(rows_allowed: Callable[[int], int]) -> InlineParser:
             "hidden name) or not a path or s3://bucket/key; 404 for an unknown model or version, or an "
             "input that is no file; 409 for an output_location that holds files already; 422 for "
             "inline rows the model cannot take (its signature says), or a body that breaks the "
-            "schema; 413 for more inline rows than the limit"
+            "schema; 413 for more inline rows than the limit. `output` (the old name of `prediction`) is "
+            "still taken, for one release: the answer then carries `Deprecation: true` and a `Warning`"
         ),
     },
 )
@@ -85,7 +86,7 @@ async def submit(request: Request) -> Response:
     or, as multipart, the file itself (`file`) with the other fields as form fields."""
     jobs = deps.jobs(request)
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
-        async with request.form(max_files=1, max_fields=len(_FORM_FIELDS)) as form:
+        async with request.form(max_files=1, max_fields=len(FORM_FIELDS)) as form:
             submission, upload = _uploaded(form)
             await jobs.keep_upload(upload, submission)
         accepted = await jobs.submit(submission, uploaded=True)
@@ -94,17 +95,17 @@ async def submit(request: Request) -> Response:
         if submission.input is None:  # the rows are checked now, as predict would check them
             manifest = deps.repository(request).get(submission.model, submission.version)
             parse = inline_parser(deps.settings(request).rows_allowed)
-            parse(inline_body(_inline_spec(submission)), manifest.signature)
+            parse(submission.inline_body(), manifest.signature)
         accepted = await jobs.submit(submission)
-    location = {"Location": f"/api/v1/jobs/{accepted['id']}"}
-    return FastJSONResponse(accepted, status_code=202, headers=location)
+    headers = {"Location": f"/api/v1/jobs/{accepted.id}", **submission.deprecation_headers()}
+    return FastJSONResponse(accepted.model_dump(mode="json"), status_code=202, headers=headers)
 
 
 def _uploaded(form: FormData) -> tuple[JobSubmission, UploadFile]:
     upload = form.get("file")
     if not isinstance(upload, UploadFile):
         raise InvalidInput('a multipart job carries its rows in a "file" part')
-    unknown = set(form) - _FORM_FIELDS - {"file"}
+    unknown = set(form) - FORM_FIELDS - {"file"}
     if unknown:
         raise InvalidInput(f"unknown fields: {', '.join(sorted(unknown))}")
     name = upload.filename or ""
@@ -124,17 +125,17 @@ async def listing(
     status: JobStatus | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
-    return FastJSONResponse(await deps.jobs(request).listing(status, limit))
+    return FastJSONResponse((await deps.jobs(request).listing(status, limit)).model_dump(mode="json"))
 
 
 @router.get("/{job_id}", responses=answers(JobView, "The job's state and progress"))
 async def show(request: Request, job_id: JobId) -> Response:
-    return FastJSONResponse(await deps.jobs(request).view(job_id))
+    return FastJSONResponse((await deps.jobs(request).view(job_id)).model_dump(mode="json"))
 
 
 @router.delete("/{job_id}", responses=answers(JobView, "Cancelled (or finished already: unchanged)"))
 async def cancel(request: Request, job_id: JobId) -> Response:
-    return FastJSONResponse(await deps.jobs(request).cancel(job_id))
+    return FastJSONResponse((await deps.jobs(request).cancel(job_id)).model_dump(mode="json"))
 
 
 @router.get(
@@ -146,13 +147,8 @@ async def cancel(request: Request, job_id: JobId) -> Response:
     },
 )  # fmt: skip
 async def result(request: Request, job_id: JobId) -> Response:
-    kind, body = await deps.jobs(request).result(job_id)
-    if kind == "inline":
-        return FastJSONResponse(body)
-    return StreamingResponse(body, media_type=_MEDIA[kind])
-
-
-def _inline_spec(submission: JobSubmission) -> dict[str, Any]:
-    if submission.instances is not None:
-        return {"instances": submission.instances, "output": submission.output}
-    return {"records": submission.records, "output": submission.output}
+    result = await deps.jobs(request).result(job_id)
+    if isinstance(result, InlineResult):
+        return FastJSONResponse(result.model_dump(mode="json"))
+    fmt, body = result
+    return StreamingResponse(body, media_type=_MEDIA[fmt])

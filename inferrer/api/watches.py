@@ -8,8 +8,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
+from artifacts.manifest import Segment
 from inferrer.api import dependencies as deps
-from inferrer.jobs.submission import NAME
 from inferrer.watches.spec import watch_spec
 from wire.bearer import INFERENCE, MANAGEMENT
 from wire.errors import parse_body
@@ -19,7 +19,7 @@ from wire.watch_answers import FileState, WatchDetail, WatchList, WatchView
 
 router = APIRouter(prefix="/api/v1/watches")
 
-WatchName = Annotated[str, Path(pattern=NAME)]
+WatchName = Annotated[Segment, Path()]
 
 
 @router.post(
@@ -33,21 +33,24 @@ WatchName = Annotated[str, Path(pattern=NAME)]
             "Refused: 400 for a location outside the data directory (absolute, '..', a link out, a "
             "hidden name) or not a path or s3://bucket/prefix; 404 for an unknown model or version; "
             "409 for a name a watch has already; 422 for a body that breaks the schema, or a "
-            "prediction the model does not offer"
+            "prediction the model does not offer. `output` (the old name of `output_location`) is "
+            "still taken, for one release: the answer then carries `Deprecation: true` and a `Warning`"
         ),
     },
 )
 async def create(request: Request) -> Response:
     """Watch `input` for files named as `pattern`: each new one (or new version of one) becomes
-    one job of `model`, its output `<output>/model=<m>/version=<v>/<name>.<csv|jsonl>`."""
+    one job of `model`, its output `<output_location>/model=<m>/version=<v>/<name>.<csv|jsonl>`
+    (as the input's format; parquet gives JSON lines)."""
     spec = parse_body(watch_spec, await request.body())
     view = await deps.watches(request).create(spec)
-    return FastJSONResponse(view, status_code=201, headers={"Location": f"/api/v1/watches/{spec.name}"})
+    headers = {"Location": f"/api/v1/watches/{spec.name}", **spec.deprecation_headers()}
+    return FastJSONResponse(view.model_dump(mode="json"), status_code=201, headers=headers)
 
 
 @router.get("", dependencies=[INFERENCE], responses=answers(WatchList, "Every watch, by name"))
 async def listing(request: Request) -> Response:
-    return FastJSONResponse(await deps.watches(request).listing())
+    return FastJSONResponse((await deps.watches(request).listing()).model_dump(mode="json"))
 
 
 @router.get(
@@ -61,7 +64,7 @@ async def show(
     state: FileState | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> Response:
-    return FastJSONResponse(await deps.watches(request).view(name, state, limit))
+    return FastJSONResponse((await deps.watches(request).view(name, state, limit)).model_dump(mode="json"))
 
 
 @router.post(
@@ -70,7 +73,7 @@ async def show(
     responses=answers(WatchView, "Paused: no new file is picked up; jobs under way finish"),
 )
 async def pause(request: Request, name: WatchName) -> Response:
-    return FastJSONResponse(await deps.watches(request).pause(name, True))
+    return FastJSONResponse((await deps.watches(request).pause(name, True)).model_dump(mode="json"))
 
 
 @router.post(
@@ -79,7 +82,7 @@ async def pause(request: Request, name: WatchName) -> Response:
     responses=answers(WatchView, "Watching again: files that came meanwhile are picked up"),
 )
 async def resume(request: Request, name: WatchName) -> Response:
-    return FastJSONResponse(await deps.watches(request).pause(name, False))
+    return FastJSONResponse((await deps.watches(request).pause(name, False)).model_dump(mode="json"))
 
 
 @router.delete(
@@ -88,4 +91,4 @@ async def resume(request: Request, name: WatchName) -> Response:
     responses=answers(WatchView, "No longer watched (as it was); its outputs stay"),
 )
 async def delete(request: Request, name: WatchName) -> Response:
-    return FastJSONResponse(await deps.watches(request).delete(name))
+    return FastJSONResponse((await deps.watches(request).delete(name)).model_dump(mode="json"))

@@ -23,17 +23,16 @@ from typing import Any
 import numpy as np
 
 from artifacts.schema import ModelSchema
-from datafiles.locations import Storage
 from inferrer.dataplane.balancer_client import Upstream
 from inferrer.dataplane.prediction import PredictionService
 from inferrer.errors import InferrerError, InvalidInput, ModelNotFound
-from inferrer.jobs.outputs import OutputNotVerified, success_marker, write_outputs
-from inferrer.jobs.schema import UNFINISHED
-from inferrer.jobs.store import Claim, JobStore
-from inferrer.jobs.submission import inline_body, output_format
+from inferrer.jobs.finishing import JobFinisher
+from inferrer.jobs.records import Claim, FilePlan, InlinePlan, Job, PartOutput
+from inferrer.jobs.store_async import AsyncJobStore
 from inferrer.state.repository import ModelRepository
 from metrics.definitions import JobMetrics
 from wire.errors import NodeRefusal
+from wire.job_answers import InlineResult
 from wire.partition_calls import PartitionCall, PartitionDone
 
 logger = logging.getLogger(__name__)
@@ -44,7 +43,6 @@ InlineParser = Callable[[bytes, ModelSchema], tuple[np.ndarray, str]]
 
 _SWEEP_S = 2.0
 _RETRY_BASE_S = 0.5
-_FINALIZE_TRIES = 5
 
 
 @dataclass(frozen=True)
@@ -58,9 +56,9 @@ class RunnerLimits:
 class JobRunner:
     def __init__(
         self,
-        store: JobStore,
+        store: AsyncJobStore,
+        finisher: JobFinisher,
         repository: ModelRepository,
-        storage: Storage,
         upstream: Upstream,
         prediction: PredictionService,
         parse_inline: InlineParser,
@@ -68,8 +66,8 @@ class JobRunner:
         metrics: JobMetrics,
     ) -> None:
         self.store = store
+        self.finisher = finisher
         self.repository = repository
-        self.storage = storage
         self.upstream = upstream
         self.prediction = prediction
         self.parse_inline = parse_inline
@@ -79,13 +77,6 @@ class JobRunner:
         self._tasks: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._stopping = False
-        self._finish_listeners: list[Callable[[], None]] = []
-        self._finalizing: set[str] = set()  # jobs whose outputs this process is writing
-        self._finalize_failures: dict[str, int] = {}
-
-    def on_finish(self, listener: Callable[[], None]) -> None:
-        """Call `listener` (on the event loop) whenever this process finishes a job."""
-        self._finish_listeners.append(listener)
 
     def wake(self) -> None:
         """A job was submitted or a slot freed: claim now rather than at the next poll."""
@@ -98,12 +89,10 @@ class JobRunner:
                 now = time.monotonic()
                 if now >= next_sweep:
                     next_sweep = now + _SWEEP_S
-                    await self._sweep()
+                    await self.finisher.sweep(self._spawn)
                 if now >= next_renewal and self._running:
                     next_renewal = now + self.limits.lease_s / 3
-                    await asyncio.to_thread(
-                        self.store.renew, list(self._running.values()), self.limits.lease_s
-                    )
+                    await self.store.renew(list(self._running.values()), self.limits.lease_s)
                 await self._claim()
             except Exception:
                 logger.exception("the job runner's step failed; it goes on")
@@ -115,10 +104,7 @@ class JobRunner:
         room = self.limits.max_in_flight - len(self._running)
         if room <= 0:
             return
-        claims = await asyncio.to_thread(
-            self.store.claim, room, self.limits.lease_s, None, self.limits.max_in_flight
-        )
-        for claim in claims:
+        for claim in await self.store.claim(room, self.limits.lease_s, self.limits.max_in_flight):
             self._running[(claim.job_id, claim.idx)] = claim
             self._spawn(self._run(claim), f"{claim.job_id}/{claim.idx}")
 
@@ -128,52 +114,49 @@ class JobRunner:
         task.add_done_callback(self._tasks.discard)
 
     async def _run(self, claim: Claim) -> None:
+        job = None
         try:
-            job = await asyncio.to_thread(self.store.job, claim.job_id)
-            if job is None or job["status"] not in UNFINISHED:
+            job = await self.store.job(claim.job_id)
+            if job is None or not job.unfinished:
                 return  # cancelled or failed meanwhile: nothing more is sent
-            if job["spec"]["kind"] == "inline":
-                await self._run_inline(job, claim)
+            if isinstance(job.plan, InlinePlan):
+                await self._run_inline(job, job.plan, claim)
             else:
-                await self._run_partition(job, claim)
+                await self._run_partition(job, job.plan, claim)
         except Exception as exc:
             logger.exception("partition %s/%s failed unexpectedly", claim.job_id, claim.idx)
-            await self._retry_or_fail(claim, f"the gateway failed: {exc!r}")
+            job = job or await self.store.job(claim.job_id)
+            await self._retry_or_fail(job, claim, f"the gateway failed: {exc!r}")
         finally:
             self._running.pop((claim.job_id, claim.idx), None)
             self._wake.set()
 
-    async def _run_inline(self, job: dict[str, Any], claim: Claim) -> None:
+    async def _run_inline(self, job: Job, plan: InlinePlan, claim: Claim) -> None:
         try:
-            manifest = self.repository.get(job["model"], job["version"])
-            rows, output_kind = self.parse_inline(inline_body(job["spec"]), manifest.signature)
+            manifest = self.repository.get(job.model, job.version)
+            rows, output_kind = self.parse_inline(plan.body(), manifest.signature)
             result = await self.prediction.predict(manifest, rows, [output_kind])
         except (InvalidInput, ModelNotFound) as exc:
             await self._fail(claim, exc.message)
             return
         except InferrerError as exc:
-            await self._retry_or_fail(claim, exc.message)
+            await self._retry_or_fail(job, claim, exc.message)
             return
         predictions = result.outputs[output_kind]
         # The answer is kept with the completion itself: a gateway killed right after loses nothing.
-        answer = {"model": job["model"], "version": result.version, "predictions": predictions}
-        output = {"rows": len(predictions), "answer": {**answer, "node": result.node}}
-        self.metrics.partitions.labels("done").inc()
-        self.metrics.rows.inc(len(predictions))
-        if await asyncio.to_thread(self.store.complete, claim.job_id, 0, output, result.node, []):
-            await self._finalize_or_leave(claim.job_id)
+        answer = InlineResult(
+            model=job.model, version=result.version, predictions=predictions, node=result.node
+        )
+        await self._complete(claim, PartOutput(rows=len(predictions), answer=answer), result.node, [])
 
-    async def _run_partition(self, job: dict[str, Any], claim: Claim) -> None:
-        spec = job["spec"]
-        out = spec["output_location"]
+    async def _run_partition(self, job: Job, plan: FilePlan, claim: Claim) -> None:
+        out, span = plan.output_location, claim.span
         call = PartitionCall(
-            job_id=job["id"], partition=claim.idx, model=job["model"], version=job["version"],
-            sha256=spec["sha256"], output=spec["output"], input=spec["input"], format=spec["format"],
-            start=claim.spec.get("start", 0), end=claim.spec.get("end", 0),
-            row_group=claim.spec.get("row_group", 0), header=spec["header"],
-            output_part=f"{out}/part-{claim.idx:05d}.{output_format(spec)}",
-            output_format=spec.get("output_format"),
-            errors_part=f"{out}/_errors/part-{claim.idx:05d}.jsonl", on_bad_rows=spec["on_bad_rows"],
+            job_id=job.id, partition=claim.idx, model=job.model, version=job.version, sha256=plan.sha256,
+            output=plan.prediction, input=plan.input, format=plan.format, start=span.start, end=span.end,
+            row_group=span.row_group, header=plan.header,
+            output_part=f"{out}/part-{claim.idx:05d}.{plan.out_format}", output_format=plan.output_format,
+            errors_part=f"{out}/_errors/part-{claim.idx:05d}.jsonl", on_bad_rows=plan.on_bad_rows,
         )  # fmt: skip
         try:
             answer = await self.upstream.request(
@@ -183,112 +166,42 @@ class JobRunner:
                 self.limits.partition_timeout_s,
             )
         except InferrerError as exc:  # nginx unreachable, no node, timed out
-            await self._retry_or_fail(claim, exc.message)
+            await self._retry_or_fail(job, claim, exc.message)
             return
         if answer.status_code != 200:
             refusal = NodeRefusal.read(answer.status_code, answer.content)
             if refusal.retry:
-                await self._retry_or_fail(claim, f"{answer.node or 'the balancer'}: {refusal.reason}")
+                await self._retry_or_fail(job, claim, f"{answer.node or 'the balancer'}: {refusal.reason}")
             else:  # refused for its data: another attempt would be refused too
                 await self._fail(claim, f"partition {claim.idx}: {refusal.reason}")
             return
         done = PartitionDone.model_validate_json(answer.content)
-        output = {"location": call.output_part, "rows": done.rows, "sha256": done.sha256, "node": done.node}
-        errors = [(bad.line, bad.reason) for bad in done.bad_rows]
-        self.metrics.partitions.labels("done").inc()
-        self.metrics.rows.inc(done.rows)
-        if await asyncio.to_thread(self.store.complete, claim.job_id, claim.idx, output, done.node, errors):
-            await self._finalize_or_leave(claim.job_id)
+        output = PartOutput(location=call.output_part, rows=done.rows, sha256=done.sha256, node=done.node)
+        await self._complete(claim, output, done.node, [(bad.line, bad.reason) for bad in done.bad_rows])
 
-    async def _retry_or_fail(self, claim: Claim, reason: str) -> None:
-        job = await asyncio.to_thread(self.store.job, claim.job_id)
-        attempts_allowed = int(job["spec"].get("max_attempts", 3)) if job else 1
+    async def _complete(
+        self, claim: Claim, output: PartOutput, node: str, errors: list[tuple[int, str]]
+    ) -> None:
+        self.metrics.partitions.labels("done").inc()
+        self.metrics.rows.inc(output.rows)
+        if await self.store.complete(claim, output, node, errors):
+            await self.finisher.finalize_or_leave(claim.job_id)
+
+    async def _retry_or_fail(self, job: Job | None, claim: Claim, reason: str) -> None:
+        attempts_allowed = job.plan.max_attempts if job else 1
         if claim.attempt >= attempts_allowed:
             await self._fail(claim, f"partition {claim.idx} failed {claim.attempt} times, last: {reason}")
             return
         backoff = _RETRY_BASE_S * 2 ** (claim.attempt - 1)
         self.metrics.partitions.labels("retried").inc()
         logger.warning("partition %s/%s: %s; retrying in %.1fs", claim.job_id, claim.idx, reason, backoff)
-        await asyncio.to_thread(self.store.release, claim, reason, backoff)
+        await self.store.release(claim, reason, backoff)
 
     async def _fail(self, claim: Claim, reason: str) -> None:
-        if not await asyncio.to_thread(self.store.release, claim, reason, None):
+        if not await self.store.release(claim, reason, None):
             return  # the claim had lapsed and was taken again: that attempt decides
         self.metrics.partitions.labels("failed").inc()
-        job = await asyncio.to_thread(self.store.job, claim.job_id)
-        if job is not None:
-            await self._finish(job, "failed", error=reason)
-
-    async def _finalize_or_leave(self, job_id: str) -> None:
-        """Every partition is done: finalise, once at a time per job in this process. A failure to
-        write the output (storage down) is the sweep's to retry, and the job shows why meanwhile;
-        after `_FINALIZE_TRIES` failures, or an output that does not hold its rows, the job fails."""
-        if job_id in self._finalizing:
-            return
-        self._finalizing.add(job_id)
-        try:
-            await self._finalize(job_id)
-            self._finalize_failures.pop(job_id, None)
-        except Exception as exc:
-            failures = self._finalize_failures[job_id] = self._finalize_failures.get(job_id, 0) + 1
-            logger.warning("job %s: writing the output failed (%d): %s", job_id, failures, exc)
-            reason = f"writing the output failed {failures} times, last: {exc}"
-            job = await asyncio.to_thread(self.store.job, job_id)
-            if job is not None and (failures >= _FINALIZE_TRIES or isinstance(exc, OutputNotVerified)):
-                self._finalize_failures.pop(job_id, None)
-                await self._finish(job, "failed", error=reason)
-            else:
-                await asyncio.to_thread(self.store.note, job_id, f"{reason}; retrying")
-        finally:
-            self._finalizing.discard(job_id)
-
-    async def _finalize(self, job_id: str) -> None:
-        """All partitions done: the outputs (jobs.outputs), then the job succeeded. Safe to repeat
-        (a gateway that died half-way): each file is written whole, and the job finishes once."""
-        job = await asyncio.to_thread(self.store.job, job_id)
-        if job is None or job["status"] not in UNFINISHED:
-            return
-        parts = await asyncio.to_thread(self.store.partitions_of, job_id)
-        if job["spec"]["kind"] == "inline":
-            await self._finish(job, "succeeded", result=parts[0]["output"]["answer"])
-            return
-        result = await asyncio.to_thread(write_outputs, self.storage, job, parts)
-        if not await self._finish(job, "succeeded", result=result):  # cancelled or overdue meanwhile
-            await asyncio.to_thread(self.storage.remove, success_marker(self.storage, job))
-
-    async def _finish(
-        self, job: dict[str, Any], status: str, result: Any = None, error: str | None = None
-    ) -> bool:
-        """True when this call finished the job (False: it had finished already)."""
-        finished = await asyncio.to_thread(self.store.finish, job["id"], status, result, error)
-        if finished:
-            logger.info("job %s %s%s", job["id"], status, f": {error}" if error else "")
-            self.metrics.finished.labels(status).inc()
-            self.metrics.duration.observe(time.time() - job["created"])
-            for listener in self._finish_listeners:
-                listener()
-        await asyncio.to_thread(self.repository.unpin, job["model"], job["version"], job["id"])
-        return finished
-
-    async def _sweep(self) -> None:
-        """Deadlines, and what a gateway that died between two steps left behind; the job gauge."""
-        counts = await asyncio.to_thread(self.store.counts)
-        for status in (*UNFINISHED, "succeeded", "failed", "cancelled"):
-            self.metrics.jobs.labels(status).set(counts.get(status, 0))
-        for job_id in await asyncio.to_thread(self.store.overdue):
-            job = await asyncio.to_thread(self.store.job, job_id)
-            if job is not None:
-                await self._finish(job, "failed", error="the job's deadline passed")
-        complete, broken = await asyncio.to_thread(self.store.stranded)
-        for job_id in complete:  # in the background: writing a large output takes a while
-            if job_id not in self._finalizing:
-                self._spawn(self._finalize_or_leave(job_id), f"{job_id}/finalise")
-        for job_id in broken:
-            job = await asyncio.to_thread(self.store.job, job_id)
-            parts = await asyncio.to_thread(self.store.partitions_of, job_id)
-            reason = next((p["error"] for p in parts if p["status"] == "failed"), "a partition failed")
-            if job is not None:
-                await self._finish(job, "failed", error=reason)
+        await self.finisher.fail(claim.job_id, reason)
 
     async def close(self, grace_s: float = 5.0) -> None:
         """Stop claiming and abandon the partitions under way: their leases lapse, and a gateway

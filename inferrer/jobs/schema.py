@@ -17,7 +17,7 @@ jobs = sa.Table(
     sa.Column("status", sa.String(16), nullable=False, index=True),  # JobStatus values
     sa.Column("model", sa.String(64), nullable=False),
     sa.Column("version", sa.String(64), nullable=False),
-    sa.Column("spec", sa.JSON, nullable=False),  # what was submitted (input, output, formats, limits)
+    sa.Column("spec", sa.JSON, nullable=False),  # its plan (records.InlinePlan or FilePlan)
     # A file job's output location, one job's only: two jobs never write into one place.
     sa.Column("output_location", sa.String(1100), unique=True),
     sa.Column("partitions_total", sa.Integer, nullable=False),
@@ -34,14 +34,14 @@ partitions = sa.Table(
     metadata,
     sa.Column("job_id", sa.String(64), sa.ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True),
     sa.Column("idx", sa.Integer, primary_key=True),
-    sa.Column("spec", sa.JSON, nullable=False),  # byte range or row group
+    sa.Column("spec", sa.JSON, nullable=False),  # its span (records.Span): byte range or row group
     sa.Column("status", sa.String(16), nullable=False),  # pending | running | done | failed
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("not_before", sa.Float, nullable=False, default=0.0),  # retry backoff
     sa.Column("lease_until", sa.Float),  # while running: when the claim lapses
     sa.Column("rows_done", sa.Integer),
     sa.Column("rows_failed", sa.Integer),
-    sa.Column("output", sa.JSON),  # the part written: location, rows, sha256
+    sa.Column("output", sa.JSON),  # the part written (records.PartOutput)
     sa.Column("node", sa.String(64)),
     sa.Column("error", sa.Text),
 )
@@ -92,7 +92,6 @@ watch_files = sa.Table(
     sa.Index("watch_files_by_watch", "watch", "id"),
 )
 
-UNFINISHED = ("queued", "running")
 WRITE = "modelfleet_write"  # an execution option: this transaction writes
 # Transactions that count rows and then claim up to a fleet-wide limit: one at a time of each kind.
 CLAIM_PARTITIONS, CLAIM_FILES = 1, 2

@@ -16,33 +16,31 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Any
+from typing import Literal
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from inferrer.errors import OutputExists
-from inferrer.jobs.schema import (
-    CLAIM_PARTITIONS,
+from inferrer.jobs.records import (
     UNFINISHED,
-    WRITE,
-    jobs,
-    one_at_a_time,
-    partitions,
-    row_errors,
+    Claim,
+    FilePlan,
+    Job,
+    JobResult,
+    NewJob,
+    Partition,
+    PartOutput,
+    Span,
 )
-
-
-@dataclass(frozen=True)
-class Claim:
-    job_id: str
-    idx: int
-    spec: dict[str, Any]
-    attempt: int
+from inferrer.jobs.schema import CLAIM_PARTITIONS, WRITE, jobs, one_at_a_time, partitions, row_errors
+from wire.job_answers import JobStatus, RowError
 
 
 class JobStore:
+    """The store's statements, each run in the calling thread (the event loop's callers go through
+    store_async.AsyncJobStore)."""
+
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
@@ -51,26 +49,29 @@ class JobStore:
         with self.engine.execution_options(**{WRITE: True}).begin() as connection:
             yield connection
 
-    def create(self, job: dict[str, Any], parts: list[dict[str, Any]]) -> None:
+    def create(self, job: NewJob) -> None:
         """A job and its partitions, all pending, in one transaction."""
-        location = job["spec"].get("output_location")
+        location = job.plan.output_location if isinstance(job.plan, FilePlan) else None
         try:
-            self._create(job, parts, location)
+            with self._transaction() as db:
+                db.execute(
+                    jobs.insert().values(
+                        id=job.id, status="queued", model=job.model, version=job.version,
+                        spec=job.plan.model_dump(mode="json"), output_location=location,
+                        partitions_total=len(job.spans), created=job.created, deadline=job.deadline,
+                    )
+                )  # fmt: skip
+                if job.spans:
+                    db.execute(
+                        partitions.insert(),
+                        [
+                            {"job_id": job.id, "idx": i, "spec": span.model_dump(exclude_defaults=True),
+                             "status": "pending", "attempts": 0, "not_before": 0.0}
+                            for i, span in enumerate(job.spans)
+                        ],
+                    )  # fmt: skip
         except sa.exc.IntegrityError:
             raise OutputExists(f"{location!r} is another job's output location") from None
-
-    def _create(self, job: dict[str, Any], parts: list[dict[str, Any]], location: str | None) -> None:
-        with self._transaction() as db:
-            db.execute(jobs.insert().values(**job, partitions_total=len(parts), output_location=location))
-            if parts:
-                db.execute(
-                    partitions.insert(),
-                    [
-                        {"job_id": job["id"], "idx": i, "spec": spec, "status": "pending", "attempts": 0,
-                         "not_before": 0.0}
-                        for i, spec in enumerate(parts)
-                    ],
-                )  # fmt: skip
 
     def claim(
         self, limit: int, lease_s: float, now: float | None = None, fleet_limit: int | None = None
@@ -111,7 +112,7 @@ class JobStore:
             picked = chosen.cte("picked").prefix_with("MATERIALIZED")
             keys = sa.select(picked.c.job_id, picked.c.idx)
             claimed = [
-                Claim(job_id, idx, spec, attempts)
+                Claim(job_id, idx, Span.model_validate(spec), attempts)
                 for job_id, idx, spec, attempts in db.execute(
                     partitions.update()
                     .where(sa.tuple_(partitions.c.job_id, partitions.c.idx).in_(keys), due)
@@ -129,7 +130,7 @@ class JobStore:
         return sorted(claimed, key=lambda c: (c.job_id, c.idx))
 
     def complete(
-        self, job_id: str, idx: int, output: dict[str, Any], node: str, errors: list[tuple[int, str]]
+        self, job_id: str, idx: int, output: PartOutput, node: str, errors: list[tuple[int, str]]
     ) -> bool:
         """Record a partition's result once. True when this completion left no partition undone:
         the caller then finalises the job. A duplicate completion changes nothing and returns False."""
@@ -141,7 +142,8 @@ class JobStore:
                 partitions.update()
                 .where(partitions.c.job_id == job_id, partitions.c.idx == idx, partitions.c.status != "done")
                 .values(
-                    status="done", output=output, node=node, rows_done=output["rows"],
+                    status="done", output=output.model_dump(mode="json", exclude_none=True), node=node,
+                    rows_done=output.rows,
                     rows_failed=len(errors), lease_until=None, error=None,
                 )
             ).rowcount  # fmt: skip
@@ -192,11 +194,10 @@ class JobStore:
         """A claimed attempt failed: the partition is pending again after `retry_after_s`, or failed
         for good (None). Only the current claim counts: one that lapsed and was taken again by
         another attempt, or a partition done meanwhile, changes nothing (False)."""
-        values: dict[str, Any] = {"error": error, "lease_until": None}
-        if retry_after_s is None:
-            values["status"] = "failed"
-        else:
-            values |= {"status": "pending", "not_before": time.time() + retry_after_s}
+        not_before: sa.ColumnElement[float] | float = partitions.c.not_before  # failed: as it was
+        status = "failed" if retry_after_s is None else "pending"
+        if retry_after_s is not None:
+            not_before = time.time() + retry_after_s
         with self._transaction() as db:
             return bool(
                 db.execute(
@@ -207,18 +208,25 @@ class JobStore:
                         partitions.c.status == "running",
                         partitions.c.attempts == claim.attempt,
                     )
-                    .values(**values)
+                    .values(status=status, not_before=not_before, error=error, lease_until=None)
                 ).rowcount
             )
 
-    def finish(self, job_id: str, status: str, result: Any = None, error: str | None = None) -> bool:
-        """Move an unfinished job to its final status once; False when it had finished already."""
+    def succeed(self, job_id: str, result: JobResult) -> bool:
+        """An unfinished job succeeded, with its result, once; False when it had finished already."""
+        return self._finish(job_id, "succeeded", result.model_dump(mode="json", exclude_none=True), None)
+
+    def end(self, job_id: str, status: Literal["failed", "cancelled"], error: str) -> bool:
+        """An unfinished job failed or was cancelled, once; False when it had finished already."""
+        return self._finish(job_id, status, None, error)
+
+    def _finish(self, job_id: str, status: JobStatus, stored: object, error: str | None) -> bool:
         with self._transaction() as db:
             return bool(
                 db.execute(
                     jobs.update()
                     .where(jobs.c.id == job_id, jobs.c.status.in_(UNFINISHED))
-                    .values(status=status, result=result, error=error, finished=time.time())
+                    .values(status=status, result=stored, error=error, finished=time.time())
                 ).rowcount
             )
 
@@ -229,19 +237,19 @@ class JobStore:
                 jobs.update().where(jobs.c.id == job_id, jobs.c.status.in_(UNFINISHED)).values(error=error)
             )
 
-    def job(self, job_id: str) -> dict[str, Any] | None:
+    def job(self, job_id: str) -> Job | None:
         with self.engine.connect() as db:
             row = db.execute(sa.select(jobs).where(jobs.c.id == job_id)).mappings().first()
-            return dict(row) if row else None
+            return Job.from_row(row) if row else None
 
-    def partitions_of(self, job_id: str) -> list[dict[str, Any]]:
+    def partitions_of(self, job_id: str) -> list[Partition]:
         with self.engine.connect() as db:
             rows = db.execute(
                 sa.select(partitions).where(partitions.c.job_id == job_id).order_by(partitions.c.idx)
             ).mappings()
-            return [dict(row) for row in rows]
+            return [Partition.from_row(row) for row in rows]
 
-    def errors_of(self, job_id: str, limit: int = 1000) -> list[dict[str, Any]]:
+    def errors_of(self, job_id: str, limit: int = 1000) -> list[RowError]:
         with self.engine.connect() as db:
             rows = db.execute(
                 sa.select(row_errors.c.partition, row_errors.c.line, row_errors.c.reason)
@@ -249,14 +257,14 @@ class JobStore:
                 .order_by(row_errors.c.line)
                 .limit(limit)
             ).mappings()
-            return [dict(row) for row in rows]
+            return [RowError.model_validate(row) for row in rows]
 
-    def listing(self, status: str | None, limit: int) -> list[dict[str, Any]]:
+    def listing(self, status: JobStatus | None, limit: int) -> list[Job]:
         query = sa.select(jobs).order_by(jobs.c.created.desc()).limit(limit)
         if status is not None:
             query = query.where(jobs.c.status == status)
         with self.engine.connect() as db:
-            return [dict(row) for row in db.execute(query).mappings()]
+            return [Job.from_row(row) for row in db.execute(query).mappings()]
 
     def counts(self) -> dict[str, int]:
         """How many jobs are in each status."""

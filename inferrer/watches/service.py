@@ -3,104 +3,106 @@ delete."""
 
 from __future__ import annotations
 
-import asyncio
-from pathlib import Path, PurePosixPath
-from typing import Any
+from pathlib import PurePosixPath
 
 from datafiles.locations import LocationError, Storage
 from inferrer.errors import InvalidInput, InvalidLocation, WatchNotFound
 from inferrer.jobs.service import iso_time
 from inferrer.state.repository import ModelRepository
+from inferrer.watches.places import WatchedPlaces
+from inferrer.watches.records import FILE_STATES, FileState, Watch, WatchedFile
 from inferrer.watches.spec import WatchSpec
-from inferrer.watches.store import FILE_STATES, WatchStore
+from inferrer.watches.store_async import AsyncWatchStore
 from inferrer.watches.supervisor import WatchSupervisor
+from wire import watch_answers as answers
 
 
 class WatchService:
     def __init__(
-        self, store: WatchStore, supervisor: WatchSupervisor, storage: Storage, repository: ModelRepository
+        self,
+        store: AsyncWatchStore,
+        supervisor: WatchSupervisor,
+        places: WatchedPlaces,
+        storage: Storage,
+        repository: ModelRepository,
     ) -> None:
         self.store = store
         self.supervisor = supervisor
+        self.places = places
         self.storage = storage
         self.repository = repository
 
-    async def create(self, spec: WatchSpec) -> dict[str, Any]:
+    async def create(self, spec: WatchSpec) -> answers.WatchView:
         """The model (and version, if named) must exist; locations are checked as a job's are."""
         manifest = self.repository.get(spec.model, spec.version)
         if spec.prediction not in manifest.signature.outputs:
             raise InvalidInput(f"model {spec.model!r} offers {manifest.signature.outputs}")
         try:
             source = self.storage.location(spec.input)
-            output = self.storage.location(spec.output)
+            output = self.storage.location(spec.output_location)
         except LocationError as exc:
             raise InvalidLocation(str(exc)) from None
         inside = PurePosixPath(source.path).is_relative_to(output.path) and source.path != output.path
         if source.protocol == output.protocol and inside:
             raise InvalidLocation(
-                f"{spec.input!r} is inside {spec.output!r}: outputs would come back as inputs"
+                f"{spec.input!r} is inside {spec.output_location!r}: outputs would come back as inputs"
             )
-        await asyncio.to_thread(self.store.create, spec.name, spec.model_dump(mode="json", exclude_none=True))
-        if source.protocol == "file":
-            try:  # files may be dropped in as soon as the watch exists
-                await asyncio.to_thread(Path(source.path).mkdir, parents=True, exist_ok=True)
-            except OSError as exc:
-                await asyncio.to_thread(self.store.delete, spec.name)
-                raise InvalidLocation(f"cannot make the folder {spec.input!r}: {exc}") from None
+        await self.store.create(spec)
+        try:  # files may be dropped in as soon as the watch exists
+            await self.places.make_folder(spec)
+        except OSError as exc:
+            await self.store.delete(spec.name)
+            raise InvalidLocation(f"cannot make the folder {spec.input!r}: {exc}") from None
         self.supervisor.wake(spec.name)
         return await self.summary(spec.name)
 
-    async def view(self, name: str, state: str | None, limit: int) -> dict[str, Any]:
+    async def view(self, name: str, state: FileState | None, limit: int) -> answers.WatchDetail:
         """The watch and its files, newest first."""
         shown = await self.summary(name)
-        files = await asyncio.to_thread(self.store.files, name, state, limit)
-        return {**shown, "files": [_file(f) for f in files]}
+        files = await self.store.files(name, state, limit)
+        return answers.WatchDetail(**dict(shown), files=[_file(f) for f in files])
 
-    async def summary(self, name: str) -> dict[str, Any]:
-        watch = await self._watch(name)
-        return self._render(watch, await asyncio.to_thread(self.store.counts))
+    async def summary(self, name: str) -> answers.WatchView:
+        watch = await self.store.watch(name)
+        if watch is None:
+            raise WatchNotFound(f"no watch {name!r}")
+        return self._render(watch, await self.store.counts())
 
-    async def listing(self) -> dict[str, Any]:
-        watches = await asyncio.to_thread(self.store.watches)
-        counts = await asyncio.to_thread(self.store.counts)
-        return {"watches": [self._render(w, counts) for w in watches]}
+    async def listing(self) -> answers.WatchList:
+        watches = await self.store.watches()
+        counts = await self.store.counts()
+        return answers.WatchList(watches=[self._render(w, counts) for w in watches])
 
-    async def pause(self, name: str, paused: bool) -> dict[str, Any]:
+    async def pause(self, name: str, paused: bool) -> answers.WatchView:
         """Paused: no listing, no new job; jobs under way finish and their files are settled."""
-        if not await asyncio.to_thread(self.store.set_paused, name, paused):
+        if not await self.store.set_paused(name, paused):
             raise WatchNotFound(f"no watch {name!r}")
         if not paused:
             self.supervisor.wake(name)
         return await self.summary(name)
 
-    async def delete(self, name: str) -> dict[str, Any]:
+    async def delete(self, name: str) -> answers.WatchView:
         """Stops watching; outputs stay, and jobs under way run to their end."""
         shown = await self.summary(name)
-        if not await asyncio.to_thread(self.store.delete, name):
+        if not await self.store.delete(name):
             raise WatchNotFound(f"no watch {name!r}")
         return shown
 
-    async def _watch(self, name: str) -> dict[str, Any]:
-        watch = await asyncio.to_thread(self.store.watch, name)
-        if watch is None:
-            raise WatchNotFound(f"no watch {name!r}")
-        return watch
-
-    def _render(self, watch: dict[str, Any], counts: dict[str, dict[str, int]]) -> dict[str, Any]:
-        spec = WatchSpec.model_validate(watch["spec"])
-        return {
-            **spec.model_dump(mode="json"),
-            "paused": watch["paused"],
-            "detection": self.supervisor.detection(spec),
-            "error": watch["error"],
-            "counts": counts.get(spec.name, dict.fromkeys(FILE_STATES, 0)),
-            "created": iso_time(watch["created"]),
-        }
+    def _render(self, watch: Watch, counts: dict[str, dict[str, int]]) -> answers.WatchView:
+        spec = watch.spec
+        return answers.WatchView(
+            **spec.model_dump(),
+            paused=watch.paused,
+            detection=self.supervisor.detection(spec),
+            error=watch.error,
+            counts=answers.FileCounts(**counts.get(spec.name, dict.fromkeys(FILE_STATES, 0))),
+            created=iso_time(watch.created),
+        )
 
 
-def _file(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "name": row["name"], "size": row["size"], "state": row["state"], "version": row["version"],
-        "job": row["job_id"], "attempts": row["attempts"], "output": row["output"], "rows": row["rows"],
-        "error": row["error"], "seen": iso_time(row["seen"]), "updated": iso_time(row["updated"]),
-    }  # fmt: skip
+def _file(file: WatchedFile) -> answers.WatchedFile:
+    return answers.WatchedFile(
+        name=file.name, size=file.size, state=file.state, version=file.version, job=file.job_id,
+        attempts=file.attempts, output_location=file.output_location, rows=file.rows, error=file.error,
+        seen=iso_time(file.seen), updated=iso_time(file.updated),
+    )  # fmt: skip

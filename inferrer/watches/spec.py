@@ -10,39 +10,40 @@ from typing import Annotated, Literal
 from pydantic import ConfigDict, Field, TypeAdapter, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
+from artifacts.manifest import Segment
 from artifacts.schema import JsonInt
-from inferrer.jobs.submission import (
-    FORMAT_BY_SUFFIX,
-    NAME,
-    GivenOrLeftOut,
-    InputFormat,
-    JobSubmission,
-    OutputFormat,
-)
+from datafiles.formats import FormatRefused, InputFormat, OutputFormat, input_format, output_format
+from inferrer.errors import InvalidInput
+from inferrer.jobs.bodies import RenamedFields, declare_old_names
+from inferrer.jobs.submission import JobSubmission, Location
+from wire.partition_calls import PredictionKind
 
-_Location = Annotated[str, Field(min_length=1, max_length=1024)]
+_RENAMED = {"output": "output_location"}  # this release's new names: the old ones go in the next
 # Names a file has while it is still being written (copies, downloads, editors): never taken.
 _TEMPORARY_SUFFIXES = (".tmp", ".temp", ".part", ".partial", ".crdownload", ".download", ".swp", "~")
 _TEMPORARY_MARKS = ("_COPYING_",)
 
 
-class WatchSpec(GivenOrLeftOut):
+class WatchSpec(RenamedFields):
     """Watch `input` (a folder in the data directory, or s3://bucket/prefix) for files named as
-    `pattern`; each new one becomes a job of `model`, its output one file under `output`."""
+    `pattern`; each new one becomes a job of `model`, its output one file under `output_location`."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, json_schema_extra=lambda schema: declare_old_names(schema, _RENAMED)
+    )
+    RENAMED = _RENAMED
 
-    name: Annotated[str, Field(pattern=NAME)]
-    input: _Location
+    name: Segment
+    input: Location
     # A glob on the names of the files directly in `input` (not in its subfolders).
     pattern: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^/\x00]+$")] = "*"
-    model: Annotated[str, Field(pattern=NAME)]
+    model: Segment
     # Default: the model's active version when each file is picked up (recorded with the file).
-    version: SkipJsonSchema[None] | Annotated[str, Field(pattern=NAME)] = None
-    output: _Location
-    prediction: Literal["predict", "predict_proba"] = "predict"
+    version: SkipJsonSchema[None] | Segment = None
+    output_location: Location
+    prediction: PredictionKind = "predict"
     format: SkipJsonSchema[None] | InputFormat = None  # default: from the suffix
-    # Default: CSV, or JSON lines for JSON lines input.
+    # Default: as datafiles.formats.output_format says (the input's; parquet gives JSON lines).
     output_format: SkipJsonSchema[None] | OutputFormat = None
     partition_bytes: JsonInt = Field(default=8 * 2**20, ge=4096, le=2**28)
     on_bad_rows: Literal["fail", "skip"] = "fail"
@@ -51,8 +52,8 @@ class WatchSpec(GivenOrLeftOut):
 
     @model_validator(mode="after")
     def _csv_from_tables(self) -> WatchSpec:
-        if self.format == "jsonl" and self.output_format == "csv":
-            raise ValueError("CSV output takes CSV or parquet input: JSON lines give JSON lines")
+        if self.format is not None:
+            output_format(self.format, self.output_format)  # FormatRefused is a ValueError
         return self
 
     def takes(self, name: str) -> bool:
@@ -68,35 +69,43 @@ class WatchSpec(GivenOrLeftOut):
             return False
         return fnmatch.fnmatchcase(name, self.pattern)
 
-    def input_format(self, name: str) -> InputFormat | None:
-        return self.format or FORMAT_BY_SUFFIX.get(PurePosixPath(name).suffix.lower())
-
     def output_format_of(self, name: str) -> OutputFormat:
-        return self.output_format or ("jsonl" if self.input_format(name) == "jsonl" else "csv")
+        """A file's output format, as its job's (InvalidInput: the file cannot make a job)."""
+        try:
+            return output_format(input_format(self.located(name), self.format), self.output_format)
+        except FormatRefused as exc:
+            raise InvalidInput(str(exc)) from None
+
+    def located(self, name: str) -> str:
+        """The location of a file in the watched place."""
+        return f"{self.input.rstrip('/')}/{name}"
 
     def output_file(self, name: str, version: str, revision: int) -> str:
         """`<output>/model=<m>/version=<v>/<stem>.<ext>`; a later version of the same input name,
         whose first output is there already, gets `<stem>-<revision>.<ext>`."""
         stem = PurePosixPath(name).stem or name
         suffix = "" if revision == 1 else f"-{revision}"
-        folder = f"{self.output.rstrip('/')}/model={self.model}/version={version}"
+        folder = f"{self.output_location.rstrip('/')}/model={self.model}/version={version}"
         return f"{folder}/{stem}{suffix}.{self.output_format_of(name)}"
 
     def staging(self, job_id: str) -> str:
         """Where a file's job writes its parts before they are joined into its output file."""
-        return f"{self.output.rstrip('/')}/_staging/{job_id}"
+        return f"{self.output_location.rstrip('/')}/_staging/{job_id}"
 
     def submission(self, name: str, version: str, job_id: str) -> JobSubmission:
-        return JobSubmission(
-            model=self.model,
-            version=version,
-            output=self.prediction,
-            input=f"{self.input.rstrip('/')}/{name}",
-            format=self.input_format(name),
-            output_format=self.output_format_of(name),
-            output_location=self.staging(job_id),
-            partition_bytes=self.partition_bytes,
-            on_bad_rows=self.on_bad_rows,
+        """The job of one of its files: its formats as given to the watch, if given."""
+        given = self.model_dump(include={"format", "output_format"}, exclude_none=True)
+        return JobSubmission.model_validate(
+            {
+                "model": self.model,
+                "version": version,
+                "prediction": self.prediction,
+                "input": self.located(name),
+                "output_location": self.staging(job_id),
+                "partition_bytes": self.partition_bytes,
+                "on_bad_rows": self.on_bad_rows,
+                **given,
+            }
         )
 
 

@@ -10,8 +10,10 @@ the job is then created under that same id, once.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,36 +24,54 @@ from datafiles.locations import FileEntry
 from inferrer.errors import WatchExists
 from inferrer.jobs.schema import CLAIM_FILES, WRITE, jobs, one_at_a_time, watch_files, watches
 from inferrer.jobs.submission import new_job_id
+from inferrer.watches.records import FILE_STATES, EndedFile, FileState, Watch, WatchedFile
+from inferrer.watches.spec import WatchSpec
 
-FILE_STATES = ("pending", "running", "done", "failed")
 _FINISHED_JOB = ("succeeded", "failed", "cancelled")
 _ROWS_PER_INSERT = 500
 
 
 class WatchStore:
+    """The store's statements, each run in the calling thread (the event loop's callers go through
+    store_async.AsyncWatchStore)."""
+
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._write = engine.execution_options(**{WRITE: True})
+        self._specs: dict[tuple[str, float], WatchSpec] = {}  # a watch's spec never changes
 
     # --- watches
 
-    def create(self, name: str, spec: dict[str, Any]) -> None:
+    def create(self, spec: WatchSpec) -> None:
+        stored = spec.model_dump(mode="json", exclude_none=True)
         try:
             with self._write.begin() as db:
-                db.execute(watches.insert().values(name=name, spec=spec, paused=False, created=time.time()))
+                db.execute(
+                    watches.insert().values(name=spec.name, spec=stored, paused=False, created=time.time())
+                )
         except sa.exc.IntegrityError:
             raise WatchExists(
-                f"a watch named {name!r} exists: delete it first, or pick another name"
+                f"a watch named {spec.name!r} exists: delete it first, or pick another name"
             ) from None
 
-    def watches(self) -> list[dict[str, Any]]:
+    def watches(self) -> list[Watch]:
         with self.engine.connect() as db:
-            return [dict(row) for row in db.execute(sa.select(watches).order_by(watches.c.name)).mappings()]
+            rows = db.execute(sa.select(watches).order_by(watches.c.name)).mappings().all()
+        names = {row["name"] for row in rows}
+        self._specs = {key: spec for key, spec in self._specs.items() if key[0] in names}
+        return [self._watch(row) for row in rows]
 
-    def watch(self, name: str) -> dict[str, Any] | None:
+    def watch(self, name: str) -> Watch | None:
         with self.engine.connect() as db:
             row = db.execute(sa.select(watches).where(watches.c.name == name)).mappings().first()
-            return dict(row) if row else None
+        return self._watch(row) if row else None
+
+    def _watch(self, row: Mapping[Any, Any]) -> Watch:
+        """The spec validated once per watch (by name and creation) in this process."""
+        key = (row["name"], row["created"])
+        if (spec := self._specs.get(key)) is None:
+            spec = self._specs[key] = WatchSpec.model_validate(row["spec"])
+        return Watch(spec=spec, paused=row["paused"], created=row["created"], error=row["error"])
 
     def set_paused(self, name: str, paused: bool) -> bool:
         with self._write.begin() as db:
@@ -100,7 +120,7 @@ class WatchStore:
                 added += len(db.execute(insert.returning(watch_files.c.id)).all())
         return added
 
-    def claim(self, limit: int, lease_s: float, max_running: int) -> list[dict[str, Any]]:
+    def claim(self, limit: int, lease_s: float, max_running: int) -> list[WatchedFile]:
         """Up to `limit` due pending files of watches not paused, oldest first, each now `running`
         with a new attempt, its job's id and a claim token, while no more than `max_running` files
         run in all (every gateway)."""
@@ -143,9 +163,9 @@ class WatchStore:
             rows = db.execute(
                 sa.select(watch_files).where(watch_files.c.id.in_(ids)).order_by(watch_files.c.id)
             )
-            return [dict(row) for row in rows.mappings()]
+            return [WatchedFile.from_row(row) for row in rows.mappings()]
 
-    def lapsed(self) -> list[dict[str, Any]]:
+    def lapsed(self) -> list[WatchedFile]:
         """Running files whose job was never created: their claimer died (or is far too slow)."""
         with self.engine.connect() as db:
             rows = db.execute(
@@ -153,42 +173,46 @@ class WatchStore:
                     watch_files.c.state == "running", watch_files.c.submit_until < time.time()
                 )
             ).mappings()
-            return [dict(row) for row in rows]
+            return [WatchedFile.from_row(row) for row in rows]
 
-    def take_over(self, file: dict[str, Any], lease_s: float) -> dict[str, Any] | None:
+    def take_over(self, file: WatchedFile, lease_s: float) -> WatchedFile | None:
         """A lapsed claim, now this gateway's (a new token: the old claimer can change nothing
         more); None when another took it or it moved on."""
         token = uuid.uuid4().hex
         with self._write.begin() as db:
             taken = db.execute(
                 watch_files.update()
-                .where(watch_files.c.id == file["id"], watch_files.c.claim == file["claim"],
+                .where(watch_files.c.id == file.id, watch_files.c.claim == file.claim,
                        watch_files.c.state == "running", watch_files.c.submit_until.is_not(None))
                 .values(submit_until=time.time() + lease_s, claim=token)
             ).rowcount  # fmt: skip
-        return {**file, "claim": token} if taken else None
+        return dataclasses.replace(file, claim=token) if taken else None
 
-    def assign(self, file: dict[str, Any], lease_s: float, **values: Any) -> bool:
-        """Fix what the file's attempt uses (version, output), and renew the claim; False when the
-        claim was lost. Raises IntegrityError for an output another file holds."""
-        values |= {"submit_until": time.time() + lease_s, "updated": time.time()}
+    def assign(
+        self, file: WatchedFile, lease_s: float, version: str | None = None, output: str | None = None
+    ) -> bool:
+        """Fix what the file's attempt uses (version, output location), and renew the claim; False
+        when the claim was lost. Raises IntegrityError for an output another file holds."""
+        fixed = {key: value for key, value in (("version", version), ("output", output)) if value is not None}
+        now = time.time()
         with self._write.begin() as db:
-            return bool(db.execute(self._claimed(file).values(**values)).rowcount)
+            held = self._claimed(file).values(submit_until=now + lease_s, updated=now, **fixed)
+            return bool(db.execute(held).rowcount)
 
-    def submitted(self, file: dict[str, Any]) -> bool:
+    def submitted(self, file: WatchedFile) -> bool:
         """The file's job exists: its end decides now, whoever claimed it."""
         with self._write.begin() as db:
             return bool(
                 db.execute(self._claimed(file).values(submit_until=None, updated=time.time())).rowcount
             )
 
-    def _claimed(self, file: dict[str, Any]) -> sa.Update:
+    def _claimed(self, file: WatchedFile) -> sa.Update:
         return watch_files.update().where(
-            watch_files.c.id == file["id"], watch_files.c.claim == file["claim"],
+            watch_files.c.id == file.id, watch_files.c.claim == file.claim,
             watch_files.c.state == "running", watch_files.c.submit_until.is_not(None),
         )  # fmt: skip
 
-    def ended_jobs(self) -> list[dict[str, Any]]:
+    def ended_jobs(self) -> list[EndedFile]:
         """Running files whose job has finished, with its status, result and error."""
         query = (
             sa.select(watch_files, jobs.c.status.label("job_status"), jobs.c.result.label("job_result"),
@@ -198,32 +222,50 @@ class WatchStore:
                    jobs.c.status.in_(_FINISHED_JOB))
         )  # fmt: skip
         with self.engine.connect() as db:
-            return [dict(row) for row in db.execute(query).mappings()]
+            return [
+                EndedFile(WatchedFile.from_row(row), row["job_status"],
+                          (row["job_result"] or {}).get("rows"), row["job_error"])
+                for row in db.execute(query).mappings()
+            ]  # fmt: skip
 
-    def settle(self, file: dict[str, Any], state: str, **values: Any) -> bool:
-        """Move a running file on (done, failed, or pending for another attempt), once: only its
-        claimer while its job is being made, then only the end of that job."""
-        if file["submit_until"] is not None:
+    def done(self, file: WatchedFile, rows: int | None) -> bool:
+        return self._settle(file, "done", None, rows=rows)
+
+    def retry(self, file: WatchedFile, error: str, not_before: float) -> bool:
+        """Pending again, for another attempt after `not_before`."""
+        return self._settle(file, "pending", error, not_before=not_before)
+
+    def fail(self, file: WatchedFile, error: str) -> bool:
+        return self._settle(file, "failed", error)
+
+    def _settle(
+        self, file: WatchedFile, state: FileState, error: str | None, rows: int | None = None,
+        not_before: float | None = None,
+    ) -> bool:  # fmt: skip
+        """Move a running file on, once: only its claimer while its job is being made, then only
+        the end of that job."""
+        if file.submit_until is not None:
             held = self._claimed(file)
         else:
             held = watch_files.update().where(
-                watch_files.c.id == file["id"], watch_files.c.job_id == file["job_id"],
+                watch_files.c.id == file.id, watch_files.c.job_id == file.job_id,
                 watch_files.c.state == "running", watch_files.c.submit_until.is_(None),
             )  # fmt: skip
+        moved = held.values(
+            state=state, submit_until=None, updated=time.time(), error=error,
+            rows=watch_files.c.rows if rows is None else rows,
+            not_before=watch_files.c.not_before if not_before is None else not_before,
+        )  # fmt: skip
         with self._write.begin() as db:
-            return bool(
-                db.execute(
-                    held.values(state=state, submit_until=None, updated=time.time(), **values)
-                ).rowcount
-            )
+            return bool(db.execute(moved).rowcount)
 
-    def files(self, watch: str, state: str | None, limit: int) -> list[dict[str, Any]]:
+    def files(self, watch: str, state: FileState | None, limit: int) -> list[WatchedFile]:
         query = sa.select(watch_files).where(watch_files.c.watch == watch)
         if state is not None:
             query = query.where(watch_files.c.state == state)
         with self.engine.connect() as db:
             rows = db.execute(query.order_by(watch_files.c.id.desc()).limit(limit)).mappings()
-            return [dict(row) for row in rows]
+            return [WatchedFile.from_row(row) for row in rows]
 
     def counts(self) -> dict[str, dict[str, int]]:
         """Each watch's files in each state."""

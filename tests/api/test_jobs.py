@@ -136,6 +136,18 @@ async def test_refusals_change_nothing(tmp_path: Path, pipeline_skops: bytes) ->
             ({"model": "m"}, 422),
             ({"model": "m", "input": "x.txt"}, 422),
             ({"model": "m", "input": "link.jsonl", "output_location": "x"}, 400),
+            ({"model": "..", "instances": [[1, 2, 3, 4, 5, 6]]}, 422),  # one path segment, never ".."
+            ({"model": "m", "version": "..", "instances": [[1, 2, 3, 4, 5, 6]]}, 422),
+            (
+                {
+                    "model": "m",
+                    "instances": [[1, 2, 3, 4, 5, 6]],
+                    "output": "predict",
+                    "prediction": "predict",
+                },
+                422,
+            ),
+            ({"model": "m", "input": "x.jsonl", "format": "jsonl", "output_format": "csv"}, 422),
         ]
         for body, status in cases:
             answer = await gateway.post("/api/v1/jobs", json=body, headers=AUTH)
@@ -150,6 +162,11 @@ async def test_refusals_change_nothing(tmp_path: Path, pipeline_skops: bytes) ->
         assert (await gateway.post("/api/v1/jobs", json=body, headers=AUTH)).status_code == 409
         assert (tmp_path / "data" / "taken" / "part-00000.jsonl").read_text() == "someone else's\n"
         assert (await gateway.get("/api/v1/jobs/job-nope", headers=AUTH)).status_code == 404
+        for job_id in ("..", "."):  # as a path's segment, escaped: still no job id
+            assert (await gateway.get(f"/api/v1/jobs/%2E{job_id[1:]}", headers=AUTH)).status_code in (
+                404,
+                422,
+            )
 
 
 async def test_a_cancelled_job_stays_cancelled(tmp_path: Path, pipeline_skops: bytes) -> None:
@@ -174,7 +191,7 @@ async def test_a_file_uploaded_with_the_job_is_its_input(
     async with in_process_fleet(tmp_path, nodes=1) as fleet:
         await fleet.deploy("people", sio.dumps(text_column_pipeline))
         rows = _people_jsonl(text_column_rows)
-        fields = {"model": "people", "output": "predict_proba", "partition_bytes": "4096"}
+        fields = {"model": "people", "prediction": "predict_proba", "partition_bytes": "4096"}
         files = {"file": ("people.jsonl", rows)}
         answer = await fleet.gateway.post("/api/v1/jobs", data=fields, files=files, headers=AUTH)
         assert answer.status_code == 202, answer.text
@@ -188,6 +205,12 @@ async def test_a_file_uploaded_with_the_job_is_its_input(
             ({"model": "people", "input": "x.jsonl"}, {"file": ("people.jsonl", rows)}, 422),
             ({"model": "people"}, {"file": ("../evil.jsonl", rows)}, 422),
             ({"model": "people", "max_attempts": "many"}, {"file": ("people.jsonl", rows)}, 422),
+            ({"model": ".."}, {"file": ("people.jsonl", rows)}, 422),
+            (
+                {"model": "people", "output": "predict", "prediction": "predict"},
+                {"file": ("p.jsonl", rows)},
+                422,
+            ),
             ({"model": "people"}, {}, 400),  # a form without a file is not multipart: not JSON either
         ]
         for data, upload, status in refused:
@@ -233,8 +256,8 @@ async def test_an_output_the_model_lacks_or_a_shared_output_location_is_refused(
         await fleet.deploy("m", pipeline_skops)
         gateway = fleet.gateway
         for body in (
-            {"model": "r", "input": "rows.jsonl", "output": "predict_proba"},
-            {"model": "r", "instances": [[1, 2, 3, 4, 5, 6]], "output": "predict_proba"},
+            {"model": "r", "input": "rows.jsonl", "prediction": "predict_proba"},
+            {"model": "r", "instances": [[1, 2, 3, 4, 5, 6]], "prediction": "predict_proba"},
         ):
             answer = await gateway.post("/api/v1/jobs", json=body, headers=AUTH)
             assert answer.status_code == 422 and "offers" in answer.text, answer.text
@@ -243,3 +266,31 @@ async def test_an_output_the_model_lacks_or_a_shared_output_location_is_refused(
         second = await gateway.post("/api/v1/jobs", json=body, headers=AUTH)
         assert first.status_code == 202 and second.status_code == 409, second.text
         assert (await _finished(fleet, first.json()["id"]))["status"] == "succeeded"
+
+
+async def test_the_old_name_of_prediction_is_taken_with_a_deprecation_note(
+    tmp_path: Path, pipeline_skops: bytes
+) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "rows.jsonl").write_text("[1, 2, 3, 4, 5, 6]\n" * 3)
+    async with in_process_fleet(tmp_path, nodes=1) as fleet:
+        await fleet.deploy("m", pipeline_skops)
+        gateway = fleet.gateway
+        old = {"model": "m", "instances": [[1, 2, 3, 4, 5, 6]], "output": "predict_proba"}
+        inline = await gateway.post("/api/v1/jobs", json=old, headers=AUTH)
+        form = {"model": "m", "output": "predict_proba"}
+        upload = {"file": ("rows.jsonl", b"[1, 2, 3, 4, 5, 6]\n")}
+        uploaded = await gateway.post("/api/v1/jobs", data=form, files=upload, headers=AUTH)
+        current = await gateway.post("/api/v1/jobs", json={"model": "m", "input": "rows.jsonl"}, headers=AUTH)
+        views = [await _finished(fleet, answer.json()["id"]) for answer in (inline, uploaded, current)]
+        result = (await gateway.get(f"/api/v1/jobs/{inline.json()['id']}/result", headers=AUTH)).json()
+        online = {"instances": old["instances"], "output": "predict_proba"}
+        expected = (await gateway.post("/api/v1/models/m/predict", json=online)).json()["predictions"]
+    warning = "299 - \"field 'output' is deprecated; use 'prediction'\""
+    for answer in (inline, uploaded):
+        assert answer.status_code == 202, answer.text
+        assert answer.headers["deprecation"] == "true" and answer.headers["warning"] == warning
+    assert current.status_code == 202 and "deprecation" not in current.headers
+    assert [v["prediction"] for v in views] == ["predict_proba", "predict_proba", "predict"]
+    assert all(v["status"] == "succeeded" for v in views), views
+    assert result["predictions"] == expected  # each class's probability: predict_proba

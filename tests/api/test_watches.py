@@ -62,8 +62,8 @@ async def test_each_file_becomes_one_job_and_one_verified_output(
     expected = text_column_pipeline.predict(frame).tolist()
     async with in_process_fleet(tmp_path, nodes=2, **FAST) as fleet:
         await fleet.deploy("people", sio.dumps(text_column_pipeline))
-        body = {"name": "drop", "input": "incoming", "pattern": "*.*", "model": "people", "output": "scored",
-                "partition_bytes": 4096}  # fmt: skip
+        body = {"name": "drop", "input": "incoming", "pattern": "*.*", "model": "people",
+                "output_location": "scored", "partition_bytes": 4096}  # fmt: skip
         created = await fleet.gateway.post("/api/v1/watches", json=body, headers=AUTH)
         assert created.status_code == 201, created.text
         assert created.headers["location"] == "/api/v1/watches/drop"
@@ -94,11 +94,15 @@ async def test_each_file_becomes_one_job_and_one_verified_output(
     assert "modelfleet_inferrer_watch_files_detected_total 3.0" in metrics
     assert sorted(j["id"] for j in jobs) == sorted(f["job"] for f in files)  # one job per file
     out = tmp_path / "data" / "scored" / "model=people" / "version=1"
-    assert sorted(p.name for p in out.iterdir()) == ["a.csv", "b.csv", "c.jsonl"]
-    for name in ("a.csv", "b.csv"):
-        rows = _csv_rows(out / name)
-        assert [int(r["id"]) for r in rows] == list(range(len(frame)))
-        assert [int(r["prediction"]) for r in rows] == expected
+    # The input's format; parquet gives JSON lines.
+    assert sorted(p.name for p in out.iterdir()) == ["a.csv", "b.jsonl", "c.jsonl"]
+    rows = _csv_rows(out / "a.csv")
+    assert [int(r["id"]) for r in rows] == list(range(len(frame)))
+    assert [int(r["prediction"]) for r in rows] == expected
+    lines = [orjson.loads(line) for line in (out / "b.jsonl").read_bytes().splitlines()]
+    assert [r["prediction"] for r in lines] == expected and [r["id"] for r in lines] == list(
+        range(len(frame))
+    )
     assert a_result.content == (out / "a.csv").read_bytes()  # a watch's job answers its one output
     assert a_view["output"] == {"location": "scored/model=people/version=1/a.csv", "manifest": None}
     lines = [orjson.loads(line) for line in (out / "c.jsonl").read_bytes().splitlines()]
@@ -106,8 +110,8 @@ async def test_each_file_becomes_one_job_and_one_verified_output(
         range(len(frame))
     )
     assert all(f["rows"] == len(frame) and f["attempts"] == 1 and f["error"] is None for f in files)
-    assert {f["output"] for f in files} == {
-        f"scored/model=people/version=1/{n}" for n in ("a.csv", "b.csv", "c.jsonl")
+    assert {f["output_location"] for f in files} == {
+        f"scored/model=people/version=1/{n}" for n in ("a.csv", "b.jsonl", "c.jsonl")
     }
     assert not (tmp_path / "data" / "scored" / "_staging").exists() or not any(
         (tmp_path / "data" / "scored" / "_staging").iterdir()
@@ -119,7 +123,7 @@ async def test_a_new_version_of_a_name_is_processed_again_into_a_new_output(
 ) -> None:
     async with in_process_fleet(tmp_path, nodes=1, **FAST) as fleet:
         await fleet.deploy("people", sio.dumps(text_column_pipeline))
-        body = {"name": "w", "input": "in", "pattern": "*.csv", "model": "people", "output": "out"}
+        body = {"name": "w", "input": "in", "pattern": "*.csv", "model": "people", "output_location": "out"}
         assert (await fleet.gateway.post("/api/v1/watches", json=body, headers=AUTH)).status_code == 201
         incoming = tmp_path / "data" / "in"
         _with_ids(text_column_rows).to_csv(incoming / "day.csv", index=False)
@@ -138,7 +142,7 @@ async def test_a_bad_file_fails_with_its_reason_and_the_others_go_on(
 ) -> None:
     async with in_process_fleet(tmp_path, nodes=1, **FAST) as fleet:
         await fleet.deploy("people", sio.dumps(text_column_pipeline))
-        body = {"name": "w", "input": "in", "model": "people", "output": "out", "max_attempts": 2}
+        body = {"name": "w", "input": "in", "model": "people", "output_location": "out", "max_attempts": 2}
         assert (await fleet.gateway.post("/api/v1/watches", json=body, headers=AUTH)).status_code == 201
         incoming = tmp_path / "data" / "in"
         (incoming / "broken.parquet").write_bytes(b"PAR1 this is no parquet file")
@@ -171,7 +175,7 @@ async def test_a_paused_watch_picks_up_nothing_until_resumed(
             return assert_declared(document, method, route, answer)
 
         await fleet.deploy("people", sio.dumps(text_column_pipeline))
-        body = {"name": "w", "input": "in", "model": "people", "output": "out"}
+        body = {"name": "w", "input": "in", "model": "people", "output_location": "out"}
         created = await call("POST", "/api/v1/watches", "/api/v1/watches", json=body)
         assert created["counts"] == {"pending": 0, "running": 0, "done": 0, "failed": 0}
         paused = await call("POST", "/api/v1/watches/w/pause", "/api/v1/watches/{name}/pause")
@@ -201,10 +205,10 @@ async def test_refusals_change_nothing(tmp_path: Path, pipeline_skops: bytes) ->
     async with in_process_fleet(tmp_path, nodes=1, **FAST) as fleet:
         await fleet.deploy("m", pipeline_skops)
         (tmp_path / "data" / "a-file").write_text("")
-        good = {"name": "w", "input": "in", "model": "m", "output": "out"}
+        good = {"name": "w", "input": "in", "model": "m", "output_location": "out"}
         cases = [
             ({**good, "input": "../in"}, 400),
-            ({**good, "output": "/abs"}, 400),
+            ({**good, "output_location": "/abs"}, 400),
             ({**good, "input": ".modelfleet"}, 400),
             ({**good, "input": "s3://x/in"}, 400),  # not a bucket name
             ({**good, "model": "nope"}, 404),
@@ -217,6 +221,10 @@ async def test_refusals_change_nothing(tmp_path: Path, pipeline_skops: bytes) ->
             ({**good, "format": "jsonl", "output_format": "csv"}, 422),
             ({**good, "input": "out/in"}, 400),  # its outputs would come back as inputs
             ({**good, "input": "a-file"}, 400),  # not a folder: none can be made there
+            ({**good, "name": ".."}, 422),  # a name is one path segment, never "." or ".."
+            ({**good, "name": "."}, 422),
+            ({**good, "model": ".."}, 422),
+            ({**good, "output": "out2"}, 422),  # the old name and the new together
         ]
         for body, status in cases:
             answer = await fleet.gateway.post("/api/v1/watches", json=body, headers=AUTH)
@@ -238,7 +246,7 @@ async def test_five_hundred_files_at_once_queue_within_the_running_limit(
 ) -> None:
     async with in_process_fleet(tmp_path, nodes=2, watch_max_running=4, **FAST) as fleet:
         await fleet.deploy("people", sio.dumps(text_column_pipeline))
-        body = {"name": "w", "input": "in", "model": "people", "output": "out"}
+        body = {"name": "w", "input": "in", "model": "people", "output_location": "out"}
         assert (await fleet.gateway.post("/api/v1/watches", json=body, headers=AUTH)).status_code == 201
         text = _with_ids(text_column_rows.head(3)).to_csv(index=False)
         for i in range(500):
@@ -262,7 +270,7 @@ async def test_an_output_that_cannot_be_joined_fails_its_job_and_the_file_is_ret
     job fails after its tries, naming why, and the file goes back to pending, never done."""
     async with in_process_fleet(tmp_path, nodes=1, **FAST) as fleet:
         await fleet.deploy("people", sio.dumps(text_column_pipeline))
-        body = {"name": "w", "input": "in", "model": "people", "output": "out", "max_attempts": 5}
+        body = {"name": "w", "input": "in", "model": "people", "output_location": "out", "max_attempts": 5}
         assert (await fleet.gateway.post("/api/v1/watches", json=body, headers=AUTH)).status_code == 201
         (tmp_path / "data" / "out").mkdir()
         (tmp_path / "data" / "out" / "model=people").write_text("in the way")
@@ -278,3 +286,21 @@ async def test_an_output_that_cannot_be_joined_fails_its_job_and_the_file_is_ret
         (done,) = await _settled(fleet, "w", 1)
     assert done["state"] == "done" and done["rows"] == len(text_column_rows)
     assert not list((tmp_path / "data" / "out" / "_staging").iterdir())  # every attempt's parts gone
+
+
+async def test_the_old_name_of_output_location_is_taken_with_a_deprecation_note(
+    tmp_path: Path, pipeline_skops: bytes
+) -> None:
+    async with in_process_fleet(tmp_path, nodes=1, **FAST) as fleet:
+        document = (await fleet.gateway.get("/openapi.json")).json()
+        await fleet.deploy("m", pipeline_skops)
+        body = {"name": "old", "input": "in", "model": "m", "output": "out"}
+        created = await fleet.gateway.post("/api/v1/watches", json=body, headers=AUTH)
+        assert created.status_code == 201, created.text
+        current = {"name": "new", "input": "in2", "model": "m", "output_location": "out2"}
+        plain = await fleet.gateway.post("/api/v1/watches", json=current, headers=AUTH)
+    assert created.headers["deprecation"] == "true"
+    assert created.headers["warning"] == "299 - \"field 'output' is deprecated; use 'output_location'\""
+    view = assert_declared(document, "POST", "/api/v1/watches", created)
+    assert view["output_location"] == "out" and "output" not in view
+    assert plain.status_code == 201 and "deprecation" not in plain.headers and "warning" not in plain.headers

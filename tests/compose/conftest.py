@@ -47,7 +47,7 @@ def docker_engine() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def images(docker_engine: None) -> None:
-    """Build every image the way the README says, without a registry."""
+    """Build every image the way docs/operations.md says, without a registry."""
     started = time.monotonic()
     result = subprocess.run(
         ["bash", "deploy/docker/build-images.sh"], cwd=ROOT, capture_output=True, text=True, timeout=1800

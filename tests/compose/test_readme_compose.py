@@ -1,9 +1,10 @@
-"""The README's "Run with docker-compose" section, run as printed on a machine where no engine runs.
+"""The "Run with docker-compose" section of docs/operations.md, run as printed on a machine where no
+engine runs.
 
 In a copy of this checkout (as a fresh clone would be): the setup line (which installs and starts the
 engine), the image build, `modelfleet render`, `docker-compose up -d`; then every curl line of the
-README against the stack; then `down` and the engine's stop command, after which nothing of the
-engine is left on the host.
+README and docs/ against the stack; then `down` and the engine's stop command, after which nothing of
+the engine is left on the host.
 """
 
 from __future__ import annotations
@@ -19,20 +20,21 @@ from dotenv import dotenv_values
 
 from deploy.ephemeral_fleet import port_is_bound
 from tests.compose.conftest import ENGINE_SCRIPT, engine_answers
-from tests.harness import README, run_readme_curl_lines
+from tests.harness import DOCS, README, run_readme_curl_lines
 from wire.bearer import MANAGEMENT_TOKEN_VAR
 
 pytestmark = pytest.mark.compose
 
 ROOT = README.parent
+OPERATIONS = DOCS / "operations.md"  # its docker-compose section
 ENGINE_PROCESSES = {"dockerd", "containerd", "containerd-shim", "containerd-shim-runc-v2", "docker-proxy"}
 ENGINE_LINKS = ("docker0", "docker_gwbridge")
 STATE_FILE = Path("/var/lib/modelfleet/host-network.state")  # deploy/docker/engine.sh
 
 
 def compose_section_blocks() -> list[list[str]]:
-    """The command lines of each bash block of the README's docker-compose section, in order."""
-    text = README.read_text()
+    """The command lines of each bash block of the docker-compose section, in order."""
+    text = OPERATIONS.read_text()
     section = text[text.index("## Run with docker-compose") :]
     section = section[: section.index("\n## ", 1)]
     blocks = re.findall(r"```bash\n(.*?)```", section, flags=re.S)
@@ -103,10 +105,10 @@ def test_readme_compose_section_runs_as_printed(tmp_path: Path, monkeypatch: pyt
     assert any(line.startswith("docker-compose") and " up " in line for line in start_block), start_block
     assert any(" down" in line for line in stop_block), stop_block
     assert any("engine.sh stop" in line for line in stop_block), stop_block
-    assert not port_is_bound(8000) and not port_is_bound(9090), "the README's ports 8000 and 9090 are in use"
+    assert not port_is_bound(8000) and not port_is_bound(9090), "ports 8000 and 9090 are in use"
 
     # A machine where no engine runs: stop the one an earlier test (or the test command) started.
-    monkeypatch.delenv("DOCKER_HOST", raising=False)  # the README's commands use the default socket
+    monkeypatch.delenv("DOCKER_HOST", raising=False)  # the documented commands use the default socket
     saved = saved_host_network()
     stopped = subprocess.run(
         ["bash", str(ENGINE_SCRIPT), "stop"], capture_output=True, text=True, timeout=120
@@ -130,17 +132,17 @@ def test_readme_compose_section_runs_as_printed(tmp_path: Path, monkeypatch: pyt
         token = dotenv_values(checkout / "deploy" / ".env")[MANAGEMENT_TOKEN_VAR]
         assert token
         # `up -d` has returned: every curl line answers now, the example model's included.
-        # The jobs' data directory is the `jobs` volume: the README's compose section says where.
+        # The jobs' data directory is the `jobs` volume: the docker-compose section says where.
         jobs_volume = subprocess.run(
             ["docker", "volume", "inspect", "-f", "{{.Mountpoint}}", "deploy_jobs"],
             capture_output=True, text=True, check=True, timeout=30,
         ).stdout.strip()  # fmt: skip
         run_readme_curl_lines(8000, token, tmp_path, Path(jobs_volume))
-        print("every README curl line answered 200 against the compose stack")
+        print("every curl line of the README and docs/ answered 200 against the compose stack")
     finally:
         for line in stop_block:
             if "engine.sh stop" in line:
-                # `down` keeps the models volume, as the README says; the test removes it too.
+                # `down` keeps the models volume, as the section says; the test removes it too.
                 run_line("docker-compose -f deploy/docker-compose.yml down -v", checkout)
             run_line(line, checkout)
 

@@ -1,4 +1,4 @@
-"""S3 locations against a real S3-compatible server (moto's, on loopback), through its endpoint URL
+"""S3 locations against moto's S3 emulator (a server process on loopback), through its endpoint URL
 only, exactly as against AWS S3 or MinIO: ranged reads plan and read partitions like local files."""
 
 from __future__ import annotations

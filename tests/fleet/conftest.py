@@ -1,5 +1,5 @@
-"""What several fleet test modules share: an S3-compatible server (moto's, a real process on
-loopback), one per module."""
+"""What several fleet test modules share: moto's S3 emulator (a server process on loopback), one per
+module."""
 
 from __future__ import annotations
 

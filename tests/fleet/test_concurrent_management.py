@@ -72,7 +72,7 @@ def _too_big() -> bytes:
     return data
 
 
-# What each raced call may answer, and what its error must say (the README, "Versions").
+# What each raced call may answer, and what its error must say (docs/api.md, "Versions").
 _DOCUMENTED: dict[str, dict[int, str]] = {
     "deploy": {201: "", 409: "was deleted while this deploy was under way"},
     "activate": {200: "", 404: "churned"},

@@ -1,6 +1,6 @@
-"""A batch job whose file is an object on an S3-compatible server (moto's, a real process on
-loopback): the gateway plans it by ranged reads, each node reads its own range from the store and
-writes its part there, and the manifest and _SUCCESS land beside the parts."""
+"""A batch job whose file is an object in moto's S3 emulator (a server process on loopback): the
+gateway plans it by ranged reads, each node reads its own range from the store and writes its part
+there, and the manifest and _SUCCESS land beside the parts."""
 
 from __future__ import annotations
 

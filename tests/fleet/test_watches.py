@@ -1,5 +1,5 @@
-"""Watched folders and prefixes on a real fleet (3 nodes, nginx, real files, moto's S3 server as a
-real process): 20 files dropped at once (CSV and parquet, 1,000 to 50,000 rows, one corrupt), locally
+"""Watched folders and prefixes on a real fleet (3 nodes, nginx, real files, moto's S3 emulator as a
+server process): 20 files dropped at once (CSV and parquet, 1,000 to 50,000 rows, one corrupt), locally
 and on S3; the inferrer SIGKILLed while files are processed; writes that fail and are retried; a file
 copied in slowly."""
 
@@ -134,19 +134,22 @@ def _check_outputs(
             assert "not a parquet file" in files[name]["error"]
             continue
         assert files[name]["state"] == "done", files[name]
-        assert files[name]["output"] == f"{output}/model=scores/version=1/{name.rsplit('.', 1)[0]}.csv"
+        stem, suffix = name.rsplit(".", 1)
+        ext = "csv" if suffix == "csv" else "jsonl"  # the input's format; parquet gives JSON lines
+        assert files[name]["output_location"] == f"{output}/model=scores/version=1/{stem}.{ext}"
         assert files[name]["rows"] == len(frame) and files[name]["attempts"] == 1
-        scored = pd.read_csv(io.BytesIO(read(files[name]["output"])))
+        written = io.BytesIO(read(files[name]["output_location"]))
+        scored = pd.read_csv(written) if ext == "csv" else pd.read_json(written, lines=True)
         assert scored["id"].tolist() == list(range(len(frame)))
         assert scored["prediction"].tolist() == model.predict(frame[FEATURES]).tolist()
-    good = sorted(f["output"].rsplit("/", 1)[1] for f in files.values() if f["state"] == "done")
+    good = sorted(f["output_location"].rsplit("/", 1)[1] for f in files.values() if f["state"] == "done")
     assert sorted(listed) == good  # one output per file, nothing else
 
 
 def test_twenty_files_dropped_into_a_folder_each_give_one_verified_output(
     fleet: RunningFleet, model: LogisticRegression
 ) -> None:
-    view = _create(fleet, name="local", input="incoming", pattern="batch-*", output="scored")
+    view = _create(fleet, name="local", input="incoming", pattern="batch-*", output_location="scored")
     batch = _batch("batch")
     incoming = fleet.data_dir / "data" / "incoming"
     started = time.monotonic()
@@ -169,7 +172,7 @@ def test_the_same_against_an_s3_prefix(
 ) -> None:
     for bucket in ("drops", "results"):
         storage.filesystem(storage.location(f"s3://{bucket}/x")).mkdir(bucket)
-    view = _create(fleet, name="bucket", input="s3://drops/incoming", output="s3://results/scored")
+    view = _create(fleet, name="bucket", input="s3://drops/incoming", output_location="s3://results/scored")
     assert view["detection"] == "listing"
     batch = _batch("obj")
     started = time.monotonic()
@@ -189,7 +192,7 @@ def test_the_same_against_an_s3_prefix(
 def test_a_sigkilled_inferrer_leaves_every_file_done_exactly_once(
     fleet: RunningFleet, model: LogisticRegression
 ) -> None:
-    _create(fleet, name="killed", input="kill-in", output="kill-out")
+    _create(fleet, name="killed", input="kill-in", output_location="kill-out")
     frames = {f"k{i:02d}.csv": _rows(20_000, seed=100 + i) for i in range(12)}
     for name, frame in frames.items():
         (fleet.data_dir / "data" / "kill-in" / name).write_bytes(_file_bytes(frame, "csv"))
@@ -225,9 +228,13 @@ def test_a_write_that_fails_leaves_the_file_not_done_and_retried(
     storage.filesystem(storage.location("s3://gone-in/x")).mkdir("gone-in")
     storage.filesystem(storage.location("s3://gone-out/x")).mkdir("gone-out")
     _create(
-        fleet, name="no-bucket", input="s3://gone-in/drop", output="s3://gone-out/scored", max_attempts=10
+        fleet,
+        name="no-bucket",
+        input="s3://gone-in/drop",
+        output_location="s3://gone-out/scored",
+        max_attempts=10,
     )
-    _create(fleet, name="no-folder", input="blocked-in", output="blocked-out", max_attempts=10)
+    _create(fleet, name="no-folder", input="blocked-in", output_location="blocked-out", max_attempts=10)
     storage.filesystem(storage.location("s3://gone-out/x")).rmdir("gone-out")
     (fleet.data_dir / "data" / "blocked-out").write_text("in the way")
     storage.write_atomic(storage.location("s3://gone-in/drop/rows.csv"), _file_bytes(frame, "csv"))
@@ -251,14 +258,14 @@ def test_a_write_that_fails_leaves_the_file_not_done_and_retried(
             "rows.csv"
         ]
         assert done["rows"] == len(frame) and done["error"] is None
-        assert pd.read_csv(io.BytesIO(read(done["output"])))["prediction"].tolist() == expected
+        assert pd.read_csv(io.BytesIO(read(done["output_location"])))["prediction"].tolist() == expected
         print(f"{watch}: done after {done['attempts']} attempts")
 
 
 def test_a_file_copied_in_slowly_is_processed_once_whole(
     fleet: RunningFleet, model: LogisticRegression
 ) -> None:
-    _create(fleet, name="slow", input="slow-in", output="slow-out")
+    _create(fleet, name="slow", input="slow-in", output_location="slow-out")
     frame = _rows(10_000, seed=9)
     body = _file_bytes(frame, "csv")
     chunks = [body[i : i + len(body) // 10 + 1] for i in range(0, len(body), len(body) // 10 + 1)]
@@ -272,6 +279,6 @@ def test_a_file_copied_in_slowly_is_processed_once_whole(
     files = _files(fleet, "slow")
     assert list(files) == ["slow.csv"] and files["slow.csv"]["state"] == "done"
     assert files["slow.csv"]["size"] == len(body) and files["slow.csv"]["rows"] == len(frame)
-    scored = pd.read_csv(fleet.data_dir / "data" / files["slow.csv"]["output"])
+    scored = pd.read_csv(fleet.data_dir / "data" / files["slow.csv"]["output_location"])
     assert scored["id"].tolist() == list(range(len(frame)))
     assert scored["prediction"].tolist() == model.predict(frame[FEATURES]).tolist()
