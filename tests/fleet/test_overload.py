@@ -2,9 +2,9 @@
 
 The fleet's UPSTREAM_TIMEOUT_S is 2 s (nginx skips a node for fail_timeout=2s after a failed try);
 the inferrer admits 24 predictions at once; deadlines are capped at 8 s. Every load is the bounded
-LoadLoop (tests/load_loop.py) and sends only to loopback. Each bound (docs/reliability.md) is what the guarantee itself
-distinguishes (a third timeout, a wait for a slot), not a window of wall-clock time a loaded 2-core
-machine might miss; the measured figures are printed.
+LoadLoop (tests/load_loop.py) and sends only to loopback. Each bound (docs/reliability.md) is what
+the guarantee itself distinguishes (a third timeout, a wait for a slot), not a window of wall-clock
+time a loaded 2-core machine might miss; the measured figures are printed.
 """
 
 from __future__ import annotations
