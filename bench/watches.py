@@ -35,7 +35,7 @@ def _frame(rows: int, seed: int) -> pd.DataFrame:
 
 def _drop(fleet: RunningFleet, name: str, files: int, rows: int) -> tuple[float, int]:
     """Create watch `name`, drop `files` CSV files of `rows` rows, wait until all are done."""
-    body = {"name": name, "input": f"{name}-in", "model": "bench", "output": f"{name}-out"}
+    body = {"name": name, "input": f"{name}-in", "model": "bench", "output_location": f"{name}-out"}
     answer = httpx.post(f"{fleet.url}/api/v1/watches", json=body, headers=fleet.auth, timeout=30)
     assert answer.status_code == 201, answer.text
     text = _frame(rows, seed=1).to_csv(index=False).encode()

@@ -23,7 +23,9 @@ def add_commands(commands: Any) -> None:
     submit.add_argument("file", type=Path)
     submit.add_argument("--model", required=True)
     submit.add_argument("--version", help="default: the active version")
-    submit.add_argument("--output", choices=["predict", "predict_proba"], default="predict")
+    submit.add_argument(  # --output: its old name
+        "--prediction", "--output", choices=["predict", "predict_proba"], default="predict"
+    )
     submit.add_argument("--on-bad-rows", choices=["fail", "skip"], default="fail")
     submit.add_argument("--partition-mib", type=float, help="partition size (default: the server's)")
     submit.add_argument("--wait", action="store_true", help="follow it with a progress bar until it ends")
@@ -56,7 +58,7 @@ def run(args: argparse.Namespace, client: httpx.Client) -> int:
 
 
 def _submit(args: argparse.Namespace, client: httpx.Client) -> int:
-    fields = {"model": args.model, "output": args.output, "on_bad_rows": args.on_bad_rows}
+    fields = {"model": args.model, "prediction": args.prediction, "on_bad_rows": args.on_bad_rows}
     if args.version:
         fields["version"] = args.version
     if args.partition_mib:

@@ -13,10 +13,12 @@ import orjson
 import pandas as pd
 import pytest
 import skops.io as sio
+from pydantic import ValidationError
 from sklearn.pipeline import Pipeline
 
 from datafiles.partitions import plan_lines
 from tests.in_process import AUTH, InProcessFleet, in_process_fleet
+from wire.partition_calls import partition_call
 
 pytestmark = pytest.mark.anyio
 
@@ -140,3 +142,15 @@ async def test_bad_rows_fail_the_partition_or_are_skipped_to_the_errors_part(
         ] == [1]
         unauthorised = await node.post("/internal/v1/partitions", json=call)
         assert unauthorised.status_code == 401
+
+
+@pytest.mark.parametrize("field", ["job_id", "model", "version"])
+@pytest.mark.parametrize("name", ["..", ".", "a/b", ""])
+def test_a_partition_call_names_no_path_but_one_segment(field: str, name: str) -> None:
+    call = {
+        "job_id": "job-1", "partition": 0, "model": "m", "version": "1", "sha256": "0" * 64,
+        "input": "in.jsonl", "format": "jsonl", "output_part": "out/p", "errors_part": "out/e",
+    }  # fmt: skip
+    assert partition_call.validate_python(call).job_id == "job-1"
+    with pytest.raises(ValidationError):
+        partition_call.validate_python({**call, field: name})
