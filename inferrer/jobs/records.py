@@ -34,7 +34,7 @@ class InlinePlan(BaseModel):
     instances: list[list[Any]] | None = None
     records: list[dict[str, Any]] | None = None
     sha256: str
-    max_attempts: int = 3  # not the submission's: as inline jobs always had
+    max_attempts: int = 3  # plans stored before inline jobs took the submission's
 
     def body(self) -> bytes:
         return predict_body(self.prediction, self.instances, self.records)
@@ -96,6 +96,7 @@ class PartOutput(BaseModel):
     location: str | None = None
     sha256: str | None = None
     node: str | None = None
+    attempt: int = 1  # the partition's attempt that wrote it (2 and more: retried)
     answer: InlineResult | None = None
 
 

@@ -176,7 +176,10 @@ class JobRunner:
                 await self._fail(claim, f"partition {claim.idx}: {refusal.reason}")
             return
         done = PartitionDone.model_validate_json(answer.content)
-        output = PartOutput(location=call.output_part, rows=done.rows, sha256=done.sha256, node=done.node)
+        output = PartOutput(
+            location=call.output_part, rows=done.rows, sha256=done.sha256, node=done.node,
+            attempt=claim.attempt,
+        )  # fmt: skip
         await self._complete(claim, output, done.node, [(bad.line, bad.reason) for bad in done.bad_rows])
 
     async def _complete(

@@ -1,6 +1,8 @@
-"""Batch jobs on a real fleet (3 nodes, nginx, real files): a 200,000-row JSON-lines file with an id
-and a label column, fanned out in 16+ partitions, gathered in input order; and the same job with the
-inferrer SIGKILLed in the middle, resumed by the restarted one with every row exactly once."""
+"""Batch jobs on a real fleet (3 nodes, nginx, two gateway processes sharing the SQLite job store,
+real files): a 200,000-row JSON-lines file with an id and a label column, fanned out in 16+
+partitions, gathered in input order; the same job with the inferrer SIGKILLed in the middle, resumed
+by the restarted one with every row exactly once; a node killed under a partition (retried), every
+node stalled (timed out, attempts exhausted), a running job cancelled."""
 
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ pytestmark = pytest.mark.fleet
 
 ROWS = 200_000
 FEATURES = ["f0", "f1", "f2", "f3"]
+PARTITION_TIMEOUT_S = 10.0
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +38,11 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningFleet]:
     running = start_fleet(
         Path(tmp_path_factory.mktemp("jobs")),
         nodes=3,
-        extra_args=("--no-example",),
-        env={"INFERRER_JOBS_LEASE_S": "3"},  # a dead gateway's claims lapse quickly
+        # Two gateway processes share the SQLite job store: every partition claimed by one of them.
+        extra_args=("--no-example", "--inferrer-workers", "2"),
+        # A dead gateway's claims lapse quickly; a stalled node's partition is given up after 10 s
+        # (each partition of these tests takes well under a second).
+        env={"INFERRER_JOBS_LEASE_S": "3", "INFERRER_JOBS_PARTITION_TIMEOUT_S": str(PARTITION_TIMEOUT_S)},
     )
     yield running
     assert running.stop() == 0, running.log()
@@ -139,24 +145,103 @@ def test_a_job_survives_a_sigkilled_inferrer_with_every_row_once(
 def test_the_same_from_csv_with_a_node_sigkilled_mid_job(
     fleet: RunningFleet, batch: tuple[pd.DataFrame, LogisticRegression]
 ) -> None:
-    """A node that dies under a partition costs an attempt: the partition runs again elsewhere."""
+    """A node that dies under a partition costs an attempt: the partition runs again, and its part
+    says so (its attempt); the retry is counted."""
     frame, model = batch
     table = frame.assign(id=range(ROWS), label=(frame["f0"] > 0).astype(int))
     (fleet.data_dir / "data" / "rows.csv").write_text(table.to_csv(index=False))
+    retried_before = _partitions_counted(fleet, "retried")
     body = {"model": "scores", "input": "rows.csv", "partition_bytes": 256 * 1024}
     job = httpx.post(f"{fleet.url}/api/v1/jobs", json=body, headers=fleet.auth, timeout=30).json()
+    # Every node works a partition at a time while the job runs (several in flight, least_conn).
     assert wait_until(
-        lambda: _view(fleet, job["id"])["partitions"]["done"] >= 1, timeout_s=60, interval_s=0.02
+        lambda: _view(fleet, job["id"])["partitions"]["done"] >= 3, timeout_s=60, interval_s=0.02
     )
     os.kill(fleet.pid("modelhost-2"), signal.SIGKILL)
+    assert _view(fleet, job["id"])["partitions"]["done"] < job["partitions"] - 3, "the kill came too late"
     view = _finished(fleet, job["id"])
     assert view["status"] == "succeeded", view
+    parts = orjson.loads((fleet.data_dir / "data" / "jobs" / job["id"] / "_manifest.json").read_bytes())[
+        "parts"
+    ]
+    retried = [part for part in parts if part["attempt"] >= 2]
+    assert retried, "no partition was retried after its node died"
+    assert _partitions_counted(fleet, "retried") - retried_before >= len(retried)
     result = httpx.get(f"{fleet.url}/api/v1/jobs/{job['id']}/result", headers=fleet.auth, timeout=120)
     lines = result.text.splitlines()
     assert lines[0] == "f0,f1,f2,f3,id,label,prediction"  # one header, the input's plus ours
     assert [int(line.split(",")[4]) for line in lines[1:]] == list(range(ROWS))
     assert [int(line.split(",")[6]) for line in lines[1:]] == model.predict(frame).tolist()
     print(f"CSV, {job['partitions']} partitions, modelhost-2 SIGKILLed mid-job: succeeded, {ROWS} rows once")
+
+
+def _partitions_counted(fleet: RunningFleet, outcome: str) -> float:
+    text = httpx.get(f"{fleet.url}/metrics", timeout=10).text
+    line = f'modelfleet_inferrer_job_partitions_total{{outcome="{outcome}"}} '
+    return next((float(row.removeprefix(line)) for row in text.splitlines() if row.startswith(line)), 0.0)
+
+
+def test_a_running_file_job_cancelled_stays_cancelled_and_never_writes_success(
+    fleet: RunningFleet, batch: tuple[pd.DataFrame, LogisticRegression]
+) -> None:
+    """Cancelled with partitions on the nodes: nothing more is sent, the partitions under way end
+    without finishing the job, and neither `_manifest.json` nor `_SUCCESS` is ever written."""
+    frame, model = batch
+    job = _submit(fleet)
+    assert wait_until(
+        lambda: _view(fleet, job["id"])["partitions"]["done"] >= 2, timeout_s=60, interval_s=0.02
+    )
+    cancel = httpx.delete(f"{fleet.url}/api/v1/jobs/{job['id']}", headers=fleet.auth, timeout=30)
+    assert cancel.status_code == 200, cancel.text
+    cancelled = cancel.json()
+    assert cancelled["status"] == "cancelled", cancelled
+    assert cancelled["partitions"]["done"] < job["partitions"], "the cancel came too late"
+    # The partitions under way when it was cancelled end on their nodes long before a whole later
+    # job of the same size has gone through the fleet.
+    _check_result(fleet, _submit(fleet), frame, model)
+    view = _view(fleet, job["id"])
+    output = fleet.data_dir / "data" / "jobs" / job["id"]
+    print(f"cancelled at {cancelled['partitions']}, after a later job: {view['partitions']}")
+    assert view["status"] == "cancelled" and view["error"] == "cancelled by request"
+    assert view["partitions"]["done"] < job["partitions"]
+    assert not (output / "_SUCCESS").exists() and not (output / "_manifest.json").exists()
+    result = httpx.get(f"{fleet.url}/api/v1/jobs/{job['id']}/result", headers=fleet.auth, timeout=30)
+    assert result.status_code == 409 and "cancelled" in result.json()["error"]
+
+
+def test_a_partition_whose_nodes_stall_times_out_and_exhausts_its_attempts(
+    fleet: RunningFleet, batch: tuple[pd.DataFrame, LogisticRegression]
+) -> None:
+    """Every node stopped (SIGSTOP): each attempt is given up after the partition timeout and
+    retried, and the last one fails the job with the reason; the nodes serve again after SIGCONT."""
+    data = fleet.data_dir / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    (data / "small.jsonl").write_bytes(
+        b"".join(orjson.dumps({"f0": i, "f1": 0, "f2": 1, "f3": 2}) + b"\n" for i in range(50))
+    )
+    retried_before = _partitions_counted(fleet, "retried")
+    nodes = [fleet.pid(f"modelhost-{i}") for i in (1, 2, 3)]
+    for pid in nodes:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        body = {"model": "scores", "input": "small.jsonl", "max_attempts": 2}
+        job = httpx.post(f"{fleet.url}/api/v1/jobs", json=body, headers=fleet.auth, timeout=30).json()
+        started = time.monotonic()
+        view = _finished(fleet, job["id"], timeout_s=4 * PARTITION_TIMEOUT_S + 30)
+        took = time.monotonic() - started
+    finally:
+        for pid in nodes:
+            os.kill(pid, signal.SIGCONT)
+    print(
+        f"every node stalled, 2 attempts of {PARTITION_TIMEOUT_S:g} s: {view['status']} in {took:.1f}s: "
+        f"{view['error']}"
+    )
+    assert view["status"] == "failed", view
+    assert view["partitions"] == {"total": 1, "done": 0, "failed": 1}
+    assert "partition 0 failed 2 times" in view["error"] and "did not answer in time" in view["error"]
+    assert took >= 2 * PARTITION_TIMEOUT_S  # each attempt waited for its whole timeout
+    assert _partitions_counted(fleet, "retried") - retried_before == 1
+    assert (fleet.data_dir / "data" / "jobs" / job["id"] / "_SUCCESS").exists() is False
 
 
 def test_three_malformed_lines_fail_the_job_or_are_skipped(fleet: RunningFleet) -> None:

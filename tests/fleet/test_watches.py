@@ -1,5 +1,5 @@
-"""Watched folders and prefixes on a real fleet (3 nodes, nginx, real files, moto's S3 emulator as a
-server process): 20 files dropped at once (CSV and parquet, 1,000 to 50,000 rows, one corrupt), locally
+"""Watched folders and prefixes on a real fleet (3 nodes, nginx, two gateway processes sharing a real
+PostgreSQL job store, real files, moto's S3 emulator as a server process): 20 files dropped at once (CSV and parquet, 1,000 to 50,000 rows, one corrupt), locally
 and on S3; the inferrer SIGKILLed while files are processed; writes that fail and are retried; a file
 copied in slowly."""
 
@@ -24,6 +24,7 @@ from sklearn.linear_model import LogisticRegression
 
 from datafiles.locations import S3Settings, Storage
 from deploy.ephemeral_fleet import RunningFleet, start_fleet, wait_until
+from tests.postgres_server import postgres_server
 from tests.s3_server import env_lines
 
 pytestmark = pytest.mark.fleet
@@ -34,17 +35,24 @@ SIZES = np.linspace(1_000, 50_000, 19).astype(int).tolist()  # 19 good files, an
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory, s3: S3Settings) -> Iterator[RunningFleet]:
-    running = start_fleet(
-        Path(tmp_path_factory.mktemp("watches")),
-        nodes=3,
-        extra_args=("--no-example",),
-        # Listings every second (S3), files taken once unchanged for a second, a dead gateway's
-        # claims lapsing after 3 s.
-        env={"INFERRER_WATCH_INTERVAL_S": "1", "INFERRER_WATCH_SETTLE_S": "1", "INFERRER_JOBS_LEASE_S": "3"},
-        env_lines=env_lines(s3),
-    )
-    yield running
-    assert running.stop() == 0, running.log()
+    """Two gateway processes sharing a real PostgreSQL job store: each file is claimed by one."""
+    with postgres_server() as database:
+        running = start_fleet(
+            Path(tmp_path_factory.mktemp("watches")),
+            nodes=3,
+            extra_args=("--no-example", "--inferrer-workers", "2"),
+            # Listings every second (S3), files taken once unchanged for a second, a dead gateway's
+            # claims lapsing after 3 s.
+            env={
+                "INFERRER_WATCH_INTERVAL_S": "1",
+                "INFERRER_WATCH_SETTLE_S": "1",
+                "INFERRER_JOBS_LEASE_S": "3",
+                "INFERRER_JOBS_DB_URL": database,
+            },
+            env_lines=env_lines(s3),
+        )
+        yield running
+        assert running.stop() == 0, running.log()
 
 
 @pytest.fixture(scope="module")
