@@ -5,6 +5,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from artifacts.manifest import Segment
 from wire.addresses import check_http_url
 from wire.bearer import INFERENCE_TOKEN_VAR, MANAGEMENT_TOKEN_VAR, check_token
 
@@ -20,9 +21,8 @@ class InferrerSettings(BaseSettings):
         description="The model repository (`modelfleet up` sets it under `--data-dir`).",
     )
     nginx_url: str = Field(default="http://127.0.0.1:8080", description="The balancer (nginx).")
-    default_model: str | None = Field(
+    default_model: Segment | None = Field(
         default=None,
-        pattern=r"^[A-Za-z0-9._-]{1,64}$",
         description="The model of SageMaker-style calls (`/invocations`) that name none, and of `/ping`'s "
         "check.",
     )

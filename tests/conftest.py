@@ -73,9 +73,11 @@ def text_column_rows() -> pd.DataFrame:
     return frame
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningFleet]:
-    """A real fleet of 3 nodes, nginx, the inferrer and Prometheus, for one test module."""
+    """A real fleet of 3 nodes, nginx, the inferrer and Prometheus, started once and shared by the
+    modules that leave it as they found it (each deploys models of its own names; a node killed is
+    restarted by the launcher). A module that changes the fleet itself starts its own."""
     running = start_fleet(Path(tmp_path_factory.mktemp("fleet")), nodes=3)
     yield running
     assert running.stop() == 0, running.log()

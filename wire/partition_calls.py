@@ -18,6 +18,10 @@ from datafiles.formats import InputFormat, OutputFormat
 PredictionKind = Literal["predict", "predict_proba"]
 
 
+# What a file's bad rows do: fail their partition (and the job), or go to the errors part.
+OnBadRows = Literal["fail", "skip"]
+
+
 class PartitionCall(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -40,7 +44,7 @@ class PartitionCall(BaseModel):
     output_format: OutputFormat | None = None
     output_part: str  # a location, written whole
     errors_part: str  # a location, written whole when bad rows were skipped
-    on_bad_rows: Literal["fail", "skip"] = "fail"
+    on_bad_rows: OnBadRows = "fail"
     chunk_rows: Annotated[int, Field(ge=1, le=100_000)] = 2048
 
 

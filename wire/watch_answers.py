@@ -7,7 +7,7 @@ from typing import Literal
 
 from datafiles.formats import InputFormat, OutputFormat
 from wire.openapi import Answer
-from wire.partition_calls import PredictionKind
+from wire.partition_calls import OnBadRows, PredictionKind
 
 FileState = Literal["pending", "running", "done", "failed"]
 # How a gateway finds a watch's files: inotify (with listings behind it), polling (listings only),
@@ -33,7 +33,7 @@ class WatchView(Answer):
     format: InputFormat | None
     output_format: OutputFormat | None
     partition_bytes: int
-    on_bad_rows: Literal["fail", "skip"]
+    on_bad_rows: OnBadRows
     max_attempts: int
     paused: bool
     detection: Detection

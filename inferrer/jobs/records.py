@@ -12,7 +12,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter
 
 from datafiles.formats import InputFormat, OutputFormat, output_format
 from wire.job_answers import InlineResult, JobStatus
-from wire.partition_calls import PredictionKind
+from wire.partition_calls import OnBadRows, PredictionKind
 
 PartitionStatus = Literal["pending", "running", "done", "failed"]
 UNFINISHED: tuple[JobStatus, ...] = ("queued", "running")
@@ -53,7 +53,7 @@ class FilePlan(BaseModel):
     header: list[str] | None
     output_location: str
     output_format: OutputFormat | None = None  # as submitted; see `out_format`
-    on_bad_rows: Literal["fail", "skip"]
+    on_bad_rows: OnBadRows
     max_attempts: int
     size: int
     assemble_to: str | None = None

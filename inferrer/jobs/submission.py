@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import ConfigDict, Field, TypeAdapter, model_validator
 from pydantic.json_schema import SkipJsonSchema
@@ -14,7 +14,7 @@ from artifacts.schema import JsonInt
 from datafiles.formats import InputFormat, OutputFormat, output_format
 from inferrer.jobs.bodies import RenamedFields, declare_old_names
 from inferrer.jobs.records import predict_body
-from wire.partition_calls import PredictionKind
+from wire.partition_calls import OnBadRows, PredictionKind
 
 _CELL = Annotated[Any, Field(json_schema_extra={"type": ["number", "null"]})]
 _FIELD = Annotated[Any, Field(json_schema_extra={"type": ["number", "string", "boolean", "null"]})]
@@ -41,6 +41,11 @@ def _declared(schema: dict[str, Any]) -> None:
     declare_old_names(schema, _RENAMED)
 
 
+# A node holds a partition's bytes, rows and output at once: 256 MiB at most.
+PartitionBytes = Annotated[JsonInt, Field(ge=4096, le=2**28)]
+DEFAULT_PARTITION_BYTES = 8 * 2**20
+
+
 class JobSubmission(RenamedFields):
     """`model` and exactly one input: `instances` or `records` inline, or `input`, a file. A field
     is given or left out, never null."""
@@ -58,9 +63,8 @@ class JobSubmission(RenamedFields):
     output_location: SkipJsonSchema[None] | Location = None
     # Default: as datafiles.formats.output_format says (the input's; parquet gives JSON lines).
     output_format: SkipJsonSchema[None] | OutputFormat = None
-    # A node holds a partition's bytes, rows and output at once: 256 MiB at most.
-    partition_bytes: JsonInt = Field(default=8 * 2**20, ge=4096, le=2**28)
-    on_bad_rows: Literal["fail", "skip"] = "fail"
+    partition_bytes: PartitionBytes = DEFAULT_PARTITION_BYTES
+    on_bad_rows: OnBadRows = "fail"
     max_attempts: JsonInt = Field(default=3, ge=1, le=10)
 
     @model_validator(mode="after")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import fnmatch
 from pathlib import PurePosixPath
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import ConfigDict, Field, TypeAdapter, model_validator
 from pydantic.json_schema import SkipJsonSchema
@@ -15,8 +15,13 @@ from artifacts.schema import JsonInt
 from datafiles.formats import FormatRefused, InputFormat, OutputFormat, input_format, output_format
 from inferrer.errors import InvalidInput
 from inferrer.jobs.bodies import RenamedFields, declare_old_names
-from inferrer.jobs.submission import JobSubmission, Location
-from wire.partition_calls import PredictionKind
+from inferrer.jobs.submission import (
+    DEFAULT_PARTITION_BYTES,
+    JobSubmission,
+    Location,
+    PartitionBytes,
+)
+from wire.partition_calls import OnBadRows, PredictionKind
 
 _RENAMED = {"output": "output_location"}  # this release's new names: the old ones go in the next
 # Names a file has while it is still being written (copies, downloads, editors): never taken.
@@ -45,8 +50,8 @@ class WatchSpec(RenamedFields):
     format: SkipJsonSchema[None] | InputFormat = None  # default: from the suffix
     # Default: as datafiles.formats.output_format says (the input's; parquet gives JSON lines).
     output_format: SkipJsonSchema[None] | OutputFormat = None
-    partition_bytes: JsonInt = Field(default=8 * 2**20, ge=4096, le=2**28)
-    on_bad_rows: Literal["fail", "skip"] = "fail"
+    partition_bytes: PartitionBytes = DEFAULT_PARTITION_BYTES
+    on_bad_rows: OnBadRows = "fail"
     # Jobs made for one file before it is failed for good (each job retries a partition 3 times).
     max_attempts: JsonInt = Field(default=3, ge=1, le=10)
 

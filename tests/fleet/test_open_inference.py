@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import httpx
 import numpy as np
 import pytest
@@ -13,7 +10,7 @@ import tritonclient.http as triton
 from sklearn.linear_model import LogisticRegression
 from tritonclient.utils import InferenceServerException
 
-from deploy.ephemeral_fleet import RunningFleet, start_fleet
+from deploy.ephemeral_fleet import RunningFleet
 
 pytestmark = pytest.mark.fleet
 
@@ -28,16 +25,13 @@ def _model(seed: int) -> LogisticRegression:
 
 
 @pytest.fixture(scope="module")
-def versions(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[tuple[RunningFleet, list[LogisticRegression]]]:
-    fleet = start_fleet(Path(tmp_path_factory.mktemp("v2")), nodes=2, extra_args=("--no-example",))
+def versions(fleet: RunningFleet) -> tuple[RunningFleet, list[LogisticRegression]]:
+    """Two versions of "clf" on the shared fleet."""
     models = [_model(1), _model(2)]
     for model in models:
         response = fleet.deploy("clf", sio.dumps(model))
         assert response.status_code == 201, response.text
-    yield fleet, models
-    assert fleet.stop() == 0
+    return fleet, models
 
 
 @pytest.fixture

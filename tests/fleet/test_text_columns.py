@@ -4,8 +4,6 @@ header and V2 with a BYTES tensor each answer what the model answers in-process 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -15,7 +13,7 @@ import skops.io as sio
 import tritonclient.http as triton
 from sklearn.pipeline import Pipeline
 
-from deploy.ephemeral_fleet import RunningFleet, start_fleet
+from deploy.ephemeral_fleet import RunningFleet
 
 pytestmark = pytest.mark.fleet
 
@@ -23,16 +21,13 @@ SHUFFLED = ["income", "city", "age"]
 
 
 @pytest.fixture(scope="module")
-def deployed(
-    tmp_path_factory: pytest.TempPathFactory, text_column_pipeline: Pipeline
-) -> Iterator[RunningFleet]:
-    fleet = start_fleet(Path(tmp_path_factory.mktemp("text")), nodes=2, extra_args=("--no-example",))
+def deployed(fleet: RunningFleet, text_column_pipeline: Pipeline) -> RunningFleet:
+    """ "people" on the shared fleet, loaded by every node."""
     response = fleet.deploy("people", sio.dumps(text_column_pipeline))
     assert response.status_code == 201, response.text
-    assert response.json()["nodes_loaded"] == ["modelhost-1", "modelhost-2"]
+    assert response.json()["nodes_loaded"] == ["modelhost-1", "modelhost-2", "modelhost-3"]
     assert response.json()["signature"]["feature_names"] == ["age", "income", "city"]
-    yield fleet
-    assert fleet.stop() == 0, fleet.log()
+    return fleet
 
 
 def test_records_with_shuffled_keys_equal_in_process(
@@ -44,14 +39,14 @@ def test_records_with_shuffled_keys_equal_in_process(
     ]
     served, nodes = [], set()
     with httpx.Client(timeout=30) as client:
-        for record in records:  # one row a request: both nodes answer
+        for record in records:  # one row a request: several nodes answer
             response = client.post(url, json={"records": [record]})
             assert response.status_code == 200, response.text
             served.extend(response.json()["predictions"])
             nodes.add(response.json()["node"])
         proba = client.post(url, json={"records": records, "output": "predict_proba"})
     assert served == text_column_pipeline.predict(text_column_rows).tolist()
-    assert nodes == {"modelhost-1", "modelhost-2"}
+    assert len(nodes) >= 2, nodes
     assert proba.status_code == 200, proba.text
     np.testing.assert_allclose(
         proba.json()["predictions"], text_column_pipeline.predict_proba(text_column_rows), rtol=1e-12

@@ -1,7 +1,7 @@
 """Watched folders and prefixes on a real fleet (3 nodes, nginx, two gateway processes sharing a real
-PostgreSQL job store, real files, moto's S3 emulator as a server process): 20 files dropped at once (CSV and parquet, 1,000 to 50,000 rows, one corrupt), locally
-and on S3; the inferrer SIGKILLed while files are processed; writes that fail and are retried; a file
-copied in slowly."""
+PostgreSQL job store, real files, moto's S3 emulator as a server process): 20 files dropped at once
+(CSV and parquet, 1,000 to 50,000 rows, one corrupt), locally and on S3; the inferrer SIGKILLed
+while files are processed; writes that fail and are retried; a file copied in slowly."""
 
 from __future__ import annotations
 
