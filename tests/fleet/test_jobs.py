@@ -31,6 +31,7 @@ pytestmark = pytest.mark.fleet
 ROWS = 200_000
 FEATURES = ["f0", "f1", "f2", "f3"]
 PARTITION_TIMEOUT_S = 10.0
+INLINE_JOBS = 400
 
 
 @pytest.fixture(scope="module")
@@ -264,11 +265,11 @@ def test_three_malformed_lines_fail_the_job_or_are_skipped(fleet: RunningFleet) 
             assert len(view["errors"]) == 3 and all(e["reason"] for e in view["errors"])
 
 
-def test_a_thousand_inline_jobs_at_concurrency_32_all_succeed(
+def test_400_inline_jobs_at_concurrency_32_all_succeed(
     fleet: RunningFleet, batch: tuple[pd.DataFrame, LogisticRegression]
 ) -> None:
     frame, model = batch
-    rows = frame.iloc[:1000]
+    rows = frame.iloc[:INLINE_JOBS]
     expected = model.predict(rows).tolist()
 
     def run(i: int) -> tuple[str, int]:
@@ -284,12 +285,14 @@ def test_a_thousand_inline_jobs_at_concurrency_32_all_succeed(
 
     started = time.monotonic()
     with concurrent.futures.ThreadPoolExecutor(32) as pool:
-        submitted = list(pool.map(run, range(1000)))
+        submitted = list(pool.map(run, range(INLINE_JOBS)))
 
     ids = {job_id for job_id, _ in submitted}
 
     def all_finished() -> bool:
-        listed = httpx.get(f"{fleet.url}/api/v1/jobs", params={"limit": 1000}, headers=fleet.auth).json()
+        listed = httpx.get(
+            f"{fleet.url}/api/v1/jobs", params={"limit": INLINE_JOBS}, headers=fleet.auth
+        ).json()
         finished = {job["id"] for job in listed["jobs"] if job["status"] not in ("queued", "running")}
         return ids <= finished
 
@@ -303,8 +306,8 @@ def test_a_thousand_inline_jobs_at_concurrency_32_all_succeed(
 
     with concurrent.futures.ThreadPoolExecutor(32) as pool:
         answers = dict(pool.map(result, submitted))
-    assert [answers[i] for i in range(1000)] == expected
-    print(f"1,000 inline jobs at concurrency 32: all succeeded in {time.monotonic() - started:.1f}s")
+    assert [answers[i] for i in range(INLINE_JOBS)] == expected
+    print(f"{INLINE_JOBS} inline jobs at concurrency 32: all succeeded in {time.monotonic() - started:.1f}s")
 
 
 def test_the_cli_submits_a_file_follows_it_and_fetches_the_result(
