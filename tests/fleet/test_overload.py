@@ -243,11 +243,11 @@ def test_with_every_node_down_answers_503_fast_and_recovers_when_one_returns(fle
     # path is nginx's 1 s connect timeout. ~30-70 ms measured; under 1 s holds on a loaded box.
     assert max(waits) < 1.0
     # The launcher restarts the nodes; the first one to be ready serves within seconds: nginx may
-    # still skip it for its fail_timeout (2 s) after the refused tries; 1 s more is machine slack.
+    # still skip it for its fail_timeout (2 s) after the refused tries, but not for a second one.
     assert wait_until(lambda: any(_node_ready(p) for p in fleet.node_ports), timeout_s=60, interval_s=0.05)
     first_ready = time.monotonic()
     assert wait_until(lambda: httpx.post(url, json=ROW, timeout=10).status_code == 200, timeout_s=10)
     back_s = time.monotonic() - first_ready
     print(f"back to success {back_s:.2f} s after the first node was ready again")
-    assert back_s < FAIL_TIMEOUT_S + 1.0
+    assert back_s < 2 * FAIL_TIMEOUT_S
     assert httpx.get(f"{fleet.url}/health/ready").json()["ready"] is True
