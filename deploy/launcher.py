@@ -65,9 +65,32 @@ class Fleet:
         for group in (serving, monitoring):
             for process in group:
                 process.start()
+            self._wait_ready(group, ready_timeout_s)
+
+    def _wait_ready(self, group: list[ManagedProcess], timeout_s: float) -> None:
+        """Until every child of `group` is ready. One that dies after it was ready (killed while the
+        others start: the nodes need the gateway) is restarted, as the supervisor would; one that
+        exits before it was ever ready fails the start, as does one not ready within `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        waiting, ready_once = list(group), set()
+        while waiting and not self.stopping.is_set():
             for process in group:
-                process.wait_ready(ready_timeout_s)
-                logger.info("%s ready (pid %s)", process.spec.name, process.pid)
+                if not process.is_running():
+                    if process.spec.name not in ready_once:
+                        raise process.failed_to_start(timeout_s)
+                    logger.warning("%s exited while the fleet started; restarting it", process.spec.name)
+                    if self.stopping.wait(RESTART_DELAY_S):
+                        return
+                    process.start()
+                    waiting += [] if process in waiting else [process]
+            for process in list(waiting):
+                if process.is_ready():
+                    logger.info("%s ready (pid %s)", process.spec.name, process.pid)
+                    ready_once.add(process.spec.name)
+                    waiting.remove(process)
+            if waiting and time.monotonic() > deadline:
+                raise waiting[0].failed_to_start(timeout_s)
+            self.stopping.wait(0.1)
 
     def supervise(self, until: Callable[[], bool] = lambda: False) -> None:
         """Until asked to stop (or `until` holds): restart any child that died, apply the .env when

@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -98,21 +97,14 @@ class ManagedProcess:
         except httpx.HTTPError:
             return False
 
-    def wait_ready(self, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if not self.is_running():
-                raise RuntimeError(
-                    f"{self.spec.name} exited with code {self.exit_code()} while starting; "
-                    f"last lines of {self.log_path}:\n{self.log_tail()}"
-                )
-            if self.is_ready():
-                return
-            time.sleep(0.1)
-        raise RuntimeError(
-            f"{self.spec.name} was not ready at {self.spec.ready_url} within {timeout_s:.0f}s; "
-            f"last lines of {self.log_path}:\n{self.log_tail()}"
+    def failed_to_start(self, timeout_s: float) -> RuntimeError:
+        """Why this child did not start: it exited, or was not ready within `timeout_s`."""
+        why = (
+            f"exited with code {self.exit_code()} while starting"
+            if not self.is_running()
+            else f"was not ready at {self.spec.ready_url} within {timeout_s:.0f}s"
         )
+        return RuntimeError(f"{self.spec.name} {why}; last lines of {self.log_path}:\n{self.log_tail()}")
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Graceful signal, then SIGKILL after timeout_s. Only ever this child's own PID."""
