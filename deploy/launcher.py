@@ -68,15 +68,17 @@ class Fleet:
             self._wait_ready(group, ready_timeout_s)
 
     def _wait_ready(self, group: list[ManagedProcess], timeout_s: float) -> None:
-        """Until every child of `group` is ready. One that dies after it was ready (killed while the
-        others start: the nodes need the gateway) is restarted, as the supervisor would; one that
-        exits before it was ever ready fails the start, as does one not ready within `timeout_s`."""
+        """Until every child of `group` is ready. One that dies after it was ready, or is killed by a
+        signal (while the others start: the nodes need the gateway), is restarted, as the supervisor
+        would; one that exits by itself before it was ever ready fails the start (a port taken, a
+        bad setting), as does one not ready within `timeout_s`."""
         deadline = time.monotonic() + timeout_s
         waiting, ready_once = list(group), set()
         while waiting and not self.stopping.is_set():
             for process in group:
                 if not process.is_running():
-                    if process.spec.name not in ready_once:
+                    killed = (process.exit_code() or 0) < 0
+                    if process.spec.name not in ready_once and not killed:
                         raise process.failed_to_start(timeout_s)
                     logger.warning("%s exited while the fleet started; restarting it", process.spec.name)
                     if self.stopping.wait(RESTART_DELAY_S):

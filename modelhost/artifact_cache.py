@@ -15,7 +15,8 @@ from pathlib import Path
 import httpx
 
 from artifacts.formats import sha256_hex
-from artifacts.manifest import SHA256_PATTERN, Manifest
+from artifacts.manifest import Manifest
+from artifacts.names import SHA256_PATTERN
 from datafiles.atomic_file import is_temporary, replace_file
 from modelhost.errors import ArtifactUnavailable, UnknownModel
 

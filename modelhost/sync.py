@@ -19,8 +19,9 @@ import httpx
 from pydantic import ValidationError
 
 from artifacts.manifest import Manifest
+from artifacts.names import is_path_segment
 from modelhost.artifact_cache import ArtifactCache
-from modelhost.errors import ArtifactUnavailable, ModelhostError, UnknownModel
+from modelhost.errors import ArtifactUnavailable, InvalidInput, ModelhostError, UnknownModel
 from modelhost.store import ModelStore
 from wire.node_calls import DesiredState, SyncAnswer, SyncRequest, VersionRef
 
@@ -73,6 +74,8 @@ class Reconciler:
         before a delete and a new deploy under the same name) is fetched on its first request."""
         if self._store.loaded_sha256((name, version)) == sha256:
             return
+        if not (is_path_segment(name) and is_path_segment(version)):  # checked again here: a path
+            raise InvalidInput(f"invalid model name or version {name!r}/{version!r}: one path segment each")
         url = f"{self._inferrer_url}/internal/v1/manifests/{quote(name, safe='')}/{quote(version, safe='')}"
         try:
             response = await self._client.get(url)

@@ -13,7 +13,8 @@ from typing import Annotated, Any, NotRequired
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, WithJsonSchema, with_config
 from typing_extensions import TypedDict
 
-from artifacts.manifest import SHA256_PATTERN, Manifest
+from artifacts.manifest import Manifest
+from artifacts.names import SHA256_PATTERN
 from artifacts.schema import OUTPUTS
 
 _CELL = {"type": ["number", "string", "boolean", "null"]}

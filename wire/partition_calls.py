@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from artifacts.manifest import SHA256_PATTERN, Segment
+from artifacts.names import SHA256_PATTERN, Segment
 from datafiles.formats import InputFormat, OutputFormat
 
 # What a job or a watch predicts for each row: the label, or the label and each class's probability.

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse
 from starlette.responses import Response
 
-from artifacts.manifest import SHA256_PATTERN
+from artifacts.names import SHA256_PATTERN
 from inferrer.api import dependencies as deps
 from inferrer.errors import InvalidInput, ModelNotFound
 from wire.bearer import MANAGEMENT

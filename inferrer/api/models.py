@@ -7,7 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from pydantic import WithJsonSchema
 
-from artifacts.manifest import SEGMENT_SCHEMA, Manifest
+from artifacts.manifest import Manifest
+from artifacts.names import SEGMENT_SCHEMA
 from inferrer.api import dependencies as deps
 from inferrer.control.lifecycle import Upload
 from inferrer.errors import PayloadTooLarge

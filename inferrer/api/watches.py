@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import Response
 
-from artifacts.manifest import Segment
+from artifacts.names import Segment
 from inferrer.api import dependencies as deps
 from inferrer.watches.spec import watch_spec
 from wire.bearer import INFERENCE, MANAGEMENT

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from pydantic import ConfigDict, Field, TypeAdapter, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from artifacts.manifest import Segment
+from artifacts.names import Segment
 from artifacts.schema import JsonInt
 from datafiles.formats import InputFormat, OutputFormat, output_format
 from inferrer.jobs.bodies import RenamedFields, declare_old_names

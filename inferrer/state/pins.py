@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from artifacts.manifest import is_path_segment
+from artifacts.names import is_path_segment
 
 
 @dataclass(frozen=True)

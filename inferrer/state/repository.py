@@ -22,7 +22,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from artifacts.formats import ArtifactFormat, sha256_hex
-from artifacts.manifest import Manifest, is_path_segment
+from artifacts.manifest import Manifest
+from artifacts.names import is_path_segment
 from artifacts.schema import ModelSchema
 from inferrer.errors import InvalidInput, ModelNotFound, VersionConflict
 from inferrer.state.generation import Generation, replace_text

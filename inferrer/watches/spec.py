@@ -10,7 +10,7 @@ from typing import Annotated
 from pydantic import ConfigDict, Field, TypeAdapter, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
-from artifacts.manifest import Segment
+from artifacts.names import Segment
 from artifacts.schema import JsonInt
 from datafiles.formats import FormatRefused, InputFormat, OutputFormat, input_format, output_format
 from inferrer.errors import InvalidInput

@@ -19,13 +19,6 @@ from deploy.topology import EXAMPLE_ENV_FILE
 pytestmark = pytest.mark.fleet
 
 
-def _answers(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -67,13 +60,14 @@ def test_missing_nginx_is_a_clear_error(tmp_path: Path) -> None:
 def test_the_example_is_deployed_across_a_gateway_restart_without_loading_scikit_learn(
     tmp_path: Path,
 ) -> None:
-    """The gateway killed as soon as it answers, before the example is deployed: `up` restarts it,
+    """The gateway killed as soon as `up` says it is ready, before the example is deployed: `up` restarts it,
     deploys the example once it answers again, and only then says the fleet is up. The example is
     trained and uploaded by a short process of its own: the long-lived launcher stays small (it held
     as much memory as a node when it trained the model itself)."""
     fleet = start_fleet(tmp_path, nodes=1, wait=False)
     try:
-        assert wait_until(lambda: _answers(f"{fleet.url}/health/live"), timeout_s=90, interval_s=0.02)
+        # Killed once `up` has said it is ready, while the node waits for it and before the example.
+        assert wait_until(lambda: "inferrer ready" in fleet.log(), timeout_s=90, interval_s=0.02)
         killed = fleet.pid("inferrer")
         os.kill(killed, signal.SIGKILL)
         assert "modelfleet is up" not in fleet.log()  # the kill came before the example's deploy

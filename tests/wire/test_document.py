@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from artifacts.manifest import SEGMENT_SCHEMA, is_path_segment
+from artifacts.names import SEGMENT_SCHEMA, is_path_segment
 from inferrer.api.fleet import SELFTEST_PATH, _is_item
 from inferrer.app import create_app as create_gateway
 from inferrer.settings import InferrerSettings
