@@ -15,6 +15,7 @@ import skops.io as sio
 from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import Pipeline
 
+from inferrer.dataplane.balancer_client import UpstreamAnswer
 from tests.in_process import AUTH, InProcessFleet, in_process_fleet
 
 pytestmark = pytest.mark.anyio
@@ -294,3 +295,55 @@ async def test_the_old_name_of_prediction_is_taken_with_a_deprecation_note(
     assert [v["prediction"] for v in views] == ["predict_proba", "predict_proba", "predict"]
     assert all(v["status"] == "succeeded" for v in views), views
     assert result["predictions"] == expected  # each class's probability: predict_proba
+
+
+async def test_a_jobs_version_is_kept_from_retention_until_the_job_ends(
+    tmp_path: Path, pipeline_skops: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keeping one version, a job pinned to version 1 is held at the balancer (its partition call
+    waits for the test) while versions 2 and 3 are deployed: 2 goes, 1 stays until the job ends,
+    and then goes too."""
+    rows = np.random.default_rng(7).normal(size=(20, 6)).round(3).tolist()
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "rows.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
+    async with in_process_fleet(tmp_path, nodes=1, keep_versions=1) as fleet:
+        arrived, release = asyncio.Event(), asyncio.Event()
+        request = fleet.upstream.request
+
+        async def held(
+            method: str, path: str, body: bytes | None = None, timeout_s: float | None = None
+        ) -> UpstreamAnswer:
+            if path == "/internal/v1/partitions":
+                arrived.set()
+                await release.wait()
+            return await request(method, path, body, timeout_s)
+
+        monkeypatch.setattr(fleet.upstream, "request", held)
+
+        async def versions() -> list[str]:
+            view = (await fleet.gateway.get("/api/v1/models/m", headers=AUTH)).json()
+            return sorted(v["version"] for v in view["versions"])
+
+        await fleet.deploy("m", pipeline_skops)
+        body = {"model": "m", "version": "1", "input": "rows.jsonl"}
+        submitted = await fleet.gateway.post("/api/v1/jobs", json=body, headers=AUTH)
+        assert submitted.status_code == 202, submitted.text
+        job_id = submitted.json()["id"]
+        await asyncio.wait_for(arrived.wait(), 60)  # the job is running, on version 1
+        await fleet.deploy("m", pipeline_skops)
+        await fleet.deploy("m", pipeline_skops)
+        during = await versions()
+        running = (await fleet.gateway.get(f"/api/v1/jobs/{job_id}", headers=AUTH)).json()["status"]
+        release.set()
+        view = await _finished(fleet, job_id)
+        after = during
+        for _ in range(300):  # the job's end releases its pin and applies retention
+            if (after := await versions()) != during:
+                break
+            await asyncio.sleep(0.05)
+        stored = sorted(p.name for p in (tmp_path / "repository" / "models" / "m").iterdir())
+    assert running == "running"
+    assert during == ["1", "3"]  # 2 went at once; 1 is the job's
+    assert view["status"] == "succeeded" and view["version"] == "1", view
+    assert after == ["3"]
+    assert [v for v in stored if v.isdigit()] == ["3"]
