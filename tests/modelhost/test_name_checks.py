@@ -133,12 +133,6 @@ async def test_a_predict_naming_no_segment_loads_and_writes_nothing(
     assert _written(tmp_path) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the node's predict route does not check the name and version itself: it builds the "
-    "gateway's manifests URL from them ('..' leaves that route: /internal/v1/manifests/../1 is "
-    "/internal/v1/1) and answers 500 when the manifest it gets back fails its check",
-)
 @pytest.mark.parametrize("name", ["..", "a b"])
 async def test_a_predict_naming_no_segment_is_refused_by_the_node_itself(
     tmp_path: Path, gateway_parts: tuple[bytes, Manifest], name: str
