@@ -1,5 +1,5 @@
 """What several fleet test modules share: moto's S3 emulator (a server process on loopback), one per
-module."""
+module; and one fleet of two gateway processes for the modules that need two."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from datafiles.locations import S3Settings
+from deploy.ephemeral_fleet import RunningFleet, start_fleet
 from tests.s3_server import s3_server
 
 
@@ -15,3 +16,23 @@ from tests.s3_server import s3_server
 def s3() -> Iterator[S3Settings]:
     with s3_server() as settings:
         yield settings
+
+
+@pytest.fixture(scope="session")
+def two_gateways(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningFleet]:
+    """Two gateway processes and two nodes, started once for the modules that need two processes
+    (each uses models of its own names): every version kept (a final state is exactly what the
+    calls made), and a memory budget that the example model fits in many times and a 1.5 MiB forest
+    does not. No prediction cache: predictions must reach the nodes (test_cache_workers.py starts
+    a fleet of its own with the cache on)."""
+    running = start_fleet(
+        tmp_path_factory.mktemp("two-gateways"),
+        nodes=2,
+        extra_args=("--inferrer-workers", "2"),
+        env={
+            "INFERRER_KEEP_VERSIONS": "0",
+            "MODELHOST_MEMORY_BUDGET_MIB": "1",
+        },
+    )
+    yield running
+    assert running.stop() == 0, running.log()

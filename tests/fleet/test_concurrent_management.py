@@ -10,8 +10,6 @@ from __future__ import annotations
 import concurrent.futures
 import itertools
 import time
-from pathlib import Path
-from typing import Any
 
 import httpx
 import numpy as np
@@ -20,7 +18,7 @@ import skops.io as sio
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
-from deploy.ephemeral_fleet import RunningFleet, start_fleet, wait_until
+from deploy.ephemeral_fleet import RunningFleet, wait_until
 from deploy.example import EXAMPLE_ROW
 from deploy.example_model import train_example
 from tests.load_loop import LoadLoop
@@ -35,17 +33,8 @@ SWITCHED = 3  # models activated, rolled back and deleted beside the deploys
 
 
 @pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    running = start_fleet(
-        Path(tmp_path_factory.mktemp("management")),
-        nodes=2,
-        extra_args=("--inferrer-workers", "2"),
-        # Every version kept, so that the final state is exactly what the calls made; a memory
-        # budget that the example model fits in many times, and `_too_big` does not.
-        env={"INFERRER_KEEP_VERSIONS": "0", "MODELHOST_MEMORY_BUDGET_MIB": "1"},
-    )
-    yield running
-    assert running.stop() == 0
+def fleet(two_gateways: RunningFleet) -> RunningFleet:
+    return two_gateways
 
 
 def _call(fleet: RunningFleet, method: str, path: str) -> httpx.Response:
@@ -185,7 +174,12 @@ def test_distinct_deploys_beside_switches_end_exactly_as_answered(fleet: Running
         assert [a.json()["active_version"] for a in answers] == ["1", "2", "1"]
 
     listed = _call(fleet, "GET", "/api/v1/models").json()["models"]
-    state = {m["name"]: (m["active_version"], sorted(v["version"] for v in m["versions"])) for m in listed}
+    ours = ("iris", "distinct-", "switched-")  # the fleet is shared: other modules' models aside
+    state = {
+        m["name"]: (m["active_version"], sorted(v["version"] for v in m["versions"]))
+        for m in listed
+        if m["name"].startswith(ours)
+    }
     assert state == {
         "iris": ("1", ["1"]),
         **{name: ("1", ["1"]) for name in models},

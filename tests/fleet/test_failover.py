@@ -11,13 +11,12 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from deploy.ephemeral_fleet import RunningFleet, start_fleet, wait_until
+from deploy.ephemeral_fleet import RunningFleet, wait_until
 from deploy.serve_command import UVICORN_GRACEFUL_S
 from tests.load_loop import LoadLoop
 
@@ -32,13 +31,6 @@ AT, AFTER, CONCURRENCY = 500, 500, 32
 SEEN_DOWN_WITHIN_S = 5.0
 
 
-@pytest.fixture(scope="module")
-def fleet3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningFleet]:
-    fleet = start_fleet(Path(tmp_path_factory.mktemp("failover")), nodes=3)
-    yield fleet
-    assert fleet.stop() == 0
-
-
 def _gone(pid: int) -> bool:
     """Exited: reaped, or a zombie the launcher has not reaped yet (it polls every 0.25 s)."""
     try:
@@ -49,12 +41,12 @@ def _gone(pid: int) -> bool:
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
-def test_a_node_lost_under_load_fails_no_request(fleet3: RunningFleet, stop_signal: signal.Signals) -> None:
+def test_a_node_lost_under_load_fails_no_request(fleet: RunningFleet, stop_signal: signal.Signals) -> None:
     victim = "modelhost-2"
     # Stand alone: every node serves iris before the load starts (an earlier test may have restarted one).
-    assert wait_until(lambda: fleet3.serves(victim, "iris"), timeout_s=30, interval_s=0.25)
-    pid = fleet3.pid(victim)
-    url = f"{fleet3.url}/api/v1/models/iris/predict"
+    assert wait_until(lambda: fleet.serves(victim, "iris"), timeout_s=30, interval_s=0.25)
+    pid = fleet.pid(victim)
+    url = f"{fleet.url}/api/v1/models/iris/predict"
     # ... and nginx sends it requests again: a node that failed there is skipped for its fail_timeout.
     assert wait_until(
         lambda: httpx.post(url, json=ROW, timeout=10).json().get("node") == victim,
@@ -70,7 +62,7 @@ def test_a_node_lost_under_load_fails_no_request(fleet3: RunningFleet, stop_sign
         exit_s = time.monotonic() - signalled_at
         # The node view probes each node when asked: a dead one refuses the connection, so the view
         # says "not live" at its first probe (polled from the exit on, while the load runs).
-        seen_down = wait_until(lambda: fleet3.node_view(victim)["live"] is False, SEEN_DOWN_WITHIN_S, 0.05)
+        seen_down = wait_until(lambda: fleet.node_view(victim)["live"] is False, SEEN_DOWN_WITHIN_S, 0.05)
         at_exit = load.sent
         assert wait_until(lambda: load.sent >= at_exit + AFTER, timeout_s=90, interval_s=0.01)
     answers = load.snapshot()
@@ -91,5 +83,5 @@ def test_a_node_lost_under_load_fails_no_request(fleet3: RunningFleet, stop_sign
     assert exit_s <= UVICORN_GRACEFUL_S
     # The launcher starts the node again; it loads the active models by itself and rejoins.
     assert wait_until(
-        lambda: fleet3.pid(victim) != pid and fleet3.serves(victim, "iris"), timeout_s=30, interval_s=0.25
+        lambda: fleet.pid(victim) != pid and fleet.serves(victim, "iris"), timeout_s=30, interval_s=0.25
     )

@@ -25,7 +25,7 @@ from tests.declared import assert_declared
 
 pytestmark = pytest.mark.fleet
 
-EXAMPLES_PER_OPERATION = 100
+EXAMPLES_PER_OPERATION = 60
 SEED = 1
 # Path parameters that reach the core logic: the deployed example model, a node that is not there
 # (draining a real one would take it out of service), and a scratch name for DELETE.
@@ -42,6 +42,7 @@ SEED = 1
 #   that cannot be predicted;
 # - a watch: 400 for a location outside the data directory (a link out, only the disk can tell), 422
 #   for a prediction the model does not offer;
+# - a job: the same, and 422 for a file whose format its name does not tell (give `format`);
 # - a model upload: 422 for a file that is not a loadable model (only its content tells), 413 for one
 #   over the upload limit.
 ACCEPTED = '"2xx", "3xx", "401", "403", "404", "409", "429", "5xx"'  # schemathesis's default
@@ -74,6 +75,10 @@ checks.positive_data_acceptance.expected-statuses = [{ACCEPTED}, "422"]
 
 [[operations]]
 include-name = "POST /api/v1/watches"
+checks.positive_data_acceptance.expected-statuses = [{ACCEPTED}, "400", "422"]
+
+[[operations]]
+include-name = "POST /api/v1/jobs"
 checks.positive_data_acceptance.expected-statuses = [{ACCEPTED}, "400", "422"]
 
 [[operations]]

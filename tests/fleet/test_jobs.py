@@ -32,7 +32,7 @@ pytestmark = pytest.mark.fleet
 ROWS = 200_000
 FEATURES = ["f0", "f1", "f2", "f3"]
 PARTITION_TIMEOUT_S = 10.0
-INLINE_JOBS = 400
+INLINE_JOBS = 200
 
 
 @pytest.fixture(scope="module")
@@ -270,7 +270,7 @@ def test_three_malformed_lines_fail_the_job_or_are_skipped(fleet: RunningFleet) 
             assert len(view["errors"]) == 3 and all(e["reason"] for e in view["errors"])
 
 
-def test_400_inline_jobs_at_concurrency_32_all_succeed(
+def test_200_inline_jobs_at_concurrency_32_all_succeed(
     fleet: RunningFleet, batch: tuple[pd.DataFrame, LogisticRegression]
 ) -> None:
     frame, model = batch
