@@ -170,20 +170,54 @@ async def test_refusals_change_nothing(tmp_path: Path, pipeline_skops: bytes) ->
             )
 
 
-async def test_a_cancelled_job_stays_cancelled(tmp_path: Path, pipeline_skops: bytes) -> None:
+async def test_a_cancelled_job_stays_cancelled(
+    tmp_path: Path, pipeline_skops: bytes, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file job cancelled while its partition is on a node (the call held at the balancer until
+    the test lets it go): cancelled at once, and still cancelled, with no `_SUCCESS`, once the node
+    has answered."""
+    rows = np.random.default_rng(3).normal(size=(10, 6)).round(3).tolist()
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "rows.jsonl").write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows))
     async with in_process_fleet(tmp_path, nodes=1) as fleet:
+        arrived, release, answered = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        request = fleet.upstream.request
+
+        async def held(
+            method: str, path: str, body: bytes | None = None, timeout_s: float | None = None
+        ) -> UpstreamAnswer:
+            if path != "/internal/v1/partitions":
+                return await request(method, path, body, timeout_s)
+            arrived.set()
+            await release.wait()
+            try:
+                return await request(method, path, body, timeout_s)
+            finally:
+                answered.set()
+
+        monkeypatch.setattr(fleet.upstream, "request", held)
         await fleet.deploy("m", pipeline_skops)
-        job = (
-            await fleet.gateway.post(
-                "/api/v1/jobs", json={"model": "m", "instances": [[1, 2, 3, 4, 5, 6]]}, headers=AUTH
-            )
-        ).json()
-        cancelled = (await fleet.gateway.delete(f"/api/v1/jobs/{job['id']}", headers=AUTH)).json()
-        assert cancelled["status"] in ("cancelled", "succeeded")  # it may have finished first
-        await asyncio.sleep(0.5)
-        assert (await _finished(fleet, job["id"]))["status"] == cancelled["status"]
-        listed = (await fleet.gateway.get(f"/api/v1/jobs?status={cancelled['status']}", headers=AUTH)).json()
-        assert [j["id"] for j in listed["jobs"]] == [job["id"]]
+        submitted = await fleet.gateway.post(
+            "/api/v1/jobs", json={"model": "m", "input": "rows.jsonl"}, headers=AUTH
+        )
+        job_id = submitted.json()["id"]
+        await asyncio.wait_for(arrived.wait(), 60)  # running: its partition is on the node
+        cancelled = (await fleet.gateway.delete(f"/api/v1/jobs/{job_id}", headers=AUTH)).json()
+        release.set()
+        await asyncio.wait_for(answered.wait(), 60)
+        for _ in range(600):  # until the runner has recorded the node's answer
+            view = (await fleet.gateway.get(f"/api/v1/jobs/{job_id}", headers=AUTH)).json()
+            if view["partitions"]["done"] == 1:
+                break
+            await asyncio.sleep(0.05)
+        result = await fleet.gateway.get(f"/api/v1/jobs/{job_id}/result", headers=AUTH)
+        listed = (await fleet.gateway.get("/api/v1/jobs?status=cancelled", headers=AUTH)).json()
+    assert cancelled["status"] == "cancelled", cancelled
+    assert view["partitions"]["done"] == 1, view  # the part was written and recorded...
+    assert view["status"] == "cancelled" and view["error"] == "cancelled by request", view  # ...in vain
+    assert result.status_code == 409
+    assert not (tmp_path / "data" / "jobs" / job_id / "_SUCCESS").exists()
+    assert [j["id"] for j in listed["jobs"]] == [job_id]
 
 
 async def test_a_file_uploaded_with_the_job_is_its_input(
