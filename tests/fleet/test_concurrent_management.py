@@ -127,9 +127,20 @@ def test_one_model_churned_never_fails_another(fleet: RunningFleet) -> None:
         documented = _DOCUMENTED[kind]
         assert answer.status_code in documented, (kind, answer.status_code, answer.text)
         assert documented[answer.status_code] in answer.text, (kind, answer.text)
-    succeeded = {kind for kind, answer in calls if answer.status_code < 300}
-    assert succeeded == set(_DOCUMENTED) - {"predict-too-big"}
+    # How many calls succeeded depends on the machine's speed; that the model is whole afterwards
+    # does not: every operation then works, one after another.
     assert _call(fleet, "DELETE", "/api/v1/models/churned").status_code in (200, 404)
+    assert fleet.deploy("churned", data, version="1").status_code == 201
+    assert fleet.deploy("churned", data, version="2").status_code == 201
+    predicted = httpx.post(
+        f"{fleet.url}/api/v1/models/churned/predict", json={"instances": [EXAMPLE_ROW]}, timeout=60
+    )
+    assert predicted.status_code == 200 and predicted.headers["x-model-version"] == "2", predicted.text
+    rolled = _call(fleet, "POST", "/api/v1/models/churned/rollback")
+    assert rolled.status_code == 200 and rolled.json()["active_version"] == "1", rolled.text
+    activated = _call(fleet, "POST", "/api/v1/models/churned/versions/2/activate")
+    assert activated.status_code == 200 and activated.json()["active_version"] == "2", activated.text
+    assert _call(fleet, "DELETE", "/api/v1/models/churned").status_code == 200
     assert _call(fleet, "DELETE", "/api/v1/models/too-big").status_code == 200
 
 
