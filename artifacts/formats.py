@@ -1,4 +1,5 @@
-"""Loading model artifacts: skops by default (only listed types), joblib only when trusted."""
+"""Loading model artifacts: skops by default (only listed types), ONNX graphs (standard operators
+unless others are listed), joblib only when trusted."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ DEFAULT_TRUSTED_TYPES: tuple[str, ...] = (
 class ArtifactFormat(StrEnum):
     SKOPS = "skops"
     JOBLIB = "joblib"
+    ONNX = "onnx"
 
     @classmethod
     def from_filename(cls, filename: str) -> ArtifactFormat:
@@ -30,7 +32,7 @@ class ArtifactFormat(StrEnum):
             return cls(suffix)
         except ValueError:
             raise ArtifactError(
-                f"unsupported artifact file {filename!r}: expected a .skops or .joblib file"
+                f"unsupported artifact file {filename!r}: expected a .skops, .onnx or .joblib file"
             ) from None
 
 
@@ -45,8 +47,13 @@ def sha256_hex(data: bytes) -> str:
 def load_artifact(data: bytes, fmt: ArtifactFormat, trusted_types: Sequence[str] = ()) -> Any:
     """Return the estimator in `data`; raise ArtifactError for anything else.
 
-    skops files may only contain scikit-learn's own types, DEFAULT_TRUSTED_TYPES and `trusted_types`.
+    skops files may only contain scikit-learn's own types, DEFAULT_TRUSTED_TYPES and `trusted_types`;
+    ONNX graphs only the standard operator domains and those in `trusted_types`.
     """
+    if fmt is ArtifactFormat.ONNX:
+        from artifacts.onnx_model import OnnxModel  # onnxruntime: loaded only where ONNX is served
+
+        return OnnxModel(data, trusted_types)
     model = _load_skops(data, trusted_types) if fmt is ArtifactFormat.SKOPS else _load_joblib(data)
     if not callable(getattr(model, "predict", None)):
         raise ArtifactError(f"artifact holds a {type(model).__name__}, which has no predict()")

@@ -20,11 +20,21 @@ JsonInt = Annotated[int, BeforeValidator(_integral)]
 OUTPUTS = ["predict", "predict_proba"]
 
 
+class TensorSpec(BaseModel):
+    """An input a model declares itself (an ONNX graph's), in the Open Inference Protocol's terms."""
+
+    name: str
+    datatype: str  # FP32, FP64, INT32, INT64, BOOL or BYTES
+    shape: list[int]  # -1: any number of rows
+
+
 class ModelSchema(BaseModel):
     n_features: JsonInt
     feature_names: list[str] | None = None
     classes: list[Any] | None = None
     outputs: list[str]
+    # The inputs as the model names and types them; None for an estimator (a float matrix).
+    inputs: list[TensorSpec] | None = None
 
 
 def inspect_schema(model: Any) -> ModelSchema:
@@ -42,4 +52,5 @@ def inspect_schema(model: Any) -> ModelSchema:
         feature_names=[str(n) for n in names] if names is not None else None,
         classes=classes.tolist() if classes is not None else None,
         outputs=outputs,
+        inputs=getattr(model, "input_specs", None),
     )

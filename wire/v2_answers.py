@@ -10,8 +10,9 @@ from pydantic.json_schema import SkipJsonSchema
 
 from wire.openapi import Answer
 
-# The datatypes answers use (v2_codec.datatype_of); requests may use every V2 datatype.
-AnswerDatatype = Literal["BOOL", "INT64", "UINT64", "FP64", "BYTES"]
+# The datatypes answers use (v2_codec.datatype_of, and an ONNX graph's declared inputs); requests may
+# use every V2 datatype.
+AnswerDatatype = Literal["BOOL", "INT32", "INT64", "UINT64", "FP32", "FP64", "BYTES"]
 
 
 class V2ServerMetadata(Answer):
@@ -43,7 +44,7 @@ class V2ModelParameters(Answer):
 class V2ModelMetadata(Answer):
     name: str
     versions: list[str]
-    platform: Literal["scikit-learn"]
+    platform: Literal["scikit-learn", "onnxruntime_onnx"]
     inputs: list[V2TensorMetadata]
     outputs: list[V2TensorMetadata]
     parameters: V2ModelParameters

@@ -23,8 +23,9 @@ _SEGMENT = WithJsonSchema(SEGMENT_SCHEMA)
 _DEPLOY_ANSWERS = {
     **answers(Deployed, "Stored; activated or not, and why", status=201),
     **refusals(
-        "Refused: 422 for a file that is not a model this service loads (a .skops file, or .joblib "
-        "with trusted=true, that holds a fitted estimator of allowed types): only its content tells; "
+        "Refused: 422 for a file that is not a model this service loads (a .skops file that holds "
+        "a fitted estimator of allowed types, an .onnx graph of standard operators with declared "
+        "inputs and outputs, or .joblib with trusted=true): only its content tells; "
         "413 for a file over the upload limit; 409 for a version that exists; 401/403 without the "
         "management token"
     ),
@@ -45,7 +46,8 @@ async def deploy(
     """Store a version (atomically), have every node load it, then make it active in one swap.
 
     `trusted=true` accepts a joblib file (it runs code when loaded); `trusted_types` lists extra
-    types a skops file may contain (comma-separated); `activate=false` stages a version that only
+    types a skops file may contain, or operator domains beyond ai.onnx and ai.onnx.ml an ONNX
+    graph may use (comma-separated); `activate=false` stages a version that only
     pinned requests use until it is activated; `batching=false` sends each request upstream alone.
     """
     limit = deps.settings(request).max_upload_bytes

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from artifacts.formats import ArtifactFormat
 from artifacts.manifest import Manifest
 from artifacts.schema import OUTPUTS
 from inferrer.api.rest_codec import check_row_count
@@ -260,11 +261,17 @@ def model_metadata(manifest: Manifest, versions: list[str]) -> dict[str, Any]:
     ]
     if "predict_proba" in signature.outputs:
         outputs.append({"name": "predict_proba", "datatype": "FP64", "shape": [-1, int(classes.size)]})
+    onnx = manifest.format is ArtifactFormat.ONNX
+    inputs = (
+        [spec.model_dump() for spec in signature.inputs]
+        if signature.inputs is not None
+        else [{"name": INPUT_NAME, "datatype": "FP64", "shape": [-1, signature.n_features]}]
+    )
     return {
         "name": manifest.name,
         "versions": versions,
-        "platform": "scikit-learn",
-        "inputs": [{"name": INPUT_NAME, "datatype": "FP64", "shape": [-1, signature.n_features]}],
+        "platform": "onnxruntime_onnx" if onnx else "scikit-learn",
+        "inputs": inputs,
         "outputs": outputs,
         "parameters": {"feature_names": signature.feature_names},
     }

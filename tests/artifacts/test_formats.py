@@ -69,6 +69,7 @@ def test_trusted_joblib_loads(pipeline: Pipeline) -> None:
 def test_format_comes_from_the_file_name() -> None:
     assert ArtifactFormat.from_filename("m.SKOPS") is ArtifactFormat.SKOPS
     assert ArtifactFormat.from_filename("m.joblib") is ArtifactFormat.JOBLIB
+    assert ArtifactFormat.from_filename("m.Onnx") is ArtifactFormat.ONNX
     for name in ("m.pkl", "m", "skops"):
-        with pytest.raises(ArtifactError, match=r"expected a \.skops or \.joblib"):
+        with pytest.raises(ArtifactError, match=r"expected a \.skops, \.onnx or \.joblib"):
             ArtifactFormat.from_filename(name)

@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import skops.io as sio
 import tritonclient.http as triton
+from skl2onnx import to_onnx
+from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from tritonclient.utils import InferenceServerException
 
@@ -106,3 +108,35 @@ def test_repository_extension(versions: tuple[RunningFleet, list[LogisticRegress
     assert httpx.post(f"{url}/v2/repository/models/clf/load", headers=auth).status_code == 200
     assert clf_states()["2"] == "READY"
     assert httpx.post(f"{url}/v2/repository/models/nope/load", headers=auth).status_code == 404
+
+
+def test_an_onnx_forest_through_tritonclient_by_its_own_input_name(
+    versions: tuple[RunningFleet, list[LogisticRegression]], client: triton.InferenceServerClient
+) -> None:
+    """An .onnx upload answers V2 by the graph's input name and datatype (FP32), as declared in its
+    metadata, with the estimator's own predictions."""
+    fleet = versions[0]
+    features = np.random.default_rng(12).normal(size=(200, 4)).astype(np.float32)
+    forest = RandomForestClassifier(10, max_depth=5, random_state=0).fit(
+        features, (features[:, 1] > 0).astype(int)
+    )
+    graph = to_onnx(forest, features[:1], options={id(forest): {"zipmap": False}})
+    deployed = httpx.post(
+        f"{fleet.url}/api/v1/models",
+        headers=fleet.auth,
+        data={"name": "onnx-forest"},
+        files={"file": ("forest.onnx", graph.SerializeToString())},
+        timeout=60,
+    )
+    assert deployed.status_code == 201, deployed.text
+    metadata = client.get_model_metadata("onnx-forest")
+    assert metadata["platform"] == "onnxruntime_onnx"
+    assert metadata["inputs"] == [{"name": "X", "datatype": "FP32", "shape": [-1, 4]}]
+    rows = features[:16]
+    tensor = triton.InferInput("X", list(rows.shape), "FP32")
+    tensor.set_data_from_numpy(rows, binary_data=True)
+    wanted = [triton.InferRequestedOutput(n, binary_data=False) for n in ("predict", "predict_proba")]
+    result = client.infer("onnx-forest", [tensor], outputs=wanted)
+    assert result.as_numpy("predict").tolist() == forest.predict(rows).tolist()
+    assert np.abs(result.as_numpy("predict_proba") - forest.predict_proba(rows)).max() < 1e-5
+    assert httpx.delete(f"{fleet.url}/api/v1/models/onnx-forest", headers=fleet.auth).status_code == 200
