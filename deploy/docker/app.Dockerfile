@@ -13,9 +13,10 @@ ENV PATH=/opt/venv/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 
 # Dependencies first: this layer changes only with pyproject.toml.
 COPY deploy/docker/wheelhouse/ /wheels/
-COPY pyproject.toml deploy/docker/requirements.py /src/
+COPY pyproject.toml constraints.txt deploy/docker/requirements.py /src/
 RUN python3 /src/requirements.py /src/pyproject.toml > /tmp/requirements.txt \
-    && pip install --disable-pip-version-check --no-cache-dir ${PIP_ARGS} --find-links /wheels -r /tmp/requirements.txt \
+    && pip install --disable-pip-version-check --no-cache-dir ${PIP_ARGS} --find-links /wheels \
+       -c /src/constraints.txt -r /tmp/requirements.txt \
     && rm -rf /wheels /tmp/requirements.txt
 
 # Then the code.

@@ -53,13 +53,13 @@ if ! docker image inspect "$base_image" >/dev/null 2>&1; then
 fi
 
 requirements=$("$python" deploy/docker/requirements.py pyproject.toml)
-wheel_key=$(printf '%s\n%s' "$requirements" "$("$python" -VV)" | sha256sum | cut -c1-12)
+wheel_key=$(printf '%s\n%s\n%s' "$requirements" "$(cat constraints.txt)" "$("$python" -VV)" | sha256sum | cut -c1-12)
 wheels="$cache/wheelhouse-$wheel_key"
 if [ ! -f "$wheels/.complete" ]; then
   echo "downloading wheels into $wheels"
   mkdir -p "$wheels"
   printf '%s\n' "$requirements" >"$wheels/requirements.txt"
-  "$python" -m pip download -q --disable-pip-version-check -d "$wheels" -r "$wheels/requirements.txt"
+  "$python" -m pip download -q --disable-pip-version-check -d "$wheels" -c constraints.txt -r "$wheels/requirements.txt"
   touch "$wheels/.complete"
 fi
 find deploy/docker/wheelhouse -name '*.whl' -delete
