@@ -113,11 +113,11 @@ def open_engine(url: str) -> Engine:
         def _pragmas(connection: Any, _: Any) -> None:
             connection.isolation_level = None  # transactions begin below, not in the driver
             cursor = connection.cursor()
+            cursor.execute("PRAGMA busy_timeout=10000")  # first: the next line may wait too
             cursor.execute("PRAGMA journal_mode=WAL")
             # Durable across a killed process (what the job store must survive); an OS crash may
             # lose the last commits. FULL would sync every commit: a job's few rows cost ms each.
             cursor.execute("PRAGMA synchronous=NORMAL")
-            cursor.execute("PRAGMA busy_timeout=10000")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.close()
 
@@ -129,5 +129,7 @@ def open_engine(url: str) -> Engine:
             write = connection.get_execution_options().get(WRITE, False)
             connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
-    metadata.create_all(engine)
+    # A write transaction: gateway processes that start together on a new store create its tables
+    # one after another (each reads what exists, then creates; SQLite cannot upgrade two readers).
+    metadata.create_all(engine.execution_options(**{WRITE: True}))
     return engine
