@@ -33,6 +33,9 @@ _ELEMENT_TYPES: dict[str, tuple[Any, str]] = {
     "tensor(bool)": (np.bool_, "BOOL"),
     "tensor(string)": (np.object_, "BYTES"),
 }
+# Loops and branches, and operators that size a tensor from the values they are given: none is
+# in what skl2onnx makes of scikit-learn's models, and each lets a request decide a node's work.
+INPUT_SIZED_OPERATORS = frozenset({"Loop", "Scan", "If", "ConstantOfShape", "Range", "Tile", "Expand"})
 # A classifier's class labels, on its classifier or ZipMap node.
 _CLASS_ATTRIBUTES = ("classlabels_int64s", "classlabels_ints", "classlabels_strings")
 
@@ -55,7 +58,11 @@ class OnnxModel:
         options.intra_op_num_threads = 1
         options.inter_op_num_threads = 1
         try:
-            self._session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+            # No constant folding: a graph of a few bytes may declare a constant of gigabytes,
+            # which folding would build while the session is made (at upload, on every node).
+            self._session = ort.InferenceSession(
+                data, options, providers=["CPUExecutionProvider"], disabled_optimizers=["ConstantFolding"]
+            )
         except Exception as exc:  # onnxruntime raises its own exception types for a graph it refuses
             raise ArtifactError(f"ONNX Runtime cannot run this graph: {exc}") from None
         self.inputs = _graph_inputs(self._session)
@@ -64,15 +71,17 @@ class OnnxModel:
             for i in self.inputs
         ]
         self.n_features_in_ = sum(i.width for i in self.inputs)
-        if len(self.inputs) > 1:
+        if len(self.inputs) > 1 or self.inputs[0].width == 1:  # one column each: named by the graph
             self.feature_names_in_ = np.array([i.name for i in self.inputs], dtype=object)
         outputs = self._session.get_outputs()
+        _check_per_row(outputs[0], "first output (predict)")
         self._label = outputs[0].name
-        self._probabilities = outputs[1].name if len(outputs) > 1 else None
-        classes = _class_labels(proto)
-        if classes is not None and self._probabilities is not None:
-            # Without classes to order its probabilities by, predict_proba is not offered
-            # (artifacts/schema.py lists it only beside classes).
+        self._probabilities = None
+        classes = _class_labels(proto, outputs[1].name) if len(outputs) > 1 else None
+        # Without classes to order them by, probabilities are not offered (artifacts/schema.py
+        # lists predict_proba only beside classes).
+        if classes is not None and _are_probabilities(outputs[1], len(classes)):
+            self._probabilities = outputs[1].name
             self.classes_ = np.asarray(classes)
 
     def predict(self, rows: np.ndarray | pd.DataFrame) -> np.ndarray:
@@ -84,7 +93,10 @@ class OnnxModel:
         assert self._probabilities is not None
         (probabilities,) = self._run(rows, [self._probabilities])
         if isinstance(probabilities, list):  # ZipMap: one {class: probability} per row
-            return np.array([[row[c] for c in self.classes_.tolist()] for row in probabilities])
+            try:
+                return np.array([[row[c] for c in self.classes_.tolist()] for row in probabilities])
+            except (KeyError, TypeError) as exc:
+                raise ValueError(f"the ONNX graph's probabilities do not name its classes: {exc}") from None
         return np.asarray(probabilities)
 
     def _run(self, rows: np.ndarray | pd.DataFrame, outputs: list[str]) -> list[Any]:
@@ -109,10 +121,19 @@ class OnnxModel:
 
 
 def _as(values: np.ndarray, element_type: str) -> np.ndarray:
+    """The values as the input's element type; ValueError (a 422) for one that type cannot hold
+    exactly: an integer input takes whole numbers in its range, a bool input 0 and 1."""
     target = _ELEMENT_TYPES[element_type][0]
     if target is np.object_:
         return np.array([str(v) for v in values.reshape(-1)], dtype=object).reshape(values.shape)
-    return values.astype(target)
+    if target in (np.float32, np.float64):
+        return values.astype(target)
+    numbers = values.astype(np.float64)
+    limits = (0, 1) if target is np.bool_ else (np.iinfo(target).min, np.iinfo(target).max)
+    exact = np.isfinite(numbers) & (numbers == np.round(numbers))
+    if not exact.all() or numbers.min() < limits[0] or numbers.max() > limits[1]:
+        raise ValueError(f"{element_type} input takes whole numbers from {limits[0]} to {limits[1]}")
+    return numbers.astype(target)
 
 
 def _checked_graph(data: bytes, allowed_domains: Sequence[str]) -> onnx.ModelProto:
@@ -139,7 +160,24 @@ def _checked_graph(data: bytes, allowed_domains: Sequence[str]) -> onnx.ModelPro
         )
     if not proto.graph.output:
         raise ArtifactError("ONNX graph declares no output")
+    unbounded = sorted(_operators(proto.graph) & INPUT_SIZED_OPERATORS)
+    if unbounded:
+        raise ArtifactError(
+            f"ONNX graph uses {', '.join(unbounded)}: operators whose work or memory the input's "
+            "values decide are refused (a request could stall or exhaust a node)"
+        )
     return proto
+
+
+def _operators(graph: onnx.GraphProto) -> set[str]:
+    """Every operator type in the graph and in the subgraphs of its nodes' attributes."""
+    found = set()
+    for node in graph.node:
+        found.add(node.op_type)
+        for attribute in node.attribute:
+            for sub in [attribute.g, *attribute.graphs]:
+                found |= _operators(sub)
+    return found
 
 
 def _graph_inputs(session: ort.InferenceSession) -> list[GraphInput]:
@@ -150,25 +188,48 @@ def _graph_inputs(session: ort.InferenceSession) -> list[GraphInput]:
                 f"ONNX input {spec.name!r} is a {spec.type}: expected a tensor of numbers or text"
             )
         shape = spec.shape
-        if len(shape) != 2 or not isinstance(shape[1], int) or shape[1] < 1:
+        if len(shape) != 2 or isinstance(shape[0], int) or not isinstance(shape[1], int) or shape[1] < 1:
             raise ArtifactError(
-                f"ONNX input {spec.name!r} has shape {shape}: expected [rows, features] with a fixed "
-                "number of features"
+                f"ONNX input {spec.name!r} has shape {shape}: expected [rows, features], any number "
+                "of rows and a fixed number of features"
             )
         inputs.append(GraphInput(spec.name, spec.type, shape[1]))
     if not inputs:
         raise ArtifactError("ONNX graph declares no input")
+    if any(i.element_type == "tensor(string)" and i.width != 1 for i in inputs):
+        raise ArtifactError("an ONNX text input must take one column (one input per text feature)")
     if len(inputs) > 1 and any(i.width != 1 for i in inputs):
         raise ArtifactError("an ONNX graph of several inputs must take one column in each (one per feature)")
     return inputs
 
 
-def _class_labels(proto: onnx.ModelProto) -> list[Any] | None:
-    """The class labels of the last node that names them (ZipMap after a classifier)."""
-    labels = None
-    for node in proto.graph.node:
-        for attribute in node.attribute:
-            if attribute.name in _CLASS_ATTRIBUTES:
-                values = onnx.helper.get_attribute_value(attribute)
-                labels = [v.decode() if isinstance(v, bytes) else v for v in values]
-    return labels
+def _class_labels(proto: onnx.GraphProto | onnx.ModelProto, probabilities: str) -> list[Any] | None:
+    """The class labels on the node that produces the probabilities (a classifier, or ZipMap)."""
+    graph = proto.graph if isinstance(proto, onnx.ModelProto) else proto
+    for node in graph.node:
+        if probabilities in node.output:
+            for attribute in node.attribute:
+                if attribute.name in _CLASS_ATTRIBUTES:
+                    values = onnx.helper.get_attribute_value(attribute)
+                    return [v.decode() if isinstance(v, bytes) else v for v in values]
+    return None
+
+
+def _check_per_row(output: Any, what: str) -> None:
+    """A tensor of one value (or one row of values) per input row: [rows] or [rows, k]."""
+    shape = output.shape if output.type.startswith("tensor(") else None
+    if shape is None or len(shape) not in (1, 2) or isinstance(shape[0], int):
+        raise ArtifactError(
+            f"ONNX graph's {what} {output.name!r} is a {output.type} of shape {output.shape}: "
+            "expected a tensor of one value or row per input row"
+        )
+
+
+def _are_probabilities(output: Any, classes: int) -> bool:
+    """A [rows, classes] tensor, or ZipMap's sequence of {class: probability} maps."""
+    if output.type.startswith("seq(map("):
+        return True
+    if not output.type.startswith("tensor(") or len(output.shape) != 2:
+        return False
+    rows, width = output.shape
+    return not isinstance(rows, int) and (width == classes or not isinstance(width, int))

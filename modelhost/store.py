@@ -244,4 +244,7 @@ def _timed_call(methods: list[Any], rows: np.ndarray | pd.DataFrame) -> tuple[li
     except (ValueError, TypeError) as exc:
         # The estimator rejected the values: NaN without an imputer, numbers in a column it learnt as text.
         raise InvalidInput(f"model rejected the input: {exc}") from None
+    if any(not isinstance(result, list) or len(result) != len(rows) for result in results):
+        # One answer per row, or batched requests would be handed each other's rows.
+        raise InvalidInput("the model did not answer one value per row")
     return results, time.perf_counter() - start

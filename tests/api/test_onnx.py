@@ -160,6 +160,22 @@ def _with_external_tensor() -> bytes:
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
 
 
+def _one_node_graph(op: str, inputs: list[str], output_shape: list[Any], **attributes: Any) -> bytes:
+    """X, a [rows, 4] float input, through `op` (with the constants it takes) to Y."""
+    constants = [
+        helper.make_node("Constant", [], [name], value=helper.make_tensor(name, TensorProto.FLOAT, [], [v]))
+        for name, v in (("zero", 0.0), ("one", 1.0))
+        if name in inputs
+    ]
+    graph = helper.make_graph(
+        [*constants, helper.make_node(op, inputs, ["Y"], **attributes)],
+        "g",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [None, 4])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, output_shape)],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString()
+
+
 @pytest.mark.parametrize(
     ("graph", "trusted_types", "message"),
     [
@@ -180,8 +196,20 @@ def _with_external_tensor() -> bytes:
             "",
             "fixed number of features",
         ),
+        # A sum over everything: one value for the whole request, not one per row.
+        (_one_node_graph("ReduceSum", ["X"], [], keepdims=0), "", "one value or row per input row"),
+        # A tensor as long as a value of the request says: the request would size the node's work.
+        (_one_node_graph("Range", ["zero", "X", "one"], [None]), "", "Range: operators whose work"),
     ],
-    ids=["garbage", "custom-domain", "listed-but-unknown-op", "external-data", "undeclared-width"],
+    ids=[
+        "garbage",
+        "custom-domain",
+        "listed-but-unknown-op",
+        "external-data",
+        "undeclared-width",
+        "one-value-per-request",
+        "input-sized",
+    ],
 )
 async def test_a_graph_that_cannot_be_served_is_refused_and_nothing_is_stored(
     tmp_path: Path, graph: bytes, trusted_types: str, message: str
@@ -209,3 +237,22 @@ async def test_a_listed_operator_domain_is_served(tmp_path: Path) -> None:
         )
     assert predicted.status_code == 200, predicted.text
     assert np.allclose(predicted.json()["predictions"], [[0.0, 0.8413, -0.1587, 1.9545]], atol=1e-3)
+
+
+async def test_an_integer_input_takes_whole_numbers_only(tmp_path: Path) -> None:
+    """1.7 or null would be cut to 1 or to int64's minimum with a 200: a 422 instead."""
+    graph = helper.make_graph(
+        [helper.make_node("Cast", ["X"], ["Y"], to=TensorProto.FLOAT)],
+        "g",
+        [helper.make_tensor_value_info("X", TensorProto.INT64, [None, 2])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [None, 2])],
+    )
+    data = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString()
+    async with in_process_fleet(tmp_path, nodes=1) as fleet:
+        await fleet.deploy("ints", data, filename="ints.onnx")
+        url = "/api/v1/models/ints/predict"
+        whole = await fleet.gateway.post(url, headers=AUTH, json={"instances": [[3, -4]]})
+        assert whole.status_code == 200 and whole.json()["predictions"] == [[3.0, -4.0]], whole.text
+        for row in ([1.7, 1], [None, 1], [1e30, 1]):
+            refused = await fleet.gateway.post(url, headers=AUTH, json={"instances": [row]})
+            assert refused.status_code == 422 and "whole numbers" in refused.text, (row, refused.text)

@@ -57,7 +57,8 @@ def checkout_copy(target: Path) -> Path:
             (target / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target / name)
     venv = ROOT / ".venv"
-    if venv.is_dir() and os.stat(venv).st_dev == os.stat(target).st_dev:
+    # Not a link (a second checkout's .venv may be one): the copy would install into its target.
+    if venv.is_dir() and not venv.is_symlink() and os.stat(venv).st_dev == os.stat(target).st_dev:
         subprocess.run(["cp", "-al", str(venv), str(target / ".venv")], check=True)
     return target
 
