@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Iterator
+from typing import BinaryIO
 
 from fastapi import APIRouter, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import StreamingResponse
 from starlette.responses import Response
 
 from artifacts.names import SHA256_PATTERN
@@ -18,6 +21,7 @@ from wire.node_calls import DesiredState, VersionRef
 router = APIRouter(prefix="/internal/v1", include_in_schema=False, dependencies=[MANAGEMENT])
 
 _SHA256 = re.compile(SHA256_PATTERN)
+_CHUNK_BYTES = 1024 * 1024
 
 
 @router.get("/desired")
@@ -35,10 +39,21 @@ def manifest(name: str, version: str, request: Request) -> FastJSONResponse:
 
 
 @router.get("/artifacts/{sha256}")
-def artifact(sha256: str, request: Request) -> FileResponse:
+def artifact(sha256: str, request: Request) -> StreamingResponse:
+    """Streamed from a handle opened here: a version removed meanwhile answers 404 or its whole
+    bytes, never a 500 half-way."""
     if not _SHA256.fullmatch(sha256):
         raise InvalidInput("an artifact is named by its lowercase hex sha256")
-    path = deps.repository(request).artifact_path(sha256)
-    if path is None:
+    handle = deps.repository(request).open_artifact(sha256)
+    if handle is None:
         raise ModelNotFound(f"no artifact with sha256 {sha256}")
-    return FileResponse(path, media_type="application/octet-stream")
+    size = os.fstat(handle.fileno()).st_size
+    return StreamingResponse(
+        _chunks(handle), media_type="application/octet-stream", headers={"content-length": str(size)}
+    )
+
+
+def _chunks(handle: BinaryIO) -> Iterator[bytes]:
+    with handle:
+        while chunk := handle.read(_CHUNK_BYTES):
+            yield chunk

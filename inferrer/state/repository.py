@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import BinaryIO
 
 from artifacts.formats import ArtifactFormat, sha256_hex
 from artifacts.manifest import Manifest
@@ -138,6 +139,17 @@ class ModelRepository:
             for manifest in versions.values():
                 if manifest.sha256 == sha256:
                     return self._artifact_file(manifest)
+        return None
+
+    def open_artifact(self, sha256: str) -> BinaryIO | None:
+        """The artifact, open: a version deleted or retired meanwhile (another thread or process)
+        can no longer take the bytes from under a reader. None when no stored version has it."""
+        for _ in range(3):  # a version removed between the look-up and the open: look again
+            path = self.artifact_path(sha256)
+            if path is None:
+                return None
+            with contextlib.suppress(FileNotFoundError):
+                return path.open("rb")
         return None
 
     # Writing ---------------------------------------------------------------------------------
@@ -304,13 +316,18 @@ class ModelRepository:
         index or the new one, never one half built."""
         versions: dict[str, dict[str, Manifest]] = {}
         active: dict[str, str] = {}
+        # Readers take no lock: a writer in another process may remove a version or a model while
+        # this looks. What vanished is left out, and the writer's generation bump, which comes
+        # after its change, makes the next look scan again.
         for model_dir in self._models_dir.iterdir():
             for manifest_file in model_dir.glob(f"*/{_MANIFEST}"):
-                manifest = Manifest.model_validate_json(manifest_file.read_text())
-                versions.setdefault(manifest.name, {})[manifest.version] = manifest
-            pointer = model_dir / _ACTIVE
-            if pointer.exists() and pointer.read_text() in versions.get(model_dir.name, {}):
-                active[model_dir.name] = pointer.read_text()
+                with contextlib.suppress(FileNotFoundError):
+                    manifest = Manifest.model_validate_json(manifest_file.read_text())
+                    versions.setdefault(manifest.name, {})[manifest.version] = manifest
+            with contextlib.suppress(FileNotFoundError):
+                pointer = (model_dir / _ACTIVE).read_text()
+                if pointer in versions.get(model_dir.name, {}):
+                    active[model_dir.name] = pointer
         self._versions, self._active = versions, active
 
 

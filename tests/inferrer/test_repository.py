@@ -3,6 +3,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -121,6 +122,7 @@ def test_two_processes_see_each_others_writes(tmp_path: Path) -> None:
 
 _WRITER = """
 import sys
+import threading
 from pathlib import Path
 from artifacts.formats import ArtifactFormat
 from artifacts.schema import ModelSchema
@@ -179,3 +181,52 @@ def test_a_deploy_never_activates_over_a_newer_active_version(tmp_path: Path) ->
     assert repository.activate("m", older.version, over_newer=False) == newer
     assert repository.get("m") == newer
     assert repository.activate("m", older.version) == older  # a rollback
+
+
+def test_a_reader_never_fails_while_another_process_retires_and_deletes(tmp_path: Path) -> None:
+    """Two repositories on one root, as two gateway processes: one deploys with retention and
+    deletes, the other reads meanwhile without a lock. A version removed during its scan is left
+    out (the writer's generation bump makes the next look scan again), never an error."""
+    writer, reader = ModelRepository(tmp_path, keep_versions=1), ModelRepository(tmp_path)
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def read() -> None:
+        while not done.is_set():
+            try:
+                reader.get("churned")
+                reader.all_versions()
+            except ModelNotFound:
+                pass  # deleted, or not there yet: what a reader may see
+            except BaseException as exc:  # the bug: a half-seen removal raised
+                errors.append(exc)
+                return
+
+    readers = [threading.Thread(target=read) for _ in range(2)]
+    for thread in readers:
+        thread.start()
+    try:
+        for i in range(150):
+            for ballast in range(3):  # more files to walk: a longer scan for the removal to meet
+                _deploy(writer, f"other-{ballast}", None, f"{i}-{ballast}".encode())
+            _deploy(writer, "churned", None, str(i).encode())
+            if i % 10 == 9:
+                writer.delete("churned")
+            if errors:
+                break
+    finally:
+        done.set()
+        for thread in readers:
+            thread.join()
+    assert errors == [], repr(errors[0])
+
+
+def test_an_opened_artifact_reads_whole_after_its_model_is_deleted(tmp_path: Path) -> None:
+    repository = ModelRepository(tmp_path)
+    manifest = _deploy(repository, "m", None, b"x" * 100_000)
+    handle = repository.open_artifact(manifest.sha256)
+    assert handle is not None
+    repository.delete("m")
+    with handle:
+        assert handle.read() == b"x" * 100_000
+    assert repository.open_artifact(manifest.sha256) is None
