@@ -1,7 +1,6 @@
-"""The model repository: <root>/models/<name>/<version>/{artifact,manifest.json} plus an ACTIVE pointer.
-
-Writes are staged under <root>/staging and renamed into place, so a reader never sees half a model;
-what a write killed half-way leaves there is removed when the repository is next opened.
+"""The model repository: every stored version of every model, which one is active, and the rules
+that change them (names, version numbers, conflicts, retention), under one write lock. Where the
+files live and how each change is made atomic is layout.py.
 
 Version retention: with keep_versions=N, a write that stores or activates a version removes the
 versions of that model beyond the newest N, but never the active one or a pinned one (pins.py).
@@ -12,11 +11,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import logging
-import os
-import shutil
-import tempfile
 import threading
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,13 +22,11 @@ from artifacts.manifest import Manifest
 from artifacts.names import is_path_segment
 from artifacts.schema import ModelSchema
 from inferrer.errors import InvalidInput, ModelNotFound, VersionConflict
-from inferrer.state.generation import Generation, replace_text
+from inferrer.state.generation import Generation
+from inferrer.state.layout import RepositoryLayout
 from inferrer.state.pins import Pin, VersionPins
 
 logger = logging.getLogger(__name__)
-
-_MANIFEST = "manifest.json"
-_ACTIVE = "ACTIVE"
 
 
 def check_name(value: str, what: str = "model name") -> str:
@@ -50,20 +43,16 @@ class ModelRepository:
     place, only replaced whole (copy on write), so a reader never iterates a dict being changed."""
 
     def __init__(self, root: Path, keep_versions: int = 0) -> None:
-        self._root = root
         self._keep_versions = keep_versions  # 0: keep every version
         self._pins = VersionPins(root / "pins")
-        self._models_dir = root / "models"
-        self._staging_dir = root / "staging"
+        self._layout = RepositoryLayout(root)
         self._generation = Generation(root / "generation")
-        self._models_dir.mkdir(parents=True, exist_ok=True)
-        self._staging_dir.mkdir(parents=True, exist_ok=True)
         self._lock_file = root / "lock"
         self._thread_lock = threading.Lock()
         self._versions: dict[str, dict[str, Manifest]] = {}
         self._active: dict[str, str] = {}
         with self._lock():
-            self._remove_crash_litter()
+            self._layout.remove_crash_litter()
             if not self._generation.exists():
                 self._bump()
             self._refresh()
@@ -138,7 +127,7 @@ class ModelRepository:
         for versions in self._versions.values():
             for manifest in versions.values():
                 if manifest.sha256 == sha256:
-                    return self._artifact_file(manifest)
+                    return self._layout.artifact_file(manifest)
         return None
 
     def open_artifact(self, sha256: str) -> BinaryIO | None:
@@ -186,16 +175,13 @@ class ModelRepository:
                 trusted_types=trusted_types or [],
                 batching=batching,
             )
-            staged = Path(tempfile.mkdtemp(dir=self._staging_dir))
+            staged = self._layout.stage(manifest, data)
             try:
-                (staged / f"artifact.{fmt.value}").write_bytes(data)
-                (staged / _MANIFEST).write_text(manifest.model_dump_json(indent=2))
-                (self._models_dir / name).mkdir(exist_ok=True)
                 if pin is not None:
                     self._pins.pin(name, version, pin)
-                os.rename(staged, self._models_dir / name / version)
+                self._layout.publish(staged, manifest)
             except BaseException:
-                shutil.rmtree(staged, ignore_errors=True)
+                self._layout.discard(staged)
                 if pin is not None:
                     self._pins.unpin(name, version, pin.holder)
                 raise
@@ -229,7 +215,7 @@ class ModelRepository:
             current = self._versions[name].get(self._active.get(name, ""))
             if not over_newer and current is not None and current.created > manifest.created:
                 return current
-            self._write_active(name, version)
+            self._layout.write_active(name, version)
             self._active = {**self._active, name: version}
             self._retire_old_versions(name)
             self._bump()
@@ -250,13 +236,12 @@ class ModelRepository:
             versions = sorted(self._versions.get(name, {}))
             if not versions:
                 raise ModelNotFound(f"model {name!r} not found")
-            doomed = self._staging_dir / f"deleted-{uuid.uuid4().hex}"
-            os.rename(self._models_dir / name, doomed)
+            doomed = self._layout.move_model_aside(name)
             self._versions = {n: v for n, v in self._versions.items() if n != name}
             self._active = {n: v for n, v in self._active.items() if n != name}
             self._pins.forget(name)
             self._bump()
-        shutil.rmtree(doomed, ignore_errors=True)
+        self._layout.discard(doomed)
         return versions
 
     def _retire_old_versions(self, name: str) -> list[str]:
@@ -268,9 +253,7 @@ class ModelRepository:
         protected = {self._active.get(name)} | self._pins.pinned(name)
         retired = [m.version for m in stored[: -self._keep_versions] if m.version not in protected]
         for version in retired:
-            doomed = self._staging_dir / f"retired-{uuid.uuid4().hex}"
-            os.rename(self._models_dir / name / version, doomed)
-            shutil.rmtree(doomed, ignore_errors=True)
+            self._layout.remove_version(name, version)
         if retired:
             kept = {v: m for v, m in self._versions[name].items() if v not in retired}
             self._versions = {**self._versions, name: kept}
@@ -278,20 +261,6 @@ class ModelRepository:
         return retired
 
     # Internals -------------------------------------------------------------------------------
-
-    def _remove_crash_litter(self) -> None:
-        """What a write killed half-way leaves: a staged version, a model being deleted, the temp
-        file of a pointer. Called under the write lock, so no other process is writing them now."""
-        for leftover in self._staging_dir.iterdir():
-            shutil.rmtree(leftover, ignore_errors=True)
-        for temp in [*self._root.glob(".generation.*"), *self._models_dir.glob(f"*/.{_ACTIVE}.*")]:
-            temp.unlink(missing_ok=True)
-
-    def _artifact_file(self, manifest: Manifest) -> Path:
-        return self._models_dir / manifest.name / manifest.version / f"artifact.{manifest.format}"
-
-    def _write_active(self, name: str, version: str) -> None:
-        replace_text(self._models_dir / name / _ACTIVE, version)
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
@@ -314,21 +283,7 @@ class ModelRepository:
     def _scan(self) -> None:
         """Build the new index aside, then swap it in: a reader in another thread sees the old
         index or the new one, never one half built."""
-        versions: dict[str, dict[str, Manifest]] = {}
-        active: dict[str, str] = {}
-        # Readers take no lock: a writer in another process may remove a version or a model while
-        # this looks. What vanished is left out, and the writer's generation bump, which comes
-        # after its change, makes the next look scan again.
-        for model_dir in self._models_dir.iterdir():
-            for manifest_file in model_dir.glob(f"*/{_MANIFEST}"):
-                with contextlib.suppress(FileNotFoundError):
-                    manifest = Manifest.model_validate_json(manifest_file.read_text())
-                    versions.setdefault(manifest.name, {})[manifest.version] = manifest
-            with contextlib.suppress(FileNotFoundError):
-                pointer = (model_dir / _ACTIVE).read_text()
-                if pointer in versions.get(model_dir.name, {}):
-                    active[model_dir.name] = pointer
-        self._versions, self._active = versions, active
+        self._versions, self._active = self._layout.scan()
 
 
 def _next_version(existing: dict[str, Manifest]) -> str:

@@ -87,7 +87,7 @@ def test_a_failed_write_leaves_no_half_model(tmp_path: Path, monkeypatch: pytest
     def broken_rename(src: object, dst: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr("inferrer.state.repository.os.rename", broken_rename)
+    monkeypatch.setattr("inferrer.state.layout.os.rename", broken_rename)
     with pytest.raises(OSError):
         repository.store("m", None, b"one", ArtifactFormat.SKOPS, SIGNATURE)
     monkeypatch.undo()
