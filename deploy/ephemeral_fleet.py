@@ -84,6 +84,21 @@ class RunningFleet:
             timeout=timeout_s,
         )
 
+    def finished_job(self, job_id: str, timeout_s: float = 240) -> dict[str, Any]:
+        """A job's view once it is no longer queued or running; through a restarting gateway."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                view: dict[str, Any] = httpx.get(
+                    f"{self.url}/api/v1/jobs/{job_id}", headers=self.auth, timeout=10
+                ).json()
+                if view["status"] not in ("queued", "running"):
+                    return view
+            except httpx.HTTPError:
+                pass  # the gateway is restarting
+            time.sleep(0.2)
+        raise AssertionError(f"job {job_id} did not finish in {timeout_s}s:\n{self.log()[-3000:]}")
+
     def node_view(self, node: str) -> dict[str, Any]:
         """The inferrer's view of one node (`GET /api/v1/nodes`): live, ready, models..."""
         nodes = httpx.get(f"{self.url}/api/v1/nodes", headers=self.auth, timeout=5).json()["nodes"]

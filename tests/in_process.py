@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,6 +90,17 @@ class InProcessFleet:
         )
         assert response.status_code == 201, response.text
         return response.json()
+
+    async def finished_job(self, job_id: str, timeout_s: float = 30) -> dict[str, Any]:
+        """A job's view once it is no longer queued or running."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            view: dict[str, Any] = (await self.gateway.get(f"/api/v1/jobs/{job_id}", headers=AUTH)).json()
+            if view["status"] not in ("queued", "running"):
+                return view
+            if time.monotonic() > deadline:
+                raise AssertionError(f"job {job_id} did not finish in {timeout_s}s: {view}")
+            await asyncio.sleep(0.05)
 
 
 @contextlib.asynccontextmanager

@@ -1,33 +1,22 @@
 """inferrer/api/jobs.py in-process, through the app factory: inline (async) jobs, file jobs fanned out
-to the nodes and gathered, bad rows, refusals, cancel."""
+to the nodes and gathered, bad rows, cancel, uploads, parquet, retention (refusals: test_job_refusals.py)."""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import orjson
 import pandas as pd
 import pytest
 import skops.io as sio
-from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import Pipeline
 
 from inferrer.dataplane.balancer_client import UpstreamAnswer
-from tests.in_process import AUTH, InProcessFleet, in_process_fleet
+from tests.in_process import AUTH, in_process_fleet
 
 pytestmark = pytest.mark.anyio
-
-
-async def _finished(fleet: InProcessFleet, job_id: str, timeout_s: float = 30) -> dict[str, Any]:
-    for _ in range(int(timeout_s / 0.05)):
-        view: dict[str, Any] = (await fleet.gateway.get(f"/api/v1/jobs/{job_id}", headers=AUTH)).json()
-        if view["status"] not in ("queued", "running"):
-            return view
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"job {job_id} did not finish: {view}")
 
 
 def _people_jsonl(frame: pd.DataFrame) -> bytes:
@@ -45,7 +34,7 @@ async def test_an_inline_job_answers_as_predict_would(tmp_path: Path, pipeline_s
         assert submitted.status_code == 202, submitted.text
         job = submitted.json()
         assert submitted.headers["location"] == f"/api/v1/jobs/{job['id']}"
-        assert (await _finished(fleet, job["id"]))["status"] == "succeeded"
+        assert (await fleet.finished_job(job["id"]))["status"] == "succeeded"
         result = (await fleet.gateway.get(f"/api/v1/jobs/{job['id']}/result", headers=AUTH)).json()
         online = (await fleet.gateway.post("/api/v1/models/m/predict", json={"instances": rows})).json()
         assert result["predictions"] == online["predictions"] and result["version"] == "1"
@@ -62,7 +51,7 @@ async def test_a_file_job_fans_out_and_gathers_every_row_once_in_order(
         body = {"model": "people", "input": "people.jsonl", "partition_bytes": 4096}
         job = (await fleet.gateway.post("/api/v1/jobs", json=body, headers=AUTH)).json()
         assert job["partitions"] >= 8
-        view = await _finished(fleet, job["id"])
+        view = await fleet.finished_job(job["id"])
         assert view["status"] == "succeeded", view
         assert view["partitions"] == {"total": job["partitions"], "done": job["partitions"], "failed": 0}
         assert view["rows"] == {"done": len(frame), "failed": 0}
@@ -99,7 +88,7 @@ async def test_bad_rows_fail_the_job_naming_them_or_are_skipped(
                 "/api/v1/jobs", json={"model": "people", "input": "bad.jsonl"}, headers=AUTH
             )
         ).json()
-        failed = await _finished(fleet, failing["id"])
+        failed = await fleet.finished_job(failing["id"])
         assert failed["status"] == "failed"
         assert (
             "3 bad rows" in failed["error"] and "line 3:" in failed["error"] and "line 10:" in failed["error"]
@@ -108,66 +97,10 @@ async def test_bad_rows_fail_the_job_naming_them_or_are_skipped(
         assert refused.status_code == 409
         body = {"model": "people", "input": "bad.jsonl", "on_bad_rows": "skip"}
         skipping = (await fleet.gateway.post("/api/v1/jobs", json=body, headers=AUTH)).json()
-        done = await _finished(fleet, skipping["id"])
+        done = await fleet.finished_job(skipping["id"])
     assert done["status"] == "succeeded", done
     assert done["rows"] == {"done": len(lines) - 3, "failed": 3}
     assert [e["line"] for e in done["errors"]] == [3, 6, 10]
-
-
-async def test_refusals_change_nothing(tmp_path: Path, pipeline_skops: bytes) -> None:
-    (tmp_path / "data").mkdir()
-    (tmp_path / "outside.jsonl").write_text("[1, 2, 3, 4, 5, 6]\n")
-    (tmp_path / "data" / "link.jsonl").symlink_to(tmp_path / "outside.jsonl")
-    async with in_process_fleet(tmp_path, nodes=1) as fleet:
-        await fleet.deploy("m", pipeline_skops)
-        gateway = fleet.gateway
-        for location in (
-            "../outside.jsonl",
-            str(tmp_path / "outside.jsonl"),
-            "link.jsonl",
-            "a/../../x.jsonl",
-        ):
-            answer = await gateway.post("/api/v1/jobs", json={"model": "m", "input": location}, headers=AUTH)
-            assert answer.status_code == 400, (location, answer.text)
-        cases = [
-            ({"model": "m", "input": "missing.jsonl"}, 404),
-            ({"model": "nope", "instances": [[1, 2, 3, 4, 5, 6]]}, 404),
-            ({"model": "m", "instances": [[1, 2]]}, 422),
-            ({"model": "m", "instances": [[1, 2, 3, 4, 5, 6]], "input": "x.jsonl"}, 422),
-            ({"model": "m"}, 422),
-            ({"model": "m", "input": "x.txt"}, 422),
-            ({"model": "m", "input": "link.jsonl", "output_location": "x"}, 400),
-            ({"model": "..", "instances": [[1, 2, 3, 4, 5, 6]]}, 422),  # one path segment, never ".."
-            ({"model": "m", "version": "..", "instances": [[1, 2, 3, 4, 5, 6]]}, 422),
-            (
-                {
-                    "model": "m",
-                    "instances": [[1, 2, 3, 4, 5, 6]],
-                    "output": "predict",
-                    "prediction": "predict",
-                },
-                422,
-            ),
-            ({"model": "m", "input": "x.jsonl", "format": "jsonl", "output_format": "csv"}, 422),
-        ]
-        for body, status in cases:
-            answer = await gateway.post("/api/v1/jobs", json=body, headers=AUTH)
-            assert answer.status_code == status, (body, answer.text)
-        assert (await gateway.get("/api/v1/jobs", headers=AUTH)).json() == {"jobs": []}
-        (tmp_path / "data" / "rows.jsonl").write_text("[1, 2, 3, 4, 5, 6]\n")
-        (tmp_path / "data" / "taken").mkdir()
-        (tmp_path / "data" / "taken" / "part-00000.jsonl").write_text("someone else's\n")
-        body = {"model": "m", "input": "rows.jsonl", "output_location": "taken"}
-        assert (await gateway.post("/api/v1/jobs", json=body, headers=AUTH)).status_code == 409
-        body["output_location"] = "rows.jsonl"  # not over its own input either
-        assert (await gateway.post("/api/v1/jobs", json=body, headers=AUTH)).status_code == 409
-        assert (tmp_path / "data" / "taken" / "part-00000.jsonl").read_text() == "someone else's\n"
-        assert (await gateway.get("/api/v1/jobs/job-nope", headers=AUTH)).status_code == 404
-        for job_id in ("..", "."):  # as a path's segment, escaped: still no job id
-            assert (await gateway.get(f"/api/v1/jobs/%2E{job_id[1:]}", headers=AUTH)).status_code in (
-                404,
-                422,
-            )
 
 
 async def test_a_cancelled_job_stays_cancelled(
@@ -230,7 +163,7 @@ async def test_a_file_uploaded_with_the_job_is_its_input(
         files = {"file": ("people.jsonl", rows)}
         answer = await fleet.gateway.post("/api/v1/jobs", data=fields, files=files, headers=AUTH)
         assert answer.status_code == 202, answer.text
-        view = await _finished(fleet, answer.json()["id"])
+        view = await fleet.finished_job(answer.json()["id"])
         assert view["status"] == "succeeded" and view["rows"]["done"] == len(text_column_rows)
         result = await fleet.gateway.get(f"/api/v1/jobs/{view['id']}/result", headers=AUTH)
         predictions = [orjson.loads(line)["prediction"] for line in result.content.splitlines()]
@@ -267,7 +200,7 @@ async def test_a_parquet_file_is_split_by_row_group(
         body = {"model": "people", "input": "people.parquet"}
         job = (await fleet.gateway.post("/api/v1/jobs", json=body, headers=AUTH)).json()
         assert job["partitions"] == -(-len(frame) // 50)  # one per row group
-        view = await _finished(fleet, job["id"])
+        view = await fleet.finished_job(job["id"])
         assert view["status"] == "succeeded", view
         result = await fleet.gateway.get(f"/api/v1/jobs/{job['id']}/result", headers=AUTH)
         broken = await fleet.gateway.post(
@@ -277,58 +210,6 @@ async def test_a_parquet_file_is_split_by_row_group(
     assert [r["id"] for r in rows] == list(range(len(frame)))
     assert [r["prediction"] for r in rows] == text_column_pipeline.predict(frame).tolist()
     assert broken.status_code == 422 and "not a parquet file" in broken.json()["error"]
-
-
-async def test_an_output_the_model_lacks_or_a_shared_output_location_is_refused(
-    tmp_path: Path, pipeline_skops: bytes
-) -> None:
-    features = np.random.default_rng(2).normal(size=(40, 6))
-    regressor = sio.dumps(LinearRegression().fit(features, features[:, 0]))
-    (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "rows.jsonl").write_text("[1, 2, 3, 4, 5, 6]\n" * 10)
-    async with in_process_fleet(tmp_path, nodes=1) as fleet:
-        await fleet.deploy("r", regressor)
-        await fleet.deploy("m", pipeline_skops)
-        gateway = fleet.gateway
-        for body in (
-            {"model": "r", "input": "rows.jsonl", "prediction": "predict_proba"},
-            {"model": "r", "instances": [[1, 2, 3, 4, 5, 6]], "prediction": "predict_proba"},
-        ):
-            answer = await gateway.post("/api/v1/jobs", json=body, headers=AUTH)
-            assert answer.status_code == 422 and "offers" in answer.text, answer.text
-        body = {"model": "m", "input": "rows.jsonl", "output_location": "shared"}
-        first = await gateway.post("/api/v1/jobs", json=body, headers=AUTH)
-        second = await gateway.post("/api/v1/jobs", json=body, headers=AUTH)
-        assert first.status_code == 202 and second.status_code == 409, second.text
-        assert (await _finished(fleet, first.json()["id"]))["status"] == "succeeded"
-
-
-async def test_the_old_name_of_prediction_is_taken_with_a_deprecation_note(
-    tmp_path: Path, pipeline_skops: bytes
-) -> None:
-    (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "rows.jsonl").write_text("[1, 2, 3, 4, 5, 6]\n" * 3)
-    async with in_process_fleet(tmp_path, nodes=1) as fleet:
-        await fleet.deploy("m", pipeline_skops)
-        gateway = fleet.gateway
-        old = {"model": "m", "instances": [[1, 2, 3, 4, 5, 6]], "output": "predict_proba"}
-        inline = await gateway.post("/api/v1/jobs", json=old, headers=AUTH)
-        form = {"model": "m", "output": "predict_proba"}
-        upload = {"file": ("rows.jsonl", b"[1, 2, 3, 4, 5, 6]\n")}
-        uploaded = await gateway.post("/api/v1/jobs", data=form, files=upload, headers=AUTH)
-        current = await gateway.post("/api/v1/jobs", json={"model": "m", "input": "rows.jsonl"}, headers=AUTH)
-        views = [await _finished(fleet, answer.json()["id"]) for answer in (inline, uploaded, current)]
-        result = (await gateway.get(f"/api/v1/jobs/{inline.json()['id']}/result", headers=AUTH)).json()
-        online = {"instances": old["instances"], "output": "predict_proba"}
-        expected = (await gateway.post("/api/v1/models/m/predict", json=online)).json()["predictions"]
-    warning = "299 - \"field 'output' is deprecated; use 'prediction'\""
-    for answer in (inline, uploaded):
-        assert answer.status_code == 202, answer.text
-        assert answer.headers["deprecation"] == "true" and answer.headers["warning"] == warning
-    assert current.status_code == 202 and "deprecation" not in current.headers
-    assert [v["prediction"] for v in views] == ["predict_proba", "predict_proba", "predict"]
-    assert all(v["status"] == "succeeded" for v in views), views
-    assert result["predictions"] == expected  # each class's probability: predict_proba
 
 
 async def test_a_jobs_version_is_kept_from_retention_until_the_job_ends(
@@ -369,7 +250,7 @@ async def test_a_jobs_version_is_kept_from_retention_until_the_job_ends(
         during = await versions()
         running = (await fleet.gateway.get(f"/api/v1/jobs/{job_id}", headers=AUTH)).json()["status"]
         release.set()
-        view = await _finished(fleet, job_id)
+        view = await fleet.finished_job(job_id)
         after = during
         for _ in range(300):  # the job's end releases its pin and applies retention
             if (after := await versions()) != during:

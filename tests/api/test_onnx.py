@@ -4,7 +4,6 @@ a 422 and nothing is stored (tests/in_process.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LinearRegression
 from sklearn.pipeline import Pipeline
 
-from tests.in_process import AUTH, InProcessFleet, in_process_fleet
+from tests.in_process import AUTH, in_process_fleet
 
 pytestmark = pytest.mark.anyio
 
@@ -65,15 +64,6 @@ async def test_an_onnx_forest_answers_as_the_estimator_it_came_from(tmp_path: Pa
         assert wrong.status_code == 422 and "expected 4 features" in wrong.text, wrong.text
 
 
-async def _finished(fleet: InProcessFleet, job_id: str) -> dict[str, Any]:
-    for _ in range(600):
-        view: dict[str, Any] = (await fleet.gateway.get(f"/api/v1/jobs/{job_id}", headers=AUTH)).json()
-        if view["status"] not in ("queued", "running"):
-            return view
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"job {job_id} did not finish: {view}")
-
-
 async def test_a_graph_of_one_input_per_column_takes_records_by_input_name(
     tmp_path: Path, text_column_pipeline: Pipeline, text_column_rows: pd.DataFrame
 ) -> None:
@@ -97,7 +87,7 @@ async def test_a_graph_of_one_input_per_column_takes_records_by_input_name(
         submitted = await fleet.gateway.post("/api/v1/jobs", json=body, headers=AUTH)
         assert submitted.status_code == 202, submitted.text
         job = submitted.json()
-        view = await _finished(fleet, job["id"])
+        view = await fleet.finished_job(job["id"])
         result = await fleet.gateway.get(f"/api/v1/jobs/{job['id']}/result", headers=AUTH)
     expected = text_column_pipeline.predict(text_column_rows).tolist()
     assert predicted.status_code == 200, predicted.text

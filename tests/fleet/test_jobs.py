@@ -9,7 +9,6 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import os
-import re
 import signal
 import time
 from collections import Counter
@@ -26,10 +25,10 @@ import skops.io as sio
 from sklearn.linear_model import LogisticRegression
 
 from deploy.ephemeral_fleet import RunningFleet, start_fleet, wait_until
+from tests.fleet.job_calls import ROWS, check_result, job_view, retries_logged, submit_rows_job
 
 pytestmark = pytest.mark.fleet
 
-ROWS = 200_000
 FEATURES = ["f0", "f1", "f2", "f3"]
 PARTITION_TIMEOUT_S = 10.0
 INLINE_JOBS = 200
@@ -65,60 +64,13 @@ def batch(fleet: RunningFleet) -> tuple[pd.DataFrame, LogisticRegression]:
     return frame, model
 
 
-def _submit(fleet: RunningFleet) -> dict[str, Any]:
-    body = {"model": "scores", "input": "rows.jsonl", "partition_bytes": 512 * 1024}
-    answer = httpx.post(f"{fleet.url}/api/v1/jobs", json=body, headers=fleet.auth, timeout=30)
-    assert answer.status_code == 202, answer.text
-    job: dict[str, Any] = answer.json()
-    assert job["partitions"] >= 16
-    return job
-
-
-def _view(fleet: RunningFleet, job_id: str) -> dict[str, Any]:
-    view: dict[str, Any] = httpx.get(
-        f"{fleet.url}/api/v1/jobs/{job_id}", headers=fleet.auth, timeout=10
-    ).json()
-    return view
-
-
-def _finished(fleet: RunningFleet, job_id: str, timeout_s: float = 240) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            view = _view(fleet, job_id)
-            if view["status"] not in ("queued", "running"):
-                return view
-        except httpx.HTTPError:
-            pass  # the inferrer is restarting
-        time.sleep(0.25)
-    raise AssertionError(f"job {job_id} did not finish:\n{fleet.log()[-3000:]}")
-
-
-def _check_result(
-    fleet: RunningFleet, job: dict[str, Any], frame: pd.DataFrame, model: Any
-) -> dict[str, Any]:
-    view = _finished(fleet, job["id"])
-    assert view["status"] == "succeeded", view
-    assert view["partitions"]["done"] == job["partitions"] and view["rows"]["done"] == ROWS
-    result = httpx.get(f"{fleet.url}/api/v1/jobs/{job['id']}/result", headers=fleet.auth, timeout=120)
-    rows = [orjson.loads(line) for line in result.content.splitlines()]
-    assert [r["id"] for r in rows] == list(range(ROWS))  # every row exactly once, in input order
-    assert [r["prediction"] for r in rows] == model.predict(frame).tolist()
-    assert all(r["label"] in (0, 1) for r in rows[:100])  # carried, never fed (the model has 4 features)
-    output = fleet.data_dir / "data" / "jobs" / job["id"]
-    manifest = orjson.loads((output / "_manifest.json").read_bytes())
-    assert manifest["rows"] == ROWS and len(manifest["parts"]) == job["partitions"]
-    assert (output / "_SUCCESS").exists()
-    return manifest
-
-
 def test_a_200000_row_file_fans_out_over_every_node_and_gathers_in_order(
     fleet: RunningFleet, batch: tuple[pd.DataFrame, LogisticRegression]
 ) -> None:
     frame, model = batch
     started = time.monotonic()
-    job = _submit(fleet)
-    manifest = _check_result(fleet, job, frame, model)
+    job = submit_rows_job(fleet)
+    manifest = check_result(fleet, job, frame, model)
     by_node = Counter(part["node"] for part in manifest["parts"])
     seconds = time.monotonic() - started
     print(f"{ROWS} rows, {job['partitions']} partitions in {seconds:.1f}s; by node {dict(by_node)}")
@@ -129,15 +81,15 @@ def test_a_job_survives_a_sigkilled_inferrer_with_every_row_once(
     fleet: RunningFleet, batch: tuple[pd.DataFrame, LogisticRegression]
 ) -> None:
     frame, model = batch
-    job = _submit(fleet)
+    job = submit_rows_job(fleet)
     assert wait_until(
-        lambda: _view(fleet, job["id"])["partitions"]["done"] >= 2, timeout_s=60, interval_s=0.05
+        lambda: job_view(fleet, job["id"])["partitions"]["done"] >= 2, timeout_s=60, interval_s=0.05
     )
-    before = _view(fleet, job["id"])["partitions"]["done"]
+    before = job_view(fleet, job["id"])["partitions"]["done"]
     pid = fleet.pid("inferrer")
     os.kill(pid, signal.SIGKILL)
     assert before < job["partitions"], "the kill came too late: the job had finished"
-    manifest = _check_result(fleet, job, frame, model)
+    manifest = check_result(fleet, job, frame, model)
     assert fleet.pid("inferrer") != pid
     parts = [part["location"] for part in manifest["parts"]]
     assert len(parts) == len(set(parts)) == job["partitions"]  # no partition counted twice
@@ -156,18 +108,18 @@ def test_the_same_from_csv_with_a_node_sigkilled_mid_job(
     job = httpx.post(f"{fleet.url}/api/v1/jobs", json=body, headers=fleet.auth, timeout=30).json()
     # Every node works a partition at a time while the job runs (several in flight, least_conn).
     assert wait_until(
-        lambda: _view(fleet, job["id"])["partitions"]["done"] >= 3, timeout_s=60, interval_s=0.02
+        lambda: job_view(fleet, job["id"])["partitions"]["done"] >= 3, timeout_s=60, interval_s=0.02
     )
     os.kill(fleet.pid("modelhost-2"), signal.SIGKILL)
-    assert _view(fleet, job["id"])["partitions"]["done"] < job["partitions"] - 3, "the kill came too late"
-    view = _finished(fleet, job["id"])
+    assert job_view(fleet, job["id"])["partitions"]["done"] < job["partitions"] - 3, "the kill came too late"
+    view = fleet.finished_job(job["id"])
     assert view["status"] == "succeeded", view
     parts = orjson.loads((fleet.data_dir / "data" / "jobs" / job["id"] / "_manifest.json").read_bytes())[
         "parts"
     ]
     retried = [part for part in parts if part["attempt"] >= 2]
     assert retried, "no partition was retried after its node died"
-    logged = _retries_logged(fleet, job["id"])
+    logged = retries_logged(fleet, job["id"])
     assert {part["location"].rsplit("part-", 1)[1].split(".")[0] for part in retried} <= {
         f"{idx:05d}" for idx in logged
     }, logged
@@ -179,24 +131,15 @@ def test_the_same_from_csv_with_a_node_sigkilled_mid_job(
     print(f"CSV, {job['partitions']} partitions, modelhost-2 SIGKILLed mid-job: succeeded, {ROWS} rows once")
 
 
-def _retries_logged(fleet: RunningFleet, job_id: str) -> list[int]:
-    """The partitions of a job that the gateway logged as retried ("partition <job>/<idx>: <why>;
-    retrying in ..."), one entry a retry. The log, not /metrics: with two gateway processes each
-    counts its own retries, and a scrape reaches one of them."""
-    logs = fleet.data_dir / "run" / "logs"
-    text = "".join(path.read_text(errors="replace") for path in sorted(logs.glob("inferrer.log*")))
-    return [int(idx) for idx in re.findall(rf"partition {job_id}/(\d+): .*; retrying in", text)]
-
-
 def test_a_running_file_job_cancelled_stays_cancelled_and_never_writes_success(
     fleet: RunningFleet, batch: tuple[pd.DataFrame, LogisticRegression]
 ) -> None:
     """Cancelled with partitions on the nodes: nothing more is sent, the partitions under way end
     without finishing the job, and neither `_manifest.json` nor `_SUCCESS` is ever written."""
     frame, model = batch
-    job = _submit(fleet)
+    job = submit_rows_job(fleet)
     assert wait_until(
-        lambda: _view(fleet, job["id"])["partitions"]["done"] >= 2, timeout_s=60, interval_s=0.02
+        lambda: job_view(fleet, job["id"])["partitions"]["done"] >= 2, timeout_s=60, interval_s=0.02
     )
     cancel = httpx.delete(f"{fleet.url}/api/v1/jobs/{job['id']}", headers=fleet.auth, timeout=30)
     assert cancel.status_code == 200, cancel.text
@@ -205,8 +148,8 @@ def test_a_running_file_job_cancelled_stays_cancelled_and_never_writes_success(
     assert cancelled["partitions"]["done"] < job["partitions"], "the cancel came too late"
     # The partitions under way when it was cancelled end on their nodes long before a whole later
     # job of the same size has gone through the fleet.
-    _check_result(fleet, _submit(fleet), frame, model)
-    view = _view(fleet, job["id"])
+    check_result(fleet, submit_rows_job(fleet), frame, model)
+    view = job_view(fleet, job["id"])
     output = fleet.data_dir / "data" / "jobs" / job["id"]
     print(f"cancelled at {cancelled['partitions']}, after a later job: {view['partitions']}")
     assert view["status"] == "cancelled" and view["error"] == "cancelled by request"
@@ -233,7 +176,7 @@ def test_a_partition_whose_nodes_stall_times_out_and_exhausts_its_attempts(
         body = {"model": "scores", "input": "small.jsonl", "max_attempts": 2}
         job = httpx.post(f"{fleet.url}/api/v1/jobs", json=body, headers=fleet.auth, timeout=30).json()
         started = time.monotonic()
-        view = _finished(fleet, job["id"], timeout_s=4 * PARTITION_TIMEOUT_S + 30)
+        view = fleet.finished_job(job["id"], timeout_s=4 * PARTITION_TIMEOUT_S + 30)
         took = time.monotonic() - started
     finally:
         for pid in nodes:
@@ -246,7 +189,7 @@ def test_a_partition_whose_nodes_stall_times_out_and_exhausts_its_attempts(
     assert view["partitions"] == {"total": 1, "done": 0, "failed": 1}
     assert "partition 0 failed 2 times" in view["error"] and "did not answer in time" in view["error"]
     assert took >= 2 * PARTITION_TIMEOUT_S  # each attempt waited for its whole timeout
-    assert _retries_logged(fleet, job["id"]) == [0]  # retried once, then failed for good
+    assert retries_logged(fleet, job["id"]) == [0]  # retried once, then failed for good
     assert (fleet.data_dir / "data" / "jobs" / job["id"] / "_SUCCESS").exists() is False
 
 
@@ -261,7 +204,7 @@ def test_three_malformed_lines_fail_the_job_or_are_skipped(fleet: RunningFleet) 
     for mode, status in (("fail", "failed"), ("skip", "succeeded")):
         body = {"model": "scores", "input": "bad.jsonl", "on_bad_rows": mode, "partition_bytes": 8192}
         job = httpx.post(f"{fleet.url}/api/v1/jobs", json=body, headers=fleet.auth, timeout=30).json()
-        view = _finished(fleet, job["id"])
+        view = fleet.finished_job(job["id"])
         assert view["status"] == status, view
         if mode == "fail":
             assert "bad rows" in view["error"], view["error"]
@@ -349,7 +292,7 @@ def test_the_same_from_parquet_by_row_group(
     body = {"model": "scores", "input": "rows.parquet"}
     job = httpx.post(f"{fleet.url}/api/v1/jobs", json=body, headers=fleet.auth, timeout=30).json()
     assert job["partitions"] == ROWS // 10_000
-    view = _finished(fleet, job["id"])
+    view = fleet.finished_job(job["id"])
     assert view["status"] == "succeeded", view
     result = httpx.get(f"{fleet.url}/api/v1/jobs/{job['id']}/result", headers=fleet.auth, timeout=120)
     rows = [orjson.loads(line) for line in result.content.splitlines()]

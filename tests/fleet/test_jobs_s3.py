@@ -4,10 +4,8 @@ there, and the manifest and _SUCCESS land beside the parts."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import numpy as np
@@ -38,15 +36,6 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, s3: S3Settings) -> Iterator[
     assert running.stop() == 0, running.log()
 
 
-def _finished(fleet: RunningFleet, job_id: str) -> dict[str, Any]:
-    for _ in range(600):
-        view: dict[str, Any] = httpx.get(f"{fleet.url}/api/v1/jobs/{job_id}", headers=fleet.auth).json()
-        if view["status"] not in ("queued", "running"):
-            return view
-        time.sleep(0.2)
-    raise AssertionError(f"job {job_id} did not finish")
-
-
 def test_a_job_reads_and_writes_s3_through_the_endpoint(fleet: RunningFleet, s3: S3Settings) -> None:
     rng = np.random.default_rng(5)
     frame = pd.DataFrame(rng.normal(size=(ROWS, 3)).round(5), columns=["a", "b", "c"])
@@ -60,7 +49,7 @@ def test_a_job_reads_and_writes_s3_through_the_endpoint(fleet: RunningFleet, s3:
     body = {"model": "s3model", "input": source.url, "partition_bytes": 128 * 1024}
     job = httpx.post(f"{fleet.url}/api/v1/jobs", json=body, headers=fleet.auth, timeout=60).json()
     assert job["partitions"] >= 8, job
-    view = _finished(fleet, job["id"])
+    view = fleet.finished_job(job["id"])
     assert view["status"] == "succeeded", view
     assert view["output"]["location"] == f"s3://batch/modelfleet-jobs/{job['id']}"
     result = httpx.get(f"{fleet.url}/api/v1/jobs/{job['id']}/result", headers=fleet.auth, timeout=120)
