@@ -32,7 +32,8 @@ class ArtifactFormat(StrEnum):
             return cls(suffix)
         except ValueError:
             raise ArtifactError(
-                f"unsupported artifact file {filename!r}: expected a .skops, .onnx or .joblib file"
+                f"unsupported artifact file {filename!r}: expected one of "
+                + ", ".join(f".{member.value}" for member in cls)
             ) from None
 
 

@@ -74,7 +74,7 @@ class OnnxModel:
         if len(self.inputs) > 1 or self.inputs[0].width == 1:  # one column each: named by the graph
             self.feature_names_in_ = np.array([i.name for i in self.inputs], dtype=object)
         outputs = self._session.get_outputs()
-        _check_per_row(outputs[0], "first output (predict)")
+        _check_per_row(outputs[0])
         self._label = outputs[0].name
         self._probabilities = None
         classes = _class_labels(proto, outputs[1].name) if len(outputs) > 1 else None
@@ -203,10 +203,9 @@ def _graph_inputs(session: ort.InferenceSession) -> list[GraphInput]:
     return inputs
 
 
-def _class_labels(proto: onnx.GraphProto | onnx.ModelProto, probabilities: str) -> list[Any] | None:
+def _class_labels(proto: onnx.ModelProto, probabilities: str) -> list[Any] | None:
     """The class labels on the node that produces the probabilities (a classifier, or ZipMap)."""
-    graph = proto.graph if isinstance(proto, onnx.ModelProto) else proto
-    for node in graph.node:
+    for node in proto.graph.node:
         if probabilities in node.output:
             for attribute in node.attribute:
                 if attribute.name in _CLASS_ATTRIBUTES:
@@ -215,12 +214,13 @@ def _class_labels(proto: onnx.GraphProto | onnx.ModelProto, probabilities: str) 
     return None
 
 
-def _check_per_row(output: Any, what: str) -> None:
+def _check_per_row(output: Any) -> None:
     """A tensor of one value (or one row of values) per input row: [rows] or [rows, k]."""
     shape = output.shape if output.type.startswith("tensor(") else None
     if shape is None or len(shape) not in (1, 2) or isinstance(shape[0], int):
         raise ArtifactError(
-            f"ONNX graph's {what} {output.name!r} is a {output.type} of shape {output.shape}: "
+            f"ONNX graph's first output (predict) {output.name!r} is a {output.type} "
+            f"of shape {output.shape}: "
             "expected a tensor of one value or row per input row"
         )
 

@@ -53,12 +53,9 @@ def _alone(path: Path, model: LogisticRegression, out: Path) -> float:
 def _run_job(fleet: RunningFleet, body: dict[str, object]) -> tuple[str, float]:
     started = time.perf_counter()
     job = httpx.post(f"{fleet.url}/api/v1/jobs", json=body, headers=fleet.auth, timeout=120).json()
-    while True:
-        view = httpx.get(f"{fleet.url}/api/v1/jobs/{job['id']}", headers=fleet.auth, timeout=30).json()
-        if view["status"] not in ("queued", "running"):
-            assert view["status"] == "succeeded", view
-            return job["id"], time.perf_counter() - started
-        time.sleep(0.1)
+    view = fleet.finished_job(job["id"], timeout_s=3600)
+    assert view["status"] == "succeeded", view
+    return job["id"], time.perf_counter() - started
 
 
 def _peak_mib(pid: int) -> float:

@@ -18,6 +18,7 @@ import httpx
 from dotenv import dotenv_values
 
 from wire.bearer import MANAGEMENT_TOKEN_VAR, bearer_headers
+from wire.job_answers import UNFINISHED
 
 ENV_TEMPLATE = """\
 INFERRER_HOST=127.0.0.1
@@ -92,7 +93,7 @@ class RunningFleet:
                 view: dict[str, Any] = httpx.get(
                     f"{self.url}/api/v1/jobs/{job_id}", headers=self.auth, timeout=10
                 ).json()
-                if view["status"] not in ("queued", "running"):
+                if view["status"] not in UNFINISHED:
                     return view
             except httpx.HTTPError:
                 pass  # the gateway is restarting

@@ -8,9 +8,11 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import httpx
+
+from wire.job_answers import JobStatus
 
 _FINISHED = {"succeeded", "failed", "cancelled"}
 _BAR = 30
@@ -30,7 +32,7 @@ def add_commands(commands: Any) -> None:
     submit.add_argument("--partition-mib", type=float, help="partition size (default: the server's)")
     submit.add_argument("--wait", action="store_true", help="follow it with a progress bar until it ends")
     listing = job_commands.add_parser("list", help="the newest jobs")
-    listing.add_argument("--status", choices=["queued", "running", "succeeded", "failed", "cancelled"])
+    listing.add_argument("--status", choices=get_args(JobStatus))
     for name, text in (("status", "a job's state"), ("cancel", "cancel a job"), ("result", "its rows")):
         command = job_commands.add_parser(name, help=text)
         command.add_argument("id")

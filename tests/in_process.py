@@ -29,6 +29,7 @@ from inferrer.settings import InferrerSettings
 from modelhost.app import create_app as create_node
 from modelhost.settings import ModelhostSettings
 from wire.bearer import bearer_headers
+from wire.job_answers import UNFINISHED
 
 TOKEN = "in-process-fleet-token-0123456789"
 AUTH = bearer_headers(TOKEN)
@@ -96,7 +97,7 @@ class InProcessFleet:
         deadline = time.monotonic() + timeout_s
         while True:
             view: dict[str, Any] = (await self.gateway.get(f"/api/v1/jobs/{job_id}", headers=AUTH)).json()
-            if view["status"] not in ("queued", "running"):
+            if view["status"] not in UNFINISHED:
                 return view
             if time.monotonic() > deadline:
                 raise AssertionError(f"job {job_id} did not finish in {timeout_s}s: {view}")

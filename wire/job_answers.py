@@ -8,6 +8,7 @@ from wire.openapi import Answer
 from wire.partition_calls import PredictionKind
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+UNFINISHED: tuple[JobStatus, ...] = ("queued", "running")  # a job in these may still change
 
 
 class JobAccepted(Answer):

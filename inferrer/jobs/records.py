@@ -11,11 +11,10 @@ import orjson
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, TypeAdapter
 
 from datafiles.formats import InputFormat, OutputFormat, output_format
-from wire.job_answers import InlineResult, JobStatus
+from wire.job_answers import UNFINISHED, InlineResult, JobStatus
 from wire.partition_calls import OnBadRows, PredictionKind
 
 PartitionStatus = Literal["pending", "running", "done", "failed"]
-UNFINISHED: tuple[JobStatus, ...] = ("queued", "running")
 _STORED = ConfigDict(frozen=True, populate_by_name=True)
 
 

@@ -40,13 +40,13 @@ class RepositoryLayout:
             temp.unlink(missing_ok=True)
 
     def artifact_file(self, manifest: Manifest) -> Path:
-        return self._models_dir / manifest.name / manifest.version / f"artifact.{manifest.format}"
+        return self._models_dir / manifest.name / manifest.version / _artifact_name(manifest)
 
     def stage(self, manifest: Manifest, data: bytes) -> Path:
         """A version written in full outside the models folder; `publish` or `discard` it."""
         staged = Path(tempfile.mkdtemp(dir=self._staging_dir))
         try:
-            (staged / f"artifact.{manifest.format.value}").write_bytes(data)
+            (staged / _artifact_name(manifest)).write_bytes(data)
             (staged / _MANIFEST).write_text(manifest.model_dump_json(indent=2))
             (self._models_dir / manifest.name).mkdir(exist_ok=True)
         except BaseException:
@@ -94,3 +94,7 @@ class RepositoryLayout:
                 if pointer in versions.get(model_dir.name, {}):
                     active[model_dir.name] = pointer
         return versions, active
+
+
+def _artifact_name(manifest: Manifest) -> str:
+    return f"artifact.{manifest.format.value}"

@@ -122,7 +122,7 @@ class ModelRepository:
             (m.name, m.version, m.sha256) for versions in self._versions.values() for m in versions.values()
         }
 
-    def artifact_path(self, sha256: str) -> Path | None:
+    def _artifact_path(self, sha256: str) -> Path | None:
         self._refresh()
         for versions in self._versions.values():
             for manifest in versions.values():
@@ -134,7 +134,7 @@ class ModelRepository:
         """The artifact, open: a version deleted or retired meanwhile (another thread or process)
         can no longer take the bytes from under a reader. None when no stored version has it."""
         for _ in range(3):  # a version removed between the look-up and the open: look again
-            path = self.artifact_path(sha256)
+            path = self._artifact_path(sha256)
             if path is None:
                 return None
             with contextlib.suppress(FileNotFoundError):

@@ -3,12 +3,9 @@ into a watched folder reaches the model with the same values, so all three answe
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,7 +18,8 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder
 
 from datafiles.rows import csv_cell
-from tests.in_process import AUTH, InProcessFleet, in_process_fleet
+from tests.api.watching import FAST, settled
+from tests.in_process import AUTH, in_process_fleet
 
 pytestmark = pytest.mark.anyio
 
@@ -58,15 +56,6 @@ def _last_column(text: str) -> list[float]:
     return [float(row[-1]) for row in list(csv.reader(io.StringIO(text)))[1:]]
 
 
-async def _settled(fleet: InProcessFleet, path: str, finished: Callable[[Any], bool]) -> None:
-    for _ in range(600):
-        view = (await fleet.gateway.get(path, headers=AUTH)).json()
-        if finished(view):
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{path} never finished: {view}")
-
-
 async def test_predict_a_job_and_a_watch_type_one_csv_alike(tmp_path: Path) -> None:
     model = _fitted()
     typed = pd.DataFrame(
@@ -77,7 +66,7 @@ async def test_predict_a_job_and_a_watch_type_one_csv_alike(tmp_path: Path) -> N
     data = tmp_path / "data"
     (data / "incoming").mkdir(parents=True)
     (data / "people.csv").write_text(CSV)
-    async with in_process_fleet(tmp_path, nodes=1, watch_interval_s=0.5, watch_settle_s=0.2) as fleet:
+    async with in_process_fleet(tmp_path, nodes=1, **FAST) as fleet:
         await fleet.deploy("people", sio.dumps(model))
         online = await fleet.gateway.post(
             "/api/v1/models/people/predict", content=CSV, headers={**AUTH, "content-type": "text/csv"}
@@ -87,16 +76,12 @@ async def test_predict_a_job_and_a_watch_type_one_csv_alike(tmp_path: Path) -> N
             "/api/v1/jobs", json={"model": "people", "input": "people.csv"}, headers=AUTH
         )
         assert job.status_code == 202, job.text
-        await _settled(
-            fleet,
-            f"/api/v1/jobs/{job.json()['id']}",
-            lambda v: v["status"] != "queued" and v["status"] != "running",
-        )
+        await fleet.finished_job(job.json()["id"])
         batch = await fleet.gateway.get(f"/api/v1/jobs/{job.json()['id']}/result", headers=AUTH)
         watch = {"name": "w", "input": "incoming", "model": "people", "output": "scored"}
         assert (await fleet.gateway.post("/api/v1/watches", json=watch, headers=AUTH)).status_code == 201
         (data / "incoming" / "people.csv").write_text(CSV)
-        await _settled(fleet, "/api/v1/watches/w", lambda v: [f["state"] for f in v["files"]] == ["done"])
+        assert [f["state"] for f in await settled(fleet, "w", 1)] == ["done"]
     watched = (data / "scored" / "model=people" / "version=1" / "people.csv").read_text()
     assert online.json()["predictions"] == pytest.approx(expected, abs=1e-9)
     assert _last_column(batch.text) == pytest.approx(expected, abs=1e-9)

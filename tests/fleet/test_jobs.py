@@ -26,6 +26,7 @@ from sklearn.linear_model import LogisticRegression
 
 from deploy.ephemeral_fleet import RunningFleet, start_fleet, wait_until
 from tests.fleet.job_calls import ROWS, check_result, job_view, retries_logged, submit_rows_job
+from wire.job_answers import UNFINISHED
 
 pytestmark = pytest.mark.fleet
 
@@ -241,7 +242,7 @@ def test_200_inline_jobs_at_concurrency_32_all_succeed(
         listed = httpx.get(
             f"{fleet.url}/api/v1/jobs", params={"limit": INLINE_JOBS}, headers=fleet.auth
         ).json()
-        finished = {job["id"] for job in listed["jobs"] if job["status"] not in ("queued", "running")}
+        finished = {job["id"] for job in listed["jobs"] if job["status"] not in UNFINISHED}
         return ids <= finished
 
     assert wait_until(all_finished, timeout_s=300, interval_s=0.5)

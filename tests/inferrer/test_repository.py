@@ -31,9 +31,10 @@ def test_traversal_names_are_rejected(name: str) -> None:
 def test_look_alike_names_are_accepted_and_stay_inside_the_root(tmp_path: Path, name: str) -> None:
     repository = ModelRepository(tmp_path)
     manifest = repository.store(name, None, b"bytes", ArtifactFormat.SKOPS, SIGNATURE)
-    artifact = repository.artifact_path(manifest.sha256)
+    artifact = repository.open_artifact(manifest.sha256)
     assert artifact is not None
-    assert artifact.resolve().is_relative_to((tmp_path / "models").resolve())
+    with artifact:
+        assert Path(artifact.name).resolve().is_relative_to((tmp_path / "models").resolve())
 
 
 def _deploy(repository: ModelRepository, name: str, version: str | None, data: bytes) -> Manifest:
@@ -68,8 +69,10 @@ def test_versions_activate_and_survive_a_restart(tmp_path: Path) -> None:
     assert reopened.get("m") == named
     assert [m.version for m in reopened.versions("m")] == ["1", "2", "blue"]
     assert [m.key for m in reopened.active()] == [("m", "blue")]
-    path = reopened.artifact_path(first.sha256)
-    assert path is not None and path.read_bytes() == b"one"
+    artifact = reopened.open_artifact(first.sha256)
+    assert artifact is not None
+    with artifact:
+        assert artifact.read() == b"one"
 
 
 def test_an_existing_version_is_a_conflict_and_changes_nothing(tmp_path: Path) -> None:
