@@ -18,20 +18,21 @@ import onnx
 import onnxruntime as ort
 import pandas as pd
 
+from artifacts.datatypes import TensorDatatype, numpy_type
 from artifacts.formats import ArtifactError
 from artifacts.schema import TensorSpec
 
 # ai.onnx (written "" in a graph) and ai.onnx.ml: the operators every ONNX Runtime build carries.
 STANDARD_DOMAINS = frozenset({"", "ai.onnx", "ai.onnx.ml"})
-# An input's element type, as ONNX Runtime names it: what its values are given as, and its
-# datatype in the Open Inference Protocol.
-_ELEMENT_TYPES: dict[str, tuple[Any, str]] = {
-    "tensor(float)": (np.float32, "FP32"),
-    "tensor(double)": (np.float64, "FP64"),
-    "tensor(int64)": (np.int64, "INT64"),
-    "tensor(int32)": (np.int32, "INT32"),
-    "tensor(bool)": (np.bool_, "BOOL"),
-    "tensor(string)": (np.object_, "BYTES"),
+# An input's element type, as ONNX Runtime names it, and its datatype in the Open Inference Protocol
+# (which says how its values are held: numpy_type).
+_ELEMENT_TYPES: dict[str, TensorDatatype] = {
+    "tensor(float)": "FP32",
+    "tensor(double)": "FP64",
+    "tensor(int64)": "INT64",
+    "tensor(int32)": "INT32",
+    "tensor(bool)": "BOOL",
+    "tensor(string)": "BYTES",
 }
 # Loops and branches, and operators that size a tensor from the values they are given: none is
 # in what skl2onnx makes of scikit-learn's models, and each lets a request decide a node's work.
@@ -67,7 +68,7 @@ class OnnxModel:
             raise ArtifactError(f"ONNX Runtime cannot run this graph: {exc}") from None
         self.inputs = _graph_inputs(self._session)
         self.input_specs = [
-            TensorSpec(name=i.name, datatype=_ELEMENT_TYPES[i.element_type][1], shape=[-1, i.width])
+            TensorSpec(name=i.name, datatype=_ELEMENT_TYPES[i.element_type], shape=[-1, i.width])
             for i in self.inputs
         ]
         self.n_features_in_ = sum(i.width for i in self.inputs)
@@ -123,7 +124,7 @@ class OnnxModel:
 def _as(values: np.ndarray, element_type: str) -> np.ndarray:
     """The values as the input's element type; ValueError (a 422) for one that type cannot hold
     exactly: an integer input takes whole numbers in its range, a bool input 0 and 1."""
-    target = _ELEMENT_TYPES[element_type][0]
+    target: Any = numpy_type(_ELEMENT_TYPES[element_type])
     if target is np.object_:
         return np.array([str(v) for v in values.reshape(-1)], dtype=object).reshape(values.shape)
     if target in (np.float32, np.float64):

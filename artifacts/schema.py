@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator
 
+from artifacts.datatypes import TensorDatatype
 from artifacts.formats import ArtifactError
 
 
@@ -24,7 +25,7 @@ class TensorSpec(BaseModel):
     """An input a model declares itself (an ONNX graph's), in the Open Inference Protocol's terms."""
 
     name: str
-    datatype: str  # FP32, FP64, INT32, INT64, BOOL or BYTES
+    datatype: TensorDatatype
     shape: list[int]  # -1: any number of rows
 
 

@@ -8,11 +8,17 @@ from typing import Annotated, Any, Literal
 from pydantic import Field
 from pydantic.json_schema import SkipJsonSchema
 
+from artifacts.datatypes import TensorDatatype
+from artifacts.formats import ArtifactFormat
 from wire.openapi import Answer
 
-# The datatypes answers use (v2_codec.datatype_of, and an ONNX graph's declared inputs); requests may
-# use every V2 datatype.
-AnswerDatatype = Literal["BOOL", "INT32", "INT64", "UINT64", "FP32", "FP64", "BYTES"]
+Platform = Literal["scikit-learn", "onnxruntime_onnx"]
+# What runs a model of each stored format, as the V2 metadata names it.
+PLATFORMS: dict[ArtifactFormat, Platform] = {
+    ArtifactFormat.SKOPS: "scikit-learn",
+    ArtifactFormat.JOBLIB: "scikit-learn",
+    ArtifactFormat.ONNX: "onnxruntime_onnx",
+}
 
 
 class V2ServerMetadata(Answer):
@@ -33,7 +39,7 @@ class V2ServerNotReady(Answer):
 
 class V2TensorMetadata(Answer):
     name: str
-    datatype: AnswerDatatype
+    datatype: TensorDatatype
     shape: list[int]  # -1: any number of rows
 
 
@@ -44,7 +50,7 @@ class V2ModelParameters(Answer):
 class V2ModelMetadata(Answer):
     name: str
     versions: list[str]
-    platform: Literal["scikit-learn", "onnxruntime_onnx"]
+    platform: Platform
     inputs: list[V2TensorMetadata]
     outputs: list[V2TensorMetadata]
     parameters: V2ModelParameters
@@ -66,7 +72,7 @@ class V2ModelNotReady(Answer):
 
 class V2OutputTensor(Answer):
     name: str
-    datatype: AnswerDatatype
+    datatype: TensorDatatype
     shape: list[int]
     data: list[Any]  # flat, row-major
 

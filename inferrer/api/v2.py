@@ -87,7 +87,7 @@ def model_meta(name: str, request: Request, version: str | None = None) -> FastJ
     repository = deps.repository(request)
     manifest = repository.get(name, version)
     versions = [m.version for m in repository.versions_if_any(name)]
-    return FastJSONResponse(model_metadata(manifest, versions))
+    return FastJSONResponse(model_metadata(manifest, versions).model_dump())
 
 
 @router.get("/models/{name}/ready", dependencies=[INFERENCE], responses=_MODEL_READY)

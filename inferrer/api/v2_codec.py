@@ -10,21 +10,15 @@ from typing import Any
 
 import numpy as np
 
-from artifacts.formats import ArtifactFormat
+from artifacts.datatypes import NUMBER_DATATYPES, TEXT, TensorDatatype
 from artifacts.manifest import Manifest
 from artifacts.schema import OUTPUTS
 from inferrer.api.rest_codec import check_row_count
 from inferrer.dataplane.columns import as_table, check_columns
 from inferrer.errors import InvalidInput
 from wire.errors import parse_json_object
+from wire.v2_answers import PLATFORMS, V2ModelMetadata, V2ModelParameters, V2TensorMetadata
 
-DATATYPES: dict[str, type[np.generic]] = {
-    "BOOL": np.bool_,
-    "UINT8": np.uint8, "UINT16": np.uint16, "UINT32": np.uint32, "UINT64": np.uint64,
-    "INT8": np.int8, "INT16": np.int16, "INT32": np.int32, "INT64": np.int64,
-    "FP16": np.float16, "FP32": np.float32, "FP64": np.float64,
-}  # fmt: skip
-TEXT = "BYTES"  # one UTF-8 string per element: a text column of a model fitted with feature names
 INPUT_NAME = "input-0"
 
 
@@ -46,7 +40,7 @@ INFER_BODY_SCHEMA: dict[str, Any] = {
                 "properties": {
                     "name": {"type": "string"},
                     "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
-                    "datatype": {"type": "string", "enum": [*DATATYPES, TEXT]},
+                    "datatype": {"type": "string", "enum": [*NUMBER_DATATYPES, TEXT]},
                     "data": {"type": "array", "description": "The values, flat or nested row-major"},
                     "parameters": {
                         "type": "object",
@@ -130,9 +124,9 @@ def _decode_tensor(tensor: Any, binary: bytes, offset: int) -> tuple[str, np.nda
     name, shape, datatype = tensor.get("name"), tensor.get("shape"), tensor.get("datatype")
     if not isinstance(name, str) or not isinstance(shape, list) or not all(_is_count(d) for d in shape):
         raise InvalidInput("each input needs a name and a shape of non-negative integers")
-    if not isinstance(datatype, str) or (datatype != TEXT and datatype not in DATATYPES):
+    if not isinstance(datatype, str) or (datatype != TEXT and datatype not in NUMBER_DATATYPES):
         raise InvalidInput(
-            f"input {name!r}: datatype {datatype!r} is not one of {', '.join(DATATYPES)}, {TEXT}"
+            f"input {name!r}: datatype {datatype!r} is not one of {', '.join(NUMBER_DATATYPES)}, {TEXT}"
         )
     parameters = tensor.get("parameters") or {}
     if not isinstance(parameters, dict):
@@ -152,7 +146,7 @@ def _decode_tensor(tensor: Any, binary: bytes, offset: int) -> tuple[str, np.nda
         elif datatype == TEXT:
             array = _text_from_json(name, data)
         else:
-            array = np.asarray(data, dtype=DATATYPES[datatype]).reshape(-1)
+            array = np.asarray(data, dtype=NUMBER_DATATYPES[datatype]).reshape(-1)
     except (TypeError, ValueError, OverflowError):  # Overflow: e.g. 300 as INT8, inf as INT64
         kind = "strings" if datatype == TEXT else "numbers"
         raise InvalidInput(f"input {name!r}: data must be {datatype} {kind}") from None
@@ -163,7 +157,7 @@ def _decode_tensor(tensor: Any, binary: bytes, offset: int) -> tuple[str, np.nda
 
 def _from_binary(name: str, chunk: bytes, datatype: str) -> np.ndarray:
     if datatype != TEXT:
-        return np.frombuffer(chunk, dtype=np.dtype(DATATYPES[datatype]).newbyteorder("<"))
+        return np.frombuffer(chunk, dtype=np.dtype(NUMBER_DATATYPES[datatype]).newbyteorder("<"))
     values, at = [], 0
     while at < len(chunk):  # each element: its length (uint32, little-endian), then its bytes
         if at + 4 > len(chunk):
@@ -233,9 +227,11 @@ def _as_table(tensors: dict[str, np.ndarray], names: list[str]) -> np.ndarray:
     return as_table([tensors[name].reshape(-1).tolist() for name in names], names)
 
 
-def datatype_of(values: np.ndarray) -> str:
-    kind = values.dtype.kind
-    return {"b": "BOOL", "i": "INT64", "u": "UINT64", "f": "FP64"}.get(kind, "BYTES")
+_ANSWER_DATATYPES: dict[str, TensorDatatype] = {"b": "BOOL", "i": "INT64", "u": "UINT64", "f": "FP64"}
+
+
+def datatype_of(values: np.ndarray) -> TensorDatatype:
+    return _ANSWER_DATATYPES.get(values.dtype.kind, "BYTES")
 
 
 def encode_outputs(outputs: dict[str, list[Any]]) -> list[dict[str, Any]]:
@@ -253,25 +249,29 @@ def encode_outputs(outputs: dict[str, list[Any]]) -> list[dict[str, Any]]:
     return encoded
 
 
-def model_metadata(manifest: Manifest, versions: list[str]) -> dict[str, Any]:
+def model_metadata(manifest: Manifest, versions: list[str]) -> V2ModelMetadata:
     signature = manifest.signature
     classes = np.asarray(signature.classes) if signature.classes is not None else np.zeros(0)
     outputs = [
-        {"name": "predict", "datatype": datatype_of(classes) if classes.size else "FP64", "shape": [-1]}
+        V2TensorMetadata(
+            name="predict", datatype=datatype_of(classes) if classes.size else "FP64", shape=[-1]
+        )
     ]
     if "predict_proba" in signature.outputs:
-        outputs.append({"name": "predict_proba", "datatype": "FP64", "shape": [-1, int(classes.size)]})
-    onnx = manifest.format is ArtifactFormat.ONNX
+        outputs.append(V2TensorMetadata(name="predict_proba", datatype="FP64", shape=[-1, int(classes.size)]))
     inputs = (
-        [spec.model_dump() for spec in signature.inputs]
+        [
+            V2TensorMetadata(name=spec.name, datatype=spec.datatype, shape=spec.shape)
+            for spec in signature.inputs
+        ]
         if signature.inputs is not None
-        else [{"name": INPUT_NAME, "datatype": "FP64", "shape": [-1, signature.n_features]}]
+        else [V2TensorMetadata(name=INPUT_NAME, datatype="FP64", shape=[-1, signature.n_features])]
     )
-    return {
-        "name": manifest.name,
-        "versions": versions,
-        "platform": "onnxruntime_onnx" if onnx else "scikit-learn",
-        "inputs": inputs,
-        "outputs": outputs,
-        "parameters": {"feature_names": signature.feature_names},
-    }
+    return V2ModelMetadata(
+        name=manifest.name,
+        versions=versions,
+        platform=PLATFORMS[manifest.format],
+        inputs=inputs,
+        outputs=outputs,
+        parameters=V2ModelParameters(feature_names=signature.feature_names),
+    )
