@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, BeforeValidator
 
@@ -29,6 +29,13 @@ class TensorSpec(BaseModel):
     shape: list[int]  # -1: any number of rows
 
 
+@runtime_checkable
+class DeclaresInputs(Protocol):
+    """A model that names and types its own inputs (an ONNX graph's adapter)."""
+
+    input_specs: list[TensorSpec]
+
+
 class ModelSchema(BaseModel):
     n_features: JsonInt
     feature_names: list[str] | None = None
@@ -53,5 +60,5 @@ def inspect_schema(model: Any) -> ModelSchema:
         feature_names=[str(n) for n in names] if names is not None else None,
         classes=classes.tolist() if classes is not None else None,
         outputs=outputs,
-        inputs=getattr(model, "input_specs", None),
+        inputs=model.input_specs if isinstance(model, DeclaresInputs) else None,
     )
