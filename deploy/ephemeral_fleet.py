@@ -85,14 +85,19 @@ class RunningFleet:
             timeout=timeout_s,
         )
 
+    def job_view(self, job_id: str) -> dict[str, Any]:
+        """`GET /api/v1/jobs/{id}`: a job's status, counts and errors."""
+        view: dict[str, Any] = httpx.get(
+            f"{self.url}/api/v1/jobs/{job_id}", headers=self.auth, timeout=10
+        ).json()
+        return view
+
     def finished_job(self, job_id: str, timeout_s: float = 240) -> dict[str, Any]:
         """A job's view once it is no longer queued or running; through a restarting gateway."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             try:
-                view: dict[str, Any] = httpx.get(
-                    f"{self.url}/api/v1/jobs/{job_id}", headers=self.auth, timeout=10
-                ).json()
+                view = self.job_view(job_id)
                 if view["status"] not in UNFINISHED:
                     return view
             except httpx.HTTPError:

@@ -1,4 +1,4 @@
-"""What the job fleet tests ask a fleet: submit the 200,000-row file, read a job, check a finished
+"""What the job fleet tests ask a fleet: submit the 200,000-row file, check a finished
 job's result against the model, and the retries a gateway logged."""
 
 from __future__ import annotations
@@ -22,13 +22,6 @@ def submit_rows_job(fleet: RunningFleet) -> dict[str, Any]:
     job: dict[str, Any] = answer.json()
     assert job["partitions"] >= 16
     return job
-
-
-def job_view(fleet: RunningFleet, job_id: str) -> dict[str, Any]:
-    view: dict[str, Any] = httpx.get(
-        f"{fleet.url}/api/v1/jobs/{job_id}", headers=fleet.auth, timeout=10
-    ).json()
-    return view
 
 
 def check_result(fleet: RunningFleet, job: dict[str, Any], frame: pd.DataFrame, model: Any) -> dict[str, Any]:

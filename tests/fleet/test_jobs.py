@@ -25,7 +25,7 @@ import skops.io as sio
 from sklearn.linear_model import LogisticRegression
 
 from deploy.ephemeral_fleet import RunningFleet, start_fleet, wait_until
-from tests.fleet.job_calls import ROWS, check_result, job_view, retries_logged, submit_rows_job
+from tests.fleet.job_calls import ROWS, check_result, retries_logged, submit_rows_job
 from wire.job_answers import UNFINISHED
 
 pytestmark = pytest.mark.fleet
@@ -84,9 +84,9 @@ def test_a_job_survives_a_sigkilled_inferrer_with_every_row_once(
     frame, model = batch
     job = submit_rows_job(fleet)
     assert wait_until(
-        lambda: job_view(fleet, job["id"])["partitions"]["done"] >= 2, timeout_s=60, interval_s=0.05
+        lambda: fleet.job_view(job["id"])["partitions"]["done"] >= 2, timeout_s=60, interval_s=0.05
     )
-    before = job_view(fleet, job["id"])["partitions"]["done"]
+    before = fleet.job_view(job["id"])["partitions"]["done"]
     pid = fleet.pid("inferrer")
     os.kill(pid, signal.SIGKILL)
     assert before < job["partitions"], "the kill came too late: the job had finished"
@@ -109,10 +109,10 @@ def test_the_same_from_csv_with_a_node_sigkilled_mid_job(
     job = httpx.post(f"{fleet.url}/api/v1/jobs", json=body, headers=fleet.auth, timeout=30).json()
     # Every node works a partition at a time while the job runs (several in flight, least_conn).
     assert wait_until(
-        lambda: job_view(fleet, job["id"])["partitions"]["done"] >= 3, timeout_s=60, interval_s=0.02
+        lambda: fleet.job_view(job["id"])["partitions"]["done"] >= 3, timeout_s=60, interval_s=0.02
     )
     os.kill(fleet.pid("modelhost-2"), signal.SIGKILL)
-    assert job_view(fleet, job["id"])["partitions"]["done"] < job["partitions"] - 3, "the kill came too late"
+    assert fleet.job_view(job["id"])["partitions"]["done"] < job["partitions"] - 3, "the kill came too late"
     view = fleet.finished_job(job["id"])
     assert view["status"] == "succeeded", view
     parts = orjson.loads((fleet.data_dir / "data" / "jobs" / job["id"] / "_manifest.json").read_bytes())[
@@ -140,7 +140,7 @@ def test_a_running_file_job_cancelled_stays_cancelled_and_never_writes_success(
     frame, model = batch
     job = submit_rows_job(fleet)
     assert wait_until(
-        lambda: job_view(fleet, job["id"])["partitions"]["done"] >= 2, timeout_s=60, interval_s=0.02
+        lambda: fleet.job_view(job["id"])["partitions"]["done"] >= 2, timeout_s=60, interval_s=0.02
     )
     cancel = httpx.delete(f"{fleet.url}/api/v1/jobs/{job['id']}", headers=fleet.auth, timeout=30)
     assert cancel.status_code == 200, cancel.text
@@ -150,7 +150,7 @@ def test_a_running_file_job_cancelled_stays_cancelled_and_never_writes_success(
     # The partitions under way when it was cancelled end on their nodes long before a whole later
     # job of the same size has gone through the fleet.
     check_result(fleet, submit_rows_job(fleet), frame, model)
-    view = job_view(fleet, job["id"])
+    view = fleet.job_view(job["id"])
     output = fleet.data_dir / "data" / "jobs" / job["id"]
     print(f"cancelled at {cancelled['partitions']}, after a later job: {view['partitions']}")
     assert view["status"] == "cancelled" and view["error"] == "cancelled by request"
