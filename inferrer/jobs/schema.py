@@ -3,6 +3,10 @@ the write lock at their start) or PostgreSQL, by URL."""
 
 from __future__ import annotations
 
+import itertools
+import sqlite3
+import time
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -114,7 +118,7 @@ def open_engine(url: str) -> Engine:
             connection.isolation_level = None  # transactions begin below, not in the driver
             cursor = connection.cursor()
             cursor.execute("PRAGMA busy_timeout=10000")  # first: the next line may wait too
-            cursor.execute("PRAGMA journal_mode=WAL")
+            _while_locked(lambda: cursor.execute("PRAGMA journal_mode=WAL"))
             # Durable across a killed process (what the job store must survive); an OS crash may
             # lose the last commits. FULL would sync every commit: a job's few rows cost ms each.
             cursor.execute("PRAGMA synchronous=NORMAL")
@@ -131,5 +135,20 @@ def open_engine(url: str) -> Engine:
 
     # A write transaction: gateway processes that start together on a new store create its tables
     # one after another (each reads what exists, then creates; SQLite cannot upgrade two readers).
-    metadata.create_all(engine.execution_options(**{WRITE: True}))
+    _while_locked(lambda: metadata.create_all(engine.execution_options(**{WRITE: True})))
     return engine
+
+
+def _while_locked(step: Callable[[], object], timeout_s: float = 30.0) -> None:
+    """Run `step` again while SQLite answers "database is locked" without waiting: the switch to
+    WAL and a first open beside one under way can answer so at once, busy_timeout or not (seen
+    with several processes opening a new store together)."""
+    deadline = time.monotonic() + timeout_s
+    for attempt in itertools.count(1):
+        try:
+            step()
+            return
+        except (sqlite3.OperationalError, sa.exc.OperationalError) as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(min(0.01 * attempt, 0.2))

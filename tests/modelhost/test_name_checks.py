@@ -33,7 +33,8 @@ BAD_NAMES = ["..", ".", "a/b", "../m", "m/..", "a b", "x" * 65]
 
 @dataclass
 class _ObligingGateway:
-    """Answers every manifest asked for, naming what was asked, and every artifact."""
+    """Answers every manifest asked for, naming what was asked, and every artifact; says it stores
+    `manifest`'s version."""
 
     artifact: bytes
     manifest: Manifest
@@ -44,7 +45,13 @@ class _ObligingGateway:
         path = request.url.raw_path.decode()
         self.calls.append(path)
         if path == "/internal/v1/desired":
-            return httpx.Response(200, json={"load": self.desired_load, "keep": []})
+            # It stores `m` version 1: a sync that runs after a predict keeps its cached artifact.
+            stored = {
+                "name": self.manifest.name,
+                "version": self.manifest.version,
+                "sha256": self.manifest.sha256,
+            }
+            return httpx.Response(200, json={"load": self.desired_load, "keep": [stored]})
         if path.startswith("/internal/v1/manifests/") and path.count("/") == 5:
             name, version = (unquote(part) for part in path.split("/")[4:])
             return httpx.Response(200, json={**self._dumped(), "name": name, "version": version})
