@@ -59,14 +59,23 @@ class BalancerClient:
         self._auth = bearer_headers(token)
         self._metrics = metrics
         self._directory = directory
+        timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=connect_timeout_s)
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=max_connections, keepalive_timeout=20),
-            timeout=aiohttp.ClientTimeout(total=timeout_s, sock_connect=connect_timeout_s),
+            timeout=timeout,
+            auto_decompress=False,
+        )
+        # The retry after a failed send: always a new connection, never another kept-alive one
+        # that the same nginx reload closed.
+        self._fresh = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=max_connections, force_close=True),
+            timeout=timeout,
             auto_decompress=False,
         )
 
     async def close(self) -> None:
         await self._session.close()
+        await self._fresh.close()
 
     async def request(
         self, method: str, path: str, body: bytes | None = None, timeout_s: float | None = None
@@ -78,9 +87,9 @@ class BalancerClient:
             own["timeout"] = aiohttp.ClientTimeout(total=timeout_s, sock_connect=self._connect_s)
         if body is not None:
             headers.update(_JSON)
-        for attempt in (1, 2):
+        for attempt, session in ((1, self._session), (2, self._fresh)):
             try:
-                async with self._session.request(
+                async with session.request(
                     method, self._nginx_url + path, data=body, headers=headers, **own
                 ) as response:
                     content = await response.read()
@@ -93,7 +102,8 @@ class BalancerClient:
                 raise UpstreamTimeout(f"the fleet did not answer in time: {exc!r}") from None
             except aiohttp.ClientError as exc:
                 # nginx closes idle kept-alive connections when it reloads; a request sent on one
-                # fails without reaching a node. Balanced calls have no side effects: send once more.
+                # fails without reaching a node. Balanced calls have no side effects: send once
+                # more, on a new connection (the pool may hold several that the reload closed).
                 if attempt == 2:
                     self._metrics.upstream_failures.labels("unreachable").inc()
                     raise UpstreamUnavailable(f"the balancer is unreachable: {exc!r}") from None
