@@ -108,7 +108,7 @@ class PredictionService:
         if answer.status_code != 200:
             refusal = NodeRefusal.read(answer.status_code, answer.content)
             if (
-                refusal.retry
+                (refusal.retry or refusal.status == 404)  # 404: its artifact was gone when fetched
                 and (manifest.name, manifest.version, manifest.sha256) not in self.repository.stored()
             ):
                 raise ModelNotFound(
