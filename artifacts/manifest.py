@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
@@ -10,7 +12,35 @@ from artifacts.formats import ArtifactFormat
 from artifacts.names import SHA256_PATTERN, Segment
 from artifacts.schema import JsonInt, ModelSchema
 
-__all__ = ["Manifest"]
+__all__ = ["Compiled", "Manifest", "RuntimeChoice", "RuntimeName", "RuntimeRequest"]
+
+# What runs a version on the nodes; what a deploy may ask for (auto: ONNX when a conversion verifies).
+RuntimeName = Literal["sklearn", "onnx"]
+RuntimeRequest = Literal["auto", "sklearn", "onnx"]
+
+
+class RuntimeChoice(BaseModel):
+    """Which runtime serves a version, and why. For a scikit-learn upload served by ONNX Runtime,
+    the graph converted from it and verified against it is stored beside it (`graph_sha256`)."""
+
+    runtime: RuntimeName
+    reason: str
+    # Rows both runtimes predicted at deploy, and the largest difference of their answers.
+    probes: JsonInt = 0
+    largest_difference: float | None = None
+    graph_sha256: str | None = Field(default=None, pattern=SHA256_PATTERN)
+    graph_size: JsonInt | None = None
+    # Whether the graph takes missing values (NaN) as the model does; where the model refuses
+    # them, the graph refuses them too.
+    accepts_missing: bool = True
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """The runtime chosen for an upload, and the verified graph the nodes run when it is ONNX."""
+
+    choice: RuntimeChoice
+    graph: bytes | None = None
 
 
 class Manifest(BaseModel):
@@ -27,6 +57,28 @@ class Manifest(BaseModel):
     trusted_types: list[str] = []
     # Concurrent requests may be coalesced into one upstream call (see inferrer/dataplane/batching.py).
     batching: bool = True
+    # None: stored before runtimes were chosen (its own format's runtime serves it).
+    runtime: RuntimeChoice | None = None
+
+    @property
+    def served_sha256(self) -> str:
+        """The artifact the nodes load: the verified graph where one is stored, else the upload."""
+        graph = self.runtime.graph_sha256 if self.runtime is not None else None
+        return graph or self.sha256
+
+    @property
+    def served_size(self) -> int:
+        """The bytes the nodes load (what a node's memory budget counts)."""
+        graph = self.runtime.graph_size if self.runtime is not None else None
+        return graph if graph is not None else self.size
+
+    @property
+    def served_format(self) -> ArtifactFormat:
+        return ArtifactFormat.ONNX if self.served_sha256 != self.sha256 else self.format
+
+    @property
+    def runtime_name(self) -> RuntimeName:
+        return "onnx" if self.served_format is ArtifactFormat.ONNX else "sklearn"
 
     @property
     def key(self) -> tuple[str, str]:

@@ -42,6 +42,17 @@ _CLASS_ATTRIBUTES = ("classlabels_int64s", "classlabels_ints", "classlabels_stri
 
 
 @dataclass(frozen=True)
+class SourceModel:
+    """What a graph compiled from a scikit-learn model keeps of it: the classes its probabilities
+    are in (a converted graph may not name them), and whether NaN is fed to it: where the graph
+    does not answer missing values as the model does, they are refused (a 422, not another answer).
+    A compiled graph refuses infinity as scikit-learn does."""
+
+    classes: list[Any] | None
+    accepts_missing: bool
+
+
+@dataclass(frozen=True)
 class GraphInput:
     name: str
     element_type: str  # e.g. "tensor(float)"
@@ -51,7 +62,11 @@ class GraphInput:
 class OnnxModel:
     """An ONNX Runtime session behind the estimator calls the nodes make."""
 
-    def __init__(self, data: bytes, allowed_domains: Sequence[str] = ()) -> None:
+    def __init__(
+        self, data: bytes, allowed_domains: Sequence[str] = (), source: SourceModel | None = None
+    ) -> None:
+        """`source`: the scikit-learn model the graph was compiled from; None for an ONNX upload."""
+        self._source = source
         proto = _checked_graph(data, allowed_domains)
         options = ort.SessionOptions()
         # A node predicts on one thread (modelhost/store.py): a session of its own threads would
@@ -78,7 +93,9 @@ class OnnxModel:
         _check_per_row(outputs[0])
         self._label = outputs[0].name
         self._probabilities = None
-        classes = _class_labels(proto, outputs[1].name) if len(outputs) > 1 else None
+        classes = None
+        if len(outputs) > 1:
+            classes = source.classes if source is not None else _class_labels(proto, outputs[1].name)
         # Without classes to order them by, probabilities are not offered (artifacts/schema.py
         # lists predict_proba only beside classes).
         if classes is not None and _are_probabilities(outputs[1], len(classes)):
@@ -87,7 +104,7 @@ class OnnxModel:
 
     def predict(self, rows: np.ndarray | pd.DataFrame) -> np.ndarray:
         (labels,) = self._run(rows, [self._label])
-        values = np.asarray(labels)
+        values = _shortest(np.asarray(labels))
         return values.reshape(len(values), -1)[:, 0] if values.ndim == 2 and values.shape[1] == 1 else values
 
     def predict_proba(self, rows: np.ndarray | pd.DataFrame) -> np.ndarray:
@@ -95,10 +112,12 @@ class OnnxModel:
         (probabilities,) = self._run(rows, [self._probabilities])
         if isinstance(probabilities, list):  # ZipMap: one {class: probability} per row
             try:
-                return np.array([[row[c] for c in self.classes_.tolist()] for row in probabilities])
+                return _shortest(
+                    np.array([[row[c] for c in self.classes_.tolist()] for row in probabilities])
+                )
             except (KeyError, TypeError) as exc:
                 raise ValueError(f"the ONNX graph's probabilities do not name its classes: {exc}") from None
-        return np.asarray(probabilities)
+        return _shortest(np.asarray(probabilities))
 
     def _run(self, rows: np.ndarray | pd.DataFrame, outputs: list[str]) -> list[Any]:
         try:
@@ -109,7 +128,10 @@ class OnnxModel:
     def _feed(self, rows: np.ndarray | pd.DataFrame) -> dict[str, np.ndarray]:
         if len(self.inputs) == 1:
             (single,) = self.inputs
-            return {single.name: _as(np.asarray(rows), single.element_type)}
+            values = _as(np.asarray(rows), single.element_type)
+            if self._source is not None:
+                _check_finite(values, self._source.accepts_missing)
+            return {single.name: values}
         columns = (
             [rows[name].to_numpy() for name in self.feature_names_in_]
             if isinstance(rows, pd.DataFrame)
@@ -135,6 +157,26 @@ def _as(values: np.ndarray, element_type: str) -> np.ndarray:
     if not exact.all() or numbers.min() < limits[0] or numbers.max() > limits[1]:
         raise ValueError(f"{element_type} input takes whole numbers from {limits[0]} to {limits[1]}")
     return numbers.astype(target)
+
+
+def _shortest(values: np.ndarray) -> np.ndarray:
+    """32-bit floats as the shortest decimals that are them (0.9, not 0.8999999761581421, once
+    widened for JSON): what the graph computed, written as a person would read it."""
+    if values.dtype == np.float32:
+        return values.astype(str).astype(np.float64)
+    return values
+
+
+def _check_finite(values: np.ndarray, nan_taken: bool) -> None:
+    """Refuse what scikit-learn refuses: infinity (or a value beyond 32-bit floats), and NaN where
+    the model takes no missing values."""
+    if np.isinf(values).any():
+        raise ValueError("input contains infinity or a value too large for 32-bit floats")
+    if not nan_taken and np.isnan(values).any():
+        raise ValueError(
+            "input contains NaN: compiled to ONNX, this model takes no missing values "
+            "(deploy it with runtime=sklearn to send them)"
+        )
 
 
 def _checked_graph(data: bytes, allowed_domains: Sequence[str]) -> onnx.ModelProto:

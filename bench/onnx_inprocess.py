@@ -3,10 +3,11 @@
     .venv/bin/python -m bench.onnx_inprocess [--repeat 200]
 
 The 100-tree RandomForest (depth 10, 20 features) and the LogisticRegression of bench/throughput.py,
-loaded the way a node loads them (artifacts.formats.load_artifact: the .skops file, and the same
-model converted with skl2onnx into an .onnx file), then predict and predict_proba through the node's
-own call (np.asarray(...).tolist()) for 1, 32 and 512 rows: median ms per call. Then whether the two
-agree on 5,000 rows, and each format's peak memory (ru_maxrss) in a fresh process that loads it.
+loaded the way a node loads them: the .skops file (artifacts.formats.load_artifact), and the graph a
+deploy with runtime=auto compiles and verifies from it (artifacts.onnx_conversion.choose_runtime,
+whose time and probe count are printed), then predict and predict_proba through the node's own call
+(np.asarray(...).tolist()) for 1, 32 and 512 rows: median ms per call. Then whether the two agree
+on 5,000 rows, and each format's peak memory (ru_maxrss) in a fresh process that loads it.
 """
 
 from __future__ import annotations
@@ -16,15 +17,17 @@ import resource
 import subprocess
 import sys
 import tempfile
+import time
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import skops.io as sio
-from skl2onnx import to_onnx
 
 from artifacts.formats import ArtifactFormat, load_artifact
+from artifacts.onnx_conversion import choose_runtime
+from artifacts.onnx_model import OnnxModel, SourceModel
 from bench.forest_inprocess import timed
 from bench.throughput import make_models
 
@@ -59,16 +62,23 @@ def main() -> None:
     rows = np.random.default_rng(1).normal(size=(5000, 20))
     print("| model | runtime | " + " | ".join(f"{n} rows predict / proba (ms)" for n in ROWS) + " |")
     print("|---|---|" + "---|" * len(ROWS))
-    agreement, memory = [], []
+    agreement, memory, compiling = [], [], []
     with tempfile.TemporaryDirectory() as scratch:
         for name, model in models.items():
-            files = {
-                ArtifactFormat.SKOPS: sio.dumps(model),
-                ArtifactFormat.ONNX: to_onnx(model, rows[:1].astype(np.float32)).SerializeToString(),
-            }
+            start = time.perf_counter()
+            compiled = choose_runtime(model, "auto")
+            compiling.append((name, time.perf_counter() - start, compiled.choice))
+            assert compiled.graph is not None, compiled.choice
+            files = {ArtifactFormat.SKOPS: sio.dumps(model), ArtifactFormat.ONNX: compiled.graph}
+            source = SourceModel(model.classes_.tolist(), compiled.choice.accepts_missing)
             served: dict[ArtifactFormat, Any] = {}
             for fmt, data in files.items():
-                served[fmt] = loaded = load_artifact(data, fmt)
+                loaded = (
+                    load_artifact(data, fmt)
+                    if fmt is ArtifactFormat.SKOPS
+                    else OnnxModel(data, source=source)
+                )
+                served[fmt] = loaded
                 cells = []
                 for n in ROWS:
                     x = rows[:n]
@@ -83,6 +93,9 @@ def main() -> None:
             equal = int((np.asarray(sk.predict(rows)) == np.asarray(ox.predict(rows))).sum())
             gap = float(np.abs(sk.predict_proba(rows) - ox.predict_proba(rows)).max())
             agreement.append((name, equal, gap))
+    print("\n| model | compile and verify at deploy (s) | probe rows | runtime chosen |\n|---|---|---|---|")
+    for name, seconds, choice in compiling:
+        print(f"| {name} | {seconds:.2f} | {choice.probes} | {choice.runtime}: {choice.reason} |")
     print("\n| model | predict equal (of 5,000) | largest predict_proba difference |\n|---|---|---|")
     for name, equal, gap in agreement:
         print(f"| {name} | {equal} | {gap:.2e} |")

@@ -1,11 +1,14 @@
 """Throughput and latency of the fleet against its limits and a peer, on this machine.
 
     .venv/bin/python -m bench.throughput [--seconds 5] [--concurrency 1 8 32 64] [--no-mlserver]
+        [--runtime auto|sklearn|onnx]
 
 LogisticRegression and a 100-tree RandomForest (depth 10) on 20 features, 1-row requests, load from
 wrk (a separate process). Rows: in-process predict(); one modelhost directly (a bare FastAPI/uvicorn
 process serving the model); the full chain (inferrer -> nginx -> nodes) with 1 and 3 nodes, gateway
-batching on and off; MLServer 1.7 + mlserver-sklearn with its defaults and with adaptive batching.
+batching on and off, the models deployed with --runtime (auto: compiled to ONNX where the graph
+verifies; each deploy prints the runtime chosen); MLServer 1.7 + mlserver-sklearn with its defaults
+and with adaptive batching.
 Prints a markdown table with req/s, p50, p99, errors and the CPU (cores) each process group used, and
 writes it to bench/results.md. A benchmark, not a test: compare ratios within one run.
 """
@@ -94,10 +97,16 @@ def run_fleet(
             for name, model in models.items():
                 for batching in ("true", "false"):
                     deployed = fleet.deploy(
-                        f"{name}-{batching}", sio.dumps(model), timeout_s=120, batching=batching
+                        f"{name}-{batching}",
+                        sio.dumps(model),
+                        timeout_s=120,
+                        batching=batching,
+                        runtime=args.runtime,
                     )
                     deployed.raise_for_status()
                     deployed_sha256[f"{name}-{batching}"] = deployed.json()["sha256"]
+                    choice = deployed.json()["runtime"]
+                    print(f"# {name}-{batching} runs on {choice['runtime']}: {choice['reason']}", flush=True)
             groups = fleet_groups(fleet, nodes)
             body = orjson.dumps({"instances": [row]})
             for name in models:
@@ -147,6 +156,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 64])
     parser.add_argument("--inferrer-workers", type=int, default=1)
     parser.add_argument("--no-mlserver", action="store_true")
+    parser.add_argument("--runtime", choices=["auto", "sklearn", "onnx"], default="auto", help="the fleet's")
     parser.add_argument("--out", type=Path, default=Path("bench/results.md"))
     args = parser.parse_args()
     if not wrk_available():
@@ -170,7 +180,7 @@ def main() -> None:
         [
             f"# bench.throughput on {platform.node()} ({platform.processor() or platform.machine()}), "
             f"{time.strftime('%Y-%m-%d %H:%M')}, {args.seconds:.0f} s per point, "
-            f"inferrer workers {args.inferrer_workers}",
+            f"inferrer workers {args.inferrer_workers}, fleet runtime={args.runtime}",
             "",
             header,
             *(_line(r) for r in rows),

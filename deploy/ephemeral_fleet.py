@@ -105,6 +105,13 @@ class RunningFleet:
             time.sleep(0.2)
         raise AssertionError(f"job {job_id} did not finish in {timeout_s}s:\n{self.log()[-3000:]}")
 
+    def is_ready(self) -> bool:
+        """The gateway answers `/health/ready` with 200 (False while it is down or restarting)."""
+        try:
+            return httpx.get(f"{self.url}/health/ready", timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
     def node_view(self, node: str) -> dict[str, Any]:
         """The inferrer's view of one node (`GET /api/v1/nodes`): live, ready, models..."""
         nodes = httpx.get(f"{self.url}/api/v1/nodes", headers=self.auth, timeout=5).json()["nodes"]

@@ -46,7 +46,7 @@ from inferrer.watches.service import WatchService
 from inferrer.watches.store import WatchStore
 from inferrer.watches.store_async import AsyncWatchStore
 from inferrer.watches.supervisor import WatchLimits, WatchSupervisor
-from metrics.definitions import InferrerMetrics
+from metrics.definitions import InferrerMetrics, RuntimeInfo
 from metrics.exposition import metrics_router
 from wire.access import AccessMiddleware
 from wire.bearer import Tokens, document_tokens
@@ -91,10 +91,18 @@ def create_app(
             )
             prediction = PredictionService(repository, balancer, metrics, cache, batcher)
             app.state.prediction = prediction
-            async with _job_system(settings, repository, balancer, prediction, metrics) as (jobs, watches):
-                app.state.jobs = jobs
-                app.state.watches = watches
-                yield
+            runtimes = RuntimeInfo(
+                lambda: [(m.name, m.version, m.runtime_name) for m in repository.all_versions()]
+            )
+            registry.register(runtimes)
+            try:
+                job_system = _job_system(settings, repository, balancer, prediction, metrics)
+                async with job_system as (jobs, watches):
+                    app.state.jobs = jobs
+                    app.state.watches = watches
+                    yield
+            finally:
+                registry.unregister(runtimes)
 
     def count_refusal(reason: str) -> None:
         metrics.http.rejected("inferrer", reason).inc()

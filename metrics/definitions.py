@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Container, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.registry import Collector
 
 # scikit-learn predicts on a few rows take ~0.1-1 ms; the client's default buckets start at 5 ms.
 LATENCY_BUCKETS = (
@@ -140,6 +142,24 @@ class InferrerMetrics:
         if generation != self._generation:
             self._generation = generation
             forget_versions((self.predictions, self.upstream_latency), stored())
+
+
+class RuntimeInfo(Collector):
+    """`modelfleet_model_runtime_info`: 1 for each stored version, labelled with the runtime its
+    nodes run it under (sklearn or onnx); read from the repository at each scrape."""
+
+    def __init__(self, versions: Callable[[], Iterable[tuple[str, str, str]]]) -> None:
+        self._versions = versions  # (model, version, runtime)
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "modelfleet_model_runtime_info",
+            "Stored model versions by the runtime their nodes run them under",
+            labels=["model", "version", "runtime"],
+        )
+        for model, version, runtime in self._versions():
+            family.add_metric([model, version, runtime], 1)
+        yield family
 
 
 class JobMetrics:

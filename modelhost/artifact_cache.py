@@ -46,15 +46,17 @@ class ArtifactCache:
         return self.directory / sha256
 
     async def read(self, manifest: Manifest) -> bytes:
-        """The artifact's bytes, from the cache when its hash still matches, else from the inferrer."""
-        path = self.path(manifest.sha256)
+        """The bytes the node serves the version from (the upload, or the graph compiled from it),
+        from the cache when their hash still matches, else from the inferrer."""
+        sha256 = manifest.served_sha256
+        path = self.path(sha256)
         try:
             data = await asyncio.to_thread(_read_touching, path)
-            if sha256_hex(data) == manifest.sha256:
+            if sha256_hex(data) == sha256:
                 return data
         except FileNotFoundError:  # not cached, or pruned by another worker process of this node
             pass
-        data = await self._fetch(manifest.sha256)
+        data = await self._fetch(sha256)
         await asyncio.to_thread(replace_file, path, [data])
         return data
 

@@ -111,13 +111,11 @@ class ModelStore:
             current = self._models.get(manifest.key)
             if current is not None and current.manifest.sha256 == manifest.sha256:
                 return
-            self._make_room(manifest.size)
+            self._make_room(manifest.served_size)
             start = time.perf_counter()
             data = await self._cache.read(manifest)
             try:
-                estimator = await asyncio.to_thread(
-                    load_artifact, data, manifest.format, manifest.trusted_types
-                )
+                estimator = await asyncio.to_thread(_load_served, data, manifest)
             except ArtifactError as exc:
                 raise UnloadableArtifact(f"cannot load {manifest.name}/{manifest.version}: {exc}") from None
             self._models[manifest.key] = LoadedModel(manifest, estimator)
@@ -218,12 +216,12 @@ class ModelStore:
         """Unload least-recently-used idle models until `size` more bytes fit in the budget."""
         if self._budget is None:
             return
-        used = sum(m.manifest.size for m in self._models.values())
+        used = sum(m.manifest.served_size for m in self._models.values())
         for key, model in sorted(self._models.items(), key=lambda item: item[1].last_used):
             if used + size <= self._budget:
                 break
             if not model.in_flight:
-                used -= model.manifest.size
+                used -= model.manifest.served_size
                 self._drop(key, "over the memory budget")
                 self.evicted.add(key)
         if used + size > self._budget:
@@ -235,6 +233,19 @@ class ModelStore:
         del self._models[key]
         self._metrics.loaded_models.labels(self.node).set(len(self._models))
         logger.info("unloaded %s/%s (%s)", *key, why)
+
+
+def _load_served(data: bytes, manifest: Manifest) -> Any:
+    """The upload as its format loads it, or the ONNX graph verified against it at deploy."""
+    if manifest.runtime is None or manifest.served_sha256 == manifest.sha256:
+        return load_artifact(data, manifest.format, manifest.trusted_types)
+    from artifacts.onnx_model import OnnxModel, SourceModel  # onnxruntime: only where ONNX is served
+
+    try:
+        source = SourceModel(manifest.signature.classes, manifest.runtime.accepts_missing)
+        return OnnxModel(data, source=source)
+    except ArtifactError as exc:
+        raise ArtifactError(f"its verified ONNX graph: {exc}") from None
 
 
 def _timed_call(methods: list[Any], rows: np.ndarray | pd.DataFrame) -> tuple[list[list[Any]], float]:

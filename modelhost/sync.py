@@ -154,8 +154,8 @@ class Reconciler:
             self._store.evict_idle(self._idle_unload_s, keep=held)
         self._store.evicted &= {(name, version) for name, version, _ in stored}
         self._store.forget({(name, version) for name, version, _ in stored})
-        needed = {sha256 for _, _, sha256 in stored}
-        await asyncio.to_thread(self._cache.prune, needed, {m.sha256 for m in desired.load})
+        needed = {ref.served_sha256 or ref.sha256 for ref in desired.keep}
+        await asyncio.to_thread(self._cache.prune, needed, {m.served_sha256 for m in desired.load})
         self.readiness.synced = not active_failed
         if not self.readiness.draining:
             self.readiness.reason = "; ".join(active_failed) if active_failed else "all models loaded"

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from artifacts.manifest import Manifest
+from artifacts.manifest import Manifest, RuntimeChoice
 from artifacts.schema import ModelSchema
 from wire.modelhost_answers import LoadedModelStatus, Pong
 from wire.openapi import Answer
@@ -74,6 +74,7 @@ class Deployed(Answer):
     sha256: str
     size: int
     signature: ModelSchema
+    runtime: RuntimeChoice  # what the nodes run it under, and why
     nodes_loaded: list[str]
     nodes_failed: dict[str, str]  # node -> the error it answered
 

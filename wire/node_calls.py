@@ -71,6 +71,8 @@ class VersionRef(BaseModel):
     name: str
     version: str
     sha256: str = Field(pattern=SHA256_PATTERN)
+    # The artifact a node loads for it where that is not the upload: the verified ONNX graph.
+    served_sha256: str | None = Field(default=None, pattern=SHA256_PATTERN)
 
 
 class DesiredState(BaseModel):

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from pydantic import WithJsonSchema
 
-from artifacts.manifest import Manifest
+from artifacts.manifest import Manifest, RuntimeRequest
 from artifacts.names import SEGMENT_SCHEMA
 from inferrer.api import dependencies as deps
 from inferrer.control.lifecycle import Upload
@@ -26,6 +26,7 @@ _DEPLOY_ANSWERS = {
         "Refused: 422 for a file that is not a model this service loads (a .skops file that holds "
         "a fitted estimator of allowed types, an .onnx graph of standard operators with declared "
         "inputs and outputs, or .joblib with trusted=true): only its content tells; "
+        "422 for runtime=onnx when the conversion does not verify, or a sample that does not parse; "
         "413 for a file over the upload limit; 409 for a version that exists; 401/403 without the "
         "management token"
     ),
@@ -42,6 +43,8 @@ async def deploy(
     trusted_types: Annotated[str | None, Form()] = None,
     activate: Annotated[bool, Form()] = True,
     batching: Annotated[bool, Form()] = True,
+    runtime: Annotated[RuntimeRequest, Form()] = "auto",
+    sample: Annotated[UploadFile | None, File()] = None,
 ) -> FastJSONResponse:
     """Store a version (atomically), have every node load it, then make it active in one swap.
 
@@ -49,11 +52,20 @@ async def deploy(
     types a skops file may contain, or operator domains beyond ai.onnx and ai.onnx.ml an ONNX
     graph may use (comma-separated); `activate=false` stages a version that only
     pinned requests use until it is activated; `batching=false` sends each request upstream alone.
+
+    `runtime`: `auto` (the default) compiles a scikit-learn model to ONNX and serves it with ONNX
+    Runtime when the graph verifies against the model on probe rows, else keeps scikit-learn (the
+    answer's `runtime` says which, and why); `sklearn` never converts; `onnx` refuses (422) a model
+    whose conversion does not verify. `sample`: a CSV file (a header row, then rows, as a job's
+    input) whose rows the verification probes besides its own.
     """
     limit = deps.settings(request).max_upload_bytes
     data = await file.read(limit + 1)
     if len(data) > limit:
         raise PayloadTooLarge(f"artifact larger than the limit of {limit} bytes")
+    sample_data = await sample.read(limit + 1) if sample is not None else None
+    if sample_data is not None and len(sample_data) > limit:
+        raise PayloadTooLarge(f"sample larger than the limit of {limit} bytes")
     upload = Upload(
         name=name,
         filename=file.filename or "",
@@ -63,6 +75,8 @@ async def deploy(
         trusted_types=tuple(t.strip() for t in (trusted_types or "").split(",") if t.strip()),
         activate=activate,
         batching=batching,
+        runtime=runtime,
+        sample=sample_data,
     )
     return FastJSONResponse(await deps.lifecycle(request).deploy(upload), status_code=201)
 

@@ -12,9 +12,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from artifacts.formats import ArtifactError, ArtifactFormat, load_artifact
-from artifacts.manifest import Manifest
-from artifacts.schema import ModelSchema, inspect_schema
+from artifacts.formats import ArtifactError, ArtifactFormat
+from artifacts.manifest import Manifest, RuntimeRequest
+from inferrer.control.inspection import inspect_upload
 from inferrer.control.nodes import FleetNodes, SyncResult
 from inferrer.errors import DeployOvertaken, InvalidInput, ModelNotFound, UpstreamUnavailable
 from inferrer.state.pins import Pin
@@ -34,6 +34,8 @@ class Upload:
     trusted_types: tuple[str, ...] = ()
     activate: bool = True
     batching: bool = True
+    runtime: RuntimeRequest = "auto"
+    sample: bytes | None = None  # a CSV of rows the runtime's verification probes besides its own
 
 
 class ModelLifecycle:
@@ -59,7 +61,9 @@ class ModelLifecycle:
         if not upload.data:
             raise InvalidInput("the uploaded file is empty")
         allowed = list(upload.trusted_types)
-        signature = await asyncio.to_thread(_inspect, upload.data, fmt, allowed)
+        inspected = await asyncio.to_thread(
+            inspect_upload, upload.data, fmt, allowed, upload.runtime, upload.sample
+        )
         # Pinned until this deploy answers: concurrent deploys' retention never removes it meanwhile.
         pin = Pin(f"deploy-{uuid.uuid4().hex}", lease_s=self._deploy_pin_s)
         manifest = await asyncio.to_thread(
@@ -68,10 +72,11 @@ class ModelLifecycle:
             upload.version,
             upload.data,
             fmt,
-            signature,
+            inspected.signature,
             allowed,
             upload.batching,
             pin,
+            inspected.compiled,
         )
         try:
             loaded, failed = _holding(manifest, await self.nodes.sync(warm=[manifest]))
@@ -93,6 +98,7 @@ class ModelLifecycle:
             "sha256": manifest.sha256,
             "size": manifest.size,
             "signature": manifest.signature.model_dump(),
+            "runtime": inspected.compiled.choice.model_dump(),
             "nodes_loaded": loaded,
             "nodes_failed": failed,
         }
@@ -191,12 +197,5 @@ def _holding(manifest: Manifest, results: dict[str, SyncResult]) -> tuple[list[s
 def _format_of(filename: str) -> ArtifactFormat:
     try:
         return ArtifactFormat.from_filename(filename)
-    except ArtifactError as exc:
-        raise InvalidInput(str(exc)) from None
-
-
-def _inspect(data: bytes, fmt: ArtifactFormat, trusted_types: list[str]) -> ModelSchema:
-    try:
-        return inspect_schema(load_artifact(data, fmt, trusted_types))
     except ArtifactError as exc:
         raise InvalidInput(str(exc)) from None

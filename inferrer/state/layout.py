@@ -1,4 +1,5 @@
-"""The repository's files: <root>/models/<name>/<version>/{artifact.<format>,manifest.json}, an
+"""The repository's files: <root>/models/<name>/<version>/{artifact.<format>,manifest.json} (and
+graph.onnx, the verified ONNX graph compiled from a scikit-learn upload, where there is one), an
 ACTIVE pointer per model, and <root>/staging where writes are prepared and removals are moved aside.
 
 A version is written in staging and renamed into place, so a reader never sees half a model; what a
@@ -17,6 +18,7 @@ from artifacts.manifest import Manifest
 from inferrer.state.generation import replace_text
 
 _MANIFEST = "manifest.json"
+_GRAPH = "graph.onnx"
 _ACTIVE = "ACTIVE"
 
 
@@ -42,11 +44,16 @@ class RepositoryLayout:
     def artifact_file(self, manifest: Manifest) -> Path:
         return self._models_dir / manifest.name / manifest.version / _artifact_name(manifest)
 
-    def stage(self, manifest: Manifest, data: bytes) -> Path:
+    def graph_file(self, manifest: Manifest) -> Path:
+        return self._models_dir / manifest.name / manifest.version / _GRAPH
+
+    def stage(self, manifest: Manifest, data: bytes, graph: bytes | None = None) -> Path:
         """A version written in full outside the models folder; `publish` or `discard` it."""
         staged = Path(tempfile.mkdtemp(dir=self._staging_dir))
         try:
             (staged / _artifact_name(manifest)).write_bytes(data)
+            if graph is not None:
+                (staged / _GRAPH).write_bytes(graph)
             (staged / _MANIFEST).write_text(manifest.model_dump_json(indent=2))
             (self._models_dir / manifest.name).mkdir(exist_ok=True)
         except BaseException:

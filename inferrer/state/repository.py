@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from artifacts.formats import ArtifactFormat, sha256_hex
-from artifacts.manifest import Manifest
+from artifacts.manifest import Compiled, Manifest
 from artifacts.names import is_path_segment
 from artifacts.schema import ModelSchema
 from inferrer.errors import InvalidInput, ModelNotFound, VersionConflict
@@ -128,6 +128,8 @@ class ModelRepository:
             for manifest in versions.values():
                 if manifest.sha256 == sha256:
                     return self._layout.artifact_file(manifest)
+                if manifest.served_sha256 == sha256:
+                    return self._layout.graph_file(manifest)
         return None
 
     def open_artifact(self, sha256: str) -> BinaryIO | None:
@@ -153,9 +155,11 @@ class ModelRepository:
         trusted_types: list[str] | None = None,
         batching: bool = True,
         pin: Pin | None = None,
+        compiled: Compiled | None = None,
     ) -> Manifest:
         """Store a new version, not yet active (see activate). Atomic: all of it appears, or nothing.
-        `pin`: pinned in the same step, so retention cannot remove it before it is activated."""
+        `pin`: pinned in the same step, so retention cannot remove it before it is activated.
+        `compiled`: the runtime chosen for it, and the graph stored beside it when that is ONNX."""
         check_name(name)
         if version is not None:
             check_name(version, "version")
@@ -174,8 +178,9 @@ class ModelRepository:
                 signature=signature,
                 trusted_types=trusted_types or [],
                 batching=batching,
+                runtime=compiled.choice if compiled is not None else None,
             )
-            staged = self._layout.stage(manifest, data)
+            staged = self._layout.stage(manifest, data, compiled.graph if compiled is not None else None)
             try:
                 if pin is not None:
                     self._pins.pin(name, version, pin)

@@ -52,7 +52,8 @@ def _distinct_model(seed: int) -> tuple[bytes, np.ndarray, list[int]]:
 
 
 def _too_big() -> bytes:
-    """A forest of about 1.5 MiB: over every node's memory budget, so no node can load it."""
+    """A forest of about 1.5 MiB: over every node's memory budget, so no node can load it (deployed
+    with runtime=sklearn: its compiled graph would be a fortieth of that)."""
     rng = np.random.default_rng(1)
     features = rng.normal(size=(1200, 4))
     forest = RandomForestClassifier(80, random_state=0).fit(features, (features[:, 0] > 0).astype(int))
@@ -78,7 +79,7 @@ def test_one_model_churned_never_fails_another(fleet: RunningFleet) -> None:
     node has room for, while 8 clients predict the example model: 0 failed predictions, every raced
     call answered as documented."""
     data = train_example()
-    staged = fleet.deploy("too-big", _too_big())
+    staged = fleet.deploy("too-big", _too_big(), runtime="sklearn")
     assert staged.status_code == 201 and staged.json()["activated"] is False, staged.text
     kinds = itertools.cycle(
         ["deploy", "predict", "predict-too-big", "deploy", "activate", "predict", "rollback", "delete"]
