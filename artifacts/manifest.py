@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
@@ -12,7 +11,7 @@ from artifacts.formats import ArtifactFormat
 from artifacts.names import SHA256_PATTERN, Segment
 from artifacts.schema import JsonInt, ModelSchema
 
-__all__ = ["Compiled", "Manifest", "RuntimeChoice", "RuntimeName", "RuntimeRequest"]
+__all__ = ["Manifest", "RuntimeChoice", "RuntimeName", "RuntimeRequest"]
 
 # What runs a version on the nodes; what a deploy may ask for (auto: ONNX when a conversion verifies).
 RuntimeName = Literal["sklearn", "onnx"]
@@ -35,14 +34,6 @@ class RuntimeChoice(BaseModel):
     accepts_missing: bool = True
 
 
-@dataclass(frozen=True)
-class Compiled:
-    """The runtime chosen for an upload, and the verified graph the nodes run when it is ONNX."""
-
-    choice: RuntimeChoice
-    graph: bytes | None = None
-
-
 class Manifest(BaseModel):
     """Also what a node is told to warm in a sync: every field that becomes a path is checked."""
 
@@ -61,24 +52,27 @@ class Manifest(BaseModel):
     runtime: RuntimeChoice | None = None
 
     @property
+    def compiled(self) -> RuntimeChoice | None:
+        """The runtime choice when the nodes serve a graph compiled from the upload, else None."""
+        return self.runtime if self.runtime is not None and self.runtime.graph_sha256 else None
+
+    @property
     def served_sha256(self) -> str:
-        """The artifact the nodes load: the verified graph where one is stored, else the upload."""
-        graph = self.runtime.graph_sha256 if self.runtime is not None else None
-        return graph or self.sha256
+        """What nodes load and name the version by: the verified graph where one is stored, else the
+        upload (a model deleted and deployed again from the same file under another runtime is
+        another artifact to them)."""
+        compiled = self.compiled
+        return compiled.graph_sha256 if compiled is not None and compiled.graph_sha256 else self.sha256
 
     @property
     def served_size(self) -> int:
         """The bytes the nodes load (what a node's memory budget counts)."""
-        graph = self.runtime.graph_size if self.runtime is not None else None
-        return graph if graph is not None else self.size
-
-    @property
-    def served_format(self) -> ArtifactFormat:
-        return ArtifactFormat.ONNX if self.served_sha256 != self.sha256 else self.format
+        compiled = self.compiled
+        return compiled.graph_size if compiled is not None and compiled.graph_size is not None else self.size
 
     @property
     def runtime_name(self) -> RuntimeName:
-        return "onnx" if self.served_format is ArtifactFormat.ONNX else "sklearn"
+        return "onnx" if self.compiled is not None or self.format is ArtifactFormat.ONNX else "sklearn"
 
     @property
     def key(self) -> tuple[str, str]:

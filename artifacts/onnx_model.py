@@ -160,11 +160,17 @@ def _as(values: np.ndarray, element_type: str) -> np.ndarray:
 
 
 def _shortest(values: np.ndarray) -> np.ndarray:
-    """32-bit floats as the shortest decimals that are them (0.9, not 0.8999999761581421, once
+    """32-bit floats as the 7 significant digits they hold (0.9, not 0.8999999761581421, once
     widened for JSON): what the graph computed, written as a person would read it."""
-    if values.dtype == np.float32:
-        return values.astype(str).astype(np.float64)
-    return values
+    if values.dtype != np.float32:
+        return values
+    wide = values.astype(np.float64)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        magnitude = np.floor(np.log10(np.abs(wide)))
+    scale = np.where(
+        np.isfinite(magnitude), 10.0 ** (6 - np.where(np.isfinite(magnitude), magnitude, 0)), 1.0
+    )
+    return np.round(wide * scale) / scale
 
 
 def _check_finite(values: np.ndarray, nan_taken: bool) -> None:

@@ -79,7 +79,7 @@ class ModelStore:
             {
                 "name": m.manifest.name,
                 "version": m.manifest.version,
-                "sha256": m.manifest.sha256,
+                "sha256": m.manifest.served_sha256,
                 "in_flight": m.in_flight,
                 "idle_s": round(m.idle_for(now), 3),
                 "cold_start_avg_s": self.cold_start_avg_s.get(key),
@@ -102,14 +102,14 @@ class ModelStore:
     def loaded_sha256(self, key: Key) -> str | None:
         """The artifact this node serves under a (name, version), if it has one loaded."""
         model = self._models.get(key)
-        return model.manifest.sha256 if model is not None else None
+        return model.manifest.served_sha256 if model is not None else None
 
     async def ensure_loaded(self, manifest: Manifest, cold_start: bool = False) -> None:
         """Load a model version (fetching its artifact if not cached); a no-op when loaded."""
-        lock = self._loading.setdefault(manifest.sha256, asyncio.Lock())
+        lock = self._loading.setdefault(manifest.served_sha256, asyncio.Lock())
         async with lock:
             current = self._models.get(manifest.key)
-            if current is not None and current.manifest.sha256 == manifest.sha256:
+            if current is not None and current.manifest.served_sha256 == manifest.served_sha256:
                 return
             self._make_room(manifest.served_size)
             start = time.perf_counter()
@@ -147,7 +147,7 @@ class ModelStore:
         for key, model in list(self._models.items()):
             if key in wanted or model.in_flight:
                 continue
-            if (*key, model.manifest.sha256) not in stored:
+            if (*key, model.manifest.served_sha256) not in stored:
                 self._drop(key, "no longer stored")
             elif model.idle_for(now) >= grace_s:
                 self._drop(key, "retired")
@@ -158,7 +158,7 @@ class ModelStore:
         self._metrics.forget(stored)
         for key in [k for k in self.cold_start_avg_s if k not in stored]:
             del self.cold_start_avg_s[key]
-        kept_artifacts = {m.manifest.sha256 for m in self._models.values()}
+        kept_artifacts = {m.manifest.served_sha256 for m in self._models.values()}
         for sha256, lock in list(self._loading.items()):
             if sha256 not in kept_artifacts and not lock.locked():
                 del self._loading[sha256]
@@ -184,7 +184,7 @@ class ModelStore:
         """With the artifact `sha256` loaded as (name, version): on a float matrix, or on a DataFrame
         when `columns` name the fitted features."""
         model = self._models.get((name, version))
-        if model is None or model.manifest.sha256 != sha256:
+        if model is None or model.manifest.served_sha256 != sha256:
             raise ModelNotLoaded(f"model {name!r} version {version!r} is not loaded on {self.node}")
         signature = model.manifest.signature
         unknown = [o for o in outputs if o not in signature.outputs]
@@ -237,13 +237,13 @@ class ModelStore:
 
 def _load_served(data: bytes, manifest: Manifest) -> Any:
     """The upload as its format loads it, or the ONNX graph verified against it at deploy."""
-    if manifest.runtime is None or manifest.served_sha256 == manifest.sha256:
+    compiled = manifest.compiled
+    if compiled is None:
         return load_artifact(data, manifest.format, manifest.trusted_types)
     from artifacts.onnx_model import OnnxModel, SourceModel  # onnxruntime: only where ONNX is served
 
     try:
-        source = SourceModel(manifest.signature.classes, manifest.runtime.accepts_missing)
-        return OnnxModel(data, source=source)
+        return OnnxModel(data, source=SourceModel(manifest.signature.classes, compiled.accepts_missing))
     except ArtifactError as exc:
         raise ArtifactError(f"its verified ONNX graph: {exc}") from None
 

@@ -86,7 +86,7 @@ class Reconciler:
         if response.status_code != 200:
             raise ArtifactUnavailable(f"inferrer answered {response.status_code} for {name}/{version}")
         manifest = Manifest.model_validate_json(response.content)
-        if manifest.sha256 != sha256:
+        if manifest.served_sha256 != sha256:
             raise UnknownModel(f"model {name!r} version {version!r} is no longer artifact {sha256}")
         await self._store.ensure_loaded(manifest, cold_start=True)
 
@@ -112,9 +112,11 @@ class Reconciler:
             for name in changes.release:
                 self._store.unload(name)
             until = time.monotonic() + changes.hold_s
-            self._held.update({(*m.key, m.sha256): until for m in changes.warm})
+            self._held.update({(*m.key, m.served_sha256): until for m in changes.warm})
             failed = await self._converge(await self._desired(), changes.warm)
-        loaded = [VersionRef(name=m.name, version=m.version, sha256=m.sha256) for m in self._store.loaded()]
+        loaded = [
+            VersionRef(name=m.name, version=m.version, sha256=m.served_sha256) for m in self._store.loaded()
+        ]
         return SyncAnswer(node=self._store.node, loaded=loaded, failed=failed)
 
     async def _desired(self) -> DesiredState:
@@ -140,7 +142,7 @@ class Reconciler:
         active_failed = [failed[k] for k in (f"{m.name}/{m.version}" for m in desired.load) if k in failed]
         now = time.monotonic()
         stored = {(ref.name, ref.version, ref.sha256) for ref in desired.keep}
-        active = {(*m.key, m.sha256) for m in desired.load}
+        active = {(*m.key, m.served_sha256) for m in desired.load}
         # A warmed version is held until it is switched to, its hold ends, or it is deleted.
         self._held = {
             key: until
@@ -154,7 +156,7 @@ class Reconciler:
             self._store.evict_idle(self._idle_unload_s, keep=held)
         self._store.evicted &= {(name, version) for name, version, _ in stored}
         self._store.forget({(name, version) for name, version, _ in stored})
-        needed = {ref.served_sha256 or ref.sha256 for ref in desired.keep}
+        needed = {sha256 for _, _, sha256 in stored}
         await asyncio.to_thread(self._cache.prune, needed, {m.served_sha256 for m in desired.load})
         self.readiness.synced = not active_failed
         if not self.readiness.draining:

@@ -38,8 +38,10 @@ Outputs = Annotated[
 class NodePredictBody(TypedDict):
     """What the inferrer sends to `POST /api/v1/models/{name}/predict` on a node (through nginx).
 
-    `sha256` names the artifact the inferrer means by `version`: the node predicts with exactly that
-    one (a version deleted and deployed again under the same number is another artifact)."""
+    `sha256` names the artifact the inferrer means by `version`, as nodes load it (the manifest's
+    served artifact: the verified ONNX graph where one was compiled, else the upload): the node
+    predicts with exactly that one (a version deleted and deployed again under the same number, or
+    from the same file under another runtime, is another artifact)."""
 
     version: str
     sha256: Annotated[str, Field(pattern=SHA256_PATTERN)]
@@ -70,9 +72,7 @@ class VersionRef(BaseModel):
 
     name: str
     version: str
-    sha256: str = Field(pattern=SHA256_PATTERN)
-    # The artifact a node loads for it where that is not the upload: the verified ONNX graph.
-    served_sha256: str | None = Field(default=None, pattern=SHA256_PATTERN)
+    sha256: str = Field(pattern=SHA256_PATTERN)  # what nodes load: Manifest.served_sha256
 
 
 class DesiredState(BaseModel):

@@ -29,7 +29,7 @@ class PartitionCall(BaseModel):
     partition: Annotated[int, Field(ge=0)]
     model: Segment
     version: Segment
-    sha256: Annotated[str, Field(pattern=SHA256_PATTERN)]
+    sha256: Annotated[str, Field(pattern=SHA256_PATTERN)]  # the artifact nodes load (as NodePredictBody)
     # The prediction kind (the public APIs call it `prediction`); named so since the first release,
     # which nodes of every release read.
     output: PredictionKind = "predict"

@@ -28,8 +28,7 @@ _CHUNK_BYTES = 1024 * 1024
 def desired(request: Request) -> Response:
     repository = deps.repository(request)
     keep = [
-        VersionRef(name=m.name, version=m.version, sha256=m.sha256, served_sha256=m.served_sha256)
-        for m in repository.all_versions()
+        VersionRef(name=m.name, version=m.version, sha256=m.served_sha256) for m in repository.all_versions()
     ]
     state = DesiredState(load=repository.active(), keep=keep)
     return Response(state.model_dump_json(), media_type="application/json")

@@ -10,6 +10,7 @@ from pydantic import WithJsonSchema
 from artifacts.manifest import Manifest, RuntimeRequest
 from artifacts.names import SEGMENT_SCHEMA
 from inferrer.api import dependencies as deps
+from inferrer.control.inspection import MAX_SAMPLE_BYTES
 from inferrer.control.lifecycle import Upload
 from inferrer.errors import PayloadTooLarge
 from wire.bearer import INFERENCE, MANAGEMENT
@@ -63,9 +64,9 @@ async def deploy(
     data = await file.read(limit + 1)
     if len(data) > limit:
         raise PayloadTooLarge(f"artifact larger than the limit of {limit} bytes")
-    sample_data = await sample.read(limit + 1) if sample is not None else None
-    if sample_data is not None and len(sample_data) > limit:
-        raise PayloadTooLarge(f"sample larger than the limit of {limit} bytes")
+    sample_data = await sample.read(MAX_SAMPLE_BYTES + 1) if sample is not None else None
+    if sample_data is not None and len(sample_data) > MAX_SAMPLE_BYTES:
+        raise PayloadTooLarge(f"sample larger than the limit of {MAX_SAMPLE_BYTES} bytes")
     upload = Upload(
         name=name,
         filename=file.filename or "",

@@ -10,19 +10,21 @@ from dataclasses import dataclass
 import numpy as np
 
 from artifacts.formats import ArtifactError, ArtifactFormat, load_artifact
-from artifacts.manifest import Compiled, RuntimeChoice, RuntimeRequest
+from artifacts.manifest import RuntimeChoice, RuntimeRequest
 from artifacts.schema import ModelSchema, inspect_schema
 from datafiles.rows import parse_rows
 from inferrer.errors import InvalidInput
 
 # A sample is probe rows, not a dataset: enough to cover what the model is sent.
 MAX_SAMPLE_ROWS = 10_000
+MAX_SAMPLE_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
 class Inspected:
     signature: ModelSchema
-    compiled: Compiled
+    runtime: RuntimeChoice
+    graph: bytes | None = None  # the verified ONNX graph, when the runtime chosen is one compiled
 
 
 def inspect_upload(
@@ -40,32 +42,33 @@ def inspect_upload(
         signature = inspect_schema(model)
     except ArtifactError as exc:
         raise InvalidInput(str(exc)) from None
+    if sample is not None and (fmt is ArtifactFormat.ONNX or runtime == "sklearn"):
+        raise InvalidInput(
+            "a sample verifies a scikit-learn model's conversion to ONNX: an .onnx upload or "
+            "runtime=sklearn takes none"
+        )
     if fmt is ArtifactFormat.ONNX:
         if runtime == "sklearn":
             raise InvalidInput("an .onnx upload runs on ONNX Runtime: runtime=sklearn does not apply to it")
-        if sample is not None:
-            raise InvalidInput(
-                "a sample verifies a scikit-learn model's conversion: an .onnx upload takes none"
-            )
-        choice = RuntimeChoice(runtime="onnx", reason="uploaded as an ONNX graph")
-        return Inspected(signature, Compiled(choice))
+        return Inspected(signature, RuntimeChoice(runtime="onnx", reason="uploaded as an ONNX graph"))
     rows = _sample_rows(sample, signature) if sample is not None else None
     from artifacts.onnx_conversion import choose_runtime  # skl2onnx and onnxruntime: only where deploys run
 
     try:
-        return Inspected(signature, choose_runtime(model, runtime, rows))
+        compiled = choose_runtime(model, runtime, rows)
     except ArtifactError as exc:  # runtime=onnx, and the conversion did not verify
         raise InvalidInput(str(exc)) from None
+    return Inspected(signature, compiled.choice, compiled.graph)
 
 
 def _sample_rows(sample: bytes, signature: ModelSchema) -> np.ndarray:
     """A CSV file read as a job's CSV input is (datafiles.rows): a header row, then rows; where the
     model was fitted with feature names they pick its columns, otherwise every column is one."""
+    if len(sample) > MAX_SAMPLE_BYTES or sample.count(b"\n") > MAX_SAMPLE_ROWS + 1:
+        raise InvalidInput(f"a sample holds at most {MAX_SAMPLE_ROWS} rows and {MAX_SAMPLE_BYTES} bytes")
     lines = sample.splitlines()
     if len(lines) < 2:
         raise InvalidInput("the sample must be a CSV file: a header row, then at least one row")
-    if len(lines) - 1 > MAX_SAMPLE_ROWS:
-        raise InvalidInput(f"the sample has {len(lines) - 1} rows: send at most {MAX_SAMPLE_ROWS}")
     header = _header(lines[0])
     numbered = [(line, raw) for line, raw in enumerate(lines[1:], start=2) if raw.strip()]
     rows, bad = parse_rows(numbered, "csv", header, signature)

@@ -76,7 +76,8 @@ class ModelLifecycle:
             allowed,
             upload.batching,
             pin,
-            inspected.compiled,
+            inspected.runtime,
+            inspected.graph,
         )
         try:
             loaded, failed = _holding(manifest, await self.nodes.sync(warm=[manifest]))
@@ -98,7 +99,7 @@ class ModelLifecycle:
             "sha256": manifest.sha256,
             "size": manifest.size,
             "signature": manifest.signature.model_dump(),
-            "runtime": inspected.compiled.choice.model_dump(),
+            "runtime": inspected.runtime.model_dump(),
             "nodes_loaded": loaded,
             "nodes_failed": failed,
         }
@@ -186,7 +187,8 @@ def _holding(manifest: Manifest, results: dict[str, SyncResult]) -> tuple[list[s
         if isinstance(result, str):
             failed[node] = result
         elif any(
-            ref.sha256 == manifest.sha256 and (ref.name, ref.version) == manifest.key for ref in result.loaded
+            ref.sha256 == manifest.served_sha256 and (ref.name, ref.version) == manifest.key
+            for ref in result.loaded
         ):
             loaded.append(node)
         else:

@@ -70,7 +70,7 @@ class PredictionService:
             if (cached := self.cache.get(key)) is not None:
                 return Prediction(name, version, "cache", cached)
 
-        lane = (name, version, manifest.sha256, tuple(outputs), is_table(rows))
+        lane = (name, version, manifest.served_sha256, tuple(outputs), is_table(rows))
 
         async def send(batch: np.ndarray) -> tuple[str, str, dict[str, list[Any]]]:
             answered = await self._send(manifest, batch, outputs)
@@ -90,7 +90,7 @@ class PredictionService:
         """One upstream call through nginx: the node's answer, with the node that gave it."""
         body: NodePredictBody = {
             "version": manifest.version,
-            "sha256": manifest.sha256,
+            "sha256": manifest.served_sha256,
             "outputs": outputs,
             "instances": rows,  # orjson writes a float array as it is
         }
@@ -109,7 +109,7 @@ class PredictionService:
             refusal = NodeRefusal.read(answer.status_code, answer.content)
             if (
                 (refusal.retry or refusal.status == 404)  # 404: its artifact was gone when fetched
-                and (manifest.name, manifest.version, manifest.sha256) not in self.repository.stored()
+                and (manifest.name, manifest.version, manifest.served_sha256) not in self.repository.stored()
             ):
                 raise ModelNotFound(
                     f"model {manifest.name!r} version {manifest.version!r} was deleted while this request "

@@ -46,7 +46,7 @@ class PredictionCache:
         data = orjson.dumps(rows.tolist()) if is_table(rows) else rows.tobytes()
         digest = hashlib.blake2b(data, digest_size=16)
         digest.update(repr((rows.dtype.kind, rows.shape)).encode())
-        return (manifest.name, manifest.version, manifest.sha256, tuple(outputs), digest.hexdigest())
+        return (manifest.name, manifest.version, manifest.served_sha256, tuple(outputs), digest.hexdigest())
 
     def get(self, key: CacheKey) -> dict[str, list[Any]] | None:
         found = self._entries.get(key)

@@ -27,7 +27,7 @@ MAX_PARTITIONS = 20_000  # a job's partitions live in the store; beyond this, la
 def inline_job(job_id: str, submission: JobSubmission, manifest: Manifest, deadline_s: float) -> NewJob:
     plan = InlinePlan(
         prediction=submission.prediction, instances=submission.instances, records=submission.records,
-        sha256=manifest.sha256, max_attempts=submission.max_attempts,
+        sha256=manifest.served_sha256, max_attempts=submission.max_attempts,
     )  # fmt: skip
     return _new(job_id, manifest, plan, [Span()], deadline_s)
 
@@ -73,7 +73,7 @@ def plan_file_job(
         output_location=output.url, output_format=submission.output_format,
         on_bad_rows=submission.on_bad_rows, max_attempts=submission.max_attempts, size=size,
         assemble_to=None if assemble_to is None else _location(storage, assemble_to).url,
-        sha256=manifest.sha256,
+        sha256=manifest.served_sha256,
     )  # fmt: skip
     return _new(job_id, manifest, plan, spans, deadline_s)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from artifacts.formats import ArtifactFormat, sha256_hex
-from artifacts.manifest import Compiled, Manifest
+from artifacts.manifest import Manifest, RuntimeChoice
 from artifacts.names import is_path_segment
 from artifacts.schema import ModelSchema
 from inferrer.errors import InvalidInput, ModelNotFound, VersionConflict
@@ -116,10 +116,12 @@ class ModelRepository:
         return self._generation.seen
 
     def stored(self) -> set[tuple[str, str, str]]:
-        """(name, version, sha256) of every stored version."""
+        """(name, version, served sha256) of every stored version: the artifact nodes know it by."""
         self._refresh()
         return {
-            (m.name, m.version, m.sha256) for versions in self._versions.values() for m in versions.values()
+            (m.name, m.version, m.served_sha256)
+            for versions in self._versions.values()
+            for m in versions.values()
         }
 
     def _artifact_path(self, sha256: str) -> Path | None:
@@ -155,11 +157,13 @@ class ModelRepository:
         trusted_types: list[str] | None = None,
         batching: bool = True,
         pin: Pin | None = None,
-        compiled: Compiled | None = None,
+        runtime: RuntimeChoice | None = None,
+        graph: bytes | None = None,
     ) -> Manifest:
         """Store a new version, not yet active (see activate). Atomic: all of it appears, or nothing.
         `pin`: pinned in the same step, so retention cannot remove it before it is activated.
-        `compiled`: the runtime chosen for it, and the graph stored beside it when that is ONNX."""
+        `runtime`: the runtime chosen for it; `graph`: the ONNX graph compiled from it and verified,
+        stored beside it, when that runtime serves it."""
         check_name(name)
         if version is not None:
             check_name(version, "version")
@@ -178,9 +182,9 @@ class ModelRepository:
                 signature=signature,
                 trusted_types=trusted_types or [],
                 batching=batching,
-                runtime=compiled.choice if compiled is not None else None,
+                runtime=runtime,
             )
-            staged = self._layout.stage(manifest, data, compiled.graph if compiled is not None else None)
+            staged = self._layout.stage(manifest, data, graph)
             try:
                 if pin is not None:
                     self._pins.pin(name, version, pin)

@@ -1,9 +1,9 @@
 """scikit-learn uploads compiled to ONNX (runtime=auto, the default) answer as scikit-learn does:
 labels equal and probabilities within 1e-5 on 10,000 rows, for a forest, gradient boosting, a
-scaler pipeline and a one-hot pipeline. A conversion that answers differently (32-bit floats lose a
-large offset's decimals) stays on scikit-learn under auto and is refused under runtime=onnx, with
-nothing stored. The runtime shows in the model's view and in the gateway's metrics (in-process
-fleet: tests/in_process.py)."""
+scaler pipeline and a one-hot pipeline. A conversion that answers differently (a tampered graph)
+stays on scikit-learn under auto and is refused under runtime=onnx, with nothing stored. The
+runtime shows in the model's view and in the gateway's metrics (in-process fleet:
+tests/in_process.py)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from artifacts.onnx_conversion import choose_runtime
 from tests.in_process import AUTH, InProcessFleet, in_process_fleet
 
 pytestmark = pytest.mark.anyio
@@ -100,37 +101,28 @@ async def test_compiled_models_answer_as_scikit_learn_on_10000_rows(tmp_path: Pa
             assert np.abs(probabilities - model.predict_proba(rows)).max() <= 1e-5, name
 
 
-def _offset_model() -> LogisticRegression:
-    """Its answer hangs on a difference of 0.03 between two values near a million: 32-bit floats
-    keep steps of 0.0625 there, so the graph sees no difference and predicts the other class."""
-    model = LogisticRegression().fit(FEATURES[:, :2], LABELS)
-    model.coef_, model.intercept_ = np.array([[1.0, -1.0]]), np.array([0.0])
-    return model
-
-
-OFFSET_SAMPLE = b"x0,x1\n1000000.03,1000000\n999999.97,1000000\n"
-
-
-async def test_a_conversion_that_differs_stays_on_scikit_learn_or_is_refused(tmp_path: Path) -> None:
-    model = _offset_model()
+async def test_a_conversion_that_differs_stays_on_scikit_learn_or_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A tampered conversion (the graph of the model with its coefficients negated: every label the
+    other way) is caught by the verification: kept on scikit-learn under auto, refused under onnx."""
+    model = LogisticRegression().fit(FEATURES, LABELS)
+    flipped = LogisticRegression().fit(FEATURES, LABELS)
+    flipped.coef_, flipped.intercept_ = -model.coef_, -model.intercept_
+    tampered = choose_runtime(flipped, "auto").graph
+    assert tampered is not None
+    monkeypatch.setattr("artifacts.onnx_conversion._convert", lambda *_: tampered)
     async with in_process_fleet(tmp_path, nodes=1) as fleet:
-        refused = await _deploy_with_sample(fleet, "offset", model, OFFSET_SAMPLE, runtime="onnx")
+        refused = await _deploy_with_sample(fleet, "m", model, _sample_csv(FEATURES[:20]), runtime="onnx")
         assert refused.status_code == 422, refused.text
         assert "runtime=onnx refused" in refused.json()["error"], refused.text
         listed = await fleet.gateway.get("/api/v1/models", headers=AUTH)
         assert listed.json()["models"] == [], "a refused deploy stores nothing"
 
-        kept = await _deploy_with_sample(fleet, "offset", model, OFFSET_SAMPLE)
-        assert kept.status_code == 201, kept.text
-        choice = kept.json()["runtime"]
-        assert choice["runtime"] == "sklearn" and "another label" in choice["reason"], choice
-        rows = [[1000000.03, 1000000.0], [999999.97, 1000000.0]]
-        answered = await _predict(fleet, "offset", np.array(rows), "predict")
-        assert answered == model.predict(rows).tolist() == [1, 0]
-
-        # Without the sample, the probes (standard normal draws) never come near a million.
-        unsampled = await fleet.deploy("offset-unsampled", sio.dumps(model))
-        assert unsampled["runtime"]["runtime"] == "onnx", unsampled
+        kept = await fleet.deploy("m", sio.dumps(model))
+        assert kept["runtime"]["runtime"] == "sklearn" and "another label" in kept["runtime"]["reason"], kept
+        rows = FEATURES[:100]
+        assert await _predict(fleet, "m", rows, "predict") == model.predict(rows).tolist()
 
 
 async def test_the_runtime_shows_in_the_model_view_and_metrics(tmp_path: Path) -> None:
@@ -164,6 +156,7 @@ async def test_a_bad_runtime_or_sample_is_refused_and_stores_nothing(tmp_path: P
     async with in_process_fleet(tmp_path, nodes=1) as fleet:
         bad = [
             ({"runtime": "tensorrt"}, _sample_csv(FEATURES[:5])),
+            ({"runtime": "sklearn"}, _sample_csv(FEATURES[:5])),  # nothing to verify
             ({}, b"x0,x1,x2,x3,x4,x5\n1,2,3\n"),
             ({}, b"x0,x1,x2,x3,x4,x5\n1,2,three,4,5,6\n"),
             ({}, b"\xff\xfe\n1,2\n"),

@@ -15,8 +15,7 @@ from sklearn.preprocessing import OneHotEncoder
 from sklearn.tree import DecisionTreeClassifier
 
 from artifacts.formats import ArtifactError
-from artifacts.manifest import Compiled
-from artifacts.onnx_conversion import choose_runtime
+from artifacts.onnx_conversion import Compiled, choose_runtime
 from artifacts.onnx_model import OnnxModel, SourceModel
 
 _rng = np.random.default_rng(5)
@@ -53,7 +52,7 @@ def test_a_split_threshold_is_probed_on_both_sides(monkeypatch: pytest.MonkeyPat
     rounded.tree_.threshold[0] = float(np.float32(0.1))
     tampered = choose_runtime(rounded, "auto").graph
     assert tampered is not None and tree.predict(edge[:1]) != rounded.predict(edge[:1])
-    monkeypatch.setattr("artifacts.onnx_conversion._convert", lambda model, n_features: tampered)
+    monkeypatch.setattr("artifacts.onnx_conversion._convert", lambda *_: tampered)
     refused = choose_runtime(tree, "auto")
     assert refused.choice.runtime == "sklearn" and "another label" in refused.choice.reason, refused.choice
 
@@ -76,19 +75,13 @@ def test_runtime_sklearn_never_converts() -> None:
     assert compiled.choice.runtime == "sklearn" and compiled.graph is None
 
 
-def test_missing_values_pass_only_where_the_graph_answers_them_as_the_model_does() -> None:
-    imputed = make_pipeline(SimpleImputer(), LogisticRegression()).fit(X, Y)
-    compiled = choose_runtime(imputed, "auto")
-    assert compiled.choice.runtime == "onnx" and compiled.choice.accepts_missing, compiled.choice
+def test_missing_values_are_refused_where_the_graph_would_answer_them_otherwise() -> None:
+    # A forest fitted without missing values sends NaN down the branch that saw more rows; skl2onnx's
+    # graph does not, so the compiled forest refuses NaN rather than answer otherwise.
     holes = X[:20].copy()
     holes[::3, 1] = np.nan
-    np.testing.assert_allclose(
-        _served(compiled, [0, 1]).predict_proba(holes), imputed.predict_proba(holes), atol=1e-5
-    )
-
-    # A forest fitted without missing values sends NaN down the branch that saw more rows; its
-    # graph does not, so the compiled forest refuses NaN rather than answer otherwise.
     forest = RandomForestRegressor(10, max_depth=5, random_state=0).fit(X, X[:, 0] * 3)
+    forest.predict(holes)  # scikit-learn answers them
     compiled = choose_runtime(forest, "auto")
     assert compiled.choice.runtime == "onnx" and not compiled.choice.accepts_missing, compiled.choice
     assert "missing values (NaN) are refused" in compiled.choice.reason
@@ -96,6 +89,30 @@ def test_missing_values_pass_only_where_the_graph_answers_them_as_the_model_does
         _served(compiled, None).predict(holes)
     with pytest.raises(ValueError, match="infinity"):
         _served(compiled, None).predict(np.array([[np.inf, 0, 0, 0]]))
+    # An imputer's graph has no 64-bit kernel in ONNX Runtime: the pipeline stays on scikit-learn.
+    imputed = make_pipeline(SimpleImputer(), LogisticRegression()).fit(X, Y)
+    kept = choose_runtime(imputed, "auto")
+    assert kept.choice.runtime == "sklearn" and "not servable" in kept.choice.reason, kept.choice
+
+
+def test_a_model_computed_in_64_bit_floats_is_compiled_in_64_bit_floats() -> None:
+    """32-bit inputs would lose what separates these rows (0.03 near a million); 64-bit do not."""
+    model = LogisticRegression().fit(X[:, :2], Y)
+    model.coef_, model.intercept_ = np.array([[1.0, -1.0]]), np.array([0.0])
+    compiled = choose_runtime(model, "auto")
+    assert compiled.choice.runtime == "onnx" and "64-bit" in compiled.choice.reason, compiled.choice
+    rows = np.array([[1e6 + 0.03, 1e6], [1e6 - 0.03, 1e6]])
+    assert _served(compiled, [0, 1]).predict(rows).tolist() == model.predict(rows).tolist() == [1, 0]
+
+
+def test_split_probes_reach_deep_nodes_and_stay_within_their_bounds() -> None:
+    from artifacts.probe_rows import probe_rows
+
+    tree = DecisionTreeClassifier(max_depth=8, random_state=0).fit(X, Y)
+    rows = probe_rows(tree, 4)[1_000:]  # after the random draws
+    leaves = set(tree.apply(rows).tolist())
+    reachable = int((tree.tree_.feature < 0).sum())
+    assert len(leaves) >= reachable * 0.9, (len(leaves), reachable)
 
 
 def test_a_sample_the_model_refuses_is_not_probed_around() -> None:

@@ -33,7 +33,7 @@ class Nodes:
         if request.url.path != "/internal/v1/sync":
             return httpx.Response(200, json={"ready": True, "models": []})
         warm = SyncRequest.model_validate_json(request.content).warm
-        refs = [VersionRef(name=m.name, version=m.version, sha256=m.sha256) for m in warm]
+        refs = [VersionRef(name=m.name, version=m.version, sha256=m.served_sha256) for m in warm]
         failed = {f"{m.name}/{m.version}": "cannot load this model" for m in warm}
         if node in self.failing:
             answer = SyncAnswer(node=node, loaded=[], failed=failed)

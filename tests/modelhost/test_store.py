@@ -14,7 +14,8 @@ from prometheus_client import CollectorRegistry
 from sklearn.linear_model import LogisticRegression
 
 from artifacts.formats import ArtifactFormat, sha256_hex
-from artifacts.manifest import Manifest
+from artifacts.manifest import Manifest, RuntimeChoice
+from artifacts.onnx_conversion import choose_runtime
 from artifacts.schema import inspect_schema
 from metrics.definitions import ModelhostMetrics
 from modelhost.artifact_cache import ArtifactCache
@@ -110,5 +111,31 @@ def test_a_version_is_served_only_as_the_artifact_the_inferrer_names(tmp_path: P
         await store.predict("m", "1", new.sha256, [[0, 0, 0]], ["predict"])
         with pytest.raises(ModelNotLoaded):
             await store.predict("m", "1", old.sha256, [[0, 0, 0]], ["predict"])
+
+    asyncio.run(scenario())
+
+
+def test_the_same_upload_under_another_runtime_is_another_artifact(tmp_path: Path) -> None:
+    """Deployed compiled, deleted, deployed again from the same file with runtime=sklearn: a node
+    that missed the delete still holds the graph under (name, "1"), and must load the upload."""
+    upload = _manifest(tmp_path, "m", "1", 6)
+    model = sio.loads((tmp_path / upload.sha256).read_bytes(), trusted=["numpy.dtype"])
+    compiled = choose_runtime(model, "auto")
+    assert compiled.graph is not None, compiled.choice
+    (tmp_path / sha256_hex(compiled.graph)).write_bytes(compiled.graph)
+    as_graph = upload.model_copy(update={"runtime": compiled.choice})
+    as_sklearn = upload.model_copy(update={"runtime": RuntimeChoice(runtime="sklearn", reason="asked")})
+    store = _store(tmp_path)
+
+    async def scenario() -> None:
+        await store.ensure_loaded(as_graph)
+        assert store.loaded_sha256(("m", "1")) == as_graph.served_sha256 != upload.sha256
+        with pytest.raises(ModelNotLoaded):  # the gateway names the upload: not what is loaded
+            await store.predict("m", "1", as_sklearn.served_sha256, [[0, 0, 0]], ["predict"])
+        await store.ensure_loaded(as_sklearn)
+        assert store.loaded_sha256(("m", "1")) == upload.sha256
+        # scikit-learn's own refusal of NaN, not the compiled graph's
+        with pytest.raises(InvalidInput, match="Input X contains NaN"):
+            await store.predict("m", "1", upload.sha256, [[None, 0, 0]], ["predict"])
 
     asyncio.run(scenario())
