@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 from artifacts.formats import ArtifactFormat
 from artifacts.names import SHA256_PATTERN, Segment
@@ -56,6 +56,7 @@ class Manifest(BaseModel):
         """The runtime choice when the nodes serve a graph compiled from the upload, else None."""
         return self.runtime if self.runtime is not None and self.runtime.graph_sha256 else None
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def served_sha256(self) -> str:
         """What nodes load and name the version by: the verified graph where one is stored, else the

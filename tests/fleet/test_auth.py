@@ -111,7 +111,7 @@ def test_nginx_and_the_nodes_refuse_calls_without_the_fleet_credential(guarded: 
     nginx = f"http://127.0.0.1:{guarded.ports['nginx']}"
     node = f"http://127.0.0.1:{guarded.node_ports[0]}"
     sha256 = httpx.get(f"{guarded.url}/api/v1/models/iris", headers=guarded.auth).json()["versions"][0][
-        "sha256"
+        "served_sha256"
     ]
     predict = ("POST", "/api/v1/models/iris/predict", {"version": "1", "sha256": sha256, **ROW})
     calls = [

@@ -164,7 +164,7 @@ def test_predictions_and_the_self_test_answer_as_declared(target: RunningFleet) 
     assert sum(selftest["nodes"].values()) == 2
 
     model = httpx.get(f"{target.url}/api/v1/models/{EXAMPLE_NAME}", headers=target.auth).json()
-    sha256 = model["versions"][0]["sha256"]
+    sha256 = model["versions"][0]["served_sha256"]  # the artifact nodes load
     body = {"version": "1", "sha256": sha256, "instances": rows, "outputs": ["predict", "predict_proba"]}
     assert post(node, node_url, "/api/v1/models/{name}/predict", active, json=body)["version"] == "1"
 

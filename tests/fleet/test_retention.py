@@ -38,8 +38,7 @@ def _artifact(seed: int) -> bytes:
 
 def _served(version: dict[str, Any]) -> str:
     """The artifact nodes load for a version: its verified ONNX graph, or the upload itself."""
-    runtime = version.get("runtime") or {}
-    return str(runtime.get("graph_sha256") or version["sha256"])
+    return str(version["served_sha256"])
 
 
 def _cached(fleet: RunningFleet, node: str) -> set[str]:

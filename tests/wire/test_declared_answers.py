@@ -213,7 +213,7 @@ async def test_an_in_process_fleet_answers_as_declared(
     manifest = (await gateway.call("GET", "/api/v1/models/{name}", 200, path_params=name))["versions"][-1]
     synced = await node.call("POST", "/internal/v1/sync", 200, json={"warm": [manifest]})
     loaded = {(r["name"], r["version"], r["sha256"]) for r in synced["loaded"]}
-    served = (manifest["runtime"] or {}).get("graph_sha256") or manifest["sha256"]  # its ONNX graph
+    served = manifest["served_sha256"]  # its ONNX graph
     assert ("m", "2", served) in loaded
     held = await node.call("GET", "/internal/v1/models", 200)
     assert ("m", "2") in {(m["name"], m["version"]) for m in held}
