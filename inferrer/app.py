@@ -51,8 +51,9 @@ from metrics.exposition import metrics_router
 from wire.access import AccessMiddleware
 from wire.bearer import Tokens, document_tokens
 from wire.errors import exception_handlers
-from wire.hot_routes import add_hot_routes
+from wire.hot_routes import ServiceApp
 from wire.openapi import ERROR_RESPONSES, amend_document
+from wire.startup import freeze_startup_objects
 
 
 def create_app(
@@ -100,6 +101,7 @@ def create_app(
                 async with job_system as (jobs, watches):
                     app.state.jobs = jobs
                     app.state.watches = watches
+                    freeze_startup_objects()
                     yield
             finally:
                 registry.unregister(runtimes)
@@ -107,7 +109,7 @@ def create_app(
     def count_refusal(reason: str) -> None:
         metrics.http.rejected("inferrer", reason).inc()
 
-    app = FastAPI(
+    app = ServiceApp(
         title="modelfleet inferrer", lifespan=lifespan, exception_handlers=exception_handlers(count_refusal)
     )
     routers = (
@@ -116,15 +118,14 @@ def create_app(
     for router in routers:
         app.include_router(router, responses=ERROR_RESPONSES)
     app.include_router(metrics_router(registry))
-    add_hot_routes(app, [*PREDICT_HOT_ROUTES, *V2_HOT_ROUTES])
-    amend_document(app, document_tokens(tokens), document_selftest_limit(settings.max_selftest_items))
-    app.add_middleware(
-        BodyLimitMiddleware,
-        max_body_bytes=settings.max_body_bytes,
-        max_upload_bytes=settings.max_upload_bytes,
-        count=count_refusal,
+    front = (
+        lambda inner: BodyLimitMiddleware(
+            inner, settings.max_body_bytes, settings.max_upload_bytes, count=count_refusal
+        ),
+        lambda inner: AccessMiddleware(inner, metrics=metrics.http),
     )
-    app.add_middleware(AccessMiddleware, metrics=metrics.http)
+    app.serve_front([*PREDICT_HOT_ROUTES, *V2_HOT_ROUTES], front)
+    amend_document(app, document_tokens(tokens), document_selftest_limit(settings.max_selftest_items))
     return app
 
 

@@ -6,8 +6,9 @@ from collections.abc import Callable, Container, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
+
+from metrics.series import Series, forget_versions
 
 # scikit-learn predicts on a few rows take ~0.1-1 ms; the client's default buckets start at 5 ms.
 LATENCY_BUCKETS = (
@@ -15,37 +16,27 @@ LATENCY_BUCKETS = (
 )  # fmt: skip
 
 
-def forget_versions(metrics: Iterable[MetricWrapperBase], stored: Container[tuple[str, str]]) -> None:
-    """Remove the series of (model, version) pairs no longer stored: without it every deploy adds
-    series that live as long as the process (and in Prometheus's memory)."""
-    for metric in metrics:
-        seen = {
-            (sample.labels["model"], sample.labels["version"], sample.labels["node"])
-            for family in metric.collect()
-            for sample in family.samples
-        }
-        for model, version, node in seen:
-            if (model, version) not in stored:
-                metric.remove(model, version, node)
-
-
 class HttpMetrics:
     """Per-route request counts and latency, for any service."""
 
     def __init__(self, registry: CollectorRegistry, service: str) -> None:
-        self.requests = Counter(
-            "modelfleet_http_requests_total",
-            "HTTP requests answered, by route template, method and status",
-            ["service", "route", "method", "status"],
-            registry=registry,
-        ).labels
-        self.latency = Histogram(
-            "modelfleet_http_request_duration_seconds",
-            "Time to answer an HTTP request",
-            ["service", "route", "method"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
-        ).labels
+        self.requests = Series(
+            Counter(
+                "modelfleet_http_requests_total",
+                "HTTP requests answered, by route template, method and status",
+                ["service", "route", "method", "status"],
+                registry=registry,
+            )
+        )
+        self.latency = Series(
+            Histogram(
+                "modelfleet_http_request_duration_seconds",
+                "Time to answer an HTTP request",
+                ["service", "route", "method"],
+                buckets=LATENCY_BUCKETS,
+                registry=registry,
+            )
+        )
         self.in_flight = Gauge(
             "modelfleet_http_requests_in_flight",
             "Requests being answered now",
@@ -65,39 +56,49 @@ class InferrerMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.http = HttpMetrics(registry, "inferrer")
         self._generation: object = None
-        self.predictions = Counter(
-            "modelfleet_inferrer_predictions_total",
-            "Prediction requests answered through the balancer, by the node that computed them",
-            ["model", "version", "node"],
-            registry=registry,
+        self.predictions = Series(
+            Counter(
+                "modelfleet_inferrer_predictions_total",
+                "Prediction requests answered through the balancer, by the node that computed them",
+                ["model", "version", "node"],
+                registry=registry,
+            )
         )
-        self.upstream_latency = Histogram(
-            "modelfleet_inferrer_upstream_duration_seconds",
-            "Time from sending a predict call upstream to receiving its answer",
-            ["model", "version", "node"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
+        self.upstream_latency = Series(
+            Histogram(
+                "modelfleet_inferrer_upstream_duration_seconds",
+                "Time from sending a predict call upstream to receiving its answer",
+                ["model", "version", "node"],
+                buckets=LATENCY_BUCKETS,
+                registry=registry,
+            )
         )
 
-        self.batch_rows = Histogram(
-            "modelfleet_inferrer_batch_rows",
-            "Rows per upstream predict call after gateway batching",
-            ["model"],
-            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
-            registry=registry,
+        self.batch_rows = Series(
+            Histogram(
+                "modelfleet_inferrer_batch_rows",
+                "Rows per upstream predict call after gateway batching",
+                ["model"],
+                buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+                registry=registry,
+            )
         )
-        self.batch_wait = Histogram(
-            "modelfleet_inferrer_batch_wait_seconds",
-            "Time a request waited in its batch before the upstream call",
-            ["model"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
+        self.batch_wait = Series(
+            Histogram(
+                "modelfleet_inferrer_batch_wait_seconds",
+                "Time a request waited in its batch before the upstream call",
+                ["model"],
+                buckets=LATENCY_BUCKETS,
+                registry=registry,
+            )
         )
-        self.batch_queue = Gauge(
-            "modelfleet_inferrer_batch_queue_depth",
-            "Requests waiting for a batch, by model",
-            ["model"],
-            registry=registry,
+        self.batch_queue = Series(
+            Gauge(
+                "modelfleet_inferrer_batch_queue_depth",
+                "Requests waiting for a batch, by model",
+                ["model"],
+                registry=registry,
+            )
         )
         self.upstream_retries = Counter(
             "modelfleet_inferrer_upstream_retries_total",
@@ -218,32 +219,40 @@ class ModelhostMetrics:
     def __init__(self, registry: CollectorRegistry, node: str) -> None:
         self.http = HttpMetrics(registry, "modelhost")
         self.node = node
-        self.predict_latency = Histogram(
-            "modelfleet_modelhost_predict_duration_seconds",
-            "Time the estimator spent in predict/predict_proba",
-            ["model", "version", "node"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
+        self.predict_latency = Series(
+            Histogram(
+                "modelfleet_modelhost_predict_duration_seconds",
+                "Time the estimator spent in predict/predict_proba",
+                ["model", "version", "node"],
+                buckets=LATENCY_BUCKETS,
+                registry=registry,
+            )
         )
-        self.predicted_rows = Counter(
-            "modelfleet_modelhost_predicted_rows_total",
-            "Rows predicted",
-            ["model", "version", "node"],
-            registry=registry,
+        self.predicted_rows = Series(
+            Counter(
+                "modelfleet_modelhost_predicted_rows_total",
+                "Rows predicted",
+                ["model", "version", "node"],
+                registry=registry,
+            )
         )
-        self.load_duration = Histogram(
-            "modelfleet_modelhost_model_load_duration_seconds",
-            "Time to fetch (when not cached), verify and load a model",
-            ["model", "version", "node"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
+        self.load_duration = Series(
+            Histogram(
+                "modelfleet_modelhost_model_load_duration_seconds",
+                "Time to fetch (when not cached), verify and load a model",
+                ["model", "version", "node"],
+                buckets=LATENCY_BUCKETS,
+                registry=registry,
+            )
         )
-        self.cold_start = Histogram(
-            "modelfleet_modelhost_cold_start_duration_seconds",
-            "Time a request waited for its model to load (load on demand)",
-            ["model", "version", "node"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
+        self.cold_start = Series(
+            Histogram(
+                "modelfleet_modelhost_cold_start_duration_seconds",
+                "Time a request waited for its model to load (load on demand)",
+                ["model", "version", "node"],
+                buckets=LATENCY_BUCKETS,
+                registry=registry,
+            )
         )
         self.loaded_models = Gauge(
             "modelfleet_modelhost_loaded_models",

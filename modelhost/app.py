@@ -22,8 +22,9 @@ from modelhost.sync import Reconciler
 from wire.access import AccessMiddleware
 from wire.bearer import Tokens, bearer_headers, document_tokens
 from wire.errors import exception_handlers
-from wire.hot_routes import add_hot_routes
+from wire.hot_routes import ServiceApp
 from wire.openapi import ERROR_RESPONSES, amend_document
+from wire.startup import freeze_startup_objects
 
 
 def create_app(
@@ -61,6 +62,7 @@ def create_app(
             app.state.storage = Storage(settings.data_dir, S3Settings())
             sync_task = asyncio.create_task(reconciler.run_forever(), name="reconcile")
             try:
+                freeze_startup_objects()
                 yield
             finally:
                 sync_task.cancel()
@@ -68,7 +70,7 @@ def create_app(
                     await sync_task
                 store.close()
 
-    app = FastAPI(
+    app = ServiceApp(
         title="modelfleet modelhost",
         lifespan=lifespan,
         exception_handlers=exception_handlers(
@@ -77,11 +79,13 @@ def create_app(
     )
     for routes in (health, router, internal):
         app.include_router(routes, responses=ERROR_RESPONSES)
-    add_hot_routes(app, HOT_ROUTES)
-    amend_document(app, document_tokens(tokens))
     app.include_router(metrics_router(registry))
-    app.add_middleware(NodeHeaderMiddleware, node=settings.node_id)
-    app.add_middleware(AccessMiddleware, metrics=metrics.http)
+    front = (
+        lambda inner: NodeHeaderMiddleware(inner, node=settings.node_id),
+        lambda inner: AccessMiddleware(inner, metrics=metrics.http),
+    )
+    app.serve_front(HOT_ROUTES, front)
+    amend_document(app, document_tokens(tokens))
     return app
 
 

@@ -122,9 +122,9 @@ class ModelStore:
             self.evicted.discard(manifest.key)
             elapsed = time.perf_counter() - start
             labels = (manifest.name, manifest.version, self.node)
-            self._metrics.load_duration.labels(*labels).observe(elapsed)
+            self._metrics.load_duration(*labels).observe(elapsed)
             if cold_start:
-                self._metrics.cold_start.labels(*labels).observe(elapsed)
+                self._metrics.cold_start(*labels).observe(elapsed)
                 previous = self.cold_start_avg_s.get(manifest.key, elapsed)
                 self.cold_start_avg_s[manifest.key] = round(
                     (1 - _EWMA_WEIGHT) * previous + _EWMA_WEIGHT * elapsed, 6
@@ -208,8 +208,8 @@ class ModelStore:
         previous = elapsed if model.predict_s is None else model.predict_s
         model.predict_s = (1 - _EWMA_WEIGHT) * previous + _EWMA_WEIGHT * elapsed
         labels = (name, version, self.node)
-        self._metrics.predict_latency.labels(*labels).observe(elapsed)
-        self._metrics.predicted_rows.labels(*labels).inc(len(rows))
+        self._metrics.predict_latency(*labels).observe(elapsed)
+        self._metrics.predicted_rows(*labels).inc(len(rows))
         return dict(zip(outputs, results, strict=True))
 
     def _make_room(self, size: int) -> None:

@@ -36,7 +36,7 @@ class Admission:
         self._max_in_flight = max_in_flight
         self._max_timeout_s = max_timeout_s
         self._in_flight = 0
-        self._gauge = metrics.predictions_in_flight
+        metrics.predictions_in_flight.set_function(lambda: self._in_flight)  # read at each scrape
 
     def _deadline_s(self, headers: Headers) -> float:
         raw = headers.get(TIMEOUT_HEADER)
@@ -59,7 +59,6 @@ class Admission:
                 "retry after 1 s"
             )
         self._in_flight += 1
-        self._gauge.set(self._in_flight)
         deadline = asyncio.timeout(deadline_s)
         try:
             async with deadline:
@@ -70,4 +69,3 @@ class Admission:
             raise DeadlineExceeded(f"no answer within the request's deadline of {deadline_s:g} s") from None
         finally:
             self._in_flight -= 1
-            self._gauge.set(self._in_flight)

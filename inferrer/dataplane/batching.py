@@ -86,7 +86,7 @@ class Batcher:
         waiting = _Waiting(rows, asyncio.get_running_loop().create_future())
         lane.waiting.append(waiting)
         lane.rows += len(rows)
-        self._metrics.batch_queue.labels(key[0]).set(len(lane.waiting))
+        self._metrics.batch_queue(key[0]).set(len(lane.waiting))
         if lane.rows >= self._max_rows:
             self._dispatch(key, lane)
         elif lane.timer is None:
@@ -100,8 +100,8 @@ class Batcher:
 
     async def _send_alone(self, key: LaneKey, lane: _Lane, rows: np.ndarray) -> tuple[str, str, Outputs]:
         """Nothing queued and room upstream: send from the caller's own task, without a hand-off."""
-        self._metrics.batch_rows.labels(key[0]).observe(len(rows))
-        self._metrics.batch_wait.labels(key[0]).observe(0.0)
+        self._metrics.batch_rows(key[0]).observe(len(rows))
+        self._metrics.batch_wait(key[0]).observe(0.0)
         lane.in_flight += 1
         try:
             return await lane.send(rows)
@@ -142,7 +142,7 @@ class Batcher:
                 continue
             batch.append(item)
             rows += len(item.rows)
-        self._metrics.batch_queue.labels(key[0]).set(len(lane.waiting))
+        self._metrics.batch_queue(key[0]).set(len(lane.waiting))
         if lane.waiting:  # what did not fit under max_rows leaves with the next batch, or on time
             lane.timer = asyncio.get_running_loop().call_later(self._max_wait_s, self._dispatch, key, lane)
         if not batch:
@@ -155,9 +155,9 @@ class Batcher:
     async def _send(self, key: LaneKey, lane: _Lane, batch: list[_Waiting]) -> None:
         now = time.perf_counter()
         model = key[0]
-        self._metrics.batch_rows.labels(model).observe(sum(len(item.rows) for item in batch))
+        self._metrics.batch_rows(model).observe(sum(len(item.rows) for item in batch))
         for item in batch:
-            self._metrics.batch_wait.labels(model).observe(now - item.since)
+            self._metrics.batch_wait(model).observe(now - item.since)
         # The upstream call carries the ids of all its requests, so each appears in the node's log.
         current_request_id.set(",".join(item.request_id for item in batch if item.request_id))
         try:

@@ -81,7 +81,7 @@ class PredictionService:
             answered_version, node, results = await self._batcher.submit(lane, rows, send)
         else:
             answered_version, node, results = await send(rows)
-        self._metrics.predictions.labels(name, answered_version, node).inc()
+        self._metrics.predictions(name, answered_version, node).inc()
         if key is not None:
             self.cache.put(key, results)
         return Prediction(name, answered_version, node, results)
@@ -121,7 +121,7 @@ class PredictionService:
         except ValidationError as exc:
             raise UpstreamAnswered(502, f"a node answered outside the contract: {exc}") from None
         answered["node"] = answer.node or answered["node"]
-        self._metrics.upstream_latency.labels(manifest.name, manifest.version, answered["node"]).observe(
+        self._metrics.upstream_latency(manifest.name, manifest.version, answered["node"]).observe(
             time.perf_counter() - start
         )
         return answered

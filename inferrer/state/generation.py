@@ -69,7 +69,7 @@ def replace_text(path: Path, text: str) -> None:
 
 def _stamp(path: Path) -> Stamp:
     try:
-        info = path.stat()
+        info = os.stat(path)
     except FileNotFoundError:  # a repository not written yet
         return (0, 0)
     return (info.st_ino, info.st_mtime_ns)

@@ -40,3 +40,33 @@ async def test_series_of_retired_versions_are_removed_on_the_gateway_and_the_nod
             line.split('version="')[1].split('"')[0] for line in text.splitlines() if line.startswith(metric)
         }
         assert versions == {"4"}, (metric, versions)
+
+
+async def test_a_version_deployed_again_after_its_series_were_removed_is_counted_again(
+    tmp_path: Path,
+) -> None:
+    """The gateway looks a series up once and keeps it: removing the series must drop it there
+    too, or the version's new predictions would count in a series no scrape sees."""
+    body = {"instances": [[0, 1, 2]]}
+    async with in_process_fleet(tmp_path, nodes=1) as fleet:
+        await fleet.deploy("other", _model(2))
+        await fleet.deploy("m", _model(0), version="1")
+        assert (await fleet.gateway.post("/api/v1/models/m/predict", json=body)).status_code == 200
+        assert (await fleet.gateway.delete("/api/v1/models/m", headers=AUTH)).status_code == 200
+        # The next prediction, of any model, removes the series of the versions no longer stored.
+        assert (await fleet.gateway.post("/api/v1/models/other/predict", json=body)).status_code == 200
+        removed = (await fleet.gateway.get("/metrics")).text
+        await fleet.deploy("m", _model(1), version="1")
+        for _ in range(2):
+            assert (await fleet.gateway.post("/api/v1/models/m/predict", json=body)).status_code == 200
+        gateway = (await fleet.gateway.get("/metrics")).text
+
+    def counted(text: str) -> list[float]:
+        return [
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("modelfleet_inferrer_predictions_total{") and 'model="m"' in line
+        ]
+
+    assert counted(removed) == []
+    assert counted(gateway) == [2.0]
