@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Container, Iterable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from prometheus_client.metrics import MetricWrapperBase
 
@@ -29,7 +29,7 @@ class Series(Generic[M]):
         self._children.clear()
 
 
-def forget_versions(series: Iterable[Series[M]], stored: Container[tuple[str, str]]) -> None:
+def forget_versions(series: Iterable[Series[Any]], stored: Container[tuple[str, str]]) -> None:
     """Remove the series of (model, version) pairs no longer stored: without it every deploy adds
     series that live as long as the process (and in Prometheus's memory)."""
     for labelled in series:

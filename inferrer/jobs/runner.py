@@ -84,6 +84,7 @@ class JobRunner:
 
     async def run_forever(self) -> None:
         next_sweep = next_renewal = 0.0
+        idle_polls = 0
         while not self._stopping:
             try:
                 now = time.monotonic()
@@ -93,20 +94,26 @@ class JobRunner:
                 if now >= next_renewal and self._running:
                     next_renewal = now + self.limits.lease_s / 3
                     await self.store.renew(list(self._running.values()), self.limits.lease_s)
-                await self._claim()
+                claimed = await self._claim()
+                idle_polls = 0 if claimed or self._running else idle_polls + 1
             except Exception:
                 logger.exception("the job runner's step failed; it goes on")
+            # Idle, the store is asked less often (up to every _SWEEP_S): this process's own
+            # submissions and freed slots wake it at once; other gateways' work waits that long.
+            pause = min(self.limits.poll_s * (1 + idle_polls), max(self.limits.poll_s, _SWEEP_S))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.limits.poll_s)
+                await asyncio.wait_for(self._wake.wait(), pause)
             self._wake.clear()
 
-    async def _claim(self) -> None:
+    async def _claim(self) -> int:
         room = self.limits.max_in_flight - len(self._running)
         if room <= 0:
-            return
-        for claim in await self.store.claim(room, self.limits.lease_s, self.limits.max_in_flight):
+            return 0
+        claims = await self.store.claim(room, self.limits.lease_s, self.limits.max_in_flight)
+        for claim in claims:
             self._running[(claim.job_id, claim.idx)] = claim
             self._spawn(self._run(claim), f"{claim.job_id}/{claim.idx}")
+        return len(claims)
 
     def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.create_task(work, name=name)

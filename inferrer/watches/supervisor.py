@@ -25,6 +25,7 @@ from wire.watch_answers import Detection
 logger = logging.getLogger(__name__)
 
 _GAUGE_S = 5.0
+_IDLE_STEP_S = 2.0
 _CLAIMS_PER_STEP = 32
 
 
@@ -77,25 +78,37 @@ class WatchSupervisor:
 
     async def run_forever(self) -> None:
         self._listener = FolderListener(self.wake, asyncio.get_running_loop())
+        idle_steps = 0
         while not self._stopping:
             try:
-                await self._step()
+                idle_steps = 0 if await self._step() else idle_steps + 1
             except Exception:
                 logger.exception("the watch supervisor's step failed; it goes on")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.limits.step_s)
+                await asyncio.wait_for(self._wake.wait(), self._pause_s(idle_steps))
             self._wake.clear()
 
-    async def _step(self) -> None:
+    def _pause_s(self, idle_steps: int) -> float:
+        """Until the next step: `step_s`, longer after steps that found nothing to do (up to
+        _IDLE_STEP_S: this process's own job ends and files wake it at once), never past a
+        listing that is due."""
+        pause = min(self.limits.step_s * (1 + idle_steps), max(self.limits.step_s, _IDLE_STEP_S))
+        if self._next_listing:
+            pause = min(pause, max(0.0, min(self._next_listing.values()) - time.monotonic()))
+        return pause
+
+    async def _step(self) -> bool:
+        """One look at every watch; whether it found anything to do."""
         watches = await self.store.watches()
         self._track(watches)
         if not watches:  # nothing to list, claim or settle: no more reads this step
             self.metrics.files.clear()
-            return
+            return False
         for watch in watches:
             if not watch.paused and time.monotonic() >= self._next_listing.get(watch.name, 0.0):
                 await self._guarded(self._scan(watch), f"watch {watch.name}: listing")
-        for file in await self.store.lapsed():
+        lapsed = await self.store.lapsed()
+        for file in lapsed:
             if taken := await self.store.take_over(file, self.limits.claim_lease_s):
                 await self._guarded(self.processor.start(taken), f"watch {file.watch}: {file.name}")
         ended = await self.store.ended_jobs()
@@ -111,6 +124,7 @@ class WatchSupervisor:
             for watch in watches:
                 for state in FILE_STATES:
                     self.metrics.files.labels(watch.name, state).set(counts.get(watch.name, {}).get(state, 0))
+        return bool(lapsed or ended or claims)
 
     @staticmethod
     async def _guarded(step: Awaitable[None], what: str) -> None:
