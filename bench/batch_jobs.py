@@ -2,8 +2,9 @@
 
     .venv/bin/python -m bench.batch_jobs [--rows 1000000] [--nodes 3] [--seconds 10]
 
-Prints a table: rows per second of one JSON-lines job through the fleet beside the limit (one process
-reading the same file, predicting and writing it with pandas); online p50/p99 at concurrency 16
+Prints a table: rows per second of a CSV and a JSON-lines job through the fleet, with the model
+served by scikit-learn and compiled to ONNX (runtime=auto), beside the limit (one process reading
+the same file, predicting and writing it with pandas); online p50/p99 at concurrency 16
 without a job and while one runs; and the peak memory (VmHWM) of every service, which stays bounded
 whatever the file's size (nodes read a partition at a time, the gateway never reads the rows).
 """
@@ -15,6 +16,7 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
@@ -30,27 +32,35 @@ from deploy.ephemeral_fleet import RunningFleet, start_fleet
 FEATURES = ["f0", "f1", "f2", "f3"]
 
 
-def _write_rows(path: Path, rows: int) -> LogisticRegression:
+def _write_rows(data: Path, rows: int) -> LogisticRegression:
+    """rows.jsonl and rows.csv: the same rows (an id and 4 features), and a model fitted on them."""
     rng = np.random.default_rng(3)
     frame = pd.DataFrame(rng.normal(size=(rows, len(FEATURES))).round(6), columns=FEATURES)
     labels = (frame["f0"] - frame["f3"] > 0).astype(int)
-    with path.open("wb") as out:
+    frame["id"] = range(rows)
+    with (data / "rows.jsonl").open("wb") as out:
         for start in range(0, rows, 100_000):
-            chunk = frame.iloc[start : start + 100_000].assign(id=range(start, min(start + 100_000, rows)))
+            chunk = frame.iloc[start : start + 100_000]
             out.write(b"".join(orjson.dumps(r) + b"\n" for r in chunk.to_dict("records")))
-    return LogisticRegression().fit(frame.iloc[:10_000], labels.iloc[:10_000])
+    frame.to_csv(data / "rows.csv", index=False)
+    return LogisticRegression().fit(frame[FEATURES].iloc[:10_000], labels.iloc[:10_000])
 
 
 def _alone(path: Path, model: LogisticRegression, out: Path) -> float:
     """The limit: one process reads the file, predicts and writes it back with pandas."""
     started = time.perf_counter()
-    frame = pd.read_json(path, lines=True)
-    frame["prediction"] = model.predict(frame[FEATURES])
-    frame.to_json(out, orient="records", lines=True)
+    if path.suffix == ".csv":
+        frame = pd.read_csv(path)
+        frame["prediction"] = model.predict(frame[FEATURES])
+        frame.to_csv(out, index=False)
+    else:
+        frame = pd.read_json(path, lines=True)
+        frame["prediction"] = model.predict(frame[FEATURES])
+        frame.to_json(out, orient="records", lines=True)
     return time.perf_counter() - started
 
 
-def _run_job(fleet: RunningFleet, body: dict[str, object]) -> tuple[str, float]:
+def _run_job(fleet: RunningFleet, body: Mapping[str, object]) -> tuple[str, float]:
     started = time.perf_counter()
     job = httpx.post(f"{fleet.url}/api/v1/jobs", json=body, headers=fleet.auth, timeout=120).json()
     view = fleet.finished_job(job["id"], timeout_s=3600)
@@ -78,32 +88,46 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="online load without a job")
     parser.add_argument("--partition-mib", type=float, default=8.0)
     args = parser.parse_args()
+    throughput: list[tuple[str, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
         fleet = start_fleet(Path(tmp), nodes=args.nodes, extra_args=("--no-example",))
         try:
             data = fleet.data_dir / "data"
             data.mkdir(parents=True, exist_ok=True)
-            model = _write_rows(data / "rows.jsonl", args.rows)
-            size_mib = (data / "rows.jsonl").stat().st_size / 2**20
-            assert fleet.deploy("scores", sio.dumps(model)).status_code == 201
-            alone_s = _alone(data / "rows.jsonl", model, Path(tmp) / "alone.jsonl")
-            body = {
-                "model": "scores",
-                "input": "rows.jsonl",
-                "partition_bytes": int(args.partition_mib * 2**20),
-            }
-            _, job_s = _run_job(fleet, body)
+            model = _write_rows(data, args.rows)
+            runtimes = {}
+            for runtime in ("sklearn", "auto"):
+                deployed = fleet.deploy(f"scores-{runtime}", sio.dumps(model), runtime=runtime)
+                assert deployed.status_code == 201, deployed.text
+                runtimes[runtime] = deployed.json()["runtime"]["runtime"]
+            for name in ("rows.csv", "rows.jsonl"):
+                alone_s = _alone(data / name, model, Path(tmp) / f"alone-{name}")
+                throughput.append((f"{name}: one process with pandas (read, predict, write)", alone_s))
+                for runtime, served in runtimes.items():
+                    body = {
+                        "model": f"scores-{runtime}",
+                        "input": name,
+                        "partition_bytes": int(args.partition_mib * 2**20),
+                    }
+                    _, job_s = _run_job(fleet, body)
+                    throughput.append((f"{name}: the fleet's job, runtime={runtime} ({served})", job_s))
 
-            online_url = f"{fleet.url}/api/v1/models/scores/predict"
+            online_url = f"{fleet.url}/api/v1/models/scores-auto/predict"
             online_body = orjson.dumps({"records": [dict.fromkeys(FEATURES, 0.5)]})
             quiet = run_wrk(online_url, online_body, 16, args.seconds)
             during: list[LoadResult] = []
             load = threading.Thread(
                 target=lambda: during.append(run_wrk(online_url, online_body, 16, args.seconds))
             )
+            body = {
+                "model": "scores-auto",
+                "input": "rows.jsonl",
+                "partition_bytes": int(args.partition_mib * 2**20),
+            }
             load.start()
             _, busy_job_s = _run_job(fleet, body)
             load.join()
+            throughput.append(("rows.jsonl: the fleet's job (auto), beside online load at c=16", busy_job_s))
             peaks = {
                 name: _peak_mib(fleet.pid(name))
                 for name in ("inferrer", "nginx", *[f"modelhost-{i}" for i in range(1, args.nodes + 1)])
@@ -111,11 +135,10 @@ def main() -> None:
         finally:
             fleet.stop()
     cores = os.cpu_count()
-    print(f"\n{args.rows:,} rows ({size_mib:.0f} MiB of JSON lines), {args.nodes} nodes, {cores} cores\n")
+    print(f"\n{args.rows:,} rows (an id and {len(FEATURES)} features), {args.nodes} nodes, {cores} cores\n")
     print("| what | seconds | rows/s |\n|---|---:|---:|")
-    print(f"| one process with pandas (read, predict, write) | {alone_s:.1f} | {args.rows / alone_s:,.0f} |")
-    print(f"| the fleet's job, alone | {job_s:.1f} | {args.rows / job_s:,.0f} |")
-    print(f"| the fleet's job, beside online load | {busy_job_s:.1f} | {args.rows / busy_job_s:,.0f} |")
+    for label, seconds in throughput:
+        print(f"| {label} | {seconds:.1f} | {args.rows / seconds:,.0f} |")
     print("\n| online predictions (c=16) | req/s | p50 ms | p99 ms |\n|---|---:|---:|---:|")
     for label, result in (("no job running", quiet), ("a job running", during[0])):
         print(f"| {label} | {result.rps:,.0f} | {result.p50_ms:.1f} | {result.p99_ms:.1f} |")

@@ -19,6 +19,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from artifacts.formats import sha256_hex
+from artifacts.schema import ModelSchema
+from datafiles.columnar import read_features, render_lines
 from datafiles.formats import FormatRefused, output_format
 from datafiles.locations import Location, LocationError, Storage
 from datafiles.partitions import ByteRange, read_lines
@@ -69,6 +71,12 @@ async def run_partition(
     # A chunk at a time: parsed, predicted, rendered, then dropped; parsing and rendering run off
     # the event loop, so the node's online predictions are served in between.
     for offset in range(0, count, call.chunk_rows):
+        if call.format == out_format:  # CSV to CSV, JSON lines to JSON lines: maybe in bulk
+            chunk = lines[offset : offset + call.chunk_rows]
+            if (plain := await _predict_plain(store, call, chunk, outputs, schema)) is not None:
+                body += plain
+                rows_written += len(chunk)
+                continue
         if call.format == "parquet":
             part = records[offset : offset + call.chunk_rows]
             rows, chunk_bad = await asyncio.to_thread(parse_records, part, schema, offset + 1)
@@ -100,6 +108,25 @@ async def run_partition(
         sha256=sha256_hex(output),
         bad_rows=[BadRowReport(line=line, reason=reason) for line, reason in sorted(bad)],
     )
+
+
+async def _predict_plain(
+    store: ModelStore,
+    call: PartitionCall,
+    chunk: list[tuple[int, bytes]],
+    outputs: list[str],
+    schema: ModelSchema,
+) -> bytes | None:
+    """The chunk's output lines, read, predicted and written in bulk (datafiles/columnar.py), or
+    None where it must go row by row: rows that are not plain, or that the model refuses."""
+    features = await asyncio.to_thread(read_features, chunk, call.format, call.header, schema)
+    if features is None:
+        return None
+    try:
+        results = await store.predict(call.model, call.version, call.sha256, features, outputs)
+    except InvalidInput:
+        return None  # which rows: the row path tells
+    return await asyncio.to_thread(render_lines, chunk, call.format, results)
 
 
 async def _predict(

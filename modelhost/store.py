@@ -190,7 +190,9 @@ class ModelStore:
         unknown = [o for o in outputs if o not in signature.outputs]
         if unknown or not outputs:
             raise InvalidInput(f"outputs {outputs} not available; model {name!r} offers {signature.outputs}")
-        if columns is None:
+        if isinstance(instances, np.ndarray | pd.DataFrame):
+            rows = instances  # read from a partition by this node (datafiles/columnar.py)
+        elif columns is None:
             rows = as_rows(instances, signature.n_features)
         else:
             rows = as_frame(instances, columns, signature)

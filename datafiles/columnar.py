@@ -1,0 +1,129 @@
+"""A partition's rows read into columns with Arrow and written back with their predictions, in bulk,
+when the rows are plain: the fast path of a batch job, taken chunk by chunk.
+
+Plain means that the row-by-row path (datafiles/rows.py) would read every row of the chunk as good
+and give the model the same numbers:
+
+- CSV: no quote, no carriage return, unique header names, UTF-8; every feature cell a number as
+  both Python and Arrow read it (no blank cell, no code with leading zeros such as "0150", no
+  spaces around it, finite);
+- JSON lines (models fitted with feature names): one object per line, UTF-8, no NaN or Infinity
+  literals or \\u escapes anywhere, every feature a finite number.
+
+Any other chunk returns None here and takes the row-by-row path, which names the bad rows. The
+output is what that path writes: a CSV row is its input line verbatim, then the outputs; a JSON line
+is its input object as written with `prediction` (and `probabilities`) added at its end.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from typing import Any, TypeAlias
+
+import numpy as np
+import orjson
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+import pyarrow.json as pa_json
+
+from artifacts.schema import ModelSchema
+
+Lines = Sequence[tuple[int, bytes]]  # (line number, text without its line end)
+Features: TypeAlias = np.ndarray | pd.DataFrame
+_CODE = r"^[+-]?0\d"  # as datafiles.rows reads a cell: "0150" stays text
+_JSON_REFUSED = (b"NaN", b"Infinity", b"\\u", b'"prediction"', b'"probabilities"')
+
+
+def read_features(lines: Lines, fmt: str, header: list[str] | None, schema: ModelSchema) -> Features | None:
+    """The chunk's features as the model takes them (a float matrix, or a frame of the fitted
+    names), or None where the row-by-row path must read it."""
+    data = b"\n".join(raw for _, raw in lines)
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return None
+    if fmt == "csv":
+        table = _csv_table(data, header or [], schema)
+    elif fmt == "jsonl" and schema.feature_names is not None:
+        table = _json_table(data, schema.feature_names)
+    else:
+        return None
+    if table is None or table.num_rows != len(lines):
+        return None
+    columns = [pc.cast(column, pa.float64()).to_numpy() for column in table.columns]
+    if not all(np.isfinite(column).all() for column in columns):
+        return None
+    if schema.feature_names is None:
+        return np.column_stack(columns)
+    return pd.DataFrame(dict(zip(schema.feature_names, columns, strict=True)))
+
+
+def _csv_table(data: bytes, header: list[str], schema: ModelSchema) -> pa.Table | None:
+    if b'"' in data or b"\r" in data or len(set(header)) != len(header):
+        return None
+    names = schema.feature_names
+    if names is None and len(header) != schema.n_features:
+        return None
+    wanted = header if names is None else names
+    read = pa_csv.ReadOptions(column_names=header)
+    convert = pa_csv.ConvertOptions(
+        include_columns=wanted, column_types=dict.fromkeys(wanted, pa.string()), strings_can_be_null=False
+    )
+    try:
+        table = pa_csv.read_csv(io.BytesIO(data), read_options=read, convert_options=convert)
+    except (pa.ArrowInvalid, KeyError):
+        return None
+    for column in table.columns:
+        if pc.any(pc.match_substring_regex(column, _CODE)).as_py():
+            return None
+    try:
+        return pa.table([pc.cast(column, pa.float64()) for column in table.columns], names=wanted)
+    except pa.ArrowInvalid:  # a cell that is not a number: blank, text, spaces around a number
+        return None
+
+
+def _json_table(data: bytes, names: list[str]) -> pa.Table | None:
+    if any(refused in data for refused in _JSON_REFUSED):
+        return None
+    schema = pa.schema([(name, pa.float64()) for name in names])
+    options = pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
+    try:
+        table = pa_json.read_json(io.BytesIO(data + b"\n"), parse_options=options)
+    except pa.ArrowInvalid:  # not an object, a feature of text or booleans, a line that is not JSON
+        return None
+    if any(column.null_count for column in table.columns):  # a feature missing or null
+        return None
+    return table
+
+
+def render_lines(lines: Lines, fmt: str, outputs: dict[str, list[Any]]) -> bytes | None:
+    """The chunk's output lines, or None where the row-by-row writer must write them."""
+    predictions = outputs["predict"]
+    probabilities = outputs.get("predict_proba")
+    if fmt == "csv":
+        return _csv_lines(lines, predictions, probabilities)
+    out = []
+    for i, (_, raw) in enumerate(lines):
+        out.append(raw.rstrip()[:-1])
+        out.append(b',"prediction":' + orjson.dumps(predictions[i]))
+        if probabilities is not None:
+            out.append(b',"probabilities":' + orjson.dumps(probabilities[i]))
+        out.append(b"}\n")
+    return b"".join(out)
+
+
+def _csv_lines(lines: Lines, predictions: list[Any], probabilities: list[Any] | None) -> bytes | None:
+    text = io.StringIO()
+    if probabilities is None:
+        cells: Any = zip(predictions, strict=True)
+    else:
+        cells = ([p, *q] for p, q in zip(predictions, probabilities, strict=True))
+    csv.writer(text, lineterminator="\n").writerows(cells)
+    ours = text.getvalue().encode().split(b"\n")
+    if len(ours) != len(lines) + 1:  # a quoted line break in an output: written row by row
+        return None
+    return b"".join(raw + b"," + cell + b"\n" for (_, raw), cell in zip(lines, ours[:-1], strict=True))
