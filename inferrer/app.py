@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 from fastapi import FastAPI
@@ -55,6 +56,8 @@ from wire.hot_routes import ServiceApp
 from wire.openapi import ERROR_RESPONSES, amend_document
 from wire.startup import freeze_startup_objects
 
+_ONLINE_WINDOW_S = 1.0  # online traffic this recent makes a job claim fewer partitions
+
 
 def create_app(
     settings: InferrerSettings | None = None,
@@ -85,7 +88,8 @@ def create_app(
             app.state.settings = settings
             app.state.tokens = tokens
             app.state.metrics = metrics
-            app.state.admission = Admission(settings.max_in_flight, settings.max_request_timeout_s, metrics)
+            admission = Admission(settings.max_in_flight, settings.max_request_timeout_s, metrics)
+            app.state.admission = admission
             app.state.balancer = balancer
             app.state.lifecycle = ModelLifecycle(
                 repository, nodes, deploy_pin_s=4 * settings.node_sync_timeout_s
@@ -97,7 +101,8 @@ def create_app(
             )
             registry.register(runtimes)
             try:
-                job_system = _job_system(settings, repository, balancer, prediction, metrics)
+                online_busy = functools.partial(admission.busy_within, _ONLINE_WINDOW_S)
+                job_system = _job_system(settings, repository, balancer, prediction, metrics, online_busy)
                 async with job_system as (jobs, watches):
                     app.state.jobs = jobs
                     app.state.watches = watches
@@ -136,6 +141,7 @@ async def _job_system(
     balancer: Upstream,
     prediction: PredictionService,
     metrics: InferrerMetrics,
+    online_busy: Callable[[], bool],
 ) -> AsyncIterator[tuple[JobService, WatchService]]:
     """The job store, its runner and the watches' supervisor, running for the app's life."""
     state = settings.data_dir / ".modelfleet"  # hidden: no job location can name it
@@ -145,7 +151,10 @@ async def _job_system(
     store, files = AsyncJobStore(JobStore(engine)), JobFiles(storage)
     finisher = JobFinisher(store, files, repository, metrics.jobs)
     limits = RunnerLimits(
-        settings.jobs_max_in_flight, settings.jobs_lease_s, settings.jobs_partition_timeout_s
+        settings.jobs_max_in_flight,
+        settings.jobs_lease_s,
+        settings.jobs_partition_timeout_s,
+        online_busy=online_busy,
     )
     parse_inline = inline_parser(settings.rows_allowed)
     runner = JobRunner(store, finisher, repository, balancer, prediction, parse_inline, limits, metrics.jobs)

@@ -26,6 +26,7 @@ from datafiles.locations import Location, LocationError, Storage
 from datafiles.partitions import ByteRange, read_lines
 from datafiles.rows import BadRow, Row, output_header, parse_records, parse_rows, render_rows
 from modelhost.errors import InvalidInput, StorageUnavailable, UnknownInput
+from modelhost.priority import Priority
 from modelhost.store import ModelStore
 from modelhost.sync import Reconciler
 from wire.partition_calls import BadRowReport, PartitionCall, PartitionDone
@@ -123,7 +124,9 @@ async def _predict_plain(
     if features is None:
         return None
     try:
-        results = await store.predict(call.model, call.version, call.sha256, features, outputs)
+        results = await store.predict(
+            call.model, call.version, call.sha256, features, outputs, priority=Priority.BATCH
+        )
     except InvalidInput:
         return None  # which rows: the row path tells
     return await asyncio.to_thread(render_lines, chunk, call.format, results)
@@ -156,7 +159,9 @@ async def _predict_rows(
     store: ModelStore, call: PartitionCall, rows: list[Row], outputs: list[str], columns: list[str] | None
 ) -> list[dict[str, Any]]:
     instances = [row.features for row in rows]
-    results = await store.predict(call.model, call.version, call.sha256, instances, outputs, columns)
+    results = await store.predict(
+        call.model, call.version, call.sha256, instances, outputs, columns, Priority.BATCH
+    )
     return [{output: results[output][i] for output in outputs} for i in range(len(rows))]
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import ClassVar
@@ -36,7 +37,12 @@ class Admission:
         self._max_in_flight = max_in_flight
         self._max_timeout_s = max_timeout_s
         self._in_flight = 0
+        self._last_admitted = -math.inf
         metrics.predictions_in_flight.set_function(lambda: self._in_flight)  # read at each scrape
+
+    def busy_within(self, seconds: float) -> bool:
+        """Whether a prediction is in flight or was admitted in the last `seconds`."""
+        return self._in_flight > 0 or time.monotonic() - self._last_admitted < seconds
 
     def _deadline_s(self, headers: Headers) -> float:
         raw = headers.get(TIMEOUT_HEADER)
@@ -59,6 +65,7 @@ class Admission:
                 "retry after 1 s"
             )
         self._in_flight += 1
+        self._last_admitted = time.monotonic()
         deadline = asyncio.timeout(deadline_s)
         try:
             async with deadline:

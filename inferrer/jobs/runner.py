@@ -51,6 +51,12 @@ class RunnerLimits:
     lease_s: float  # a claim lapses this long after its last renewal
     partition_timeout_s: float  # one node call
     poll_s: float = 0.5
+    # Whether this gateway answered online predictions lately: while it does, it claims up to a
+    # quarter of max_in_flight (at least 1), so a job leaves the nodes' cores to online traffic.
+    online_busy: Callable[[], bool] = lambda: False
+
+    def in_flight_now(self) -> int:
+        return max(1, self.max_in_flight // 4) if self.online_busy() else self.max_in_flight
 
 
 class JobRunner:
@@ -106,10 +112,11 @@ class JobRunner:
             self._wake.clear()
 
     async def _claim(self) -> int:
-        room = self.limits.max_in_flight - len(self._running)
+        limit = self.limits.in_flight_now()
+        room = limit - len(self._running)
         if room <= 0:
             return 0
-        claims = await self.store.claim(room, self.limits.lease_s, self.limits.max_in_flight)
+        claims = await self.store.claim(room, self.limits.lease_s, limit)
         for claim in claims:
             self._running[(claim.job_id, claim.idx)] = claim
             self._spawn(self._run(claim), f"{claim.job_id}/{claim.idx}")
