@@ -108,7 +108,10 @@ def run_fleet(
                         runtime=args.runtime,
                     )
                     deployed.raise_for_status()
-                    deployed_sha256[f"{name}-{batching}"] = deployed.json()["served_sha256"]
+                    view = httpx.get(
+                        f"{fleet.url}/api/v1/models/{name}-{batching}", headers=fleet.auth
+                    ).json()
+                    deployed_sha256[f"{name}-{batching}"] = view["versions"][0]["served_sha256"]
                     choice = deployed.json()["runtime"]
                     print(f"# {name}-{batching} runs on {choice['runtime']}: {choice['reason']}", flush=True)
             groups = fleet_groups(fleet, nodes)

@@ -17,13 +17,13 @@ is its input object as written with `prediction` (and `probabilities`) added at 
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 from collections.abc import Sequence
 from typing import Any, TypeAlias
 
 import numpy as np
-import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -31,9 +31,11 @@ import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 
 from artifacts.schema import ModelSchema
+from datafiles.rows import json_line_with
 
 Lines = Sequence[tuple[int, bytes]]  # (line number, text without its line end)
 Features: TypeAlias = np.ndarray | pd.DataFrame
+_EXACT = 2.0**53  # below it every integer is a float64 (NaN and infinity are not below it)
 _CODE = r"^[+-]?0\d"  # as datafiles.rows reads a cell: "0150" stays text
 _JSON_REFUSED = (b"NaN", b"Infinity", b"\\u", b'"prediction"', b'"probabilities"')
 
@@ -42,6 +44,8 @@ def read_features(lines: Lines, fmt: str, header: list[str] | None, schema: Mode
     """The chunk's features as the model takes them (a float matrix, or a frame of the fitted
     names), or None where the row-by-row path must read it."""
     data = b"\n".join(raw for _, raw in lines)
+    if data.startswith(codecs.BOM_UTF8):  # Arrow skips it, the row path reads it as text
+        return None
     try:
         data.decode()
     except UnicodeDecodeError:
@@ -55,7 +59,9 @@ def read_features(lines: Lines, fmt: str, header: list[str] | None, schema: Mode
     if table is None or table.num_rows != len(lines):
         return None
     columns = [pc.cast(column, pa.float64()).to_numpy() for column in table.columns]
-    if not all(np.isfinite(column).all() for column in columns):
+    # Finite, and exact as a float: a JSON integer past 2**53 reaches the model as an integer on the
+    # row path, which a model in 32-bit floats may round otherwise.
+    if not all((np.abs(column) < _EXACT).all() for column in columns):
         return None
     if schema.feature_names is None:
         return np.column_stack(columns)
@@ -106,14 +112,11 @@ def render_lines(lines: Lines, fmt: str, outputs: dict[str, list[Any]]) -> bytes
     probabilities = outputs.get("predict_proba")
     if fmt == "csv":
         return _csv_lines(lines, predictions, probabilities)
-    out = []
-    for i, (_, raw) in enumerate(lines):
-        out.append(raw.rstrip()[:-1])
-        out.append(b',"prediction":' + orjson.dumps(predictions[i]))
-        if probabilities is not None:
-            out.append(b',"probabilities":' + orjson.dumps(probabilities[i]))
-        out.append(b"}\n")
-    return b"".join(out)
+    if probabilities is None:
+        return b"".join(json_line_with(raw, p, None) for (_, raw), p in zip(lines, predictions, strict=True))
+    return b"".join(
+        json_line_with(raw, p, q) for (_, raw), p, q in zip(lines, predictions, probabilities, strict=True)
+    )
 
 
 def _csv_lines(lines: Lines, predictions: list[Any], probabilities: list[Any] | None) -> bytes | None:

@@ -137,6 +137,18 @@ def _number(value: Any) -> float:
     return number
 
 
+OUTPUT_KEYS = frozenset({"prediction", "probabilities"})
+
+
+def json_line_with(raw: bytes, prediction: Any, probabilities: list[Any] | None) -> bytes:
+    """An output JSON line: the input object as written (a JSON object of at least one member), with
+    `prediction` (and `probabilities`) added at its end."""
+    line = raw.rstrip()[:-1] + b',"prediction":' + orjson.dumps(prediction, option=orjson.OPT_SERIALIZE_NUMPY)
+    if probabilities is not None:
+        line += b',"probabilities":' + orjson.dumps(probabilities, option=orjson.OPT_SERIALIZE_NUMPY)
+    return line + b"}\n"
+
+
 def output_header(header: list[str], outputs: Iterable[str], classes: list[Any] | None) -> list[str]:
     """A CSV output's header: the input's columns, then the prediction (and one per class)."""
     columns = [*header, "prediction"]
@@ -155,9 +167,13 @@ def render_rows(
     if fmt == "jsonl":
         out = bytearray()
         for i, row in enumerate(rows):
+            probability = None if probabilities is None else probabilities[i]
+            if isinstance(row.values, dict) and not OUTPUT_KEYS & row.values.keys():
+                out += json_line_with(row.raw, predictions[i], probability)
+                continue
             extra: dict[str, Any] = {"prediction": predictions[i]}
-            if probabilities is not None:
-                extra["probabilities"] = probabilities[i]
+            if probability is not None:
+                extra["probabilities"] = probability
             body = (
                 {**row.values, **extra} if isinstance(row.values, dict) else {"instance": row.values, **extra}
             )

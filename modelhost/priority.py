@@ -1,19 +1,21 @@
-"""The node's predict thread, online first: calls wait in priority order (online predictions before a
-batch job's chunks, first come first served within each), so a chunk queued behind others never
-holds an online prediction back by more than the chunk running when it came."""
+"""The node's predict thread, online first: online predictions waiting run before a batch job's
+chunks (first come, first served within each), so a chunk queued behind others never holds an
+online prediction back by more than the chunk running when it came. A chunk still gets its turn
+after ONLINE_STREAK online calls in a row, however busy online traffic stays."""
 
 from __future__ import annotations
 
 import asyncio
-import itertools
-import queue
 import threading
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from enum import IntEnum
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+ONLINE_STREAK = 16
+Call = tuple[Future[Any], Callable[..., Any], tuple[Any, ...]]
 
 
 class Priority(IntEnum):
@@ -21,35 +23,49 @@ class Priority(IntEnum):
     BATCH = 1
 
 
-_STOP = -1
-
-
 class PredictThread:
     def __init__(self, name: str = "predict") -> None:
-        self._queue: queue.PriorityQueue[tuple[int, int, Any]] = queue.PriorityQueue()
-        self._order = itertools.count()
+        self._waiting: dict[Priority, deque[Call]] = {Priority.ONLINE: deque(), Priority.BATCH: deque()}
+        self._ready = threading.Condition()
+        self._closed = False
+        self._streak = 0  # online calls run in a row while a chunk waited
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()
 
     async def run(self, priority: Priority, call: Callable[..., T], *args: Any) -> T:
         future: Future[T] = Future()
-        self._queue.put((int(priority), next(self._order), (future, call, args)))
+        with self._ready:
+            if self._closed:
+                raise RuntimeError("the predict thread is closed")
+            self._waiting[priority].append((future, call, args))
+            self._ready.notify()
         return await asyncio.wrap_future(future)
 
     def close(self) -> None:
         """Cancel what waits, let the running call end, stop the thread."""
-        self._queue.put((_STOP, next(self._order), None))
+        with self._ready:
+            self._closed = True
+            for waiting in self._waiting.values():
+                while waiting:
+                    waiting.popleft()[0].cancel()
+            self._ready.notify()
         self._thread.join()
-        while not self._queue.empty():
-            _, _, item = self._queue.get_nowait()
-            if item is not None:
-                item[0].cancel()
+
+    def _next(self) -> Call | None:
+        with self._ready:
+            while not self._closed and not any(self._waiting.values()):
+                self._ready.wait()
+            if self._closed:
+                return None
+            online, batch = self._waiting[Priority.ONLINE], self._waiting[Priority.BATCH]
+            if online and not (batch and self._streak >= ONLINE_STREAK):
+                self._streak = self._streak + 1 if batch else 0
+                return online.popleft()
+            self._streak = 0
+            return batch.popleft()
 
     def _serve(self) -> None:
-        while True:
-            _, _, item = self._queue.get()
-            if item is None:
-                return
+        while (item := self._next()) is not None:
             future, call, args = item
             if not future.set_running_or_notify_cancel():
                 continue

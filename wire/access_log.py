@@ -28,6 +28,7 @@ class AccessLog:
         self.interval_s = interval_s
         self.capacity = capacity
         self._pending: list[Entry] = []
+        self._flush_on: asyncio.AbstractEventLoop | None = None  # the loop a flush is due on
         self._second = -1
         self._stamp = ""
         atexit.register(self.flush)
@@ -39,10 +40,12 @@ class AccessLog:
         self._pending.append((time.time(), method, path, status, elapsed_s, request_id))
         if len(self._pending) >= self.capacity:
             self.flush()
-        elif len(self._pending) == 1:
-            asyncio.get_running_loop().call_later(self.interval_s, self.flush)
+        elif (loop := asyncio.get_running_loop()) is not self._flush_on:  # none due on this loop
+            loop.call_later(self.interval_s, self.flush)
+            self._flush_on = loop
 
     def flush(self) -> None:
+        self._flush_on = None
         entries, self._pending = self._pending, []
         if not entries:
             return

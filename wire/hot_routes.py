@@ -20,8 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fastapi import FastAPI, Request
-from starlette.responses import Response
-from starlette.routing import compile_path
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import compile_path, get_route_path
 from starlette.types import ASGIApp, Receive, Send
 from starlette.types import Scope as AsgiScope
 
@@ -86,7 +86,7 @@ class _HotRouter:
         self._fallback = fallback
 
     async def __call__(self, scope: AsgiScope, receive: Receive, send: Send) -> None:
-        path, method = scope["path"], scope["method"]
+        path, method = get_route_path(scope), scope["method"]  # without a root path, as Starlette matches
         for pattern, route in self._routes:
             if method in route.methods and (match := pattern.match(path)) is not None:
                 scope["path_params"] = match.groupdict()
@@ -102,8 +102,9 @@ class _HotRouter:
             response = await route.handler(request)
         except Exception as exc:
             answer = _handler_for(self._app, exc)
-            if answer is None:
-                raise  # uvicorn logs it and answers 500, as FastAPI's own stack would
+            if answer is None:  # answered as FastAPI's own stack answers it, inside the front
+                await PlainTextResponse("Internal Server Error", status_code=500)(scope, receive, send)
+                raise  # for the server to log
             response = await answer(request, exc)
         await response(scope, receive, send)
 

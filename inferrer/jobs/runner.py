@@ -112,11 +112,10 @@ class JobRunner:
             self._wake.clear()
 
     async def _claim(self) -> int:
-        limit = self.limits.in_flight_now()
-        room = limit - len(self._running)
+        room = self.limits.in_flight_now() - len(self._running)  # this gateway's share, now
         if room <= 0:
             return 0
-        claims = await self.store.claim(room, self.limits.lease_s, limit)
+        claims = await self.store.claim(room, self.limits.lease_s, self.limits.max_in_flight)
         for claim in claims:
             self._running[(claim.job_id, claim.idx)] = claim
             self._spawn(self._run(claim), f"{claim.job_id}/{claim.idx}")

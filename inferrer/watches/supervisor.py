@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 _GAUGE_S = 5.0
 _IDLE_STEP_S = 2.0
+_MIN_PAUSE_S = 0.01
 _CLAIMS_PER_STEP = 32
 
 
@@ -54,6 +55,7 @@ class WatchSupervisor:
         self.metrics = metrics
         self._settling: dict[str, Settling] = {}
         self._next_listing: dict[str, float] = {}
+        self._paused: set[str] = set()
         self._listener: FolderListener | None = None  # made on the event loop, in run_forever
         self._wake = asyncio.Event()
         self._stopping = False
@@ -93,14 +95,16 @@ class WatchSupervisor:
         _IDLE_STEP_S: this process's own job ends and files wake it at once), never past a
         listing that is due."""
         pause = min(self.limits.step_s * (1 + idle_steps), max(self.limits.step_s, _IDLE_STEP_S))
-        if self._next_listing:
-            pause = min(pause, max(0.0, min(self._next_listing.values()) - time.monotonic()))
-        return pause
+        due = [at for name, at in self._next_listing.items() if name not in self._paused]
+        if due:
+            pause = min(pause, min(due) - time.monotonic())
+        return max(pause, _MIN_PAUSE_S)
 
     async def _step(self) -> bool:
         """One look at every watch; whether it found anything to do."""
         watches = await self.store.watches()
         self._track(watches)
+        self._paused = {watch.name for watch in watches if watch.paused}  # never listed: not due
         if not watches:  # nothing to list, claim or settle: no more reads this step
             self.metrics.files.clear()
             return False

@@ -152,7 +152,19 @@ async def test_a_paused_watch_picks_up_nothing_until_resumed(
         incoming = tmp_path / "data" / "in"
         with_ids(text_column_rows).to_csv(incoming / "x.csv", index=False)
         os.close(os.open(bytes(incoming) + b"/bad\xff.csv", os.O_CREAT | os.O_WRONLY))  # no text name
+        supervisor = fleet.gateway_app.state.watches.supervisor
+        looks = 0
+        read_watches = supervisor.store.watches
+
+        async def counted() -> Any:
+            nonlocal looks
+            looks += 1
+            return await read_watches()
+
+        supervisor.store.watches = counted
         await asyncio.sleep(2)
+        supervisor.store.watches = read_watches
+        assert looks <= 10  # a step every 0.5 s or less often; a paused watch is never "due"
         assert await watch_files(fleet, "w") == []
         resumed = await call("POST", "/api/v1/watches/w/resume", "/api/v1/watches/{name}/resume")
         assert resumed["paused"] is False

@@ -3,6 +3,7 @@ to it every chunk where the two could differ."""
 
 from __future__ import annotations
 
+import codecs
 from typing import Any
 
 import numpy as np
@@ -46,7 +47,7 @@ def test_plain_rows_are_read_in_bulk_as_the_row_path_reads_them(
     assert bad == []
     assert features_of(found) == [[float(v) for v in row.features] for row in rows]
     if schema.feature_names is not None:
-        assert list(found.columns) == schema.feature_names
+        assert isinstance(found, pd.DataFrame) and list(found.columns) == schema.feature_names
 
 
 @pytest.mark.parametrize(("fmt", "header", "schema", "lines"), PLAIN)
@@ -61,11 +62,11 @@ def test_bulk_output_is_the_row_paths_output(
     rows, _ = parse_rows(lines, fmt, header, schema)
     one_by_one = render_rows(rows, fmt, outputs)
     assert bulk is not None
-    if fmt == "csv":
-        assert bulk == one_by_one
-    else:  # the same objects; the bulk path keeps each input line's own spacing
+    assert bulk == one_by_one
+    if fmt == "jsonl":  # each input object as written, with the outputs at its end
         assert [orjson.loads(line) for line in bulk.splitlines()] == [
-            orjson.loads(line) for line in one_by_one.splitlines()
+            {**orjson.loads(raw), "prediction": p, "probabilities": [0.25, 0.75]}
+            for (_, raw), p in zip(lines, outputs["predict"], strict=True)
         ]
 
 
@@ -99,6 +100,8 @@ NOT_PLAIN = {
     "an escape": ("jsonl", None, NAMED, [b'{"a": 1, "b": 2, "c": "\\ud800"}']),
     "a prediction already there": ("jsonl", None, NAMED, [b'{"a": 1, "b": 2, "prediction": 0}']),
     "JSON lines of a model without names": ("jsonl", None, UNNAMED, [b'{"a": 1, "b": 2, "c": 3}']),
+    "a byte order mark": ("jsonl", None, NAMED, [b'{"a": 1, "b": 2}']),
+    "an integer past 2**53": ("jsonl", None, NAMED, [b'{"a": 1152921573326323713, "b": 2}']),
 }
 
 
@@ -106,7 +109,8 @@ NOT_PLAIN = {
 def test_rows_the_two_paths_could_read_differently_are_left_to_the_row_path(case: str) -> None:
     fmt, header, schema, lines = NOT_PLAIN[case]
     good = {"csv": b"y,1,2", "jsonl": b'{"a": 3, "b": 4}'}[fmt]
-    assert read_features(numbered(good, *lines), fmt, header, schema) is None
+    first = (codecs.BOM_UTF8 + lines[0],) if case == "a byte order mark" else (good, *lines)
+    assert read_features(numbered(*first), fmt, header, schema) is None
 
 
 def test_an_output_with_a_line_break_is_left_to_the_row_writer() -> None:

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from modelhost.priority import PredictThread, Priority
+from modelhost.priority import ONLINE_STREAK, PredictThread, Priority
 
 
 def holding() -> tuple[Callable[[], None], threading.Event, threading.Event]:
@@ -78,3 +78,38 @@ def test_closing_lets_the_running_call_end_and_cancels_what_waits() -> None:
         return running.done() and not running.cancelled(), waiting.cancelled()
 
     assert asyncio.run(scenario()) == (True, True)
+
+
+def test_a_chunk_runs_after_at_most_a_streak_of_online_calls() -> None:
+    ran: list[str] = []
+    hold, started, release = holding()
+
+    async def scenario() -> None:
+        thread = PredictThread()
+        try:
+            running = asyncio.ensure_future(thread.run(Priority.BATCH, hold))
+            assert await asyncio.to_thread(started.wait, 10)
+            queued = [asyncio.ensure_future(thread.run(Priority.BATCH, ran.append, "chunk"))]
+            queued += [
+                asyncio.ensure_future(thread.run(Priority.ONLINE, ran.append, f"online {i}"))
+                for i in range(ONLINE_STREAK + 4)
+            ]
+            await asyncio.sleep(0)
+            release.set()
+            await asyncio.gather(running, *queued)
+        finally:
+            thread.close()
+
+    asyncio.run(scenario())
+    assert ran.index("chunk") == ONLINE_STREAK
+    assert len(ran) == ONLINE_STREAK + 5
+
+
+def test_a_closed_thread_refuses_calls() -> None:
+    async def scenario() -> None:
+        thread = PredictThread()
+        thread.close()
+        with pytest.raises(RuntimeError, match="closed"):
+            await thread.run(Priority.ONLINE, lambda: None)
+
+    asyncio.run(scenario())

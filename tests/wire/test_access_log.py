@@ -59,3 +59,23 @@ def test_nothing_is_kept_when_the_logger_is_above_info(capsys: pytest.CaptureFix
     log.add("POST", "/p/1", 200, 0.0015, "r1")
     log.flush()
     assert capsys.readouterr().err == ""
+
+
+def test_lines_left_by_a_loop_that_ended_go_with_the_next_loops_flush(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    log = AccessLog(interval_s=0.05)
+
+    async def first() -> None:
+        log.add("POST", "/p/1", 200, 0.0015, "r1")  # its flush was due on this loop, which ends now
+
+    async def second() -> str:
+        log.add("POST", "/p/2", 200, 0.0015, "r2")
+        for _ in range(100):  # bounded: 5 s at most
+            await asyncio.sleep(0.05)
+            if written := capsys.readouterr().err:
+                return written
+        return ""
+
+    asyncio.run(first())
+    assert [m.group(1) for m in LINE.finditer(asyncio.run(second()))] == ["1", "2"]
