@@ -75,7 +75,7 @@ def _csv_table(data: bytes, header: list[str], schema: ModelSchema) -> pa.Table 
     if names is None and len(header) != schema.n_features:
         return None
     wanted = header if names is None else names
-    read = pa_csv.ReadOptions(column_names=header)
+    read = pa_csv.ReadOptions(column_names=header, use_threads=False)  # in the caller's thread
     convert = pa_csv.ConvertOptions(
         include_columns=wanted, column_types=dict.fromkeys(wanted, pa.string()), strings_can_be_null=False
     )
@@ -98,7 +98,9 @@ def _json_table(data: bytes, names: list[str]) -> pa.Table | None:
     schema = pa.schema([(name, pa.float64()) for name in names])
     options = pa_json.ParseOptions(explicit_schema=schema, unexpected_field_behavior="ignore")
     try:
-        table = pa_json.read_json(io.BytesIO(data + b"\n"), parse_options=options)
+        table = pa_json.read_json(
+            io.BytesIO(data + b"\n"), pa_json.ReadOptions(use_threads=False), parse_options=options
+        )
     except pa.ArrowInvalid:  # not an object, a feature of text or booleans, a line that is not JSON
         return None
     if any(column.null_count for column in table.columns):  # a feature missing or null

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 from collections.abc import AsyncIterator, Callable
 
 import httpx
@@ -56,8 +55,6 @@ from wire.hot_routes import ServiceApp
 from wire.openapi import ERROR_RESPONSES, amend_document
 from wire.startup import freeze_startup_objects
 
-_ONLINE_WINDOW_S = 1.0  # online traffic this recent makes a job claim fewer partitions
-
 
 def create_app(
     settings: InferrerSettings | None = None,
@@ -101,8 +98,8 @@ def create_app(
             )
             registry.register(runtimes)
             try:
-                online_busy = functools.partial(admission.busy_within, _ONLINE_WINDOW_S)
-                job_system = _job_system(settings, repository, balancer, prediction, metrics, online_busy)
+                online = admission.recent_peak
+                job_system = _job_system(settings, repository, balancer, prediction, metrics, online)
                 async with job_system as (jobs, watches):
                     app.state.jobs = jobs
                     app.state.watches = watches
@@ -141,7 +138,7 @@ async def _job_system(
     balancer: Upstream,
     prediction: PredictionService,
     metrics: InferrerMetrics,
-    online_busy: Callable[[], bool],
+    online_in_flight: Callable[[], int],
 ) -> AsyncIterator[tuple[JobService, WatchService]]:
     """The job store, its runner and the watches' supervisor, running for the app's life."""
     state = settings.data_dir / ".modelfleet"  # hidden: no job location can name it
@@ -154,7 +151,7 @@ async def _job_system(
         settings.jobs_max_in_flight,
         settings.jobs_lease_s,
         settings.jobs_partition_timeout_s,
-        online_busy=online_busy,
+        online_in_flight=online_in_flight,
     )
     parse_inline = inline_parser(settings.rows_allowed)
     runner = JobRunner(store, finisher, repository, balancer, prediction, parse_inline, limits, metrics.jobs)

@@ -41,8 +41,8 @@ class InferrerSettings(BaseSettings):
         default=8,
         gt=0,
         description="Partitions running at once across the fleet (every gateway counted): online traffic "
-        "keeps the rest. A gateway that answered an online prediction in the last second claims up to a "
-        "quarter of it (at least 1).",
+        "keeps the rest. A gateway claims as many fewer as it had online predictions in flight at once "
+        "lately (the last 1-2 s), at least 1.",
     )
     jobs_partition_timeout_s: float = Field(default=600.0, gt=0, description="One partition's node call.")
     jobs_lease_s: float = Field(

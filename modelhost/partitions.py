@@ -8,7 +8,6 @@ the rows at fault are bad. Bad rows fail the partition (422, naming their lines)
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 from collections.abc import Callable
@@ -26,7 +25,7 @@ from datafiles.locations import Location, LocationError, Storage
 from datafiles.partitions import ByteRange, read_lines
 from datafiles.rows import BadRow, Row, output_header, parse_records, parse_rows, render_rows
 from modelhost.errors import InvalidInput, StorageUnavailable, UnknownInput
-from modelhost.priority import Priority
+from modelhost.priority import Priority, in_batch_thread
 from modelhost.store import ModelStore
 from modelhost.sync import Reconciler
 from wire.partition_calls import BadRowReport, PartitionCall, PartitionDone
@@ -47,12 +46,10 @@ async def run_partition(
     schema = store.signature((call.model, call.version))
     try:
         if call.format == "parquet":
-            records = await asyncio.to_thread(_row_group, storage, source, call.row_group)
+            records = await in_batch_thread(_row_group, storage, source, call.row_group)
             count = len(records)
         else:
-            data = await asyncio.to_thread(storage.read_range, source, call.start, call.end)
-            lines = read_lines(io.BytesIO(data), ByteRange(0, len(data)))
-            del data
+            lines = await in_batch_thread(_range_lines, storage, source, call.start, call.end)
             count = len(lines)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         raise UnknownInput(f"{call.input!r} is not a file") from None
@@ -69,8 +66,8 @@ async def run_partition(
         body += _csv_line(output_header(call.header or [], outputs, schema.classes))
     bad: list[BadRow] = []
     rows_written = 0
-    # A chunk at a time: parsed, predicted, rendered, then dropped; parsing and rendering run off
-    # the event loop, so the node's online predictions are served in between.
+    # A chunk at a time: parsed, predicted, rendered, then dropped; reading, parsing, rendering and
+    # writing run off the event loop at the lowest CPU priority, so online predictions come first.
     for offset in range(0, count, call.chunk_rows):
         if call.format == out_format:  # CSV to CSV, JSON lines to JSON lines: maybe in bulk
             chunk = lines[offset : offset + call.chunk_rows]
@@ -80,20 +77,20 @@ async def run_partition(
                 continue
         if call.format == "parquet":
             part = records[offset : offset + call.chunk_rows]
-            rows, chunk_bad = await asyncio.to_thread(parse_records, part, schema, offset + 1)
+            rows, chunk_bad = await in_batch_thread(parse_records, part, schema, offset + 1)
         else:
             chunk = lines[offset : offset + call.chunk_rows]
-            rows, chunk_bad = await asyncio.to_thread(parse_rows, chunk, call.format, call.header, schema)
+            rows, chunk_bad = await in_batch_thread(parse_rows, chunk, call.format, call.header, schema)
         bad += chunk_bad
         _fail_on(bad, call)
         predicted = await _predict(store, call, rows, outputs, schema.feature_names, bad)
         _fail_on(bad, call)
         results = {output: [answer[output] for _, answer in predicted] for output in outputs}
-        body += await asyncio.to_thread(
+        body += await in_batch_thread(
             render_rows, [row for row, _ in predicted], out_format, results, columns
         )
         rows_written += len(predicted)
-    output = bytes(body)
+    output, sha256 = await in_batch_thread(_whole, body)
     del body
     await _write(storage, target, output)
     if bad:
@@ -106,7 +103,7 @@ async def run_partition(
     return PartitionDone(
         node=store.node,
         rows=rows_written,
-        sha256=sha256_hex(output),
+        sha256=sha256,
         bad_rows=[BadRowReport(line=line, reason=reason) for line, reason in sorted(bad)],
     )
 
@@ -120,7 +117,7 @@ async def _predict_plain(
 ) -> bytes | None:
     """The chunk's output lines, read, predicted and written in bulk (datafiles/columnar.py), or
     None where it must go row by row: rows that are not plain, or that the model refuses."""
-    features = await asyncio.to_thread(read_features, chunk, call.format, call.header, schema)
+    features = await in_batch_thread(read_features, chunk, call.format, call.header, schema)
     if features is None:
         return None
     try:
@@ -129,7 +126,7 @@ async def _predict_plain(
         )
     except InvalidInput:
         return None  # which rows: the row path tells
-    return await asyncio.to_thread(render_lines, chunk, call.format, results)
+    return await in_batch_thread(render_lines, chunk, call.format, results)
 
 
 async def _predict(
@@ -177,9 +174,19 @@ class BadRows(InvalidInput):
 
 async def _write(storage: Storage, location: Location, body: bytes) -> None:
     try:
-        await asyncio.to_thread(storage.write_atomic, location, body)
+        await in_batch_thread(storage.write_atomic, location, body)
     except OSError as exc:
         raise StorageUnavailable(f"cannot write {location.url!r}: {exc}") from None
+
+
+def _range_lines(storage: Storage, source: Location, start: int, end: int) -> list[tuple[int, bytes]]:
+    data = storage.read_range(source, start, end)
+    return read_lines(io.BytesIO(data), ByteRange(0, len(data)))
+
+
+def _whole(body: bytearray) -> tuple[bytes, str]:
+    output = bytes(body)
+    return output, sha256_hex(output)
 
 
 def _row_group(storage: Storage, source: Location, index: int) -> list[dict[str, Any]]:

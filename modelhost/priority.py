@@ -1,15 +1,23 @@
-"""The node's predict thread, online first: online predictions waiting run before a batch job's
-chunks (first come, first served within each), so a chunk queued behind others never holds an
-online prediction back by more than the chunk running when it came. A chunk still gets its turn
-after ONLINE_STREAK online calls in a row, however busy online traffic stays."""
+"""Online first on a node.
+
+- The predict thread: online predictions waiting run before a batch job's chunks (first come,
+  first served within each), so a chunk queued behind others never holds an online prediction back
+  by more than the chunk running when it came. A chunk still gets its turn after ONLINE_STREAK
+  online calls in a row, however busy online traffic stays.
+- The batch threads: a partition's reading, parsing, rendering and writing run in threads at the
+  lowest CPU priority (nice 19), so the kernel gives the cores to online work first, on this node
+  and on every process beside it.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import threading
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from enum import IntEnum
 from typing import Any, TypeVar
 
@@ -73,3 +81,18 @@ class PredictThread:
                 future.set_result(call(*args))
             except BaseException as exc:  # handed to the awaiting coroutine
                 future.set_exception(exc)
+
+
+def _lowest_cpu_priority() -> None:
+    with contextlib.suppress(OSError, AttributeError):  # where threads have no nice value of their own
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+
+
+_BATCH_THREADS = ThreadPoolExecutor(
+    max_workers=2, thread_name_prefix="batch", initializer=_lowest_cpu_priority
+)
+
+
+async def in_batch_thread(call: Callable[..., T], *args: Any) -> T:
+    """`call(*args)` in a batch thread (nice 19)."""
+    return await asyncio.get_running_loop().run_in_executor(_BATCH_THREADS, call, *args)

@@ -21,6 +21,7 @@ from inferrer.errors import InferrerError, MalformedRequest
 from metrics.definitions import InferrerMetrics
 
 TIMEOUT_HEADER = "x-request-timeout"
+PEAK_WINDOW_S = 1.0
 
 
 class Overloaded(InferrerError):
@@ -37,12 +38,22 @@ class Admission:
         self._max_in_flight = max_in_flight
         self._max_timeout_s = max_timeout_s
         self._in_flight = 0
-        self._last_admitted = -math.inf
+        self._peak = self._previous_peak = 0  # most in flight at once in this window and the last
+        self._window_start = -math.inf
         metrics.predictions_in_flight.set_function(lambda: self._in_flight)  # read at each scrape
 
-    def busy_within(self, seconds: float) -> bool:
-        """Whether a prediction is in flight or was admitted in the last `seconds`."""
-        return self._in_flight > 0 or time.monotonic() - self._last_admitted < seconds
+    def recent_peak(self) -> int:
+        """The most predictions in flight at once lately: in the current PEAK_WINDOW_S window or
+        the one before (0 once two windows passed without any)."""
+        self._roll(time.monotonic())
+        return max(self._peak, self._previous_peak, self._in_flight)
+
+    def _roll(self, now: float) -> None:
+        if now - self._window_start >= PEAK_WINDOW_S:
+            recent = now - self._window_start < 2 * PEAK_WINDOW_S
+            self._previous_peak = self._peak if recent else 0
+            self._peak = self._in_flight
+            self._window_start = now
 
     def _deadline_s(self, headers: Headers) -> float:
         raw = headers.get(TIMEOUT_HEADER)
@@ -65,7 +76,8 @@ class Admission:
                 "retry after 1 s"
             )
         self._in_flight += 1
-        self._last_admitted = time.monotonic()
+        self._roll(time.monotonic())
+        self._peak = max(self._peak, self._in_flight)
         deadline = asyncio.timeout(deadline_s)
         try:
             async with deadline:

@@ -51,12 +51,12 @@ class RunnerLimits:
     lease_s: float  # a claim lapses this long after its last renewal
     partition_timeout_s: float  # one node call
     poll_s: float = 0.5
-    # Whether this gateway answered online predictions lately: while it does, it claims up to a
-    # quarter of max_in_flight (at least 1), so a job leaves the nodes' cores to online traffic.
-    online_busy: Callable[[], bool] = lambda: False
+    # The most online predictions this gateway had in flight at once lately: it claims that many
+    # partitions fewer (at least 1), so a job leaves the nodes' cores to online traffic.
+    online_in_flight: Callable[[], int] = lambda: 0
 
     def in_flight_now(self) -> int:
-        return max(1, self.max_in_flight // 4) if self.online_busy() else self.max_in_flight
+        return max(1, self.max_in_flight - self.online_in_flight())
 
 
 class JobRunner:

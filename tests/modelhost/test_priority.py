@@ -22,7 +22,8 @@ def holding() -> tuple[Callable[[], None], threading.Event, threading.Event]:
     return hold, started, release
 
 
-def test_online_calls_queued_behind_batch_chunks_run_first() -> None:
+def order_run(calls: list[tuple[Priority, str]]) -> list[str]:
+    """The order in which `calls`, queued while a chunk holds the thread, run once it is free."""
     ran: list[str] = []
     hold, started, release = holding()
 
@@ -32,13 +33,7 @@ def test_online_calls_queued_behind_batch_chunks_run_first() -> None:
             running = asyncio.ensure_future(thread.run(Priority.BATCH, hold))
             assert await asyncio.to_thread(started.wait, 10)
             queued = [
-                asyncio.ensure_future(thread.run(priority, ran.append, name))
-                for priority, name in [
-                    (Priority.BATCH, "chunk 1"),
-                    (Priority.ONLINE, "online 1"),
-                    (Priority.BATCH, "chunk 2"),
-                    (Priority.ONLINE, "online 2"),
-                ]
+                asyncio.ensure_future(thread.run(priority, ran.append, name)) for priority, name in calls
             ]
             await asyncio.sleep(0)  # each call is queued when its future starts
             release.set()
@@ -47,7 +42,24 @@ def test_online_calls_queued_behind_batch_chunks_run_first() -> None:
             thread.close()
 
     asyncio.run(scenario())
-    assert ran == ["online 1", "online 2", "chunk 1", "chunk 2"]
+    return ran
+
+
+def test_online_calls_queued_behind_batch_chunks_run_first() -> None:
+    calls = [
+        (Priority.BATCH, "chunk 1"),
+        (Priority.ONLINE, "online 1"),
+        (Priority.BATCH, "chunk 2"),
+        (Priority.ONLINE, "online 2"),
+    ]
+    assert order_run(calls) == ["online 1", "online 2", "chunk 1", "chunk 2"]
+
+
+def test_a_chunk_runs_after_at_most_a_streak_of_online_calls() -> None:
+    calls = [(Priority.BATCH, "chunk"), *[(Priority.ONLINE, f"online {i}") for i in range(ONLINE_STREAK + 4)]]
+    ran = order_run(calls)
+    assert ran.index("chunk") == ONLINE_STREAK
+    assert len(ran) == ONLINE_STREAK + 5
 
 
 def test_a_failing_call_raises_in_its_caller_and_the_thread_goes_on() -> None:
@@ -78,31 +90,6 @@ def test_closing_lets_the_running_call_end_and_cancels_what_waits() -> None:
         return running.done() and not running.cancelled(), waiting.cancelled()
 
     assert asyncio.run(scenario()) == (True, True)
-
-
-def test_a_chunk_runs_after_at_most_a_streak_of_online_calls() -> None:
-    ran: list[str] = []
-    hold, started, release = holding()
-
-    async def scenario() -> None:
-        thread = PredictThread()
-        try:
-            running = asyncio.ensure_future(thread.run(Priority.BATCH, hold))
-            assert await asyncio.to_thread(started.wait, 10)
-            queued = [asyncio.ensure_future(thread.run(Priority.BATCH, ran.append, "chunk"))]
-            queued += [
-                asyncio.ensure_future(thread.run(Priority.ONLINE, ran.append, f"online {i}"))
-                for i in range(ONLINE_STREAK + 4)
-            ]
-            await asyncio.sleep(0)
-            release.set()
-            await asyncio.gather(running, *queued)
-        finally:
-            thread.close()
-
-    asyncio.run(scenario())
-    assert ran.index("chunk") == ONLINE_STREAK
-    assert len(ran) == ONLINE_STREAK + 5
 
 
 def test_a_closed_thread_refuses_calls() -> None:
