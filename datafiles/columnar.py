@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from typing import Any, TypeAlias
 
 import numpy as np
+import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -109,19 +110,38 @@ def _json_table(data: bytes, names: list[str]) -> pa.Table | None:
 
 
 def render_lines(lines: Lines, fmt: str, outputs: dict[str, list[Any]]) -> bytes | None:
-    """The chunk's output lines, or None where the row-by-row writer must write them."""
+    """The chunk's output lines, or None where the row-by-row writer must write them. Numbers are
+    written by one dump each and the lines joined by Arrow, which lets go of the GIL: the node's
+    event loop answers online predictions meanwhile."""
     predictions = outputs["predict"]
     probabilities = outputs.get("predict_proba")
+    raws = pa.array([raw for _, raw in lines], pa.binary())
     if fmt == "csv":
-        return _csv_lines(lines, predictions, probabilities)
-    if probabilities is None:
-        return b"".join(json_line_with(raw, p, None) for (_, raw), p in zip(lines, predictions, strict=True))
-    return b"".join(
-        json_line_with(raw, p, q) for (_, raw), p, q in zip(lines, predictions, probabilities, strict=True)
-    )
+        cells = _csv_cells(predictions, probabilities, len(lines))
+        return None if cells is None else _joined(raws, b",", cells, b"\n")
+    texts = _number_texts(predictions)
+    if texts is None:  # text labels: written one by one, as the row path writes them
+        return b"".join(
+            json_line_with(raw, p, None if probabilities is None else probabilities[i])
+            for i, ((_, raw), p) in enumerate(zip(lines, predictions, strict=True))
+        )
+    objects = pc.utf8_slice_codeunits(pc.ascii_rtrim_whitespace(raws.cast(pa.string())), 0, -1)
+    parts: list[Any] = [objects.cast(pa.binary()), b',"prediction":', texts]
+    if probabilities is not None:
+        dumped = orjson.dumps(probabilities, option=orjson.OPT_SERIALIZE_NUMPY)  # [[a,b],[c,d]]
+        parts += [b',"probabilities":[', pa.array(dumped[2:-2].split(b"],["), pa.binary()), b"]"]
+    return _joined(*parts, b"}\n")
 
 
-def _csv_lines(lines: Lines, predictions: list[Any], probabilities: list[Any] | None) -> bytes | None:
+def _number_texts(values: list[Any]) -> pa.Array | None:
+    """Each value as orjson writes it alone, from one dump of them all; None unless all are numbers."""
+    if not all(type(value) in (int, float) for value in values):
+        return None
+    return pa.array(orjson.dumps(values)[1:-1].split(b","), pa.binary())
+
+
+def _csv_cells(predictions: list[Any], probabilities: list[Any] | None, rows: int) -> pa.Array | None:
+    """The outputs of each row as the csv module writes them, or None for a quoted line break."""
     text = io.StringIO()
     if probabilities is None:
         cells: Any = zip(predictions, strict=True)
@@ -129,6 +149,14 @@ def _csv_lines(lines: Lines, predictions: list[Any], probabilities: list[Any] | 
         cells = ([p, *q] for p, q in zip(predictions, probabilities, strict=True))
     csv.writer(text, lineterminator="\n").writerows(cells)
     ours = text.getvalue().encode().split(b"\n")
-    if len(ours) != len(lines) + 1:  # a quoted line break in an output: written row by row
+    if len(ours) != rows + 1:
         return None
-    return b"".join(raw + b"," + cell + b"\n" for (_, raw), cell in zip(lines, ours[:-1], strict=True))
+    return pa.array(ours[:-1], pa.binary())
+
+
+def _joined(*parts: pa.Array | bytes) -> bytes:
+    """The parts joined row by row (bytes repeat on every row), all rows in one string."""
+    joined = pc.binary_join_element_wise(*parts, b"")
+    offsets = np.frombuffer(joined.buffers()[1], dtype=np.int32)
+    first, last = offsets[joined.offset], offsets[joined.offset + len(joined)]
+    return bytes(memoryview(joined.buffers()[2])[first:last])

@@ -158,17 +158,22 @@ def output_header(header: list[str], outputs: Iterable[str], classes: list[Any] 
 
 
 def render_rows(
-    rows: list[Row], fmt: str, outputs: dict[str, list[Any]], columns: list[str] | None = None
+    rows: list[Row],
+    fmt: str,
+    outputs: dict[str, list[Any]],
+    columns: list[str] | None = None,
+    from_json_lines: bool = False,
 ) -> bytes:
     """The output lines of `rows`: each input row plus `prediction` (and `probabilities`). A CSV
-    row repeats its input line verbatim; records (parquet) give their `columns`' values instead."""
+    row repeats its input line verbatim; records (parquet) give their `columns`' values instead; a
+    JSON line read `from_json_lines` repeats its object as written, the outputs at its end."""
     predictions = outputs["predict"]
     probabilities = outputs.get("predict_proba")
     if fmt == "jsonl":
         out = bytearray()
         for i, row in enumerate(rows):
             probability = None if probabilities is None else probabilities[i]
-            if isinstance(row.values, dict) and not OUTPUT_KEYS & row.values.keys():
+            if from_json_lines and isinstance(row.values, dict) and not OUTPUT_KEYS & row.values.keys():
                 out += json_line_with(row.raw, predictions[i], probability)
                 continue
             extra: dict[str, Any] = {"prediction": predictions[i]}

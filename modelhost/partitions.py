@@ -87,7 +87,7 @@ async def run_partition(
         _fail_on(bad, call)
         results = {output: [answer[output] for _, answer in predicted] for output in outputs}
         body += await in_batch_thread(
-            render_rows, [row for row, _ in predicted], out_format, results, columns
+            render_rows, [row for row, _ in predicted], out_format, results, columns, call.format == "jsonl"
         )
         rows_written += len(predicted)
     output, sha256 = await in_batch_thread(_whole, body)

@@ -108,6 +108,9 @@ def one_at_a_time(connection: Connection, kind: int) -> None:
         connection.execute(sa.select(sa.func.pg_advisory_xact_lock(kind)))
 
 
+_SCHEMA_LOCK = 0x6D66_6A6F_6273  # "mfjobs": the advisory lock held while the tables are created
+
+
 def open_engine(url: str) -> Engine:
     """An engine with the schema in place; SQLite in WAL mode, waiting on a busy database."""
     engine = sa.create_engine(url)
@@ -133,6 +136,13 @@ def open_engine(url: str) -> Engine:
             write = connection.get_execution_options().get(WRITE, False)
             connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
+    if engine.dialect.name == "postgresql":
+        # Gateway processes that start together on a new database create its tables one after
+        # another: each would see them missing, and the second CREATE TABLE of a name fails.
+        with engine.begin() as connection:
+            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
+            metadata.create_all(connection)
+        return engine
     # A write transaction: gateway processes that start together on a new store create its tables
     # one after another (each reads what exists, then creates; SQLite cannot upgrade two readers).
     _while_locked(lambda: metadata.create_all(engine.execution_options(**{WRITE: True})))

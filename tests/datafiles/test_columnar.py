@@ -50,23 +50,31 @@ def test_plain_rows_are_read_in_bulk_as_the_row_path_reads_them(
         assert isinstance(found, pd.DataFrame) and list(found.columns) == schema.feature_names
 
 
+LABELS = {
+    "text": lambda i: f"label, {i}" if i else 1,
+    "integers": lambda i: [1, 0, -7][i % 3],
+    "floats": lambda i: [0.1, 1e-05, -3.5e20, 2.0][i % 4],
+}
+
+
+@pytest.mark.parametrize("labels", sorted(LABELS))
 @pytest.mark.parametrize(("fmt", "header", "schema", "lines"), PLAIN)
 def test_bulk_output_is_the_row_paths_output(
-    fmt: str, header: list[str] | None, schema: ModelSchema, lines: list[tuple[int, bytes]]
+    fmt: str, header: list[str] | None, schema: ModelSchema, lines: list[tuple[int, bytes]], labels: str
 ) -> None:
     header = header or [f"x{i}" for i in range(schema.n_features)]
-    outputs: dict[str, list[Any]] = {"predict": [f"label, {i}" if i else 1 for i in range(len(lines))]}
+    outputs: dict[str, list[Any]] = {"predict": [LABELS[labels](i) for i in range(len(lines))]}
     if "predict_proba" in schema.outputs:
-        outputs["predict_proba"] = [[0.25, 0.75]] * len(lines)
+        outputs["predict_proba"] = [[0.25, 0.75], [1e-07, 0.9999999], [0.0, 1.0]][: len(lines)]
     bulk = render_lines(lines, fmt, outputs)
     rows, _ = parse_rows(lines, fmt, header, schema)
-    one_by_one = render_rows(rows, fmt, outputs)
+    one_by_one = render_rows(rows, fmt, outputs, from_json_lines=fmt == "jsonl")
     assert bulk is not None
     assert bulk == one_by_one
     if fmt == "jsonl":  # each input object as written, with the outputs at its end
         assert [orjson.loads(line) for line in bulk.splitlines()] == [
-            {**orjson.loads(raw), "prediction": p, "probabilities": [0.25, 0.75]}
-            for (_, raw), p in zip(lines, outputs["predict"], strict=True)
+            {**orjson.loads(raw), "prediction": p, "probabilities": q}
+            for (_, raw), p, q in zip(lines, outputs["predict"], outputs["predict_proba"], strict=True)
         ]
 
 

@@ -69,3 +69,13 @@ def test_bad_rows_are_named_by_line_with_their_reason() -> None:
         (1, "3 fields where the header has 2"),
         (2, "not one CSV record of UTF-8 text"),
     ]
+
+
+def test_csv_rows_written_as_json_lines_are_objects_of_their_cells() -> None:
+    rows, bad = parse_rows(_numbered(b"x1,1.5,2", b"x2,3,4"), "csv", ["id", "a", "b"], NAMED)
+    assert bad == []
+    out = render_rows(rows, "jsonl", {"predict": [1, 0]})
+    assert [orjson.loads(line) for line in out.splitlines()] == [
+        {"id": "x1", "a": 1.5, "b": 2.0, "prediction": 1},
+        {"id": "x2", "a": 3.0, "b": 4.0, "prediction": 0},
+    ]
