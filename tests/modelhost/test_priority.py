@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import Callable
 
 import pytest
 
-from modelhost.priority import ONLINE_STREAK, PredictThread, Priority
+from modelhost.priority import ONLINE_STREAK, PredictThread, Priority, in_batch_thread
 
 
 def holding() -> tuple[Callable[[], None], threading.Event, threading.Event]:
@@ -100,3 +101,11 @@ def test_a_closed_thread_refuses_calls() -> None:
             await thread.run(Priority.ONLINE, lambda: None)
 
     asyncio.run(scenario())
+
+
+def test_batch_work_runs_at_the_lowest_cpu_priority() -> None:
+    def own_nice() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    assert asyncio.run(in_batch_thread(own_nice)) == 19
+    assert own_nice() != 19  # the caller's thread keeps its own
