@@ -10,7 +10,7 @@ import httpx
 import orjson
 import pandas as pd
 
-from deploy.ephemeral_fleet import RunningFleet
+from deploy.ephemeral_fleet import RunningFleet, wait_until
 
 ROWS = 200_000
 
@@ -47,3 +47,11 @@ def retries_logged(fleet: RunningFleet, job_id: str) -> list[int]:
     logs = fleet.data_dir / "run" / "logs"
     text = "".join(path.read_text(errors="replace") for path in sorted(logs.glob("inferrer.log*")))
     return [int(idx) for idx in re.findall(rf"partition {job_id}/(\d+): .*; retrying in", text)]
+
+
+def wait_for_every_node(fleet: RunningFleet, nodes: int = 3) -> None:
+    """Until every node is ready. A node killed by an earlier test may be restarting still: stopped
+    half-started, it would refuse connections, and nginx would answer 502 at once."""
+    assert wait_until(
+        lambda: all(fleet.node_view(f"modelhost-{i}")["ready"] for i in range(1, nodes + 1)), 60
+    )

@@ -25,7 +25,7 @@ import skops.io as sio
 from sklearn.linear_model import LogisticRegression
 
 from deploy.ephemeral_fleet import RunningFleet, start_fleet, wait_until
-from tests.fleet.job_calls import ROWS, check_result, retries_logged, submit_rows_job
+from tests.fleet.job_calls import ROWS, check_result, retries_logged, submit_rows_job, wait_for_every_node
 from wire.job_answers import UNFINISHED
 
 pytestmark = pytest.mark.fleet
@@ -171,9 +171,7 @@ def test_a_partition_whose_nodes_stall_times_out_and_exhausts_its_attempts(
     (data / "small.jsonl").write_bytes(
         b"".join(orjson.dumps({"f0": i, "f1": 0, "f2": 1, "f3": 2}) + b"\n" for i in range(50))
     )
-    # A node killed by an earlier test may be restarting still: stopped half-started, it would
-    # refuse connections, and nginx would answer 502 at once instead of the attempt timing out.
-    assert wait_until(lambda: all(fleet.node_view(f"modelhost-{i}")["ready"] for i in (1, 2, 3)), 60)
+    wait_for_every_node(fleet)
     nodes = [fleet.pid(f"modelhost-{i}") for i in (1, 2, 3)]
     for pid in nodes:
         os.kill(pid, signal.SIGSTOP)
