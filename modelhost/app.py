@@ -11,10 +11,10 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from datafiles.locations import S3Settings, Storage
 from metrics.definitions import ModelhostMetrics
 from metrics.exposition import metrics_router
 from modelhost.artifact_cache import ArtifactCache
+from modelhost.batch_worker import BatchWorker
 from modelhost.routes import HOT_ROUTES, health, internal, router
 from modelhost.settings import ModelhostSettings
 from modelhost.store import ModelStore
@@ -59,7 +59,8 @@ def create_app(
             app.state.tokens = tokens
             app.state.store = store
             app.state.reconciler = reconciler
-            app.state.storage = Storage(settings.data_dir, S3Settings())
+            batch_worker = BatchWorker(settings.node_id, settings.data_dir, cache.path)
+            app.state.batch_worker = batch_worker
             sync_task = asyncio.create_task(reconciler.run_forever(), name="reconcile")
             try:
                 freeze_startup_objects()
@@ -68,6 +69,7 @@ def create_app(
                 sync_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await sync_task
+                batch_worker.close()
                 store.close()
 
     app = ServiceApp(

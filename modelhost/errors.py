@@ -6,6 +6,7 @@ from wire.errors import ModelUnavailableHere, ServiceError
 
 __all__ = [
     "ArtifactUnavailable",
+    "BatchWorkerLost",
     "InvalidInput",
     "MemoryBudgetExceeded",
     "ModelNotLoaded",
@@ -67,3 +68,7 @@ class StorageUnavailable(ModelhostError, ModelUnavailableHere):
     on this node or another, may succeed."""
 
     answer_status = 502
+
+
+class BatchWorkerLost(ModelhostError, ModelUnavailableHere):
+    """The batch worker process died during a partition: another attempt starts a new one."""

@@ -1,5 +1,5 @@
-"""A batch job's partition on this node: read the byte range from storage, predict in bounded
-chunks through the model store (its predict thread, its metrics), write the output part whole.
+"""A batch job's partition, in the node's batch worker process (modelhost/batch_worker.py): read
+the byte range from storage, predict in bounded chunks, write the output part whole.
 
 Rows keep their order. A chunk the model rejects as a whole is predicted row by row, so that only
 the rows at fault are bad. Bad rows fail the partition (422, naming their lines) or, with
@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -25,36 +26,63 @@ from datafiles.locations import Location, LocationError, Storage
 from datafiles.partitions import ByteRange, read_lines
 from datafiles.rows import BadRow, Row, output_header, parse_records, parse_rows, render_rows
 from modelhost.errors import InvalidInput, StorageUnavailable, UnknownInput
-from modelhost.priority import Priority, in_batch_thread
-from modelhost.store import ModelStore
-from modelhost.sync import Reconciler
+from modelhost.store import model_inputs, timed_call
 from wire.partition_calls import BadRowReport, PartitionCall, PartitionDone
 
 _REPORTED_BAD_ROWS = 20  # named in a failed partition's error; all of them go to the errors part
 
 
-async def run_partition(
-    call: PartitionCall, store: ModelStore, reconciler: Reconciler, storage: Storage
-) -> PartitionDone:
+@dataclass(frozen=True)
+class PartitionWork:
+    """What a partition did: its answer, and each predict call's rows and seconds (the node's
+    metrics count them)."""
+
+    done: PartitionDone
+    predict_calls: list[tuple[int, float]]
+
+
+@dataclass(frozen=True)
+class ServedModel:
+    """The model a partition predicts with, as the batch worker loaded it."""
+
+    node: str
+    estimator: Any
+    schema: ModelSchema
+    predict_calls: list[tuple[int, float]] = field(default_factory=list)
+
+    def predict(
+        self, instances: Any, outputs: list[str], columns: list[str] | None = None
+    ) -> dict[str, list[Any]]:
+        rows = model_inputs(self.schema, instances, outputs, columns)
+        results, elapsed = timed_call([getattr(self.estimator, output) for output in outputs], rows)
+        self.predict_calls.append((len(rows), elapsed))
+        return dict(zip(outputs, results, strict=True))
+
+
+def run_partition(
+    call: PartitionCall, model: ServedModel, storage: Storage, pace: Callable[[], None] = lambda: None
+) -> PartitionWork:
+    """Read, predict and write the partition; `pace` is called between its steps (the batch
+    worker rests there while online traffic is served)."""
     try:
         source = storage.location(call.input)
         target = storage.location(call.output_part)
         errors_target = storage.location(call.errors_part)
     except LocationError as exc:
         raise InvalidInput(str(exc)) from None
-    await reconciler.ensure_available(call.model, call.version, call.sha256)
-    schema = store.signature((call.model, call.version))
+    schema = model.schema
     try:
         if call.format == "parquet":
-            records = await in_batch_thread(_row_group, storage, source, call.row_group)
+            records = _row_group(storage, source, call.row_group)
             count = len(records)
         else:
-            lines = await in_batch_thread(_range_lines, storage, source, call.start, call.end)
+            lines = _range_lines(storage, source, call.start, call.end)
             count = len(lines)
     except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
         raise UnknownInput(f"{call.input!r} is not a file") from None
     except OSError as exc:
         raise StorageUnavailable(f"cannot read {call.input!r}: {exc}") from None
+    pace()
     outputs = ["predict"] if call.output == "predict" else ["predict", "predict_proba"]
     try:
         out_format = output_format(call.format, call.output_format)
@@ -66,99 +94,85 @@ async def run_partition(
         body += _csv_line(output_header(call.header or [], outputs, schema.classes))
     bad: list[BadRow] = []
     rows_written = 0
-    # A chunk at a time: parsed, predicted, rendered, then dropped; reading, parsing, rendering and
-    # writing run off the event loop at the lowest CPU priority, so online predictions come first.
-    for offset in range(0, count, call.chunk_rows):
+    for offset in range(0, count, call.chunk_rows):  # a chunk at a time: parsed, predicted, rendered, dropped
+        pace()
         if call.format == out_format:  # CSV to CSV, JSON lines to JSON lines: maybe in bulk
             chunk = lines[offset : offset + call.chunk_rows]
-            if (plain := await _predict_plain(store, call, chunk, outputs, schema)) is not None:
+            if (plain := _predict_plain(model, call, chunk, outputs)) is not None:
                 body += plain
                 rows_written += len(chunk)
                 continue
         if call.format == "parquet":
-            part = records[offset : offset + call.chunk_rows]
-            rows, chunk_bad = await in_batch_thread(parse_records, part, schema, offset + 1)
+            rows, chunk_bad = parse_records(records[offset : offset + call.chunk_rows], schema, offset + 1)
         else:
             chunk = lines[offset : offset + call.chunk_rows]
-            rows, chunk_bad = await in_batch_thread(parse_rows, chunk, call.format, call.header, schema)
+            rows, chunk_bad = parse_rows(chunk, call.format, call.header, schema)
         bad += chunk_bad
         _fail_on(bad, call)
-        predicted = await _predict(store, call, rows, outputs, schema.feature_names, bad)
+        predicted = _predict(model, rows, outputs, schema.feature_names, bad)
         _fail_on(bad, call)
         results = {output: [answer[output] for _, answer in predicted] for output in outputs}
-        body += await in_batch_thread(
-            render_rows, [row for row, _ in predicted], out_format, results, columns, call.format == "jsonl"
+        body += render_rows(
+            [row for row, _ in predicted], out_format, results, columns, call.format == "jsonl"
         )
         rows_written += len(predicted)
-    output, sha256 = await in_batch_thread(_whole, body)
+    pace()
+    output = bytes(body)
     del body
-    await _write(storage, target, output)
+    _write(storage, target, output)
     if bad:
         raw = (
             (lambda n: orjson.dumps(records[n - 1], default=str))
             if call.format == "parquet"
             else dict(lines).get
         )
-        await _write(storage, errors_target, _error_lines(bad, raw))
-    return PartitionDone(
-        node=store.node,
+        _write(storage, errors_target, _error_lines(bad, raw))
+    done = PartitionDone(
+        node=model.node,
         rows=rows_written,
-        sha256=sha256,
+        sha256=sha256_hex(output),
         bad_rows=[BadRowReport(line=line, reason=reason) for line, reason in sorted(bad)],
     )
+    return PartitionWork(done, list(model.predict_calls))
 
 
-async def _predict_plain(
-    store: ModelStore,
-    call: PartitionCall,
-    chunk: list[tuple[int, bytes]],
-    outputs: list[str],
-    schema: ModelSchema,
+def _predict_plain(
+    model: ServedModel, call: PartitionCall, chunk: list[tuple[int, bytes]], outputs: list[str]
 ) -> bytes | None:
     """The chunk's output lines, read, predicted and written in bulk (datafiles/columnar.py), or
     None where it must go row by row: rows that are not plain, or that the model refuses."""
-    features = await in_batch_thread(read_features, chunk, call.format, call.header, schema)
+    features = read_features(chunk, call.format, call.header, model.schema)
     if features is None:
         return None
     try:
-        results = await store.predict(
-            call.model, call.version, call.sha256, features, outputs, priority=Priority.BATCH
-        )
+        results = model.predict(features, outputs)
     except InvalidInput:
         return None  # which rows: the row path tells
-    return await in_batch_thread(render_lines, chunk, call.format, results)
+    return render_lines(chunk, call.format, results)
 
 
-async def _predict(
-    store: ModelStore,
-    call: PartitionCall,
-    chunk: list[Row],
-    outputs: list[str],
-    columns: list[str] | None,
-    bad: list[BadRow],
+def _predict(
+    model: ServedModel, chunk: list[Row], outputs: list[str], columns: list[str] | None, bad: list[BadRow]
 ) -> list[tuple[Row, dict[str, Any]]]:
     """Each row of the chunk with its outputs; rows the model refuses join `bad`."""
     try:
-        answers = await _predict_rows(store, call, chunk, outputs, columns)
+        answers = _predict_rows(model, chunk, outputs, columns)
         return list(zip(chunk, answers, strict=True))
     except InvalidInput:
         pass  # which rows: each alone
     predicted = []
     for row in chunk:  # which rows the model refused
         try:
-            predicted.append((row, (await _predict_rows(store, call, [row], outputs, columns))[0]))
+            predicted.append((row, _predict_rows(model, [row], outputs, columns)[0]))
         except InvalidInput as exc:
             bad.append((row.line, exc.message))
     return predicted
 
 
-async def _predict_rows(
-    store: ModelStore, call: PartitionCall, rows: list[Row], outputs: list[str], columns: list[str] | None
+def _predict_rows(
+    model: ServedModel, rows: list[Row], outputs: list[str], columns: list[str] | None
 ) -> list[dict[str, Any]]:
-    instances = [row.features for row in rows]
-    results = await store.predict(
-        call.model, call.version, call.sha256, instances, outputs, columns, Priority.BATCH
-    )
+    results = model.predict([row.features for row in rows], outputs, columns)
     return [{output: results[output][i] for output in outputs} for i in range(len(rows))]
 
 
@@ -172,9 +186,9 @@ class BadRows(InvalidInput):
     """Rows that cannot be predicted, with on_bad_rows: fail."""
 
 
-async def _write(storage: Storage, location: Location, body: bytes) -> None:
+def _write(storage: Storage, location: Location, body: bytes) -> None:
     try:
-        await in_batch_thread(storage.write_atomic, location, body)
+        storage.write_atomic(location, body)
     except OSError as exc:
         raise StorageUnavailable(f"cannot write {location.url!r}: {exc}") from None
 
@@ -182,11 +196,6 @@ async def _write(storage: Storage, location: Location, body: bytes) -> None:
 def _range_lines(storage: Storage, source: Location, start: int, end: int) -> list[tuple[int, bytes]]:
     data = storage.read_range(source, start, end)
     return read_lines(io.BytesIO(data), ByteRange(0, len(data)))
-
-
-def _whole(body: bytearray) -> tuple[bytes, str]:
-    output = bytes(body)
-    return output, sha256_hex(output)
 
 
 def _row_group(storage: Storage, source: Location, index: int) -> list[dict[str, Any]]:

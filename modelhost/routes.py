@@ -11,9 +11,8 @@ from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from artifacts.manifest import Manifest
-from datafiles.locations import Storage
+from modelhost.batch_worker import BatchWorker
 from modelhost.errors import NodeDraining
-from modelhost.partitions import run_partition
 from modelhost.store import ModelStore
 from modelhost.sync import Reconciler
 from wire.bearer import MANAGEMENT, Scope
@@ -98,6 +97,7 @@ async def predict(request: Request) -> Response:
     outputs = body.get("outputs", ["predict"])
     await reconciler.ensure_available(name, version, sha256)
     results = await store.predict(name, version, sha256, body["instances"], outputs, body.get("columns"))
+    request.app.state.batch_worker.online_served()
     answer: NodePrediction = {
         "model": name,
         "version": version,
@@ -148,9 +148,12 @@ async def sync(changes: SyncRequest, request: Request) -> Response:
 async def partition(call: PartitionCall, request: Request) -> Response:
     """Run one partition of a batch job (wire.partition_calls): read, predict, write."""
     call = parse_body(partition_call, await request.body())
-    storage: Storage = request.app.state.storage
-    done = await run_partition(call, _store(request), _reconciler(request), storage)
-    return Response(done.model_dump_json(), media_type="application/json")
+    store, key = _store(request), (call.model, call.version)
+    await _reconciler(request).ensure_available(call.model, call.version, call.sha256)
+    worker: BatchWorker = request.app.state.batch_worker
+    work = await worker.run(call, store.manifest(key))
+    store.count_predicted(key, work.predict_calls)
+    return Response(work.done.model_dump_json(), media_type="application/json")
 
 
 @internal.post("/drain", responses=answers(Draining, "Not ready from now on"))

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +20,6 @@ from metrics.definitions import ModelhostMetrics
 from modelhost.artifact_cache import ArtifactCache
 from modelhost.errors import InvalidInput, MemoryBudgetExceeded, ModelNotLoaded, UnloadableArtifact
 from modelhost.inputs import as_frame, as_rows
-from modelhost.priority import PredictThread, Priority
 
 logger = logging.getLogger(__name__)
 
@@ -60,11 +60,11 @@ class ModelStore:
         # 100-tree forest's throughput on 2 cores). A model
         # whose predict takes less than `inline_below_s` runs on the event loop: handing it to the
         # thread would cost more (a one-row LogisticRegression served ~35% fewer req/s that way).
-        self._thread = PredictThread()
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
         self._inline_below_s = inline_below_s
 
     def close(self) -> None:
-        self._thread.close()
+        self._thread.shutdown(cancel_futures=True)
 
     @property
     def in_flight(self) -> int:
@@ -92,12 +92,12 @@ class ModelStore:
         model = self._models.get(key)
         return model.predict_s or 0.0 if model is not None else 0.0
 
-    def signature(self, key: Key) -> ModelSchema:
-        """The input schema and outputs of a loaded version."""
+    def manifest(self, key: Key) -> Manifest:
+        """The manifest of a loaded version."""
         model = self._models.get(key)
         if model is None:
             raise ModelNotLoaded(f"model {key[0]!r} version {key[1]!r} is not loaded on {self.node}")
-        return model.manifest.signature
+        return model.manifest
 
     def loaded_sha256(self, key: Key) -> str | None:
         """The artifact this node serves under a (name, version), if it has one loaded."""
@@ -115,7 +115,7 @@ class ModelStore:
             start = time.perf_counter()
             data = await self._cache.read(manifest)
             try:
-                estimator = await asyncio.to_thread(_load_served, data, manifest)
+                estimator = await asyncio.to_thread(load_served, data, manifest)
             except ArtifactError as exc:
                 raise UnloadableArtifact(f"cannot load {manifest.name}/{manifest.version}: {exc}") from None
             self._models[manifest.key] = LoadedModel(manifest, estimator)
@@ -180,42 +180,38 @@ class ModelStore:
         instances: Any,
         outputs: list[str],
         columns: list[str] | None = None,
-        priority: Priority = Priority.ONLINE,
     ) -> dict[str, list[Any]]:
         """With the artifact `sha256` loaded as (name, version): on a float matrix, or on a DataFrame
-        when `columns` name the fitted features. A batch job's chunk passes Priority.BATCH: it
-        waits for the online predictions queued on the predict thread."""
+        when `columns` name the fitted features."""
         model = self._models.get((name, version))
         if model is None or model.manifest.served_sha256 != sha256:
             raise ModelNotLoaded(f"model {name!r} version {version!r} is not loaded on {self.node}")
-        signature = model.manifest.signature
-        unknown = [o for o in outputs if o not in signature.outputs]
-        if unknown or not outputs:
-            raise InvalidInput(f"outputs {outputs} not available; model {name!r} offers {signature.outputs}")
-        if isinstance(instances, np.ndarray | pd.DataFrame):
-            rows = instances  # read from a partition by this node (datafiles/columnar.py)
-        elif columns is None:
-            rows = as_rows(instances, signature.n_features)
-        else:
-            rows = as_frame(instances, columns, signature)
+        rows = model_inputs(model.manifest.signature, instances, outputs, columns)
         methods = [getattr(model.estimator, output) for output in outputs]
         model.in_flight += 1
         try:
-            quick = model.predict_s is not None and model.predict_s < self._inline_below_s
-            if quick and priority is Priority.ONLINE:
-                results, elapsed = _timed_call(methods, rows)
+            if model.predict_s is not None and model.predict_s < self._inline_below_s:
+                results, elapsed = timed_call(methods, rows)
             else:
-                results, elapsed = await self._thread.run(priority, _timed_call, methods, rows)
+                results, elapsed = await asyncio.get_running_loop().run_in_executor(
+                    self._thread, timed_call, methods, rows
+                )
         finally:
             model.in_flight -= 1
             model.last_used = time.monotonic()
-        if priority is Priority.ONLINE:  # a job's chunks would make online calls look slow
-            previous = elapsed if model.predict_s is None else model.predict_s
-            model.predict_s = (1 - _EWMA_WEIGHT) * previous + _EWMA_WEIGHT * elapsed
-        labels = (name, version, self.node)
-        self._metrics.predict_latency(*labels).observe(elapsed)
-        self._metrics.predicted_rows(*labels).inc(len(rows))
+        previous = elapsed if model.predict_s is None else model.predict_s
+        model.predict_s = (1 - _EWMA_WEIGHT) * previous + _EWMA_WEIGHT * elapsed
+        self.count_predicted((name, version), [(len(rows), elapsed)])
         return dict(zip(outputs, results, strict=True))
+
+    def count_predicted(self, key: Key, calls: list[tuple[int, float]]) -> None:
+        """Each predict call's rows and seconds in the node's metrics (a batch job's calls run in
+        the batch worker process, which hands them over with its answer)."""
+        latency = self._metrics.predict_latency(*key, self.node)
+        predicted_rows = self._metrics.predicted_rows(*key, self.node)
+        for rows, seconds in calls:
+            latency.observe(seconds)
+            predicted_rows.inc(rows)
 
     def _make_room(self, size: int) -> None:
         """Unload least-recently-used idle models until `size` more bytes fit in the budget."""
@@ -240,7 +236,22 @@ class ModelStore:
         logger.info("unloaded %s/%s (%s)", *key, why)
 
 
-def _load_served(data: bytes, manifest: Manifest) -> Any:
+def model_inputs(
+    signature: ModelSchema, instances: Any, outputs: list[str], columns: list[str] | None
+) -> np.ndarray | pd.DataFrame:
+    """What the model's methods are called on, once the outputs asked for are known to be offered:
+    a float matrix, or a DataFrame of the fitted features when `columns` name them."""
+    unknown = [o for o in outputs if o not in signature.outputs]
+    if unknown or not outputs:
+        raise InvalidInput(f"outputs {outputs} not available; the model offers {signature.outputs}")
+    if isinstance(instances, np.ndarray | pd.DataFrame):
+        return instances  # read from a partition by this node (datafiles/columnar.py)
+    if columns is None:
+        return as_rows(instances, signature.n_features)
+    return as_frame(instances, columns, signature)
+
+
+def load_served(data: bytes, manifest: Manifest) -> Any:
     """The upload as its format loads it, or the ONNX graph verified against it at deploy."""
     compiled = manifest.compiled
     if compiled is None:
@@ -253,7 +264,7 @@ def _load_served(data: bytes, manifest: Manifest) -> Any:
         raise ArtifactError(f"its verified ONNX graph: {exc}") from None
 
 
-def _timed_call(methods: list[Any], rows: np.ndarray | pd.DataFrame) -> tuple[list[list[Any]], float]:
+def timed_call(methods: list[Any], rows: np.ndarray | pd.DataFrame) -> tuple[list[list[Any]], float]:
     start = time.perf_counter()
     try:
         results = [np.asarray(method(rows)).tolist() for method in methods]

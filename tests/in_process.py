@@ -81,6 +81,7 @@ class InProcessFleet:
     nodes: dict[str, httpx.AsyncClient]  # node id -> a client of its app
     upstream: NodeUpstream
     directory: Path = field(default=Path())
+    node_apps: dict[str, FastAPI] = field(default_factory=dict)
 
     async def deploy(self, name: str, artifact: bytes, filename: str = "m.skops", **fields: str) -> Any:
         response = await self.gateway.post(
@@ -153,7 +154,7 @@ async def in_process_fleet(
         client = await stack.enter_async_context(
             httpx.AsyncClient(transport=gateway_transport, base_url="http://inferrer")
         )
-        fleet = InProcessFleet(client, gateway_app, node_clients, upstream, tmp_path)
+        fleet = InProcessFleet(client, gateway_app, node_clients, upstream, tmp_path, node_apps)
         await _until_ready(fleet)
         yield fleet
 
