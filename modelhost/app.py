@@ -59,7 +59,7 @@ def create_app(
             app.state.tokens = tokens
             app.state.store = store
             app.state.reconciler = reconciler
-            batch_worker = BatchWorker(settings.node_id, settings.data_dir, cache.path)
+            batch_worker = BatchWorker(settings.node_id, settings.data_dir, cache)
             app.state.batch_worker = batch_worker
             sync_task = asyncio.create_task(reconciler.run_forever(), name="reconcile")
             try:

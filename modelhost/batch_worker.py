@@ -31,6 +31,7 @@ from typing import Any
 from artifacts.formats import ArtifactError, sha256_hex
 from artifacts.manifest import Manifest
 from datafiles.locations import S3Settings, Storage
+from modelhost.artifact_cache import ArtifactCache
 from modelhost.errors import ArtifactUnavailable, BatchWorkerLost, UnloadableArtifact
 from modelhost.partitions import PartitionWork, ServedModel, run_partition
 from modelhost.store import load_served
@@ -50,10 +51,10 @@ class BatchWorker:
     """The node's side: starts the worker process when a partition comes, hands it partitions one
     at a time, and stops it when idle."""
 
-    def __init__(self, node: str, data_dir: Path, artifact_path: Callable[[str], Path]) -> None:
+    def __init__(self, node: str, data_dir: Path, cache: ArtifactCache) -> None:
         self._node = node
         self._data_dir = data_dir
-        self._artifact_path = artifact_path  # a served sha256 -> its path in the node's cache
+        self._cache = cache
         self._pool: ProcessPoolExecutor | None = None
         self._running = 0
         self._idle_stop: asyncio.TimerHandle | None = None
@@ -72,7 +73,10 @@ class BatchWorker:
     async def run(self, call: PartitionCall, manifest: Manifest) -> PartitionWork:
         if self._idle_stop is not None:
             self._idle_stop.cancel()
-        work = (self._node, call, manifest, str(self._artifact_path(manifest.served_sha256)))
+        artifact = self._cache.path(manifest.served_sha256)
+        if not artifact.exists():  # pruned while loaded (the node serves from memory): fetched again
+            await self._cache.read(manifest)
+        work = (self._node, call, manifest, str(artifact))
         self._running += 1
         try:
             try:
@@ -115,7 +119,7 @@ class BatchWorker:
             max_workers=1,
             mp_context=self._context,
             initializer=_start_worker,
-            initargs=(str(self._data_dir), self._online_at),
+            initargs=(str(self._data_dir), self._online_at, os.getpid()),
         )
 
 
@@ -125,7 +129,7 @@ _online_at: Any = None  # the node's shared double: when it last served an onlin
 _models: OrderedDict[str, Any] = OrderedDict()  # served sha256 -> estimator
 
 
-def _start_worker(data_dir: str, online_at: Any) -> None:
+def _start_worker(data_dir: str, online_at: Any, node_pid: int) -> None:
     global _storage, _online_at
     # SCHED_IDLE: a core running the worker is a free core to the kernel, which hands it to any
     # other thread that wakes, at once (a nice 19 thread keeps it for up to a time slice). Set on
@@ -140,7 +144,7 @@ def _start_worker(data_dir: str, online_at: Any) -> None:
         Path("/proc/self/autogroup").write_text("19")
     with contextlib.suppress(OSError, AttributeError):  # where there is no prctl: the pipe's EOF ends it
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() == 1:  # the node died before the line above
+    if os.getppid() != node_pid:  # the node died before the line above
         os._exit(1)
     _storage = Storage(Path(data_dir), S3Settings())
     _online_at = online_at

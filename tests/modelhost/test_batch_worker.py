@@ -135,3 +135,16 @@ async def test_a_worker_killed_during_a_partition_is_a_retryable_refusal_and_the
         assert again.status_code == 200, again.text
         assert again.json()["rows"] == 20_000
         assert _workers() - before - {first}
+
+
+async def test_an_artifact_gone_from_the_cache_while_loaded_is_fetched_again(tmp_path: Path) -> None:
+    async with in_process_fleet(tmp_path, nodes=1) as fleet:
+        manifest = await _deployed(fleet, 50)
+        (cached,) = tmp_path.rglob(manifest["sha256"])  # the node serves it from memory meanwhile
+        cached.unlink()
+        end = (tmp_path / "data" / "rows.jsonl").stat().st_size
+        answer = await fleet.nodes["modelhost-1"].post(
+            "/internal/v1/partitions", json=_call(manifest, end), headers=AUTH
+        )
+        assert answer.status_code == 200, answer.text
+        assert cached.exists()
