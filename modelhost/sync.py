@@ -156,8 +156,9 @@ class Reconciler:
             self._store.evict_idle(self._idle_unload_s, keep=held)
         self._store.evicted &= {(name, version) for name, version, _ in stored}
         self._store.forget({(name, version) for name, version, _ in stored})
-        needed = {sha256 for _, _, sha256 in stored}
-        await asyncio.to_thread(self._cache.prune, needed, {m.served_sha256 for m in desired.load})
+        loading = {m.served_sha256 for m in desired.load}
+        needed = {sha256 for _, _, sha256 in stored} | loading
+        await asyncio.to_thread(self._cache.prune, needed, loading)
         self.readiness.synced = not active_failed
         if not self.readiness.draining:
             self.readiness.reason = "; ".join(active_failed) if active_failed else "all models loaded"

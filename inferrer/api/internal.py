@@ -26,11 +26,13 @@ _CHUNK_BYTES = 1024 * 1024
 
 @router.get("/desired")
 def desired(request: Request) -> Response:
-    repository = deps.repository(request)
-    keep = [
-        VersionRef(name=m.name, version=m.version, sha256=m.served_sha256) for m in repository.all_versions()
-    ]
-    state = DesiredState(load=repository.active(), keep=keep)
+    # One read of the index for both lists: every version a node is told to load is one it keeps
+    # (a node deletes the cached artifacts of versions it is not told to keep).
+    catalogue = deps.repository(request).catalogue()
+    stored = [m for _, _, versions in catalogue for m in versions]
+    keep = [VersionRef(name=m.name, version=m.version, sha256=m.served_sha256) for m in stored]
+    load = [m for _, active, versions in catalogue for m in versions if m.version == active]
+    state = DesiredState(load=load, keep=keep)
     return Response(state.model_dump_json(), media_type="application/json")
 
 

@@ -78,7 +78,9 @@ class ModelRepository:
         return self._active.get(name)
 
     def all_versions(self) -> list[Manifest]:
-        return [m for name in sorted(self._versions) for m in self.versions_if_any(name)]
+        """Every stored version, by name, oldest first: from one fresh read of the index (names
+        listed before a refresh would leave out a model another process just stored)."""
+        return [m for _, _, versions in self.catalogue() for m in versions]
 
     def versions_if_any(self, name: str) -> list[Manifest]:
         """Every version of a model, oldest first; none for a model not stored (see `versions`)."""

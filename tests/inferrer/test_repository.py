@@ -123,6 +123,16 @@ def test_two_processes_see_each_others_writes(tmp_path: Path) -> None:
     assert first.names() == []
 
 
+def test_every_version_is_listed_from_a_fresh_index_where_another_process_wrote(tmp_path: Path) -> None:
+    """The desired state's `keep` list: a version stored by another gateway process is in it (a
+    node deletes the cached artifact of any version left out)."""
+    first, second = ModelRepository(tmp_path), ModelRepository(tmp_path)
+    _deploy(second, "old", None, b"one")
+    assert [m.name for m in first.all_versions()] == ["old"]
+    _deploy(second, "new", None, b"two")
+    assert [(m.name, m.version) for m in first.all_versions()] == [("new", "1"), ("old", "1")]
+
+
 _WRITER = """
 import sys
 import threading
