@@ -4,7 +4,10 @@ old content or the new, never half. What a writer killed half-way leaves is `is_
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import os
+import time
 import uuid
 from collections.abc import Iterable
 from pathlib import Path
@@ -12,8 +15,11 @@ from pathlib import Path
 _SUFFIX = ".tmp"
 
 
-def replace_file(target: Path, blocks: Iterable[bytes]) -> None:
-    """Write `blocks` to `target` atomically (readable by all: nginx's workers run as another user)."""
+def replace_file(target: Path, blocks: Iterable[bytes], clear_litter: bool = False) -> None:
+    """Write `blocks` to `target` atomically (readable by all: nginx's workers run as another user).
+    `clear_litter`: then delete the temporary files of `target` that writers killed before this
+    write began left (a listing of the folder: for a job's output, not for each of its parts)."""
+    began = time.time()
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(f".{target.name}.{uuid.uuid4().hex}{_SUFFIX}")
     try:
@@ -25,6 +31,11 @@ def replace_file(target: Path, blocks: Iterable[bytes]) -> None:
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+    if clear_litter:
+        for litter in target.parent.glob(f".{glob.escape(target.name)}.*{_SUFFIX}"):
+            with contextlib.suppress(FileNotFoundError):  # a writer alive writes to it still
+                if litter.stat().st_mtime < began:
+                    litter.unlink()
 
 
 def is_temporary(path: Path) -> bool:

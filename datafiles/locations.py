@@ -158,10 +158,12 @@ class Storage:
     def write_atomic(self, location: Location, data: bytes) -> None:
         self.write_blocks_atomic(location, [data])
 
-    def write_blocks_atomic(self, location: Location, blocks: Iterable[bytes]) -> None:
+    def write_blocks_atomic(
+        self, location: Location, blocks: Iterable[bytes], clear_litter: bool = False
+    ) -> None:
         """All the blocks appear under the location at once, or nothing does: a local file is
-        written beside it and renamed over it; an object is uploaded, and exists only once the
-        upload completes (a failed one is aborted)."""
+        written beside it and renamed over it (`clear_litter`: see replace_file); an object is
+        uploaded, and exists only once the upload completes (a failed one is aborted)."""
         if location.protocol == "s3":
             handle = self.filesystem(location).open(location.path, "wb")
             try:
@@ -172,7 +174,7 @@ class Storage:
                 handle.discard()  # the upload is aborted: no object, not a partial one
                 raise
             return
-        replace_file(Path(location.path), blocks)
+        replace_file(Path(location.path), blocks, clear_litter)
 
     def remove_tree(self, location: Location) -> None:
         """Delete a folder (or prefix) and everything under it, if it exists."""

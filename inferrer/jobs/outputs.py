@@ -47,7 +47,8 @@ def _assemble(
     rows = manifest.rows
     if not _holds(storage, target, fmt, rows):  # written by an attempt that died before the end
         sources = [storage.location(p.location) for p in manifest.parts if p.location is not None]
-        storage.write_blocks_atomic(target, part_blocks(storage, sources, fmt))
+        # The output of a gateway killed while writing it leaves a temporary file: cleared here.
+        storage.write_blocks_atomic(target, part_blocks(storage, sources, fmt), clear_litter=True)
         if not _holds(storage, target, fmt, rows):
             raise OutputNotVerified(f"{target.url!r} does not hold the {rows} rows written")
     errors = None
