@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 from dotenv import dotenv_values
 
-from deploy import jobs_cli
+from deploy import jobs_cli, node_command
 from deploy.compose import COMPOSE_DIR, COMPOSE_FILE, load_compose_topology, write_compose
 from deploy.compose_apply import ComposeBackend
 from deploy.example import EXAMPLE_NAME, EXAMPLE_ROW, deploy_example_process
@@ -62,6 +62,7 @@ def _parser() -> argparse.ArgumentParser:
     apply.add_argument("--inferrer-url", help="the inferrer's published URL (default: from the .env)")
 
     jobs_cli.add_commands(commands)
+    node_command.add_command(commands)
 
     nodes = commands.add_parser("nodes", help="list, add or remove node entries in the .env")
     node_commands = nodes.add_subparsers(dest="nodes_command", required=True)
@@ -96,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.command == "apply":
             return _apply(args, topology)
+        if args.command == "node":
+            return node_command.run(args, topology, env_file)
         if args.command == "jobs":
             with httpx.Client(
                 base_url=topology.inferrer_url, headers=management_headers(env_file), timeout=600

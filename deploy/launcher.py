@@ -26,6 +26,7 @@ from deploy.local_specs import (
     check_ports_free,
     node_spec,
     process_specs,
+    runs_here,
 )
 from deploy.log_files import RotatingLog
 from deploy.membership import MembershipError, apply_topology
@@ -169,6 +170,10 @@ class _LocalBackend:
         pass
 
     def start_node(self, node: Node) -> None:
+        if not runs_here(node):
+            logger.info("%s runs on %s: start it there with `modelfleet node --index %d`", node.id,
+                        node.host, node.index)  # fmt: skip
+            return
         fleet = self.fleet
         spec = node_spec(fleet.topology, node, fleet.dirs, fleet.options)
         process = fleet.managed(spec)
@@ -191,6 +196,8 @@ class _LocalBackend:
         time.sleep(0.5)  # new workers take over; old ones finish their requests
 
     def stop_node(self, node: Node) -> None:
+        if not runs_here(node):
+            return  # drained and out of nginx: its own host stops it
         process = self.fleet.process(node.id)
         self.fleet.processes.remove(process)
         process.stop(timeout_s=UVICORN_GRACEFUL_S + 5)

@@ -83,6 +83,23 @@ class LaunchOptions:
 _SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/local/sbin"])
 
 
+def runs_here(node: Node) -> bool:
+    """Whether a node entry names an address of this machine (one a socket here can bind): the
+    launcher runs such nodes; any other runs on its own host (`modelfleet node`)."""
+    try:
+        addresses = socket.getaddrinfo(node.host, None, type=socket.SOCK_STREAM)
+    except socket.gaierror:
+        return False
+    for family, _, _, _, address in addresses:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind((address[0], 0))
+            except OSError:
+                continue
+            return True
+    return False
+
+
 def node_spec(topology: Topology, node: Node, dirs: DataDirs, options: LaunchOptions) -> ProcessSpec:
     env = {
         env_name(ModelhostSettings, "node_id"): node.id,
@@ -126,7 +143,7 @@ def process_specs(
             },
         )
     ]
-    specs += [node_spec(topology, node, dirs, options) for node in topology.nodes]
+    specs += [node_spec(topology, node, dirs, options) for node in topology.nodes if runs_here(node)]
     nginx = shutil.which(options.nginx_bin, path=_SEARCH_PATH)
     if nginx is None:
         raise LaunchError(
@@ -183,7 +200,7 @@ def process_specs(
 
 def check_ports_free(specs: list[ProcessSpec], topology: Topology) -> None:
     addresses = [(topology.inferrer_host, topology.inferrer_port)]
-    addresses += [(n.host, n.port) for n in topology.nodes]
+    addresses += [(n.host, n.port) for n in topology.nodes if runs_here(n)]
     addresses.append((topology.nginx_host, topology.nginx_port))
     names = {s.name for s in specs}
     if "nginx-exporter" in names:

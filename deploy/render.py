@@ -6,6 +6,7 @@ and docker-compose (service names, files under deploy/compose/ mounted into the 
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -55,7 +56,8 @@ def local_placement(topology: Topology, run_dir: Path) -> Placement:
             "pid_file": str(run_dir / "nginx.pid"),
             "temp_dir": str(run_dir / "nginx-tmp"),
             "listen": f"{topology.nginx_host}:{topology.nginx_port}",
-            "stub_status_allow": "127.0.0.1",
+            # The exporter runs beside nginx and connects to nginx's address: from that address.
+            "stub_status_allow": _own_address(topology.nginx_host),
         },
         compose=False,
     )
@@ -144,3 +146,12 @@ def render_all(topology: Topology, placement: Placement) -> None:
 def write_atomic(path: Path, text: str) -> None:
     """Readers (nginx -t, Prometheus's file watcher) see the old file or the new one, never half."""
     replace_file(path, [text.encode()])
+
+
+def _own_address(host: str) -> str:
+    """The address a client on this host connects from to `host`: itself when `host` is an address,
+    loopback for a name (localhost)."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return "127.0.0.1"

@@ -81,12 +81,19 @@ TOPOLOGY = (
     Entry(
         "`MODELHOST_<n>_HOST` / `MODELHOST_<n>_PORT`",
         "three nodes, `127.0.0.1` / `8101`, `8102`, `8103`",
-        "One pair per node (a host may be another machine). `modelfleet up --nodes N` overrides the node "
+        "One pair per node; the node binds that address. A host that is an address of this machine runs "
+        "under `modelfleet up`; any other is another machine's, which runs it with `modelfleet node "
+        "--index <n>` (docs/multihost.md). `modelfleet up --nodes N` overrides the node "
         "list (the first N entries, extended on the next ports); `modelfleet nodes add` appends a pair, "
         "`modelfleet nodes remove` removes one, and `modelfleet apply` uses the `.env`'s node list (not "
         "`--nodes`).",
     ),
-    Entry("`INFERRER_HOST` / `INFERRER_PORT`", "`127.0.0.1` / `8000`", "The inferrer's address."),
+    Entry(
+        "`INFERRER_HOST` / `INFERRER_PORT`",
+        "`127.0.0.1` / `8000`",
+        "The inferrer's address: it binds it, and nodes fetch models from it there (with nodes on other "
+        "machines, an address they reach).",
+    ),
     Entry("`NGINX_HOST` / `NGINX_PORT`", "`127.0.0.1` / `8080`", "nginx's address (the balancer)."),
     Entry("`NGINX_EXPORTER_PORT`", "`9113`", "The port of prometheus-nginx-exporter."),
     Entry("`PROMETHEUS_PORT`", "`9090`", "Prometheus's port."),
