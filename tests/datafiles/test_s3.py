@@ -1,5 +1,6 @@
-"""S3 locations against moto's S3 emulator (a server process on loopback), through its endpoint URL
-only, exactly as against AWS S3 or MinIO: ranged reads plan and read partitions like local files."""
+"""S3 locations against SeaweedFS, a real S3-compatible server (a process on loopback), through its
+endpoint URL only, exactly as against AWS S3 or MinIO: ranged reads plan and read partitions like
+local files."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""What several fleet test modules share: moto's S3 emulator (a server process on loopback), one per
-module; and one fleet of two gateway processes for the modules that need two."""
+"""What several fleet test modules share: SeaweedFS, a real S3-compatible server (a process on
+loopback), one per module; and one fleet of two gateway processes for the modules that need two."""
 
 from __future__ import annotations
 

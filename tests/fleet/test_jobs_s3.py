@@ -1,4 +1,4 @@
-"""A batch job whose file is an object in moto's S3 emulator (a server process on loopback): the
+"""A batch job whose file is an object in SeaweedFS, a real S3-compatible server (a process on loopback): the
 gateway plans it by ranged reads, each node reads its own range from the store and writes its part
 there, and the manifest and _SUCCESS land beside the parts."""
 

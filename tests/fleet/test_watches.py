@@ -1,5 +1,5 @@
 """Watched folders and prefixes on a real fleet (3 nodes, nginx, two gateway processes sharing a real
-PostgreSQL job store, real files, moto's S3 emulator as a server process): 20 files dropped at once
+PostgreSQL job store, real files, a real S3-compatible server (SeaweedFS)): 20 files dropped at once
 (CSV and parquet, 1,000 to 50,000 rows, one corrupt), locally and on S3; the inferrer SIGKILLed
 while files are processed; writes that fail and are retried; a file copied in slowly."""
 
@@ -193,7 +193,9 @@ def test_the_same_against_an_s3_prefix(
     listed = [p.rsplit("/", 1)[1] for p in storage.filesystem(out).ls(out.path, detail=False)]
     _check_outputs(files, batch, model, lambda o: storage.read_all(storage.location(o)), listed,
                    "s3://results/scored")  # fmt: skip
-    assert not storage.filesystem(out).exists("results/scored/_staging/")  # parts joined, gone
+    # Parts joined, gone: no part is left under the staging prefix (SeaweedFS, unlike AWS S3, lists an
+    # emptied prefix as a folder until it cleans empty folders up).
+    assert [p for p in storage.filesystem(out).find("results/scored/_staging/") if "/part-" in p] == []
     print(f"20 objects ({sum(SIZES)} rows) under an S3 prefix: settled in {seconds:.1f}s")
 
 
