@@ -196,9 +196,9 @@ class _LocalBackend:
         time.sleep(0.5)  # new workers take over; old ones finish their requests
 
     def stop_node(self, node: Node) -> None:
-        if not runs_here(node):
-            return  # drained and out of nginx: its own host stops it
-        process = self.fleet.process(node.id)
+        process = next((p for p in self.fleet.processes if p.spec.name == node.id), None)
+        if process is None:
+            return  # another host's node, drained and out of nginx: its own host stops it
         self.fleet.processes.remove(process)
         process.stop(timeout_s=UVICORN_GRACEFUL_S + 5)
 

@@ -9,7 +9,9 @@ local disk under --data-dir and runs in the foreground (Ctrl-C or SIGTERM stops 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
+import socket
 from pathlib import Path
 
 from deploy.local_specs import DataDirs, LaunchError, LaunchOptions, node_spec, runs_here
@@ -35,6 +37,11 @@ def run(args: argparse.Namespace, topology: Topology, env_file: Path) -> int:
             f"MODELHOST_{entry.index}_HOST={entry.host} is not an address of this host: a node binds "
             "the address of its entry (run this command on that host)"
         )
+    if _is_loopback(topology.inferrer_host) and not _is_loopback(entry.host):
+        raise LaunchError(
+            f"INFERRER_HOST={topology.inferrer_host} is this host's own loopback: set it in the .env to "
+            "the gateway's address as this host reaches it"
+        )
     tokens = service_tokens(env_file)
     if MANAGEMENT_TOKEN_VAR not in tokens:
         raise LaunchError(
@@ -50,3 +57,10 @@ def run(args: argparse.Namespace, topology: Topology, env_file: Path) -> int:
     spec = node_spec(topology, entry, dirs, options)
     print(f"{entry.id} on {entry.url}, its gateway at {topology.inferrer_url}", flush=True)
     os.execve(spec.argv[0], list(spec.argv), {**os.environ, **spec.env})
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
+    except (OSError, ValueError):
+        return False

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,9 +150,10 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 def _own_address(host: str) -> str:
-    """The address a client on this host connects from to `host`: itself when `host` is an address,
-    loopback for a name (localhost)."""
+    """The address the exporter beside nginx connects from when it scrapes `host`: the address the
+    host is (a name resolved), or loopback for a wildcard or a loopback address."""
     try:
-        return str(ipaddress.ip_address(host))
-    except ValueError:
+        address = ipaddress.ip_address(socket.gethostbyname(host))
+    except (OSError, ValueError):
         return "127.0.0.1"
+    return "127.0.0.1" if address.is_unspecified or address.is_loopback else str(address)

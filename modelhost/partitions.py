@@ -29,6 +29,7 @@ from modelhost.errors import InvalidInput, StorageUnavailable, UnknownInput
 from modelhost.store import model_inputs, timed_call
 from wire.partition_calls import BadRowReport, PartitionCall, PartitionDone
 
+_REPORTED_CALLS = 256  # predict calls handed to the node's metrics one by one
 _REPORTED_BAD_ROWS = 20  # named in a failed partition's error; all of them go to the errors part
 
 
@@ -133,7 +134,10 @@ def run_partition(
         sha256=sha256_hex(output),
         bad_rows=[BadRowReport(line=line, reason=reason) for line, reason in sorted(bad)],
     )
-    return PartitionWork(done, list(model.predict_calls))
+    calls = model.predict_calls  # row by row, a partition may make thousands: then one sum
+    if len(calls) > _REPORTED_CALLS:
+        calls = [(sum(rows for rows, _ in calls), sum(seconds for _, seconds in calls))]
+    return PartitionWork(done, list(calls))
 
 
 def _predict_plain(

@@ -44,6 +44,12 @@ def _store(request: Request) -> ModelStore:
     return store
 
 
+def _in_flight(request: Request) -> int:
+    """Predictions and job partitions under way: a drained node stops once none is left."""
+    worker: BatchWorker = request.app.state.batch_worker
+    return _store(request).in_flight + worker.running
+
+
 def _reconciler(request: Request) -> Reconciler:
     reconciler: Reconciler = request.app.state.reconciler
     return reconciler
@@ -59,7 +65,7 @@ def status(request: Request) -> FastJSONResponse:
             "node": store.node,
             "ready": readiness.ready,
             "draining": readiness.draining,
-            "in_flight": store.in_flight,
+            "in_flight": _in_flight(request),
             "models": store.status(),
         }
     )
@@ -92,12 +98,12 @@ async def predict(request: Request) -> Response:
     store = _store(request)
     if reconciler.readiness.draining:
         raise NodeDraining(f"{store.node} is draining")
+    request.app.state.batch_worker.online_served()  # a batch job's partitions rest meanwhile
     body = parse_body(predict_body, await request.body())
     version, sha256 = body["version"], body["sha256"]
     outputs = body.get("outputs", ["predict"])
     await reconciler.ensure_available(name, version, sha256)
     results = await store.predict(name, version, sha256, body["instances"], outputs, body.get("columns"))
-    request.app.state.batch_worker.online_served()
     answer: NodePrediction = {
         "model": name,
         "version": version,
@@ -161,4 +167,4 @@ def drain(request: Request) -> FastJSONResponse:
     readiness = _reconciler(request).readiness
     readiness.drain()
     store = _store(request)
-    return FastJSONResponse({"node": store.node, "draining": True, "in_flight": store.in_flight})
+    return FastJSONResponse({"node": store.node, "draining": True, "in_flight": _in_flight(request)})

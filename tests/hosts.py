@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import subprocess
 import time
@@ -96,7 +97,7 @@ def _ip(*argv: str) -> None:
 
 @contextlib.contextmanager
 def hosts(*names: str) -> Iterator[Hosts]:
-    tag = f"{os.getpid() % 100000}"
+    tag = secrets.token_hex(3)  # never another run's names, even one that leaked
     made = Hosts(list(names), tag)
     bridge = f"mfb{tag}"
     rule = ["FORWARD", "-i", bridge, "-o", bridge, "-j", "ACCEPT"]
@@ -115,8 +116,16 @@ def hosts(*names: str) -> Iterator[Hosts]:
             _ip("-n", namespace, "link", "set", "lo", "up")
         yield made
     finally:
-        made.stop_all()
-        for host in names:  # a namespace's removal removes its veth pair
-            subprocess.run(["ip", "netns", "del", made.namespace(host)], capture_output=True)
+        try:
+            made.stop_all()
+        finally:
+            for host in names:  # what still runs in it goes first; its removal removes its veth pair
+                pids = subprocess.run(
+                    ["ip", "netns", "pids", made.namespace(host)], capture_output=True, text=True
+                )
+                for pid in pids.stdout.split():
+                    with contextlib.suppress(ProcessLookupError, ValueError):
+                        os.kill(int(pid), signal.SIGKILL)
+                subprocess.run(["ip", "netns", "del", made.namespace(host)], capture_output=True)
         subprocess.run(["ip", "link", "del", bridge], capture_output=True)
         subprocess.run(["iptables", "-D", *rule], capture_output=True)

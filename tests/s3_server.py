@@ -59,7 +59,7 @@ def _free_port_pairs(count: int) -> list[int]:
     """Ports free on loopback whose gRPC twin (port + 10000) is free too."""
     chosen: list[int] = []
     while len(chosen) < count:
-        port = random.randrange(20_000, 40_000)
+        port = random.randrange(20_000, 22_700)  # both below the kernel's ephemeral ports (32768-)
         if port in chosen or port + _GRPC_OFFSET in chosen:
             continue
         if all(_free(p) for p in (port, port + _GRPC_OFFSET)):

@@ -16,7 +16,7 @@ import pytest
 import skops.io as sio
 from sklearn.linear_model import LogisticRegression
 
-from modelhost.batch_worker import ONLINE_DUTY, ONLINE_RECENT_S, Pace
+from modelhost.batch_process import ONLINE_DUTY, ONLINE_RECENT_S, Pace
 from tests.in_process import AUTH, InProcessFleet, in_process_fleet
 
 pytestmark = pytest.mark.anyio
@@ -68,8 +68,11 @@ async def test_partitions_run_in_a_process_of_the_lowest_priority_in_a_session_o
         assert answer.status_code == 200, answer.text
         assert answer.json()["rows"] == 100
         (worker,) = _workers() - before
-        assert os.sched_getscheduler(worker) == os.SCHED_IDLE
-        assert os.getpriority(os.PRIO_PROCESS, worker) == 19
+        threads = [int(t.name) for t in Path(f"/proc/{worker}/task").iterdir()]
+        assert len(threads) > 1  # numpy's and the pool's threads besides the main one
+        assert all(os.sched_getscheduler(t) == os.SCHED_IDLE for t in threads)
+        assert all(os.getpriority(os.PRIO_PROCESS, t) == 19 for t in threads)
+        assert Path(f"/proc/{worker}/oom_score_adj").read_text().strip() == "1000"
         assert os.getsid(worker) == worker != os.getsid(0)
         assert os.sched_getscheduler(0) == os.SCHED_OTHER  # the node itself is as it was
         assert os.getpriority(os.PRIO_PROCESS, 0) == 0
@@ -92,15 +95,16 @@ async def test_an_online_prediction_is_seen_by_the_worker(tmp_path: Path) -> Non
 
 
 def test_pace_rests_while_online_traffic_is_served_and_not_otherwise() -> None:
-    now = [100.0]
+    now, cpu = [100.0], [5.0]
     slept: list[float] = []
     online_at = [-1e9]
-    pace = Pace(lambda: online_at[0], clock=lambda: now[0], sleep=slept.append)
-    now[0] += 0.010  # a chunk's work, no online traffic: no rest
+    pace = Pace(lambda: online_at[0], clock=lambda: now[0], cpu_clock=lambda: cpu[0], sleep=slept.append)
+    cpu[0] += 0.010  # a chunk's work, no online traffic: no rest
     pace()
     assert slept == []
     online_at[0] = now[0] - ONLINE_RECENT_S / 2
-    now[0] += 0.010  # a chunk's work while online traffic is served: rests so it works ONLINE_DUTY
+    cpu[0] += 0.010  # a chunk's work while online traffic is served: rests so it works ONLINE_DUTY
+    now[0] += 0.050  # of which it waited 0.040 for a core: waiting is not work
     pace()
     assert slept == [pytest.approx(0.010 * (1 - ONLINE_DUTY) / ONLINE_DUTY)]
     now[0] += ONLINE_RECENT_S  # online traffic stopped a while ago
@@ -148,3 +152,31 @@ async def test_an_artifact_gone_from_the_cache_while_loaded_is_fetched_again(tmp
         )
         assert answer.status_code == 200, answer.text
         assert cached.exists()
+
+
+async def test_an_abandoned_partition_stops_its_worker_and_the_next_gets_a_new_one(tmp_path: Path) -> None:
+    """The gateway gave up on a partition (its timeout, or a cancelled job): the worker does not go
+    on computing it for nobody, holding up the node's next partitions."""
+    before = _workers()
+    async with in_process_fleet(tmp_path, nodes=1) as fleet:
+        manifest = await _deployed(fleet, 20_000)
+        end = (tmp_path / "data" / "rows.jsonl").stat().st_size
+        node = fleet.nodes["modelhost-1"]
+        running = asyncio.ensure_future(
+            node.post("/internal/v1/partitions", json=_call(manifest, end, chunk_rows=1), headers=AUTH)
+        )
+        while not (started := _workers() - before):
+            assert not running.done(), running.result().text
+            await asyncio.sleep(0.01)
+        (first,) = started
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+        for _ in range(500):  # killed at once; reaped by its pool's thread
+            if first not in _workers():
+                break
+            await asyncio.sleep(0.01)
+        assert first not in _workers()
+        again = await node.post("/internal/v1/partitions", json=_call(manifest, end, 1), headers=AUTH)
+        assert again.status_code == 200, again.text
+        assert fleet.node_apps["modelhost-1"].state.batch_worker.running == 0

@@ -50,6 +50,14 @@ def test_a_node_on_another_host_joins_by_its_entry_and_apply(tmp_path: Path) -> 
                                capture_output=True, text=True, cwd=REPOSITORY)  # fmt: skip
         assert added.returncode == 0, added.stderr
         node_host = str(tmp_path / "node-host")
+        # A copy of the .env that names the gateway by loopback would leave the node never ready.
+        loopback = tmp_path / "loopback.env"
+        loopback.write_text(
+            env_file.read_text().replace(f"INFERRER_HOST={gateway}", "INFERRER_HOST=localhost")
+        )
+        refused = net.run("node2", [*MODELFLEET, "--env-file", str(loopback), "node", "--index", "2"])
+        assert refused.returncode == 2, refused.stderr
+        assert "INFERRER_HOST=localhost is this host's own loopback" in refused.stderr
         net.start("node2", [*topology, "--data-dir", node_host, "node", "--index", "2"],
                   str(tmp_path / "node2.log"))  # fmt: skip
         applied = net.run("gateway", [*fleet, "apply"], timeout_s=180)
