@@ -10,6 +10,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 import pandas as pd
 import pytest
@@ -53,6 +54,25 @@ def _call(manifest: dict[str, Any], end: int, partition: int = 0, chunk_rows: in
         "output_part": f"out/part-{partition}.jsonl", "errors_part": f"out/_errors/part-{partition}.jsonl",
         "chunk_rows": chunk_rows,
     }  # fmt: skip
+
+
+async def _long_partition(
+    fleet: InProcessFleet,
+) -> tuple[dict[str, Any], int, asyncio.Future[httpx.Response], int]:
+    """A partition of one row a chunk under way (seconds of work, far longer than it takes to see
+    its worker start): the model's manifest, the input's size, the call, and the worker's pid."""
+    before = _workers()
+    manifest = await _deployed(fleet, 20_000)
+    end = (fleet.directory / "data" / "rows.jsonl").stat().st_size
+    node = fleet.nodes["modelhost-1"]
+    running = asyncio.ensure_future(
+        node.post("/internal/v1/partitions", json=_call(manifest, end, chunk_rows=1), headers=AUTH)
+    )
+    while not (started := _workers() - before):
+        assert not running.done(), running.result().text
+        await asyncio.sleep(0.01)
+    (worker,) = started
+    return manifest, end, running, worker
 
 
 async def test_partitions_run_in_a_process_of_the_lowest_priority_in_a_session_of_its_own(
@@ -115,19 +135,9 @@ def test_pace_rests_while_online_traffic_is_served_and_not_otherwise() -> None:
 async def test_a_worker_killed_during_a_partition_is_a_retryable_refusal_and_the_next_gets_a_new_one(
     tmp_path: Path,
 ) -> None:
-    before = _workers()
     async with in_process_fleet(tmp_path, nodes=1) as fleet:
-        manifest = await _deployed(fleet, 20_000)
-        end = (tmp_path / "data" / "rows.jsonl").stat().st_size
+        manifest, end, running, first = await _long_partition(fleet)
         node = fleet.nodes["modelhost-1"]
-        # One row a chunk: seconds of work, far longer than it takes to see the worker start.
-        running = asyncio.ensure_future(
-            node.post("/internal/v1/partitions", json=_call(manifest, end, chunk_rows=1), headers=AUTH)
-        )
-        while not (started := _workers() - before):
-            assert not running.done(), running.result().text
-            await asyncio.sleep(0.01)
-        (first,) = started
         os.kill(first, signal.SIGKILL)
         answer = await running
         assert answer.status_code == 424, answer.text
@@ -138,7 +148,7 @@ async def test_a_worker_killed_during_a_partition_is_a_retryable_refusal_and_the
         again = await node.post("/internal/v1/partitions", json=_call(manifest, end, 1), headers=AUTH)
         assert again.status_code == 200, again.text
         assert again.json()["rows"] == 20_000
-        assert _workers() - before - {first}
+        assert _workers() - {first}  # a new worker answered it
 
 
 async def test_an_artifact_gone_from_the_cache_while_loaded_is_fetched_again(tmp_path: Path) -> None:
@@ -157,18 +167,9 @@ async def test_an_artifact_gone_from_the_cache_while_loaded_is_fetched_again(tmp
 async def test_an_abandoned_partition_stops_its_worker_and_the_next_gets_a_new_one(tmp_path: Path) -> None:
     """The gateway gave up on a partition (its timeout, or a cancelled job): the worker does not go
     on computing it for nobody, holding up the node's next partitions."""
-    before = _workers()
     async with in_process_fleet(tmp_path, nodes=1) as fleet:
-        manifest = await _deployed(fleet, 20_000)
-        end = (tmp_path / "data" / "rows.jsonl").stat().st_size
+        manifest, end, running, first = await _long_partition(fleet)
         node = fleet.nodes["modelhost-1"]
-        running = asyncio.ensure_future(
-            node.post("/internal/v1/partitions", json=_call(manifest, end, chunk_rows=1), headers=AUTH)
-        )
-        while not (started := _workers() - before):
-            assert not running.done(), running.result().text
-            await asyncio.sleep(0.01)
-        (first,) = started
         running.cancel()
         with pytest.raises(asyncio.CancelledError):
             await running
