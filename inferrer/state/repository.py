@@ -78,8 +78,7 @@ class ModelRepository:
         return self._active.get(name)
 
     def all_versions(self) -> list[Manifest]:
-        """Every stored version, by name, oldest first: from one fresh read of the index (names
-        listed before a refresh would leave out a model another process just stored)."""
+        """Every stored version, by name, oldest first, from one fresh read of the index."""
         return [m for _, _, versions in self.catalogue() for m in versions]
 
     def versions_if_any(self, name: str) -> list[Manifest]:
