@@ -39,7 +39,10 @@ from inferrer.jobs.store import JobStore
 from inferrer.jobs.store_async import AsyncJobStore
 from inferrer.settings import InferrerSettings
 from inferrer.state.node_directory import NodeDirectory
+from inferrer.state.folder_backend import FolderBackend
 from inferrer.state.repository import ModelRepository
+from inferrer.state.shared_backend import SharedBackend
+from inferrer.state.shared_schema import open_index_engine
 from inferrer.watches.places import WatchedPlaces
 from inferrer.watches.processing import FileProcessor
 from inferrer.watches.service import WatchService
@@ -73,7 +76,7 @@ def create_app(
         directory = NodeDirectory(settings.nodes_file)
         clients = ModelHostClientManager(settings, metrics, directory, upstream, node_transport)
         async with clients as (balancer, nodes):
-            repository = ModelRepository(settings.repository_dir, settings.keep_versions)
+            repository = _open_repository(settings)
             cache = PredictionCache(settings.prediction_cache_size, metrics.cache_hits, metrics.cache_misses)
             batcher = Batcher(
                 settings.batch_max_rows,
@@ -107,6 +110,7 @@ def create_app(
                     yield
             finally:
                 registry.unregister(runtimes)
+                repository.close()
 
     def count_refusal(reason: str) -> None:
         metrics.http.rejected("inferrer", reason).inc()
@@ -129,6 +133,20 @@ def create_app(
     app.serve_front([*PREDICT_HOT_ROUTES, *V2_HOT_ROUTES], front)
     amend_document(app, document_tokens(tokens), document_selftest_limit(settings.max_selftest_items))
     return app
+
+
+def _open_repository(settings: InferrerSettings) -> ModelRepository:
+    """The folder by default; the shared index and bucket when the settings name them."""
+    if settings.repository_db_url is None or settings.repository_artifacts_url is None:
+        return ModelRepository(FolderBackend(settings.repository_dir), settings.keep_versions)
+    backend = SharedBackend(
+        open_index_engine(settings.repository_db_url),
+        Storage(settings.data_dir, S3Settings()),
+        settings.repository_artifacts_url,
+        settings.repository_poll_s,
+        settings.repository_lease_s,
+    )
+    return ModelRepository(backend, settings.keep_versions)
 
 
 @contextlib.asynccontextmanager

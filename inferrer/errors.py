@@ -92,3 +92,11 @@ class WatchExists(InferrerError):
 
 class WatchNotFound(InferrerError):
     status_code = 404
+
+
+class RepositoryUnreachable(InferrerError):
+    """A gateway that has not read the shared repository's index for too long: it answers nothing
+    from what it read before (a model deleted meanwhile would be served)."""
+
+    status_code = 503
+    headers: ClassVar[dict[str, str]] = {"Retry-After": "1"}

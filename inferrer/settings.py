@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from artifacts.names import Segment
@@ -19,6 +19,31 @@ class InferrerSettings(BaseSettings):
     repository_dir: Path = Field(
         default=Path.home() / ".modelfleet" / "repository",
         description="The model repository (`modelfleet up` sets it under `--data-dir`).",
+    )
+    repository_db_url: str | None = Field(
+        default=None,
+        description="The repository's index (versions, active pointers, manifests, pins) in SQL, shared by "
+        "every gateway that names it: `postgresql+psycopg://...` past one machine. Unset: the folder "
+        "`INFERRER_REPOSITORY_DIR`, this machine's gateway processes only.",
+    )
+    repository_artifacts_url: str | None = Field(
+        default=None,
+        description="Where a shared repository keeps model files: `s3://bucket/prefix` (the S3 store of "
+        "the `AWS_*` variables), or a folder in the data directory for one machine. Needed with "
+        "`INFERRER_REPOSITORY_DB_URL`.",
+    )
+    repository_poll_s: float = Field(
+        default=0.5,
+        gt=0,
+        description="How often a gateway process reads a shared repository's generation (one row), and "
+        "its whole index when it changed. A write answers once every live gateway process has read it.",
+    )
+    repository_lease_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="A gateway process that cannot read a shared repository for half this answers 503 "
+        "rather than from what it read before; writers stop waiting for one silent for this long. "
+        "Hosts' clocks must agree within half of it.",
     )
     nginx_url: str = Field(default="http://127.0.0.1:8080", description="The balancer (nginx).")
     default_model: Segment | None = Field(
@@ -164,3 +189,12 @@ class InferrerSettings(BaseSettings):
         return max(1, min(self.max_rows, self.max_values // max(n_features, 1)))
 
     _check_url = field_validator("nginx_url")(check_http_url)
+
+    @model_validator(mode="after")
+    def _shared_repository_needs_both(self) -> InferrerSettings:
+        if self.repository_db_url and not self.repository_artifacts_url:
+            raise ValueError("INFERRER_REPOSITORY_DB_URL needs INFERRER_REPOSITORY_ARTIFACTS_URL: where the "
+                             "shared repository keeps model files")  # fmt: skip
+        if self.repository_poll_s * 4 > self.repository_lease_s:
+            raise ValueError("INFERRER_REPOSITORY_LEASE_S must be at least 4 x INFERRER_REPOSITORY_POLL_S")
+        return self

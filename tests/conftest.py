@@ -12,7 +12,24 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from datafiles.locations import S3Settings
 from deploy.ephemeral_fleet import RunningFleet, start_fleet
+from tests.postgres_server import postgres_server
+from tests.s3_server import s3_server
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[str]:
+    """A real PostgreSQL server for the session: the SQLAlchemy URL of its database."""
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[S3Settings]:
+    """SeaweedFS, a real S3-compatible server (a process on loopback), one per module."""
+    with s3_server() as settings:
+        yield settings
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator
 from typing import BinaryIO
@@ -48,12 +47,13 @@ def artifact(sha256: str, request: Request) -> StreamingResponse:
     bytes, never a 500 half-way."""
     if not _SHA256.fullmatch(sha256):
         raise InvalidInput("an artifact is named by its lowercase hex sha256")
-    handle = deps.repository(request).open_artifact(sha256)
-    if handle is None:
+    artifact = deps.repository(request).open_artifact(sha256)
+    if artifact is None:
         raise ModelNotFound(f"no artifact with sha256 {sha256}")
-    size = os.fstat(handle.fileno()).st_size
     return StreamingResponse(
-        _chunks(handle), media_type="application/octet-stream", headers={"content-length": str(size)}
+        _chunks(artifact.handle),
+        media_type="application/octet-stream",
+        headers={"content-length": str(artifact.size)},
     )
 
 

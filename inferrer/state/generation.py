@@ -29,13 +29,14 @@ class Generation:
     def exists(self) -> bool:
         return self._path.exists()
 
-    def bump(self) -> None:
+    def bump(self) -> Stamp:
         """Record a write (by this process, under the repository's write lock)."""
         replace_text(self._path, uuid.uuid4().hex)  # a new inode each time
         with self._lock:
             self._seen = self._pin()
+            return self._seen
 
-    def catch_up(self, rescan: Callable[[], None]) -> None:
+    def catch_up(self, rescan: Callable[[Stamp], None]) -> None:
         """`rescan` when another process wrote since we last looked (one stat when not). A thread
         that arrives while another rescans waits for that rescan: the stamp is recorded only once
         the index it stands for is in place (recorded before, a writer thread took the old index
@@ -44,7 +45,7 @@ class Generation:
             if _stamp(self._path) == self._seen:
                 return
             stamp = self._pin()
-            rescan()  # after the pin: a write in between makes the next look scan again
+            rescan(stamp)  # after the pin: a write in between makes the next look scan again
             self._seen = stamp
 
     def _pin(self) -> Stamp:

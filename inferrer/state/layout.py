@@ -8,12 +8,14 @@ write killed half-way leaves in staging is removed when the repository is next o
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import shutil
 import tempfile
 import uuid
 from pathlib import Path
 
+from artifacts.formats import ArtifactFormat
 from artifacts.manifest import Manifest
 from inferrer.state.generation import replace_text
 
@@ -32,12 +34,15 @@ class RepositoryLayout:
         self._staging_dir = root / "staging"
         self._models_dir.mkdir(parents=True, exist_ok=True)
         self._staging_dir.mkdir(parents=True, exist_ok=True)
+        self._claims: dict[Path, int] = {}  # staging folder -> its open descriptor, locked
 
     def remove_crash_litter(self) -> None:
         """What a write killed half-way leaves: a staged version, a model being deleted, the temp
-        file of a pointer. Call under the write lock, so no other process is writing them now."""
+        file of a pointer. Call under the write lock, so no other process is writing them now but
+        the stagings that a live process still claims (see `claim_staging`)."""
         for leftover in self._staging_dir.iterdir():
-            shutil.rmtree(leftover, ignore_errors=True)
+            if leftover.name.startswith(("retired-", "deleted-")) or not _claimed(leftover):
+                shutil.rmtree(leftover, ignore_errors=True)
         for temp in [*self._root.glob(".generation.*"), *self._models_dir.glob(f"*/.{_ACTIVE}.*")]:
             temp.unlink(missing_ok=True)
 
@@ -47,26 +52,46 @@ class RepositoryLayout:
     def graph_file(self, manifest: Manifest) -> Path:
         return self._models_dir / manifest.name / manifest.version / _GRAPH
 
-    def stage(self, manifest: Manifest, data: bytes, graph: bytes | None = None) -> Path:
-        """A version written in full outside the models folder; `publish` or `discard` it."""
+    def claim_staging(self) -> Path:
+        """A new staging folder, claimed by this process (a shared lock on the folder, held until it
+        is published or discarded, and dropped by the kernel when the process dies). Call under the
+        write lock: `remove_crash_litter` then never meets one made but not yet claimed."""
         staged = Path(tempfile.mkdtemp(dir=self._staging_dir))
+        claim = os.open(staged, os.O_RDONLY)
+        fcntl.flock(claim, fcntl.LOCK_SH)
+        self._claims[staged] = claim
+        return staged
+
+    def stage(self, staged: Path, fmt: ArtifactFormat, data: bytes, graph: bytes | None = None) -> Path:
+        """A version's files written in a claimed staging folder, outside the models folder: its
+        artifact path is returned; `publish` or `discard` it."""
         try:
-            (staged / _artifact_name(manifest)).write_bytes(data)
+            artifact = staged / f"artifact.{fmt.value}"
+            artifact.write_bytes(data)
             if graph is not None:
                 (staged / _GRAPH).write_bytes(graph)
-            (staged / _MANIFEST).write_text(manifest.model_dump_json(indent=2))
-            (self._models_dir / manifest.name).mkdir(exist_ok=True)
         except BaseException:
             self.discard(staged)
             raise
-        return staged
+        return artifact
 
     def publish(self, staged: Path, manifest: Manifest) -> None:
-        """One rename: the whole version appears at once."""
-        os.rename(staged, self._models_dir / manifest.name / manifest.version)
+        """The manifest beside the staged files, then one rename: the whole version appears at once."""
+        folder = staged.parent
+        (folder / _MANIFEST).write_text(manifest.model_dump_json(indent=2))
+        (self._models_dir / manifest.name).mkdir(exist_ok=True)
+        os.rename(folder, self._models_dir / manifest.name / manifest.version)
+        self._release(folder)
 
     def discard(self, staged: Path) -> None:
-        shutil.rmtree(staged, ignore_errors=True)
+        """A staged version (by its artifact path or folder), or a folder moved aside."""
+        folder = staged.parent if staged.parent in self._claims else staged
+        shutil.rmtree(folder, ignore_errors=True)
+        self._release(folder)
+
+    def _release(self, staged: Path) -> None:
+        if (claim := self._claims.pop(staged, None)) is not None:
+            os.close(claim)
 
     def write_active(self, name: str, version: str) -> None:
         replace_text(self._models_dir / name / _ACTIVE, version)
@@ -101,6 +126,21 @@ class RepositoryLayout:
                 if pointer in versions.get(model_dir.name, {}):
                     active[model_dir.name] = pointer
         return versions, active
+
+
+def _claimed(staged: Path) -> bool:
+    """Whether a live process holds the claim on a staging folder."""
+    try:
+        probe = os.open(staged, os.O_RDONLY)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(probe)
+    return False
 
 
 def _artifact_name(manifest: Manifest) -> str:

@@ -4,22 +4,14 @@ local files."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from datafiles.locations import S3Settings, Storage
 from datafiles.partitions import plan_lines, read_lines
-from tests.s3_server import s3_server
 
 pytestmark = pytest.mark.fleet  # a real server process
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[S3Settings]:
-    with s3_server() as settings:
-        yield settings
 
 
 def test_a_csv_object_is_planned_and_read_by_ranges(s3: S3Settings, tmp_path: Path) -> None:

@@ -1,5 +1,5 @@
-"""What several fleet test modules share: SeaweedFS, a real S3-compatible server (a process on
-loopback), one per module; and one fleet of two gateway processes for the modules that need two."""
+"""What several fleet test modules share: one fleet of two gateway processes for the modules that
+need two."""
 
 from __future__ import annotations
 
@@ -7,15 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from datafiles.locations import S3Settings
 from deploy.ephemeral_fleet import RunningFleet, start_fleet
-from tests.s3_server import s3_server
-
-
-@pytest.fixture(scope="module")
-def s3() -> Iterator[S3Settings]:
-    with s3_server() as settings:
-        yield settings
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 from artifacts.formats import ArtifactFormat
 from artifacts.schema import ModelSchema
 from inferrer.dataplane.prediction_cache import PredictionCache
+from inferrer.state.folder_backend import FolderBackend
 from inferrer.state.repository import ModelRepository
 from metrics.definitions import InferrerMetrics
 
@@ -26,7 +27,10 @@ def _cache() -> PredictionCache:
 def test_a_delete_in_another_process_drops_the_entries_and_new_artifacts_never_hit_them(
     tmp_path: Path,
 ) -> None:
-    mine, theirs = ModelRepository(tmp_path), ModelRepository(tmp_path)  # two gateway processes
+    mine, theirs = (
+        ModelRepository(FolderBackend(tmp_path)),
+        ModelRepository(FolderBackend(tmp_path)),
+    )  # two gateway processes
     old = mine.store("m", None, b"one", ArtifactFormat.SKOPS, SIGNATURE)
     kept = mine.store("k", None, b"kept", ArtifactFormat.SKOPS, SIGNATURE)
     cache = _cache()

@@ -1,3 +1,6 @@
+"""The repository's rules on every backend (tests/inferrer/conftest.py), and what the folder backend
+adds: paths that stay inside its root, and nothing left by a write cut short."""
+
 from __future__ import annotations
 
 import signal
@@ -13,7 +16,9 @@ from artifacts.formats import ArtifactFormat
 from artifacts.manifest import Manifest
 from artifacts.schema import ModelSchema
 from inferrer.errors import InvalidInput, ModelNotFound, VersionConflict
+from inferrer.state.folder_backend import FolderBackend
 from inferrer.state.repository import ModelRepository, check_name
+from tests.inferrer.conftest import OpenRepository
 
 SIGNATURE = ModelSchema(n_features=2, outputs=["predict"])
 
@@ -29,12 +34,12 @@ def test_traversal_names_are_rejected(name: str) -> None:
 
 @pytest.mark.parametrize("name", LOOK_ALIKES)
 def test_look_alike_names_are_accepted_and_stay_inside_the_root(tmp_path: Path, name: str) -> None:
-    repository = ModelRepository(tmp_path)
+    repository = ModelRepository(FolderBackend(tmp_path))
     manifest = repository.store(name, None, b"bytes", ArtifactFormat.SKOPS, SIGNATURE)
     artifact = repository.open_artifact(manifest.sha256)
     assert artifact is not None
-    with artifact:
-        assert Path(artifact.name).resolve().is_relative_to((tmp_path / "models").resolve())
+    with artifact.handle:
+        assert Path(artifact.handle.name).resolve().is_relative_to((tmp_path / "models").resolve())
 
 
 def _deploy(repository: ModelRepository, name: str, version: str | None, data: bytes) -> Manifest:
@@ -42,8 +47,8 @@ def _deploy(repository: ModelRepository, name: str, version: str | None, data: b
     return repository.activate(name, manifest.version)
 
 
-def test_a_stored_version_serves_only_once_activated(tmp_path: Path) -> None:
-    repository = ModelRepository(tmp_path)
+def test_a_stored_version_serves_only_once_activated(open_repository: OpenRepository) -> None:
+    repository = open_repository()
     first = _deploy(repository, "m", None, b"one")
     second = repository.store("m", None, b"two", ArtifactFormat.SKOPS, SIGNATURE)
     assert repository.get("m") == first
@@ -57,35 +62,34 @@ def test_a_stored_version_serves_only_once_activated(tmp_path: Path) -> None:
         repository.activate("m", "9")
 
 
-def test_versions_activate_and_survive_a_restart(tmp_path: Path) -> None:
-    repository = ModelRepository(tmp_path)
+def test_versions_activate_and_survive_a_restart(open_repository: OpenRepository) -> None:
+    repository = open_repository()
     first = _deploy(repository, "m", None, b"one")
     second = _deploy(repository, "m", None, b"two")
     named = _deploy(repository, "m", "blue", b"three")
     assert (first.version, second.version) == ("1", "2")
     assert repository.get("m").version == "blue"
 
-    reopened = ModelRepository(tmp_path)
+    reopened = open_repository()
     assert reopened.get("m") == named
     assert [m.version for m in reopened.versions("m")] == ["1", "2", "blue"]
     assert [m.key for m in reopened.active()] == [("m", "blue")]
     artifact = reopened.open_artifact(first.sha256)
-    assert artifact is not None
-    with artifact:
-        assert artifact.read() == b"one"
+    assert artifact is not None and artifact.size == 3
+    with artifact.handle:
+        assert artifact.handle.read() == b"one"
 
 
-def test_an_existing_version_is_a_conflict_and_changes_nothing(tmp_path: Path) -> None:
-    repository = ModelRepository(tmp_path)
+def test_an_existing_version_is_a_conflict_and_changes_nothing(open_repository: OpenRepository) -> None:
+    repository = open_repository()
     _deploy(repository, "m", "1", b"one")
     with pytest.raises(VersionConflict):
         repository.store("m", "1", b"other", ArtifactFormat.SKOPS, SIGNATURE)
     assert repository.get("m").size == 3
-    assert list((tmp_path / "staging").iterdir()) == []
 
 
 def test_a_failed_write_leaves_no_half_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    repository = ModelRepository(tmp_path)
+    repository = ModelRepository(FolderBackend(tmp_path))
 
     def broken_rename(src: object, dst: object) -> None:
         raise OSError("disk full")
@@ -96,24 +100,24 @@ def test_a_failed_write_leaves_no_half_model(tmp_path: Path, monkeypatch: pytest
     monkeypatch.undo()
     assert repository.names() == []
     assert list((tmp_path / "staging").iterdir()) == []
-    assert ModelRepository(tmp_path).names() == []
+    assert ModelRepository(FolderBackend(tmp_path)).names() == []
 
 
-def test_delete_removes_every_version(tmp_path: Path) -> None:
-    repository = ModelRepository(tmp_path)
+def test_delete_removes_every_version(open_repository: OpenRepository) -> None:
+    repository = open_repository()
     _deploy(repository, "m", None, b"one")
     _deploy(repository, "m", None, b"two")
     assert repository.delete("m") == ["1", "2"]
     with pytest.raises(ModelNotFound):
         repository.get("m")
-    assert not (tmp_path / "models" / "m").exists()
+    assert open_repository().names() == []
     with pytest.raises(ModelNotFound):
         repository.delete("m")
 
 
-def test_two_processes_see_each_others_writes(tmp_path: Path) -> None:
+def test_two_processes_see_each_others_writes(open_repository: OpenRepository) -> None:
     """Gateway workers share one repository directory: each sees what another wrote."""
-    first, second = ModelRepository(tmp_path), ModelRepository(tmp_path)
+    first, second = open_repository(), open_repository()
     _deploy(first, "m", None, b"one")
     assert second.get("m").version == "1"
     assert second.store("m", None, b"two", ArtifactFormat.SKOPS, SIGNATURE).version == "2"
@@ -123,10 +127,12 @@ def test_two_processes_see_each_others_writes(tmp_path: Path) -> None:
     assert first.names() == []
 
 
-def test_every_version_is_listed_from_a_fresh_index_where_another_process_wrote(tmp_path: Path) -> None:
+def test_every_version_is_listed_from_a_fresh_index_where_another_process_wrote(
+    open_repository: OpenRepository,
+) -> None:
     """The desired state's `keep` list: a version stored by another gateway process is in it (a
     node deletes the cached artifact of any version left out)."""
-    first, second = ModelRepository(tmp_path), ModelRepository(tmp_path)
+    first, second = open_repository(), open_repository()
     _deploy(second, "old", None, b"one")
     assert [m.name for m in first.all_versions()] == ["old"]
     _deploy(second, "new", None, b"two")
@@ -139,9 +145,10 @@ import threading
 from pathlib import Path
 from artifacts.formats import ArtifactFormat
 from artifacts.schema import ModelSchema
+from inferrer.state.folder_backend import FolderBackend
 from inferrer.state.repository import ModelRepository
 
-repository = ModelRepository(Path(sys.argv[1]))
+repository = ModelRepository(FolderBackend(Path(sys.argv[1])))
 data = b"\\0" * (512 << 20)
 repository.store("m", None, data, ArtifactFormat.SKOPS, ModelSchema(n_features=2, outputs=["predict"]))
 """
@@ -150,7 +157,7 @@ repository.store("m", None, data, ArtifactFormat.SKOPS, ModelSchema(n_features=2
 def test_a_write_killed_half_way_leaves_nothing_after_a_restart(tmp_path: Path) -> None:
     """SIGKILL of a process in the middle of storing a large version: on the next open, the versions
     and the active pointer are as before and staging/ is empty."""
-    repository = ModelRepository(tmp_path)
+    repository = ModelRepository(FolderBackend(tmp_path))
     before = _deploy(repository, "m", None, b"one")
     writer = subprocess.Popen([sys.executable, "-c", _WRITER, str(tmp_path)], cwd=Path(__file__).parents[2])
     deadline = time.monotonic() + 60
@@ -161,7 +168,7 @@ def test_a_write_killed_half_way_leaves_nothing_after_a_restart(tmp_path: Path) 
     writer.wait()
     assert any((tmp_path / "staging").iterdir()), "the kill came too late to leave a half write"
 
-    reopened = ModelRepository(tmp_path)
+    reopened = ModelRepository(FolderBackend(tmp_path))
     assert list((tmp_path / "staging").iterdir()) == []
     assert [m.version for m in reopened.versions("m")] == ["1"]
     assert reopened.get("m") == before
@@ -170,24 +177,24 @@ def test_a_write_killed_half_way_leaves_nothing_after_a_restart(tmp_path: Path) 
 def test_a_delete_or_pointer_write_cut_short_leaves_nothing_after_a_restart(tmp_path: Path) -> None:
     """A delete renames the model into staging/ before removing it, and a pointer is written to a
     temp file first: what a kill between the two steps leaves is removed on the next open."""
-    repository = ModelRepository(tmp_path)
+    repository = ModelRepository(FolderBackend(tmp_path))
     kept = _deploy(repository, "kept", None, b"one")
     (tmp_path / "staging" / "deleted-0123").mkdir()
     (tmp_path / "staging" / "deleted-0123" / "artifact.skops").write_bytes(b"gone")
     (tmp_path / "models" / "kept" / ".ACTIVE.0123").write_text("9")
     (tmp_path / ".generation.0123").write_text("x")
 
-    reopened = ModelRepository(tmp_path)
+    reopened = ModelRepository(FolderBackend(tmp_path))
     assert list((tmp_path / "staging").iterdir()) == []
     assert sorted(p.name for p in (tmp_path / "models" / "kept").iterdir()) == ["1", "ACTIVE"]
     assert not (tmp_path / ".generation.0123").exists()
     assert reopened.get("kept") == kept
 
 
-def test_a_deploy_never_activates_over_a_newer_active_version(tmp_path: Path) -> None:
+def test_a_deploy_never_activates_over_a_newer_active_version(open_repository: OpenRepository) -> None:
     """Two deploys of one model at once: the one that stored first but finished loading last does
     not undo the other's activation; an explicit switch still may go back."""
-    repository = ModelRepository(tmp_path)
+    repository = open_repository()
     older = repository.store("m", None, b"one", ArtifactFormat.SKOPS, SIGNATURE)
     newer = repository.store("m", None, b"two", ArtifactFormat.SKOPS, SIGNATURE)
     assert repository.activate("m", newer.version, over_newer=False) == newer
@@ -200,7 +207,10 @@ def test_a_reader_never_fails_while_another_process_retires_and_deletes(tmp_path
     """Two repositories on one root, as two gateway processes: one deploys with retention and
     deletes, the other reads meanwhile without a lock. A version removed during its scan is left
     out (the writer's generation bump makes the next look scan again), never an error."""
-    writer, reader = ModelRepository(tmp_path, keep_versions=1), ModelRepository(tmp_path)
+    writer, reader = (
+        ModelRepository(FolderBackend(tmp_path), keep_versions=1),
+        ModelRepository(FolderBackend(tmp_path)),
+    )
     errors: list[BaseException] = []
     done = threading.Event()
 
@@ -235,11 +245,11 @@ def test_a_reader_never_fails_while_another_process_retires_and_deletes(tmp_path
 
 
 def test_an_opened_artifact_reads_whole_after_its_model_is_deleted(tmp_path: Path) -> None:
-    repository = ModelRepository(tmp_path)
+    repository = ModelRepository(FolderBackend(tmp_path))
     manifest = _deploy(repository, "m", None, b"x" * 100_000)
-    handle = repository.open_artifact(manifest.sha256)
-    assert handle is not None
+    artifact = repository.open_artifact(manifest.sha256)
+    assert artifact is not None
     repository.delete("m")
-    with handle:
-        assert handle.read() == b"x" * 100_000
+    with artifact.handle:
+        assert artifact.handle.read() == b"x" * 100_000
     assert repository.open_artifact(manifest.sha256) is None

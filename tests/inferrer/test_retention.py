@@ -11,6 +11,7 @@ import pytest
 from artifacts.formats import ArtifactFormat
 from artifacts.schema import ModelSchema
 from inferrer.errors import ModelNotFound
+from inferrer.state.folder_backend import FolderBackend
 from inferrer.state.pins import Pin
 from inferrer.state.repository import ModelRepository
 
@@ -31,19 +32,19 @@ def _on_disk(root: Path, name: str = "m") -> list[str]:
 
 
 def test_the_newest_versions_stay_and_older_ones_leave_disk(tmp_path: Path) -> None:
-    repository = ModelRepository(tmp_path, keep_versions=3)
+    repository = ModelRepository(FolderBackend(tmp_path), keep_versions=3)
     for _ in range(8):
         repository.activate("m", _store(repository))
     assert _versions(repository) == ["6", "7", "8"]
     assert _on_disk(tmp_path) == ["6", "7", "8"]
     assert list((tmp_path / "staging").iterdir()) == []  # nothing left behind
     assert repository.previous_version("m").version == "7"  # a rollback target remains
-    other = ModelRepository(tmp_path, keep_versions=3)  # another gateway process sees the same
+    other = ModelRepository(FolderBackend(tmp_path), keep_versions=3)  # another gateway process sees the same
     assert _versions(other) == ["6", "7", "8"]
 
 
 def test_the_active_version_is_never_removed(tmp_path: Path) -> None:
-    repository = ModelRepository(tmp_path, keep_versions=2)
+    repository = ModelRepository(FolderBackend(tmp_path), keep_versions=2)
     repository.activate("m", _store(repository))
     for _ in range(4):
         _store(repository)  # staged, not activated
@@ -53,17 +54,19 @@ def test_the_active_version_is_never_removed(tmp_path: Path) -> None:
 
 
 def test_a_pinned_version_stays_until_unpinned(tmp_path: Path) -> None:
-    repository = ModelRepository(tmp_path, keep_versions=1)
+    repository = ModelRepository(FolderBackend(tmp_path), keep_versions=1)
     repository.activate("m", _store(repository))
     _store(repository, pin=Pin("deploy-a"))  # version 2, pinned as it is stored
     repository.activate("m", _store(repository))
     assert _versions(repository) == ["2", "3"]
-    ModelRepository(tmp_path, keep_versions=1).unpin("m", "2", "deploy-a")  # from another process
+    ModelRepository(FolderBackend(tmp_path), keep_versions=1).unpin(
+        "m", "2", "deploy-a"
+    )  # from another process
     assert _versions(repository) == ["3"]  # retention applies as the pin goes
 
 
 def test_a_lapsed_pin_protects_nothing(tmp_path: Path) -> None:
-    repository = ModelRepository(tmp_path, keep_versions=1)
+    repository = ModelRepository(FolderBackend(tmp_path), keep_versions=1)
     version = _store(repository)
     repository.pin("m", version, Pin("job-1", lease_s=0.05))
     repository.activate("m", _store(repository))
@@ -75,7 +78,7 @@ def test_a_lapsed_pin_protects_nothing(tmp_path: Path) -> None:
 
 
 def test_pinning_what_is_not_stored_is_refused_and_pins_leave_with_their_model(tmp_path: Path) -> None:
-    repository = ModelRepository(tmp_path, keep_versions=1)
+    repository = ModelRepository(FolderBackend(tmp_path), keep_versions=1)
     with pytest.raises(ModelNotFound):
         repository.pin("m", "1", Pin("job-1"))
     repository.activate("m", _store(repository, pin=Pin("job-1")))
@@ -84,13 +87,13 @@ def test_pinning_what_is_not_stored_is_refused_and_pins_leave_with_their_model(t
 
 
 def test_retention_is_per_model_and_zero_keeps_everything(tmp_path: Path) -> None:
-    repository = ModelRepository(tmp_path, keep_versions=2)
+    repository = ModelRepository(FolderBackend(tmp_path), keep_versions=2)
     for _ in range(3):
         repository.activate("a", _store(repository, "a"))
     repository.activate("b", _store(repository, "b"))
     assert _versions(repository, "a") == ["2", "3"]
     assert _versions(repository, "b") == ["1"]
-    everything = ModelRepository(tmp_path / "all", keep_versions=0)
+    everything = ModelRepository(FolderBackend(tmp_path / "all"), keep_versions=0)
     for _ in range(12):
         everything.activate("m", _store(everything))
     assert len(_versions(everything)) == 12

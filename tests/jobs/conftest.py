@@ -3,19 +3,12 @@ for the session, emptied for each test)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from inferrer.jobs.schema import metadata, open_engine
-from tests.postgres_server import postgres_bin, postgres_server
-
-
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[str]:
-    with postgres_server() as url:
-        yield url
+from tests.postgres_server import postgres_bin
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.fleet)])
