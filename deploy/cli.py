@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 from dotenv import dotenv_values
 
-from deploy import jobs_cli, node_command
+from deploy import jobs_cli, migrate, node_command
 from deploy.compose import COMPOSE_DIR, COMPOSE_FILE, load_compose_topology, write_compose
 from deploy.compose_apply import ComposeBackend
 from deploy.example import EXAMPLE_NAME, EXAMPLE_ROW, deploy_example_process
@@ -63,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
 
     jobs_cli.add_commands(commands)
     node_command.add_command(commands)
+    migrate.add_command(commands)
 
     nodes = commands.add_parser("nodes", help="list, add or remove node entries in the .env")
     node_commands = nodes.add_subparsers(dest="nodes_command", required=True)
@@ -88,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "token":
             print(dotenv_values(env_file)[MANAGEMENT_TOKEN_VAR])
             return 0
+        if args.command == "migrate":
+            return migrate.run(env_file, args.data_dir)
         topology = load_topology(env_file)
         if args.command == "render":
             run_dir = args.data_dir / "run"

@@ -12,6 +12,7 @@ import yaml
 from datafiles.locations import S3_VARIABLES
 from deploy.render import compose_placement, prometheus_storage_flags, render_all, write_atomic
 from deploy.serve_command import UVICORN_GRACEFUL_S, env_name
+from deploy.tokens import SHARED_STORE_VARIABLES
 from deploy.topology import DEPLOY_DIR, Node, Topology
 from inferrer.settings import InferrerSettings
 from modelhost.settings import ModelhostSettings
@@ -35,8 +36,8 @@ def _serve(service: str, port: int) -> list[str]:
 _REQUIRED_TOKEN = f"${{{MANAGEMENT_TOKEN_VAR}:?run modelfleet render to generate it}}"
 
 
-# The S3 store of s3:// job locations, from the .env when set there.
-_S3_FROM_ENV = {var: f"${{{var}:-}}" for var in S3_VARIABLES}
+# The S3 store of s3:// locations and the shared stores' URLs, from the .env when set there.
+_S3_FROM_ENV = {var: f"${{{var}:-}}" for var in (*S3_VARIABLES, *SHARED_STORE_VARIABLES)}
 JOBS_DIR = "/jobs"  # the data directory of batch jobs in the containers (a volume they all share)
 
 

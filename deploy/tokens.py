@@ -13,7 +13,15 @@ from pathlib import Path
 from dotenv import dotenv_values
 
 from datafiles.locations import S3_VARIABLES
+from deploy.serve_command import env_name
+from inferrer.settings import InferrerSettings
 from wire.bearer import INFERENCE_TOKEN_VAR, MANAGEMENT_TOKEN_VAR, bearer_headers
+
+# Past one gateway: where every gateway keeps the repository's index, its model files, and the jobs.
+SHARED_STORE_VARIABLES = tuple(
+    env_name(InferrerSettings, field)
+    for field in ("repository_db_url", "repository_artifacts_url", "jobs_db_url")
+)
 
 
 def ensure_management_token(env_file: Path) -> str | None:
@@ -36,10 +44,11 @@ def service_tokens(env_file: Path) -> dict[str, str]:
 
 
 def storage_environment(env_file: Path) -> dict[str, str]:
-    """The S3 store's endpoint, region and credentials set in the .env (AWS_* variables): what the
-    inferrer and the nodes get in their environment, for jobs on s3:// locations."""
+    """The stores set in the .env: the S3 store's endpoint, region and credentials (AWS_* variables,
+    for s3:// locations) and the shared stores' URLs: what the inferrer and the nodes get in their
+    environment."""
     values = dotenv_values(env_file)
-    return {var: value for var in S3_VARIABLES if (value := values.get(var))}
+    return {var: value for var in (*S3_VARIABLES, *SHARED_STORE_VARIABLES) if (value := values.get(var))}
 
 
 def management_headers(env_file: Path) -> dict[str, str]:

@@ -38,8 +38,8 @@ from inferrer.jobs.service import JobService
 from inferrer.jobs.store import JobStore
 from inferrer.jobs.store_async import AsyncJobStore
 from inferrer.settings import InferrerSettings
-from inferrer.state.node_directory import NodeDirectory
 from inferrer.state.folder_backend import FolderBackend
+from inferrer.state.node_directory import NodeDirectory
 from inferrer.state.repository import ModelRepository
 from inferrer.state.shared_backend import SharedBackend
 from inferrer.state.shared_schema import open_index_engine

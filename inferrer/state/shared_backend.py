@@ -84,7 +84,7 @@ class SharedBackend:
         if url is None:
             raise FileNotFoundError(f"{manifest.name}/{manifest.version}")
         location = self._storage.location(url)
-        size = manifest.size if not graph else self._storage.size(location)
+        size = manifest.served_size if graph else manifest.size
         return OpenArtifact(self._storage.open_read(location), size)
 
     # Writing ---------------------------------------------------------------------------------
