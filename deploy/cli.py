@@ -12,12 +12,12 @@ from pathlib import Path
 import httpx
 from dotenv import dotenv_values
 
-from deploy import jobs_cli, migrate, node_command
+from deploy import jobs_cli, migrate, node_command, standalone
 from deploy.compose import COMPOSE_DIR, COMPOSE_FILE, load_compose_topology, write_compose
 from deploy.compose_apply import ComposeBackend
 from deploy.example import EXAMPLE_NAME, EXAMPLE_ROW, deploy_example_process
 from deploy.launcher import Fleet, prepare, request_apply
-from deploy.local_specs import LaunchError, LaunchOptions
+from deploy.local_specs import LaunchError, LaunchOptions, local_gateway
 from deploy.membership import MembershipError, apply_topology
 from deploy.render import compose_placement, local_placement, render_all
 from deploy.tokens import ensure_management_token, management_headers, service_tokens, storage_environment
@@ -64,6 +64,7 @@ def _parser() -> argparse.ArgumentParser:
     jobs_cli.add_commands(commands)
     node_command.add_command(commands)
     migrate.add_command(commands)
+    standalone.add_commands(commands)
 
     nodes = commands.add_parser("nodes", help="list, add or remove node entries in the .env")
     node_commands = nodes.add_subparsers(dest="nodes_command", required=True)
@@ -102,11 +103,14 @@ def main(argv: list[str] | None = None) -> int:
             return _apply(args, topology)
         if args.command == "node":
             return node_command.run(args, topology, env_file)
+        if args.command in ("front", "monitor"):
+            return standalone.run(args.command, topology, args.data_dir)
         if args.command == "jobs":
             with httpx.Client(
                 base_url=topology.inferrer_url, headers=management_headers(env_file), timeout=600
             ) as client:
                 return jobs_cli.run(args, client)
+        topology = local_gateway(topology)
         if args.nodes is not None:
             topology = topology.with_node_count(args.nodes)
         given = {
@@ -199,7 +203,7 @@ def _print_urls(fleet: Fleet) -> None:
         f"  nginx       {topology.nginx_url}",
     ]
     if "prometheus" in names:
-        lines.append(f"  prometheus  http://127.0.0.1:{topology.prometheus_port}")
+        lines.append(f"  prometheus  http://{topology.prometheus_host}:{topology.prometheus_port}")
     lines += [
         f"  logs        {fleet.dirs.logs}",
         "try:",

@@ -24,6 +24,7 @@ from deploy.local_specs import (
     LaunchError,
     LaunchOptions,
     check_ports_free,
+    local_gateway,
     node_spec,
     process_specs,
     runs_here,
@@ -115,7 +116,7 @@ class Fleet:
     def apply_env_file(self) -> None:
         """Converge to the .env's nodes; the outcome goes to run/apply.json for `modelfleet apply`."""
         try:
-            desired = load_topology(self.env_file)
+            desired = local_gateway(load_topology(self.env_file))
             with self.inferrer_client() as inferrer:
                 change = apply_topology(self.topology, desired, self.placement, _LocalBackend(self), inferrer)
             self.topology = desired

@@ -84,10 +84,27 @@ _SEARCH_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/l
 
 
 def runs_here(node: Node) -> bool:
-    """Whether a node entry names an address of this machine (one a socket here can bind): the
-    launcher runs such nodes; any other runs on its own host (`modelfleet node`)."""
+    """Whether a node entry names an address of this machine: the launcher runs such nodes; any
+    other runs on its own host (`modelfleet node`)."""
+    return is_here(node.host)
+
+
+def local_gateway(topology: Topology) -> Topology:
+    """The topology as the gateway on this machine runs it (the first whose host is here)."""
+    for index, host in enumerate(topology.gateway_hosts, start=1):
+        if is_here(host):
+            return topology.for_gateway(index)
+    raise LaunchError(
+        f"no gateway of the .env is on this machine (INFERRER_HOST, GATEWAY_<n>_HOST: "
+        f"{', '.join(topology.gateway_hosts)}): on a node's host run `modelfleet node`, on the front "
+        "balancer's `modelfleet front`, on Prometheus's `modelfleet monitor`"
+    )
+
+
+def is_here(host: str) -> bool:
+    """Whether `host` is an address of this machine (one a socket here can bind)."""
     try:
-        addresses = socket.getaddrinfo(node.host, None, type=socket.SOCK_STREAM)
+        addresses = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except socket.gaierror:
         return False
     for family, _, _, _, address in addresses:
@@ -103,7 +120,7 @@ def runs_here(node: Node) -> bool:
 def node_spec(topology: Topology, node: Node, dirs: DataDirs, options: LaunchOptions) -> ProcessSpec:
     env = {
         env_name(ModelhostSettings, "node_id"): node.id,
-        env_name(ModelhostSettings, "inferrer_url"): topology.inferrer_url,
+        env_name(ModelhostSettings, "inferrer_url"): topology.gateway_url_for_nodes,
         env_name(ModelhostSettings, "cache_dir"): str(dirs.cache(node.id)),
         env_name(ModelhostSettings, "data_dir"): str(dirs.data),
         **options.tokens,
@@ -134,6 +151,7 @@ def process_specs(
             role=Role.GATEWAY,
             env={
                 env_name(InferrerSettings, "repository_dir"): str(dirs.repository),
+                env_name(InferrerSettings, "gateway_id"): f"gateway-{topology.gateway_index}",
                 env_name(InferrerSettings, "data_dir"): str(dirs.data),
                 env_name(InferrerSettings, "nginx_url"): topology.nginx_url,
                 env_name(InferrerSettings, "nodes_file"): str(placement.nodes_json),
@@ -178,24 +196,31 @@ def process_specs(
         )
     else:
         logger.warning("prometheus-nginx-exporter not found: nginx will not be scraped")
-    prometheus = shutil.which("prometheus")
-    if prometheus:
-        specs.append(
-            ProcessSpec(
-                "prometheus",
-                [
-                    prometheus,
-                    f"--config.file={placement.prometheus_yml}",
-                    *prometheus_storage_flags(topology, str(dirs.prometheus)),
-                    f"--web.listen-address=127.0.0.1:{topology.prometheus_port}",
-                ],
-                f"http://127.0.0.1:{topology.prometheus_port}/-/ready",
-                role=Role.MONITORING,
-            )
-        )
-    else:
-        logger.warning("prometheus not found: the fleet runs without it (apt-get install -y prometheus)")
+    if is_here(topology.prometheus_host):  # else on its own host: `modelfleet monitor` there
+        specs += monitoring_specs(topology, placement, dirs)
     return specs
+
+
+def monitoring_specs(topology: Topology, placement: Placement, dirs: DataDirs) -> list[ProcessSpec]:
+    """Prometheus, when it is installed."""
+    prometheus = shutil.which("prometheus")
+    if not prometheus:
+        logger.warning("prometheus not found: the fleet runs without it (apt-get install -y prometheus)")
+        return []
+    address = f"{topology.prometheus_host}:{topology.prometheus_port}"
+    return [
+        ProcessSpec(
+            "prometheus",
+            [
+                prometheus,
+                f"--config.file={placement.prometheus_yml}",
+                *prometheus_storage_flags(topology, str(dirs.prometheus)),
+                f"--web.listen-address={address}",
+            ],
+            f"http://{address}/-/ready",
+            role=Role.MONITORING,
+        )
+    ]
 
 
 def check_ports_free(specs: list[ProcessSpec], topology: Topology) -> None:
@@ -206,7 +231,7 @@ def check_ports_free(specs: list[ProcessSpec], topology: Topology) -> None:
     if "nginx-exporter" in names:
         addresses.append((topology.nginx_host, topology.nginx_exporter_port))
     if "prometheus" in names:
-        addresses.append(("127.0.0.1", topology.prometheus_port))
+        addresses.append((topology.prometheus_host, topology.prometheus_port))
     for host, port in addresses:
         with socket.socket() as sock:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

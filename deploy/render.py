@@ -20,6 +20,7 @@ from deploy.topology import Node, Topology
 ROOT = Path(__file__).resolve().parent.parent
 NGINX_TEMPLATE = ROOT / "nginx" / "nginx.conf.template"
 PROMETHEUS_TEMPLATE = ROOT / "metrics" / "prometheus.yml.template"
+FRONT_TEMPLATE = ROOT / "nginx" / "front.conf.template"
 
 
 class _AtTemplate(Template):
@@ -96,6 +97,22 @@ def render_nginx(topology: Topology, nodes: Iterable[Node], placement: Placement
     )
 
 
+def render_front(topology: Topology, run_dir: Path) -> str:
+    """The front balancer's config: every gateway behind FRONT_HOST:FRONT_PORT."""
+    servers = "\n".join(
+        f"        server {host}:{topology.inferrer_port} max_fails=1 fail_timeout=2s;  # gateway {i}"
+        for i, host in enumerate(topology.gateway_hosts, start=1)
+    )
+    return _AtTemplate(FRONT_TEMPLATE.read_text()).substitute(
+        servers=servers,
+        max_body=str(topology.max_body_bytes),
+        pid_file=str(run_dir / "front.pid"),
+        temp_dir=str(run_dir / "front-tmp"),
+        listen=f"{topology.front_host}:{topology.front_port}",
+        stub_status_allow=_own_address(topology.front_host or "127.0.0.1"),
+    )
+
+
 def prometheus_storage_flags(topology: Topology, path: str) -> list[str]:
     """Prometheus's data directory and its bounds, the same locally and in compose."""
     return [
@@ -113,14 +130,19 @@ def render_targets(
     topology: Topology, nodes: Iterable[Node], placement: Placement
 ) -> dict[str, list[dict[str, object]]]:
     """file_sd target groups by job; every node carries its node id as a label."""
-    inferrer = placement.address("inferrer", topology.inferrer_host, topology.inferrer_port)
-    exporter = placement.address("nginx-exporter", topology.nginx_host, topology.nginx_exporter_port)
+    inferrers = [
+        placement.address("inferrer", host, topology.inferrer_port) for host in topology.gateway_hosts
+    ]
+    exporters = [
+        placement.address("nginx-exporter", host, topology.nginx_exporter_port)
+        for host in topology.balancer_hosts
+    ]
     return {
-        "inferrer": [{"targets": [inferrer]}],
+        "inferrer": [{"targets": inferrers}],
         "modelhost": [
             {"targets": [placement.node_address(node)], "labels": {"node": node.id}} for node in nodes
         ],
-        "nginx": [{"targets": [exporter]}],
+        "nginx": [{"targets": exporters}],
     }
 
 

@@ -14,6 +14,7 @@ DEFAULT_ENV_FILE = DEPLOY_DIR / ".env"
 EXAMPLE_ENV_FILE = DEPLOY_DIR / ".env.example"
 
 _NODE_KEY = re.compile(r"^MODELHOST_(\d+)_(HOST|PORT)$")
+_GATEWAY_KEY = re.compile(r"^GATEWAY_(\d+)_HOST$")
 
 
 class TopologyError(ValueError):
@@ -56,6 +57,16 @@ class Topology:
     log_max_files: int = 3
     prometheus_retention_time: str = "15d"
     prometheus_retention_size: str = "1GB"
+    # Past one machine: more gateways (GATEWAY_<n>_HOST, n >= 2: an inferrer and its nginx on that
+    # host, on the same ports as the first), a front balancer before them all, and Prometheus's host.
+    more_gateways: tuple[str, ...] = ()
+    front_host: str | None = None
+    front_port: int = 8000
+    front_exporter_port: int = 9114
+    prometheus_host: str = "127.0.0.1"
+    first_gateway_host: str | None = None  # INFERRER_HOST as the .env has it (see `for_gateway`)
+    first_nginx_host: str | None = None  # NGINX_HOST as the .env has it
+    gateway_index: int = 1  # the gateway this topology is run by
 
     @property
     def inferrer_url(self) -> str:
@@ -64,6 +75,40 @@ class Topology:
     @property
     def nginx_url(self) -> str:
         return f"http://{self.nginx_host}:{self.nginx_port}"
+
+    @property
+    def gateway_hosts(self) -> tuple[str, ...]:
+        """Every gateway's host, the first (INFERRER_HOST) first."""
+        return (self.first_gateway_host or self.inferrer_host, *self.more_gateways)
+
+    @property
+    def balancer_hosts(self) -> tuple[str, ...]:
+        """The host of every gateway's nginx (and of its exporter), the first's first."""
+        return (self.first_nginx_host or self.nginx_host, *self.more_gateways)
+
+    @property
+    def front_url(self) -> str | None:
+        return f"http://{self.front_host}:{self.front_port}" if self.front_host else None
+
+    @property
+    def gateway_url_for_nodes(self) -> str:
+        """Where nodes fetch the desired state and artifacts: the front balancer when there is one
+        (any gateway answers), else the first gateway."""
+        return self.front_url or f"http://{self.gateway_hosts[0]}:{self.inferrer_port}"
+
+    def for_gateway(self, index: int) -> Topology:
+        """The topology as gateway `index` (1-based) runs it: its inferrer, nginx and nginx's exporter
+        on its host (the first keeps NGINX_HOST), the rest unchanged."""
+        host = self.gateway_hosts[index - 1]
+        nginx_host = self.balancer_hosts[index - 1]
+        first, first_nginx = self.gateway_hosts[0], self.balancer_hosts[0]
+        return replace(
+            self,
+            inferrer_host=host,
+            nginx_host=nginx_host,
+            first_gateway_host=first,
+            first_nginx_host=first_nginx,
+        )
 
     def with_node_count(self, count: int) -> Topology:
         """Keep the first `count` nodes; extend with loopback nodes on the following ports."""
@@ -122,9 +167,22 @@ def load_topology(path: Path) -> Topology:
             values.get("PROMETHEUS_RETENTION_SIZE", "1GB"),
             r"[0-9]+(B|KB|MB|GB|TB)",
         ),
+        more_gateways=_more_gateways(values),
+        front_host=values.get("FRONT_HOST") or None,
+        front_port=_port("FRONT_PORT", values.get("FRONT_PORT", "8000")),
+        front_exporter_port=_port("FRONT_EXPORTER_PORT", values.get("FRONT_EXPORTER_PORT", "9114")),
+        prometheus_host=values.get("PROMETHEUS_HOST") or "127.0.0.1",
     )
     _check_unique_addresses(topology)
     return topology
+
+
+def _more_gateways(values: dict[str, str]) -> tuple[str, ...]:
+    """GATEWAY_<n>_HOST entries, n >= 2, in order (gateway 1 is INFERRER_HOST)."""
+    entries = {int(m[1]): value for key, value in values.items() if (m := _GATEWAY_KEY.match(key)) and value}
+    if 1 in entries:
+        raise TopologyError("gateway 1 is INFERRER_HOST: number more gateways from GATEWAY_2_HOST")
+    return tuple(entries[index] for index in sorted(entries))
 
 
 def _positive_int(key: str, value: str) -> int:

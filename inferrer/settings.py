@@ -45,6 +45,11 @@ class InferrerSettings(BaseSettings):
         "rather than from what it read before; writers stop waiting for one silent for this long. "
         "Hosts' clocks must agree within half of it.",
     )
+    gateway_id: str = Field(
+        default="gateway-1",
+        description="This gateway's name, in every prediction's `X-Modelfleet-Gateway` header (the launcher "
+        "sets `gateway-<n>` from the topology's gateway entries).",
+    )
     nginx_url: str = Field(default="http://127.0.0.1:8080", description="The balancer (nginx).")
     default_model: Segment | None = Field(
         default=None,

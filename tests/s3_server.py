@@ -13,7 +13,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from datafiles.locations import S3Settings, Storage
@@ -24,24 +24,29 @@ _GRPC_OFFSET = 10_000  # SeaweedFS serves gRPC on each HTTP port + 10000
 
 
 @contextlib.contextmanager
-def s3_server() -> Iterator[S3Settings]:
-    s3, master, volume, filer = _free_port_pairs(4)
+def s3_server(
+    host: str = "127.0.0.1", enter: Sequence[str] = (), ready: Callable[[S3Settings], bool] | None = None
+) -> Iterator[S3Settings]:
+    """`enter`: a command prefix that runs the server elsewhere (`ip netns exec NS`: on a host of
+    tests/hosts.py), listening on `host`; `ready` then says when it stores objects, asked from where
+    it can be reached (by default: a write and a read from here)."""
+    s3, master, volume, filer = _free_port_pairs(4) if not enter else (8333, 9333, 8080, 8888)
     root = Path(tempfile.mkdtemp(prefix="modelfleet-seaweedfs-"))
     with (root / "log").open("wb") as log:
         server = subprocess.Popen(
-            [str(Path(sys.executable).parent / "weed"), "server", f"-dir={root}", "-ip=127.0.0.1",
-             "-ip.bind=127.0.0.1", "-s3", f"-s3.port={s3}", f"-master.port={master}",
+            [*enter, str(Path(sys.executable).parent / "weed"), "server", f"-dir={root}", f"-ip={host}",
+             f"-ip.bind={host}", "-s3", f"-s3.port={s3}", f"-master.port={master}",
              f"-volume.port={volume}", f"-filer.port={filer}", "-s3.port.iceberg=0", "-s3.port.lance=0",
              # Each bucket takes volumes of its own: the default few are gone by the third bucket.
              "-volume.max=200", "-master.volumeSizeLimitMB=64"],
             stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
     settings = S3Settings(
-        endpoint_url=f"http://127.0.0.1:{s3}", region=REGION, key_id="testing", secret="testing"
+        endpoint_url=f"http://{host}:{s3}", region=REGION, key_id="testing", secret="testing"
     )
     try:
-        probe = Storage(Path("."), settings)
-        assert wait_until(lambda: _writes(probe), timeout_s=60, interval_s=0.5), (root / "log").read_text()[
+        probe = ready or (lambda settings: _writes(Storage(Path("."), settings)))
+        assert wait_until(lambda: probe(settings), timeout_s=60, interval_s=0.5), (root / "log").read_text()[
             -2000:
         ]
         yield settings

@@ -81,7 +81,11 @@ async def _answer(name: str, version: str | None, request: Request) -> Response:
         parsed = parse_predict_body(raw, manifest.signature, max_rows)
     result = await service.predict(manifest, parsed.rows, [parsed.output])
     predictions = result.outputs[parsed.output]
-    headers = {"X-Modelhost-Node": result.node, "X-Model-Version": result.version}
+    headers = {
+        "X-Modelhost-Node": result.node,
+        "X-Model-Version": result.version,
+        "X-Modelfleet-Gateway": deps.settings(request).gateway_id,
+    }
     if "text/csv" in request.headers.get("accept", ""):
         return Response(render_csv(predictions), media_type="text/csv", headers=headers)
     body = {"model": name, "version": result.version, "predictions": predictions, "node": result.node}

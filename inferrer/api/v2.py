@@ -122,7 +122,8 @@ async def _infer(name: str, request: Request, version: str | None) -> FastJSONRe
     body = {"model_name": name, "model_version": result.version, "outputs": encode_outputs(result.outputs)}
     if decoded.id is not None:
         body["id"] = decoded.id
-    return FastJSONResponse(body, headers={"X-Modelhost-Node": result.node})
+    gateway = deps.settings(request).gateway_id
+    return FastJSONResponse(body, headers={"X-Modelhost-Node": result.node, "X-Modelfleet-Gateway": gateway})
 
 
 @router.post(
