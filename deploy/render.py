@@ -137,6 +137,8 @@ def render_targets(
         placement.address("nginx-exporter", host, topology.nginx_exporter_port)
         for host in topology.balancer_hosts
     ]
+    if topology.front_host and not placement.compose:
+        exporters.append(f"{topology.front_host}:{topology.front_exporter_port}")
     return {
         "inferrer": [{"targets": inferrers}],
         "modelhost": [

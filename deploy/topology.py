@@ -108,6 +108,7 @@ class Topology:
             nginx_host=nginx_host,
             first_gateway_host=first,
             first_nginx_host=first_nginx,
+            gateway_index=index,
         )
 
     def with_node_count(self, count: int) -> Topology:

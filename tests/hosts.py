@@ -15,6 +15,7 @@ import os
 import secrets
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -72,6 +73,16 @@ class Hosts:
                 return
             time.sleep(0.2)
         raise AssertionError(f"{url} from {host}: {status} {body[:500]}")
+
+    def link(self, host: str, up: bool) -> None:
+        """Take a host's only network link down (it is cut off from every other host) or back up."""
+        _ip("-n", self.namespace(host), "link", "set", "eth0", "up" if up else "down")
+
+    def python(self, host: str, code: str, *args: str, timeout_s: float = 120) -> str:
+        """Run Python on a host (this checkout's interpreter and packages); its output, or an error."""
+        done = self.run(host, [sys.executable, "-c", code, *args], timeout_s)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return done.stdout
 
     def stop_all(self) -> None:
         for process in reversed(self.processes):
