@@ -48,6 +48,16 @@ assert storage.read_all(location) == b"ready"
 """
 
 
+_S3_PUT = """
+import sys
+from pathlib import Path
+from datafiles.locations import S3Settings, Storage
+settings = S3Settings(endpoint_url=sys.argv[1], region=sys.argv[2], key_id="testing", secret="testing")
+storage = Storage(Path("."), settings)
+storage.write_atomic(storage.location(sys.argv[3]), Path(sys.argv[4]).read_bytes())
+"""
+
+
 @dataclass
 class SpreadFleet:
     net: Hosts
@@ -73,6 +83,13 @@ class SpreadFleet:
             return status, json.loads(text)
         except ValueError:
             return status, text
+
+    def put_object(self, url: str, data: bytes) -> None:
+        """An object in the store host's bucket, put from the client host."""
+        staged = self.root / f"put-{secrets.token_hex(4)}"
+        staged.write_bytes(data)
+        self.net.python("client", _S3_PUT, str(self.s3.endpoint_url), str(self.s3.region), url, str(staged))
+        staged.unlink()
 
     def start_node(self, host: str) -> None:
         index = NODES.index(host) + 1
