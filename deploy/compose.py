@@ -36,8 +36,9 @@ def _serve(service: str, port: int) -> list[str]:
 _REQUIRED_TOKEN = f"${{{MANAGEMENT_TOKEN_VAR}:?run modelfleet render to generate it}}"
 
 
-# The S3 store of s3:// locations and the shared stores' URLs, from the .env when set there.
-_S3_FROM_ENV = {var: f"${{{var}:-}}" for var in (*S3_VARIABLES, *SHARED_STORE_VARIABLES)}
+# The S3 store of s3:// locations, and the gateway's shared stores, from the .env when set there.
+_S3_FROM_ENV = {var: f"${{{var}:-}}" for var in S3_VARIABLES}
+_STORES_FROM_ENV = {var: f"${{{var}:-}}" for var in SHARED_STORE_VARIABLES}
 JOBS_DIR = "/jobs"  # the data directory of batch jobs in the containers (a volume they all share)
 
 
@@ -83,6 +84,7 @@ def compose_document(topology: Topology) -> dict[str, Any]:
                 env_name(InferrerSettings, "repository_dir"): "/data/repository",
                 env_name(InferrerSettings, "data_dir"): JOBS_DIR,
                 **_S3_FROM_ENV,
+                **_STORES_FROM_ENV,
                 env_name(InferrerSettings, "nginx_url"): f"http://nginx:{t.nginx_port}",
                 env_name(InferrerSettings, "nodes_file"): "/etc/modelfleet/inferrer/nodes.json",
                 env_name(InferrerSettings, "max_body_bytes"): str(t.max_body_bytes),

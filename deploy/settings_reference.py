@@ -96,7 +96,25 @@ TOPOLOGY = (
     ),
     Entry("`NGINX_HOST` / `NGINX_PORT`", "`127.0.0.1` / `8080`", "nginx's address (the balancer)."),
     Entry("`NGINX_EXPORTER_PORT`", "`9113`", "The port of prometheus-nginx-exporter."),
-    Entry("`PROMETHEUS_PORT`", "`9090`", "Prometheus's port."),
+    Entry(
+        "`PROMETHEUS_HOST` / `PROMETHEUS_PORT`",
+        "`127.0.0.1` / `9090`",
+        "Prometheus's address: `modelfleet up` runs it when the host is this machine's; on a host of its "
+        "own, `modelfleet monitor` there (docs/multihost.md).",
+    ),
+    Entry(
+        "`GATEWAY_<n>_HOST`",
+        "unset",
+        "More gateways (n >= 2), each an inferrer and its nginx on that host, on `INFERRER_PORT` and "
+        "`NGINX_PORT`: `modelfleet up` on that host runs it. They share the stores that the "
+        "`INFERRER_REPOSITORY_*` and `INFERRER_JOBS_DB_URL` settings name.",
+    ),
+    Entry(
+        "`FRONT_HOST` / `FRONT_PORT` / `FRONT_EXPORTER_PORT`",
+        "unset / `8000` / `9114`",
+        "The front balancer before every gateway (`modelfleet front` on that host), and its nginx "
+        "exporter's port. With a front, nodes fetch models through it.",
+    ),
     Entry(
         "`UPSTREAM_TIMEOUT_S`",
         "`10`",

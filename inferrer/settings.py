@@ -195,6 +195,11 @@ class InferrerSettings(BaseSettings):
 
     _check_url = field_validator("nginx_url")(check_http_url)
 
+    @field_validator("repository_db_url", "repository_artifacts_url", "jobs_db_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value  # compose passes `${VAR:-}` for a variable not set
+
     @model_validator(mode="after")
     def _shared_repository_needs_both(self) -> InferrerSettings:
         if self.repository_db_url and not self.repository_artifacts_url:
