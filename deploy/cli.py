@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 from dotenv import dotenv_values
 
-from deploy import jobs_cli, migrate, node_command, standalone
+from deploy import certs, jobs_cli, migrate, node_command, standalone
 from deploy.compose import COMPOSE_DIR, COMPOSE_FILE, load_compose_topology, write_compose
 from deploy.compose_apply import ComposeBackend
 from deploy.example import EXAMPLE_NAME, EXAMPLE_ROW, deploy_example_process
@@ -65,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
     node_command.add_command(commands)
     migrate.add_command(commands)
     standalone.add_commands(commands)
+    certs.add_command(commands)
 
     nodes = commands.add_parser("nodes", help="list, add or remove node entries in the .env")
     node_commands = nodes.add_subparsers(dest="nodes_command", required=True)
@@ -103,11 +104,16 @@ def main(argv: list[str] | None = None) -> int:
             return _apply(args, topology)
         if args.command == "node":
             return node_command.run(args, topology, env_file)
+        if args.command == "certs":
+            return certs.run(topology, env_file, args.renew)
         if args.command in ("front", "monitor"):
             return standalone.run(args.command, topology, args.data_dir)
         if args.command == "jobs":
             with httpx.Client(
-                base_url=topology.inferrer_url, headers=management_headers(env_file), timeout=600
+                base_url=topology.inferrer_url,
+                headers=management_headers(env_file),
+                timeout=600,
+                verify=certs.verify(topology),
             ) as client:
                 return jobs_cli.run(args, client)
         topology = local_gateway(topology)
@@ -183,7 +189,9 @@ def _deploy_example_supervised(fleet: Fleet) -> None:
     token = fleet.options.tokens.get(MANAGEMENT_TOKEN_VAR)
     outcome: list[int] = []
     worker = threading.Thread(
-        target=lambda: outcome.append(deploy_example_process(fleet.topology.inferrer_url, token)),
+        target=lambda: outcome.append(
+            deploy_example_process(fleet.topology.inferrer_url, token, certs.ca_file(fleet.topology))
+        ),
         name="example-model",
         daemon=True,
     )
@@ -197,17 +205,21 @@ def _print_urls(fleet: Fleet) -> None:
     topology = fleet.topology
     names = {p.spec.name for p in fleet.processes}
     inferrer = topology.inferrer_url
+    ca = certs.ca_file(topology)
+    cacert = f" --cacert {ca}" if ca else ""
     lines = [
         f"modelfleet is up with {len(topology.nodes)} nodes",
         f"  inferrer    {inferrer}  (API docs: {inferrer}/docs)",
         f"  nginx       {topology.nginx_url}",
     ]
     if "prometheus" in names:
-        lines.append(f"  prometheus  http://{topology.prometheus_host}:{topology.prometheus_port}")
+        lines.append(
+            f"  prometheus  {topology.scheme}://{topology.prometheus_host}:{topology.prometheus_port}"
+        )
     lines += [
         f"  logs        {fleet.dirs.logs}",
         "try:",
-        f"  curl -s -X POST {inferrer}/api/v1/models/{EXAMPLE_NAME}/predict "
+        f"  curl -s{cacert} -X POST {inferrer}/api/v1/models/{EXAMPLE_NAME}/predict "
         f"-H 'content-type: application/json' -d '{{\"instances\": [{EXAMPLE_ROW}]}}'",
         "management calls (deploy, delete, versions, nodes) need the token:",
         '  -H "Authorization: Bearer $(.venv/bin/modelfleet token)"',

@@ -18,6 +18,7 @@ from sklearn.preprocessing import StandardScaler
 
 from deploy.example import EXAMPLE_NAME, EXAMPLE_ROW
 from wire.bearer import MANAGEMENT_TOKEN_VAR, bearer_headers
+from wire.tls import TLS_CA_VAR, client_context
 
 __all__ = ["EXAMPLE_NAME", "EXAMPLE_ROW", "deploy_example", "main", "train_example"]
 
@@ -67,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     headers = bearer_headers(os.environ.get(MANAGEMENT_TOKEN_VAR))
     deadline = time.monotonic() + _RETRY_FOR_S
-    with httpx.Client(base_url=args.deploy, headers=headers) as inferrer:
+    verify = client_context(os.environ.get(TLS_CA_VAR)) or True
+    with httpx.Client(base_url=args.deploy, headers=headers, verify=verify) as inferrer:
         while True:
             try:
                 print(deploy_example(inferrer), flush=True)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 
+from deploy.certs import verify
 from deploy.local_specs import (
     DataDirs,
     LaunchError,
@@ -130,7 +131,9 @@ class Fleet:
     def inferrer_client(self) -> httpx.Client:
         """The launcher's own calls to the gateway (membership, the example model) as management."""
         headers = bearer_headers(self.options.tokens.get(MANAGEMENT_TOKEN_VAR))
-        return httpx.Client(base_url=self.topology.inferrer_url, headers=headers, timeout=60)
+        return httpx.Client(
+            base_url=self.topology.inferrer_url, headers=headers, timeout=60, verify=verify(self.topology)
+        )
 
     def stop(self) -> None:
         """The gateway first (no new work), then the balancer, the nodes, and monitoring."""

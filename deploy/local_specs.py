@@ -10,6 +10,7 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from deploy.certs import ca_file, server_files
 from deploy.processes import ProcessSpec, Role
 from deploy.render import Placement, prometheus_storage_flags
 from deploy.serve_command import env_name, uvicorn_command
@@ -17,6 +18,7 @@ from deploy.topology import Node, Topology
 from inferrer.settings import InferrerSettings
 from modelhost.settings import ModelhostSettings
 from wire.bearer import MANAGEMENT_TOKEN_VAR, bearer_headers
+from wire.tls import TLS_CA_VAR
 
 logger = logging.getLogger(__name__)
 
@@ -125,15 +127,19 @@ def node_spec(topology: Topology, node: Node, dirs: DataDirs, options: LaunchOpt
         env_name(ModelhostSettings, "data_dir"): str(dirs.data),
         **options.tokens,
         **options.storage_env,
+        **_ca_env(topology),
     }
     if options.sync_interval_s is not None:
         env[env_name(ModelhostSettings, "sync_interval_s")] = str(options.sync_interval_s)
     return ProcessSpec(
         node.id,
-        uvicorn_command("modelhost", node.host, node.port, options.modelhost_workers),
+        uvicorn_command(
+            "modelhost", node.host, node.port, options.modelhost_workers, tls=server_files(topology, node.id)
+        ),
         f"{node.url}/health/ready",
         env=env,
         role=Role.NODE,
+        ca_file=ca_file(topology),
     )
 
 
@@ -145,10 +151,15 @@ def process_specs(
         ProcessSpec(
             "inferrer",
             uvicorn_command(
-                "inferrer", topology.inferrer_host, topology.inferrer_port, options.inferrer_workers
+                "inferrer",
+                topology.inferrer_host,
+                topology.inferrer_port,
+                options.inferrer_workers,
+                tls=server_files(topology, f"inferrer-{topology.gateway_index}"),
             ),
             f"{topology.inferrer_url}/health/live",
             role=Role.GATEWAY,
+            ca_file=ca_file(topology),
             env={
                 env_name(InferrerSettings, "repository_dir"): str(dirs.repository),
                 env_name(InferrerSettings, "gateway_id"): f"gateway-{topology.gateway_index}",
@@ -158,6 +169,7 @@ def process_specs(
                 env_name(InferrerSettings, "max_body_bytes"): str(topology.max_body_bytes),
                 **options.tokens,
                 **options.storage_env,
+                **_ca_env(topology),
             },
         )
     ]
@@ -176,29 +188,45 @@ def process_specs(
             role=Role.BALANCER,
             ready_headers=bearer_headers(options.tokens.get(MANAGEMENT_TOKEN_VAR)),
             stop_signal=signal.SIGQUIT,  # graceful: finish in-flight requests
+            ca_file=ca_file(topology),
         )
     )
-    exporter = shutil.which("prometheus-nginx-exporter")
-    if exporter:
-        specs.append(
-            ProcessSpec(
-                "nginx-exporter",
-                [
-                    exporter,
-                    "-nginx.scrape-uri",
-                    f"{topology.nginx_url}/stub_status",
-                    "-web.listen-address",
-                    f"{topology.nginx_host}:{topology.nginx_exporter_port}",
-                ],
-                f"http://{topology.nginx_host}:{topology.nginx_exporter_port}/metrics",
-                role=Role.MONITORING,
-            )
-        )
-    else:
-        logger.warning("prometheus-nginx-exporter not found: nginx will not be scraped")
+    nginx_cert = f"nginx-{topology.gateway_index}"
+    specs += exporter_specs("nginx-exporter", topology, topology.nginx_url, topology.nginx_host,
+                            topology.nginx_exporter_port, nginx_cert)  # fmt: skip
     if is_here(topology.prometheus_host):  # else on its own host: `modelfleet monitor` there
         specs += monitoring_specs(topology, placement, dirs)
     return specs
+
+
+def exporter_specs(
+    name: str, topology: Topology, nginx_url: str, host: str, port: int, cert: str
+) -> list[ProcessSpec]:
+    """prometheus-nginx-exporter beside an nginx (`cert`: that nginx's certificate, which it serves
+    its metrics with when TLS is on), when it is installed."""
+    exporter = shutil.which("prometheus-nginx-exporter")
+    if not exporter:
+        logger.warning("prometheus-nginx-exporter not found: %s will not be scraped", nginx_url)
+        return []
+    argv = [
+        exporter,
+        "-nginx.scrape-uri",
+        f"{nginx_url}/stub_status",
+        "-web.listen-address",
+        f"{host}:{port}",
+    ]
+    files, ca = server_files(topology, cert), ca_file(topology)
+    if files and ca:
+        argv += ["-nginx.ssl-ca-cert", str(ca), "-web.secured-metrics", "-web.ssl-server-cert", str(files[0]),
+                 "-web.ssl-server-key", str(files[1])]  # fmt: skip
+    ready = f"{topology.scheme}://{host}:{port}/metrics"
+    return [ProcessSpec(name, argv, ready, role=Role.MONITORING, ca_file=ca)]
+
+
+def _ca_env(topology: Topology) -> dict[str, str]:
+    """The fleet CA for a service's clients, when TLS is on."""
+    ca = ca_file(topology)
+    return {TLS_CA_VAR: str(ca)} if ca else {}
 
 
 def monitoring_specs(topology: Topology, placement: Placement, dirs: DataDirs) -> list[ProcessSpec]:
@@ -216,9 +244,11 @@ def monitoring_specs(topology: Topology, placement: Placement, dirs: DataDirs) -
                 f"--config.file={placement.prometheus_yml}",
                 *prometheus_storage_flags(topology, str(dirs.prometheus)),
                 f"--web.listen-address={address}",
+                *([f"--web.config.file={placement.prometheus_web}"] if topology.tls_dir else []),
             ],
-            f"http://{address}/-/ready",
+            f"{topology.scheme}://{address}/-/ready",
             role=Role.MONITORING,
+            ca_file=ca_file(topology),
         )
     ]
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 
 from deploy.log_files import RotatingLog, log_pipe
+from wire.tls import client_context
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,7 @@ class ProcessSpec:
     env: dict[str, str] = field(default_factory=dict)
     ready_headers: dict[str, str] = field(default_factory=dict)  # e.g. the nodes' credential
     stop_signal: signal.Signals = signal.SIGTERM
+    ca_file: Path | None = None  # the fleet's CA, when the ready URL is https
 
 
 class ManagedProcess:
@@ -90,10 +92,11 @@ class ManagedProcess:
 
     def is_ready(self) -> bool:
         try:
-            return (
-                httpx.get(self.spec.ready_url, headers=self.spec.ready_headers, timeout=1.0).status_code
-                == 200
+            verify = client_context(self.spec.ca_file) or True
+            answer = httpx.get(
+                self.spec.ready_url, headers=self.spec.ready_headers, timeout=1.0, verify=verify
             )
+            return answer.status_code == 200
         except httpx.HTTPError:
             return False
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from string import Template
 
 from datafiles.atomic_file import replace_file
+from deploy.certs import ca_file, server_files
 from deploy.topology import Node, Topology
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,8 +37,10 @@ class Placement:
     targets_dir: Path  # as written here
     targets_dir_seen: Path  # as Prometheus sees it
     nodes_json: Path
-    nginx_runtime: dict[str, str]  # pid, temp dir, listen, stub_status access
+    nginx_runtime: dict[str, str]  # pid, temp dir, listen, stub_status access, TLS
     compose: bool
+    prometheus_web: Path | None = None  # Prometheus's web config (its TLS), when TLS is on
+    ca_file: Path | None = None  # the fleet's CA, when TLS is on
 
     def address(self, service: str, host: str, port: int) -> str:
         return f"{service if self.compose else host}:{port}"
@@ -57,11 +60,14 @@ def local_placement(topology: Topology, run_dir: Path) -> Placement:
         nginx_runtime={
             "pid_file": str(run_dir / "nginx.pid"),
             "temp_dir": str(run_dir / "nginx-tmp"),
-            "listen": f"{topology.nginx_host}:{topology.nginx_port}",
+            "listen": f"{topology.nginx_host}:{topology.nginx_port}{' ssl' if topology.tls_dir else ''}",
             # The exporter runs beside nginx and connects to nginx's address: from that address.
             "stub_status_allow": _own_address(topology.nginx_host),
+            **nginx_tls(topology, f"nginx-{topology.gateway_index}", "modelhost"),
         },
         compose=False,
+        prometheus_web=run_dir / "prometheus-web.yml" if topology.tls_dir else None,
+        ca_file=ca_file(topology),
     )
 
 
@@ -77,6 +83,7 @@ def compose_placement(topology: Topology, compose_dir: Path) -> Placement:
             "temp_dir": "/tmp",
             "listen": f"0.0.0.0:{topology.nginx_port}",
             "stub_status_allow": "all",  # nginx is not published: only the compose network
+            **nginx_tls(None, "", ""),  # one host: plain HTTP on the compose network
         },
         compose=True,
     )
@@ -108,8 +115,9 @@ def render_front(topology: Topology, run_dir: Path) -> str:
         max_body=str(topology.max_body_bytes),
         pid_file=str(run_dir / "front.pid"),
         temp_dir=str(run_dir / "front-tmp"),
-        listen=f"{topology.front_host}:{topology.front_port}",
         stub_status_allow=_own_address(topology.front_host or "127.0.0.1"),
+        **nginx_tls(topology, "front", "inferrer"),
+        listen=f"{topology.front_host}:{topology.front_port}{' ssl' if topology.tls_dir else ''}",
     )
 
 
@@ -122,8 +130,41 @@ def prometheus_storage_flags(topology: Topology, path: str) -> list[str]:
     ]
 
 
+def nginx_tls(topology: Topology | None, cert: str, peer_name: str) -> dict[str, str]:
+    """An nginx's TLS: its certificate (`cert`), and its upstream calls verified against the fleet CA
+    by the name every peer's certificate carries (`peer_name`: one name for a whole upstream)."""
+    files = server_files(topology, cert) if topology else None
+    ca = ca_file(topology) if topology else None
+    if not files or not ca:
+        return {"scheme": "http", "server_tls": "", "upstream_tls": ""}
+    server = (
+        f"        ssl_certificate {files[0]};\n        ssl_certificate_key {files[1]};\n"
+        "        ssl_protocols TLSv1.2 TLSv1.3;\n        ssl_session_cache shared:fleet:10m;\n"
+    )
+    upstream = (f"        proxy_ssl_trusted_certificate {ca};\n        proxy_ssl_verify on;\n"
+                f"        proxy_ssl_name {peer_name};\n        proxy_ssl_session_reuse on;\n")  # fmt: skip
+    return {"scheme": "https", "server_tls": server, "upstream_tls": upstream}
+
+
 def render_prometheus(placement: Placement) -> str:
-    return _AtTemplate(PROMETHEUS_TEMPLATE.read_text()).substitute(targets_dir=placement.targets_dir_seen)
+    """Its config; with TLS, every scrape is https, verified against the fleet CA."""
+    scrape_tls = (
+        f"\n    scheme: https\n    tls_config:\n      ca_file: {placement.ca_file}"
+        if placement.ca_file
+        else ""
+    )
+    return _AtTemplate(PROMETHEUS_TEMPLATE.read_text()).substitute(
+        targets_dir=placement.targets_dir_seen, scrape_tls=scrape_tls
+    )
+
+
+def write_prometheus(topology: Topology, placement: Placement) -> None:
+    """Prometheus's config and, with TLS, its web config (the certificate it serves with)."""
+    write_atomic(placement.prometheus_yml, render_prometheus(placement))
+    files = server_files(topology, "prometheus")
+    if placement.prometheus_web and files:
+        web = f"tls_server_config:\n  cert_file: {files[0]}\n  key_file: {files[1]}\n"
+        write_atomic(placement.prometheus_web, web)
 
 
 def render_targets(
@@ -158,14 +199,14 @@ def write_balancer(topology: Topology, nodes: Iterable[Node], placement: Placeme
 
 def write_node_list(nodes: Iterable[Node], placement: Placement) -> None:
     """The inferrer's node list (it re-reads the file when it changes)."""
-    urls = {node.id: f"http://{placement.node_address(node)}" for node in nodes}
+    urls = {node.id: f"{node.scheme}://{placement.node_address(node)}" for node in nodes}
     write_atomic(placement.nodes_json, json.dumps(urls, indent=2) + "\n")
 
 
 def render_all(topology: Topology, placement: Placement) -> None:
     write_balancer(topology, topology.nodes, placement)
     write_node_list(topology.nodes, placement)
-    write_atomic(placement.prometheus_yml, render_prometheus(placement))
+    write_prometheus(topology, placement)
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -32,17 +32,23 @@ def env_name(settings: type[BaseSettings], field: str) -> str:
 
 
 def uvicorn_command(
-    service: str, host: str, port: int, workers: int = 1, python: str = sys.executable
+    service: str,
+    host: str,
+    port: int,
+    workers: int = 1,
+    python: str = sys.executable,
+    tls: tuple[Path, Path] | None = None,
 ) -> list[str]:
     """The one uvicorn command line of a service, wherever it runs (uvloop and httptools included:
-    both come with uvicorn[standard])."""
+    both come with uvicorn[standard]); `tls`: its (certificate, key), served on the same port."""
+    served = ["--ssl-certfile", str(tls[0]), "--ssl-keyfile", str(tls[1])] if tls else []
     return [
         python, "-m", "uvicorn", "--factory", APPS[service],
         "--host", host, "--port", str(port), "--workers", str(workers),
         "--loop", "uvloop", "--http", "httptools",
         "--timeout-keep-alive", str(UVICORN_KEEPALIVE_S),
         "--timeout-graceful-shutdown", str(UVICORN_GRACEFUL_S),
-        "--no-access-log", "--log-config", str(LOGGING_CONFIG),
+        "--no-access-log", "--log-config", str(LOGGING_CONFIG), *served,
     ]  # fmt: skip
 
 

@@ -110,6 +110,13 @@ TOPOLOGY = (
         "`INFERRER_REPOSITORY_*` and `INFERRER_JOBS_DB_URL` settings name.",
     ),
     Entry(
+        "`TLS_DIR`",
+        "unset",
+        "TLS between every service: the folder `modelfleet certs` wrote (relative to the `.env`), with the "
+        "fleet's CA and each service's certificate. Set, every service serves https only and every client "
+        "verifies against that CA (docs/multihost.md).",
+    ),
+    Entry(
         "`FRONT_HOST` / `FRONT_PORT` / `FRONT_EXPORTER_PORT`",
         "unset / `8000` / `9114`",
         "The front balancer before every gateway (`modelfleet front` on that host), and its nginx "

@@ -18,10 +18,11 @@ import threading
 import time
 from pathlib import Path
 
-from deploy.local_specs import DataDirs, LaunchError, is_here, monitoring_specs
+from deploy.certs import ca_file
+from deploy.local_specs import DataDirs, LaunchError, exporter_specs, is_here, monitoring_specs
 from deploy.log_files import RotatingLog
 from deploy.processes import ManagedProcess, ProcessSpec, Role
-from deploy.render import local_placement, render_front, render_prometheus, write_atomic, write_balancer
+from deploy.render import local_placement, render_front, write_atomic, write_balancer, write_prometheus
 from deploy.topology import Topology
 
 _READY_TIMEOUT_S = 60.0
@@ -49,17 +50,15 @@ def _front(topology: Topology, dirs: DataDirs) -> list[ProcessSpec]:
         raise LaunchError("nginx is not installed (apt-get install -y nginx)")
     config = dirs.run / "front.conf"
     write_atomic(config, render_front(topology, dirs.run))
-    front = f"http://{topology.front_host}:{topology.front_port}"
+    front = str(topology.front_url)
     specs = [
         ProcessSpec(
             "front", [nginx, "-c", str(config), "-e", "stderr"], f"{front}/health/front", Role.BALANCER,
-            stop_signal=signal.SIGQUIT,
+            stop_signal=signal.SIGQUIT, ca_file=ca_file(topology),
         )
     ]  # fmt: skip
-    if exporter := shutil.which("prometheus-nginx-exporter"):
-        listen = f"{topology.front_host}:{topology.front_exporter_port}"
-        argv = [exporter, "-nginx.scrape-uri", f"{front}/stub_status", "-web.listen-address", listen]
-        specs.append(ProcessSpec("front-exporter", argv, f"http://{listen}/metrics", Role.MONITORING))
+    host, port = str(topology.front_host), topology.front_exporter_port
+    specs += exporter_specs("front-exporter", topology, front, host, port, "front")
     return specs
 
 
@@ -68,7 +67,7 @@ def _monitor(topology: Topology, dirs: DataDirs) -> list[ProcessSpec]:
         raise LaunchError(f"PROMETHEUS_HOST={topology.prometheus_host} is not an address of this host")
     placement = local_placement(topology, dirs.run)
     write_balancer(topology, topology.nodes, placement)  # the targets (and an nginx config unused here)
-    write_atomic(placement.prometheus_yml, render_prometheus(placement))
+    write_prometheus(topology, placement)
     specs = monitoring_specs(topology, placement, dirs)
     if not specs:
         raise LaunchError("prometheus is not installed (apt-get install -y prometheus)")

@@ -26,6 +26,7 @@ class Node:
     index: int
     host: str
     port: int
+    scheme: str = "http"  # https with TLS_DIR set
 
     @property
     def id(self) -> str:
@@ -33,7 +34,7 @@ class Node:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
 
 @dataclass(frozen=True)
@@ -67,14 +68,20 @@ class Topology:
     first_gateway_host: str | None = None  # INFERRER_HOST as the .env has it (see `for_gateway`)
     first_nginx_host: str | None = None  # NGINX_HOST as the .env has it
     gateway_index: int = 1  # the gateway this topology is run by
+    # TLS between every service (`modelfleet certs` writes the folder): https everywhere when set.
+    tls_dir: Path | None = None
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.tls_dir else "http"
 
     @property
     def inferrer_url(self) -> str:
-        return f"http://{self.inferrer_host}:{self.inferrer_port}"
+        return f"{self.scheme}://{self.inferrer_host}:{self.inferrer_port}"
 
     @property
     def nginx_url(self) -> str:
-        return f"http://{self.nginx_host}:{self.nginx_port}"
+        return f"{self.scheme}://{self.nginx_host}:{self.nginx_port}"
 
     @property
     def gateway_hosts(self) -> tuple[str, ...]:
@@ -88,13 +95,13 @@ class Topology:
 
     @property
     def front_url(self) -> str | None:
-        return f"http://{self.front_host}:{self.front_port}" if self.front_host else None
+        return f"{self.scheme}://{self.front_host}:{self.front_port}" if self.front_host else None
 
     @property
     def gateway_url_for_nodes(self) -> str:
         """Where nodes fetch the desired state and artifacts: the front balancer when there is one
         (any gateway answers), else the first gateway."""
-        return self.front_url or f"http://{self.gateway_hosts[0]}:{self.inferrer_port}"
+        return self.front_url or f"{self.scheme}://{self.gateway_hosts[0]}:{self.inferrer_port}"
 
     def for_gateway(self, index: int) -> Topology:
         """The topology as gateway `index` (1-based) runs it: its inferrer, nginx and nginx's exporter
@@ -118,7 +125,7 @@ class Topology:
         nodes = list(self.nodes[:count])
         while len(nodes) < count:
             last = nodes[-1]
-            nodes.append(Node(last.index + 1, "127.0.0.1", last.port + 1))
+            nodes.append(Node(last.index + 1, "127.0.0.1", last.port + 1, last.scheme))
         return replace(self, nodes=tuple(nodes))
 
 
@@ -138,12 +145,14 @@ def load_topology(path: Path) -> Topology:
         match = _NODE_KEY.match(key)
         if match:
             entries.setdefault(int(match[1]), {})[match[2]] = value
+    tls_dir = (path.parent / values["TLS_DIR"]).resolve() if values.get("TLS_DIR") else None
+    scheme = "https" if tls_dir else "http"
     nodes = []
     for index in sorted(entries):
         entry = entries[index]
         if set(entry) != {"HOST", "PORT"}:
             raise TopologyError(f"node {index} needs both MODELHOST_{index}_HOST and _PORT")
-        nodes.append(Node(index, entry["HOST"], _port(f"MODELHOST_{index}_PORT", entry["PORT"])))
+        nodes.append(Node(index, entry["HOST"], _port(f"MODELHOST_{index}_PORT", entry["PORT"]), scheme))
     if not nodes:
         raise TopologyError(f"{path} has no MODELHOST_<n>_HOST/_PORT entries")
     topology = Topology(
@@ -173,6 +182,7 @@ def load_topology(path: Path) -> Topology:
         front_port=_port("FRONT_PORT", values.get("FRONT_PORT", "8000")),
         front_exporter_port=_port("FRONT_EXPORTER_PORT", values.get("FRONT_EXPORTER_PORT", "9114")),
         prometheus_host=values.get("PROMETHEUS_HOST") or "127.0.0.1",
+        tls_dir=tls_dir,
     )
     _check_unique_addresses(topology)
     return topology

@@ -19,6 +19,7 @@ from inferrer.settings import InferrerSettings
 from inferrer.state.node_directory import NodeDirectory
 from metrics.definitions import InferrerMetrics
 from wire.bearer import bearer_headers
+from wire.tls import client_context
 
 
 class ModelHostClientManager:
@@ -44,6 +45,7 @@ class ModelHostClientManager:
             limits=httpx.Limits(max_connections=settings.node_max_connections),
             timeout=httpx.Timeout(settings.node_sync_timeout_s, connect=settings.connect_timeout_s),
             headers=bearer_headers(settings.management_token),
+            verify=client_context(settings.tls_ca_file) or True,
         )
         self._balancer = self._upstream or BalancerClient(
             settings.nginx_url,
@@ -53,6 +55,7 @@ class ModelHostClientManager:
             settings.management_token,
             settings.balancer_max_connections,
             settings.connect_timeout_s,
+            client_context(settings.tls_ca_file),
         )
         # A warmed version stays loaded on a node while the slowest node may still be loading it.
         hold_s = 2 * settings.node_sync_timeout_s

@@ -8,6 +8,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from artifacts.names import Segment
 from wire.addresses import check_http_url
 from wire.bearer import INFERENCE_TOKEN_VAR, MANAGEMENT_TOKEN_VAR, check_token
+from wire.tls import TLS_CA_VAR
 
 
 class InferrerSettings(BaseSettings):
@@ -185,6 +186,13 @@ class InferrerSettings(BaseSettings):
         validation_alias=INFERENCE_TOKEN_VAR,
         repr=False,
         description="When set, predictions and model reads need it (or the management token).",
+    )
+
+    tls_ca_file: Path | None = Field(
+        default=None,
+        validation_alias=TLS_CA_VAR,
+        description="The fleet's CA certificate (`modelfleet certs`): with it, calls to nginx and the nodes "
+        "use https and trust that CA only. The launcher sets it from the `.env`'s `TLS_DIR`.",
     )
 
     _check_tokens = field_validator("management_token", "inference_token")(check_token)

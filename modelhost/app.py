@@ -25,6 +25,7 @@ from wire.errors import exception_handlers
 from wire.hot_routes import ServiceApp
 from wire.openapi import ERROR_RESPONSES, amend_document
 from wire.startup import freeze_startup_objects
+from wire.tls import client_context
 
 
 def create_app(
@@ -41,7 +42,10 @@ def create_app(
         timeout = httpx.Timeout(settings.fetch_timeout_s, connect=2.0)
         # Calls to the inferrer's internal routes carry the management token.
         headers = bearer_headers(settings.management_token)
-        async with httpx.AsyncClient(transport=transport, timeout=timeout, headers=headers) as client:
+        verify = client_context(settings.tls_ca_file) or True
+        async with httpx.AsyncClient(
+            transport=transport, timeout=timeout, headers=headers, verify=verify
+        ) as client:
             cache = ArtifactCache(
                 settings.cache_dir, settings.inferrer_url, client, int(settings.cache_budget_mib * 2**20)
             )

@@ -7,6 +7,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from wire.addresses import check_http_url
 from wire.bearer import MANAGEMENT_TOKEN_VAR, check_token
+from wire.tls import TLS_CA_VAR
 
 
 class ModelhostSettings(BaseSettings):
@@ -67,6 +68,13 @@ class ModelhostSettings(BaseSettings):
         repr=False,
         description="Required on the node's internal routes and sent to the inferrer's; from the `.env` "
         "via the launcher.",
+    )
+
+    tls_ca_file: Path | None = Field(
+        default=None,
+        validation_alias=TLS_CA_VAR,
+        description="The fleet's CA certificate (`modelfleet certs`): with it, calls to the inferrer use "
+        "https and trust that CA only. The launcher sets it from the `.env`'s `TLS_DIR`.",
     )
 
     _check_token = field_validator("management_token")(check_token)

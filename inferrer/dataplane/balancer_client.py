@@ -7,6 +7,7 @@ cost most of the gateway's CPU (measured on a 2-core machine: ~300 req/s per cor
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -52,6 +53,7 @@ class BalancerClient:
         token: str | None,
         max_connections: int = 256,
         connect_timeout_s: float = 2.0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         """`token`: the credential the nodes require on every call (the management token)."""
         self._nginx_url = nginx_url
@@ -61,14 +63,14 @@ class BalancerClient:
         self._directory = directory
         timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=connect_timeout_s)
         self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=max_connections, keepalive_timeout=20),
+            connector=aiohttp.TCPConnector(limit=max_connections, keepalive_timeout=20, ssl=tls or True),
             timeout=timeout,
             auto_decompress=False,
         )
         # The retry after a failed send: always a new connection, never another kept-alive one
         # that the same nginx reload closed.
         self._fresh = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=max_connections, force_close=True),
+            connector=aiohttp.TCPConnector(limit=max_connections, force_close=True, ssl=tls or True),
             timeout=timeout,
             auto_decompress=False,
         )

@@ -48,5 +48,5 @@ def test_every_env_example_entry_is_on_the_page() -> None:
     keys = re.findall(r"^#? ?([A-Z][A-Z0-9_]+)=", EXAMPLE_ENV_FILE.read_text(), flags=re.M)
     assert len(keys) > 10
     for key in keys:
-        key = re.sub(r"^MODELHOST_\d+_", "MODELHOST_<n>_", key)
+        key = re.sub(r"^(MODELHOST|GATEWAY)_\d+_", r"\1_<n>_", key)
         assert f"`{key}`" in page, f"{key} (deploy/.env.example) is missing from docs/configuration.md"
