@@ -8,11 +8,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import random
 import time
 from collections import Counter
 from typing import Any
 
 import httpx
+
+from wire.tls import client_context
 
 
 async def _load(args: argparse.Namespace) -> dict[str, Any]:
@@ -26,7 +29,8 @@ async def _load(args: argparse.Namespace) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {args.token}"}
     timeout = httpx.Timeout(args.timeout, connect=args.timeout)
     started = time.monotonic()
-    async with httpx.AsyncClient(headers=headers, timeout=timeout) as client:
+    verify = client_context(args.cacert) or True
+    async with httpx.AsyncClient(headers=headers, timeout=timeout, verify=verify) as client:
 
         async def worker() -> None:
             nonlocal sent
@@ -35,7 +39,7 @@ async def _load(args: argparse.Namespace) -> dict[str, Any]:
                 body = args.body
                 if args.vary:  # another first value each time: no answer comes from a cache
                     instances = json.loads(body)["instances"]
-                    instances[0][0] += sent * 1e-6
+                    instances[0][0] += random.random()
                     body = json.dumps({"instances": instances})
                 start = time.monotonic()
                 try:
@@ -77,6 +81,7 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=120.0)
     parser.add_argument("--timeout", type=float, default=30.0)
     parser.add_argument("--token", default="")
+    parser.add_argument("--cacert", help="the fleet's CA certificate, for https")
     parser.add_argument("--body", default="{}")
     parser.add_argument("--vary", action="store_true", help="change the first value of each request")
     args = parser.parse_args()

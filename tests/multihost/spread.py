@@ -66,16 +66,21 @@ class SpreadFleet:
     s3: S3Settings
     nodes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
+    @property
+    def ca(self) -> Path:
+        """The fleet CA's certificate (`modelfleet certs`): every service serves TLS."""
+        return self.root / "certs" / "ca.crt"
+
     def url(self, host: str) -> str:
         """The front's, a gateway's or a node's base URL."""
         port = {"front": 8000, "gateway1": 8000, "gateway2": 8000, "monitor": 9090}.get(host, 8101)
-        return f"http://{self.net.address(host)}:{port}"
+        return f"https://{self.net.address(host)}:{port}"
 
     def call(
         self, method: str, url: str, body: Any = None, *curl: str, timeout_s: float = 60
     ) -> tuple[int, Any]:
         """One JSON call from the client host: (status, parsed body or text)."""
-        args = ["-X", method, "-H", f"Authorization: Bearer {self.token}", *curl]
+        args = ["--cacert", str(self.ca), "-X", method, "-H", f"Authorization: Bearer {self.token}", *curl]
         if body is not None:
             args += ["-H", "content-type: application/json", "-d", json.dumps(body)]
         status, text = self.net.curl("client", *args, url, timeout_s=timeout_s)
@@ -118,7 +123,7 @@ def env_text(net: Hosts, token: str, database: str, s3: S3Settings) -> str:
         f"GATEWAY_2_HOST={net.address('gateway2')}",
         f"FRONT_HOST={net.address('front')}", "FRONT_PORT=8000",
         f"PROMETHEUS_HOST={net.address('monitor')}", "PROMETHEUS_PORT=9090",
-        "UPSTREAM_TIMEOUT_S=2",
+        "UPSTREAM_TIMEOUT_S=2", "TLS_DIR=certs",
         *(f"MODELHOST_{i}_HOST={net.address(h)}\nMODELHOST_{i}_PORT=8101" for i, h in enumerate(NODES, 1)),
         f"MODELFLEET_MANAGEMENT_TOKEN={token}",
         f"INFERRER_REPOSITORY_DB_URL={database}", f"INFERRER_JOBS_DB_URL={database}",
@@ -147,6 +152,10 @@ def spread_fleet(root: Path) -> Iterator[SpreadFleet]:
             (root / "fleet.env").write_text(env_text(net, token, database, s3))
             (root / "fleet.env").chmod(0o600)
             fleet = SpreadFleet(net, root, token, s3)
+            made = subprocess.run(
+                [*fleet._cli("client"), "certs"], capture_output=True, text=True, timeout=60
+            )
+            assert made.returncode == 0, made.stderr
             try:
                 for host in GATEWAYS:
                     argv = [*fleet._cli(host), "up", "--no-example", "--sync-interval", "1"]
@@ -157,7 +166,9 @@ def spread_fleet(root: Path) -> Iterator[SpreadFleet]:
                 net.start("monitor", [*fleet._cli("monitor"), "monitor"], str(root / "monitor.log"))
                 for host in (*GATEWAYS, *NODES, "front"):
                     try:
-                        net.wait_for("client", f"{fleet.url(host)}/health/ready", 180)
+                        net.wait_for(
+                            "client", f"{fleet.url(host)}/health/ready", 180, "--cacert", str(fleet.ca)
+                        )
                     except AssertionError as exc:
                         raise AssertionError(f"{exc}\n{fleet.log(host)}") from None
                 yield fleet

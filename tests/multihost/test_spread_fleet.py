@@ -57,6 +57,7 @@ def test_predictions_through_the_front_reach_every_gateway_and_every_node(fleet:
     argv = [
         "-m", "tests.multihost.client_load", f"{fleet.url('front')}/api/v1/models/scores/predict", str(out),
         "--requests", "600", "--concurrency", "16", "--token", fleet.token, "--vary",
+        "--cacert", str(fleet.ca),
         "--body", json.dumps({"instances": [ROW]}),
     ]  # fmt: skip
     done = fleet.net.run("client", [sys.executable, *argv], timeout_s=180)
@@ -104,6 +105,34 @@ def test_prometheus_on_its_own_host_scrapes_every_service_on_every_host(fleet: S
         by_job.setdefault(target["labels"]["job"], []).append(target["labels"]["instance"])
     print(f"\nPrometheus on {fleet.net.address('monitor')} scrapes: {by_job}")
     assert sorted(len(v) for v in by_job.values()) == [2, 3, 3]
+
+
+SERVICE_PORTS = {
+    "front": (8000, 9114), "gateway1": (8000, 8080, 9113), "gateway2": (8000, 8080, 9113),
+    "node1": (8101,), "node2": (8101,), "node3": (8101,), "monitor": (9090,),
+}  # fmt: skip
+
+
+def test_every_hop_is_tls_and_a_client_without_the_fleet_ca_cannot_connect(fleet: SpreadFleet) -> None:
+    """The other tests of this module ran through TLS everywhere (`TLS_DIR` in the .env): client to
+    front to gateway, gateway to its nginx to the nodes, nodes to the front for artifacts, Prometheus
+    to every target. Here: no service port answers plain HTTP, and none completes a handshake with a
+    client that does not trust the fleet's CA."""
+    refused = {}
+    for host, ports in SERVICE_PORTS.items():
+        for port in ports:
+            address = f"{fleet.net.address(host)}:{port}"
+            plain = fleet.net.curl("client", f"http://{address}/metrics", timeout_s=10)
+            untrusted = fleet.net.curl("client", f"https://{address}/metrics", timeout_s=10)
+            trusted = fleet.net.curl(
+                "client", "--cacert", str(fleet.ca), f"https://{address}/metrics", timeout_s=10
+            )
+            refused[address] = (plain[0], untrusted[0], trusted[0])
+            # A TLS server answers plain HTTP with nothing, or with a 400 that says so (nginx, Go).
+            assert plain[0] == 0 or (plain[0] == 400 and "HTTPS" in plain[1].upper()), (address, plain)
+            assert untrusted[0] == 0, (address, untrusted)  # certificate not trusted: no HTTP at all
+            assert trusted[0] in (200, 401, 404), (address, trusted)  # the handshake completes
+    print(f"\n(plain HTTP, https without the CA, https with it) by service port: {refused}")
 
 
 def _wait_job(fleet: SpreadFleet, via: str, job_id: str, timeout_s: float = 240) -> dict:
@@ -174,19 +203,22 @@ def test_a_job_submitted_to_one_gateway_completes_through_the_other_when_its_hos
     assert view["status"] == "succeeded", view
     assert view["rows"]["done"] == rows and view["partitions"]["done"] == job["partitions"]
     result_url = f"{fleet.url('gateway2')}/api/v1/jobs/{job['id']}/result"
-    result = fleet.net.curl("client", "-H", f"Authorization: Bearer {fleet.token}", result_url, timeout_s=120)
+    auth = f"Authorization: Bearer {fleet.token}"
+    result = fleet.net.curl("client", "--cacert", str(fleet.ca), "-H", auth, result_url, timeout_s=120)
     assert result[0] == 200
     firsts = [json.loads(line)[0] if line.startswith("[") else json.loads(line)["instance"][0]
               for line in result[1].splitlines()]  # fmt: skip
     assert firsts == list(range(rows))  # every row once, in input order
-    fleet.net.wait_for("client", f"{fleet.url('gateway1')}/health/ready", 60)  # back once its link is
+    fleet.net.wait_for(
+        "client", f"{fleet.url('gateway1')}/health/ready", 60, "--cacert", str(fleet.ca)
+    )  # back once its link is
 
 
 def _load(fleet: SpreadFleet, out: Path, seconds: float, requests: int = 1_000_000) -> list[str]:
     url = f"{fleet.url('front')}/api/v1/models/scores/predict"
     return [
         sys.executable, "-m", "tests.multihost.client_load", url, str(out), "--requests", str(requests),
-        "--max-seconds", str(seconds), "--concurrency", "16", "--vary",
+        "--max-seconds", str(seconds), "--concurrency", "16", "--vary", "--cacert", str(fleet.ca),
         "--token", fleet.token, "--body", json.dumps({"instances": [ROW]}),
     ]  # fmt: skip
 
@@ -227,7 +259,7 @@ def test_a_node_host_back_with_an_empty_disk_converges_by_itself(fleet: SpreadFl
     shutil.rmtree(fleet.cache_dir("node2"))
     started = time.monotonic()
     fleet.start_node("node2")
-    fleet.net.wait_for("client", f"{fleet.url('node2')}/health/ready", 120)
+    fleet.net.wait_for("client", f"{fleet.url('node2')}/health/ready", 120, "--cacert", str(fleet.ca))
 
     def serves() -> bool:
         status, body = fleet.call("GET", f"{fleet.url('node2')}/")
