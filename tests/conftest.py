@@ -14,8 +14,8 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from datafiles.locations import S3Settings
 from deploy.ephemeral_fleet import RunningFleet, start_fleet
-from tests.postgres_server import postgres_server
-from tests.s3_server import s3_server
+from testbed.postgres_server import postgres_server
+from testbed.s3_server import s3_server
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from sklearn.linear_model import LogisticRegression
 
 from datafiles.locations import S3Settings, Storage
 from deploy.ephemeral_fleet import RunningFleet, start_fleet
-from tests.s3_server import env_lines
+from testbed.s3_server import env_lines
 
 pytestmark = pytest.mark.fleet
 

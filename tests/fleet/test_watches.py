@@ -24,8 +24,8 @@ from sklearn.linear_model import LogisticRegression
 
 from datafiles.locations import S3Settings, Storage
 from deploy.ephemeral_fleet import RunningFleet, start_fleet, wait_until
-from tests.postgres_server import postgres_server
-from tests.s3_server import env_lines
+from testbed.postgres_server import postgres_server
+from testbed.s3_server import env_lines
 
 pytestmark = pytest.mark.fleet
 

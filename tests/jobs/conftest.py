@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from inferrer.jobs.schema import metadata, open_engine
-from tests.postgres_server import postgres_bin
+from testbed.postgres_server import postgres_bin
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.fleet)])

@@ -13,7 +13,7 @@ import numpy as np
 import skops.io as sio
 from sklearn.linear_model import LogisticRegression
 
-from tests.hosts import hosts
+from testbed.hosts import hosts
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 MODELFLEET = [sys.executable, "-m", "deploy.cli"]

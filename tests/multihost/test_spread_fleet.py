@@ -1,4 +1,4 @@
-"""The fleet across hosts (tests/multihost/spread.py): a front balancer, two gateways sharing their
+"""The fleet across hosts (testbed/spread_fleet.py): a front balancer, two gateways sharing their
 state in PostgreSQL and SeaweedFS on a store host, three nodes, Prometheus on a host of its own, and
 every request from a client host. One fleet start for the module; the tests that cut links run last.
 """
@@ -11,6 +11,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ import skops.io as sio
 from sklearn.linear_model import LogisticRegression
 
 from deploy.ephemeral_fleet import wait_until
-from tests.multihost.spread import GATEWAYS, NODES, SpreadFleet, spread_fleet
+from testbed.spread_fleet import GATEWAYS, NODES, SpreadFleet, spread_fleet
 
 pytestmark = pytest.mark.fleet
 ROW = [0.1, 0.2, 0.3, 0.4]
@@ -48,14 +49,14 @@ def _deploy(fleet: SpreadFleet, via: str, name: str, seed: int) -> dict:
     return body
 
 
-def _predict(fleet: SpreadFleet, via: str, name: str) -> tuple[int, dict | str]:
+def _predict(fleet: SpreadFleet, via: str, name: str) -> tuple[int, Any]:
     return fleet.call("POST", f"{fleet.url(via)}/api/v1/models/{name}/predict", {"instances": [ROW]})
 
 
 def test_predictions_through_the_front_reach_every_gateway_and_every_node(fleet: SpreadFleet) -> None:
     out = fleet.root / "spread-load.json"
     argv = [
-        "-m", "tests.multihost.client_load", f"{fleet.url('front')}/api/v1/models/scores/predict", str(out),
+        "-m", "testbed.client_load", f"{fleet.url('front')}/api/v1/models/scores/predict", str(out),
         "--requests", "600", "--concurrency", "16", "--token", fleet.token, "--vary",
         "--cacert", str(fleet.ca),
         "--body", json.dumps({"instances": [ROW]}),
@@ -217,7 +218,7 @@ def test_a_job_submitted_to_one_gateway_completes_through_the_other_when_its_hos
 def _load(fleet: SpreadFleet, out: Path, seconds: float, requests: int = 1_000_000) -> list[str]:
     url = f"{fleet.url('front')}/api/v1/models/scores/predict"
     return [
-        sys.executable, "-m", "tests.multihost.client_load", url, str(out), "--requests", str(requests),
+        sys.executable, "-m", "testbed.client_load", url, str(out), "--requests", str(requests),
         "--max-seconds", str(seconds), "--concurrency", "16", "--vary", "--cacert", str(fleet.ca),
         "--token", fleet.token, "--body", json.dumps({"instances": [ROW]}),
     ]  # fmt: skip
@@ -249,7 +250,7 @@ def test_a_node_host_cut_off_under_load_costs_no_request_and_rejoins(fleet: Spre
     assert wait_until(node3_answers, 60, interval_s=0.05)
 
 
-def _predict_varied(fleet: SpreadFleet) -> tuple[int, dict | str]:
+def _predict_varied(fleet: SpreadFleet) -> tuple[int, Any]:
     row = [time.monotonic() % 1, 0.2, 0.3, 0.4]  # never the same twice: no cache answers it
     return fleet.call("POST", f"{fleet.url('front')}/api/v1/models/scores/predict", {"instances": [row]})
 

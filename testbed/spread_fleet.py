@@ -1,4 +1,4 @@
-"""A fleet spread over hosts (network namespaces, tests/hosts.py), started as a user would start it
+"""A fleet spread over hosts (network namespaces, testbed/hosts.py), started as a user would start it
 from the docs: a store host (PostgreSQL and SeaweedFS), two gateway hosts (`modelfleet up`), three
 node hosts (`modelfleet node`), a front host (`modelfleet front`), a monitoring host (`modelfleet
 monitor`), and a client host that every request comes from."""
@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any
 
 from datafiles.locations import S3Settings
-from tests.hosts import SUBNET, Hosts, hosts, stop_process
-from tests.postgres_server import postgres_server
-from tests.s3_server import s3_server
+from testbed.hosts import SUBNET, Hosts, hosts, stop_process
+from testbed.postgres_server import postgres_server
+from testbed.s3_server import s3_server
 
 HOSTS = ("front", "gateway1", "gateway2", "node1", "node2", "node3", "store", "monitor", "client")
 GATEWAYS, NODES = ("gateway1", "gateway2"), ("node1", "node2", "node3")

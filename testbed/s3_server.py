@@ -28,7 +28,7 @@ def s3_server(
     host: str = "127.0.0.1", enter: Sequence[str] = (), ready: Callable[[S3Settings], bool] | None = None
 ) -> Iterator[S3Settings]:
     """`enter`: a command prefix that runs the server elsewhere (`ip netns exec NS`: on a host of
-    tests/hosts.py), listening on `host`; `ready` then says when it stores objects, asked from where
+    testbed/hosts.py), listening on `host`; `ready` then says when it stores objects, asked from where
     it can be reached (by default: a write and a read from here)."""
     s3, master, volume, filer = _free_port_pairs(4) if not enter else (8333, 9333, 8080, 8888)
     root = Path(tempfile.mkdtemp(prefix="modelfleet-seaweedfs-"))

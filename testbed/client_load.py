@@ -1,5 +1,5 @@
-"""Load from a client host: `python -m tests.multihost.client_load URL OUT.json --requests N
---concurrency C --token T --body JSON`, run inside the client's namespace (tests/hosts.py). Every
+"""Load from a client host: `python -m testbed.client_load URL OUT.json --requests N
+--concurrency C --token T --body JSON`, run inside the client's namespace (testbed/hosts.py). Every
 answer is counted by status, node and gateway, with its latency; the summary goes to OUT.json.
 Bounded in count and time; it stops by itself."""
 

@@ -26,7 +26,7 @@ def postgres_server(
 ) -> Iterator[str]:
     """Yields an SQLAlchemy URL of a fresh database; the server stops (by its data directory) after.
     Its directory is its own, outside pytest's (which only root may enter). `enter`: a command prefix
-    that runs the server elsewhere (`ip netns exec NS`: on a host of tests/hosts.py), listening on
+    that runs the server elsewhere (`ip netns exec NS`: on a host of testbed/hosts.py), listening on
     `host`; `clients`: a subnet whose clients it lets in (trusted, as the test's own)."""
     bin_dir = postgres_bin()
     assert bin_dir is not None, "PostgreSQL is not installed (deploy/test.sh installs it)"
