@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,15 +46,23 @@ def wrk_available() -> bool:
     return shutil.which("wrk") is not None
 
 
-def run_wrk(url: str, body: bytes, concurrency: int, seconds: float, authorization: str = "") -> LoadResult:
+def run_wrk(
+    url: str,
+    body: bytes,
+    concurrency: int,
+    seconds: float,
+    authorization: str = "",
+    prefix: Sequence[str] = (),
+) -> LoadResult:
     """One wrk thread (it needs ~0.1 core), `concurrency` kept-alive connections; `authorization`:
-    an Authorization header to send (a node's port needs the fleet's token)."""
+    an Authorization header to send (a node's port needs the fleet's token); `prefix`: a command that
+    runs wrk elsewhere (`ip netns exec NS`: on a host of testbed/hosts.py)."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(_LUA)
     env = {**os.environ, "WRK_BODY": body.decode(), "WRK_AUTHORIZATION": authorization}
     try:
         out = subprocess.run(
-            ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--latency",
+            [*prefix, "wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(seconds))}s", "--latency",
              "-s", script.name, url],
             capture_output=True, text=True, env=env,
             timeout=seconds + 60,

@@ -64,6 +64,7 @@ class SpreadFleet:
     root: Path
     token: str
     s3: S3Settings
+    tls: bool = True
     nodes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     @property
@@ -74,13 +75,18 @@ class SpreadFleet:
     def url(self, host: str) -> str:
         """The front's, a gateway's or a node's base URL."""
         port = {"front": 8000, "gateway1": 8000, "gateway2": 8000, "monitor": 9090}.get(host, 8101)
-        return f"https://{self.net.address(host)}:{port}"
+        return f"{'https' if self.tls else 'http'}://{self.net.address(host)}:{port}"
+
+    @property
+    def trust(self) -> list[str]:
+        """curl's arguments that trust the fleet's CA (none without TLS)."""
+        return ["--cacert", str(self.ca)] if self.tls else []
 
     def call(
         self, method: str, url: str, body: Any = None, *curl: str, timeout_s: float = 60
     ) -> tuple[int, Any]:
         """One JSON call from the client host: (status, parsed body or text)."""
-        args = ["--cacert", str(self.ca), "-X", method, "-H", f"Authorization: Bearer {self.token}", *curl]
+        args = [*self.trust, "-X", method, "-H", f"Authorization: Bearer {self.token}", *curl]
         if body is not None:
             args += ["-H", "content-type: application/json", "-d", json.dumps(body)]
         status, text = self.net.curl("client", *args, url, timeout_s=timeout_s)
@@ -116,14 +122,14 @@ class SpreadFleet:
         return [*MODELFLEET, "--env-file", str(self.root / "fleet.env"), "--data-dir", str(self.root / host)]
 
 
-def env_text(net: Hosts, token: str, database: str, s3: S3Settings) -> str:
+def env_text(net: Hosts, token: str, database: str, s3: S3Settings, tls: bool) -> str:
     lines = [
         f"INFERRER_HOST={net.address('gateway1')}", "INFERRER_PORT=8000",
         f"NGINX_HOST={net.address('gateway1')}", "NGINX_PORT=8080", "NGINX_EXPORTER_PORT=9113",
         f"GATEWAY_2_HOST={net.address('gateway2')}",
         f"FRONT_HOST={net.address('front')}", "FRONT_PORT=8000",
         f"PROMETHEUS_HOST={net.address('monitor')}", "PROMETHEUS_PORT=9090",
-        "UPSTREAM_TIMEOUT_S=2", "TLS_DIR=certs",
+        "UPSTREAM_TIMEOUT_S=2", *(["TLS_DIR=certs"] if tls else []),
         *(f"MODELHOST_{i}_HOST={net.address(h)}\nMODELHOST_{i}_PORT=8101" for i, h in enumerate(NODES, 1)),
         f"MODELFLEET_MANAGEMENT_TOKEN={token}",
         f"INFERRER_REPOSITORY_DB_URL={database}", f"INFERRER_JOBS_DB_URL={database}",
@@ -135,7 +141,11 @@ def env_text(net: Hosts, token: str, database: str, s3: S3Settings) -> str:
 
 
 @contextlib.contextmanager
-def spread_fleet(root: Path) -> Iterator[SpreadFleet]:
+def spread_fleet(
+    root: Path, tls: bool = True, gateway_env: dict[str, str] | None = None
+) -> Iterator[SpreadFleet]:
+    """The fleet, up; `tls`: every service serves TLS only (`modelfleet certs`, `TLS_DIR`);
+    `gateway_env`: the gateways' settings (GATEWAY_ENV by default)."""
     with hosts(*HOSTS) as net:
         store = net.address("store")
         enter = net.command("store", [])
@@ -149,9 +159,9 @@ def spread_fleet(root: Path) -> Iterator[SpreadFleet]:
             s3_server(store, enter, ready=stores_objects) as s3,
         ):
             token = secrets.token_urlsafe(24)
-            (root / "fleet.env").write_text(env_text(net, token, database, s3))
+            (root / "fleet.env").write_text(env_text(net, token, database, s3, tls))
             (root / "fleet.env").chmod(0o600)
-            fleet = SpreadFleet(net, root, token, s3)
+            fleet = SpreadFleet(net, root, token, s3, tls)
             made = subprocess.run(
                 [*fleet._cli("client"), "certs"], capture_output=True, text=True, timeout=60
             )
@@ -159,16 +169,14 @@ def spread_fleet(root: Path) -> Iterator[SpreadFleet]:
             try:
                 for host in GATEWAYS:
                     argv = [*fleet._cli(host), "up", "--no-example", "--sync-interval", "1"]
-                    net.start(host, argv, str(root / f"{host}.log"), env=GATEWAY_ENV)
+                    net.start(host, argv, str(root / f"{host}.log"), env=gateway_env or GATEWAY_ENV)
                 for host in NODES:
                     fleet.start_node(host)
                 net.start("front", [*fleet._cli("front"), "front"], str(root / "front.log"))
                 net.start("monitor", [*fleet._cli("monitor"), "monitor"], str(root / "monitor.log"))
                 for host in (*GATEWAYS, *NODES, "front"):
                     try:
-                        net.wait_for(
-                            "client", f"{fleet.url(host)}/health/ready", 180, "--cacert", str(fleet.ca)
-                        )
+                        net.wait_for("client", f"{fleet.url(host)}/health/ready", 180, *fleet.trust)
                     except AssertionError as exc:
                         raise AssertionError(f"{exc}\n{fleet.log(host)}") from None
                 yield fleet
