@@ -35,6 +35,7 @@ from inferrer.state.shared_schema import (
     GENERATION_ROW,
     active_versions,
     model_versions,
+    read_index,
     repository_generation,
     repository_readers,
     version_pins,
@@ -98,7 +99,7 @@ class SharedBackend:
                 .values(value=repository_generation.c.value)
             )
             value = connection.execute(_READ_GENERATION).scalar_one()
-            fresh = self._latest if value == self._latest.stamp else _read_index(connection, value)
+            fresh = self._latest if value == self._latest.stamp else read_index(connection, value)
             self._pending = _Write(connection, dict(fresh.places), value)
             try:
                 yield fresh
@@ -255,7 +256,7 @@ class SharedBackend:
         with self._engine.connect() as connection, connection.begin():
             value = connection.execute(_READ_GENERATION).scalar_one()
             if value != self._latest.stamp:
-                self._install(_read_index(connection, value))
+                self._install(read_index(connection, value))
         with self._writes.begin() as connection:
             beat = {"seen": value, "heartbeat": now}
             mine = repository_readers.c.reader == self._reader
@@ -284,18 +285,3 @@ class _Write:
         self.value = value
         self.doomed: list[Staged] = []
         self.index: Index | None = None
-
-
-def _read_index(connection: Connection, value: int) -> Index:
-    versions: dict[str, dict[str, Manifest]] = {}
-    places: dict[tuple[str, str], Staged] = {}
-    for row in connection.execute(sa.select(model_versions)):
-        manifest = Manifest.model_validate_json(row.manifest)
-        versions.setdefault(manifest.name, {})[manifest.version] = manifest
-        places[manifest.key] = Staged(row.artifact, row.graph)
-    active = {
-        name: version
-        for name, version in connection.execute(sa.select(active_versions.c.name, active_versions.c.version))
-        if version in versions.get(name, {})
-    }
-    return Index(versions, active, value, places)

@@ -5,8 +5,10 @@ pins, one generation row that every write locks and bumps, and the gateway proce
 from __future__ import annotations
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
+from artifacts.manifest import Manifest
+from inferrer.state.backend import Index, Staged
 from inferrer.state.sql_engine import open_sql_engine
 
 metadata = sa.MetaData()
@@ -72,3 +74,19 @@ def open_index_engine(url: str) -> Engine:
         except sa.exc.IntegrityError:
             pass  # another gateway process inserted it first
     return engine
+
+
+def read_index(connection: Connection, value: int) -> Index:
+    """The whole index as stored now, with the generation it was read at."""
+    versions: dict[str, dict[str, Manifest]] = {}
+    places: dict[tuple[str, str], Staged] = {}
+    for row in connection.execute(sa.select(model_versions)):
+        manifest = Manifest.model_validate_json(row.manifest)
+        versions.setdefault(manifest.name, {})[manifest.version] = manifest
+        places[manifest.key] = Staged(row.artifact, row.graph)
+    active = {
+        name: version
+        for name, version in connection.execute(sa.select(active_versions.c.name, active_versions.c.version))
+        if version in versions.get(name, {})
+    }
+    return Index(versions, active, value, places)
