@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 from dotenv import dotenv_values
 
-from deploy import certs, jobs_cli, migrate, node_command, standalone
+from deploy import certs, jobs_cli, node_command, standalone
 from deploy.compose import COMPOSE_DIR, COMPOSE_FILE, load_compose_topology, write_compose
 from deploy.compose_apply import ComposeBackend
 from deploy.example import EXAMPLE_NAME, EXAMPLE_ROW, deploy_example_process
@@ -63,7 +63,9 @@ def _parser() -> argparse.ArgumentParser:
 
     jobs_cli.add_commands(commands)
     node_command.add_command(commands)
-    migrate.add_command(commands)
+    commands.add_parser(
+        "migrate", help="copy this machine's repository and job store into the .env's shared stores"
+    )
     standalone.add_commands(commands)
     certs.add_command(commands)
 
@@ -92,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
             print(dotenv_values(env_file)[MANAGEMENT_TOKEN_VAR])
             return 0
         if args.command == "migrate":
+            from deploy import migrate  # loads the repository (scikit-learn): never in the launcher
+
             return migrate.run(env_file, args.data_dir)
         topology = load_topology(env_file)
         if args.command == "render":

@@ -14,6 +14,7 @@ from deploy.certs import ca_file, server_files
 from deploy.processes import ProcessSpec, Role
 from deploy.render import Placement, prometheus_storage_flags
 from deploy.serve_command import env_name, uvicorn_command
+from deploy.tokens import SHARED_STORE_VARIABLES
 from deploy.topology import Node, Topology
 from inferrer.settings import InferrerSettings
 from modelhost.settings import ModelhostSettings
@@ -126,7 +127,7 @@ def node_spec(topology: Topology, node: Node, dirs: DataDirs, options: LaunchOpt
         env_name(ModelhostSettings, "cache_dir"): str(dirs.cache(node.id)),
         env_name(ModelhostSettings, "data_dir"): str(dirs.data),
         **options.tokens,
-        **options.storage_env,
+        **{k: v for k, v in options.storage_env.items() if k not in SHARED_STORE_VARIABLES},  # S3 only
         **_ca_env(topology),
     }
     if options.sync_interval_s is not None:

@@ -10,29 +10,23 @@ version stored in both with other bytes is refused. Job files stay at their loca
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import sqlalchemy as sa
 from dotenv import dotenv_values
 
+from artifacts.manifest import Manifest
 from datafiles.locations import S3Settings, Storage
 from deploy.local_specs import DataDirs, LaunchError
 from deploy.serve_command import env_name
 from inferrer.jobs.schema import metadata as job_tables
 from inferrer.jobs.schema import open_engine as open_job_engine
 from inferrer.settings import InferrerSettings
-from inferrer.state.backend import Index
+from inferrer.state.backend import Index, Staged
 from inferrer.state.folder_backend import FolderBackend
 from inferrer.state.shared_backend import SharedBackend
 from inferrer.state.shared_schema import open_index_engine
 from inferrer.state.sql_engine import WRITE
-
-
-def add_command(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    commands.add_parser(
-        "migrate", help="copy this machine's repository and job store into the .env's shared stores"
-    )
 
 
 def run(env_file: Path, data_dir: Path) -> int:
@@ -61,39 +55,59 @@ def run(env_file: Path, data_dir: Path) -> int:
 
 
 def copy_repository(source: FolderBackend, target: SharedBackend) -> int:
-    """Every version the target lacks, then the active pointers, in one write; returns how many."""
+    """Every version the target lacks, uploaded first (outside the database's lock), then published
+    with the active pointers in one write; returns how many. Uploads that end up in no published
+    version are removed, whatever failed."""
     index = source.current()
-    copied = 0
-    with target.locked() as present:
-        versions = {name: dict(stored) for name, stored in present.versions.items()}
-        for manifest in index.manifests():
-            there = present.versions.get(manifest.name, {}).get(manifest.version)
-            if there is not None:
-                if there.sha256 != manifest.sha256:
-                    raise LaunchError(
-                        f"{manifest.name} version {manifest.version} is in the shared repository already, "
-                        "with other bytes: remove one of them first"
-                    )
-                continue
-            artifact = source.open_artifact(index, manifest, graph=False)
-            graph = source.open_artifact(index, manifest, graph=True) if manifest.compiled else None
-            with artifact.handle:
-                data = artifact.handle.read()
-            graph_bytes = None
-            if graph is not None:
-                with graph.handle:
-                    graph_bytes = graph.handle.read()
-            staged = target.stage(manifest.format, data, graph_bytes)
-            target.publish(staged, manifest)
-            versions.setdefault(manifest.name, {})[manifest.version] = manifest
-            copied += 1
-        active = dict(present.active)
-        for name, version in index.active.items():
-            if name not in active:
-                target.write_active(name, version)
-                active[name] = version
-        target.commit(versions, active)
-    return copied
+    missing = [m for m in index.manifests() if _lacks(target.current(), m)]
+    staged: dict[tuple[str, str], Staged] = {}
+    published: set[tuple[str, str]] = set()
+    try:
+        for manifest in missing:
+            staged[manifest.key] = target.stage(manifest.format, *_files(source, index, manifest))
+        with target.locked() as present:
+            versions = {name: dict(stored) for name, stored in present.versions.items()}
+            for manifest in missing:
+                if _lacks(present, manifest):  # not copied meanwhile by another run
+                    target.publish(staged[manifest.key], manifest)
+                    versions.setdefault(manifest.name, {})[manifest.version] = manifest
+                    published.add(manifest.key)
+            active = dict(present.active)
+            for name, version in index.active.items():
+                if name not in active:
+                    target.write_active(name, version)
+                    active[name] = version
+            target.commit(versions, active)
+    except BaseException:
+        published.clear()  # the transaction rolled back: none of them is in the index
+        raise
+    finally:
+        for key, files in staged.items():
+            if key not in published:
+                target.discard(files)
+    return len(published)
+
+
+def _lacks(present: Index, manifest: Manifest) -> bool:
+    there = present.versions.get(manifest.name, {}).get(manifest.version)
+    if there is not None and there.sha256 != manifest.sha256:
+        raise LaunchError(
+            f"{manifest.name} version {manifest.version} is in the shared repository already, with other "
+            "bytes: remove one of them first"
+        )
+    return there is None
+
+
+def _files(source: FolderBackend, index: Index, manifest: Manifest) -> tuple[bytes, bytes | None]:
+    """A version's artifact and, when it has one, its verified ONNX graph."""
+    artifact = source.open_artifact(index, manifest, graph=False)
+    with artifact.handle:
+        data = artifact.handle.read()
+    if not manifest.compiled:
+        return data, None
+    graph = source.open_artifact(index, manifest, graph=True)
+    with graph.handle:
+        return data, graph.handle.read()
 
 
 def copy_job_store(source_url: str, target_url: str) -> int:

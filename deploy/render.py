@@ -17,6 +17,7 @@ from string import Template
 from datafiles.atomic_file import replace_file
 from deploy.certs import ca_file, server_files
 from deploy.topology import Node, Topology
+from inferrer.settings import InferrerSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 NGINX_TEMPLATE = ROOT / "nginx" / "nginx.conf.template"
@@ -116,6 +117,7 @@ def render_front(topology: Topology, run_dir: Path) -> str:
         pid_file=str(run_dir / "front.pid"),
         temp_dir=str(run_dir / "front-tmp"),
         stub_status_allow=_own_address(topology.front_host or "127.0.0.1"),
+        max_upload=str(InferrerSettings.model_fields["max_upload_bytes"].default),
         **nginx_tls(topology, "front", "inferrer"),
         listen=f"{topology.front_host}:{topology.front_port}{' ssl' if topology.tls_dir else ''}",
     )
@@ -199,7 +201,8 @@ def write_balancer(topology: Topology, nodes: Iterable[Node], placement: Placeme
 
 def write_node_list(nodes: Iterable[Node], placement: Placement) -> None:
     """The inferrer's node list (it re-reads the file when it changes)."""
-    urls = {node.id: f"{node.scheme}://{placement.node_address(node)}" for node in nodes}
+    scheme = "http" if placement.compose else None  # compose: one host, plain HTTP on its network
+    urls = {node.id: f"{scheme or node.scheme}://{placement.node_address(node)}" for node in nodes}
     write_atomic(placement.nodes_json, json.dumps(urls, indent=2) + "\n")
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from dotenv import dotenv_values
@@ -26,7 +26,7 @@ class Node:
     index: int
     host: str
     port: int
-    scheme: str = "http"  # https with TLS_DIR set
+    scheme: str = field(default="http", compare=False)  # https with TLS_DIR set; not its identity
 
     @property
     def id(self) -> str:

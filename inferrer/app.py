@@ -29,6 +29,7 @@ from inferrer.dataplane.balancer_client import Upstream
 from inferrer.dataplane.batching import Batcher
 from inferrer.dataplane.prediction import PredictionService
 from inferrer.dataplane.prediction_cache import PredictionCache
+from inferrer.errors import RepositoryUnreachable
 from inferrer.fleet_clients import ModelHostClientManager
 from inferrer.jobs.files import JobFiles
 from inferrer.jobs.finishing import JobFinisher
@@ -96,9 +97,7 @@ def create_app(
             )
             prediction = PredictionService(repository, balancer, metrics, cache, batcher)
             app.state.prediction = prediction
-            runtimes = RuntimeInfo(
-                lambda: [(m.name, m.version, m.runtime_name) for m in repository.all_versions()]
-            )
+            runtimes = RuntimeInfo(lambda: _runtimes(repository))
             registry.register(runtimes)
             try:
                 online = admission.recent_peak
@@ -133,6 +132,14 @@ def create_app(
     app.serve_front([*PREDICT_HOT_ROUTES, *V2_HOT_ROUTES], front)
     amend_document(app, document_tokens(tokens), document_selftest_limit(settings.max_selftest_items))
     return app
+
+
+def _runtimes(repository: ModelRepository) -> list[tuple[str, str, str]]:
+    """For /metrics: none while the shared repository is out of reach (the rest is still scraped)."""
+    try:
+        return [(m.name, m.version, m.runtime_name) for m in repository.all_versions()]
+    except RepositoryUnreachable:
+        return []
 
 
 def _open_repository(settings: InferrerSettings) -> ModelRepository:

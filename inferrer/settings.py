@@ -210,9 +210,9 @@ class InferrerSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _shared_repository_needs_both(self) -> InferrerSettings:
-        if self.repository_db_url and not self.repository_artifacts_url:
-            raise ValueError("INFERRER_REPOSITORY_DB_URL needs INFERRER_REPOSITORY_ARTIFACTS_URL: where the "
-                             "shared repository keeps model files")  # fmt: skip
+        if bool(self.repository_db_url) != bool(self.repository_artifacts_url):
+            raise ValueError("INFERRER_REPOSITORY_DB_URL and INFERRER_REPOSITORY_ARTIFACTS_URL go together: "
+                             "the shared repository's index, and where it keeps model files")  # fmt: skip
         if self.repository_poll_s * 4 > self.repository_lease_s:
             raise ValueError("INFERRER_REPOSITORY_LEASE_S must be at least 4 x INFERRER_REPOSITORY_POLL_S")
         return self

@@ -140,6 +140,7 @@ class ModelRepository:
         if version is not None:
             check_name(version, "version")
         staged = self._backend.stage(fmt, data, graph)  # before the lock: an upload takes a while
+        draft: _Draft | None = None
         try:
             with self._writing() as draft:
                 existing = draft.versions.get(name, {})
@@ -164,7 +165,8 @@ class ModelRepository:
                 draft.put(manifest)
                 self._retire_old_versions(draft, name)
         except BaseException:
-            self._backend.discard(staged)  # nothing when it was published: the files moved
+            if draft is None or not draft.committed:  # a committed version's files stay, always
+                self._backend.discard(staged)
             raise
         return manifest
 
@@ -241,6 +243,7 @@ class ModelRepository:
             yield draft
             if draft.changed:
                 self._backend.commit(draft.versions, draft.active)
+        draft.committed = True
         if draft.changed:
             self._backend.settle()
 
@@ -252,6 +255,7 @@ class _Draft:
         self.versions = {name: dict(stored) for name, stored in index.versions.items()}
         self.active = dict(index.active)
         self.changed = False
+        self.committed = False  # the lock was released without an error: the write stands
 
     def put(self, manifest: Manifest) -> None:
         self.versions.setdefault(manifest.name, {})[manifest.version] = manifest

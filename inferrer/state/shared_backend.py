@@ -64,7 +64,12 @@ class SharedBackend:
         self._install_lock = threading.Lock()
         self._last_read = time.monotonic()
         self._pending: _Write | None = None  # the write under way in this process, inside the lock
-        self._poll()  # a database out of reach at start fails the start
+        self._doomed: list[Staged] = []  # removed by the last write: deleted once every reader has it
+        try:
+            self._poll()  # a database out of reach at start fails the start
+        except BaseException:
+            engine.dispose()
+            raise
         self._stop = threading.Event()
         self._follower = threading.Thread(target=self._follow, name="repository-follower", daemon=True)
         self._follower.start()
@@ -92,25 +97,24 @@ class SharedBackend:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[Index]:
-        with self._writes.connect() as connection, connection.begin():
-            connection.execute(
-                sa.update(repository_generation)
-                .where(_GENERATION)
-                .values(value=repository_generation.c.value)
-            )
-            value = connection.execute(_READ_GENERATION).scalar_one()
-            fresh = self._latest if value == self._latest.stamp else read_index(connection, value)
-            self._pending = _Write(connection, dict(fresh.places), value)
-            try:
-                yield fresh
-                done = self._pending
-            finally:
-                self._pending = None
-        # Committed: what the write made is the index here at once; what it removed can go.
+        try:
+            with self._writes.connect() as connection, connection.begin():
+                connection.execute(_TAKE_LOCK)
+                value = connection.execute(_READ_GENERATION).scalar_one()
+                fresh = self._latest if value == self._latest.stamp else read_index(connection, value)
+                self._pending = _Write(connection, dict(fresh.places), value)
+                try:
+                    yield fresh
+                    done = self._pending
+                finally:
+                    self._pending = None
+        except sa.exc.OperationalError as exc:  # the database out of reach, a session ended
+            raise RepositoryUnreachable(f"the shared model repository cannot be written now: {exc}") from None
+        # Committed: what the write made is the index here at once; what it removed goes once
+        # every other reader has it (`settle`): until then one may still send a node for it.
         if done.index is not None:
             self._install(done.index)
-        for staged in done.doomed:
-            self.discard(staged)
+        self._doomed += done.doomed
 
     def stage(self, fmt: ArtifactFormat, data: bytes, graph: bytes | None) -> Staged:
         folder = f"{self._base}/{uuid.uuid4().hex}"
@@ -131,7 +135,7 @@ class SharedBackend:
             if url is not None:
                 try:
                     self._storage.remove(self._storage.location(url))
-                except OSError as exc:  # left in the bucket; the index never names it
+                except Exception as exc:  # left in the bucket; the index never names it
                     logger.warning("could not remove %s: %s", url, exc)
 
     def publish(self, staged: Staged, manifest: Manifest) -> None:
@@ -208,6 +212,16 @@ class SharedBackend:
         return write.index
 
     def settle(self) -> None:
+        """Best effort: the write is committed whatever happens here."""
+        try:
+            self._wait_for_readers()
+        except sa.exc.SQLAlchemyError as exc:
+            logger.warning("could not check that every gateway read the last write: %s", exc)
+        doomed, self._doomed = self._doomed, []
+        for staged in doomed:
+            self.discard(staged)
+
+    def _wait_for_readers(self) -> None:
         target = self._latest.stamp
         deadline = time.monotonic() + self._lease_s + self._poll_s
         behind = sa.select(sa.func.count()).where(
@@ -244,7 +258,7 @@ class SharedBackend:
             try:
                 self._poll()
                 failing = False
-            except sa.exc.SQLAlchemyError as exc:
+            except Exception as exc:  # never ends the thread: this process would answer 503 for good
                 if not failing:
                     logger.warning("cannot read the shared model repository: %s", exc)
                 failing = True
@@ -256,7 +270,12 @@ class SharedBackend:
         with self._engine.connect() as connection, connection.begin():
             value = connection.execute(_READ_GENERATION).scalar_one()
             if value != self._latest.stamp:
-                self._install(read_index(connection, value))
+                index = read_index(connection, value)
+                # Each statement sees the latest commit (PostgreSQL's READ COMMITTED): a write
+                # between them would mix two states under one stamp. Then take it at the next look.
+                if connection.execute(_READ_GENERATION).scalar_one() != value:
+                    return
+                self._install(index)
         with self._writes.begin() as connection:
             beat = {"seen": value, "heartbeat": now}
             mine = repository_readers.c.reader == self._reader

@@ -15,11 +15,24 @@ from sqlalchemy.engine import Connection, Engine
 
 WRITE = "modelfleet_write"  # an execution option: this transaction writes
 
+# A gateway cut off from PostgreSQL in the middle of a transaction must not hold its locks (the
+# repository's write lock, a job's rows) until TCP gives up, hours later: the server ends a session
+# idle inside a transaction after 15 s, and keepalives find a silent peer in about 10 s.
+_POSTGRESQL_SESSION = {
+    "connect_timeout": 5,
+    "options": "-c idle_in_transaction_session_timeout=15000",
+    "keepalives": 1,
+    "keepalives_idle": 4,
+    "keepalives_interval": 2,
+    "keepalives_count": 3,
+}
+
 
 def open_sql_engine(url: str, metadata: sa.MetaData, schema_lock: int) -> Engine:
     """An engine with `metadata`'s tables in place; SQLite in WAL mode, waiting on a busy database.
     `schema_lock`: the PostgreSQL advisory lock held while the tables are created."""
-    engine = sa.create_engine(url)
+    postgresql = sa.engine.make_url(url).get_backend_name() == "postgresql"
+    engine = sa.create_engine(url, connect_args=_POSTGRESQL_SESSION if postgresql else {}, pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
 
         @sa.event.listens_for(engine, "connect")

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from artifacts.formats import ArtifactFormat
 from artifacts.schema import ModelSchema
 from datafiles.locations import S3Settings, Storage
+from deploy.ephemeral_fleet import wait_until
 from inferrer.errors import ModelNotFound, RepositoryUnreachable
 from inferrer.state.repository import ModelRepository
 from inferrer.state.shared_backend import SharedBackend
@@ -115,3 +116,24 @@ def test_a_silent_gateway_is_waited_for_at_most_one_lease_and_then_answers_503(
     started = time.monotonic()
     _deploy(writer, "n", b"two")  # its heartbeat is a lease old now: no write waits for it again
     assert time.monotonic() - started < LEASE_S / 2
+
+
+def test_a_write_that_commits_keeps_its_files_whatever_fails_after(
+    gateways: list[ModelRepository], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check that every gateway read a write runs after its commit; the database failing there
+    (injected: a connection lost at that moment is not something SQLite can be made to do) must
+    neither fail the write nor remove the files of the version it committed."""
+    writer, reader = gateways
+
+    def lost(*_: object) -> None:
+        raise sa.exc.OperationalError("SELECT", {}, Exception("connection lost"))
+
+    monkeypatch.setattr(SharedBackend, "_wait_for_readers", lost)
+    manifest = writer.store("m", None, b"kept", ArtifactFormat.SKOPS, SIGNATURE)
+    artifact = writer.open_artifact(manifest.sha256)
+    assert artifact is not None
+    with artifact.handle:
+        assert artifact.handle.read() == b"kept"
+    monkeypatch.undo()
+    assert wait_until(lambda: "m" in reader.names(), 5)
