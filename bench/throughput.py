@@ -1,7 +1,7 @@
 """Throughput and latency of the fleet against its limits and a peer, on this machine.
 
     .venv/bin/python -m bench.throughput [--seconds 5] [--concurrency 1 8 32 64] [--no-mlserver]
-        [--runtime auto|sklearn|onnx]
+        [--runtime auto|sklearn|onnx] [--shared-stores]
 
 LogisticRegression and a 100-tree RandomForest (depth 10) on 20 features, 1-row requests, load from
 wrk (a separate process). Rows: in-process predict(); one modelhost directly (a bare FastAPI/uvicorn
@@ -11,7 +11,8 @@ verifies; each deploy prints the runtime chosen); MLServer 1.7 + mlserver-sklear
 and with adaptive batching.
 With 3 nodes, the full chain is measured again once the job store holds a watch (its folder listed
 and its files processed) and `--finished-jobs` finished jobs: background work must not cost the
-hot path (`store: busy` rows).
+hot path (`store: busy` rows). `--shared-stores`: the fleets keep the repository and the jobs in a
+real PostgreSQL and SeaweedFS (the multi-host setup): the gateway's CPU per request must not move.
 Prints a markdown table with req/s, p50, p99, errors and the CPU (cores) each process group used, and
 writes it to bench/results.md. A benchmark, not a test: compare ratios within one run.
 """
@@ -19,9 +20,11 @@ writes it to bench/results.md. A benchmark, not a test: compare ratios within on
 from __future__ import annotations
 
 import argparse
+import contextlib
 import platform
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +37,10 @@ from sklearn.linear_model import LogisticRegression
 
 from bench.loadgen import LoadResult, process_tree_cpu_s, run_wrk, wrk_available
 from bench.mlserver_peer import MLServer, v2_body
+from datafiles.locations import Storage
 from deploy.ephemeral_fleet import RunningFleet, free_ports, start_fleet
+from testbed.postgres_server import postgres_server
+from testbed.s3_server import env_lines, s3_server
 
 Row = dict[str, Any]
 
@@ -95,6 +101,7 @@ def run_fleet(
             Path(tmp),
             nodes=nodes,
             extra_args=("--no-example", "--inferrer-workers", str(args.inferrer_workers)),
+            env_lines=args.store_lines,
         )
         try:
             deployed_sha256 = {}
@@ -201,9 +208,30 @@ def main() -> None:
     parser.add_argument("--runtime", choices=["auto", "sklearn", "onnx"], default="auto", help="the fleet's")
     parser.add_argument("--finished-jobs", type=int, default=200, help="in the store for the busy rows")
     parser.add_argument("--out", type=Path, default=Path("bench/results.md"))
+    parser.add_argument(
+        "--shared-stores", action="store_true", help="the repository and jobs in PostgreSQL and SeaweedFS"
+    )
     args = parser.parse_args()
     if not wrk_available():
         raise SystemExit("wrk is needed: apt-get install -y wrk")
+    with contextlib.ExitStack() as stores:
+        args.store_lines = stores.enter_context(shared_stores()) if args.shared_stores else ""
+        run(args)
+
+
+@contextlib.contextmanager
+def shared_stores() -> Iterator[str]:
+    """A real PostgreSQL and SeaweedFS on loopback, as the .env lines that make a fleet use them."""
+    with postgres_server() as database, s3_server() as s3:
+        storage = Storage(Path("."), s3)
+        storage.filesystem(storage.location("s3://bench-models/x")).mkdir("bench-models")
+        yield (
+            f"INFERRER_REPOSITORY_DB_URL={database}\nINFERRER_JOBS_DB_URL={database}\n"
+            f"INFERRER_REPOSITORY_ARTIFACTS_URL=s3://bench-models/models\n{env_lines(s3)}"
+        )
+
+
+def run(args: argparse.Namespace) -> None:
     models, row = make_models()
     rows: list[Row] = []
     header = (
@@ -223,7 +251,8 @@ def main() -> None:
         [
             f"# bench.throughput on {platform.node()} ({platform.processor() or platform.machine()}), "
             f"{time.strftime('%Y-%m-%d %H:%M')}, {args.seconds:.0f} s per point, "
-            f"inferrer workers {args.inferrer_workers}, fleet runtime={args.runtime}",
+            f"inferrer workers {args.inferrer_workers}, fleet runtime={args.runtime}"
+            + (", shared stores (PostgreSQL, SeaweedFS)" if args.shared_stores else ""),
             "",
             header,
             *(_line(r) for r in rows),
