@@ -31,13 +31,13 @@ from datafiles.locations import Storage
 from inferrer.errors import RepositoryUnreachable
 from inferrer.state.backend import Index, OpenArtifact, Staged, Versions
 from inferrer.state.pins import Pin
+from inferrer.state.shared_readers import Readers
 from inferrer.state.shared_schema import (
     GENERATION_ROW,
     active_versions,
     model_versions,
     read_index,
     repository_generation,
-    repository_readers,
     version_pins,
 )
 from inferrer.state.sql_engine import WRITE
@@ -48,7 +48,6 @@ _GENERATION = repository_generation.c.id == GENERATION_ROW
 _READ_GENERATION = sa.select(repository_generation.c.value).where(_GENERATION)
 # The write lock: an update of the generation row holds the row's lock until the transaction ends.
 _TAKE_LOCK = sa.update(repository_generation).where(_GENERATION).values(value=repository_generation.c.value)
-_GONE_AFTER_LEASES = 10  # a reader's row is removed once its heartbeat is this many leases old
 
 
 class SharedBackend:
@@ -59,7 +58,7 @@ class SharedBackend:
         self._base = artifacts_url.rstrip("/")
         storage.location(self._base)  # a malformed location is refused at start
         self._poll_s, self._lease_s = poll_s, lease_s
-        self._reader = uuid.uuid4().hex
+        self._readers = Readers(engine, poll_s, lease_s)
         self._latest = Index(stamp=0)
         self._install_lock = threading.Lock()
         self._last_read = time.monotonic()
@@ -203,51 +202,24 @@ class SharedBackend:
         write.connection.execute(
             sa.update(repository_generation).where(_GENERATION).values(value=write.value + 1)
         )
-        write.connection.execute(  # readers gone long ago (killed): no writer waits for them
-            sa.delete(repository_readers).where(
-                repository_readers.c.heartbeat < time.time() - _GONE_AFTER_LEASES * self._lease_s
-            )
-        )
+        self._readers.forget_gone(write.connection)
         write.index = Index(versions, active, write.value + 1, dict(write.places))
         return write.index
 
     def settle(self) -> None:
         """Best effort: the write is committed whatever happens here."""
         try:
-            self._wait_for_readers()
+            self._readers.wait_until_all_hold(self._latest.stamp)
         except sa.exc.SQLAlchemyError as exc:
             logger.warning("could not check that every gateway read the last write: %s", exc)
         doomed, self._doomed = self._doomed, []
         for staged in doomed:
             self.discard(staged)
 
-    def _wait_for_readers(self) -> None:
-        target = self._latest.stamp
-        deadline = time.monotonic() + self._lease_s + self._poll_s
-        behind = sa.select(sa.func.count()).where(
-            repository_readers.c.reader != self._reader,
-            repository_readers.c.seen < target,
-            repository_readers.c.heartbeat > sa.bindparam("alive_since"),
-        )
-        while True:
-            with self._engine.connect() as connection:
-                waiting = connection.execute(
-                    behind, {"alive_since": time.time() - self._lease_s}
-                ).scalar_one()
-            if not waiting:
-                return
-            if time.monotonic() > deadline:
-                logger.warning("%d gateway processes did not read generation %s in time", waiting, target)
-                return
-            time.sleep(self._poll_s / 4)
-
     def close(self) -> None:
         self._stop.set()
         self._follower.join(timeout=10)
-        with contextlib.suppress(sa.exc.SQLAlchemyError), self._writes.begin() as connection:
-            connection.execute(
-                sa.delete(repository_readers).where(repository_readers.c.reader == self._reader)
-            )
+        self._readers.leave()
         self._engine.dispose()
 
     # Following other writers -------------------------------------------------------------------
@@ -276,11 +248,7 @@ class SharedBackend:
                 if connection.execute(_READ_GENERATION).scalar_one() != value:
                     return
                 self._install(index)
-        with self._writes.begin() as connection:
-            beat = {"seen": value, "heartbeat": now}
-            mine = repository_readers.c.reader == self._reader
-            if not connection.execute(sa.update(repository_readers).where(mine).values(**beat)).rowcount:
-                connection.execute(repository_readers.insert().values(reader=self._reader, **beat))
+        self._readers.beat(value, now)
         self._last_read = started
 
     def _install(self, index: Index) -> None:

@@ -21,6 +21,7 @@ from deploy.ephemeral_fleet import wait_until
 from inferrer.errors import ModelNotFound, RepositoryUnreachable
 from inferrer.state.repository import ModelRepository
 from inferrer.state.shared_backend import SharedBackend
+from inferrer.state.shared_readers import Readers
 from inferrer.state.shared_schema import open_index_engine
 
 SIGNATURE = ModelSchema(n_features=2, outputs=["predict"])
@@ -129,7 +130,7 @@ def test_a_write_that_commits_keeps_its_files_whatever_fails_after(
     def lost(*_: object) -> None:
         raise sa.exc.OperationalError("SELECT", {}, Exception("connection lost"))
 
-    monkeypatch.setattr(SharedBackend, "_wait_for_readers", lost)
+    monkeypatch.setattr(Readers, "wait_until_all_hold", lost)
     manifest = writer.store("m", None, b"kept", ArtifactFormat.SKOPS, SIGNATURE)
     artifact = writer.open_artifact(manifest.sha256)
     assert artifact is not None
