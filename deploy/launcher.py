@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 
+from datafiles.atomic_file import replace_file
 from deploy.certs import verify
 from deploy.local_specs import (
     DataDirs,
@@ -62,7 +63,7 @@ class Fleet:
     def start(self, ready_timeout_s: float = 60.0) -> None:
         """Start the serving children at once (nodes retry until the inferrer answers) and wait for
         each, then monitoring: nginx's exporter exits at start when nginx does not answer yet."""
-        self.dirs.launcher_pid.write_text(f"{os.getpid()}\n")
+        replace_file(self.dirs.launcher_pid, [f"{os.getpid()}\n".encode()])
         serving = [p for p in self.processes if p.spec.role is not Role.MONITORING]
         monitoring = [p for p in self.processes if p.spec.role is Role.MONITORING]
         for group in (serving, monitoring):

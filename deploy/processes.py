@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 
+from datafiles.atomic_file import replace_file
 from deploy.log_files import RotatingLog, log_pipe
 from wire.tls import client_context
 
@@ -82,7 +83,7 @@ class ManagedProcess:
             )
         finally:
             os.close(log_pipe_end)  # the child holds it now: the copier ends when the child's side does
-        self.pid_path.write_text(f"{self._popen.pid}\n")
+        replace_file(self.pid_path, [f"{self._popen.pid}\n".encode()])  # never read half-written
 
     def exit_code(self) -> int | None:
         return self._popen.poll() if self._popen else None
