@@ -2,7 +2,8 @@
 
 Predictions and the self-test go through nginx on the aiohttp BalancerClient (the hot path: on this
 2-core machine aiohttp served ~1,700 calls/s per core against ~300 for httpx). Sync, status and drain
-go to each node directly on one httpx.AsyncClient, where the cost does not matter. Both carry the
+go to each node directly on one httpx.AsyncClient, where the cost does not matter; with
+INFERRER_NODES_DNS, discovery asks the nodes their ids on that client too. Both carry the
 fleet's management token, which the nodes require. Tests replace either: `upstream` stands in for
 the balancer, `node_transport` for the httpx transport (an in-process fleet, or a faulty one).
 """
@@ -13,6 +14,7 @@ from types import TracebackType
 
 import httpx
 
+from inferrer.control.node_discovery import NodeDiscovery
 from inferrer.control.nodes import FleetNodes
 from inferrer.dataplane.balancer_client import BalancerClient, Upstream
 from inferrer.settings import InferrerSettings
@@ -57,6 +59,14 @@ class ModelHostClientManager:
             settings.connect_timeout_s,
             client_context(settings.tls_ca_file),
         )
+        self._discovery: NodeDiscovery | None = None
+        if settings.nodes_dns:
+            scheme = "https" if settings.tls_ca_file else "http"
+            self._discovery = NodeDiscovery(
+                settings.nodes_dns, scheme, self._client, self._directory,
+                settings.nodes_dns_interval_s, settings.status_timeout_s,
+            )  # fmt: skip
+            await self._discovery.__aenter__()
         # A warmed version stays loaded on a node while the slowest node may still be loading it.
         hold_s = 2 * settings.node_sync_timeout_s
         return self._balancer, FleetNodes(self._client, self._directory, settings.status_timeout_s, hold_s)
@@ -64,6 +74,8 @@ class ModelHostClientManager:
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
+        if self._discovery is not None:
+            await self._discovery.__aexit__(kind, exc, tb)
         if self._upstream is None:  # an injected upstream belongs to whoever injected it
             await self._balancer.close()
         await self._client.aclose()

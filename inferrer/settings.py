@@ -6,8 +6,14 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from artifacts.names import Segment
-from wire.addresses import check_http_url
-from wire.bearer import INFERENCE_TOKEN_VAR, MANAGEMENT_TOKEN_VAR, check_token
+from wire.addresses import check_http_url, check_name_and_port
+from wire.bearer import (
+    INFERENCE_TOKEN_VAR,
+    MANAGEMENT_TOKEN_VAR,
+    check_token,
+    token_file_var,
+    token_from_file,
+)
 from wire.tls import TLS_CA_VAR
 
 
@@ -105,6 +111,15 @@ class InferrerSettings(BaseSettings):
         description='JSON `{"modelhost-1": "http://127.0.0.1:8101", ...}`, rendered from the topology; '
         "re-read when it changes.",
     )
+    nodes_dns: str | None = Field(
+        default=None,
+        description="`name:port` whose DNS records are the nodes, in place of a node list: Swarm's "
+        "`tasks.modelhost:8101`, or a Kubernetes headless Service. Resolved every "
+        "`INFERRER_NODES_DNS_INTERVAL_S`; each address is asked its node id.",
+    )
+    nodes_dns_interval_s: float = Field(
+        default=2.0, gt=0, description="How often `INFERRER_NODES_DNS` is resolved again."
+    )
     status_timeout_s: float = Field(default=1.0, gt=0, description="Timeout of node status calls.")
     node_sync_timeout_s: float = Field(
         default=30.0,
@@ -188,6 +203,18 @@ class InferrerSettings(BaseSettings):
         description="When set, predictions and model reads need it (or the management token).",
     )
 
+    management_token_file: Path | None = Field(
+        default=None,
+        validation_alias=token_file_var(MANAGEMENT_TOKEN_VAR),
+        description="A file holding the management token (a Swarm or Kubernetes secret), read at start "
+        "when the token itself is not set.",
+    )
+    inference_token_file: Path | None = Field(
+        default=None,
+        validation_alias=token_file_var(INFERENCE_TOKEN_VAR),
+        description="A file holding the inference token, read at start when the token itself is not set.",
+    )
+
     tls_ca_file: Path | None = Field(
         default=None,
         validation_alias=TLS_CA_VAR,
@@ -202,11 +229,24 @@ class InferrerSettings(BaseSettings):
         return max(1, min(self.max_rows, self.max_values // max(n_features, 1)))
 
     _check_url = field_validator("nginx_url")(check_http_url)
+    _check_nodes_dns = field_validator("nodes_dns")(check_name_and_port)
 
     @field_validator("repository_db_url", "repository_artifacts_url", "jobs_db_url", mode="before")
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value  # compose passes `${VAR:-}` for a variable not set
+
+    @model_validator(mode="after")
+    def _one_node_list(self) -> InferrerSettings:
+        if self.nodes_file and self.nodes_dns:
+            raise ValueError("set INFERRER_NODES_FILE or INFERRER_NODES_DNS, not both")
+        return self
+
+    @model_validator(mode="after")
+    def _tokens_from_files(self) -> InferrerSettings:
+        self.management_token = token_from_file(self.management_token, self.management_token_file)
+        self.inference_token = token_from_file(self.inference_token, self.inference_token_file)
+        return self
 
     @model_validator(mode="after")
     def _shared_repository_needs_both(self) -> InferrerSettings:

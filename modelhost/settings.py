@@ -2,11 +2,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from wire.addresses import check_http_url
-from wire.bearer import MANAGEMENT_TOKEN_VAR, check_token
+from wire.bearer import MANAGEMENT_TOKEN_VAR, check_token, token_file_var, token_from_file
 from wire.tls import TLS_CA_VAR
 
 
@@ -70,6 +70,13 @@ class ModelhostSettings(BaseSettings):
         "via the launcher.",
     )
 
+    management_token_file: Path | None = Field(
+        default=None,
+        validation_alias=token_file_var(MANAGEMENT_TOKEN_VAR),
+        description="A file holding the management token (a Swarm or Kubernetes secret), read at start "
+        "when the token itself is not set.",
+    )
+
     tls_ca_file: Path | None = Field(
         default=None,
         validation_alias=TLS_CA_VAR,
@@ -78,5 +85,10 @@ class ModelhostSettings(BaseSettings):
     )
 
     _check_token = field_validator("management_token")(check_token)
+
+    @model_validator(mode="after")
+    def _token_from_file(self) -> ModelhostSettings:
+        self.management_token = token_from_file(self.management_token, self.management_token_file)
+        return self
 
     _check_url = field_validator("inferrer_url")(check_http_url)

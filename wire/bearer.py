@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hmac
 from enum import Enum
+from pathlib import Path
 from typing import Any, ClassVar
 
 from fastapi import Depends, Request
@@ -50,6 +51,24 @@ def check_token(value: str | None) -> str | None:
     if len(value) < 16:
         raise ValueError("a token needs at least 16 characters (modelfleet up generates 43)")
     return value
+
+
+def token_file_var(var: str) -> str:
+    """The variable naming a file that holds a token (a Docker or Kubernetes secret): `<VAR>_FILE`."""
+    return f"{var}_FILE"
+
+
+def token_from_file(token: str | None, path: Path | None) -> str | None:
+    """`token` when set; else the content of `path` (a mounted secret), trimmed and checked."""
+    if token or path is None:
+        return token
+    try:
+        content = path.read_text().strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read the token file {path}: {exc.strerror}") from None
+    if not content:
+        raise ValueError(f"the token file {path} is empty")
+    return check_token(content)
 
 
 def bearer_headers(token: str | None) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""Which nodes the fleet has: a JSON file rendered from the topology, re-read when it changes.
+"""Which nodes the fleet has: a JSON file rendered from the topology, re-read when it changes, or
+the list that discovery by DNS installs (inferrer/control/node_discovery.py: Swarm, Kubernetes).
 
 `modelfleet render`/`apply` rewrite the file atomically when a node is added or removed, so the
 gateway follows membership changes without a restart.
@@ -32,6 +33,10 @@ class NodeDirectory:
         except (OSError, ValueError) as exc:
             logger.warning("cannot read the node list %s: %s", self._path, exc)
         return self._nodes
+
+    def replace(self, nodes: dict[str, str]) -> None:
+        """The nodes that discovery found (INFERRER_NODES_DNS, with no file): installed whole."""
+        self._nodes = dict(nodes)
 
     def node_at(self, address: str) -> str:
         """The node id at `host:port` as nginx names it; the address itself when it is not listed
