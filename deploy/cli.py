@@ -16,10 +16,12 @@ from deploy import certs, jobs_cli, node_command, standalone
 from deploy.compose import COMPOSE_DIR, COMPOSE_FILE, load_compose_topology, write_compose
 from deploy.compose_apply import ComposeBackend
 from deploy.example import EXAMPLE_NAME, EXAMPLE_ROW, deploy_example_process
+from deploy.kustomization import write_kubernetes
 from deploy.launcher import Fleet, prepare, request_apply
 from deploy.local_specs import LaunchError, LaunchOptions, local_gateway
 from deploy.membership import MembershipError, apply_topology
 from deploy.render import compose_placement, local_placement, render_all
+from deploy.swarm import write_swarm
 from deploy.tokens import ensure_management_token, management_headers, service_tokens, storage_environment
 from deploy.topology import (
     DEFAULT_ENV_FILE,
@@ -52,7 +54,12 @@ def _parser() -> argparse.ArgumentParser:
     up.add_argument("--inferrer-workers", type=int, help="uvicorn worker processes of the inferrer (1)")
     up.add_argument("--modelhost-workers", type=int, help="uvicorn worker processes of each node (1)")
 
-    commands.add_parser("render", help="write the local configs and deploy/docker-compose.yml")
+    render = commands.add_parser(
+        "render", help="write the local configs, deploy/docker-compose.yml and deploy/swarm/stack.yml"
+    )
+    render.add_argument(
+        "--kubernetes", action="store_true", help="and the manifests in deploy/kubernetes/ (kustomize)"
+    )
     commands.add_parser("token", help="print the management token (for Authorization: Bearer)")
 
     apply = commands.add_parser("apply", help="make the running fleet match the .env's nodes")
@@ -102,7 +109,11 @@ def main(argv: list[str] | None = None) -> int:
             run_dir = args.data_dir / "run"
             render_all(topology, local_placement(topology, run_dir))
             write_compose(topology)
-            print(f"rendered the local configs in {run_dir}/ and {COMPOSE_FILE} with {COMPOSE_DIR}/")
+            stack = write_swarm(topology, env_file)
+            if args.kubernetes:
+                print(f"rendered the Kubernetes manifests in {write_kubernetes(topology, env_file)}/")
+            print(f"rendered the local configs in {run_dir}/, {COMPOSE_FILE} with {COMPOSE_DIR}/, "
+                  f"and the Swarm stack {stack}")  # fmt: skip
             return 0
         if args.command == "apply":
             return _apply(args, topology)

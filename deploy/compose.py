@@ -27,7 +27,7 @@ STOP_GRACE = f"{UVICORN_GRACEFUL_S + 10}s"
 HEALTHCHECK = {"interval": "2s", "timeout": "2s", "retries": 30, "start_period": "5s"}
 
 
-def _serve(service: str, port: int) -> list[str]:
+def serve_argv(service: str, port: int) -> list[str]:
     """The images' own start command (deploy/serve_command.py) on this port."""
     return ["python3", "-m", "deploy.serve_command", service, "--port", str(port)]
 
@@ -57,7 +57,7 @@ def _inferrer_url(topology: Topology) -> str:
 def node_service(topology: Topology, node: Node) -> dict[str, Any]:
     return {
         **_image("modelhost", "app.Dockerfile", "modelhost"),
-        "command": _serve("modelhost", node.port),
+        "command": serve_argv("modelhost", node.port),
         "environment": {
             env_name(ModelhostSettings, "node_id"): node.id,
             env_name(ModelhostSettings, "inferrer_url"): _inferrer_url(topology),
@@ -79,7 +79,7 @@ def compose_document(topology: Topology) -> dict[str, Any]:
     services: dict[str, Any] = {
         "inferrer": {
             **_image("inferrer", "app.Dockerfile", "inferrer"),
-            "command": _serve("inferrer", t.inferrer_port),
+            "command": serve_argv("inferrer", t.inferrer_port),
             "environment": {
                 env_name(InferrerSettings, "repository_dir"): "/data/repository",
                 env_name(InferrerSettings, "data_dir"): JOBS_DIR,
@@ -178,10 +178,13 @@ def _flow_list(dumper: yaml.SafeDumper, data: list[Any]) -> yaml.Node:
 _PlainDumper.add_representer(list, _flow_list)
 
 
+def dump_yaml(document: dict[str, Any]) -> str:
+    """A rendered file for people to read (compose, the Swarm stack)."""
+    return yaml.dump(document, Dumper=_PlainDumper, sort_keys=False, default_flow_style=False, width=100)
+
+
 def render_compose_text(topology: Topology) -> str:
-    document = compose_document(topology)
-    text = yaml.dump(document, Dumper=_PlainDumper, sort_keys=False, default_flow_style=False, width=100)
-    return HEADER + text
+    return HEADER + dump_yaml(compose_document(topology))
 
 
 def write_compose(topology: Topology, compose_file: Path = COMPOSE_FILE) -> None:

@@ -17,7 +17,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from deploy.example import EXAMPLE_NAME, EXAMPLE_ROW
-from wire.bearer import MANAGEMENT_TOKEN_VAR, bearer_headers
+from wire.bearer import MANAGEMENT_TOKEN_VAR, bearer_headers, token_file_var, token_from_file
 from wire.tls import TLS_CA_VAR, client_context
 
 __all__ = ["EXAMPLE_NAME", "EXAMPLE_ROW", "deploy_example", "main", "train_example"]
@@ -39,6 +39,9 @@ def deploy_example(inferrer: httpx.Client) -> str:
     RuntimeError when no node could load it (so it did not become active).
 
     `inferrer`: a client on the inferrer's URL that carries the management token."""
+    # A node must be up to load it (an orchestrator starts the services in no order): until the
+    # gateway is ready, a 503 that --deploy retries.
+    inferrer.get("/health/ready", timeout=10).raise_for_status()
     existing = inferrer.get(f"/api/v1/models/{EXAMPLE_NAME}", timeout=10)
     if existing.status_code == 200 and existing.json()["active_version"] is not None:
         return f"example model {EXAMPLE_NAME!r} already deployed"
@@ -58,7 +61,8 @@ def deploy_example(inferrer: httpx.Client) -> str:
 def main(argv: list[str] | None = None) -> int:
     """`python -m deploy.example_model iris.skops` writes the example model to a file;
     `--deploy URL` deploys it to the inferrer at URL unless it is there (the compose stack's
-    one-shot `example-model` service), with the management token from the environment."""
+    one-shot `example-model` service), with the management token from the environment (or from the
+    file that `MODELFLEET_MANAGEMENT_TOKEN_FILE` names)."""
     parser = argparse.ArgumentParser(prog="python -m deploy.example_model", description=__doc__)
     parser.add_argument("file", nargs="?", default="iris.skops", help="where to write it (%(default)s)")
     parser.add_argument("--deploy", metavar="URL", help="deploy it to the inferrer at URL instead")
@@ -66,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.deploy:
         Path(args.file).write_bytes(train_example())
         return 0
-    headers = bearer_headers(os.environ.get(MANAGEMENT_TOKEN_VAR))
+    token_file = os.environ.get(token_file_var(MANAGEMENT_TOKEN_VAR))  # a Swarm or Kubernetes secret
+    token = token_from_file(os.environ.get(MANAGEMENT_TOKEN_VAR), Path(token_file) if token_file else None)
+    headers = bearer_headers(token)
     deadline = time.monotonic() + _RETRY_FOR_S
     verify = client_context(os.environ.get(TLS_CA_VAR)) or True
     with httpx.Client(base_url=args.deploy, headers=headers, verify=verify) as inferrer:

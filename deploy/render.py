@@ -90,9 +90,13 @@ def compose_placement(topology: Topology, compose_dir: Path) -> Placement:
     )
 
 
-def render_nginx(topology: Topology, nodes: Iterable[Node], placement: Placement) -> str:
+def render_nginx(
+    topology: Topology, nodes: Iterable[Node], placement: Placement, servers: str | None = None
+) -> str:
+    """nginx's config; the upstream lists `nodes`, or is `servers` (Swarm: an include of the file
+    that the DNS watcher keeps)."""
     timeout_ms = round(topology.upstream_timeout_s * 1000)
-    servers = "\n".join(
+    servers = servers or "\n".join(
         f"        server {placement.node_address(node)} max_fails=1 fail_timeout=2s;  # {node.id}"
         for node in nodes
     )

@@ -1,0 +1,305 @@
+"""Render deploy/kubernetes/: a kustomize base of the fleet and two overlays, from the topology.
+
+    base/                    the gateway, the nodes (StatefulSet), nginx, Prometheus, the example's Job
+    overlays/one-machine/    the repository and the jobs' files on volumes (one gateway)
+    overlays/shared-stores/  the stores every gateway shares (deploy/.env's URLs as a Secret), two gateways
+
+`modelfleet render --kubernetes` writes it; `kubectl apply -k deploy/kubernetes/overlays/one-machine`
+applies it. The tokens (and the stores' URLs) are kustomize-generated Secrets, from files that
+render writes beside the kustomizations from deploy/.env and git ignores.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from datafiles.locations import S3_VARIABLES
+from deploy.kubernetes import (
+    STORES_SECRET,
+    TOKEN_DIR,
+    TOKENS_SECRET,
+    Object,
+    balancer_objects,
+    gateway_objects,
+    labels,
+    node_objects,
+    pod_template,
+    token_file_environment,
+)
+from deploy.render import prometheus_storage_flags, write_atomic
+from deploy.tokens import service_tokens, storage_environment
+from deploy.topology import DEPLOY_DIR, Topology
+from wire.bearer import INFERENCE_TOKEN_VAR, MANAGEMENT_TOKEN_VAR
+
+KUBERNETES_DIR = DEPLOY_DIR / "kubernetes"
+NAMESPACE = "modelfleet"
+HEADER = (
+    "# Rendered by `modelfleet render --kubernetes` from deploy/.env. Do not edit: edit the .env and "
+    "render.\n"
+)
+_TOKEN_FILES = {MANAGEMENT_TOKEN_VAR: "management_token", INFERENCE_TOKEN_VAR: "inference_token"}
+
+_PROMETHEUS_CONFIG = """global:
+  scrape_interval: 5s
+  scrape_timeout: 4s
+  evaluation_interval: 15s
+scrape_configs:
+  # Every pod of this namespace annotated prometheus.io/scrape: "true", on its prometheus.io/port.
+  - job_name: modelfleet
+    kubernetes_sd_configs:
+      - role: pod
+        namespaces:
+          own_namespace: true
+    relabel_configs:
+      - source_labels: [__meta_kubernetes_pod_annotation_prometheus_io_scrape]
+        action: keep
+        regex: "true"
+      - source_labels: [__address__, __meta_kubernetes_pod_annotation_prometheus_io_port]
+        regex: '([^:]+)(?::\\d+)?;(\\d+)'
+        replacement: '$1:$2'
+        target_label: __address__
+      - source_labels: [__meta_kubernetes_pod_label_app_kubernetes_io_component]
+        target_label: job
+      - source_labels: [__meta_kubernetes_pod_name]
+        target_label: pod
+"""
+
+
+def _meta(name: str, component: str) -> Object:
+    return {"name": name, "labels": labels(component)}
+
+
+def prometheus_objects(t: Topology) -> list[Object]:
+    """Prometheus, finding the pods through the API (a Role to list them in this namespace)."""
+    command = [
+        "prometheus",
+        "--config.file=/etc/modelfleet/prometheus/prometheus.yml",
+        *prometheus_storage_flags(t, "/prometheus"),
+        f"--web.listen-address=0.0.0.0:{t.prometheus_port}",
+    ]
+    mounts: list[Object] = [
+        {"name": "config", "mountPath": "/etc/modelfleet/prometheus", "readOnly": True},
+        {"name": "data", "mountPath": "/prometheus"},
+    ]
+    volumes: list[Object] = [
+        {"name": "config", "configMap": {"name": "prometheus-config"}},
+        {"name": "data", "emptyDir": {}},
+    ]
+    template = pod_template(
+        "prometheus",
+        "prometheus",
+        command,
+        t.prometheus_port,
+        ("/-/healthy", "/-/ready"),
+        mounts,
+        volumes,
+        serviceAccountName="prometheus",
+    )
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta("prometheus", "prometheus")},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": _meta("prometheus", "prometheus"),
+            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": _meta("prometheus", "prometheus"),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "prometheus"},
+            "subjects": [{"kind": "ServiceAccount", "name": "prometheus"}],
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": _meta("prometheus-config", "prometheus"),
+            "data": {"prometheus.yml": _PROMETHEUS_CONFIG},
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": _meta("prometheus", "prometheus"),
+            "spec": {
+                "replicas": 1,
+                "strategy": {"type": "Recreate"},
+                "selector": {"matchLabels": labels("prometheus")},
+                "template": template,
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _meta("prometheus", "prometheus"),
+            "spec": {
+                "selector": labels("prometheus"),
+                "ports": [{"name": "http", "port": t.prometheus_port, "targetPort": "http"}],
+            },
+        },
+    ]
+
+
+def example_job(t: Topology) -> Object:
+    """Deploys the example model once a node is ready (it retries; nothing when it is there)."""
+    command = ["python3", "-m", "deploy.example_model", "--deploy", f"http://inferrer:{t.inferrer_port}"]
+    template = pod_template(
+        "example-model",
+        "inferrer",
+        command,
+        None,
+        None,
+        [{"name": "tokens", "mountPath": TOKEN_DIR, "readOnly": True}],
+        [],
+        restartPolicy="OnFailure",
+    )
+    template["spec"]["containers"][0]["env"] = token_file_environment()
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": _meta("example-model", "example-model"),
+        "spec": {"backoffLimit": 10, "template": template},
+    }
+
+
+def _volume_patches() -> list[Object]:
+    def claim(name: str, claim_name: str) -> Object:
+        return {"name": name, "emptyDir": None, "persistentVolumeClaim": {"claimName": claim_name}}
+
+    def patch(kind: str, name: str, volumes: list[Object]) -> Object:
+        return {
+            "apiVersion": "apps/v1",
+            "kind": kind,
+            "metadata": {"name": name},
+            "spec": {"template": {"spec": {"volumes": volumes}}},
+        }
+
+    return [
+        patch("Deployment", "inferrer", [claim("data", "models"), claim("jobs", "jobs")]),
+        patch("StatefulSet", "modelhost", [claim("jobs", "jobs")]),
+    ]
+
+
+def _claims() -> list[Object]:
+    # ReadWriteOnce: every pod of one machine may mount it (the gateway and the nodes share `jobs`).
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": _meta(name, "inferrer"),
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}},
+        }
+        for name, size in (("models", "2Gi"), ("jobs", "10Gi"))
+    ]
+
+
+def _store_patches() -> list[Object]:
+    aws = [
+        {"name": var, "valueFrom": {"secretKeyRef": {"name": STORES_SECRET, "key": var, "optional": True}}}
+        for var in S3_VARIABLES
+    ]
+    return [
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "inferrer"},
+            "spec": {
+                "replicas": 2,
+                "template": {
+                    "spec": {
+                        "containers": [
+                            {"name": "inferrer", "envFrom": [{"secretRef": {"name": STORES_SECRET}}]}
+                        ]
+                    }
+                },
+            },
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "StatefulSet",
+            "metadata": {"name": "modelhost"},
+            "spec": {"template": {"spec": {"containers": [{"name": "modelhost", "env": aws}]}}},
+        },
+    ]
+
+
+def _kustomization(resources: list[str], **fields: Any) -> Object:
+    return {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": resources,
+        **fields,
+    }
+
+
+def _dump(documents: list[Object]) -> str:
+    return HEADER + yaml.safe_dump_all(documents, sort_keys=False, width=110)
+
+
+def _secret_file(path: Path, text: str) -> None:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    write_atomic(path, text)
+    os.chmod(path, 0o600)
+
+
+def write_kubernetes(topology: Topology, env_file: Path | None, directory: Path = KUBERNETES_DIR) -> Path:
+    """The base, the overlays and (from the .env) the secrets' files; returns the directory."""
+    t = topology
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
+    tokens = service_tokens(env_file) if env_file else {}
+    files: dict[str, list[Object]] = {
+        "base/inferrer.yaml": gateway_objects(t),
+        "base/modelhost.yaml": node_objects(t),
+        "base/nginx.yaml": balancer_objects(t),
+        "base/prometheus.yaml": prometheus_objects(t),
+        "base/example-model.yaml": [example_job(t)],
+        "base/kustomization.yaml": [
+            _kustomization(
+                ["inferrer.yaml", "modelhost.yaml", "nginx.yaml", "prometheus.yaml", "example-model.yaml"],
+                secretGenerator=[
+                    {
+                        "name": TOKENS_SECRET,
+                        "files": [
+                            f"{name}=secrets/{name}"
+                            for var, name in _TOKEN_FILES.items()
+                            if var == MANAGEMENT_TOKEN_VAR or var in tokens
+                        ],
+                    }
+                ],
+            )
+        ],
+        "overlays/one-machine/namespace.yaml": [namespace],
+        "overlays/one-machine/volumes.yaml": _claims(),
+        "overlays/one-machine/volumes-patch.yaml": _volume_patches(),
+        "overlays/one-machine/kustomization.yaml": [
+            _kustomization(
+                ["namespace.yaml", "../../base", "volumes.yaml"],
+                namespace=NAMESPACE,
+                patches=[{"path": "volumes-patch.yaml"}],
+            )
+        ],
+        "overlays/shared-stores/namespace.yaml": [namespace],
+        "overlays/shared-stores/stores-patch.yaml": _store_patches(),
+        "overlays/shared-stores/kustomization.yaml": [
+            _kustomization(
+                ["namespace.yaml", "../../base"],
+                namespace=NAMESPACE,
+                secretGenerator=[{"name": STORES_SECRET, "envs": ["secrets/stores.env"]}],
+                patches=[{"path": "stores-patch.yaml"}],
+            )
+        ],
+    }
+    for name, documents in files.items():
+        write_atomic(directory / name, _dump(documents))
+    for var, value in tokens.items():
+        _secret_file(directory / "base" / "secrets" / _TOKEN_FILES[var], value)
+    if env_file:
+        stores = "".join(f"{var}={value}\n" for var, value in storage_environment(env_file).items())
+        _secret_file(
+            directory / "overlays/shared-stores/secrets/stores.env",
+            "# From deploy/.env (modelfleet render --kubernetes).\n" + stores,
+        )
+    return directory

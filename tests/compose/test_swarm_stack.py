@@ -1,0 +1,218 @@
+"""The fleet on Docker Swarm, on a real engine: the "Docker Swarm" section of docs/orchestrators.md
+run as printed in a copy of this checkout (engine, images, `modelfleet render`, `swarm init`, `stack
+deploy`); then predictions from every task, the secrets, `docker service scale` 3 -> 5 -> 2, a killed
+task and a rolling update of the node image, each under load at concurrency 16 with no request
+failed; then the section's stop block (stack removed, swarm left, engine stopped) after which nothing
+of the engine is left on the host.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from dotenv import dotenv_values
+
+from deploy.ephemeral_fleet import port_is_bound, wait_until
+from deploy.example_model import EXAMPLE_NAME, EXAMPLE_ROW
+from tests.compose.conftest import ENGINE_SCRIPT, engine_answers
+from tests.compose.test_readme_compose import checkout_copy, engine_processes, host_network, run_line
+from tests.harness import DOCS
+from tests.load_loop import LoadLoop
+from wire.bearer import MANAGEMENT_TOKEN_VAR, bearer_headers
+
+pytestmark = pytest.mark.compose
+
+ORCHESTRATORS = DOCS / "orchestrators.md"
+STACK = "modelfleet"
+NODES = f"{STACK}_modelhost"
+STACK_LABEL = f"com.docker.stack.namespace={STACK}"
+URL = "http://127.0.0.1:8000"
+PREDICT = f"{URL}/api/v1/models/{EXAMPLE_NAME}/predict"
+
+
+def swarm_blocks() -> list[list[str]]:
+    """The command lines of each bash block of the Swarm section, in order."""
+    text = ORCHESTRATORS.read_text()
+    section = text[text.index("## Docker Swarm") :]
+    end = section.find("\n## ", 1)
+    section = section[:end] if end > 0 else section
+    blocks = re.findall(r"```bash\n(.*?)```", section, flags=re.S)
+    return [[line for line in block.splitlines() if line.strip()] for block in blocks]
+
+
+def docker(*args: str, timeout_s: float = 300) -> str:
+    result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout_s)
+    assert result.returncode == 0, f"docker {' '.join(args)}: {result.stdout}{result.stderr}"
+    return result.stdout
+
+
+@dataclass
+class Swarm:
+    checkout: Path
+    token: str
+
+    def running_slots(self) -> set[int]:
+        """The node service's tasks that run now (their slots), from the engine's view."""
+        lines = docker("service", "ps", NODES, "--filter", "desired-state=running", "--format",
+                       "{{.Name}} {{.CurrentState}}").splitlines()  # fmt: skip
+        return {int(line.split()[0].rsplit(".", 1)[1]) for line in lines if " Running " in f" {line} "}
+
+    def serving_nodes(self) -> set[str]:
+        """The node ids the gateway lists as ready."""
+        answer = httpx.get(f"{URL}/api/v1/nodes", headers=bearer_headers(self.token), timeout=5).json()
+        return {node["id"] for node in answer["nodes"] if node["ready"]}
+
+
+def _serves_on(nodes: set[str]) -> bool:
+    served: set[str] = set()
+    with httpx.Client(timeout=5) as client:
+        for _ in range(60):
+            try:
+                answer = client.post(PREDICT, json={"instances": [EXAMPLE_ROW]})
+            except httpx.HTTPError:
+                return False
+            if answer.status_code != 200:
+                return False
+            served.add(answer.json()["node"])
+    return served == nodes
+
+
+@pytest.fixture(scope="module")
+def swarm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Swarm]:
+    start_block, scale_block, stop_block = swarm_blocks()[-3:]
+    assert any("stack deploy" in line for line in start_block), start_block
+    assert any("service scale" in line for line in scale_block), scale_block
+    assert any("swarm leave" in line for line in stop_block), stop_block
+    assert not port_is_bound(8000) and not port_is_bound(9090), "ports 8000 and 9090 are in use"
+    # A machine with no engine: stop the one an earlier test (or the test command) started.
+    stopped = subprocess.run(
+        ["bash", str(ENGINE_SCRIPT), "stop"], capture_output=True, text=True, timeout=120
+    )
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert not engine_answers()
+    before = host_network()
+    checkout = checkout_copy(tmp_path_factory.mktemp("swarm") / "modelfleet")
+    try:
+        for line in start_block:
+            run_line(line, checkout)
+        token = dotenv_values(checkout / "deploy" / ".env")[MANAGEMENT_TOKEN_VAR]
+        assert token
+        swarm = Swarm(checkout, token)
+        every = {f"modelhost-{slot}" for slot in (1, 2, 3)}
+        assert wait_until(lambda: _serves_on(every), timeout_s=240, interval_s=2), docker(
+            "service", "ps", NODES, "--no-trunc"
+        )
+        yield swarm
+    finally:
+        for line in stop_block:
+            if "engine.sh stop" in line:
+                # `stack rm` keeps the volumes, as the section says; the test removes them too, once
+                # the engine has removed the stack's containers.
+                assert wait_until(lambda: docker("ps", "-aq").strip() == "", timeout_s=120)
+                volumes = docker("volume", "ls", "-q", "--filter", f"label={STACK_LABEL}").split()
+                if volumes:
+                    docker("volume", "rm", *volumes)
+            run_line(line, checkout)
+    assert not engine_answers()
+    assert engine_processes() == [], engine_processes()
+    after = host_network()
+    assert after == before, f"the host's network before the engine: {before}, after its stop: {after}"
+
+
+def test_every_task_answers_and_prometheus_finds_them(swarm: Swarm) -> None:
+    served: Counter[str] = Counter()
+    with httpx.Client(timeout=10) as client:
+        for _ in range(150):
+            answer = client.post(PREDICT, json={"instances": [EXAMPLE_ROW]})
+            assert answer.status_code == 200, answer.text
+            served[answer.json()["node"]] += 1
+    print("150 predictions through the stack:", dict(served))
+    assert set(served) == {"modelhost-1", "modelhost-2", "modelhost-3"}
+    assert swarm.serving_nodes() == set(served)
+
+    def modelhost_targets_up() -> int:
+        query = {"query": 'up{job="modelhost"} == 1'}
+        answer = httpx.get("http://127.0.0.1:9090/api/v1/query", params=query, timeout=5).json()
+        return len(answer["data"]["result"])
+
+    assert wait_until(lambda: modelhost_targets_up() == 3, timeout_s=60, interval_s=1)
+
+
+def test_the_tokens_are_secrets_not_environment(swarm: Swarm) -> None:
+    for service in ("inferrer", "modelhost", "example-model"):
+        assert swarm.token not in docker("service", "inspect", f"{STACK}_{service}")
+    for container in docker("ps", "-q", "--filter", f"label={STACK_LABEL}").split():
+        inspected = json.loads(docker("inspect", container))[0]
+        assert swarm.token not in json.dumps(inspected["Config"]["Env"])
+        environ = docker("exec", container, "cat", "/proc/1/environ")
+        assert swarm.token not in environ
+    gateway = docker("ps", "-q", "--filter", f"name={STACK}_inferrer.").split()[0]
+    assert docker("exec", gateway, "cat", "/run/secrets/management_token").strip() == swarm.token
+    # ...and it is the token the fleet checks.
+    refused = httpx.get(f"{URL}/api/v1/nodes", headers=bearer_headers("x" * 43), timeout=5)
+    assert refused.status_code == 401
+
+
+def _scale(replicas: int) -> None:
+    docker("service", "scale", "--detach=false", f"{NODES}={replicas}", timeout_s=300)
+
+
+def test_scale_three_to_five_then_five_to_two_under_load(swarm: Swarm) -> None:
+    with LoadLoop(PREDICT, {"instances": [EXAMPLE_ROW]}, max_requests=60_000, max_seconds=300) as load:
+        assert wait_until(lambda: load.sent > 100, timeout_s=20)
+        _scale(5)
+        before = load.mark()
+        assert wait_until(
+            lambda: all(load.nodes[f"modelhost-{s}"] > before[f"modelhost-{s}"] for s in (4, 5)), timeout_s=90
+        ), load.report()
+        print("3 -> 5:", load.report())
+        _scale(2)
+        assert wait_until(lambda: swarm.running_slots() == {1, 2}, timeout_s=120)
+        gone = load.mark()
+        assert wait_until(lambda: load.sent > sum(gone.values()) + 300, timeout_s=60)
+        after = load.mark()
+    print("3 -> 5 -> 2:", load.report())
+    assert load.failures == [], load.failures[:5]
+    for slot in (3, 4, 5):  # removed tasks got nothing once they were gone
+        assert after[f"modelhost-{slot}"] == gone[f"modelhost-{slot}"], (slot, gone, after)
+    assert wait_until(lambda: swarm.serving_nodes() == {"modelhost-1", "modelhost-2"}, timeout_s=30)
+
+
+def test_a_killed_task_is_replaced_under_load(swarm: Swarm) -> None:
+    _scale(2)
+    victim = docker("ps", "-q", "--filter", f"name={NODES}.2.").split()[0]
+    with LoadLoop(PREDICT, {"instances": [EXAMPLE_ROW]}, max_requests=40_000, max_seconds=240) as load:
+        assert wait_until(lambda: load.sent > 100, timeout_s=20)
+        docker("kill", victim)
+        killed = load.mark()
+
+        def replaced() -> bool:
+            fresh = docker("ps", "-q", "--filter", f"name={NODES}.2.").split()
+            return bool(fresh) and fresh[0] != victim and load.nodes["modelhost-2"] > killed["modelhost-2"]
+
+        assert wait_until(replaced, timeout_s=120, interval_s=0.5), load.report()
+    print("a killed task under load:", load.report())
+    assert load.failures == [], load.failures[:5]
+
+
+def test_a_rolling_update_of_the_node_image_under_load(swarm: Swarm) -> None:
+    _scale(2)
+    docker("tag", "modelfleet-modelhost:latest", "modelfleet-modelhost:rolled")
+    with LoadLoop(PREDICT, {"instances": [EXAMPLE_ROW]}, max_requests=60_000, max_seconds=300) as load:
+        assert wait_until(lambda: load.sent > 100, timeout_s=20)
+        docker("service", "update", "--detach=false", "--image", "modelfleet-modelhost:rolled", NODES,
+               timeout_s=300)  # fmt: skip
+        updated = load.mark()
+        assert wait_until(lambda: load.sent > sum(updated.values()) + 200, timeout_s=60)
+    print("rolling update under load:", load.report())
+    assert load.failures == [], load.failures[:5]
+    images = docker("service", "ps", NODES, "--filter", "desired-state=running", "--format", "{{.Image}}")
+    assert set(images.split()) == {"modelfleet-modelhost:rolled"}
