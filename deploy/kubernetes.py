@@ -17,7 +17,7 @@ from deploy.swarm import SERVERS_FILE, node_port, orchestrated_nginx
 from deploy.topology import Topology
 from inferrer.settings import InferrerSettings
 from modelhost.settings import ModelhostSettings
-from wire.bearer import MANAGEMENT_TOKEN_VAR, token_file_var
+from wire.bearer import INFERENCE_TOKEN_VAR, MANAGEMENT_TOKEN_VAR, token_file_var
 
 Object = dict[str, Any]
 TOKENS_SECRET = "modelfleet-tokens"
@@ -75,7 +75,7 @@ def _container(name: str, image: str, command: list[str], port: int, cpu: str, m
         "command": command,
         "ports": [{"name": "http", "containerPort": port}],
         "resources": {
-            "requests": {"cpu": "100m", "memory": "128Mi"},
+            "requests": {"cpu": "50m", "memory": "32Mi"},  # below every limit
             "limits": {"cpu": cpu, "memory": memory},
         },
         "securityContext": _CONTAINER_SECURITY,
@@ -153,7 +153,11 @@ def _service(name: str, component: str, port: int, headless: bool = False, **spe
     }
 
 
-def gateway_objects(t: Topology) -> list[Object]:
+def gateway_objects(t: Topology, inference_token: bool) -> list[Object]:
+    """`inference_token`: the .env sets one (the tokens Secret then holds its file too)."""
+    inference = (
+        {token_file_var(INFERENCE_TOKEN_VAR): f"{TOKEN_DIR}/inference_token"} if inference_token else {}
+    )
     env = _env(
         {
             env_name(InferrerSettings, "repository_dir"): "/data/repository",
@@ -162,6 +166,7 @@ def gateway_objects(t: Topology) -> list[Object]:
             env_name(InferrerSettings, "nodes_dns"): f"modelhost-peers:{node_port(t)}",
             env_name(InferrerSettings, "max_body_bytes"): str(t.max_body_bytes),
             **_TOKEN_FILE,
+            **inference,
         }
     )
     container = {

@@ -31,11 +31,17 @@ from deploy.kubernetes import (
     token_file_environment,
 )
 from deploy.render import prometheus_storage_flags, write_atomic
+from deploy.serve_command import env_name
 from deploy.tokens import service_tokens, storage_environment
 from deploy.topology import DEPLOY_DIR, Topology
+from inferrer.settings import InferrerSettings
 from wire.bearer import INFERENCE_TOKEN_VAR, MANAGEMENT_TOKEN_VAR
 
 KUBERNETES_DIR = DEPLOY_DIR / "kubernetes"
+# The shared repository: its index's database and its artifacts' location.
+SHARED_REPOSITORY_VARIABLES = tuple(
+    env_name(InferrerSettings, field) for field in ("repository_db_url", "repository_artifacts_url")
+)
 NAMESPACE = "modelfleet"
 HEADER = (
     "# Rendered by `modelfleet render --kubernetes` from deploy/.env. Do not edit: edit the .env and "
@@ -161,7 +167,9 @@ def example_job(t: Topology) -> Object:
         "apiVersion": "batch/v1",
         "kind": "Job",
         "metadata": _meta("example-model", "example-model"),
-        "spec": {"backoffLimit": 10, "template": template},
+        # Deleted 5 minutes after it finished: a Job's pod template cannot change, and a new token
+        # renames the Secret it mounts; the next `kubectl apply -k` creates it again (a no-op run).
+        "spec": {"backoffLimit": 10, "ttlSecondsAfterFinished": 300, "template": template},
     }
 
 
@@ -196,11 +204,18 @@ def _claims() -> list[Object]:
     ]
 
 
+def _from_stores(var: str, optional: bool) -> Object:
+    return {
+        "name": var,
+        "valueFrom": {"secretKeyRef": {"name": STORES_SECRET, "key": var, "optional": optional}},
+    }
+
+
 def _store_patches() -> list[Object]:
-    aws = [
-        {"name": var, "valueFrom": {"secretKeyRef": {"name": STORES_SECRET, "key": var, "optional": True}}}
-        for var in S3_VARIABLES
-    ]
+    aws = [_from_stores(var, optional=True) for var in S3_VARIABLES]
+    # Two gateways without the shared repository would be two fleets: without its URLs in the
+    # .env, the gateways do not start (the missing key is the pod's error).
+    required = [_from_stores(var, optional=False) for var in SHARED_REPOSITORY_VARIABLES]
     return [
         {
             "apiVersion": "apps/v1",
@@ -211,7 +226,11 @@ def _store_patches() -> list[Object]:
                 "template": {
                     "spec": {
                         "containers": [
-                            {"name": "inferrer", "envFrom": [{"secretRef": {"name": STORES_SECRET}}]}
+                            {
+                                "name": "inferrer",
+                                "envFrom": [{"secretRef": {"name": STORES_SECRET}}],
+                                "env": required,
+                            }
                         ]
                     }
                 },
@@ -251,7 +270,7 @@ def write_kubernetes(topology: Topology, env_file: Path | None, directory: Path 
     namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
     tokens = service_tokens(env_file) if env_file else {}
     files: dict[str, list[Object]] = {
-        "base/inferrer.yaml": gateway_objects(t),
+        "base/inferrer.yaml": gateway_objects(t, INFERENCE_TOKEN_VAR in tokens),
         "base/modelhost.yaml": node_objects(t),
         "base/nginx.yaml": balancer_objects(t),
         "base/prometheus.yaml": prometheus_objects(t),

@@ -19,6 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from datafiles.locations import S3_VARIABLES
 from deploy.compose import HEALTHCHECK, JOBS_DIR, STOP_GRACE, dump_yaml, serve_argv
 from deploy.render import Placement, nginx_tls, prometheus_storage_flags, render_nginx, write_atomic
 from deploy.serve_command import env_name
@@ -30,7 +31,9 @@ from wire.bearer import INFERENCE_TOKEN_VAR, MANAGEMENT_TOKEN_VAR, token_file_va
 
 SWARM_DIR = DEPLOY_DIR / "swarm"
 NODE_SERVICE = "modelhost"
-SERVERS_FILE = "/tmp/modelfleet/modelhosts.conf"  # nginx's upstream servers, written in its container
+SERVERS_FILE = "/tmp/modelfleet/modelhosts.conf"
+GATEWAY_STORES = Path("secrets/gateway.env")  # beside the stack: what the .env sets of the stores
+NODE_STORES = Path("secrets/node.env")  # nginx's upstream servers, written in its container
 _SECRETS = {MANAGEMENT_TOKEN_VAR: "management_token", INFERENCE_TOKEN_VAR: "inference_token"}
 HEADER = (
     "# Rendered by `modelfleet render` from deploy/.env. Do not edit: edit the .env and render.\n"
@@ -118,7 +121,9 @@ def _health(url: str) -> dict[str, Any]:
 def stack_document(topology: Topology, env_file: Path | None, configs: dict[str, str]) -> dict[str, Any]:
     """The stack; `configs`: config name -> its file's content hash (a changed file is a new config)."""
     t = topology
-    stores = storage_environment(env_file) if env_file else {}
+    shared = env_file is not None and bool(
+        storage_environment(env_file).get(env_name(InferrerSettings, "repository_db_url"))
+    )
     secrets = [_SECRETS[MANAGEMENT_TOKEN_VAR]]
     if env_file and INFERENCE_TOKEN_VAR in service_tokens(env_file):
         secrets.append(_SECRETS[INFERENCE_TOKEN_VAR])
@@ -134,19 +139,26 @@ def stack_document(topology: Topology, env_file: Path | None, configs: dict[str,
             env_name(InferrerSettings, "nginx_url"): f"http://nginx:{t.nginx_port}",
             env_name(InferrerSettings, "nodes_dns"): f"tasks.{NODE_SERVICE}:{port}",
             env_name(InferrerSettings, "max_body_bytes"): str(t.max_body_bytes),
-            **stores,
             **_token_environment(secrets),
             "HEALTH_URL": f"http://127.0.0.1:{t.inferrer_port}/health/live",
         },
         "ports": [
             {"target": t.inferrer_port, "published": t.inferrer_port, "protocol": "tcp", "mode": "host"}
         ],
+        "env_file": [f"./{GATEWAY_STORES}"],  # the stores' URLs and S3 settings (git ignores it)
         "volumes": ["models:/data", f"jobs:{JOBS_DIR}"],
         "secrets": _secret_files(secrets),
         "healthcheck": {"test": python_health, **HEALTHCHECK},
         "stop_grace_period": STOP_GRACE,
         # One gateway per host (its port is the host's); stop-first: the new task needs that port.
-        "deploy": {**_deploy(1, "stop-first", "2", "2G"), "placement": {"max_replicas_per_node": 1}},
+        # Its repository in a folder is on a host's volume: then it stays on a manager (one host).
+        "deploy": {
+            **_deploy(1, "stop-first", "2", "2G"),
+            "placement": {
+                "max_replicas_per_node": 1,
+                **({} if shared else {"constraints": ["node.role == manager"]}),
+            },
+        },
     }
     node = {
         "image": "modelfleet-modelhost:latest",
@@ -156,13 +168,15 @@ def stack_document(topology: Topology, env_file: Path | None, configs: dict[str,
             env_name(ModelhostSettings, "node_id"): f"{NODE_SERVICE}-{{{{.Task.Slot}}}}",
             env_name(ModelhostSettings, "inferrer_url"): f"http://inferrer:{t.inferrer_port}",
             env_name(ModelhostSettings, "data_dir"): JOBS_DIR,
-            **{var: value for var, value in stores.items() if var.startswith("AWS_")},
             **_token_environment(secrets[:1]),
             "HEALTH_URL": f"http://127.0.0.1:{port}/health/ready",
         },
+        "env_file": [f"./{NODE_STORES}"],  # the S3 settings (git ignores it)
         "volumes": [f"jobs:{JOBS_DIR}"],
         "secrets": _secret_files(secrets[:1]),
-        "healthcheck": {"test": python_health, **HEALTHCHECK},
+        # Healthy (and listed in DNS) once ready: synced, the active models loaded. A node not ready
+        # for a minute after its first two is restarted.
+        "healthcheck": {"test": python_health, **HEALTHCHECK, "start_period": "120s"},
         "stop_grace_period": STOP_GRACE,
         "deploy": _deploy(len(t.nodes), "start-first", "1", "1G"),
     }
@@ -253,11 +267,18 @@ def write_swarm(topology: Topology, env_file: Path | None, swarm_dir: Path = SWA
     for name, text in files.items():
         write_atomic(swarm_dir / name, text)
     digests = {name: hashlib.sha256(text.encode()).hexdigest()[:10] for name, text in files.items()}
-    for var, value in (service_tokens(env_file) if env_file else {}).items():
-        secret = swarm_dir / "secrets" / _SECRETS[var]
-        secret.parent.mkdir(mode=0o700, exist_ok=True)
-        write_atomic(secret, value)
-        os.chmod(secret, 0o600)
+    if env_file:
+        stores = storage_environment(env_file)
+        private = {_SECRETS[var]: value for var, value in service_tokens(env_file).items()}
+        private[GATEWAY_STORES.name] = "".join(f"{var}={value}\n" for var, value in stores.items())
+        private[NODE_STORES.name] = "".join(
+            f"{v}={value}\n" for v, value in stores.items() if v in S3_VARIABLES
+        )
+        for name, text in private.items():
+            path = swarm_dir / "secrets" / name
+            path.parent.mkdir(mode=0o700, exist_ok=True)
+            write_atomic(path, text)
+            os.chmod(path, 0o600)
     stack = swarm_dir / "stack.yml"
     write_atomic(stack, HEADER + dump_yaml(stack_document(topology, env_file, digests)))
     return stack

@@ -6,21 +6,23 @@
 #
 #   modelfleet-nginx-dns NAME PORT CONFIG SERVERS_FILE
 #
-# CONFIG includes SERVERS_FILE inside its upstream block. A name that stops resolving three times in
-# a row (every task gone) leaves one server marked down: nginx answers 502 until a node is back.
+# CONFIG includes SERVERS_FILE inside its upstream block. IPv4 addresses only: the nodes listen on
+# 0.0.0.0. A name that stops resolving (every task gone, or the resolver briefly down) keeps the last
+# list: nginx marks what does not answer as failed and retries elsewhere, as it does for any node.
 set -eu
+pid=""
+trap '[ -z "$pid" ] || kill -QUIT "$pid" 2>/dev/null || true; [ -z "$pid" ] || wait "$pid" || true; exit 0' QUIT TERM INT
 name=$1 port=$2 config=$3 servers_file=$4
 interval=${DNS_INTERVAL_S:-1}
 
 servers() {
-  getent ahosts "$name" 2>/dev/null | awk '{print $1}' | sort -u | awk -v port="$port" '
-    { address = ($1 ~ /:/) ? "[" $1 "]" : $1
-      printf "server %s:%s max_fails=1 fail_timeout=2s;\n", address, port }'
+  getent ahostsv4 "$name" 2>/dev/null | awk '{print $1}' | sort -u |
+    awk -v port="$port" '{ printf "server %s:%s max_fails=1 fail_timeout=2s;\n", $1, port }'
 }
 
 write() {
   list=$1
-  [ -n "$list" ] || list="server 127.0.0.1:9 down;  # no node resolves"
+  [ -n "$list" ] || list="server 127.0.0.1:9 down;  # no node has resolved yet"
   mkdir -p "$(dirname "$servers_file")"
   printf '%s\n' "$list" >"$servers_file.tmp"
   mv "$servers_file.tmp" "$servers_file"
@@ -30,18 +32,11 @@ current=$(servers)
 write "$current"
 nginx -e stderr -c "$config" &
 pid=$!
-trap 'kill -QUIT "$pid" 2>/dev/null || true; wait "$pid" || true; exit 0' QUIT TERM INT
-misses=0
 while kill -0 "$pid" 2>/dev/null; do
   sleep "$interval" &
   wait $! || true
   found=$(servers)
-  if [ -z "$found" ] && [ -n "$current" ]; then
-    misses=$((misses + 1))
-    [ "$misses" -ge 3 ] || continue
-  fi
-  misses=0
-  if [ "$found" != "$current" ]; then
+  if [ -n "$found" ] && [ "$found" != "$current" ]; then
     current=$found
     write "$current"
     kill -HUP "$pid"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import socket
 
@@ -21,6 +20,7 @@ from inferrer.state.node_directory import NodeDirectory
 from wire.addresses import split_name_and_port
 
 logger = logging.getLogger(__name__)
+_ROUNDS_KEPT = 3  # rounds an address that stopped answering keeps its id
 
 
 class NodeDiscovery:
@@ -41,6 +41,7 @@ class NodeDiscovery:
         self._interval_s = interval_s
         self._timeout = httpx.Timeout(status_timeout_s)
         self._ids: dict[str, str] = {}  # address -> the node id it last answered
+        self._misses: dict[str, int] = {}  # address -> rounds since it last answered
         self._task: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> NodeDiscovery:
@@ -68,17 +69,26 @@ class NodeDiscovery:
         if addresses is None:
             return  # the resolver did not answer: keep the last list
         answers = await asyncio.gather(*(self._node_id(address) for address in addresses))
-        ids = {address: node for address, node in zip(addresses, answers, strict=True) if node}
-        # An address that did not answer this time keeps the id it had (a busy node is still a node).
-        ids |= {a: self._ids[a] for a in addresses if a not in ids and a in self._ids}
-        self._ids = ids
-        self._directory.replace(self._by_id(ids))
+        answered = {address: node for address, node in zip(addresses, answers, strict=True) if node}
+        # An address that did not answer keeps the id it had for a few rounds (a busy node is still a
+        # node); then it is dropped (its address may be another pod's by now).
+        cached = {
+            a: self._ids[a]
+            for a in addresses
+            if a not in answered and a in self._ids and self._misses.get(a, 0) < _ROUNDS_KEPT
+        }
+        self._misses = {a: self._misses.get(a, 0) + 1 for a in cached}
+        self._ids = answered | cached
+        self._directory.replace(self._by_id(answered, cached))
 
     async def _resolve(self) -> list[str] | None:
         """The name's addresses; [] when it has none (no task runs), None when DNS failed."""
         loop = asyncio.get_running_loop()
         try:
-            found = await loop.getaddrinfo(self._name, self._port, type=socket.SOCK_STREAM)
+            # IPv4: the nodes listen on 0.0.0.0.
+            found = await loop.getaddrinfo(
+                self._name, self._port, family=socket.AF_INET, type=socket.SOCK_STREAM
+            )
         except socket.gaierror as exc:
             if exc.errno in (socket.EAI_NONAME, getattr(socket, "EAI_NODATA", socket.EAI_NONAME)):
                 return []
@@ -87,8 +97,7 @@ class NodeDiscovery:
         return sorted({str(info[4][0]) for info in found})
 
     def _url(self, address: str) -> str:
-        host = f"[{address}]" if ipaddress.ip_address(address).version == 6 else address
-        return f"{self._scheme}://{host}:{self._port}"
+        return f"{self._scheme}://{address}:{self._port}"
 
     async def _node_id(self, address: str) -> str | None:
         try:
@@ -99,10 +108,11 @@ class NodeDiscovery:
             return None
         return node if isinstance(node, str) and node else None
 
-    def _by_id(self, ids: dict[str, str]) -> dict[str, str]:
+    def _by_id(self, answered: dict[str, str], cached: dict[str, str]) -> dict[str, str]:
         """Node id -> URL. Two addresses with one id (a rolling update starts the new task of a slot
-        before it stops the old) both stay listed: the second as `<id>@<address>`."""
+        before it stops the old) both stay listed: the second as `<id>@<address>`; an address that
+        answered this round takes the plain id before one that did not."""
         nodes: dict[str, str] = {}
-        for address, node in sorted(ids.items()):
+        for address, node in [*sorted(answered.items()), *sorted(cached.items())]:
             nodes[node if node not in nodes else f"{node}@{address}"] = self._url(address)
         return nodes

@@ -64,6 +64,16 @@ def _named(docs: list[Object], kind: str) -> dict[str, Object]:
     return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
 
 
+def _quantity(value: str | int) -> float:
+    """A Kubernetes quantity ("250m", "64Mi", "2Gi", "1") as a number."""
+    units = {"m": 1e-3, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+    text = str(value)
+    for unit, factor in units.items():
+        if text.endswith(unit):
+            return float(text[: -len(unit)]) * factor
+    return float(text)
+
+
 def wiring_problems(docs: list[Object]) -> list[str]:
     problems = []
     pods = _pods(docs)
@@ -102,6 +112,9 @@ def wiring_problems(docs: list[Object]) -> list[str]:
                     problems.append(
                         f"{where}/{container['name']}: {probe} on port {port!r}, declared {names}"
                     )
+            for resource, limit in container["resources"]["limits"].items():
+                if _quantity(container["resources"]["requests"].get(resource, "0")) > _quantity(limit):
+                    problems.append(f"{where}/{container['name']}: {resource} request above its limit")
             mounts = {m["name"] for m in container.get("volumeMounts", [])}
             if mounts - {v["name"] for v in spec.get("volumes", [])}:
                 problems.append(f"{where}/{container['name']}: mounts {mounts} without volumes")
@@ -206,6 +219,7 @@ def test_the_wiring_checks_catch_what_a_schema_cannot(tmp_path: Path) -> None:
     assert broken(lambda d: d.remove(_named(d, "ConfigMap")["nginx-conf"]))
     assert broken(lambda d: container(d, "StatefulSet", "modelhost")["env"].pop(0))
     assert broken(lambda d: _named(d, "Service")["modelhost-peers"]["spec"].pop("publishNotReadyAddresses"))
+    assert broken(lambda d: container(d, "Deployment", "nginx")["resources"]["requests"].update(memory="1Ti"))
 
 
 def test_the_committed_files_match_a_fresh_render(tmp_path: Path) -> None:
@@ -221,13 +235,43 @@ def test_the_committed_files_match_a_fresh_render(tmp_path: Path) -> None:
                 )
 
 
+STORES = (
+    "INFERRER_REPOSITORY_DB_URL=postgresql+psycopg://fleet:pa55word@db:5432/fleet\n"
+    "INFERRER_REPOSITORY_ARTIFACTS_URL=s3://fleet-models/models\n"
+    "AWS_SECRET_ACCESS_KEY=s3cr3t-key-value\n"
+    "MODELFLEET_INFERENCE_TOKEN=inference-token-0123456789abcdef\n"
+)
+
+
+def test_an_inference_token_and_shared_stores_reach_the_pods_as_secrets(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text(EXAMPLE_ENV_FILE.read_text() + STORES)
+    ensure_management_token(env_file)
+    directory = write_kubernetes(load_topology(env_file), env_file, tmp_path / "kubernetes")
+    docs = kustomize(directory / "overlays" / "shared-stores")
+    assert wiring_problems(docs) == [] and node_wiring_problems(docs) == []
+    secrets = [d for d in docs if d["kind"] == "Secret"]
+    stores = next(s for s in secrets if s["metadata"]["name"].startswith("modelfleet-stores"))
+    assert {"INFERRER_REPOSITORY_DB_URL", "AWS_SECRET_ACCESS_KEY"} <= set(stores["data"])
+    gateway = _named(docs, "Deployment")["inferrer"]
+    assert gateway["spec"]["replicas"] == 2
+    env = _env(gateway["spec"]["template"]["spec"]["containers"][0])
+    assert env["MODELFLEET_INFERENCE_TOKEN_FILE"].endswith("/inference_token")
+    assert env["INFERRER_REPOSITORY_DB_URL"]["secretKeyRef"]["optional"] is False  # no stores: no start
+    for path in directory.rglob("*.yaml"):
+        assert "pa55word" not in path.read_text() and "s3cr3t" not in path.read_text()
+
+
 def test_the_stack_holds_no_token_and_every_service_is_reachable_without_ipvs(tmp_path: Path) -> None:
     env_file = tmp_path / ".env"
-    env_file.write_text(EXAMPLE_ENV_FILE.read_text())
+    env_file.write_text(EXAMPLE_ENV_FILE.read_text() + STORES)
     token = ensure_management_token(env_file)
     assert token
     stack_file = write_swarm(load_topology(env_file), env_file, tmp_path / "swarm")
-    assert token not in stack_file.read_text()
+    for secret in (token, "pa55word", "s3cr3t", "inference-token-0123456789abcdef"):
+        assert secret not in stack_file.read_text()  # the stack file may be committed
+    assert "pa55word" in (tmp_path / "swarm" / "secrets" / "gateway.env").read_text()
+    assert "pa55word" not in (tmp_path / "swarm" / "secrets" / "node.env").read_text()
     assert (tmp_path / "swarm" / "secrets" / "management_token").read_text() == token
     assert (tmp_path / "swarm" / "secrets" / "management_token").stat().st_mode & 0o077 == 0
     stack = yaml.safe_load(stack_file.read_text())
