@@ -39,7 +39,7 @@ HEADER = (
     "# Rendered by `modelfleet render` from deploy/.env. Do not edit: edit the .env and render.\n"
     "# docker stack deploy -c deploy/swarm/stack.yml modelfleet   (docs/orchestrators.md)\n"
 )
-_RESTART = {"condition": "any", "delay": "2s", "window": "30s"}
+_RESTART = {"condition": "any", "delay": "1s", "window": "30s"}
 
 
 def orchestrated_nginx(topology: Topology) -> str:
@@ -105,8 +105,8 @@ def _deploy(replicas: int, order: str, cpus: str, memory: str) -> dict[str, Any]
     return {
         "replicas": replicas,
         "endpoint_mode": "dnsrr",
-        "update_config": {"parallelism": 1, "order": order, "delay": "2s", "failure_action": "rollback",
-                          "monitor": "10s"},
+        "update_config": {"parallelism": 1, "order": order, "delay": "1s", "failure_action": "rollback",
+                          "monitor": "5s"},
         "rollback_config": {"parallelism": 1, "order": order},
         "restart_policy": _RESTART,
         "resources": {"limits": {"cpus": cpus, "memory": memory},

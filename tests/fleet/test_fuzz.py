@@ -25,7 +25,7 @@ from tests.declared import assert_declared
 
 pytestmark = pytest.mark.fleet
 
-EXAMPLES_PER_OPERATION = 30
+EXAMPLES_PER_OPERATION = 20
 SEED = 1
 # Path parameters that reach the core logic: the deployed example model, a node that is not there
 # (draining a real one would take it out of service), and a scratch name for DELETE.
