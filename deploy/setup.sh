@@ -21,6 +21,7 @@ if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
 fi
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
-# --no-compile: Python compiles what it imports, when it first does (most installed modules never are).
-.venv/bin/python -m pip install -q --disable-pip-version-check --no-compile -c constraints.txt -e '.[test]'
+# pip byte-compiles what it installs: where PYTHONDONTWRITEBYTECODE is set (these machines), nothing
+# else would, and every process would compile scikit-learn and SciPy again at each import.
+.venv/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
 echo "setup done: .venv is ready"
