@@ -42,6 +42,17 @@ _STORES_FROM_ENV = {var: f"${{{var}:-}}" for var in SHARED_STORE_VARIABLES}
 JOBS_DIR = "/jobs"  # the data directory of batch jobs in the containers (a volume they all share)
 
 
+def exporter_argv(topology: Topology, nginx_host: str) -> list[str]:
+    """prometheus-nginx-exporter in a container, scraping the nginx at `nginx_host`."""
+    return [
+        "prometheus-nginx-exporter",
+        "-nginx.scrape-uri",
+        f"http://{nginx_host}:{topology.nginx_port}/stub_status",
+        "-web.listen-address",
+        f"0.0.0.0:{topology.nginx_exporter_port}",
+    ]
+
+
 def _image(name: str, dockerfile: str, target: str | None = None) -> dict[str, Any]:
     build: dict[str, Any] = {"context": "..", "dockerfile": f"deploy/docker/{dockerfile}"}
     if target:
@@ -121,13 +132,7 @@ def compose_document(topology: Topology) -> dict[str, Any]:
     }
     services["nginx-exporter"] = {
         **_image("prometheus", "prometheus.Dockerfile"),
-        "command": [
-            "prometheus-nginx-exporter",
-            "-nginx.scrape-uri",
-            f"http://nginx:{t.nginx_port}/stub_status",
-            "-web.listen-address",
-            f"0.0.0.0:{t.nginx_exporter_port}",
-        ],
+        "command": exporter_argv(t, "nginx"),
         "depends_on": {"nginx": {"condition": "service_healthy"}},
         "restart": "unless-stopped",
         "healthcheck": {**HEALTHCHECK, "test": _curl(f"http://127.0.0.1:{t.nginx_exporter_port}/metrics")},

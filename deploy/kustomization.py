@@ -18,19 +18,10 @@ from typing import Any
 import yaml
 
 from datafiles.locations import S3_VARIABLES
-from deploy.kubernetes import (
-    STORES_SECRET,
-    TOKEN_DIR,
-    TOKENS_SECRET,
-    Object,
-    balancer_objects,
-    gateway_objects,
-    labels,
-    node_objects,
-    pod_template,
-    token_file_environment,
-)
-from deploy.render import prometheus_storage_flags, write_atomic
+from deploy.kubernetes import balancer_objects, gateway_objects, node_objects
+from deploy.kubernetes_pods import STORES_SECRET, TOKENS_SECRET, Object, meta
+from deploy.kubernetes_support import example_job, prometheus_objects
+from deploy.render import write_atomic
 from deploy.serve_command import env_name
 from deploy.tokens import service_tokens, storage_environment
 from deploy.topology import DEPLOY_DIR, Topology
@@ -48,129 +39,6 @@ HEADER = (
     "render.\n"
 )
 _TOKEN_FILES = {MANAGEMENT_TOKEN_VAR: "management_token", INFERENCE_TOKEN_VAR: "inference_token"}
-
-_PROMETHEUS_CONFIG = """global:
-  scrape_interval: 5s
-  scrape_timeout: 4s
-  evaluation_interval: 15s
-scrape_configs:
-  # Every pod of this namespace annotated prometheus.io/scrape: "true", on its prometheus.io/port.
-  - job_name: modelfleet
-    kubernetes_sd_configs:
-      - role: pod
-        namespaces:
-          own_namespace: true
-    relabel_configs:
-      - source_labels: [__meta_kubernetes_pod_annotation_prometheus_io_scrape]
-        action: keep
-        regex: "true"
-      - source_labels: [__address__, __meta_kubernetes_pod_annotation_prometheus_io_port]
-        regex: '([^:]+)(?::\\d+)?;(\\d+)'
-        replacement: '$1:$2'
-        target_label: __address__
-      - source_labels: [__meta_kubernetes_pod_label_app_kubernetes_io_component]
-        target_label: job
-      - source_labels: [__meta_kubernetes_pod_name]
-        target_label: pod
-"""
-
-
-def _meta(name: str, component: str) -> Object:
-    return {"name": name, "labels": labels(component)}
-
-
-def prometheus_objects(t: Topology) -> list[Object]:
-    """Prometheus, finding the pods through the API (a Role to list them in this namespace)."""
-    command = [
-        "prometheus",
-        "--config.file=/etc/modelfleet/prometheus/prometheus.yml",
-        *prometheus_storage_flags(t, "/prometheus"),
-        f"--web.listen-address=0.0.0.0:{t.prometheus_port}",
-    ]
-    mounts: list[Object] = [
-        {"name": "config", "mountPath": "/etc/modelfleet/prometheus", "readOnly": True},
-        {"name": "data", "mountPath": "/prometheus"},
-    ]
-    volumes: list[Object] = [
-        {"name": "config", "configMap": {"name": "prometheus-config"}},
-        {"name": "data", "emptyDir": {}},
-    ]
-    template = pod_template(
-        "prometheus",
-        "prometheus",
-        command,
-        t.prometheus_port,
-        ("/-/healthy", "/-/ready"),
-        mounts,
-        volumes,
-        serviceAccountName="prometheus",
-    )
-    return [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta("prometheus", "prometheus")},
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "Role",
-            "metadata": _meta("prometheus", "prometheus"),
-            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list", "watch"]}],
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": _meta("prometheus", "prometheus"),
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "prometheus"},
-            "subjects": [{"kind": "ServiceAccount", "name": "prometheus"}],
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": _meta("prometheus-config", "prometheus"),
-            "data": {"prometheus.yml": _PROMETHEUS_CONFIG},
-        },
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": _meta("prometheus", "prometheus"),
-            "spec": {
-                "replicas": 1,
-                "strategy": {"type": "Recreate"},
-                "selector": {"matchLabels": labels("prometheus")},
-                "template": template,
-            },
-        },
-        {
-            "apiVersion": "v1",
-            "kind": "Service",
-            "metadata": _meta("prometheus", "prometheus"),
-            "spec": {
-                "selector": labels("prometheus"),
-                "ports": [{"name": "http", "port": t.prometheus_port, "targetPort": "http"}],
-            },
-        },
-    ]
-
-
-def example_job(t: Topology) -> Object:
-    """Deploys the example model once a node is ready (it retries; nothing when it is there)."""
-    command = ["python3", "-m", "deploy.example_model", "--deploy", f"http://inferrer:{t.inferrer_port}"]
-    template = pod_template(
-        "example-model",
-        "inferrer",
-        command,
-        None,
-        None,
-        [{"name": "tokens", "mountPath": TOKEN_DIR, "readOnly": True}],
-        [],
-        restartPolicy="OnFailure",
-    )
-    template["spec"]["containers"][0]["env"] = token_file_environment()
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": _meta("example-model", "example-model"),
-        # Deleted 5 minutes after it finished: a Job's pod template cannot change, and a new token
-        # renames the Secret it mounts; the next `kubectl apply -k` creates it again (a no-op run).
-        "spec": {"backoffLimit": 10, "ttlSecondsAfterFinished": 300, "template": template},
-    }
 
 
 def _volume_patches() -> list[Object]:
@@ -197,7 +65,7 @@ def _claims() -> list[Object]:
         {
             "apiVersion": "v1",
             "kind": "PersistentVolumeClaim",
-            "metadata": _meta(name, "inferrer"),
+            "metadata": meta(name, "inferrer"),
             "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}},
         }
         for name, size in (("models", "2Gi"), ("jobs", "10Gi"))

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from datafiles.locations import S3_VARIABLES
-from deploy.compose import HEALTHCHECK, JOBS_DIR, STOP_GRACE, dump_yaml, serve_argv
+from deploy.compose import HEALTHCHECK, JOBS_DIR, STOP_GRACE, dump_yaml, exporter_argv, serve_argv
 from deploy.render import Placement, nginx_tls, prometheus_storage_flags, render_nginx, write_atomic
 from deploy.serve_command import env_name
 from deploy.tokens import service_tokens, storage_environment
@@ -196,13 +196,7 @@ def stack_document(topology: Topology, env_file: Path | None, configs: dict[str,
     }
     exporter = {
         "image": "modelfleet-prometheus:latest",
-        "command": [
-            "prometheus-nginx-exporter",
-            "-nginx.scrape-uri",
-            f"http://nginx:{t.nginx_port}/stub_status",
-            "-web.listen-address",
-            f"0.0.0.0:{t.nginx_exporter_port}",
-        ],
+        "command": exporter_argv(t, "nginx"),
         "healthcheck": _health(f"http://127.0.0.1:{t.nginx_exporter_port}/metrics"),
         "deploy": _deploy(1, "start-first", "0.25", "64M"),
     }
