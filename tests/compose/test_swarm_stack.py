@@ -136,7 +136,11 @@ def test_every_task_answers_and_prometheus_finds_them(swarm: Swarm) -> None:
             served[answer.json()["node"]] += 1
     print("150 predictions through the stack:", dict(served))
     assert set(served) == {"modelhost-1", "modelhost-2", "modelhost-3"}
-    assert swarm.serving_nodes() == set(served)
+    # nginx re-resolves the tasks every second, the gateway every discovery interval (2 s): its list
+    # catches up within a few seconds of the last task turning healthy.
+    assert wait_until(lambda: swarm.serving_nodes() == set(served), timeout_s=30, interval_s=1), (
+        swarm.serving_nodes()
+    )
 
     def modelhost_targets_up() -> int:
         query = {"query": 'up{job="modelhost"} == 1'}
