@@ -56,8 +56,10 @@ def load_artifact(data: bytes, fmt: ArtifactFormat, trusted_types: Sequence[str]
 
         return OnnxModel(data, trusted_types)
     model = _load_skops(data, trusted_types) if fmt is ArtifactFormat.SKOPS else _load_joblib(data)
-    if not callable(getattr(model, "predict", None)):
-        raise ArtifactError(f"artifact holds a {type(model).__name__}, which has no predict()")
+    if not callable(getattr(model, "predict", None)) and not callable(getattr(model, "transform", None)):
+        raise ArtifactError(
+            f"artifact holds a {type(model).__name__}, which has no predict() nor transform()"
+        )
     return model
 
 

@@ -79,6 +79,8 @@ def _unexpected(exc: Exception) -> _NotVerified:
 
 def _compile(model: Any, sample: np.ndarray | None) -> Compiled:
     schema = inspect_schema(model)
+    if "predict" not in schema.outputs:
+        raise _NotVerified("no ONNX conversion: the model has no predict (a transformer)")
     text = _text_columns(model)
     if text:
         raise _NotVerified(f"no ONNX conversion: the model reads text columns ({text})")

@@ -17,8 +17,11 @@ def _integral(value: object) -> object:
 
 
 JsonInt = Annotated[int, BeforeValidator(_integral)]
-# The outputs a model may offer (its signature lists those it does: predict_proba for classifiers).
-OUTPUTS = ["predict", "predict_proba"]
+# The outputs a model may offer (its signature lists those it does: predict_proba for classifiers,
+# transform for transformers and Pipelines that end in one). A version served by ONNX Runtime offers
+# predict and predict_proba only (ONNX_OUTPUTS).
+OUTPUTS = ["predict", "predict_proba", "transform", "decision_function"]
+ONNX_OUTPUTS = ["predict", "predict_proba"]
 
 
 class TensorSpec(BaseModel):
@@ -43,6 +46,21 @@ class ModelSchema(BaseModel):
     outputs: list[str]
     # The inputs as the model names and types them; None for an estimator (a float matrix).
     inputs: list[TensorSpec] | None = None
+    # The columns `transform` answers, as the model names them (get_feature_names_out); None where
+    # the model does not say (its width is then known only when it answers).
+    transform_columns: list[str] | None = None
+
+    def output_width(self, output: str) -> int | None:
+        """The columns an output answers per row; None where only an answer tells."""
+        if output == "predict":
+            return 1
+        if output == "transform":
+            return len(self.transform_columns) if self.transform_columns is not None else None
+        if self.classes is None:
+            return None
+        if output == "decision_function" and len(self.classes) == 2:
+            return 1  # a binary classifier's one score, for its second class
+        return len(self.classes)
 
 
 def inspect_schema(model: Any) -> ModelSchema:
@@ -52,13 +70,23 @@ def inspect_schema(model: Any) -> ModelSchema:
         raise ArtifactError("model is not fitted: it has no n_features_in_")
     names = getattr(model, "feature_names_in_", None)
     classes = getattr(model, "classes_", None)
-    outputs = ["predict"]
-    if callable(getattr(model, "predict_proba", None)) and classes is not None:
-        outputs.append("predict_proba")
+    offered = {o for o in OUTPUTS if callable(getattr(model, o, None))}
+    if classes is None:
+        offered -= {"predict_proba", "decision_function"}
+    outputs = [o for o in OUTPUTS if o in offered]
     return ModelSchema(
         n_features=n_features,
         feature_names=[str(n) for n in names] if names is not None else None,
         classes=classes.tolist() if classes is not None else None,
         outputs=outputs,
         inputs=model.input_specs if isinstance(model, DeclaresInputs) else None,
+        transform_columns=_transform_columns(model) if "transform" in offered else None,
     )
+
+
+def _transform_columns(model: Any) -> list[str] | None:
+    try:
+        names = model.get_feature_names_out()
+    except Exception:  # not every transformer names its outputs (or knows how many it makes)
+        return None
+    return [str(name) for name in names]

@@ -14,6 +14,7 @@ from datafiles.locations import S3Settings, Storage
 from inferrer.api.body_limit import BodyLimitMiddleware
 from inferrer.api.fleet import document_selftest_limit
 from inferrer.api.fleet import router as fleet_router
+from inferrer.api.graphs import router as graphs_router
 from inferrer.api.internal import router as internal_router
 from inferrer.api.jobs import inline_parser
 from inferrer.api.jobs import router as jobs_router
@@ -31,6 +32,9 @@ from inferrer.dataplane.prediction import PredictionService
 from inferrer.dataplane.prediction_cache import PredictionCache
 from inferrer.errors import RepositoryUnreachable
 from inferrer.fleet_clients import ModelHostClientManager
+from inferrer.graphs.execution import GraphRunner
+from inferrer.graphs.service import GraphService
+from inferrer.graphs.store import GraphStore, open_graph_engine
 from inferrer.jobs.files import JobFiles
 from inferrer.jobs.finishing import JobFinisher
 from inferrer.jobs.runner import JobRunner, RunnerLimits
@@ -102,9 +106,11 @@ def create_app(
             try:
                 online = admission.recent_peak
                 job_system = _job_system(settings, repository, balancer, prediction, metrics, online)
-                async with job_system as (jobs, watches):
+                graph_system = _graph_system(settings, repository, prediction, metrics)
+                async with job_system as (jobs, watches), graph_system as graphs:
                     app.state.jobs = jobs
                     app.state.watches = watches
+                    app.state.graphs = graphs
                     freeze_startup_objects()
                     yield
             finally:
@@ -118,7 +124,8 @@ def create_app(
         title="modelfleet inferrer", lifespan=lifespan, exception_handlers=exception_handlers(count_refusal)
     )
     routers = (
-        fleet_router, models_router, jobs_router, watches_router, v2_router, sagemaker_router, internal_router
+        fleet_router, models_router, graphs_router, jobs_router, watches_router, v2_router, sagemaker_router,
+        internal_router,
     )  # fmt: skip
     for router in routers:
         app.include_router(router, responses=ERROR_RESPONSES)
@@ -156,6 +163,36 @@ def _open_repository(settings: InferrerSettings) -> ModelRepository:
     return ModelRepository(backend, settings.keep_versions)
 
 
+def _state_db_url(settings: InferrerSettings) -> str:
+    """The job store's database: also where graphs are kept."""
+    state = settings.data_dir / ".modelfleet"  # hidden: no job location can name it
+    state.mkdir(parents=True, exist_ok=True)
+    return settings.jobs_db_url or f"sqlite:///{state / 'jobs.db'}"
+
+
+@contextlib.asynccontextmanager
+async def _graph_system(
+    settings: InferrerSettings,
+    repository: ModelRepository,
+    prediction: PredictionService,
+    metrics: InferrerMetrics,
+) -> AsyncIterator[GraphService]:
+    """The graphs' store and the poll that keeps this process's active versions current."""
+    engine = open_graph_engine(_state_db_url(settings))
+    graphs = GraphService(
+        GraphStore(engine), repository, GraphRunner(prediction, metrics.graphs), settings.graphs_poll_s
+    )
+    await graphs.refresh()
+    task = asyncio.create_task(graphs.run_forever(), name="graphs")
+    try:
+        yield graphs
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        engine.dispose()
+
+
 @contextlib.asynccontextmanager
 async def _job_system(
     settings: InferrerSettings,
@@ -166,9 +203,7 @@ async def _job_system(
     online_in_flight: Callable[[], int],
 ) -> AsyncIterator[tuple[JobService, WatchService]]:
     """The job store, its runner and the watches' supervisor, running for the app's life."""
-    state = settings.data_dir / ".modelfleet"  # hidden: no job location can name it
-    state.mkdir(parents=True, exist_ok=True)
-    engine = open_engine(settings.jobs_db_url or f"sqlite:///{state / 'jobs.db'}")
+    engine = open_engine(_state_db_url(settings))
     storage = Storage(settings.data_dir, S3Settings())
     store, files = AsyncJobStore(JobStore(engine)), JobFiles(storage)
     finisher = JobFinisher(store, files, repository, metrics.jobs)

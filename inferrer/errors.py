@@ -25,6 +25,43 @@ class VersionConflict(InferrerError):
     status_code = 409
 
 
+class ModelInUse(InferrerError):
+    """A model that something built on it (an inference graph) still uses."""
+
+    status_code = 409
+
+
+class GraphNotFound(InferrerError):
+    status_code = 404
+
+
+class GraphInvalid(InferrerError):
+    """A graph document with problems: every one, each with its path in the document."""
+
+    status_code = 422
+
+    def __init__(self, message: str, problems: list[tuple[str, str]]) -> None:
+        super().__init__(message)
+        self.problems = problems
+
+    def body_fields(self) -> dict[str, object]:
+        return {"problems": [{"path": path, "message": message} for path, message in self.problems]}
+
+
+class GraphStepFailed(InferrerError):
+    """A graph step's model call failed: the graph answers that failure's status, naming the step
+    and the model, never a partial answer."""
+
+    def __init__(self, status_code: int, message: str, step: str, model: str | None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.step = step
+        self.model = model
+
+    def body_fields(self) -> dict[str, object]:
+        return {"step": self.step, "model": self.model}
+
+
 class DeployOvertaken(InferrerError):
     """A deploy that lost a race with a delete of the same model: what it stored is gone."""
 

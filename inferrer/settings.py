@@ -45,6 +45,12 @@ class InferrerSettings(BaseSettings):
         description="How often a gateway process reads a shared repository's generation (one row), and "
         "its whole index when it changed. A write answers once every live gateway process has read it.",
     )
+    graphs_poll_s: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often a gateway process reads which inference graph versions are active (one "
+        "query): a graph deployed through another gateway serves here within this interval.",
+    )
     repository_lease_s: float = Field(
         default=10.0,
         gt=0,

@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from metrics.graphs import GraphMetrics
 from metrics.series import Series, forget_versions
 
 # scikit-learn predicts on a few rows take ~0.1-1 ms; the client's default buckets start at 5 ms.
@@ -137,6 +138,7 @@ class InferrerMetrics:
         )
         self.jobs = JobMetrics(registry)
         self.watches = WatchMetrics(registry)
+        self.graphs = GraphMetrics(registry)
 
     def follow(self, generation: object, stored: Callable[[], Container[tuple[str, str]]]) -> None:
         """Once per change of the repository: forget the series of versions no longer stored."""

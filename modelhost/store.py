@@ -264,10 +264,15 @@ def load_served(data: bytes, manifest: Manifest) -> Any:
         raise ArtifactError(f"its verified ONNX graph: {exc}") from None
 
 
+def _dense(answer: Any) -> np.ndarray:
+    """An answer as an array: a sparse matrix (a one-hot encoder's transform) made dense."""
+    return np.asarray(answer.toarray() if callable(getattr(answer, "toarray", None)) else answer)
+
+
 def timed_call(methods: list[Any], rows: np.ndarray | pd.DataFrame) -> tuple[list[list[Any]], float]:
     start = time.perf_counter()
     try:
-        results = [np.asarray(method(rows)).tolist() for method in methods]
+        results = [_dense(method(rows)).tolist() for method in methods]
     except (ValueError, TypeError) as exc:
         # The estimator rejected the values: NaN without an imputer, numbers in a column it learnt as text.
         raise InvalidInput(f"model rejected the input: {exc}") from None

@@ -1,4 +1,5 @@
-"""Imports go one way inside the inferrer: api -> watches -> jobs -> dataplane -> state, and
+"""Imports go one way inside the inferrer: api -> watches -> jobs -> dataplane -> state, api ->
+graphs -> dataplane, and
 control -> state; the data plane and the control plane both use shared state and never each other.
 The two services never import each other, the shared packages (wire, artifacts, metrics,
 datafiles) import neither service, and the benchmarks import no test.
@@ -19,10 +20,12 @@ ALLOWED = {
     "inferrer.state": {"inferrer.state"} | FLOOR,
     "inferrer.control": {"inferrer.control", "inferrer.state"} | FLOOR,
     "inferrer.dataplane": {"inferrer.dataplane", "inferrer.state"} | FLOOR,
+    "inferrer.graphs": {"inferrer.graphs", "inferrer.dataplane", "inferrer.state"} | FLOOR,
     "inferrer.jobs": {"inferrer.jobs", "inferrer.dataplane", "inferrer.state"} | FLOOR,
     "inferrer.watches": {"inferrer.watches", "inferrer.jobs", "inferrer.dataplane", "inferrer.state"} | FLOOR,
     "inferrer.api": {
         "inferrer.api",
+        "inferrer.graphs",
         "inferrer.watches",
         "inferrer.jobs",
         "inferrer.dataplane",

@@ -9,6 +9,7 @@ from inferrer.control.nodes import FleetNodes
 from inferrer.dataplane.admission import Admission
 from inferrer.dataplane.balancer_client import Upstream
 from inferrer.dataplane.prediction import PredictionService
+from inferrer.graphs.service import GraphService
 from inferrer.jobs.service import JobService
 from inferrer.settings import InferrerSettings
 from inferrer.state.repository import ModelRepository
@@ -56,6 +57,11 @@ def metrics(request: Request) -> InferrerMetrics:
 
 def jobs(request: Request) -> JobService:
     value: JobService = request.app.state.jobs
+    return value
+
+
+def graphs(request: Request) -> GraphService:
+    value: GraphService = request.app.state.graphs
     return value
 
 

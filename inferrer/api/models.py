@@ -116,7 +116,12 @@ async def rollback(name: str, request: Request) -> FastJSONResponse:
 
 
 @router.delete(
-    "/{name}", dependencies=[MANAGEMENT], responses=answers(Deleted, "Every version deleted and unloaded")
+    "/{name}",
+    dependencies=[MANAGEMENT],
+    responses={
+        **answers(Deleted, "Every version deleted and unloaded"),
+        **refusals("404 for an unknown model; 409 while an inference graph uses it (the answer names it)"),
+    },
 )
 async def delete_model(name: str, request: Request) -> FastJSONResponse:
     """Delete every version; nodes unload it once its requests under way have finished."""

@@ -50,12 +50,17 @@ def parse_predict_body(raw: bytes, signature: ModelSchema, max_rows: int) -> Pre
         raise InvalidInput(f"unknown fields: {', '.join(sorted(unknown))}")
     output = body.get("output", "predict")
     if not isinstance(output, str):
-        raise InvalidInput('"output" must be "predict" or "predict_proba"')
+        raise InvalidInput(f'"output" must be one of {", ".join(OUTPUTS)}')
+    return PredictRequest(read_rows(body, signature, max_rows), output)
+
+
+def read_rows(body: dict[str, Any], signature: ModelSchema, max_rows: int) -> np.ndarray:
+    """The rows of a body's `instances` or `records`, checked against the model that reads them."""
     if ("instances" in body) == ("records" in body):
         raise InvalidInput('give exactly one of "instances" (rows of numbers) or "records"')
     if "records" in body:
-        return PredictRequest(_records_table(body["records"], signature, max_rows), output)
-    return PredictRequest(_as_matrix(body["instances"], signature.n_features, max_rows), output)
+        return _records_table(body["records"], signature, max_rows)
+    return _as_matrix(body["instances"], signature.n_features, max_rows)
 
 
 def check_row_count(rows: int, n_features: int, max_rows: int) -> None:

@@ -11,7 +11,7 @@ import numpy as np
 
 from artifacts.formats import ArtifactError, ArtifactFormat, load_artifact
 from artifacts.manifest import RuntimeChoice, RuntimeRequest
-from artifacts.schema import ModelSchema, inspect_schema
+from artifacts.schema import ONNX_OUTPUTS, ModelSchema, inspect_schema
 from datafiles.rows import parse_rows
 from inferrer.errors import InvalidInput
 
@@ -58,6 +58,9 @@ def inspect_upload(
         compiled = choose_runtime(model, runtime, rows)
     except ArtifactError as exc:  # runtime=onnx, and the conversion did not verify
         raise InvalidInput(str(exc)) from None
+    if compiled.choice.runtime == "onnx":  # the graph answers predict and predict_proba only
+        served = [o for o in signature.outputs if o in ONNX_OUTPUTS]
+        signature = signature.model_copy(update={"outputs": served})
     return Inspected(signature, compiled.choice, compiled.graph)
 
 

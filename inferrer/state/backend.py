@@ -82,6 +82,9 @@ class RepositoryBackend(Protocol):
     def pinned(self, name: str) -> set[str]:
         """The versions of `name` with a pin that has not lapsed (lapsed ones are removed)."""
 
+    def holders(self, name: str) -> set[str]:
+        """Who holds a pin on any version of `name` that has not lapsed."""
+
     def commit(self, versions: Versions, active: Mapping[str, str]) -> Index:
         """Record a write: the index becomes (versions, active) with a new stamp, here at once and
         for every other process at its next look."""

@@ -79,6 +79,9 @@ class FolderBackend:
     def pinned(self, name: str) -> set[str]:
         return self._pins.pinned(name)
 
+    def holders(self, name: str) -> set[str]:
+        return self._pins.holders(name)
+
     def commit(self, versions: Versions, active: Mapping[str, str]) -> Index:
         self._index = Index(versions, active, self._generation.bump())
         return self._index

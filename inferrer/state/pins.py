@@ -17,11 +17,25 @@ from pathlib import Path
 
 from artifacts.names import is_path_segment
 
+# A pin held by something built on the model (an inference graph): the model cannot be deleted
+# while it is held, and the refusal names the holder.
+USER_PREFIX = "user."
+
 
 @dataclass(frozen=True)
 class Pin:
-    holder: str  # who pins: a deploy, a job (one path segment)
+    holder: str  # who pins: a deploy, a job, a user (one path segment)
     lease_s: float | None = None  # None: until unpinned
+
+
+def user_pin(kind: str, name: str) -> Pin:
+    """The pin a `kind` (graph) called `name` holds on each model version it uses."""
+    return Pin(f"{USER_PREFIX}{kind}.{name}")
+
+
+def describe_users(holders: set[str]) -> list[str]:
+    """'graph scored' for each user pin among `holders`."""
+    return sorted(h[len(USER_PREFIX) :].replace(".", " ", 1) for h in holders if h.startswith(USER_PREFIX))
 
 
 class VersionPins:
@@ -52,6 +66,11 @@ class VersionPins:
             else:
                 versions.add(pin.parent.name)
         return versions
+
+    def holders(self, name: str) -> set[str]:
+        """Who holds a pin on any version of `name` that has not lapsed."""
+        self.pinned(name)  # lapsed pins removed first
+        return {pin.name for pin in self._dir.glob(f"{name}/*/*")}
 
     def forget(self, name: str) -> None:
         """A deleted model's pins go with it."""

@@ -19,9 +19,9 @@ from artifacts.formats import ArtifactFormat, sha256_hex
 from artifacts.manifest import Manifest, RuntimeChoice
 from artifacts.names import is_path_segment
 from artifacts.schema import ModelSchema
-from inferrer.errors import InvalidInput, ModelNotFound, VersionConflict
+from inferrer.errors import InvalidInput, ModelInUse, ModelNotFound, VersionConflict
 from inferrer.state.backend import Index, OpenArtifact, RepositoryBackend
-from inferrer.state.pins import Pin
+from inferrer.state.pins import Pin, describe_users
 
 logger = logging.getLogger(__name__)
 
@@ -214,6 +214,8 @@ class ModelRepository:
             versions = sorted(draft.versions.get(name, {}))
             if not versions:
                 raise ModelNotFound(f"model {name!r} not found")
+            if users := describe_users(self._backend.holders(name)):
+                raise ModelInUse(f"model {name!r} is used by {', '.join(users)}: delete {users[0]} first")
             self._backend.remove_model(name)
             draft.remove(name)
         return versions

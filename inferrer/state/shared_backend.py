@@ -197,6 +197,13 @@ class SharedBackend:
         rows = connection.execute(sa.select(version_pins.c.version).where(version_pins.c.name == name))
         return {version for (version,) in rows}
 
+    def holders(self, name: str) -> set[str]:
+        self.pinned(name)  # lapsed pins removed first
+        rows = self._write().connection.execute(
+            sa.select(version_pins.c.holder).where(version_pins.c.name == name)
+        )
+        return {holder for (holder,) in rows}
+
     def commit(self, versions: Versions, active: Mapping[str, str]) -> Index:
         write = self._write()
         write.connection.execute(

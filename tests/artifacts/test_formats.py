@@ -21,7 +21,8 @@ def test_skops_pipeline_round_trips_with_its_schema(pipeline: Pipeline, pipeline
     schema = inspect_schema(model)
     assert schema.n_features == 6
     assert schema.classes == [0, 1]
-    assert schema.outputs == ["predict", "predict_proba"]
+    assert schema.outputs == ["predict", "predict_proba", "decision_function"]
+    assert schema.output_width("decision_function") == 1  # binary: one score
 
 
 def test_random_forest_loads_through_the_short_trusted_list(

@@ -44,7 +44,9 @@ SEED = 1
 #   for a prediction the model does not offer;
 # - a job: the same, and 422 for a file whose format its name does not tell (give `format`);
 # - a model upload: 422 for a file that is not a loadable model (only its content tells), 413 for one
-#   over the upload limit.
+#   over the upload limit;
+# - a graph: 422 for a document that is not a valid graph over the deployed models (the models tell),
+#   400 for YAML that does not parse.
 ACCEPTED = '"2xx", "3xx", "401", "403", "404", "409", "429", "5xx"'  # schemathesis's default
 CONFIG = f"""
 [parameters]
@@ -79,6 +81,10 @@ checks.positive_data_acceptance.expected-statuses = [{ACCEPTED}, "400", "422"]
 
 [[operations]]
 include-name = "POST /api/v1/jobs"
+checks.positive_data_acceptance.expected-statuses = [{ACCEPTED}, "400", "422"]
+
+[[operations]]
+include-name = "POST /api/v1/graphs"
 checks.positive_data_acceptance.expected-statuses = [{ACCEPTED}, "400", "422"]
 
 [[operations]]

@@ -1,0 +1,93 @@
+"""What a graph computes itself, on the answers of its model calls: an ensemble's combination (as
+scikit-learn's VotingClassifier and VotingRegressor combine), a switch's routing of rows by a
+condition, and a split's choice of branch. Plain array arithmetic: nothing a document can make run."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from inferrer.graphs.spec import Condition
+
+
+def as_columns(answer: list[Any]) -> np.ndarray:
+    """A model's answer (one value or one list per row) as a [rows, columns] array."""
+    values = np.asarray(answer)
+    if values.dtype.kind not in "biuf":
+        values = np.asarray(answer, dtype=object)
+    return values.reshape(len(answer), -1) if values.ndim == 1 else values
+
+
+def soft_vote(probabilities: Sequence[np.ndarray], weights: Sequence[float] | None) -> np.ndarray:
+    """The members' probabilities averaged (weighted): VotingClassifier(voting="soft")."""
+    return np.average(np.stack([p.astype(np.float64) for p in probabilities]), axis=0, weights=weights)
+
+
+def labels_of(probabilities: np.ndarray, classes: Sequence[Any]) -> np.ndarray:
+    """Each row's class of highest probability (the first of equals, as numpy's argmax)."""
+    return np.asarray(classes, dtype=object)[np.argmax(probabilities, axis=1)].reshape(-1, 1)
+
+
+def hard_vote(
+    labels: Sequence[np.ndarray], classes: Sequence[Any], weights: Sequence[float] | None
+) -> np.ndarray:
+    """Each row's most voted class (weighted); a tie goes to the class listed first, as in
+    VotingClassifier(voting="hard")."""
+    index = {label: i for i, label in enumerate(classes)}
+    votes = np.zeros((len(labels[0]), len(classes)))
+    for member, column in enumerate(labels):
+        weight = 1.0 if weights is None else weights[member]
+        for row, label in enumerate(column[:, 0].tolist()):
+            votes[row, index[label]] += weight
+    return np.asarray(classes, dtype=object)[np.argmax(votes, axis=1)].reshape(-1, 1)
+
+
+def average(values: Sequence[np.ndarray], weights: Sequence[float] | None) -> np.ndarray:
+    """Regressors' predictions averaged (weighted): VotingRegressor."""
+    return np.average(np.stack([v.astype(np.float64) for v in values]), axis=0, weights=weights)
+
+
+def matches(column: np.ndarray, condition: Condition) -> np.ndarray:
+    """Which rows' value in the tested column meets the condition (a boolean per row)."""
+    operator, value = condition.operator, condition.value
+    if operator in ("above", "below", "at_least", "at_most"):
+        numbers = _numbers(column)
+        compare = {
+            "above": np.greater,
+            "below": np.less,
+            "at_least": np.greater_equal,
+            "at_most": np.less_equal,
+        }
+        with np.errstate(invalid="ignore"):
+            return np.asarray(compare[operator](numbers, float(value)))
+    wanted = value if operator == "in" else [value]
+    hit = np.array([_equal_any(item, wanted) for item in column.tolist()], dtype=bool)
+    return ~hit if operator == "not_equals" else hit
+
+
+def _numbers(column: np.ndarray) -> np.ndarray:
+    """The column as floats; a value that is not a number meets no numeric condition (NaN)."""
+    try:
+        return column.astype(np.float64)
+    except (TypeError, ValueError):
+        return np.array(
+            [v if isinstance(v, int | float) and not isinstance(v, bool) else np.nan for v in column.tolist()]
+        )
+
+
+def _equal_any(item: Any, wanted: Sequence[Any]) -> bool:
+    """JSON equality: 1 equals 1.0, "1" does not equal 1, true does not equal 1."""
+    return any((type(item) is bool) == (type(w) is bool) and item == w for w in wanted)
+
+
+def choose_branch(weights: Sequence[float], draw: float | None = None) -> int:
+    """A split's branch for one request, each taken in proportion to its weight."""
+    point = (random.random() if draw is None else draw) * sum(weights)
+    for i, weight in enumerate(weights):
+        point -= weight
+        if point < 0:
+            return i
+    return len(weights) - 1

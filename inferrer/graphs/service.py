@@ -1,0 +1,181 @@
+"""Inference graphs as the routes use them: check a document (every problem at once), deploy it as a
+new version pinned to the model versions it was checked against, and serve the active versions from
+memory: every gateway process reads which versions are active every poll interval, never per request.
+
+A graph holds a pin on each model version it calls (the repository's "user" pins), so that neither
+retention nor a delete takes a model from under it: deleting the model answers 409 naming the graph."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+import numpy as np
+
+from inferrer.errors import GraphInvalid, GraphNotFound, ModelNotFound, VersionConflict
+from inferrer.graphs.deployed import BrokenGraph, DeployedGraph, GraphRecord, ready_to_run
+from inferrer.graphs.execution import GraphAnswer, GraphRunner
+from inferrer.graphs.reading import read_graph
+from inferrer.graphs.store import GraphStore
+from inferrer.graphs.validation import check_graph, every_stage, pinned_versions
+from inferrer.state.pins import user_pin
+from inferrer.state.repository import ModelRepository
+from wire.graph_answers import GraphPlan
+
+logger = logging.getLogger(__name__)
+_MISS_REFRESH_S = 0.2  # an unknown name reads the store again at most this often
+
+
+class GraphService:
+    def __init__(
+        self, store: GraphStore, repository: ModelRepository, runner: GraphRunner, poll_s: float
+    ) -> None:
+        self._store = store
+        self._repository = repository
+        self._runner = runner
+        self._poll_s = poll_s
+        self._records: dict[str, GraphRecord] = {}  # graph -> its active version's record
+        self._ready: dict[str, DeployedGraph | BrokenGraph] = {}
+        self._others: dict[tuple[str, str], DeployedGraph | BrokenGraph] = {}  # versions not active
+        self._generation: object = None
+        self._read_at = 0.0
+
+    # --- checking and deploying
+
+    def check(self, document: Any) -> GraphPlan:
+        """The plan of a valid document, or GraphInvalid listing every problem with its path."""
+        spec, problems = read_graph(document)
+        checked = check_graph(spec, self._repository) if spec is not None else None
+        problems += checked.problems if checked is not None else []
+        if problems or checked is None or checked.plan is None:
+            listed = [(p.path, p.message) for p in problems]
+            raise GraphInvalid(
+                f"the graph has {len(listed)} problem(s): {listed[0][0]}: {listed[0][1]} ...", listed
+            )
+        return checked.plan
+
+    async def deploy(self, document: dict[str, Any]) -> GraphPlan:
+        plan = await asyncio.to_thread(self.check, document)
+        name = plan.graph
+        held = sorted(
+            {(call.model, call.version) for stage in every_stage(plan.stages) for call in stage.calls}
+        )
+        before = await asyncio.to_thread(self._store.held, name)
+        try:
+            for model, version in held:  # under the repository's lock: a delete cannot slip between
+                await asyncio.to_thread(self._repository.pin, model, version, user_pin("graph", name))
+            record = await asyncio.to_thread(self._store.add, name, document, pinned_versions(plan), held)
+        except BaseException:
+            for model, version in set(held) - before:
+                with contextlib.suppress(ModelNotFound):
+                    await asyncio.to_thread(
+                        self._repository.unpin, model, version, user_pin("graph", name).holder
+                    )
+            raise
+        self._install(record)
+        return plan.model_copy(update={"version": record.version})
+
+    async def activate(self, name: str, version: str) -> GraphPlan:
+        if not await asyncio.to_thread(self._store.activate, name, version):
+            raise GraphNotFound(f"graph {name!r} has no version {version!r}")
+        await self.refresh()
+        return _plan(self._ready_or_raise(name, None))
+
+    async def delete(self, name: str) -> list[str]:
+        held = await asyncio.to_thread(self._store.held, name)
+        deleted = await asyncio.to_thread(self._store.delete, name)
+        if not deleted:
+            raise GraphNotFound(f"graph {name!r} not found")
+        for model, version in held:
+            with contextlib.suppress(ModelNotFound):
+                await asyncio.to_thread(
+                    self._repository.unpin, model, version, user_pin("graph", name).holder
+                )
+        self._records.pop(name, None)
+        self._ready.pop(name, None)
+        return deleted
+
+    # --- reading
+
+    async def versions(self, name: str) -> list[GraphRecord]:
+        records = await asyncio.to_thread(self._store.versions, name)
+        if not records:
+            raise GraphNotFound(f"graph {name!r} not found")
+        return records
+
+    def names(self) -> list[str]:
+        return sorted(self._records)
+
+    async def deployed(self, name: str, version: str | None = None) -> DeployedGraph:
+        """The graph version a request runs (the active one without `version`)."""
+        self._follow_repository()
+        if version is None:
+            if name not in self._ready and time.monotonic() - self._read_at > _MISS_REFRESH_S:
+                await self.refresh()  # deployed through another gateway within the last interval
+            return self._ready_or_raise(name, None)
+        key = (name, version)
+        if key not in self._others:
+            found = [r for r in await self.versions(name) if r.version == version]
+            if not found:
+                raise GraphNotFound(f"graph {name!r} has no version {version!r}")
+            self._others[key] = ready_to_run(found[0], self._repository)
+        return _runnable(self._others[key])
+
+    async def predict(self, graph: DeployedGraph, rows: np.ndarray) -> GraphAnswer:
+        return await self._runner.run(graph, rows)
+
+    def _ready_or_raise(self, name: str, version: str | None) -> DeployedGraph:
+        found = self._ready.get(name)
+        if found is None:
+            raise GraphNotFound(f"graph {name!r} not found")
+        return _runnable(found)
+
+    # --- following the store and the repository
+
+    async def refresh(self) -> None:
+        records = await asyncio.to_thread(self._store.active)
+        self._read_at = time.monotonic()
+        fresh = {r.name: r for r in records}
+        for name in set(self._records) - set(fresh):
+            self._ready.pop(name, None)
+        for record in fresh.values():
+            if self._records.get(record.name) != record:
+                self._install(record)
+        self._records = fresh
+
+    async def run_forever(self) -> None:
+        while True:
+            try:
+                await self.refresh()
+            except Exception:  # one failed read must not end the polling
+                logger.exception("reading the active graph versions failed; trying again")
+            await asyncio.sleep(self._poll_s)
+
+    def _install(self, record: GraphRecord) -> None:
+        self._records[record.name] = record
+        self._ready[record.name] = ready_to_run(record, self._repository)
+
+    def _follow_repository(self) -> None:
+        """A model deployed or removed: graphs that follow active versions are checked again."""
+        generation = self._repository.generation()
+        if generation != self._generation:
+            self._generation = generation
+            self._ready = {name: ready_to_run(r, self._repository) for name, r in self._records.items()}
+            self._others.clear()
+
+
+def _runnable(found: DeployedGraph | BrokenGraph) -> DeployedGraph:
+    if isinstance(found, BrokenGraph):
+        record = found.record
+        raise VersionConflict(
+            f"graph {record.name!r} version {record.version!r} no longer checks against the deployed "
+            f"models (deploy it again): {'; '.join(found.problems)}"
+        )
+    return found
+
+
+def _plan(graph: DeployedGraph) -> GraphPlan:
+    return graph.plan
