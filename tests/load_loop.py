@@ -135,7 +135,9 @@ class LoadLoop:
         if response.status_code == 200:
             try:
                 answer = response.json()
-                node, version, predictions = answer["node"], answer["version"], answer["predictions"]
+                # An inference graph's answer names no node (its steps ran on several).
+                node = "graph" if isinstance(answer, dict) and "graph" in answer else answer["node"]
+                version, predictions = answer["version"], answer["predictions"]
             except (ValueError, KeyError, TypeError):
                 pass  # not a predict answer: recorded as a failure (no version)
         return Answer(

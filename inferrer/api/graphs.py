@@ -8,12 +8,13 @@ from typing import Annotated, Any
 import yaml
 from fastapi import APIRouter, Path, Query, Request
 
+from artifacts.manifest import Manifest
 from artifacts.names import Segment
 from artifacts.schema import ModelSchema
 from inferrer.api import dependencies as deps
 from inferrer.api.rest_codec import PREDICT_BODY_SCHEMA, read_rows
 from inferrer.errors import InvalidInput, MalformedRequest
-from inferrer.graphs.deployed import DeployedGraph, GraphRecord
+from inferrer.graphs.deployed import GraphRecord
 from inferrer.graphs.validation import every_stage
 from wire.bearer import INFERENCE, MANAGEMENT
 from wire.errors import parse_json_object
@@ -179,7 +180,7 @@ async def _predict(name: str, version: str | None, request: Request) -> FastJSON
         trace = body.get("trace", False)
         if not isinstance(trace, bool):
             raise InvalidInput('"trace" must be true or false')
-        signature = _request_signature(graph, request, body)
+        signature = _request_signature(graphs.request_reader(graph), body)
         rows = read_rows(body, signature, deps.settings(request).rows_allowed(signature.n_features))
         answer = await graphs.predict(graph, rows)
         result = GraphPrediction(
@@ -192,20 +193,14 @@ async def _predict(name: str, version: str | None, request: Request) -> FastJSON
         return FastJSONResponse(result.model_dump(mode="json", exclude_none=True))
 
 
-def _request_signature(graph: DeployedGraph, request: Request, body: dict[str, Any]) -> ModelSchema:
+def _request_signature(reader: Manifest | None, body: dict[str, Any]) -> ModelSchema:
     """What the request's rows are read against: the first model that reads the request by itself
-    (its feature count, and its feature names for `records`)."""
-    for stage in every_stage(graph.plan.stages):
-        if stage.inputs == ["request"] and stage.calls:
-            call = stage.calls[0]
-            return deps.prediction(request).resolve(call.model, call.version).signature
+    (its feature count, and its feature names for `records`); rows of any width where none does."""
+    if reader is not None:
+        return reader.signature
     instances = body.get("instances")
-    width = (
-        len(instances[0])
-        if isinstance(instances, list) and instances and isinstance(instances[0], list)
-        else 1
-    )
-    return ModelSchema(n_features=max(width, 1), outputs=[])
+    first = instances[0] if isinstance(instances, list) and instances else None
+    return ModelSchema(n_features=max(len(first), 1) if isinstance(first, list) else 1, outputs=[])
 
 
 def _version(record: GraphRecord) -> GraphVersion:

@@ -14,7 +14,14 @@ from fastapi import APIRouter, Request
 
 from inferrer.api import dependencies as deps
 from inferrer.api.v2_codec import INFER_BODY_SCHEMA, decode_infer_request, encode_outputs, model_metadata
-from inferrer.errors import InferrerError, InvalidInput, MalformedRequest
+from inferrer.errors import (
+    GraphNotFound,
+    GraphStepFailed,
+    InferrerError,
+    InvalidInput,
+    MalformedRequest,
+    ModelNotFound,
+)
 from wire.bearer import INFERENCE, MANAGEMENT, Scope
 from wire.hot_routes import HotRoute
 from wire.inferrer_answers import Live
@@ -45,6 +52,8 @@ _INFERRED = {
         "per fitted feature: its metadata, `GET /v2/models/{name}`, says), an output it does not offer, "
         "data that does not hold as many values of the datatype as the shape says, or a body that "
         "does not parse; 413 for more rows than the limit; 404 for an unknown model or version; "
+        "an inference graph's name serves the graph (its rows as its first model reads them; one "
+        "output tensor, named after the step that answers); "
         "401/403 without the token it needs"
     ),
 }
@@ -60,6 +69,10 @@ async def _v2_errors() -> AsyncIterator[None]:
     try:
         yield
     except InvalidInput as exc:
+        raise BadRequest(exc.message) from None
+    except GraphStepFailed as exc:
+        if exc.status_code != InvalidInput.status_code:
+            raise
         raise BadRequest(exc.message) from None
 
 
@@ -107,23 +120,57 @@ async def infer(request: Request) -> FastJSONResponse:
         return await _infer(name, request, version)
 
 
+def _header_length(request: Request) -> int | None:
+    header = request.headers.get("inference-header-content-length")
+    try:
+        return int(header) if header is not None else None
+    except ValueError:
+        raise MalformedRequest("Inference-Header-Content-Length must be an integer") from None
+
+
 async def _infer(name: str, request: Request, version: str | None) -> FastJSONResponse:
     service = deps.prediction(request)
-    manifest = service.resolve(name, version)
-    header = request.headers.get("inference-header-content-length")
+    try:
+        manifest = service.resolve(name, version)
+    except ModelNotFound:
+        if name in service.repository.names():
+            raise  # the model is there, its version is not
+        return await _infer_graph(name, request, version)
     async with _v2_errors():
-        try:
-            header_length = int(header) if header is not None else None
-        except ValueError:
-            raise MalformedRequest("Inference-Header-Content-Length must be an integer") from None
         max_rows = deps.settings(request).rows_allowed(manifest.signature.n_features)
-        decoded = decode_infer_request(await request.body(), header_length, manifest, max_rows)
+        decoded = decode_infer_request(await request.body(), _header_length(request), manifest, max_rows)
         result = await service.predict(manifest, decoded.rows, decoded.outputs)
     body = {"model_name": name, "model_version": result.version, "outputs": encode_outputs(result.outputs)}
     if decoded.id is not None:
         body["id"] = decoded.id
     gateway = deps.settings(request).gateway_id
     return FastJSONResponse(body, headers={"X-Modelhost-Node": result.node, "X-Modelfleet-Gateway": gateway})
+
+
+async def _infer_graph(name: str, request: Request, version: str | None) -> FastJSONResponse:
+    """An inference graph by its name: its request read as its first model reads it, its answer
+    one output tensor named after the step that answers."""
+    graphs = deps.graphs(request)
+    try:
+        graph = await graphs.deployed(name, version)
+    except GraphNotFound:
+        raise ModelNotFound(f"no model or graph named {name!r}") from None
+    reader = graphs.request_reader(graph)
+    if reader is None:
+        raise BadRequest(
+            f"graph {name!r} sends its request to no model by itself: use its REST predict route"
+        )
+    async with _v2_errors():
+        max_rows = deps.settings(request).rows_allowed(reader.signature.n_features)
+        decoded = decode_infer_request(await request.body(), _header_length(request), reader, max_rows)
+        if decoded.outputs_named and decoded.outputs != [graph.output]:
+            raise InvalidInput(f"graph {name!r} answers one output, {graph.output!r}")
+        answer = await graphs.predict(graph, decoded.rows)
+    outputs = encode_outputs({graph.output: answer.predictions})
+    body = {"model_name": name, "model_version": graph.record.version, "outputs": outputs}
+    if decoded.id is not None:
+        body["id"] = decoded.id
+    return FastJSONResponse(body, headers={"X-Modelfleet-Gateway": deps.settings(request).gateway_id})
 
 
 @router.post(

@@ -77,6 +77,7 @@ class InferRequest:
         np.ndarray
     )  # a float matrix, or a table for one tensor per named feature (inferrer/dataplane/columns.py)
     outputs: list[str]
+    outputs_named: bool = False  # the request named its outputs (else: every output offered)
 
 
 def decode_infer_request(
@@ -110,7 +111,7 @@ def decode_infer_request(
     request_id = body.get("id")
     if request_id is not None and not isinstance(request_id, str):
         raise InvalidInput('"id" must be a string')
-    return InferRequest(request_id, rows, outputs)
+    return InferRequest(request_id, rows, outputs, requested is not None)
 
 
 def _is_count(value: object) -> bool:

@@ -15,10 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from artifacts.manifest import Manifest
 from inferrer.errors import GraphInvalid, GraphNotFound, ModelNotFound, VersionConflict
 from inferrer.graphs.deployed import BrokenGraph, DeployedGraph, GraphRecord, ready_to_run
 from inferrer.graphs.execution import GraphAnswer, GraphRunner
 from inferrer.graphs.reading import read_graph
+from inferrer.graphs.spec import REQUEST
 from inferrer.graphs.store import GraphStore
 from inferrer.graphs.validation import check_graph, every_stage, pinned_versions
 from inferrer.state.pins import user_pin
@@ -123,6 +125,15 @@ class GraphService:
                 raise GraphNotFound(f"graph {name!r} has no version {version!r}")
             self._others[key] = ready_to_run(found[0], self._repository)
         return _runnable(self._others[key])
+
+    def request_reader(self, graph: DeployedGraph) -> Manifest | None:
+        """The model version that reads the request first, by itself: what a request's rows are
+        read against (its feature count, its feature names); None when no model reads it alone."""
+        for stage in every_stage(graph.plan.stages):
+            if stage.inputs == [REQUEST] and stage.calls:
+                call = stage.calls[0]
+                return self._repository.get(call.model, None if call.follow else call.version)
+        return None
 
     async def predict(self, graph: DeployedGraph, rows: np.ndarray) -> GraphAnswer:
         return await self._runner.run(graph, rows)

@@ -81,6 +81,18 @@ async def test_a_chain_ensembles_and_a_switch_equal_scikit_learn_in_process(
         np.testing.assert_allclose(got["predictions"], pipeline.predict_proba(ROWS), rtol=0, atol=1e-12)
         assert [t["step"] for t in got["trace"]] == ["scale", "classify"]
         assert all(t["node"] in ("modelhost-1", "modelhost-2") and t["ms"] > 0 for t in got["trace"])
+        tensor = {"name": "input-0", "shape": [3, 4], "datatype": "FP64", "data": ROWS[:3].ravel().tolist()}
+        inferred = await fleet.gateway.post("/v2/models/chain/infer", headers=AUTH, json={"inputs": [tensor]})
+        assert inferred.status_code == 200, inferred.text
+        (output,) = inferred.json()["outputs"]
+        assert output["name"] == "classify" and output["shape"] == [3, 3]
+        np.testing.assert_allclose(
+            np.reshape(output["data"], (3, 3)), pipeline.predict_proba(ROWS[:3]), atol=1e-12
+        )
+        named_as_model = await fleet.gateway.post(
+            "/api/v1/graphs", headers=AUTH, json={**chain, "name": "tree"}
+        )
+        assert named_as_model.status_code == 422 and named_as_model.json()["problems"][0]["path"] == "name"
 
         for combine, voting in (("mean", "soft"), ("vote", "hard")):
             members = [{"name": f"f-{combine}", "model": "forest"}, {"name": f"t-{combine}", "model": "tree"},

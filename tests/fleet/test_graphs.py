@@ -1,0 +1,117 @@
+"""Inference graphs on the real fleet (3 nodes behind nginx): a two-step chain equal to the same
+Pipeline in-process, graph predictions under load with a node SIGKILLed midway, and a 90/10 split
+between two versions of a model."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections import Counter
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import skops.io as sio
+from sklearn.datasets import make_classification
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.tree import DecisionTreeClassifier
+
+from deploy.ephemeral_fleet import RunningFleet, wait_until
+from tests.load_loop import LoadLoop
+
+pytestmark = pytest.mark.fleet
+
+X, Y = make_classification(n_samples=600, n_features=4, n_informative=3, n_redundant=0, random_state=3)
+ROWS = np.random.default_rng(11).normal(size=(1000, 4)) * 2
+# The node goes once 700 graph predictions were sent, of 2,000 at c=32.
+TOTAL, AT, CONCURRENCY = 2000, 700, 32
+
+
+def _graph(name: str, steps: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"apiVersion": "modelfleet/v1", "kind": "InferenceGraph", "name": name, "steps": steps}
+
+
+@pytest.fixture(scope="module")
+def chain(fleet: RunningFleet) -> Pipeline:
+    """`graph-scale` and `graph-logistic` deployed, chained by the graph `scored`."""
+    scaler = StandardScaler().fit(X)
+    logistic = LogisticRegression().fit(scaler.transform(X), Y)
+    for name, model in (("graph-scale", scaler), ("graph-logistic", logistic)):
+        assert fleet.deploy(name, sio.dumps(model)).status_code == 201
+    spec = _graph("scored", [
+        {"name": "scale", "model": "graph-scale", "output": "transform"},
+        {"name": "classify", "model": "graph-logistic", "output": "predict_proba"},
+    ])  # fmt: skip
+    created = httpx.post(f"{fleet.url}/api/v1/graphs", headers=fleet.auth, json=spec, timeout=30)
+    assert created.status_code == 200, created.text
+    return Pipeline([("scale", scaler), ("classify", logistic)])
+
+
+def test_a_chain_equals_the_pipeline_on_a_thousand_rows(fleet: RunningFleet, chain: Pipeline) -> None:
+    answer = httpx.post(
+        f"{fleet.url}/api/v1/graphs/scored/predict",
+        json={"instances": ROWS.tolist(), "trace": True},
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    # The logistic regression is served by ONNX Runtime (runtime=auto): within its verified tolerance.
+    np.testing.assert_allclose(body["predictions"], chain.predict_proba(ROWS), rtol=0, atol=1e-5)
+    assert [(t["step"], t["rows"]) for t in body["trace"]] == [("scale", 1000), ("classify", 1000)]
+    assert {t["node"] for t in body["trace"]} <= {"modelhost-1", "modelhost-2", "modelhost-3"}
+
+
+def test_graph_predictions_under_load_lose_none_to_a_killed_node(
+    fleet: RunningFleet, chain: Pipeline
+) -> None:
+    victim = "modelhost-3"
+    assert wait_until(lambda: fleet.serves(victim, "graph-logistic"), timeout_s=30, interval_s=0.25)
+    pid = fleet.pid(victim)
+    url = f"{fleet.url}/api/v1/graphs/scored/predict"
+    row = ROWS[:1].tolist()
+    with LoadLoop(
+        url, {"instances": row}, max_requests=TOTAL, max_seconds=180, concurrency=CONCURRENCY
+    ) as load:
+        assert wait_until(lambda: load.sent >= AT, timeout_s=90, interval_s=0.01)
+        os.kill(pid, signal.SIGKILL)
+        assert load.wait(timeout_s=170)
+    print(f"{TOTAL} graph predictions, {victim} SIGKILLed after {AT}: {load.report()}")
+    assert load.sent == TOTAL and load.failures == [], load.failures[:5]
+    expected = chain.predict_proba(np.asarray(row)).tolist()
+    assert all(np.allclose(a.predictions, expected, atol=1e-5) for a in load.snapshot())
+    # The launcher starts the node again: the fleet is left as found.
+    assert wait_until(
+        lambda: fleet.pid(victim) != pid and fleet.serves(victim, "graph-logistic"),
+        timeout_s=60,
+        interval_s=0.25,
+    )
+
+
+def test_a_split_of_ninety_to_ten_between_two_versions(fleet: RunningFleet) -> None:
+    for estimator in (DecisionTreeClassifier(max_depth=2), DecisionTreeClassifier(max_depth=5)):
+        assert fleet.deploy("graph-canary", sio.dumps(estimator.fit(X, Y))).status_code == 201
+    spec = _graph("canary", [{"name": "pick", "split": {"branches": [
+        {"name": "stable", "weight": 90, "steps": [{"name": "v1", "model": "graph-canary", "version": "1"}]},
+        {"name": "trial", "weight": 10, "steps": [{"name": "v2", "model": "graph-canary", "version": "2"}]},
+    ]}}])  # fmt: skip
+    created = httpx.post(f"{fleet.url}/api/v1/graphs", headers=fleet.auth, json=spec, timeout=30)
+    assert created.status_code == 200, created.text
+    taken: Counter[str] = Counter()
+    with httpx.Client(timeout=30) as client:
+        for _ in range(TOTAL):
+            answer = client.post(
+                f"{fleet.url}/api/v1/graphs/canary/predict", json={"instances": ROWS[:1].tolist()}
+            )
+            assert answer.status_code == 200, answer.text
+            taken[answer.json()["branches"]["pick"]] += 1
+    print(f"{TOTAL} predictions through a 90/10 split: {dict(taken)}")
+    assert set(taken) == {"stable", "trial"}
+    assert abs(taken["stable"] / TOTAL - 0.9) <= 0.03 and abs(taken["trial"] / TOTAL - 0.1) <= 0.03
+    metrics = httpx.get(f"{fleet.url}/metrics", timeout=10).text
+    assert (
+        f'modelfleet_graph_split_branch_total{{branch="trial",graph="canary",step="pick"}} {taken["trial"]}.0'
+        in metrics
+    )
