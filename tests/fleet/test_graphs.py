@@ -81,7 +81,9 @@ def test_graph_predictions_under_load_lose_none_to_a_killed_node(
     print(f"{TOTAL} graph predictions, {victim} SIGKILLed after {AT}: {load.report()}")
     assert load.sent == TOTAL and load.failures == [], load.failures[:5]
     expected = chain.predict_proba(np.asarray(row)).tolist()
-    assert all(np.allclose(a.predictions or [], expected, atol=1e-5) for a in load.snapshot())
+    assert all(
+        a.predictions is not None and np.allclose(a.predictions, expected, atol=1e-5) for a in load.snapshot()
+    )
     # The launcher starts the node again: the fleet is left as found.
     assert wait_until(
         lambda: fleet.pid(victim) != pid and fleet.serves(victim, "graph-logistic"),
