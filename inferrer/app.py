@@ -105,9 +105,14 @@ def create_app(
             registry.register(runtimes)
             try:
                 online = admission.recent_peak
-                job_system = _job_system(settings, repository, balancer, prediction, metrics, online)
                 graph_system = _graph_system(settings, repository, prediction, metrics)
-                async with job_system as (jobs, watches), graph_system as graphs:
+                async with (
+                    graph_system as graphs,
+                    _job_system(settings, repository, balancer, prediction, metrics, online, graphs) as (
+                        jobs,
+                        watches,
+                    ),
+                ):
                     app.state.jobs = jobs
                     app.state.watches = watches
                     app.state.graphs = graphs
@@ -201,6 +206,7 @@ async def _job_system(
     prediction: PredictionService,
     metrics: InferrerMetrics,
     online_in_flight: Callable[[], int],
+    graphs: GraphService,
 ) -> AsyncIterator[tuple[JobService, WatchService]]:
     """The job store, its runner and the watches' supervisor, running for the app's life."""
     engine = open_engine(_state_db_url(settings))
@@ -214,8 +220,10 @@ async def _job_system(
         online_in_flight=online_in_flight,
     )
     parse_inline = inline_parser(settings.rows_allowed)
-    runner = JobRunner(store, finisher, repository, balancer, prediction, parse_inline, limits, metrics.jobs)
-    jobs = JobService(store, files, repository, runner, settings.jobs_deadline_s)
+    runner = JobRunner(
+        store, finisher, repository, balancer, prediction, parse_inline, limits, metrics.jobs, graphs
+    )
+    jobs = JobService(store, files, repository, runner, settings.jobs_deadline_s, graphs)
     watch_store, places = AsyncWatchStore(WatchStore(engine)), WatchedPlaces(storage)
     watch_limits = WatchLimits(
         settings.watch_interval_s, settings.watch_settle_s, settings.watch_max_running, settings.jobs_lease_s
@@ -228,7 +236,7 @@ async def _job_system(
         asyncio.create_task(supervisor.run_forever(), name="watches"),
     ]
     try:
-        yield jobs, WatchService(watch_store, supervisor, places, storage, repository)
+        yield jobs, WatchService(watch_store, supervisor, places, storage, repository, graphs)
     finally:
         await supervisor.close()
         await runner.close()

@@ -15,6 +15,7 @@ from metrics.definitions import ModelhostMetrics
 from metrics.exposition import metrics_router
 from modelhost.artifact_cache import ArtifactCache
 from modelhost.batch_worker import BatchWorker
+from modelhost.remote_graph import GatewayAccess
 from modelhost.routes import HOT_ROUTES, health, internal, router
 from modelhost.settings import ModelhostSettings
 from modelhost.store import ModelStore
@@ -63,7 +64,9 @@ def create_app(
             app.state.tokens = tokens
             app.state.store = store
             app.state.reconciler = reconciler
-            batch_worker = BatchWorker(settings.node_id, settings.data_dir, cache)
+            ca_file = str(settings.tls_ca_file) if settings.tls_ca_file else None
+            gateway = GatewayAccess(settings.inferrer_url, settings.management_token, ca_file)
+            batch_worker = BatchWorker(settings.node_id, settings.data_dir, cache, gateway)
             app.state.batch_worker = batch_worker
             sync_task = asyncio.create_task(reconciler.run_forever(), name="reconcile")
             try:

@@ -14,11 +14,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from artifacts.formats import ArtifactError, sha256_hex
 from artifacts.manifest import Manifest
 from datafiles.locations import S3Settings, Storage
 from modelhost.errors import ArtifactUnavailable, UnloadableArtifact
-from modelhost.partitions import PartitionWork, ServedModel, run_partition
+from modelhost.partitions import PartitionWork, Predictor, ServedModel, run_partition
+from modelhost.remote_graph import GatewayAccess, GraphUnavailable, RemoteGraph
 from modelhost.store import load_served
 from wire.errors import ServiceError
 from wire.partition_calls import PartitionCall
@@ -33,12 +36,14 @@ _PR_SET_PDEATHSIG = 1
 
 _storage: Storage | None = None
 _online_at: Any = None  # the node's shared double: when it last served an online prediction
+_gateway: GatewayAccess | None = None
+_gateway_client: httpx.Client | None = None  # made at the first graph partition
 _models: OrderedDict[str, Any] = OrderedDict()  # served sha256 -> estimator
 
 
-def start_worker(data_dir: str, online_at: Any, node_pid: int) -> None:
+def start_worker(data_dir: str, online_at: Any, node_pid: int, gateway: GatewayAccess | None = None) -> None:
     """The process's initializer: lowest priority, dies with the node, first to go when memory is short."""
-    global _storage, _online_at
+    global _storage, _online_at, _gateway
     _lowest_priority()
     with contextlib.suppress(OSError):  # raising one's own score needs no privilege
         Path("/proc/self/oom_score_adj").write_text("1000")
@@ -48,6 +53,7 @@ def start_worker(data_dir: str, online_at: Any, node_pid: int) -> None:
         os._exit(1)
     _storage = Storage(Path(data_dir), S3Settings())
     _online_at = online_at
+    _gateway = gateway
 
 
 def _lowest_priority() -> None:
@@ -79,13 +85,24 @@ def work(node: str, call: PartitionCall, manifest: Manifest, artifact: str) -> P
     """One partition; an error the node cannot unpickle comes back as a plain RuntimeError."""
     assert _storage is not None
     try:
-        estimator = _loaded(manifest, artifact)
         pace = Pace(lambda: _online_at.value)
-        return run_partition(call, ServedModel(node, estimator, manifest.signature), _storage, pace)
+        return run_partition(call, _predictor(node, call, manifest, artifact), _storage, pace)
     except ServiceError:
         raise
     except Exception as exc:
         raise RuntimeError(f"{type(exc).__name__}: {exc}") from None
+
+
+def _predictor(node: str, call: PartitionCall, manifest: Manifest, artifact: str) -> Predictor:
+    """The model itself, or, for an inference graph's job, the gateway running the graph."""
+    global _gateway_client
+    if call.graph is None or call.graph_version is None:
+        return ServedModel(node, _loaded(manifest, artifact), manifest.signature)
+    if _gateway is None:
+        raise GraphUnavailable("this node's batch worker has no gateway to run graphs through")
+    if _gateway_client is None:
+        _gateway_client = _gateway.client()
+    return RemoteGraph(node, manifest.signature, _gateway_client, call.graph, call.graph_version)
 
 
 class Pace:

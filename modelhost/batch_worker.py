@@ -31,6 +31,7 @@ from modelhost.artifact_cache import ArtifactCache
 from modelhost.batch_process import CachedArtifactUnusable, start_worker, work
 from modelhost.errors import BatchWorkerLost
 from modelhost.partitions import PartitionWork
+from modelhost.remote_graph import GatewayAccess
 from wire.partition_calls import PartitionCall
 
 IDLE_STOP_S = 60.0
@@ -40,8 +41,12 @@ class BatchWorker:
     """The node's side: starts the worker process when a partition comes, hands it partitions one
     at a time, and stops it when idle."""
 
-    def __init__(self, node: str, data_dir: Path, cache: ArtifactCache) -> None:
+    def __init__(
+        self, node: str, data_dir: Path, cache: ArtifactCache, gateway: GatewayAccess | None = None
+    ) -> None:
+        """`gateway`: where an inference graph's partitions are predicted."""
         self._node = node
+        self._gateway = gateway
         self._data_dir = data_dir
         self._cache = cache
         self._pool: ProcessPoolExecutor | None = None
@@ -115,7 +120,7 @@ class BatchWorker:
                 max_workers=1,
                 mp_context=self._context,
                 initializer=start_worker,
-                initargs=(str(self._data_dir), self._online_at, os.getpid()),
+                initargs=(str(self._data_dir), self._online_at, os.getpid(), self._gateway),
             )
         return self._pool
 

@@ -12,7 +12,7 @@ import csv
 import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import pyarrow as pa
@@ -60,8 +60,24 @@ class ServedModel:
         return dict(zip(outputs, results, strict=True))
 
 
+class Predictor(Protocol):
+    """What a partition predicts with: a model the worker loaded (ServedModel), or a graph the
+    gateway runs (modelhost.remote_graph.RemoteGraph)."""
+
+    @property
+    def node(self) -> str: ...
+    @property
+    def schema(self) -> ModelSchema: ...
+    @property
+    def predict_calls(self) -> list[tuple[int, float]]: ...
+
+    def predict(
+        self, instances: Any, outputs: list[str], columns: list[str] | None = None
+    ) -> dict[str, list[Any]]: ...
+
+
 def run_partition(
-    call: PartitionCall, model: ServedModel, storage: Storage, pace: Callable[[], None] = lambda: None
+    call: PartitionCall, model: Predictor, storage: Storage, pace: Callable[[], None] = lambda: None
 ) -> PartitionWork:
     """Read, predict and write the partition; `pace` is called between its steps (the batch
     worker rests there while online traffic is served)."""
@@ -141,7 +157,7 @@ def run_partition(
 
 
 def _predict_plain(
-    model: ServedModel, call: PartitionCall, chunk: list[tuple[int, bytes]], outputs: list[str]
+    model: Predictor, call: PartitionCall, chunk: list[tuple[int, bytes]], outputs: list[str]
 ) -> bytes | None:
     """The chunk's output lines, read, predicted and written in bulk (datafiles/columnar.py), or
     None where it must go row by row: rows that are not plain, or that the model refuses."""
@@ -156,7 +172,7 @@ def _predict_plain(
 
 
 def _predict(
-    model: ServedModel, chunk: list[Row], outputs: list[str], columns: list[str] | None, bad: list[BadRow]
+    model: Predictor, chunk: list[Row], outputs: list[str], columns: list[str] | None, bad: list[BadRow]
 ) -> list[tuple[Row, dict[str, Any]]]:
     """Each row of the chunk with its outputs; rows the model refuses join `bad`."""
     try:
@@ -174,7 +190,7 @@ def _predict(
 
 
 def _predict_rows(
-    model: ServedModel, rows: list[Row], outputs: list[str], columns: list[str] | None
+    model: Predictor, rows: list[Row], outputs: list[str], columns: list[str] | None
 ) -> list[dict[str, Any]]:
     results = model.predict([row.features for row in rows], outputs, columns)
     return [{output: results[output][i] for output in outputs} for i in range(len(rows))]

@@ -1,5 +1,5 @@
-"""Imports go one way inside the inferrer: api -> watches -> jobs -> dataplane -> state, api ->
-graphs -> dataplane, and
+"""Imports go one way inside the inferrer: api -> watches -> jobs -> graphs -> dataplane -> state,
+and
 control -> state; the data plane and the control plane both use shared state and never each other.
 The two services never import each other, the shared packages (wire, artifacts, metrics,
 datafiles) import neither service, and the benchmarks import no test.
@@ -21,8 +21,15 @@ ALLOWED = {
     "inferrer.control": {"inferrer.control", "inferrer.state"} | FLOOR,
     "inferrer.dataplane": {"inferrer.dataplane", "inferrer.state"} | FLOOR,
     "inferrer.graphs": {"inferrer.graphs", "inferrer.dataplane", "inferrer.state"} | FLOOR,
-    "inferrer.jobs": {"inferrer.jobs", "inferrer.dataplane", "inferrer.state"} | FLOOR,
-    "inferrer.watches": {"inferrer.watches", "inferrer.jobs", "inferrer.dataplane", "inferrer.state"} | FLOOR,
+    "inferrer.jobs": {"inferrer.jobs", "inferrer.graphs", "inferrer.dataplane", "inferrer.state"} | FLOOR,
+    "inferrer.watches": {
+        "inferrer.watches",
+        "inferrer.jobs",
+        "inferrer.graphs",
+        "inferrer.dataplane",
+        "inferrer.state",
+    }
+    | FLOOR,
     "inferrer.api": {
         "inferrer.api",
         "inferrer.graphs",

@@ -44,8 +44,10 @@ class JobOutput(Answer):
 class JobView(Answer):
     id: str
     status: JobStatus
-    model: str
+    model: str  # for an inference graph's job: its first model, which its rows are read as
     version: str
+    graph: str | None = None  # an inference graph's job: the graph and its version
+    graph_version: str | None = None
     kind: Literal["inline", "file"]
     prediction: PredictionKind
     partitions: PartitionCounts
@@ -65,7 +67,7 @@ class JobList(Answer):
 class InlineResult(Answer):
     """An inline job's result: as `POST /api/v1/models/{name}/predict` answers."""
 
-    model: str
+    model: str  # an inference graph's job: the graph, and its version
     version: str
     predictions: list[Any]
-    node: str
+    node: str  # an inference graph's job: "graph" (its steps ran on several nodes)

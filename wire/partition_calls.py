@@ -46,6 +46,10 @@ class PartitionCall(BaseModel):
     errors_part: str  # a location, written whole when bad rows were skipped
     on_bad_rows: OnBadRows = "fail"
     chunk_rows: Annotated[int, Field(ge=1, le=100_000)] = 2048
+    # An inference graph's job: the rows, read as its first model (`model` above) reads them, are
+    # predicted by the graph, through the gateway's graph route (a node runs no graph itself).
+    graph: Segment | None = None
+    graph_version: Segment | None = None
 
 
 partition_call = TypeAdapter(PartitionCall)

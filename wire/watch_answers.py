@@ -26,7 +26,8 @@ class WatchView(Answer):
     name: str
     input: str
     pattern: str
-    model: str
+    model: str | None  # the model its files are predicted with, or
+    graph: str | None  # the inference graph
     version: str | None  # None: each file's job takes the active version when it is picked up
     output_location: str  # the folder or prefix its outputs go under
     prediction: PredictionKind

@@ -20,6 +20,7 @@ from inferrer.api.rest_codec import parse_predict_body
 from inferrer.errors import InvalidInput
 from inferrer.jobs.runner import InlineParser
 from inferrer.jobs.submission import FORM_FIELDS, JobSubmission, job_submission
+from inferrer.jobs.targets import resolve_target
 from wire.bearer import INFERENCE
 from wire.errors import InvalidRequest, describe, parse_body
 from wire.job_answers import InlineResult, JobAccepted, JobList, JobStatus, JobView
@@ -83,8 +84,9 @@ def inline_parser(rows_allowed: Callable[[int], int]) -> InlineParser:
     },
 )
 async def submit(request: Request) -> Response:
-    """A job: `model`, and `instances`/`records` inline (an async prediction) or `input`, a file;
-    or, as multipart, the file itself (`file`) with the other fields as form fields."""
+    """A job: `model` (or `graph`, an inference graph), and `instances`/`records` inline (an async
+    prediction) or `input`, a file; or, as multipart, the file itself (`file`) with the other
+    fields as form fields."""
     jobs = deps.jobs(request)
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         async with request.form(max_files=1, max_fields=len(FORM_FIELDS)) as form:
@@ -94,9 +96,12 @@ async def submit(request: Request) -> Response:
     else:
         submission = parse_body(job_submission, await request.body())
         if submission.input is None:  # the rows are checked now, as predict would check them
-            manifest = deps.repository(request).get(submission.model, submission.version)
+            target = await resolve_target(
+                deps.repository(request), deps.graphs(request), submission.model, submission.graph,
+                submission.version, submission.prediction,
+            )  # fmt: skip
             parse = inline_parser(deps.settings(request).rows_allowed)
-            parse(submission.inline_body(), manifest.signature)
+            parse(submission.inline_body(), target.reader.signature)
         accepted = await jobs.submit(submission)
     headers = {"Location": f"/api/v1/jobs/{accepted.id}", **submission.deprecation_headers()}
     return FastJSONResponse(accepted.model_dump(mode="json"), status_code=202, headers=headers)

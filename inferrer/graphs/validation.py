@@ -112,7 +112,9 @@ class _Walk:
 
     def check(self, spec: GraphSpec) -> Checked:
         if self.repository.versions_if_any(spec.name):
-            self.problem("name", f"a model is named {spec.name!r}: the Open Inference Protocol serves both by name")
+            self.problem(
+                "name", f"a model is named {spec.name!r}: the Open Inference Protocol serves both by name"
+            )
         self.number(spec.steps)
         stages, scope, _ = self.steps(spec.steps, {}, (REQUEST,))
         output = spec.output or (spec.steps[-1].name if spec.steps else "")

@@ -34,6 +34,8 @@ class InlinePlan(BaseModel):
     records: list[dict[str, Any]] | None = None
     sha256: str
     max_attempts: int = 3  # plans stored before inline jobs took the submission's
+    graph: str | None = None  # an inference graph's job: its rows go through the graph
+    graph_version: str | None = None
 
     def body(self) -> bytes:
         return predict_body(self.prediction, self.instances, self.records)
@@ -57,6 +59,8 @@ class FilePlan(BaseModel):
     size: int
     assemble_to: str | None = None
     sha256: str
+    graph: str | None = None  # an inference graph's job: the nodes ask the gateway to run it
+    graph_version: str | None = None
 
     @property
     def out_format(self) -> OutputFormat:

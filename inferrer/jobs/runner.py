@@ -25,7 +25,8 @@ import numpy as np
 from artifacts.schema import ModelSchema
 from inferrer.dataplane.balancer_client import Upstream
 from inferrer.dataplane.prediction import PredictionService
-from inferrer.errors import InferrerError, InvalidInput, ModelNotFound
+from inferrer.errors import GraphNotFound, InferrerError, InvalidInput, ModelNotFound
+from inferrer.graphs.service import GraphService
 from inferrer.jobs.finishing import JobFinisher
 from inferrer.jobs.records import Claim, FilePlan, InlinePlan, Job, PartOutput
 from inferrer.jobs.store_async import AsyncJobStore
@@ -70,7 +71,9 @@ class JobRunner:
         parse_inline: InlineParser,
         limits: RunnerLimits,
         metrics: JobMetrics,
+        graphs: GraphService,
     ) -> None:
+        self.graphs = graphs
         self.store = store
         self.finisher = finisher
         self.repository = repository
@@ -145,6 +148,9 @@ class JobRunner:
             self._wake.set()
 
     async def _run_inline(self, job: Job, plan: InlinePlan, claim: Claim) -> None:
+        if plan.graph is not None and plan.graph_version is not None:
+            await self._run_inline_graph(job, plan, claim, plan.graph, plan.graph_version)
+            return
         try:
             manifest = self.repository.get(job.model, job.version)
             rows, output_kind = self.parse_inline(plan.body(), manifest.signature)
@@ -162,6 +168,26 @@ class JobRunner:
         )
         await self._complete(claim, PartOutput(rows=len(predictions), answer=answer), result.node, [])
 
+    async def _run_inline_graph(
+        self, job: Job, plan: InlinePlan, claim: Claim, name: str, version: str
+    ) -> None:
+        try:
+            graph = await self.graphs.deployed(name, version)
+            reader = self.repository.get(job.model, job.version)
+            rows, _ = self.parse_inline(plan.body(), reader.signature)
+            answer = await self.graphs.predict(graph, rows)
+        except (InvalidInput, ModelNotFound, GraphNotFound) as exc:
+            await self._fail(claim, exc.message)
+            return
+        except InferrerError as exc:  # a step's failure: its status says whether to try again
+            if exc.status_code < 500:
+                await self._fail(claim, exc.message)
+            else:
+                await self._retry_or_fail(job, claim, exc.message)
+            return
+        result = InlineResult(model=name, version=version, predictions=answer.predictions, node="graph")
+        await self._complete(claim, PartOutput(rows=len(answer.predictions), answer=result), "graph", [])
+
     async def _run_partition(self, job: Job, plan: FilePlan, claim: Claim) -> None:
         out, span = plan.output_location, claim.span
         call = PartitionCall(
@@ -170,6 +196,7 @@ class JobRunner:
             row_group=span.row_group, header=plan.header,
             output_part=f"{out}/part-{claim.idx:05d}.{plan.out_format}", output_format=plan.output_format,
             errors_part=f"{out}/_errors/part-{claim.idx:05d}.jsonl", on_bad_rows=plan.on_bad_rows,
+            graph=plan.graph, graph_version=plan.graph_version,
         )  # fmt: skip
         try:
             answer = await self.upstream.request(

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import overload
 
-from inferrer.errors import InvalidInput, JobNotFinished, JobNotFound
+from inferrer.errors import JobNotFinished, JobNotFound
+from inferrer.graphs.service import GraphService
 from inferrer.jobs.files import BinaryReader, JobFiles
 from inferrer.jobs.planning import inline_job
 from inferrer.jobs.records import FilePlan, Job, Partition
 from inferrer.jobs.runner import JobRunner
 from inferrer.jobs.store_async import AsyncJobStore
 from inferrer.jobs.submission import JobSubmission, new_job_id
+from inferrer.jobs.targets import resolve_target
 from inferrer.state.pins import Pin
 from inferrer.state.repository import ModelRepository
 from wire.job_answers import (
@@ -39,7 +42,9 @@ class JobService:
         repository: ModelRepository,
         runner: JobRunner,
         deadline_s: float,
+        graphs: GraphService,
     ) -> None:
+        self.graphs = graphs
         self.store = store
         self.files = files
         self.repository = repository
@@ -74,11 +79,11 @@ class JobService:
     ) -> JobAccepted:
         if job_id is not None and (made := await self.store.job(job_id)) is not None:
             return _accepted(made)
-        manifest = self.repository.get(submission.model, submission.version)
-        if submission.prediction not in manifest.signature.outputs:
-            raise InvalidInput(
-                f"model {manifest.name!r} offers {manifest.signature.outputs}, not {submission.prediction!r}"
-            )
+        target = await resolve_target(
+            self.repository, self.graphs, submission.model, submission.graph, submission.version,
+            submission.prediction,
+        )  # fmt: skip
+        manifest = target.reader
         job_id = job_id or new_job_id()
         # Pinned for as long as the job may run: a gateway killed before the job ends leaves no
         # pin for good.
@@ -89,6 +94,9 @@ class JobService:
                 job = inline_job(job_id, submission, manifest, self.deadline_s)
             else:
                 job = await self.files.plan(job_id, submission, manifest, self.deadline_s, assemble_to)
+            if target.graph is not None:
+                graph = {"graph": target.graph, "graph_version": target.graph_version}
+                job = dataclasses.replace(job, plan=job.plan.model_copy(update=graph))
             await self.store.create(job)
         except BaseException as exc:
             made = await self.store.job(job_id) if isinstance(exc, Exception) else None
@@ -153,6 +161,7 @@ def _render(job: Job, parts: list[Partition], errors: list[RowError]) -> JobView
         output = JobOutput(location=plan.output_location, manifest=f"{plan.output_location}/_manifest.json")
     return JobView(
         id=job.id, status=job.status, model=job.model, version=job.version, kind=plan.kind,
+        graph=plan.graph, graph_version=plan.graph_version,
         prediction=plan.prediction,
         partitions=PartitionCounts(
             total=job.partitions_total, done=sum(p.status == "done" for p in parts),

@@ -1,4 +1,4 @@
-"""A job as submitted (`POST /api/v1/jobs`): `model` and exactly one input, inline rows or a file
+"""A job as submitted (`POST /api/v1/jobs`): `model` (or `graph`) and exactly one input, inline rows or a file
 (planned into partitions by jobs.planning)."""
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ def _declared(schema: dict[str, Any]) -> None:
         _alone("records", "instances", "input", "format", "output_location", "output_format"),
         _alone("input", "instances", "records"),
     ]
+    schema["allOf"] = [{"oneOf": [_alone("model", "graph"), _alone("graph", "model")]}]
     declare_old_names(schema, _RENAMED)
 
 
@@ -53,8 +54,9 @@ class JobSubmission(RenamedFields):
     model_config = ConfigDict(extra="forbid", json_schema_extra=_declared)
     RENAMED = _RENAMED
 
-    model: Segment
-    version: SkipJsonSchema[None] | Segment = None  # default: the active
+    model: SkipJsonSchema[None] | Segment = None
+    graph: SkipJsonSchema[None] | Segment = None  # an inference graph, in place of a model
+    version: SkipJsonSchema[None] | Segment = None  # of the model or graph; default: the active
     prediction: PredictionKind = "predict"
     instances: SkipJsonSchema[None] | _Instances = None
     records: SkipJsonSchema[None] | _Records = None
@@ -69,6 +71,8 @@ class JobSubmission(RenamedFields):
 
     @model_validator(mode="after")
     def _one_input(self) -> JobSubmission:
+        if (self.model is None) == (self.graph is None):
+            raise ValueError('give exactly one of "model" or "graph"')
         given = [k for k in ("instances", "records", "input") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError('give exactly one of "instances", "records" or "input"')

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from inferrer.errors import InferrerError, InputNotFound, InvalidInput
 from inferrer.jobs.service import JobService
+from inferrer.jobs.targets import resolve_target
 from inferrer.state.repository import ModelRepository
 from inferrer.watches.places import WatchedPlaces
 from inferrer.watches.records import EndedFile, WatchedFile
@@ -58,7 +59,16 @@ class FileProcessor:
         try:
             version = file.version
             if version is None:  # fixed once, when the file is picked up
-                version = self.repository.get(spec.model, spec.version).version
+                version = (
+                    await resolve_target(
+                        self.repository,
+                        self.jobs.graphs,
+                        spec.model,
+                        spec.graph,
+                        spec.version,
+                        spec.prediction,
+                    )
+                ).version
                 if not await self.store.assign(file, self.claim_lease_s, version=version):
                     return  # taken over: the new claimer makes this same job
             output = file.output_location or await self._reserve_output(file, spec, version)

@@ -6,8 +6,10 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 
 from datafiles.locations import LocationError, Storage
-from inferrer.errors import InvalidInput, InvalidLocation, WatchNotFound
+from inferrer.errors import InvalidLocation, WatchNotFound
+from inferrer.graphs.service import GraphService
 from inferrer.jobs.service import iso_time
+from inferrer.jobs.targets import resolve_target
 from inferrer.state.repository import ModelRepository
 from inferrer.watches.places import WatchedPlaces
 from inferrer.watches.records import FILE_STATES, FileState, Watch, WatchedFile
@@ -25,7 +27,9 @@ class WatchService:
         places: WatchedPlaces,
         storage: Storage,
         repository: ModelRepository,
+        graphs: GraphService,
     ) -> None:
+        self.graphs = graphs
         self.store = store
         self.supervisor = supervisor
         self.places = places
@@ -33,10 +37,10 @@ class WatchService:
         self.repository = repository
 
     async def create(self, spec: WatchSpec) -> answers.WatchView:
-        """The model (and version, if named) must exist; locations are checked as a job's are."""
-        manifest = self.repository.get(spec.model, spec.version)
-        if spec.prediction not in manifest.signature.outputs:
-            raise InvalidInput(f"model {spec.model!r} offers {manifest.signature.outputs}")
+        """The model or graph (and version, if named) must exist; locations are checked as a job's are."""
+        await resolve_target(
+            self.repository, self.graphs, spec.model, spec.graph, spec.version, spec.prediction
+        )
         try:
             source = self.storage.location(spec.input)
             output = self.storage.location(spec.output_location)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import fnmatch
 from pathlib import PurePosixPath
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import ConfigDict, Field, TypeAdapter, model_validator
 from pydantic.json_schema import SkipJsonSchema
@@ -29,21 +29,30 @@ _TEMPORARY_SUFFIXES = (".tmp", ".temp", ".part", ".partial", ".crdownload", ".do
 _TEMPORARY_MARKS = ("_COPYING_",)
 
 
+def _declared(schema: dict[str, Any]) -> None:
+    """Exactly one of `model` and `graph` (checked again by the validator); the old names taken."""
+    schema["oneOf"] = [
+        {"required": [one], "not": {"required": [other]}}
+        for one, other in (("model", "graph"), ("graph", "model"))
+    ]
+    declare_old_names(schema, _RENAMED)
+
+
 class WatchSpec(RenamedFields):
     """Watch `input` (a folder in the data directory, or s3://bucket/prefix) for files named as
     `pattern`; each new one becomes a job of `model`, its output one file under `output_location`."""
 
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, json_schema_extra=lambda schema: declare_old_names(schema, _RENAMED)
-    )
+    model_config = ConfigDict(extra="forbid", frozen=True, json_schema_extra=_declared)
     RENAMED = _RENAMED
 
     name: Segment
     input: Location
     # A glob on the names of the files directly in `input` (not in its subfolders).
     pattern: Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^/\x00]+$")] = "*"
-    model: Segment
-    # Default: the model's active version when each file is picked up (recorded with the file).
+    model: SkipJsonSchema[None] | Segment = None
+    graph: SkipJsonSchema[None] | Segment = None  # an inference graph, in place of a model
+    # Default: the active version (of the model or graph) when each file is picked up (recorded
+    # with the file).
     version: SkipJsonSchema[None] | Segment = None
     output_location: Location
     prediction: PredictionKind = "predict"
@@ -57,6 +66,8 @@ class WatchSpec(RenamedFields):
 
     @model_validator(mode="after")
     def _csv_from_tables(self) -> WatchSpec:
+        if (self.model is None) == (self.graph is None):
+            raise ValueError('give exactly one of "model" or "graph"')
         if self.format is not None:
             output_format(self.format, self.output_format)  # FormatRefused is a ValueError
         return self
@@ -86,11 +97,13 @@ class WatchSpec(RenamedFields):
         return f"{self.input.rstrip('/')}/{name}"
 
     def output_file(self, name: str, version: str, revision: int) -> str:
-        """`<output>/model=<m>/version=<v>/<stem>.<ext>`; a later version of the same input name,
-        whose first output is there already, gets `<stem>-<revision>.<ext>`."""
+        """`<output>/model=<m>/version=<v>/<stem>.<ext>` (`graph=<g>` for a graph's); a later
+        version of the same input name, whose first output is there already, gets
+        `<stem>-<revision>.<ext>`."""
         stem = PurePosixPath(name).stem or name
         suffix = "" if revision == 1 else f"-{revision}"
-        folder = f"{self.output_location.rstrip('/')}/model={self.model}/version={version}"
+        target = f"graph={self.graph}" if self.graph is not None else f"model={self.model}"
+        folder = f"{self.output_location.rstrip('/')}/{target}/version={version}"
         return f"{folder}/{stem}{suffix}.{self.output_format_of(name)}"
 
     def staging(self, job_id: str) -> str:
@@ -99,10 +112,9 @@ class WatchSpec(RenamedFields):
 
     def submission(self, name: str, version: str, job_id: str) -> JobSubmission:
         """The job of one of its files: its formats as given to the watch, if given."""
-        given = self.model_dump(include={"format", "output_format"}, exclude_none=True)
+        given = self.model_dump(include={"format", "output_format", "model", "graph"}, exclude_none=True)
         return JobSubmission.model_validate(
             {
-                "model": self.model,
                 "version": version,
                 "prediction": self.prediction,
                 "input": self.located(name),

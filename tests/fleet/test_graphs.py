@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import orjson
 import pytest
 import skops.io as sio
 from sklearn.datasets import make_classification
@@ -62,6 +63,65 @@ def test_a_chain_equals_the_pipeline_on_a_thousand_rows(fleet: RunningFleet, cha
     np.testing.assert_allclose(body["predictions"], chain.predict_proba(ROWS), rtol=0, atol=1e-5)
     assert [(t["step"], t["rows"]) for t in body["trace"]] == [("scale", 1000), ("classify", 1000)]
     assert {t["node"] for t in body["trace"]} <= {"modelhost-1", "modelhost-2", "modelhost-3"}
+
+
+def test_a_job_and_a_watch_through_a_graph_predict_every_row_once(
+    fleet: RunningFleet, chain: Pipeline
+) -> None:
+    rows = ROWS[:400]
+    expected = chain.predict_proba(rows)
+    lines = b"".join(orjson.dumps(row) + b"\n" for row in rows.tolist())
+    data = fleet.data_dir / "data"
+    (data / "graph-in").mkdir(parents=True, exist_ok=True)
+    (data / "graph-rows.jsonl").write_bytes(lines)
+    body = {
+        "graph": "scored",
+        "input": "graph-rows.jsonl",
+        "output_location": "graph-out",
+        "partition_bytes": 8192,
+    }
+    accepted = httpx.post(f"{fleet.url}/api/v1/jobs", json=body, headers=fleet.auth, timeout=30)
+    assert accepted.status_code == 202, accepted.text
+    assert accepted.json()["partitions"] > 1
+    view = fleet.finished_job(accepted.json()["id"])
+    assert view["status"] == "succeeded" and (view["graph"], view["graph_version"]) == ("scored", "1"), view
+    result = httpx.get(f"{fleet.url}/api/v1/jobs/{view['id']}/result", headers=fleet.auth, timeout=60)
+    written = [orjson.loads(line) for line in result.text.splitlines()]
+    assert [w["instance"] for w in written] == rows.tolist()  # every row once, in order
+    np.testing.assert_allclose([w["prediction"] for w in written], expected, rtol=0, atol=1e-5)
+
+    inline = {"graph": "scored", "instances": rows[:5].tolist()}
+    accepted = httpx.post(f"{fleet.url}/api/v1/jobs", json=inline, headers=fleet.auth, timeout=30)
+    assert accepted.status_code == 202, accepted.text
+    assert fleet.finished_job(accepted.json()["id"])["status"] == "succeeded"
+    answer = httpx.get(f"{fleet.url}/api/v1/jobs/{accepted.json()['id']}/result", headers=fleet.auth).json()
+    np.testing.assert_allclose(answer["predictions"], expected[:5], rtol=0, atol=1e-5)
+
+    watch = {
+        "name": "graph-watch",
+        "graph": "scored",
+        "input": "graph-in",
+        "output_location": "graph-watched",
+    }
+    created = httpx.post(f"{fleet.url}/api/v1/watches", json=watch, headers=fleet.auth, timeout=30)
+    assert created.status_code == 201, created.text
+    (data / "graph-in" / "rows.jsonl.tmp").write_bytes(lines)
+    (data / "graph-in" / "rows.jsonl.tmp").rename(data / "graph-in" / "rows.jsonl")
+
+    def done() -> dict[str, Any] | None:
+        files = httpx.get(f"{fleet.url}/api/v1/watches/graph-watch", headers=fleet.auth, timeout=10).json()[
+            "files"
+        ]
+        return files[0] if files and files[0]["state"] in ("done", "failed") else None
+
+    assert wait_until(lambda: done() is not None, timeout_s=120, interval_s=0.2)
+    file = done()
+    assert file is not None and file["state"] == "done", file
+    assert file["output_location"].endswith("graph-watched/graph=scored/version=1/rows.jsonl")
+    output = [orjson.loads(line) for line in (data / file["output_location"]).read_bytes().splitlines()]
+    assert [w["instance"] for w in output] == rows.tolist()
+    np.testing.assert_allclose([w["prediction"] for w in output], expected, rtol=0, atol=1e-5)
+    assert httpx.delete(f"{fleet.url}/api/v1/watches/graph-watch", headers=fleet.auth).status_code == 200
 
 
 def test_graph_predictions_under_load_lose_none_to_a_killed_node(
