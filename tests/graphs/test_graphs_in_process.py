@@ -224,3 +224,9 @@ async def test_pins_versions_deletes_and_failures(tmp_path: Path, fitted: dict[s
         # The scaler passes a missing value through; the logistic regression refuses it.
         assert nan.json()["step"] == "classify" and nan.json()["model"] == "logistic"
         assert "graph 'chain' step 'classify'" in nan.json()["error"]
+        metrics = (await fleet.gateway.get("/metrics")).text
+        assert 'modelfleet_graph_step_errors_total{graph="chain",step="classify"} 1.0' in metrics
+        assert 'modelfleet_graph_requests_total{graph="chain",outcome="error"} 1.0' in metrics
+        assert 'modelfleet_graph_requests_total{graph="canary",outcome="ok"} 400.0' in metrics
+        assert 'modelfleet_graph_overhead_seconds_count{graph="canary"} 400.0' in metrics
+        assert 'modelfleet_graph_step_duration_seconds_count{graph="canary",step="pick"} 400.0' in metrics
