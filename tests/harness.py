@@ -21,13 +21,15 @@ def documented_pages() -> list[Path]:
 
 def documented_commands() -> tuple[list[str], list[str]]:
     """The curl lines against the inferrer (127.0.0.1:8000), each once, and the bash code blocks that
-    wait for something (`until`), whole: from every documented page, in order."""
+    wait for something (`until`) or write a file (`<<'EOF'`), whole: from every documented page, in
+    order."""
     curls: list[str] = []
     scripts: list[str] = []
     for page in documented_pages():
         text = page.read_text()
         blocks = re.findall(r"```bash\n(.*?)```", text, flags=re.DOTALL)
-        page_scripts = [block for block in blocks if "\nuntil " in block]
+        # A block that waits for something, or writes a file its commands read, runs whole.
+        page_scripts = [block for block in blocks if "\nuntil " in block or "<<'EOF'" in block]
         in_scripts = {line.strip() for script in page_scripts for line in script.splitlines()}
         for line in (line.strip() for line in text.splitlines()):
             if line.startswith("curl ") and "127.0.0.1:8000" in line and line not in in_scripts | set(curls):

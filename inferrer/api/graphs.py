@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-import yaml
 from fastapi import APIRouter, Path, Query, Request
 
 from artifacts.manifest import Manifest
@@ -13,7 +12,8 @@ from artifacts.names import Segment
 from artifacts.schema import ModelSchema
 from inferrer.api import dependencies as deps
 from inferrer.api.rest_codec import PREDICT_BODY_SCHEMA, read_rows
-from inferrer.errors import InvalidInput, MalformedRequest
+from inferrer.api.yaml_codec import YAML_TYPES, is_yaml, read_yaml_mapping
+from inferrer.errors import InvalidInput
 from inferrer.graphs.deployed import GraphRecord
 from inferrer.graphs.validation import every_stage
 from wire.bearer import INFERENCE, MANAGEMENT
@@ -24,7 +24,6 @@ from wire.openapi import answers, refusals
 
 router = APIRouter(prefix="/api/v1/graphs")
 GraphName = Annotated[Segment, Path()]
-YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
 _DOCUMENT = {"type": "object", "description": "An InferenceGraph (apiVersion modelfleet/v1): see the README"}
 _DEPLOY_BODY = {
     "requestBody": {
@@ -48,25 +47,10 @@ _PREDICT_BODY = {
 }
 
 
-class _NoAliases(yaml.SafeLoader):
-    """YAML without anchors and aliases: a small document cannot stand for a huge one."""
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            raise MalformedRequest("YAML aliases (*name) are not taken in a graph document")
-        return super().compose_node(parent, index)
-
-
 def _document(request: Request, raw: bytes) -> dict[str, Any]:
-    if request.headers.get("content-type", "").split(";")[0].strip() not in YAML_TYPES:
-        return parse_json_object(raw)
-    try:
-        document = yaml.load(raw, Loader=_NoAliases)
-    except yaml.YAMLError as exc:
-        raise MalformedRequest(f"malformed YAML body: {str(exc)[:300]}") from None
-    if not isinstance(document, dict):
-        raise MalformedRequest("the body must be one YAML mapping: the graph")
-    return document
+    if is_yaml(request.headers.get("content-type", "")):
+        return read_yaml_mapping(raw)
+    return parse_json_object(raw)
 
 
 @router.post(
