@@ -28,7 +28,6 @@ from inferrer.state.repository import ModelRepository
 from wire.graph_answers import GraphPlan
 
 logger = logging.getLogger(__name__)
-_MISS_REFRESH_S = 0.2  # an unknown name reads the store again at most this often
 
 
 class GraphService:
@@ -43,7 +42,9 @@ class GraphService:
         self._ready: dict[str, DeployedGraph | BrokenGraph] = {}
         self._others: dict[tuple[str, str], DeployedGraph | BrokenGraph] = {}  # versions not active
         self._generation: object = None
-        self._read_at = 0.0
+        self._read_started = -1.0  # when the last read of the store that completed began
+        self._reading = asyncio.Lock()  # one read at a time: misses meanwhile share the next
+        self._changed_here: dict[str, float] = {}  # graph -> when this process last changed it
 
     # --- checking and deploying
 
@@ -77,13 +78,14 @@ class GraphService:
                         self._repository.unpin, model, version, user_pin("graph", name).holder
                     )
             raise
+        self._changed(name)
         self._install(record)
         return plan.model_copy(update={"version": record.version})
 
     async def activate(self, name: str, version: str) -> GraphPlan:
         if not await asyncio.to_thread(self._store.activate, name, version):
             raise GraphNotFound(f"graph {name!r} has no version {version!r}")
-        await self.refresh()
+        await self.refresh(newer_than=time.monotonic())
         return _plan(self._ready_or_raise(name, None))
 
     async def delete(self, name: str) -> list[str]:
@@ -96,6 +98,7 @@ class GraphService:
                 await asyncio.to_thread(
                     self._repository.unpin, model, version, user_pin("graph", name).holder
                 )
+        self._changed(name)
         self._records.pop(name, None)
         self._ready.pop(name, None)
         return deleted
@@ -115,8 +118,8 @@ class GraphService:
         """The graph version a request runs (the active one without `version`)."""
         self._follow_repository()
         if version is None:
-            if name not in self._ready and time.monotonic() - self._read_at > _MISS_REFRESH_S:
-                await self.refresh()  # deployed through another gateway within the last interval
+            if name not in self._ready:  # deployed through another gateway since the last read?
+                await self.refresh(newer_than=time.monotonic())
             return self._ready_or_raise(name, None)
         key = (name, version)
         if key not in self._others:
@@ -146,16 +149,28 @@ class GraphService:
 
     # --- following the store and the repository
 
-    async def refresh(self) -> None:
-        records = await asyncio.to_thread(self._store.active)
-        self._read_at = time.monotonic()
+    async def refresh(self, newer_than: float | None = None) -> None:
+        """Read which versions are active; `newer_than`: unless a read that began since then has
+        completed meanwhile (the misses of many requests at once share one read)."""
+        async with self._reading:
+            if newer_than is not None and self._read_started >= newer_than:
+                return
+            started = time.monotonic()
+            records = await asyncio.to_thread(self._store.active)
+            self._read_started = started
+            self._apply(records, started)
+
+    def _apply(self, records: list[GraphRecord], started: float) -> None:
+        """What a read found, except for graphs this process changed after the read began."""
         fresh = {r.name: r for r in records}
-        for name in set(self._records) - set(fresh):
-            self._ready.pop(name, None)
-        for record in fresh.values():
-            if self._records.get(record.name) != record:
-                self._install(record)
-        self._records = fresh
+        for name in set(self._records) | set(fresh):
+            if self._changed_here.get(name, -1.0) > started:
+                continue
+            if name not in fresh:
+                self._records.pop(name, None)
+                self._ready.pop(name, None)
+            elif self._records.get(name) != fresh[name]:
+                self._install(fresh[name])
 
     async def run_forever(self) -> None:
         while True:
@@ -164,6 +179,9 @@ class GraphService:
             except Exception:  # one failed read must not end the polling
                 logger.exception("reading the active graph versions failed; trying again")
             await asyncio.sleep(self._poll_s)
+
+    def _changed(self, name: str) -> None:
+        self._changed_here[name] = time.monotonic()
 
     def _install(self, record: GraphRecord) -> None:
         self._records[record.name] = record

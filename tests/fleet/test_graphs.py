@@ -1,12 +1,14 @@
 """Inference graphs on the real fleet (3 nodes behind nginx): a two-step chain equal to the same
-Pipeline in-process, graph predictions under load with a node SIGKILLed midway, and a 90/10 split
-between two versions of a model."""
+Pipeline in-process, a job and a watch through a graph, graph predictions under load with a node
+SIGKILLed midway, a 90/10 split between two versions of a model; and two gateway processes
+deploying and serving graphs together."""
 
 from __future__ import annotations
 
 import os
 import signal
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import httpx
@@ -177,3 +179,38 @@ def test_a_split_of_ninety_to_ten_between_two_versions(fleet: RunningFleet) -> N
         f'modelfleet_graph_split_branch_total{{branch="trial",graph="canary",step="pick"}} {taken["trial"]}.0'
         in metrics
     )
+
+
+def test_two_gateway_processes_number_concurrent_deploys_once_and_serve_each_at_once(
+    two_gateways: RunningFleet,
+) -> None:
+    """Eight deploys of one graph at once, through two gateway processes: eight versions, each once;
+    and a graph deployed through one process is served by the other at its first request."""
+    fleet = two_gateways
+    assert (
+        fleet.deploy("graph-two", sio.dumps(DecisionTreeClassifier(max_depth=3).fit(X, Y))).status_code == 201
+    )
+    spec = _graph("two", [{"name": "only", "model": "graph-two"}])
+
+    def deploy(_: int) -> str:
+        answer = httpx.post(f"{fleet.url}/api/v1/graphs", headers=fleet.auth, json=spec, timeout=60)
+        assert answer.status_code == 200, answer.text
+        version: str = answer.json()["version"]
+        return version
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        versions = sorted(pool.map(deploy, range(8)), key=int)
+    assert versions == [str(v) for v in range(1, 9)]
+    listed = httpx.get(f"{fleet.url}/api/v1/graphs/two", headers=fleet.auth, timeout=10).json()
+    assert [v["version"] for v in listed["versions"]] == versions and listed["active_version"] == "8"
+    for n in range(20):  # each request may reach either process: a new graph is served by both
+        name = f"fresh-{n}"
+        created = httpx.post(f"{fleet.url}/api/v1/graphs", headers=fleet.auth, json={**spec, "name": name})
+        assert created.status_code == 200, created.text
+        answer = httpx.post(
+            f"{fleet.url}/api/v1/graphs/{name}/predict", json={"instances": ROWS[:2].tolist()}
+        )
+        assert answer.status_code == 200, answer.text
+    for name in ["two", *(f"fresh-{n}" for n in range(20))]:
+        assert httpx.delete(f"{fleet.url}/api/v1/graphs/{name}", headers=fleet.auth).status_code == 200
+    assert httpx.delete(f"{fleet.url}/api/v1/models/graph-two", headers=fleet.auth).status_code == 200
