@@ -3,6 +3,7 @@ inspect, activate a version, delete (management scope); predict (inference scope
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
@@ -13,7 +14,7 @@ from artifacts.schema import ModelSchema
 from inferrer.api import dependencies as deps
 from inferrer.api.rest_codec import PREDICT_BODY_SCHEMA, read_rows
 from inferrer.api.yaml_codec import YAML_TYPES, is_yaml, read_yaml_mapping
-from inferrer.errors import InvalidInput
+from inferrer.errors import InvalidInput, PayloadTooLarge
 from inferrer.graphs.deployed import GraphRecord
 from inferrer.graphs.validation import every_stage
 from wire.bearer import INFERENCE, MANAGEMENT
@@ -23,6 +24,7 @@ from wire.json import FastJSONResponse
 from wire.openapi import answers, refusals
 
 router = APIRouter(prefix="/api/v1/graphs")
+MAX_DOCUMENT_BYTES = 256 * 1024  # a hundred steps in YAML take a tenth of it
 GraphName = Annotated[Segment, Path()]
 _DOCUMENT = {"type": "object", "description": "An InferenceGraph (apiVersion modelfleet/v1): see the README"}
 _DEPLOY_BODY = {
@@ -47,9 +49,13 @@ _PREDICT_BODY = {
 }
 
 
-def _document(request: Request, raw: bytes) -> dict[str, Any]:
+async def _document(request: Request) -> dict[str, Any]:
+    """The body, JSON or YAML (read in a worker thread: the event loop serves predictions)."""
+    raw = await request.body()
+    if len(raw) > MAX_DOCUMENT_BYTES:
+        raise PayloadTooLarge(f"a graph document has at most {MAX_DOCUMENT_BYTES} bytes")
     if is_yaml(request.headers.get("content-type", "")):
-        return read_yaml_mapping(raw)
+        return await asyncio.to_thread(read_yaml_mapping, raw)
     return parse_json_object(raw)
 
 
@@ -67,17 +73,17 @@ def _document(request: Request, raw: bytes) -> dict[str, Any]:
             "422 with every problem of the graph at once, each with its path in the document "
             "(`problems`): unknown models or versions, an output a model does not offer, widths that "
             "do not match, forward references, unused steps, duplicate names, a switch without a "
-            "default; 400 for a body that does not parse"
+            "default; 400 for a body that does not parse; 413 for a document over 256 KiB"
         ),
     },
 )
 async def deploy_graph(request: Request, dry_run: Annotated[bool, Query()] = False) -> FastJSONResponse:
     """Check the graph against the models as deployed; store it (unless `dry_run`)."""
-    document = _document(request, await request.body())
+    document = await _document(request)
     graphs = deps.graphs(request)
     if not dry_run:
         return FastJSONResponse((await graphs.deploy(document)).model_dump(mode="json"))
-    plan = graphs.check(document)
+    plan = await asyncio.to_thread(graphs.check, document)
     statuses = await deps.nodes(request).statuses()
     for stage in every_stage(plan.stages):
         for call in stage.calls:

@@ -12,7 +12,7 @@ from artifacts.names import SEGMENT_SCHEMA
 from inferrer.api import dependencies as deps
 from inferrer.control.inspection import MAX_SAMPLE_BYTES
 from inferrer.control.lifecycle import Upload
-from inferrer.errors import PayloadTooLarge
+from inferrer.errors import PayloadTooLarge, VersionConflict
 from wire.bearer import INFERENCE, MANAGEMENT
 from wire.inferrer_answers import Deleted, Deployed, ModelList, ModelView, Switched
 from wire.json import FastJSONResponse
@@ -28,8 +28,8 @@ _DEPLOY_ANSWERS = {
         "a fitted estimator of allowed types, an .onnx graph of standard operators with declared "
         "inputs and outputs, or .joblib with trusted=true): only its content tells; "
         "422 for runtime=onnx when the conversion does not verify, or a sample that does not parse; "
-        "413 for a file over the upload limit; 409 for a version that exists; 401/403 without the "
-        "management token"
+        "413 for a file over the upload limit; 409 for a version that exists, or a name an inference "
+        "graph has; 401/403 without the management token"
     ),
 }
 
@@ -60,6 +60,10 @@ async def deploy(
     whose conversion does not verify. `sample`: a CSV file (a header row, then rows, as a job's
     input) whose rows the verification probes besides its own.
     """
+    if name in deps.graphs(request).names():
+        raise VersionConflict(
+            f"an inference graph is named {name!r}: the Open Inference Protocol serves both by name"
+        )
     limit = deps.settings(request).max_upload_bytes
     data = await file.read(limit + 1)
     if len(data) > limit:

@@ -153,8 +153,8 @@ async def _infer_graph(name: str, request: Request, version: str | None) -> Fast
     graphs = deps.graphs(request)
     try:
         graph = await graphs.deployed(name, version)
-    except GraphNotFound:
-        raise ModelNotFound(f"no model or graph named {name!r}") from None
+    except GraphNotFound as exc:
+        raise ModelNotFound(exc.message if version else f"no model or graph named {name!r}") from None
     reader = graphs.request_reader(graph)
     if reader is None:
         raise BadRequest(

@@ -14,6 +14,7 @@ from inferrer.errors import MalformedRequest
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
 _BOOL = "tag:yaml.org,2002:bool"
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
+_MAX_NESTING = 64
 
 
 class _Yaml12Loader(yaml.SafeLoader):
@@ -38,11 +39,27 @@ def is_yaml(content_type: str) -> bool:
 
 
 def read_yaml_mapping(raw: bytes) -> dict[str, Any]:
-    """The body as one YAML mapping; MalformedRequest (400) for anything else."""
+    """The body as one YAML mapping of what JSON has; MalformedRequest (400) for anything else."""
     try:
-        document = yaml.load(raw, Loader=_Yaml12Loader)
+        document = yaml.load(raw, Loader=_Yaml12Loader)  # a safe loader, without aliases
     except yaml.YAMLError as exc:
         raise MalformedRequest(f"malformed YAML body: {str(exc)[:300]}") from None
-    if not isinstance(document, dict) or not all(isinstance(key, str) for key in document):
-        raise MalformedRequest("the body must be one YAML mapping with text keys")
+    except RecursionError:
+        raise MalformedRequest("the YAML body nests too deep") from None
+    if not isinstance(document, dict) or not _json_like(document, _MAX_NESTING):
+        raise MalformedRequest(
+            "the body must be one YAML mapping of what JSON has (text keys; mappings, lists, text, "
+            f"numbers, booleans, null), nested at most {_MAX_NESTING} deep"
+        )
     return document
+
+
+def _json_like(value: Any, depth: int) -> bool:
+    """What a JSON body could hold: no bytes (!!binary), sets, or other tagged types."""
+    if depth < 0:
+        return False
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _json_like(v, depth - 1) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_json_like(v, depth - 1) for v in value)
+    return value is None or isinstance(value, str | int | float | bool)

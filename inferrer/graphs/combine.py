@@ -69,13 +69,14 @@ def matches(column: np.ndarray, condition: Condition) -> np.ndarray:
 
 
 def _numbers(column: np.ndarray) -> np.ndarray:
-    """The column as floats; a value that is not a number meets no numeric condition (NaN)."""
-    try:
+    """The column as floats; a value that is not a number (text, even "1.5") meets no numeric
+    condition (NaN)."""
+    if column.dtype.kind in "biuf":
         return column.astype(np.float64)
-    except (TypeError, ValueError):
-        return np.array(
-            [v if isinstance(v, int | float) and not isinstance(v, bool) else np.nan for v in column.tolist()]
-        )
+    return np.array(
+        [v if isinstance(v, int | float) and not isinstance(v, bool) else np.nan for v in column.tolist()],
+        dtype=np.float64,
+    )
 
 
 def _equal_any(item: Any, wanted: Sequence[Any]) -> bool:

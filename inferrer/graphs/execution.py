@@ -111,7 +111,7 @@ class GraphRunner:
         if isinstance(step, EnsembleStep):
             return await self._ensemble(run, step, _joined(values, inputs))
         if isinstance(step, SelectStep):
-            return _joined(values, inputs)[:, list(run.graph.wiring.select[step.name])]
+            return _columns(_joined(values, inputs), run.graph.wiring.select[step.name], step.name)
         if isinstance(step, SwitchStep):
             return await self._switch(run, step, inputs, values)
         return await self._split(run, step, inputs, values)
@@ -168,7 +168,7 @@ class GraphRunner:
         for case in step.cases:
             assert case.when is not None
             column = run.graph.wiring.switch[(step.name, case.name)]
-            taken = unrouted & matches(tested[:, column], case.when)
+            taken = unrouted & matches(_columns(tested, (column,), step.name)[:, 0], case.when)
             routes.append((case.steps, taken))
             unrouted &= ~taken
         assert step.default is not None
@@ -180,6 +180,11 @@ class GraphRunner:
         merged: np.ndarray | None = None
         for (steps, rows), branch_values in zip(picked, answers, strict=True):
             part = branch_values[steps[-1].name]
+            if merged is not None and part.shape[1] != merged.shape[1]:
+                why = f"its branches answered {merged.shape[1]} and {part.shape[1]} columns"
+                raise GraphStepFailed(
+                    422, f"graph {run.graph.record.name!r} step {step.name!r}: {why}", step.name, None
+                )
             if merged is None:
                 merged = np.empty(
                     (len(tested), part.shape[1]), dtype=part.dtype if part.dtype.kind in "biuf" else object
@@ -222,12 +227,22 @@ def _joined(values: Values, inputs: tuple[str, ...]) -> np.ndarray:
     return np.hstack([p.astype(object) for p in parts])
 
 
+def _columns(rows: np.ndarray, numbers: tuple[int, ...], step: str) -> np.ndarray:
+    """Columns by number; where the width was known only once answered, a number past it fails
+    the step (422), never the server."""
+    if numbers and max(numbers) >= rows.shape[1]:
+        why = f"column {max(numbers)} is past the {rows.shape[1]} columns of its input"
+        raise GraphStepFailed(422, f"step {step!r}: {why}", step, None)
+    return rows[:, list(numbers)]
+
+
 def _model_input(rows: np.ndarray) -> np.ndarray:
-    """What a model is sent: floats where the values are numbers (labels and counts included)."""
+    """What a model is sent: floats where the values are numbers (labels and counts included), in
+    one block of memory (a select's columns are a view)."""
     if rows.dtype.kind in "biu":
         return rows.astype(np.float64)
     if rows.dtype == object and all(
         isinstance(v, int | float) and not isinstance(v, bool) for v in rows.flat
     ):
         return rows.astype(np.float64)
-    return rows
+    return np.ascontiguousarray(rows)

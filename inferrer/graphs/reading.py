@@ -7,7 +7,8 @@ validation.py; this module only reads the document."""
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, TypeGuard
 
 from artifacts.names import is_path_segment
 from artifacts.schema import OUTPUTS
@@ -17,6 +18,8 @@ from inferrer.graphs.spec import (
     ENSEMBLE_OUTPUTS,
     KIND,
     MAX_DEPTH,
+    MAX_GRAPH_NAME,
+    MAX_STEPS,
     OPERATORS,
     REQUEST,
     STEP_KINDS,
@@ -40,6 +43,7 @@ class _Reader:
 
     def __init__(self) -> None:
         self.problems: list[Problem] = []
+        self.counted = 0  # steps and members read so far
 
     def problem(self, path: str, message: str) -> None:
         self.problems.append(Problem(path, message))
@@ -67,6 +71,10 @@ class _Reader:
         return value
 
     def steps(self, value: Any, path: str, depth: int) -> tuple[Step, ...]:
+        self.counted += len(value) if isinstance(value, list) else 0
+        if self.counted > MAX_STEPS:
+            self.problem(path, f"a graph has at most {MAX_STEPS} steps and ensemble members")
+            return ()
         if depth > MAX_DEPTH:
             self.problem(path, f"branches nest at most {MAX_DEPTH} deep")
             return ()
@@ -150,7 +158,7 @@ class _Reader:
         members = self.members(body.get("members"), f"{where}.members")
         if combine == "weighted" or weights is not None:
             numbers = weights if isinstance(weights, list) else []
-            ok = all(isinstance(w, int | float) and not isinstance(w, bool) and w >= 0 for w in numbers)
+            ok = all(_finite(w) and w >= 0 for w in numbers) and math.isfinite(sum(numbers))
             if not ok or len(numbers) != len(members) or not sum(numbers):
                 self.problem(f"{where}.weights", "must be one number >= 0 per member, not all 0")
                 weights = None
@@ -197,6 +205,8 @@ class _Reader:
             if fields is None:
                 continue
             label = fields.get("name", f"case-{i}")
+            if not isinstance(label, str) or not is_path_segment(label):
+                self.problem(f"{case_path}.name", "must be a name of 1-64 of A-Z a-z 0-9 . _ -")
             when = self.condition(fields.get("when"), f"{case_path}.when")
             steps = self.steps(fields.get("steps"), f"{case_path}.steps", depth + 1)
             cases.append(Branch(str(label), case_path, steps, when=when))
@@ -228,14 +238,14 @@ class _Reader:
             return None
         operator, compared = operators[0], body[operators[0]]
         numeric = operator in ("above", "below", "at_least", "at_most")
-        if numeric and (isinstance(compared, bool) or not isinstance(compared, int | float)):
-            self.problem(f"{path}.{operator}", "must be a number")
+        if numeric and not _finite(compared):
+            self.problem(f"{path}.{operator}", "must be a finite number")
             return None
         if operator == "in" and not (isinstance(compared, list) and compared):
             self.problem(f"{path}.in", "must be a non-empty list of values")
             return None
         if not numeric and not all(
-            isinstance(v, str | int | float | bool) for v in _values(operator, compared)
+            isinstance(v, str | bool) or _finite(v) for v in _values(operator, compared)
         ):
             self.problem(f"{path}.{operator}", "must be numbers, strings or booleans")
             return None
@@ -256,14 +266,14 @@ class _Reader:
             fields = self.mapping(item, branch_path, {"name", "weight", "steps"}, {"name", "weight", "steps"})
             if fields is None:
                 continue
-            label, weight = fields.get("name"), fields.get("weight")
+            label, given = fields.get("name"), fields.get("weight")
             if not isinstance(label, str) or not is_path_segment(label):
                 self.problem(f"{branch_path}.name", "must be a name of 1-64 of A-Z a-z 0-9 . _ -")
-            if isinstance(weight, bool) or not isinstance(weight, int | float) or weight <= 0:
-                self.problem(f"{branch_path}.weight", "must be a number above 0")
-                weight = 0.0
+            weight = float(given) if _finite(given) else 0.0
+            if not 0 < weight <= _MAX_WEIGHT:
+                self.problem(f"{branch_path}.weight", f"must be a number above 0, at most {_MAX_WEIGHT:g}")
             steps = self.steps(fields.get("steps"), f"{branch_path}.steps", depth + 1)
-            branches.append(Branch(str(label), branch_path, steps, weight=float(weight)))
+            branches.append(Branch(str(label), branch_path, steps, weight=weight))
         if len({b.name for b in branches}) != len(branches):
             self.problem(f"{where}.branches", "branch names must differ")
         return SplitStep(name, path, inputs, tuple(branches))
@@ -281,6 +291,14 @@ class _Reader:
             )
             return None
         return SelectStep(name, path, inputs, tuple(listed))
+
+
+_MAX_WEIGHT = 1e6  # a split's weights are shares: their sum stays an ordinary number
+
+
+def _finite(value: Any) -> TypeGuard[float]:
+    """A JSON number that is not infinite or NaN (YAML writes them as .inf and .nan)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _values(operator: str, compared: Any) -> list[Any]:
@@ -304,6 +322,9 @@ def read_graph(document: Any) -> tuple[GraphSpec | None, list[Problem]]:
     if "kind" in body and body["kind"] != KIND:
         reader.problem("kind", f"must be {KIND!r}")
     name = reader.name(body.get("name"), "name") if "name" in body else None
+    if name is not None and len(name) > MAX_GRAPH_NAME:
+        reader.problem("name", f"a graph's name has at most {MAX_GRAPH_NAME} characters")
+        name = None
     steps = reader.steps(body.get("steps"), "steps", 0) if "steps" in body else ()
     output = body.get("output")
     if output is not None and not isinstance(output, str):

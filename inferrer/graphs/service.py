@@ -8,15 +8,16 @@ retention nor a delete takes a model from under it: deleting the model answers 4
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
+import uuid
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from artifacts.manifest import Manifest
-from inferrer.errors import GraphInvalid, GraphNotFound, ModelNotFound, VersionConflict
+from inferrer.errors import GraphInvalid, GraphNotFound, VersionConflict
 from inferrer.graphs.deployed import BrokenGraph, DeployedGraph, GraphRecord, ready_to_run
 from inferrer.graphs.execution import GraphAnswer, GraphRunner
 from inferrer.graphs.reading import read_graph
@@ -40,7 +41,8 @@ class GraphService:
         self._poll_s = poll_s
         self._records: dict[str, GraphRecord] = {}  # graph -> its active version's record
         self._ready: dict[str, DeployedGraph | BrokenGraph] = {}
-        self._others: dict[tuple[str, str], DeployedGraph | BrokenGraph] = {}  # versions not active
+        # (graph, version) -> when it was read, and what: for predictions that name a version
+        self._others: dict[tuple[str, str], tuple[float, DeployedGraph | BrokenGraph]] = {}
         self._generation: object = None
         self._read_started = -1.0  # when the last read of the store that completed began
         self._reading = asyncio.Lock()  # one read at a time: misses meanwhile share the next
@@ -66,42 +68,44 @@ class GraphService:
         held = sorted(
             {(call.model, call.version) for stage in every_stage(plan.stages) for call in stage.calls}
         )
-        before = await asyncio.to_thread(self._store.held, name)
+        # Pinned first, each under the repository's lock (a model delete cannot slip between), by a
+        # holder of this deploy's own: a delete of the graph meanwhile releases only what it deleted.
+        pin = user_pin("graph", name, uuid.uuid4().hex[:8])
         try:
-            for model, version in held:  # under the repository's lock: a delete cannot slip between
-                await asyncio.to_thread(self._repository.pin, model, version, user_pin("graph", name))
-            record = await asyncio.to_thread(self._store.add, name, document, pinned_versions(plan), held)
+            for model, version in held:
+                await asyncio.to_thread(self._repository.pin, model, version, pin)
+            pins = pinned_versions(plan)
+            record = await asyncio.to_thread(self._store.add, name, document, pins, held, pin.holder)
         except BaseException:
-            for model, version in set(held) - before:
-                with contextlib.suppress(ModelNotFound):
-                    await asyncio.to_thread(
-                        self._repository.unpin, model, version, user_pin("graph", name).holder
-                    )
+            await self._release(name, held, pin.holder)
             raise
         self._changed(name)
         self._install(record)
         return plan.model_copy(update={"version": record.version})
 
     async def activate(self, name: str, version: str) -> GraphPlan:
+        """Serve `version` from now on, once it checks against the models as deployed now."""
+        _runnable(await self._version(name, version))  # 409 before anything changes
         if not await asyncio.to_thread(self._store.activate, name, version):
             raise GraphNotFound(f"graph {name!r} has no version {version!r}")
         await self.refresh(newer_than=time.monotonic())
-        return _plan(self._ready_or_raise(name, None))
+        return self._active(name).plan
 
     async def delete(self, name: str) -> list[str]:
-        held = await asyncio.to_thread(self._store.held, name)
         deleted = await asyncio.to_thread(self._store.delete, name)
         if not deleted:
             raise GraphNotFound(f"graph {name!r} not found")
-        for model, version in held:
-            with contextlib.suppress(ModelNotFound):
-                await asyncio.to_thread(
-                    self._repository.unpin, model, version, user_pin("graph", name).holder
-                )
+        for gone in deleted:
+            await self._release(name, gone.held, gone.holder)
         self._changed(name)
         self._records.pop(name, None)
         self._ready.pop(name, None)
-        return deleted
+        self._others = {key: found for key, found in self._others.items() if key[0] != name}
+        return [gone.version for gone in deleted]
+
+    async def _release(self, name: str, held: Sequence[tuple[str, str]], holder: str) -> None:
+        for model, version in held:
+            await asyncio.to_thread(self._repository.unpin, model, version, holder)
 
     # --- reading
 
@@ -120,14 +124,19 @@ class GraphService:
         if version is None:
             if name not in self._ready:  # deployed through another gateway since the last read?
                 await self.refresh(newer_than=time.monotonic())
-            return self._ready_or_raise(name, None)
-        key = (name, version)
-        if key not in self._others:
+            return self._active(name)
+        return _runnable(await self._version(name, version))
+
+    async def _version(self, name: str, version: str) -> DeployedGraph | BrokenGraph:
+        """One version, read from the store at most once per poll interval (a version deleted
+        through another gateway process is refused within that interval; through this one, at once)."""
+        key, now = (name, version), time.monotonic()
+        if key not in self._others or now - self._others[key][0] > self._poll_s:
             found = [r for r in await self.versions(name) if r.version == version]
             if not found:
                 raise GraphNotFound(f"graph {name!r} has no version {version!r}")
-            self._others[key] = ready_to_run(found[0], self._repository)
-        return _runnable(self._others[key])
+            self._others[key] = (now, ready_to_run(found[0], self._repository))
+        return self._others[key][1]
 
     def request_reader(self, graph: DeployedGraph) -> Manifest | None:
         """The model version that reads the request first, by itself: what a request's rows are
@@ -141,7 +150,7 @@ class GraphService:
     async def predict(self, graph: DeployedGraph, rows: np.ndarray) -> GraphAnswer:
         return await self._runner.run(graph, rows)
 
-    def _ready_or_raise(self, name: str, version: str | None) -> DeployedGraph:
+    def _active(self, name: str) -> DeployedGraph:
         found = self._ready.get(name)
         if found is None:
             raise GraphNotFound(f"graph {name!r} not found")
@@ -204,7 +213,3 @@ def _runnable(found: DeployedGraph | BrokenGraph) -> DeployedGraph:
             f"models (deploy it again): {'; '.join(found.problems)}"
         )
     return found
-
-
-def _plan(graph: DeployedGraph) -> GraphPlan:
-    return graph.plan

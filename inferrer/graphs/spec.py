@@ -15,6 +15,10 @@ ENSEMBLE_OUTPUTS = ("predict", "predict_proba")
 # A switch's operators: the column's value compared with the condition's.
 OPERATORS = ("equals", "not_equals", "above", "below", "at_least", "at_most", "in")
 MAX_DEPTH = 4  # branches within branches
+MAX_STEPS = 100  # steps and ensemble members in one graph
+# A graph's name goes into the pins it holds on model versions (with a prefix and a token): shorter
+# than a step's.
+MAX_GRAPH_NAME = 40
 STEP_KINDS = ("model", "ensemble", "switch", "split", "select")
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -24,6 +25,7 @@ graph_versions = sa.Table(
     sa.Column("document", sa.JSON, nullable=False),
     sa.Column("pins", sa.JSON, nullable=False),  # step or member -> model version
     sa.Column("held", sa.JSON, nullable=False),  # [model, version] pairs it keeps from deletion
+    sa.Column("holder", sa.String(64), nullable=False),  # of the pins on them
     sa.Column("created", sa.Float, nullable=False),
 )
 active_graphs = sa.Table(
@@ -49,9 +51,14 @@ class GraphStore:
         self._write = engine.execution_options(**{WRITE: True})
 
     def add(
-        self, name: str, document: dict[str, Any], pins: dict[str, str], held: Sequence[tuple[str, str]]
+        self,
+        name: str,
+        document: dict[str, Any],
+        pins: dict[str, str],
+        held: Sequence[tuple[str, str]],
+        holder: str,
     ) -> GraphRecord:
-        """A new version of `name`, active at once."""
+        """A new version of `name`, active at once; `held`: the model versions `holder` pinned for it."""
         now = time.time()
         with self._write.begin() as db:
             if db.dialect.name == "postgresql":  # deploys of one graph number their versions in turn
@@ -67,6 +74,7 @@ class GraphStore:
                     document=document,
                     pins=pins,
                     held=[list(h) for h in held],
+                    holder=holder,
                     created=now,
                 )
             )
@@ -124,22 +132,25 @@ class GraphStore:
             )
         return [_record(row, row["version"] == active) for row in rows]
 
-    def held(self, name: str) -> set[tuple[str, str]]:
-        """The model versions any version of `name` keeps from deletion."""
-        with self.engine.connect() as db:
-            rows = db.execute(sa.select(graph_versions.c.held).where(graph_versions.c.name == name)).all()
-        return {(model, version) for (held,) in rows for model, version in held}
-
-    def delete(self, name: str) -> list[str]:
-        """Every version of `name`; answers the versions deleted."""
+    def delete(self, name: str) -> list[DeletedVersion]:
+        """Every version of `name`, each with the pins it held (to release)."""
+        columns = (graph_versions.c.version, graph_versions.c.holder, graph_versions.c.held)
         with self._write.begin() as db:
             rows = db.execute(
-                sa.delete(graph_versions)
-                .where(graph_versions.c.name == name)
-                .returning(graph_versions.c.version)
-            ).all()
+                sa.delete(graph_versions).where(graph_versions.c.name == name).returning(*columns)
+            )
+            deleted = [
+                DeletedVersion(str(v), holder, [(m, mv) for m, mv in held]) for v, holder, held in rows
+            ]
             db.execute(sa.delete(active_graphs).where(active_graphs.c.name == name))
-        return [str(v) for v in sorted(version for (version,) in rows)]
+        return sorted(deleted, key=lambda d: int(d.version))
+
+
+@dataclass(frozen=True)
+class DeletedVersion:
+    version: str
+    holder: str  # of its pins on model versions
+    held: list[tuple[str, str]]
 
 
 def _record(row: Any, active: bool) -> GraphRecord:

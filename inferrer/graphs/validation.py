@@ -220,9 +220,12 @@ class _Walk:
         except ModelNotFound as exc:
             self.problem(f"{path}.version" if ref.version else f"{path}.model", exc.message)
             return None
+        names = manifest.signature.feature_names
         if inputs == (REQUEST,) and self.request.width is None:
-            names = manifest.signature.feature_names
             self.request = shape = Shape(manifest.signature.n_features, tuple(names) if names else None)
+        elif inputs == (REQUEST,) and names and self.request.columns and tuple(names) != self.request.columns:
+            first = list(self.request.columns)
+            self.problem(input_path, f"reads the request as the features {names}; an earlier step as {first}")
         if (problem := fits(manifest, shape, inputs)) is not None:
             self.problem(input_path, problem)
         return manifest

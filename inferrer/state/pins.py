@@ -28,14 +28,20 @@ class Pin:
     lease_s: float | None = None  # None: until unpinned
 
 
-def user_pin(kind: str, name: str) -> Pin:
-    """The pin a `kind` (graph) called `name` holds on each model version it uses."""
-    return Pin(f"{USER_PREFIX}{kind}.{name}")
+def user_pin(kind: str, name: str, token: str) -> Pin:
+    """The pin a `kind` (graph) called `name` holds on each model version it uses; `token` tells
+    apart what one deploy of it holds from another's (a delete releases only what it deleted)."""
+    return Pin(f"{USER_PREFIX}{kind}.{name}.{token}")
 
 
 def describe_users(holders: set[str]) -> list[str]:
     """'graph scored' for each user pin among `holders`."""
-    return sorted(h[len(USER_PREFIX) :].replace(".", " ", 1) for h in holders if h.startswith(USER_PREFIX))
+    users = set()
+    for holder in holders:
+        if holder.startswith(USER_PREFIX):
+            kind, _, named = holder[len(USER_PREFIX) :].partition(".")
+            users.add(f"{kind} {named.rpartition('.')[0]}")
+    return sorted(users)
 
 
 class VersionPins:

@@ -21,11 +21,15 @@ def test_words_and_dates_stay_text_and_only_true_and_false_are_booleans() -> Non
     }
 
 
+DEEP = b"a: " + b"[" * 5000 + b"]" * 5000
+
+
 @pytest.mark.parametrize(
     "body",
-    [b"a: &x [1, 2]\nb: *x", b"- a list", b"just text", b"a: [unclosed", b"? [1, 2]\n: complex key"],
-    ids=["alias", "list", "scalar", "malformed", "non-text key"],
-)
+    [b"a: &x [1, 2]\nb: *x", b"- a list", b"just text", b"a: [unclosed", b"? [1, 2]\n: complex key",
+     b"a: !!binary aGVsbG8=", b"a: !!set {x, y}", DEEP, b"a: " + b"[" * 80 + b"]" * 80],
+    ids=["alias", "list", "scalar", "malformed", "non-text key", "binary", "set", "recursion", "too deep"],
+)  # fmt: skip
 def test_anything_but_one_mapping_without_aliases_is_refused(body: bytes) -> None:
     with pytest.raises(MalformedRequest):
         read_yaml_mapping(body)
