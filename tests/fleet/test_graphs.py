@@ -17,9 +17,10 @@ import orjson
 import pytest
 import skops.io as sio
 from sklearn.datasets import make_classification
+from sklearn.ensemble import RandomForestClassifier, VotingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import StandardScaler
+from sklearn.preprocessing import LabelEncoder, StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
 from deploy.ephemeral_fleet import RunningFleet, wait_until
@@ -65,6 +66,74 @@ def test_a_chain_equals_the_pipeline_on_a_thousand_rows(fleet: RunningFleet, cha
     np.testing.assert_allclose(body["predictions"], chain.predict_proba(ROWS), rtol=0, atol=1e-5)
     assert [(t["step"], t["rows"]) for t in body["trace"]] == [("scale", 1000), ("classify", 1000)]
     assert {t["node"] for t in body["trace"]} <= {"modelhost-1", "modelhost-2", "modelhost-3"}
+
+
+def test_ensembles_and_a_switch_equal_scikit_learn_and_bad_graphs_store_nothing(fleet: RunningFleet) -> None:
+    forest = RandomForestClassifier(n_estimators=10, random_state=0).fit(X, Y)
+    tree = DecisionTreeClassifier(max_depth=4, random_state=0).fit(X, Y)
+    gate = DecisionTreeClassifier(max_depth=2, random_state=0).fit(X, (X[:, 0] > 0).astype(int))
+    for name, model in (("graph-forest", forest), ("graph-tree", tree), ("graph-gate", gate)):
+        assert fleet.deploy(name, sio.dumps(model)).status_code == 201
+    members = [{"name": "f-{c}", "model": "graph-forest"}, {"name": "t-{c}", "model": "graph-tree"}]
+    for combine, voting in (("mean", "soft"), ("vote", "hard")):
+        named = [{**m, "name": m["name"].format(c=combine)} for m in members]
+        spec = _graph(
+            f"ensemble-{combine}", [{"name": "both", "ensemble": {"combine": combine, "members": named}}]
+        )
+        assert (
+            httpx.post(f"{fleet.url}/api/v1/graphs", headers=fleet.auth, json=spec, timeout=30).status_code
+            == 200
+        )
+        voter = VotingClassifier([("f", forest), ("t", tree)], voting=voting)
+        voter.estimators_, voter.le_, voter.classes_ = [forest, tree], LabelEncoder().fit(Y), np.unique(Y)
+        answer = httpx.post(
+            f"{fleet.url}/api/v1/graphs/ensemble-{combine}/predict", json={"instances": ROWS.tolist()}
+        )
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["predictions"] == voter.predict(ROWS).tolist(), combine
+
+    switch = _graph("routed", [
+        {"name": "gate", "model": "graph-gate"},
+        {"name": "route", "input": "request", "switch": {
+            "on": "gate",
+            "cases": [{"when": {"column": 0, "equals": 1},
+                       "steps": [{"name": "by-forest", "model": "graph-forest"}]}],
+            "default": [{"name": "by-tree", "model": "graph-tree"}],
+        }},
+    ])  # fmt: skip
+    assert (
+        httpx.post(f"{fleet.url}/api/v1/graphs", headers=fleet.auth, json=switch, timeout=30).status_code
+        == 200
+    )
+    routed = gate.predict(ROWS) == 1
+    assert 100 < routed.sum() < 900
+    answer = httpx.post(
+        f"{fleet.url}/api/v1/graphs/routed/predict", json={"instances": ROWS.tolist()}, timeout=30
+    )
+    assert answer.json()["predictions"] == np.where(routed, forest.predict(ROWS), tree.predict(ROWS)).tolist()
+
+    bad = _graph("bad", [
+        {"name": "gate", "model": "graph-gate", "output": "transform"},  # a classifier has no transform
+        {"name": "missing", "input": "request", "model": "graph-nothing"},  # no such model
+        {"name": "gate", "input": "request", "model": "graph-tree"},  # a name used twice
+        {"name": "route", "input": "request", "switch": {"on": "gate", "cases": [  # no default
+            {"when": {"column": 0, "equals": 1}, "steps": [{"name": "x", "model": "graph-tree"}]}]}},
+    ])  # fmt: skip
+    for query in ("", "?dry_run=true"):
+        refused = httpx.post(f"{fleet.url}/api/v1/graphs{query}", headers=fleet.auth, json=bad, timeout=30)
+        assert refused.status_code == 422, refused.text
+        paths = {p["path"] for p in refused.json()["problems"]}
+        assert {"steps[0].output", "steps[1].model", "steps[2].name", "steps[3].switch.default"} <= paths, (
+            paths
+        )
+    dry = httpx.post(
+        f"{fleet.url}/api/v1/graphs?dry_run=true", headers=fleet.auth, json={**switch, "name": "dry"}
+    )
+    assert dry.status_code == 200 and dry.json()["version"] is None
+    ready = dry.json()["stages"][0]["calls"][0]["nodes_ready"]
+    assert set(ready) <= {"modelhost-1", "modelhost-2", "modelhost-3"} and ready, dry.text
+    listed = httpx.get(f"{fleet.url}/api/v1/graphs", headers=fleet.auth, timeout=10).json()
+    assert "bad" not in listed and "dry" not in listed
 
 
 def test_a_job_and_a_watch_through_a_graph_predict_every_row_once(
