@@ -3,6 +3,8 @@ itself adds to its model calls (its overhead), so that an operator sees what a g
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from metrics.series import Series
@@ -13,6 +15,8 @@ DURATION_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 
 
 class GraphMetrics:
+    """Every series is labelled by its graph first: a deleted graph's series go with it (`forget`)."""
+
     def __init__(self, registry: CollectorRegistry) -> None:
         self.requests = Series(
             Counter(
@@ -65,3 +69,26 @@ class GraphMetrics:
                 registry=registry,
             )
         )
+
+    def forget(self, graph: str) -> None:
+        """Remove a deleted graph's series: without it every graph ever deployed stays in /metrics
+        (and in Prometheus's memory) as long as the process lives."""
+        labelled: list[Series[Any]] = [
+            self.requests,
+            self.duration,
+            self.overhead,
+            self.step_duration,
+            self.step_errors,
+            self.branches,
+        ]
+        for series in labelled:
+            series.forget()
+            names = series.metric._labelnames  # the label order remove() takes
+            seen = {
+                tuple(sample.labels[n] for n in names)
+                for family in series.metric.collect()
+                for sample in family.samples
+                if sample.labels.get("graph") == graph
+            }
+            for values in seen:
+                series.metric.remove(*values)

@@ -74,6 +74,10 @@ class GraphRunner:
         self._prediction = prediction
         self._metrics = metrics
 
+    def forget(self, graph: str) -> None:
+        """A graph deleted: its metric series go."""
+        self._metrics.forget(graph)
+
     async def run(self, graph: DeployedGraph, rows: np.ndarray) -> GraphAnswer:
         run = _Run(graph)
         start = time.perf_counter()

@@ -100,6 +100,7 @@ class GraphService:
         self._changed(name)
         self._records.pop(name, None)
         self._ready.pop(name, None)
+        self._runner.forget(name)
         self._others = {key: found for key, found in self._others.items() if key[0] != name}
         return [gone.version for gone in deleted]
 
@@ -178,6 +179,7 @@ class GraphService:
             if name not in fresh:
                 self._records.pop(name, None)
                 self._ready.pop(name, None)
+                self._runner.forget(name)
             elif self._records.get(name) != fresh[name]:
                 self._install(fresh[name])
 

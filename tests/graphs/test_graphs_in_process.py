@@ -207,8 +207,13 @@ async def test_pins_versions_deletes_and_failures(tmp_path: Path, fitted: dict[s
         back = await fleet.gateway.post("/api/v1/graphs/canary/versions/1/activate", headers=AUTH)
         assert back.status_code == 200 and back.json()["version"] == "1"
 
+        metrics = (await fleet.gateway.get("/metrics")).text
+        assert 'modelfleet_graph_requests_total{graph="canary",outcome="ok"} 400.0' in metrics
+        assert 'modelfleet_graph_overhead_seconds_count{graph="canary"} 400.0' in metrics
+        assert 'modelfleet_graph_step_duration_seconds_count{graph="canary",step="pick"} 400.0' in metrics
         deleted = await fleet.gateway.delete("/api/v1/graphs/canary", headers=AUTH)
         assert deleted.json()["deleted_versions"] == ["1", "2"]
+        assert 'graph="canary"' not in (await fleet.gateway.get("/metrics")).text  # its series went with it
         assert (await fleet.gateway.delete("/api/v1/models/forest", headers=AUTH)).status_code == 200
 
         chain = _graph("chain", [{"name": "scale", "model": "scaler", "output": "transform"},
@@ -228,9 +233,7 @@ async def test_pins_versions_deletes_and_failures(tmp_path: Path, fitted: dict[s
         metrics = (await fleet.gateway.get("/metrics")).text
         assert 'modelfleet_graph_step_errors_total{graph="chain",step="classify"} 1.0' in metrics
         assert 'modelfleet_graph_requests_total{graph="chain",outcome="error"} 1.0' in metrics
-        assert 'modelfleet_graph_requests_total{graph="canary",outcome="ok"} 400.0' in metrics
-        assert 'modelfleet_graph_overhead_seconds_count{graph="canary"} 400.0' in metrics
-        assert 'modelfleet_graph_step_duration_seconds_count{graph="canary",step="pick"} 400.0' in metrics
+        assert 'modelfleet_graph_step_duration_seconds_count{graph="chain",step="scale"} 1.0' in metrics
 
 
 async def test_what_a_careless_document_does_is_refused_or_answered_never_a_server_error(
