@@ -22,9 +22,12 @@ def is_path_segment(value: str) -> bool:
     return 1 <= len(value) <= 64 and _SEGMENT.fullmatch(value) is not None
 
 
+SEGMENT_RULE = "1-64 of A-Z a-z 0-9 . _ - (not '.' or '..')"  # what is_path_segment takes, in words
+
+
 def _check_segment(value: str) -> str:
     if not is_path_segment(value):
-        raise ValueError("use 1-64 of A-Z a-z 0-9 . _ - (not '.' or '..')")
+        raise ValueError(f"use {SEGMENT_RULE}")
     return value
 
 

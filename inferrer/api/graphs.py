@@ -16,7 +16,7 @@ from inferrer.api.rest_codec import PREDICT_BODY_SCHEMA, read_rows
 from inferrer.api.yaml_codec import YAML_TYPES, is_yaml, read_yaml_mapping
 from inferrer.errors import InvalidInput, PayloadTooLarge
 from inferrer.graphs.deployed import GraphRecord
-from inferrer.graphs.validation import every_stage
+from inferrer.graphs.traversal import every_stage
 from wire.bearer import INFERENCE, MANAGEMENT
 from wire.errors import parse_json_object
 from wire.graph_answers import GraphDeleted, GraphPlan, GraphPrediction, GraphVersion, GraphView
@@ -173,14 +173,16 @@ async def _predict(name: str, version: str | None, request: Request) -> FastJSON
         signature = _request_signature(graphs.request_reader(graph), body)
         rows = read_rows(body, signature, deps.settings(request).rows_allowed(signature.n_features))
         answer = await graphs.predict(graph, rows)
-        result = GraphPrediction(
-            graph=name,
-            version=graph.record.version,
-            predictions=answer.predictions,
-            branches=answer.branches,
-            trace=answer.trace if trace else None,
-        )
-        return FastJSONResponse(result.model_dump(mode="json", exclude_none=True))
+        # Declared only (GraphPrediction): built and sent unvalidated, as a model's prediction is.
+        result: dict[str, Any] = {
+            "graph": name,
+            "version": graph.record.version,
+            "predictions": answer.predictions,
+            "branches": answer.branches,
+        }
+        if trace:
+            result["trace"] = [step.model_dump() for step in answer.trace]
+        return FastJSONResponse(result)
 
 
 def _request_signature(reader: Manifest | None, body: dict[str, Any]) -> ModelSchema:

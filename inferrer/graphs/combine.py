@@ -1,6 +1,6 @@
 """What a graph computes itself, on the answers of its model calls: an ensemble's combination (as
-scikit-learn's VotingClassifier and VotingRegressor combine), a switch's routing of rows by a
-condition, and a split's choice of branch. Plain array arithmetic: nothing a document can make run."""
+scikit-learn's VotingClassifier and VotingRegressor combine), and a split's choice of branch
+(a switch's conditions: conditions.py). Plain array arithmetic: nothing a document can make run."""
 
 from __future__ import annotations
 
@@ -9,8 +9,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-
-from inferrer.graphs.spec import Condition
 
 
 def as_columns(answer: list[Any]) -> np.ndarray:
@@ -48,40 +46,6 @@ def hard_vote(
 def average(values: Sequence[np.ndarray], weights: Sequence[float] | None) -> np.ndarray:
     """Regressors' predictions averaged (weighted): VotingRegressor."""
     return np.average(np.stack([v.astype(np.float64) for v in values]), axis=0, weights=weights)
-
-
-def matches(column: np.ndarray, condition: Condition) -> np.ndarray:
-    """Which rows' value in the tested column meets the condition (a boolean per row)."""
-    operator, value = condition.operator, condition.value
-    if operator in ("above", "below", "at_least", "at_most"):
-        numbers = _numbers(column)
-        compare = {
-            "above": np.greater,
-            "below": np.less,
-            "at_least": np.greater_equal,
-            "at_most": np.less_equal,
-        }
-        with np.errstate(invalid="ignore"):
-            return np.asarray(compare[operator](numbers, float(value)))
-    wanted = value if operator == "in" else [value]
-    hit = np.array([_equal_any(item, wanted) for item in column.tolist()], dtype=bool)
-    return ~hit if operator == "not_equals" else hit
-
-
-def _numbers(column: np.ndarray) -> np.ndarray:
-    """The column as floats; a value that is not a number (text, even "1.5") meets no numeric
-    condition (NaN)."""
-    if column.dtype.kind in "biuf":
-        return column.astype(np.float64)
-    return np.array(
-        [v if isinstance(v, int | float) and not isinstance(v, bool) else np.nan for v in column.tolist()],
-        dtype=np.float64,
-    )
-
-
-def _equal_any(item: Any, wanted: Sequence[Any]) -> bool:
-    """JSON equality: 1 equals 1.0, "1" does not equal 1, true does not equal 1."""
-    return any((type(item) is bool) == (type(w) is bool) and item == w for w in wanted)
 
 
 def choose_branch(weights: Sequence[float], draw: float | None = None) -> int:

@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from inferrer.graphs.reading import read_graph
-from inferrer.graphs.spec import GraphSpec
+from inferrer.graphs.spec import REQUEST, GraphSpec
+from inferrer.graphs.traversal import every_stage
 from inferrer.graphs.validation import Wiring, check_graph
 from inferrer.state.repository import ModelRepository
-from wire.graph_answers import GraphPlan
+from wire.graph_answers import GraphPlan, PlannedCall
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,9 @@ class DeployedGraph:
     spec: GraphSpec
     plan: GraphPlan
     wiring: Wiring
+    # The model call that reads the request first, by itself: what a request's rows are read
+    # against (its feature count, its feature names); None when no model reads it alone.
+    reader: PlannedCall | None
 
     @property
     def output(self) -> str:
@@ -55,4 +59,5 @@ def ready_to_run(record: GraphRecord, repository: ModelRepository) -> DeployedGr
     if checked.plan is None:
         return BrokenGraph(record, [f"{p.path}: {p.message}" for p in checked.problems])
     plan = checked.plan.model_copy(update={"version": record.version})
-    return DeployedGraph(record, spec, plan, checked.wiring)
+    readers = (s.calls[0] for s in every_stage(plan.stages) if s.inputs == [REQUEST] and s.calls)
+    return DeployedGraph(record, spec, plan, checked.wiring, next(readers, None))

@@ -22,9 +22,9 @@ from inferrer.graphs.combine import (
     choose_branch,
     hard_vote,
     labels_of,
-    matches,
     soft_vote,
 )
+from inferrer.graphs.conditions import matches
 from inferrer.graphs.deployed import DeployedGraph
 from inferrer.graphs.spec import (
     REQUEST,

@@ -8,10 +8,11 @@ validation.py; this module only reads the document."""
 from __future__ import annotations
 
 import math
-from typing import Any, TypeGuard
+from typing import Any
 
-from artifacts.names import is_path_segment
+from artifacts.names import SEGMENT_RULE, is_path_segment
 from artifacts.schema import OUTPUTS
+from inferrer.graphs.conditions import finite, read_condition
 from inferrer.graphs.spec import (
     API_VERSION,
     COMBINE,
@@ -63,7 +64,7 @@ class _Reader:
 
     def name(self, value: Any, path: str) -> str | None:
         if not isinstance(value, str) or not is_path_segment(value):
-            self.problem(path, "must be a name of 1-64 of A-Z a-z 0-9 . _ - (not '.' or '..')")
+            self.problem(path, f"must be a name of {SEGMENT_RULE}")
             return None
         if value == REQUEST:
             self.problem(path, f"{REQUEST!r} names the graph's input: pick another name")
@@ -158,7 +159,7 @@ class _Reader:
         members = self.members(body.get("members"), f"{where}.members")
         if combine == "weighted" or weights is not None:
             numbers = weights if isinstance(weights, list) else []
-            ok = all(_finite(w) and w >= 0 for w in numbers) and math.isfinite(sum(numbers))
+            ok = all(finite(w) and w >= 0 for w in numbers) and math.isfinite(sum(numbers))
             if not ok or len(numbers) != len(members) or not sum(numbers):
                 self.problem(f"{where}.weights", "must be one number >= 0 per member, not all 0")
                 weights = None
@@ -206,7 +207,7 @@ class _Reader:
                 continue
             label = fields.get("name", f"case-{i}")
             if not isinstance(label, str) or not is_path_segment(label):
-                self.problem(f"{case_path}.name", "must be a name of 1-64 of A-Z a-z 0-9 . _ -")
+                self.problem(f"{case_path}.name", f"must be a name of {SEGMENT_RULE}")
             when = self.condition(fields.get("when"), f"{case_path}.when")
             steps = self.steps(fields.get("steps"), f"{case_path}.steps", depth + 1)
             cases.append(Branch(str(label), case_path, steps, when=when))
@@ -224,32 +225,9 @@ class _Reader:
         body = self.mapping(value, path, {"column", *OPERATORS}, {"column"})
         if body is None:
             return None
-        column = body.get("column")
-        if (
-            isinstance(column, bool)
-            or not isinstance(column, int | str)
-            or (isinstance(column, int) and column < 0)
-        ):
-            self.problem(f"{path}.column", "must be a column's number (from 0) or name")
-            return None
-        operators = [op for op in OPERATORS if op in body]
-        if len(operators) != 1:
-            self.problem(path, f"a condition has exactly one of {', '.join(OPERATORS)}")
-            return None
-        operator, compared = operators[0], body[operators[0]]
-        numeric = operator in ("above", "below", "at_least", "at_most")
-        if numeric and not _finite(compared):
-            self.problem(f"{path}.{operator}", "must be a finite number")
-            return None
-        if operator == "in" and not (isinstance(compared, list) and compared):
-            self.problem(f"{path}.in", "must be a non-empty list of values")
-            return None
-        if not numeric and not all(
-            isinstance(v, str | bool) or _finite(v) for v in _values(operator, compared)
-        ):
-            self.problem(f"{path}.{operator}", "must be numbers, strings or booleans")
-            return None
-        return Condition(column, operator, compared)
+        condition, problems = read_condition(body, path)
+        self.problems += problems
+        return condition
 
     def split(
         self, value: Any, name: str, path: str, inputs: tuple[str, ...] | None, depth: int
@@ -268,8 +246,8 @@ class _Reader:
                 continue
             label, given = fields.get("name"), fields.get("weight")
             if not isinstance(label, str) or not is_path_segment(label):
-                self.problem(f"{branch_path}.name", "must be a name of 1-64 of A-Z a-z 0-9 . _ -")
-            weight = float(given) if _finite(given) else 0.0
+                self.problem(f"{branch_path}.name", f"must be a name of {SEGMENT_RULE}")
+            weight = float(given) if finite(given) else 0.0
             if not 0 < weight <= _MAX_WEIGHT:
                 self.problem(f"{branch_path}.weight", f"must be a number above 0, at most {_MAX_WEIGHT:g}")
             steps = self.steps(fields.get("steps"), f"{branch_path}.steps", depth + 1)
@@ -294,15 +272,6 @@ class _Reader:
 
 
 _MAX_WEIGHT = 1e6  # a split's weights are shares: their sum stays an ordinary number
-
-
-def _finite(value: Any) -> TypeGuard[float]:
-    """A JSON number that is not infinite or NaN (YAML writes them as .inf and .nan)."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _values(operator: str, compared: Any) -> list[Any]:
-    return list(compared) if operator == "in" else [compared]
 
 
 def read_graph(document: Any) -> tuple[GraphSpec | None, list[Problem]]:

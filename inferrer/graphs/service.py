@@ -21,9 +21,9 @@ from inferrer.errors import GraphInvalid, GraphNotFound, VersionConflict
 from inferrer.graphs.deployed import BrokenGraph, DeployedGraph, GraphRecord, ready_to_run
 from inferrer.graphs.execution import GraphAnswer, GraphRunner
 from inferrer.graphs.reading import read_graph
-from inferrer.graphs.spec import REQUEST
 from inferrer.graphs.store import GraphStore
-from inferrer.graphs.validation import check_graph, every_stage, pinned_versions
+from inferrer.graphs.traversal import every_stage, pinned_versions
+from inferrer.graphs.validation import check_graph
 from inferrer.state.pins import user_pin
 from inferrer.state.repository import ModelRepository
 from wire.graph_answers import GraphPlan
@@ -140,13 +140,11 @@ class GraphService:
         return self._others[key][1]
 
     def request_reader(self, graph: DeployedGraph) -> Manifest | None:
-        """The model version that reads the request first, by itself: what a request's rows are
-        read against (its feature count, its feature names); None when no model reads it alone."""
-        for stage in every_stage(graph.plan.stages):
-            if stage.inputs == [REQUEST] and stage.calls:
-                call = stage.calls[0]
-                return self._repository.get(call.model, None if call.follow else call.version)
-        return None
+        """The version of the graph's request reader (DeployedGraph.reader) that runs now."""
+        call = graph.reader
+        return (
+            None if call is None else self._repository.get(call.model, None if call.follow else call.version)
+        )
 
     async def predict(self, graph: DeployedGraph, rows: np.ndarray) -> GraphAnswer:
         return await self._runner.run(graph, rows)

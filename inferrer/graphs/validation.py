@@ -25,7 +25,6 @@ from inferrer.graphs.shapes import (
 )
 from inferrer.graphs.spec import (
     REQUEST,
-    Branch,
     EnsembleStep,
     GraphSpec,
     ModelRef,
@@ -36,6 +35,7 @@ from inferrer.graphs.spec import (
     Step,
     SwitchStep,
 )
+from inferrer.graphs.traversal import branches_of, every_step
 from inferrer.state.repository import ModelRepository
 from wire.graph_answers import GraphPlan, PlannedBranch, PlannedCall, PlannedStep
 
@@ -66,37 +66,6 @@ def check_graph(spec: GraphSpec, repository: ModelRepository, pins: dict[str, st
     return walk.check(spec)
 
 
-def pinned_versions(plan: GraphPlan) -> dict[str, str]:
-    """Step or member -> version, for every call that does not follow the active version."""
-    calls = (call for stage in every_stage(plan.stages) for call in stage.calls)
-    return {call.member: call.version for call in calls if call.follow is None}
-
-
-def every_stage(stages: list[PlannedStep]) -> list[PlannedStep]:
-    """The stages and, after each, the stages of its branches."""
-    found = []
-    for stage in stages:
-        found.append(stage)
-        for branch in stage.branches:
-            found.extend(every_stage(branch.stages))
-    return found
-
-
-def branches_of(step: Step) -> list[Branch]:
-    if isinstance(step, SwitchStep):
-        return [*step.cases, *([step.default] if step.default else [])]
-    return list(step.branches) if isinstance(step, SplitStep) else []
-
-
-def _every_step(steps: tuple[Step, ...]) -> list[Step]:
-    found: list[Step] = []
-    for step in steps:
-        found.append(step)
-        for branch in branches_of(step):
-            found.extend(_every_step(branch.steps))
-    return found
-
-
 class _Walk:
     def __init__(self, repository: ModelRepository, pins: dict[str, str]) -> None:
         self.repository = repository
@@ -122,7 +91,7 @@ class _Walk:
             self.problem("output", f"no step named {spec.output!r} among the graph's steps")
         self.wiring.flat = output in scope and scope[output].labels
         self.used.add(output)
-        for step in _every_step(spec.steps):
+        for step in every_step(spec.steps):
             if step.name not in self.used:
                 why = "no step takes its output and the graph does not answer it"
                 self.problem(f"{step.path}.name", f"step {step.name!r} is not used: {why}")

@@ -27,6 +27,15 @@ def _alone(key: str, *others: str) -> dict[str, Any]:
     return {"required": [key], "not": {"anyOf": [{"required": [other]} for other in others]}}
 
 
+# A job or a watch predicts with a model or with an inference graph: exactly one of them.
+ONE_TARGET = {"oneOf": [_alone("model", "graph"), _alone("graph", "model")]}
+
+
+def check_one_target(model: str | None, graph: str | None) -> None:
+    if (model is None) == (graph is None):
+        raise ValueError('give exactly one of "model" or "graph"')
+
+
 _RENAMED = {"output": "prediction"}  # this release's new names: the old ones go in the next
 
 
@@ -38,7 +47,7 @@ def _declared(schema: dict[str, Any]) -> None:
         _alone("records", "instances", "input", "format", "output_location", "output_format"),
         _alone("input", "instances", "records"),
     ]
-    schema["allOf"] = [{"oneOf": [_alone("model", "graph"), _alone("graph", "model")]}]
+    schema["allOf"] = [ONE_TARGET]
     declare_old_names(schema, _RENAMED)
 
 
@@ -71,8 +80,7 @@ class JobSubmission(RenamedFields):
 
     @model_validator(mode="after")
     def _one_input(self) -> JobSubmission:
-        if (self.model is None) == (self.graph is None):
-            raise ValueError('give exactly one of "model" or "graph"')
+        check_one_target(self.model, self.graph)
         given = [k for k in ("instances", "records", "input") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError('give exactly one of "instances", "records" or "input"')

@@ -17,9 +17,11 @@ from inferrer.errors import InvalidInput
 from inferrer.jobs.bodies import RenamedFields, declare_old_names
 from inferrer.jobs.submission import (
     DEFAULT_PARTITION_BYTES,
+    ONE_TARGET,
     JobSubmission,
     Location,
     PartitionBytes,
+    check_one_target,
 )
 from wire.partition_calls import OnBadRows, PredictionKind
 
@@ -31,10 +33,7 @@ _TEMPORARY_MARKS = ("_COPYING_",)
 
 def _declared(schema: dict[str, Any]) -> None:
     """Exactly one of `model` and `graph` (checked again by the validator); the old names taken."""
-    schema["oneOf"] = [
-        {"required": [one], "not": {"required": [other]}}
-        for one, other in (("model", "graph"), ("graph", "model"))
-    ]
+    schema["allOf"] = [ONE_TARGET]
     declare_old_names(schema, _RENAMED)
 
 
@@ -66,8 +65,7 @@ class WatchSpec(RenamedFields):
 
     @model_validator(mode="after")
     def _csv_from_tables(self) -> WatchSpec:
-        if (self.model is None) == (self.graph is None):
-            raise ValueError('give exactly one of "model" or "graph"')
+        check_one_target(self.model, self.graph)
         if self.format is not None:
             output_format(self.format, self.output_format)  # FormatRefused is a ValueError
         return self

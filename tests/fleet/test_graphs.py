@@ -24,6 +24,7 @@ from sklearn.preprocessing import LabelEncoder, StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
 from deploy.ephemeral_fleet import RunningFleet, wait_until
+from tests.graphs.documents import graph_document
 from tests.load_loop import LoadLoop
 
 pytestmark = pytest.mark.fleet
@@ -34,10 +35,6 @@ ROWS = np.random.default_rng(11).normal(size=(1000, 4)) * 2
 TOTAL, AT, CONCURRENCY = 2000, 700, 32
 
 
-def _graph(name: str, steps: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"apiVersion": "modelfleet/v1", "kind": "InferenceGraph", "name": name, "steps": steps}
-
-
 @pytest.fixture(scope="module")
 def chain(fleet: RunningFleet) -> Pipeline:
     """`graph-scale` and `graph-logistic` deployed, chained by the graph `scored`."""
@@ -45,7 +42,7 @@ def chain(fleet: RunningFleet) -> Pipeline:
     logistic = LogisticRegression().fit(scaler.transform(X), Y)
     for name, model in (("graph-scale", scaler), ("graph-logistic", logistic)):
         assert fleet.deploy(name, sio.dumps(model)).status_code == 201
-    spec = _graph("scored", [
+    spec = graph_document("scored", [
         {"name": "scale", "model": "graph-scale", "output": "transform"},
         {"name": "classify", "model": "graph-logistic", "output": "predict_proba"},
     ])  # fmt: skip
@@ -77,7 +74,7 @@ def test_ensembles_and_a_switch_equal_scikit_learn_and_bad_graphs_store_nothing(
     members = [{"name": "f-{c}", "model": "graph-forest"}, {"name": "t-{c}", "model": "graph-tree"}]
     for combine, voting in (("mean", "soft"), ("vote", "hard")):
         named = [{**m, "name": m["name"].format(c=combine)} for m in members]
-        spec = _graph(
+        spec = graph_document(
             f"ensemble-{combine}", [{"name": "both", "ensemble": {"combine": combine, "members": named}}]
         )
         assert (
@@ -92,7 +89,7 @@ def test_ensembles_and_a_switch_equal_scikit_learn_and_bad_graphs_store_nothing(
         assert answer.status_code == 200, answer.text
         assert answer.json()["predictions"] == voter.predict(ROWS).tolist(), combine
 
-    switch = _graph("routed", [
+    switch = graph_document("routed", [
         {"name": "gate", "model": "graph-gate"},
         {"name": "route", "input": "request", "switch": {
             "on": "gate",
@@ -112,7 +109,7 @@ def test_ensembles_and_a_switch_equal_scikit_learn_and_bad_graphs_store_nothing(
     )
     assert answer.json()["predictions"] == np.where(routed, forest.predict(ROWS), tree.predict(ROWS)).tolist()
 
-    bad = _graph("bad", [
+    bad = graph_document("bad", [
         {"name": "gate", "model": "graph-gate", "output": "transform"},  # a classifier has no transform
         {"name": "missing", "input": "request", "model": "graph-nothing"},  # no such model
         {"name": "gate", "input": "request", "model": "graph-tree"},  # a name used twice
@@ -226,7 +223,7 @@ def test_graph_predictions_under_load_lose_none_to_a_killed_node(
 def test_a_split_of_ninety_to_ten_between_two_versions(fleet: RunningFleet) -> None:
     for estimator in (DecisionTreeClassifier(max_depth=2), DecisionTreeClassifier(max_depth=5)):
         assert fleet.deploy("graph-canary", sio.dumps(estimator.fit(X, Y))).status_code == 201
-    spec = _graph("canary", [{"name": "pick", "split": {"branches": [
+    spec = graph_document("canary", [{"name": "pick", "split": {"branches": [
         {"name": "stable", "weight": 90, "steps": [{"name": "v1", "model": "graph-canary", "version": "1"}]},
         {"name": "trial", "weight": 10, "steps": [{"name": "v2", "model": "graph-canary", "version": "2"}]},
     ]}}])  # fmt: skip
@@ -259,7 +256,7 @@ def test_two_gateway_processes_number_concurrent_deploys_once_and_serve_each_at_
     assert (
         fleet.deploy("graph-two", sio.dumps(DecisionTreeClassifier(max_depth=3).fit(X, Y))).status_code == 201
     )
-    spec = _graph("two", [{"name": "only", "model": "graph-two"}])
+    spec = graph_document("two", [{"name": "only", "model": "graph-two"}])
 
     def deploy(_: int) -> str:
         answer = httpx.post(f"{fleet.url}/api/v1/graphs", headers=fleet.auth, json=spec, timeout=60)
