@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from datafiles.locations import S3Settings, Storage
+from inferrer.api.autoscaler import router as autoscaler_router
 from inferrer.api.body_limit import BodyLimitMiddleware
 from inferrer.api.fleet import document_selftest_limit
 from inferrer.api.fleet import router as fleet_router
@@ -25,9 +26,11 @@ from inferrer.api.v2 import HOT_ROUTES as V2_HOT_ROUTES
 from inferrer.api.v2 import router as v2_router
 from inferrer.api.watches import router as watches_router
 from inferrer.control.lifecycle import ModelLifecycle
+from inferrer.control.nodes import FleetNodes
 from inferrer.dataplane.admission import Admission
 from inferrer.dataplane.balancer_client import Upstream
 from inferrer.dataplane.batching import Batcher
+from inferrer.dataplane.node_hold import HoldingUpstream
 from inferrer.dataplane.prediction import PredictionService
 from inferrer.dataplane.prediction_cache import PredictionCache
 from inferrer.errors import RepositoryUnreachable
@@ -42,6 +45,9 @@ from inferrer.jobs.schema import open_engine
 from inferrer.jobs.service import JobService
 from inferrer.jobs.store import JobStore
 from inferrer.jobs.store_async import AsyncJobStore
+from inferrer.scaling.service import LocalSignals, ScalingService
+from inferrer.scaling.settings import AutoscaleSettings
+from inferrer.scaling.store import ScalingStore, open_scaling_engine
 from inferrer.settings import InferrerSettings
 from inferrer.state.folder_backend import FolderBackend
 from inferrer.state.node_directory import NodeDirectory
@@ -56,6 +62,7 @@ from inferrer.watches.store_async import AsyncWatchStore
 from inferrer.watches.supervisor import WatchLimits, WatchSupervisor
 from metrics.definitions import InferrerMetrics, RuntimeInfo
 from metrics.exposition import metrics_router
+from metrics.scaling import ScalingMetrics
 from wire.access import AccessMiddleware
 from wire.bearer import Tokens, document_tokens
 from wire.errors import exception_handlers
@@ -95,6 +102,12 @@ def create_app(
             app.state.metrics = metrics
             admission = Admission(settings.max_in_flight, settings.max_request_timeout_s, metrics)
             app.state.admission = admission
+            autoscale = AutoscaleSettings()
+            scaling_metrics = ScalingMetrics(registry)
+            hold = HoldingUpstream(balancer, lambda: app.state.scaling.cold_start_s)
+            scaling_metrics.held.set_function(lambda: hold.held)
+            if autoscale.limits.enabled:  # while nodes start from zero, predictions wait for one
+                balancer = hold
             app.state.balancer = balancer
             app.state.lifecycle = ModelLifecycle(
                 repository, nodes, deploy_pin_s=4 * settings.node_sync_timeout_s
@@ -116,8 +129,14 @@ def create_app(
                     app.state.jobs = jobs
                     app.state.watches = watches
                     app.state.graphs = graphs
-                    freeze_startup_objects()
-                    yield
+                    local = LocalSignals(
+                        admission.in_flight, lambda: hold.held, batcher.queued_rows,
+                        jobs.store.partitions_waiting, lambda: hold.predict_s,
+                    )  # fmt: skip
+                    async with _scaling_system(settings, autoscale, local, nodes, scaling_metrics) as scaling:
+                        app.state.scaling = scaling
+                        freeze_startup_objects()
+                        yield
             finally:
                 registry.unregister(runtimes)
                 repository.close()
@@ -130,7 +149,7 @@ def create_app(
     )
     routers = (
         fleet_router, models_router, graphs_router, jobs_router, watches_router, v2_router, sagemaker_router,
-        internal_router,
+        internal_router, autoscaler_router,
     )  # fmt: skip
     for router in routers:
         app.include_router(router, responses=ERROR_RESPONSES)
@@ -195,6 +214,30 @@ async def _graph_system(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def _scaling_system(
+    settings: InferrerSettings,
+    autoscale: AutoscaleSettings,
+    local: LocalSignals,
+    nodes: FleetNodes,
+    metrics: ScalingMetrics,
+) -> AsyncIterator[ScalingService]:
+    """The autoscaler's state in the job store's database, and its loop when autoscaling is on."""
+    engine = open_scaling_engine(_state_db_url(settings))
+    scaling = ScalingService(
+        ScalingStore(engine), autoscale, local, nodes.statuses, metrics, settings.gateway_id
+    )
+    task = asyncio.create_task(scaling.run_forever(), name="autoscaler") if autoscale.limits.enabled else None
+    try:
+        yield scaling
+    finally:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         engine.dispose()
 
 

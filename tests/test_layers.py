@@ -30,8 +30,10 @@ ALLOWED = {
         "inferrer.state",
     }
     | FLOOR,
+    "inferrer.scaling": {"inferrer.scaling", "inferrer.control", "inferrer.state"} | FLOOR,
     "inferrer.api": {
         "inferrer.api",
+        "inferrer.scaling",
         "inferrer.graphs",
         "inferrer.watches",
         "inferrer.jobs",

@@ -13,6 +13,7 @@ import math
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from typing import ClassVar
 
 from starlette.datastructures import Headers
@@ -22,6 +23,8 @@ from metrics.definitions import InferrerMetrics
 
 TIMEOUT_HEADER = "x-request-timeout"
 PEAK_WINDOW_S = 1.0
+# The event-loop time by which the current request must answer: its deadline, from its arrival.
+request_deadline: ContextVar[float | None] = ContextVar("request_deadline", default=None)
 
 
 class Overloaded(InferrerError):
@@ -41,6 +44,9 @@ class Admission:
         self._peak = self._previous_peak = 0  # most in flight at once in this window and the last
         self._window_start = -math.inf
         metrics.predictions_in_flight.set_function(lambda: self._in_flight)  # read at each scrape
+
+    def in_flight(self) -> int:
+        return self._in_flight
 
     def recent_peak(self) -> int:
         """The most predictions in flight at once lately: in the current PEAK_WINDOW_S window or
@@ -79,6 +85,7 @@ class Admission:
         self._roll(time.monotonic())
         self._peak = max(self._peak, self._in_flight)
         deadline = asyncio.timeout(deadline_s)
+        request_deadline.set(asyncio.get_running_loop().time() + deadline_s)
         try:
             async with deadline:
                 yield

@@ -93,6 +93,10 @@ class Batcher:
             lane.timer = asyncio.get_running_loop().call_later(self._max_wait_s, self._dispatch, key, lane)
         return await waiting.future
 
+    def queued_rows(self) -> int:
+        """Rows waiting in every lane for their batch to be sent."""
+        return sum(lane.rows for lane in self._lanes.values())
+
     def observe_predict(self, key: LaneKey, predict_s: float) -> None:
         """What a node said one predict call of the lane's model costs."""
         if (lane := self._lanes.get(key)) is not None:

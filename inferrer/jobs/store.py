@@ -272,6 +272,16 @@ class JobStore:
             rows = db.execute(sa.select(jobs.c.status, sa.func.count()).group_by(jobs.c.status)).all()
             return {status: count for status, count in rows}
 
+    def partitions_waiting(self) -> int:
+        """Partitions of unfinished jobs not done yet (queued, backing off or under way)."""
+        query = (
+            sa.select(sa.func.count())
+            .select_from(partitions.join(jobs, jobs.c.id == partitions.c.job_id))
+            .where(jobs.c.status.in_(UNFINISHED), partitions.c.status.in_(("pending", "running")))
+        )
+        with self.engine.connect() as db:
+            return int(db.execute(query).scalar() or 0)
+
     def overdue(self, now: float | None = None) -> list[str]:
         """Unfinished jobs past their deadline."""
         now = time.time() if now is None else now

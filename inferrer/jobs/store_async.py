@@ -64,6 +64,9 @@ class AsyncJobStore:
     async def counts(self) -> dict[str, int]:
         return await off_loop(self._store.counts)
 
+    async def partitions_waiting(self) -> int:
+        return await off_loop(self._store.partitions_waiting)
+
     async def overdue(self) -> list[str]:
         return await off_loop(self._store.overdue)
 

@@ -1,0 +1,96 @@
+"""Predictions held at the gateway while the fleet has no node to serve them (an autoscaled fleet at
+zero, or every node starting), sent once one is ready with the models loaded.
+
+The balancer answers at once when it has no node (nginx's upstream is empty or every node is out);
+a held call tries again every `retry_s` until its deadline, which starts when the request arrived
+(the admission sets it). Past it, or when the expected cold start would not fit in what is left, the
+call answers 503 with a Retry-After of the expected cold start, not a 504. A job partition's call
+waits within its own timeout. Without autoscaling nothing is held: the call fails as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Callable
+
+from inferrer.dataplane.admission import request_deadline
+from inferrer.dataplane.balancer_client import Upstream, UpstreamAnswer
+from inferrer.errors import InferrerError, UpstreamUnavailable
+
+ANSWER_MARGIN_S = 0.25  # what is kept back from the deadline to send the 503
+PREDICT_ALPHA = 0.1  # each answer moves the predict-time average 10% of the way
+
+
+class NoNodeReady(InferrerError):
+    """No node could serve within the request's deadline; `retry_after_s`: the expected cold start."""
+
+    status_code = 503
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+    @property
+    def headers(self) -> dict[str, str]:  # type: ignore[override]  # a class constant elsewhere
+        return {"Retry-After": str(max(1, math.ceil(self.retry_after_s)))}
+
+
+class HoldingUpstream:
+    """An Upstream that holds calls while no node can take them, and measures the nodes' pace."""
+
+    def __init__(
+        self, inner: Upstream, expected_cold_start_s: Callable[[], float | None], retry_s: float = 0.2
+    ) -> None:
+        self._inner = inner
+        self._cold_start = expected_cold_start_s
+        self._retry_s = retry_s
+        self.held = 0  # calls waiting for a node now
+        self.predict_s: float | None = None  # moving average of an online call's answer time
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+    async def request(
+        self, method: str, path: str, body: bytes | None = None, timeout_s: float | None = None
+    ) -> UpstreamAnswer:
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        deadline = request_deadline.get() if timeout_s is None else started + timeout_s
+        try:
+            answer = await self._inner.request(method, path, body, timeout_s)
+        except UpstreamUnavailable:
+            if deadline is None:
+                raise
+            answer = await self._hold(method, path, body, timeout_s, deadline)
+        if timeout_s is None and answer.status_code == 200:
+            taken = loop.time() - started
+            self.predict_s = taken if self.predict_s is None else (
+                PREDICT_ALPHA * taken + (1 - PREDICT_ALPHA) * self.predict_s
+            )  # fmt: skip
+        return answer
+
+    async def _hold(
+        self, method: str, path: str, body: bytes | None, timeout_s: float | None, deadline: float
+    ) -> UpstreamAnswer:
+        loop = asyncio.get_running_loop()
+        self.held += 1
+        waited_from = time.monotonic()
+        try:
+            while True:
+                left = deadline - loop.time() - ANSWER_MARGIN_S
+                cold = self._cold_start() or 0.0
+                if left <= 0 or cold > left + (time.monotonic() - waited_from):
+                    raise NoNodeReady(
+                        f"no node was ready within the request's deadline (a node takes about "
+                        f"{cold:.1f} s to start); retry later",
+                        cold,
+                    )
+                await asyncio.sleep(min(self._retry_s, left))
+                try:
+                    return await self._inner.request(method, path, body, timeout_s)
+                except UpstreamUnavailable:
+                    continue
+        finally:
+            self.held -= 1
