@@ -13,6 +13,7 @@ import httpx
 from dotenv import dotenv_values
 
 from deploy import certs, jobs_cli, node_command, standalone
+from deploy.autoscaling import autoscale_plan
 from deploy.compose import COMPOSE_DIR, COMPOSE_FILE, load_compose_topology, write_compose
 from deploy.compose_apply import ComposeBackend
 from deploy.example import EXAMPLE_NAME, EXAMPLE_ROW, deploy_example_process
@@ -46,6 +47,10 @@ def _parser() -> argparse.ArgumentParser:
 
     up = commands.add_parser("up", help="start the whole fleet on this machine; Ctrl-C stops it")
     up.add_argument("--nodes", type=int, help="run this many nodes instead of the .env's")
+    up.add_argument("--min-nodes", type=int, help="autoscaled: the fewest nodes (0: none when idle)")
+    up.add_argument(
+        "--max-nodes", type=int, help="autoscaled: the most nodes; autoscaling is on when above --min-nodes"
+    )
     up.add_argument("--no-example", action="store_true", help="do not deploy the example model")
     up.add_argument(
         "--sync-interval", type=float, help="seconds between a node's checks of the desired models"
@@ -133,7 +138,11 @@ def main(argv: list[str] | None = None) -> int:
                 return jobs_cli.run(args, client)
         topology = local_gateway(topology)
         if args.nodes is not None:
+            if args.nodes < 1 or args.min_nodes is not None or args.max_nodes is not None:
+                raise TopologyError("--nodes N (N >= 1) is a fixed fleet: without --min-nodes/--max-nodes")
             topology = topology.with_node_count(args.nodes)
+        plan = autoscale_plan(env_file, topology, args.min_nodes, args.max_nodes)
+        topology = plan.initial
         given = {
             "sync_interval_s": args.sync_interval,
             "nginx_bin": args.nginx_bin,
@@ -141,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
             "modelhost_workers": args.modelhost_workers,
             "tokens": service_tokens(env_file),
             "storage_env": storage_environment(env_file),
+            "autoscale_env": plan.gateway_env,
+            "node_pool": plan.pool,
         }
         options = LaunchOptions(**{k: v for k, v in given.items() if v is not None})
         return _up(prepare(topology, env_file, args.data_dir, options), args.no_example)

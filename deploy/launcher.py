@@ -20,6 +20,7 @@ from pathlib import Path
 import httpx
 
 from datafiles.atomic_file import replace_file
+from deploy.autoscaling import NodeScaler
 from deploy.certs import verify
 from deploy.local_specs import (
     DataDirs,
@@ -59,6 +60,9 @@ class Fleet:
         self.processes = [self.managed(spec) for spec in specs]
         self.stopping = threading.Event()
         self.reload_requested = threading.Event()
+        self.scaler: NodeScaler | None = None
+        if options.node_pool is not None:  # autoscaled: the nodes follow the gateway's desired count
+            self.scaler = NodeScaler(options.node_pool, _ScaledNodes(self), self.inferrer_client)
 
     def start(self, ready_timeout_s: float = 60.0) -> None:
         """Start the serving children at once (nodes retry until the inferrer answers) and wait for
@@ -105,6 +109,8 @@ class Fleet:
             if self.reload_requested.is_set():
                 self.reload_requested.clear()
                 self.apply_env_file()
+            if self.scaler is not None:
+                self.scaler.step()
             for process in self.processes:
                 if not process.is_running() and not self.stopping.is_set():
                     logger.warning(
@@ -117,6 +123,10 @@ class Fleet:
 
     def apply_env_file(self) -> None:
         """Converge to the .env's nodes; the outcome goes to run/apply.json for `modelfleet apply`."""
+        if self.scaler is not None:
+            error = "the autoscaler sets the node count: change --min-nodes/--max-nodes and restart"
+            self.dirs.apply_result.write_text(json.dumps({"ok": False, "error": error, "at": time.time()}))
+            return
         try:
             desired = local_gateway(load_topology(self.env_file))
             with self.inferrer_client() as inferrer:
@@ -209,6 +219,34 @@ class _LocalBackend:
 
     def finish(self, final: Topology) -> None:
         pass
+
+
+class _ScaledNodes:
+    """The autoscaler's membership changes, on this launcher's children."""
+
+    START_TIMEOUT_S = 60.0
+
+    def __init__(self, fleet: Fleet) -> None:
+        self.fleet = fleet
+
+    @property
+    def running(self) -> Topology:
+        return self.fleet.topology
+
+    def change_to(self, desired: Topology) -> None:
+        fleet = self.fleet
+        with fleet.inferrer_client() as inferrer:
+            apply_topology(
+                fleet.topology, desired, fleet.placement, _LocalBackend(fleet), inferrer,
+                timeout_s=self.START_TIMEOUT_S, start_failed=self._exited,
+            )  # fmt: skip
+        fleet.topology = desired
+
+    def _exited(self, node_id: str) -> str | None:
+        process = next((p for p in self.fleet.processes if p.spec.name == node_id), None)
+        if process is None or process.is_running():
+            return None
+        return f"its process exited with code {process.exit_code()} (see {process.log_path})"
 
 
 def prepare(topology: Topology, env_file: Path, data_dir: Path, options: LaunchOptions) -> Fleet:

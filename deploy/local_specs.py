@@ -80,6 +80,9 @@ class LaunchOptions:
     tokens: dict[str, str] = field(default_factory=dict)
     # The S3 store's AWS_* variables from the .env: the inferrer and the nodes get them.
     storage_env: dict[str, str] = field(default_factory=dict)
+    # Autoscaled: the INFERRER_AUTOSCALE_* settings for the gateway, and every node the fleet may run.
+    autoscale_env: dict[str, str] = field(default_factory=dict)
+    node_pool: Topology | None = None
 
 
 # Debian installs nginx in /usr/sbin, which a non-root PATH often lacks.
@@ -170,6 +173,7 @@ def process_specs(
                 env_name(InferrerSettings, "max_body_bytes"): str(topology.max_body_bytes),
                 **options.tokens,
                 **options.storage_env,
+                **options.autoscale_env,
                 **_ca_env(topology),
             },
         )
@@ -185,7 +189,10 @@ def process_specs(
         ProcessSpec(
             "nginx",
             [nginx, "-c", str(placement.nginx_conf), "-e", "stderr"],
-            f"{topology.nginx_url}/api/test/ping/startup",  # through nginx to a node
+            # through nginx to a node; with none yet (autoscaled from zero), nginx's own status
+            f"{topology.nginx_url}/api/test/ping/startup"
+            if topology.nodes
+            else f"{topology.nginx_url}/stub_status",
             role=Role.BALANCER,
             ready_headers=bearer_headers(options.tokens.get(MANAGEMENT_TOKEN_VAR)),
             stop_signal=signal.SIGQUIT,  # graceful: finish in-flight requests

@@ -22,7 +22,12 @@ logger = logging.getLogger(__name__)
 
 
 class MembershipError(RuntimeError):
-    """A membership change could not complete; the message says where it stopped."""
+    """A membership change could not complete; the message says where it stopped, and `node` which
+    node failed it when one did."""
+
+    def __init__(self, message: str, node: str | None = None) -> None:
+        super().__init__(message)
+        self.node = node
 
 
 class FleetBackend(Protocol):
@@ -52,8 +57,12 @@ def apply_topology(
     backend: FleetBackend,
     inferrer: httpx.Client,
     timeout_s: float = 120.0,
+    start_failed: Callable[[str], str | None] = lambda node_id: None,
 ) -> MembershipChange:
-    """`inferrer`: a client on the inferrer's URL that carries the management token."""
+    """`inferrer`: a client on the inferrer's URL that carries the management token;
+    `start_failed`: why an added node will never be ready (its process exited), else None.
+    Added nodes that are not ready in time are stopped and withdrawn before the error is raised:
+    nginx never had them."""
     added = [node for node in desired.nodes if node not in current.nodes]
     removed = [node for node in current.nodes if node not in desired.nodes]
     union = replace(current, nodes=current.nodes + tuple(added))
@@ -62,7 +71,13 @@ def apply_topology(
     for node in added:
         backend.start_node(node)
     write_node_list(union.nodes, placement)  # the gateway sees the new nodes (status, "sync now")
-    _wait_for(inferrer, timeout_s, "ready", {n.id for n in added}, lambda s: s["ready"])
+    try:
+        _wait_for(inferrer, timeout_s, "ready", {n.id for n in added}, lambda s: s["ready"], start_failed)
+    except MembershipError:
+        for node in added:
+            backend.stop_node(node)
+        write_node_list(current.nodes, placement)
+        raise
 
     for node in removed:
         _post(inferrer, f"/api/v1/nodes/{node.id}/drain")
@@ -93,12 +108,16 @@ def _wait_for(
     what: str,
     node_ids: set[str],
     condition: Callable[[dict[str, Any]], bool],
+    gave_up: Callable[[str], str | None] = lambda node_id: None,
 ) -> None:
     if not node_ids:
         return
     deadline = time.monotonic() + timeout_s
     pending = set(node_ids)
     while time.monotonic() < deadline:
+        for node_id in sorted(pending):
+            if (why := gave_up(node_id)) is not None:
+                raise MembershipError(f"{node_id} will not be {what}: {why}", node_id)
         try:
             statuses = inferrer.get("/api/v1/nodes", timeout=5).json()["nodes"]
         except (httpx.HTTPError, ValueError, KeyError):

@@ -100,6 +100,9 @@ def render_nginx(
         f"        server {placement.node_address(node)} max_fails=1 fail_timeout=2s;  # {node.id}"
         for node in nodes
     )
+    # An upstream needs a server: with no node (autoscaled at zero) one that is down, so nginx
+    # answers 502 at once and the gateway holds the request until a node is ready.
+    servers = servers or "        server 127.0.0.1:9 down;  # no node runs now"
     return _AtTemplate(NGINX_TEMPLATE.read_text()).substitute(
         servers=servers,
         upstream_timeout=f"{timeout_ms}ms",

@@ -119,9 +119,8 @@ class Topology:
         )
 
     def with_node_count(self, count: int) -> Topology:
-        """Keep the first `count` nodes; extend with loopback nodes on the following ports."""
-        if count < 1:
-            raise TopologyError("a fleet needs at least one node")
+        """Keep the first `count` nodes (none: an autoscaled fleet at zero); extend with loopback
+        nodes on the following ports."""
         nodes = list(self.nodes[:count])
         while len(nodes) < count:
             last = nodes[-1]

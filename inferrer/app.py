@@ -130,8 +130,8 @@ def create_app(
                     app.state.watches = watches
                     app.state.graphs = graphs
                     local = LocalSignals(
-                        admission.in_flight, lambda: hold.held, batcher.queued_rows,
-                        jobs.store.partitions_waiting, lambda: hold.predict_s,
+                        admission.recent_peak, lambda: hold.held, batcher.queued_rows,
+                        jobs.store.partitions_waiting, lambda: batcher.predict_s,
                     )  # fmt: skip
                     async with _scaling_system(settings, autoscale, local, nodes, scaling_metrics) as scaling:
                         app.state.scaling = scaling

@@ -80,9 +80,10 @@ class ModelLifecycle:
             inspected.graph,
         )
         try:
-            loaded, failed = _holding(manifest, await self.nodes.sync(warm=[manifest]))
+            results = await self.nodes.sync(warm=[manifest])
+            loaded, failed = _holding(manifest, results)
             try:
-                activation = await self._activate_deployed(manifest, loaded, upload.activate)
+                activation = await self._activate_deployed(manifest, loaded, upload.activate, not results)
             except ModelNotFound:
                 activation = {}
             if manifest not in self.repository.versions_if_any(manifest.name):
@@ -104,14 +105,17 @@ class ModelLifecycle:
             "nodes_failed": failed,
         }
 
-    async def _activate_deployed(self, manifest: Manifest, loaded: list[str], asked: bool) -> dict[str, Any]:
+    async def _activate_deployed(
+        self, manifest: Manifest, loaded: list[str], asked: bool, no_nodes: bool
+    ) -> dict[str, Any]:
         """A deploy's version becomes active when asked (or when the model has no active version),
-        only once at least one node has loaded it, and never over a version created after it that
-        is active already (a concurrent deploy that finished first)."""
+        only once at least one node has loaded it (or no node runs at all: an autoscaled fleet at
+        zero, whose first node loads it before it is ready), and never over a version created after
+        it that is active already (a concurrent deploy that finished first)."""
         name = manifest.name
         if not (asked or self.repository.active_version(name) is None):
             reason = "staged: activate=false"
-        elif not loaded:
+        elif not loaded and not no_nodes:
             reason = (
                 "not activated: no node could load it (see nodes_failed); deploy again or activate it later"
             )

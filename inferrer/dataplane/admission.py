@@ -45,9 +45,6 @@ class Admission:
         self._window_start = -math.inf
         metrics.predictions_in_flight.set_function(lambda: self._in_flight)  # read at each scrape
 
-    def in_flight(self) -> int:
-        return self._in_flight
-
     def recent_peak(self) -> int:
         """The most predictions in flight at once lately: in the current PEAK_WINDOW_S window or
         the one before (0 once two windows passed without any)."""

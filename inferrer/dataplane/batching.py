@@ -37,6 +37,7 @@ from wire.access import current_request_id
 
 Outputs = dict[str, list[Any]]
 Send = Callable[[np.ndarray], Awaitable[tuple[str, str, Outputs]]]  # rows -> (version, node, outputs)
+PREDICT_ALPHA = 0.1
 # model, version, artifact sha256, outputs, rows are a table: requests in one lane are sent alike.
 LaneKey = tuple[str, str, str, tuple[str, ...], bool]
 
@@ -75,6 +76,7 @@ class Batcher:
         self._max_in_flight = max_in_flight
         self._metrics = metrics
         self._lanes: dict[LaneKey, _Lane] = {}
+        self.predict_s: float | None = None  # moving average of a node's predict call, any model
 
     async def submit(self, key: LaneKey, rows: np.ndarray, send: Send) -> tuple[str, str, Outputs]:
         lane = self._lanes.get(key)
@@ -98,7 +100,10 @@ class Batcher:
         return sum(lane.rows for lane in self._lanes.values())
 
     def observe_predict(self, key: LaneKey, predict_s: float) -> None:
-        """What a node said one predict call of the lane's model costs."""
+        """What a node said one predict call of the lane's model costs (and every model's, on
+        average: each answer moves `predict_s` PREDICT_ALPHA of the way)."""
+        last = self.predict_s
+        self.predict_s = predict_s if last is None else PREDICT_ALPHA * predict_s + (1 - PREDICT_ALPHA) * last
         if (lane := self._lanes.get(key)) is not None:
             lane.predict_s = predict_s
 

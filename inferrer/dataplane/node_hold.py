@@ -20,7 +20,6 @@ from inferrer.dataplane.balancer_client import Upstream, UpstreamAnswer
 from inferrer.errors import InferrerError, UpstreamUnavailable
 
 ANSWER_MARGIN_S = 0.25  # what is kept back from the deadline to send the 503
-PREDICT_ALPHA = 0.1  # each answer moves the predict-time average 10% of the way
 
 
 class NoNodeReady(InferrerError):
@@ -38,7 +37,7 @@ class NoNodeReady(InferrerError):
 
 
 class HoldingUpstream:
-    """An Upstream that holds calls while no node can take them, and measures the nodes' pace."""
+    """An Upstream that holds calls while no node can take them."""
 
     def __init__(
         self, inner: Upstream, expected_cold_start_s: Callable[[], float | None], retry_s: float = 0.2
@@ -47,7 +46,6 @@ class HoldingUpstream:
         self._cold_start = expected_cold_start_s
         self._retry_s = retry_s
         self.held = 0  # calls waiting for a node now
-        self.predict_s: float | None = None  # moving average of an online call's answer time
 
     async def close(self) -> None:
         await self._inner.close()
@@ -55,21 +53,14 @@ class HoldingUpstream:
     async def request(
         self, method: str, path: str, body: bytes | None = None, timeout_s: float | None = None
     ) -> UpstreamAnswer:
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        deadline = request_deadline.get() if timeout_s is None else started + timeout_s
+        now = asyncio.get_running_loop().time()
+        deadline = request_deadline.get() if timeout_s is None else now + timeout_s
         try:
-            answer = await self._inner.request(method, path, body, timeout_s)
+            return await self._inner.request(method, path, body, timeout_s)
         except UpstreamUnavailable:
             if deadline is None:
                 raise
-            answer = await self._hold(method, path, body, timeout_s, deadline)
-        if timeout_s is None and answer.status_code == 200:
-            taken = loop.time() - started
-            self.predict_s = taken if self.predict_s is None else (
-                PREDICT_ALPHA * taken + (1 - PREDICT_ALPHA) * self.predict_s
-            )  # fmt: skip
-        return answer
+            return await self._hold(method, path, body, timeout_s, deadline)
 
     async def _hold(
         self, method: str, path: str, body: bytes | None, timeout_s: float | None, deadline: float

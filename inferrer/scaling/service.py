@@ -38,7 +38,7 @@ class LocalSignals:
     """Where this process reads its own signals (the admission, the hold, the batcher), and the
     job partitions waiting in the shared job store (read by the deciding process only)."""
 
-    in_flight: Callable[[], int]
+    in_flight: Callable[[], int]  # the most at once lately (a sample would miss bursts)
     held: Callable[[], int]
     batch_queued: Callable[[], int]
     partitions_waiting: Callable[[], Awaitable[int]]

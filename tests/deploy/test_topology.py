@@ -27,8 +27,7 @@ def test_node_count_override_trims_and_extends() -> None:
     assert [n.id for n in topology.with_node_count(1).nodes] == ["modelhost-1"]
     five = topology.with_node_count(5).nodes
     assert five[3:] == (Node(4, "127.0.0.1", 8104), Node(5, "127.0.0.1", 8105))
-    with pytest.raises(TopologyError):
-        topology.with_node_count(0)
+    assert topology.with_node_count(0).nodes == ()  # an autoscaled fleet at zero
 
 
 def test_a_node_may_live_on_another_machine(tmp_path: Path) -> None:

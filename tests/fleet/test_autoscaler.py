@@ -1,0 +1,133 @@
+"""Nodes on demand on the real fleet (`modelfleet up --min-nodes --max-nodes`): a burst scales the
+fleet up within the window and it comes back to the minimum after keep-warm, every request
+answered; from zero the first request waits for a cold start and succeeds; a node that cannot
+start is retried with backoff and reported while the autoscaler goes on deciding.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import skops.io as sio
+from sklearn.datasets import load_iris
+from sklearn.ensemble import RandomForestClassifier
+
+from deploy.ephemeral_fleet import RunningFleet, start_fleet, wait_until
+from tests.load_loop import LoadLoop
+
+# Short windows so that a test sees whole cycles: the defaults are for production traffic.
+FAST = {
+    "INFERRER_AUTOSCALE_TARGET_IN_FLIGHT": "4",
+    "INFERRER_AUTOSCALE_KEEP_WARM_S": "3",
+    "INFERRER_AUTOSCALE_UP_WINDOW_S": "2",
+    "INFERRER_AUTOSCALE_DOWN_WINDOW_S": "2",
+    "INFERRER_AUTOSCALE_COOLDOWN_S": "1",
+}
+ROW = {"instances": [[5.1, 3.5, 1.4, 0.2]]}
+
+
+def slow_forest() -> bytes:
+    """~20 ms a prediction in scikit-learn: a node, not the test's client, is what the load fills."""
+    features, labels = load_iris(return_X_y=True)
+    return sio.dumps(RandomForestClassifier(n_estimators=200, random_state=0).fit(features, labels))
+
+
+def _autoscaled(tmp_path: Path, min_nodes: int, max_nodes: int) -> RunningFleet:
+    env_lines = "".join(f"{k}={v}\n" for k, v in FAST.items())
+    return start_fleet(
+        tmp_path, nodes=1, env_lines=env_lines,
+        extra_args=("--min-nodes", str(min_nodes), "--max-nodes", str(max_nodes), "--no-example"),
+    )  # fmt: skip
+
+
+def view(fleet: RunningFleet) -> dict[str, Any]:
+    answer: dict[str, Any] = httpx.get(
+        f"{fleet.url}/api/v1/autoscaler", headers=fleet.auth, timeout=10
+    ).json()
+    return answer
+
+
+def node_ids(fleet: RunningFleet) -> list[str]:
+    nodes = httpx.get(f"{fleet.url}/api/v1/nodes", headers=fleet.auth, timeout=10).json()["nodes"]
+    return [n["id"] for n in nodes]
+
+
+def node_count(fleet: RunningFleet) -> int:
+    return len(node_ids(fleet))
+
+
+@pytest.fixture(scope="module")
+def one_to_four(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningFleet]:
+    fleet = _autoscaled(tmp_path_factory.mktemp("autoscaled"), 1, 4)
+    answer = fleet.deploy("iris", slow_forest(), runtime="sklearn", batching="false")
+    assert answer.status_code == 201, answer.text
+    yield fleet
+    assert fleet.stop() == 0, fleet.log()
+
+
+def test_a_burst_scales_up_within_the_window_and_back_after_keep_warm(one_to_four: RunningFleet) -> None:
+    fleet = one_to_four
+    assert node_count(fleet) == 1
+    url = f"{fleet.url}/api/v1/models/iris/predict"
+    started = time.monotonic()
+    with LoadLoop(url, ROW, max_requests=200_000, max_seconds=90, concurrency=32) as burst:
+        assert wait_until(lambda: node_count(fleet) >= 3, timeout_s=30), view(fleet)
+        scaled_after = time.monotonic() - started
+        # 30 s of burst, and on until the started nodes took traffic (they start slowly on 2 busy cores)
+        assert wait_until(lambda: len(burst.mark()) >= 3, timeout_s=80), (burst.report(), view(fleet))
+        time.sleep(max(0.0, 30 - (time.monotonic() - started)))
+    print(f"\nburst: {burst.report()}; 3+ nodes started after {scaled_after:.1f} s")
+    assert burst.failures == [], burst.failures[:5]
+    ups = [e for e in view(fleet)["events"] if e["kind"] == "up"]
+    assert ups and all(e["nodes_to"] <= 4 for e in ups), ups
+
+    # After the burst: down one node at a time, each drained under a light load, to the minimum.
+    with LoadLoop(url, ROW, max_requests=100_000, max_seconds=60, concurrency=2) as light:
+        assert wait_until(lambda: node_count(fleet) == 1, timeout_s=60), view(fleet)
+    print(f"scale-down under load: {light.report()}")
+    assert light.failures == [], light.failures[:5]
+    events = view(fleet)["events"]
+    downs = [e for e in events if e["kind"] == "down"]
+    assert downs and all(e["nodes_from"] - e["nodes_to"] == 1 for e in downs), downs
+    assert any(e["kind"] == "stopped" for e in events)
+    starts = [e["seconds"] for e in events if e["kind"] == "started"]
+    print(f"cold starts: {[round(s, 2) for s in starts]} s; decisions: {[e['reason'] for e in downs + ups]}")
+    assert view(fleet)["signals"]["cold_start_s"] is not None
+
+
+def test_a_node_that_cannot_start_is_retried_and_reported(one_to_four: RunningFleet) -> None:
+    """modelhost-2's port taken by another socket: its start fails, is withdrawn and retried with
+    backoff; once the port is free it starts, and predictions never failed meanwhile."""
+    fleet = one_to_four
+    assert wait_until(lambda: node_count(fleet) == 1, timeout_s=60)
+    blocker = socket.socket()
+    blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    blocker.bind(("127.0.0.1", fleet.node_ports[0] + 1))
+    blocker.listen()
+    url = f"{fleet.url}/api/v1/models/iris/predict"
+    try:
+        with LoadLoop(url, ROW, max_requests=200_000, max_seconds=90, concurrency=16) as load:
+            assert wait_until(
+                lambda: (
+                    sum(
+                        e["kind"] == "start_failed" and e["node"] == "modelhost-2"
+                        for e in view(fleet)["events"]
+                    )
+                    >= 2
+                ),
+                timeout_s=40,
+            ), (view(fleet), fleet.log()[-3000:])
+            blocker.close()
+            assert wait_until(lambda: "modelhost-2" in node_ids(fleet), timeout_s=60), view(fleet)
+    finally:
+        blocker.close()
+    failed = [e for e in view(fleet)["events"] if e["kind"] == "start_failed"]
+    print(f"\nfailed starts: {[(e['node'], e['reason'][:80]) for e in failed]}; {load.report()}")
+    assert sum(e["node"] == "modelhost-2" and "exited" in e["reason"] for e in failed) >= 2, failed
+    assert load.failures == [], load.failures[:5]
