@@ -44,6 +44,7 @@ class AutoscalerView(Answer):
     up_window_s: float
     down_window_s: float
     cooldown_s: float
+    lease_s: float  # the deciding process's lease: another decides within it when that one dies
     desired: int | None  # None: nothing decided yet
     nodes: int  # nodes in the fleet now (ready or starting)
     ready_nodes: int

@@ -35,6 +35,7 @@ async def autoscaler(request: Request) -> FastJSONResponse:
         up_window_s=settings.up_window_s,
         down_window_s=settings.down_window_s,
         cooldown_s=settings.cooldown_s,
+        lease_s=settings.lease_s,
         desired=state.desired if state else None,
         nodes=signals.nodes,
         ready_nodes=signals.ready_nodes,

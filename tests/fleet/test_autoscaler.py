@@ -6,6 +6,8 @@ start is retried with backoff and reported while the autoscaler goes on deciding
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -39,10 +41,12 @@ def slow_forest() -> bytes:
 
 
 def _autoscaled(tmp_path: Path, min_nodes: int, max_nodes: int) -> RunningFleet:
+    """Two gateway processes sharing the store: one decides, the other takes over if it dies."""
     env_lines = "".join(f"{k}={v}\n" for k, v in FAST.items())
     return start_fleet(
         tmp_path, nodes=1, env_lines=env_lines,
-        extra_args=("--min-nodes", str(min_nodes), "--max-nodes", str(max_nodes), "--no-example"),
+        extra_args=("--min-nodes", str(min_nodes), "--max-nodes", str(max_nodes), "--no-example",
+                    "--inferrer-workers", "2"),
     )  # fmt: skip
 
 
@@ -131,3 +135,33 @@ def test_a_node_that_cannot_start_is_retried_and_reported(one_to_four: RunningFl
     print(f"\nfailed starts: {[(e['node'], e['reason'][:80]) for e in failed]}; {load.report()}")
     assert sum(e["node"] == "modelhost-2" and "exited" in e["reason"] for e in failed) >= 2, failed
     assert load.failures == [], load.failures[:5]
+
+
+def test_killing_the_deciding_gateway_process_hands_the_decisions_to_the_other(
+    one_to_four: RunningFleet,
+) -> None:
+    fleet = one_to_four
+    assert wait_until(lambda: node_count(fleet) == 1, timeout_s=60), view(fleet)
+    decider = view(fleet)["decider"]
+    assert decider and decider.startswith("gateway-1/")
+    killed = time.monotonic()
+    os.kill(int(decider.split("/")[1]), signal.SIGKILL)
+    assert wait_until(lambda: view_or_none(fleet) not in (None, decider), timeout_s=30)
+    handed_over = time.monotonic() - killed
+    lease_s = view(fleet)["lease_s"]
+    print(f"\ndecider {decider} killed; {view(fleet)['decider']} decides after {handed_over:.1f} s")
+    assert handed_over <= lease_s + 3  # the lease, a tick, and the test's own polling
+    # ... and it decides: a burst still scales the fleet up
+    url = f"{fleet.url}/api/v1/models/iris/predict"
+    with LoadLoop(url, ROW, max_requests=200_000, max_seconds=60, concurrency=32) as burst:
+        assert wait_until(lambda: node_count(fleet) >= 2, timeout_s=30), view(fleet)
+    print(burst.report())
+
+
+def view_or_none(fleet: RunningFleet) -> str | None:
+    """The decider, or None while the killed process's port is answered by no one."""
+    try:
+        decider: str | None = view(fleet)["decider"]
+    except (httpx.HTTPError, ValueError):
+        return None
+    return decider
