@@ -76,7 +76,8 @@ def test_a_job_submitted_to_an_idle_fleet_starts_nodes_and_completes(from_zero: 
     assert wait_until(lambda: node_count(fleet) == 0, timeout_s=60), view(fleet)
     rows = 32 * 200
     records = [
-        {"id": i, "f0": round(math.sin(i), 4), "f1": 0.5, "f2": -0.25, "f3": float(i % 7)} for i in range(rows)
+        {"id": i, "f0": round(math.sin(i), 4), "f1": 0.5, "f2": -0.25, "f3": float(i % 7)}
+        for i in range(rows)
     ]
     lines = b"".join(orjson.dumps(record) + b"\n" for record in records)
     data = fleet.data_dir / "data"
