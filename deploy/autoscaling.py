@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from deploy.membership import MembershipError
 from deploy.topology import Node, Topology, TopologyError
-from inferrer.scaling.settings import AutoscaleSettings
+from inferrer.scaling.settings import AUTOSCALE_VARIABLES, AutoscaleSettings
 
 logger = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ def autoscale_plan(
     them. Autoscaled (maximum above minimum), the pool is the .env's nodes extended to the maximum
     with loopback nodes on the following ports."""
     prefix = AutoscaleSettings.model_config.get("env_prefix", "")
-    given = {k: v for k, v in dotenv_values(env_file).items() if k.startswith(prefix) and v is not None}
+    given = autoscale_environment(env_file)
     for name, value in (("min_nodes", min_nodes), ("max_nodes", max_nodes)):
         if value is not None:
             given[f"{prefix}{name.upper()}"] = str(value)
@@ -174,3 +174,9 @@ def autoscale_plan(
         return AutoscalePlan(topology, given, None)
     pool = topology.with_node_count(settings.max_nodes)
     return AutoscalePlan(pool.with_node_count(settings.min_nodes), given, pool)
+
+
+def autoscale_environment(env_file: Path) -> dict[str, str]:
+    """The autoscaler's settings the .env sets (INFERRER_AUTOSCALE_*), for the gateway."""
+    values = dotenv_values(env_file)
+    return {var: value for var in AUTOSCALE_VARIABLES if (value := values.get(var))}

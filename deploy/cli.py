@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 from dotenv import dotenv_values
 
-from deploy import certs, jobs_cli, node_command, standalone
+from deploy import autoscale_command, certs, jobs_cli, node_command, standalone
 from deploy.autoscaling import autoscale_plan
 from deploy.compose import COMPOSE_DIR, COMPOSE_FILE, load_compose_topology, write_compose
 from deploy.compose_apply import ComposeBackend
@@ -75,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
 
     jobs_cli.add_commands(commands)
     node_command.add_command(commands)
+    autoscale_command.add_command(commands)
     commands.add_parser(
         "migrate", help="copy this machine's repository and job store into the .env's shared stores"
     )
@@ -124,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
             return _apply(args, topology)
         if args.command == "node":
             return node_command.run(args, topology, env_file)
+        if args.command == "autoscale":
+            return autoscale_command.run(args, topology, env_file)
         if args.command == "certs":
             return certs.run(topology, env_file, args.renew)
         if args.command in ("front", "monitor"):

@@ -14,6 +14,7 @@ from deploy.render import compose_placement, prometheus_storage_flags, render_al
 from deploy.serve_command import UVICORN_GRACEFUL_S, env_name
 from deploy.tokens import SHARED_STORE_VARIABLES
 from deploy.topology import DEPLOY_DIR, Node, Topology
+from inferrer.scaling.settings import AUTOSCALE_VARIABLES
 from inferrer.settings import InferrerSettings
 from modelhost.settings import ModelhostSettings
 from wire.bearer import INFERENCE_TOKEN_VAR, MANAGEMENT_TOKEN_VAR
@@ -39,6 +40,7 @@ _REQUIRED_TOKEN = f"${{{MANAGEMENT_TOKEN_VAR}:?run modelfleet render to generate
 # The S3 store of s3:// locations, and the gateway's shared stores, from the .env when set there.
 _S3_FROM_ENV = {var: f"${{{var}:-}}" for var in S3_VARIABLES}
 _STORES_FROM_ENV = {var: f"${{{var}:-}}" for var in SHARED_STORE_VARIABLES}
+_AUTOSCALE_FROM_ENV = {var: f"${{{var}:-}}" for var in AUTOSCALE_VARIABLES}
 JOBS_DIR = "/jobs"  # the data directory of batch jobs in the containers (a volume they all share)
 
 
@@ -96,6 +98,7 @@ def compose_document(topology: Topology) -> dict[str, Any]:
                 env_name(InferrerSettings, "data_dir"): JOBS_DIR,
                 **_S3_FROM_ENV,
                 **_STORES_FROM_ENV,
+                **_AUTOSCALE_FROM_ENV,
                 env_name(InferrerSettings, "nginx_url"): f"http://nginx:{t.nginx_port}",
                 env_name(InferrerSettings, "nodes_file"): "/etc/modelfleet/inferrer/nodes.json",
                 env_name(InferrerSettings, "max_body_bytes"): str(t.max_body_bytes),

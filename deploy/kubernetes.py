@@ -29,6 +29,7 @@ from deploy.kubernetes_pods import (
 from deploy.serve_command import env_name
 from deploy.swarm import SERVERS_FILE, node_port, orchestrated_nginx
 from deploy.topology import Topology
+from inferrer.scaling.settings import AutoscaleSettings
 from inferrer.settings import InferrerSettings
 from modelhost.settings import ModelhostSettings
 from wire.bearer import INFERENCE_TOKEN_VAR, token_file_var
@@ -48,6 +49,8 @@ def gateway_objects(t: Topology, inference_token: bool) -> list[Object]:
             env_name(InferrerSettings, "nginx_url"): f"http://nginx:{t.nginx_port}",
             env_name(InferrerSettings, "nodes_dns"): f"modelhost-peers:{node_port(t)}",
             env_name(InferrerSettings, "max_body_bytes"): str(t.max_body_bytes),
+            env_name(AutoscaleSettings, "min_nodes"): str(node_bounds(t)[0]),
+            env_name(AutoscaleSettings, "max_nodes"): str(node_bounds(t)[1]),
             **TOKEN_FILE,
             **inference,
         }
@@ -78,6 +81,13 @@ def gateway_objects(t: Topology, inference_token: bool) -> list[Object]:
         },
     }
     return [deployment, service("inferrer", "inferrer", t.inferrer_port)]
+
+
+def node_bounds(t: Topology) -> tuple[int, int]:
+    """The node count's minimum and maximum: the HorizontalPodAutoscaler's and the gateway's
+    autoscaler's (which exports its desired count for it)."""
+    count = len(t.nodes)
+    return max(count, 1), max(2 * count, count + 2)
 
 
 def node_objects(t: Topology) -> list[Object]:
@@ -137,8 +147,8 @@ def node_objects(t: Topology) -> list[Object]:
             "metadata": meta("modelhost", "modelhost"),
             "spec": {
                 "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": "modelhost"},
-                "minReplicas": max(count, 1),
-                "maxReplicas": max(2 * count, count + 2),
+                "minReplicas": node_bounds(t)[0],
+                "maxReplicas": node_bounds(t)[1],
                 "metrics": [
                     {
                         "type": "Resource",
@@ -155,6 +165,16 @@ def node_objects(t: Topology) -> list[Object]:
                             "describedObject": {"apiVersion": "v1", "kind": "Service", "name": "inferrer"},
                             "metric": {"name": "modelfleet_inferrer_predictions_in_flight"},
                             "target": {"type": "AverageValue", "averageValue": IN_FLIGHT_PER_NODE},
+                        },
+                    },
+                    # The gateway's autoscaler's decision (the same adapter): one replica per desired
+                    # node, as the value per replica is 1.
+                    {
+                        "type": "Object",
+                        "object": {
+                            "describedObject": {"apiVersion": "v1", "kind": "Service", "name": "inferrer"},
+                            "metric": {"name": "modelfleet_autoscaler_desired_nodes"},
+                            "target": {"type": "AverageValue", "averageValue": "1"},
                         },
                     },
                 ],

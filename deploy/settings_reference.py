@@ -25,6 +25,7 @@ from pydantic_settings import BaseSettings
 
 from datafiles.locations import S3Settings
 from deploy.serve_command import env_name
+from inferrer.scaling.settings import AutoscaleSettings
 from inferrer.settings import InferrerSettings
 from modelhost.settings import ModelhostSettings
 
@@ -44,6 +45,13 @@ SERVICES = (
         "The inferrer (gateway)",
         InferrerSettings,
         "Read by each inferrer process (`inferrer/settings.py`).",
+    ),
+    Service(
+        "The autoscaler (each gateway process)",
+        AutoscaleSettings,
+        "Read by each inferrer process (`inferrer/scaling/settings.py`); `modelfleet up --min-nodes N "
+        "--max-nodes M` sets the first two. Autoscaling is on when the maximum exceeds the minimum "
+        "(docs/autoscaling.md).",
     ),
     Service(
         "Each modelhost node",

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from datafiles.locations import S3_VARIABLES
+from deploy.autoscaling import autoscale_environment
 from deploy.compose import HEALTHCHECK, JOBS_DIR, STOP_GRACE, dump_yaml, exporter_argv, serve_argv
 from deploy.render import Placement, nginx_tls, prometheus_storage_flags, render_nginx, write_atomic
 from deploy.serve_command import env_name
@@ -264,7 +265,8 @@ def write_swarm(topology: Topology, env_file: Path | None, swarm_dir: Path = SWA
     if env_file:
         stores = storage_environment(env_file)
         private = {_SECRETS[var]: value for var, value in service_tokens(env_file).items()}
-        private[GATEWAY_STORES.name] = "".join(f"{var}={value}\n" for var, value in stores.items())
+        gateway = {**stores, **autoscale_environment(env_file)}
+        private[GATEWAY_STORES.name] = "".join(f"{var}={value}\n" for var, value in gateway.items())
         private[NODE_STORES.name] = "".join(
             f"{v}={value}\n" for v, value in stores.items() if v in S3_VARIABLES
         )

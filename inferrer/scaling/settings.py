@@ -12,7 +12,10 @@ from inferrer.scaling.policy import Limits
 class AutoscaleSettings(BaseSettings):
     """Read by each gateway process; the launcher reads the minimum and maximum too."""
 
-    model_config = SettingsConfigDict(env_prefix="INFERRER_AUTOSCALE_", populate_by_name=True)
+    # Empty is unset: compose passes `${VAR:-}` for a variable the .env does not set.
+    model_config = SettingsConfigDict(
+        env_prefix="INFERRER_AUTOSCALE_", populate_by_name=True, env_ignore_empty=True
+    )
 
     min_nodes: int = Field(
         default=0, ge=0, description="Fewest nodes the autoscaler keeps (0: none when idle)."
@@ -55,3 +58,7 @@ class AutoscaleSettings(BaseSettings):
         if self.lease_s < 3 * self.interval_s:
             raise ValueError("INFERRER_AUTOSCALE_LEASE_S must be at least 3 x INFERRER_AUTOSCALE_INTERVAL_S")
         return self
+
+
+# Every variable of the autoscaler, as the gateway reads it (compose and Swarm pass these from the .env).
+AUTOSCALE_VARIABLES = tuple(f"INFERRER_AUTOSCALE_{name.upper()}" for name in AutoscaleSettings.model_fields)

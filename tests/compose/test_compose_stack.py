@@ -21,6 +21,7 @@ from deploy.compose import write_compose
 from deploy.ephemeral_fleet import free_ports, wait_until
 from deploy.example_model import EXAMPLE_ROW, train_example
 from deploy.topology import EXAMPLE_ENV_FILE, load_topology
+from tests.compose.autoscaling import autoscale_lines, burst_up_and_back, following
 from tests.load_loop import LoadLoop
 from wire.bearer import MANAGEMENT_TOKEN_VAR, bearer_headers
 
@@ -201,3 +202,19 @@ def test_models_survive_down_and_up(stack: Stack) -> None:
         response = _predict(stack, client)
     assert response.status_code == 200, response.text
     assert response.json()["model"] == "iris"
+
+
+def test_the_nodes_follow_the_autoscaler_under_a_burst(stack: Stack) -> None:
+    """The gateway given INFERRER_AUTOSCALE_* in the .env (compose passes them), and `modelfleet
+    autoscale --compose` beside the stack: 3 -> 4 under a burst, back to 3 after keep-warm."""
+    with stack.env_file.open("a") as env:
+        env.write(autoscale_lines(3, 4))
+    write_compose(load_topology(stack.env_file), stack.compose_file)
+    recreated = stack.compose("up", "-d", "--no-deps", "inferrer")
+    assert recreated.returncode == 0, recreated.stderr
+    stack.wait_serving()
+    args = ("--compose", "--compose-file", str(stack.compose_file), "--project", stack.project)
+    with following(stack.env_file, *args):
+        burst_up_and_back(stack.url, stack.auth, "iris", 3, 4)
+    running = stack.compose("ps", "--services", "--filter", "status=running").stdout.split()
+    assert "modelhost-4" not in running

@@ -22,6 +22,7 @@ from dotenv import dotenv_values
 
 from deploy.ephemeral_fleet import port_is_bound, wait_until
 from deploy.example_model import EXAMPLE_NAME, EXAMPLE_ROW
+from tests.compose.autoscaling import autoscale_lines, burst_up_and_back, following, ready_nodes
 from tests.compose.conftest import ENGINE_SCRIPT, engine_answers
 from tests.compose.test_readme_compose import checkout_copy, engine_processes, host_network, run_line
 from tests.harness import DOCS
@@ -36,6 +37,11 @@ NODES = f"{STACK}_modelhost"
 STACK_LABEL = f"com.docker.stack.namespace={STACK}"
 URL = "http://127.0.0.1:8000"
 PREDICT = f"{URL}/api/v1/models/{EXAMPLE_NAME}/predict"
+
+
+def swarm_block(containing: str) -> list[str]:
+    """The Swarm section's bash block with a line containing `containing`."""
+    return next(block for block in swarm_blocks() if any(containing in line for line in block))
 
 
 def swarm_blocks() -> list[list[str]]:
@@ -87,10 +93,7 @@ def _serves_on(nodes: set[str]) -> bool:
 
 @pytest.fixture(scope="module")
 def swarm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Swarm]:
-    start_block, scale_block, stop_block = swarm_blocks()[-3:]
-    assert any("stack deploy" in line for line in start_block), start_block
-    assert any("service scale" in line for line in scale_block), scale_block
-    assert any("swarm leave" in line for line in stop_block), stop_block
+    start_block, stop_block = swarm_block("swarm init"), swarm_block("swarm leave")
     assert not port_is_bound(8000) and not port_is_bound(9090), "ports 8000 and 9090 are in use"
     # A machine with no engine: stop the one an earlier test (or the test command) started.
     stopped = subprocess.run(
@@ -170,9 +173,11 @@ def _scale(replicas: int) -> None:
 
 
 def test_scale_three_to_five_then_five_to_two_under_load(swarm: Swarm) -> None:
+    (scale_line,) = swarm_block("service scale")
+    assert scale_line.endswith(f"{NODES}=5"), scale_line
     with LoadLoop(PREDICT, {"instances": [EXAMPLE_ROW]}, max_requests=60_000, max_seconds=300) as load:
         assert wait_until(lambda: load.sent > 100, timeout_s=20)
-        _scale(5)
+        run_line(scale_line, swarm.checkout)  # as printed (it returns once the tasks run)
         before = load.mark()
         assert wait_until(
             lambda: all(load.nodes[f"modelhost-{s}"] > before[f"modelhost-{s}"] for s in (4, 5)), timeout_s=90
@@ -220,3 +225,29 @@ def test_a_rolling_update_of_the_node_image_under_load(swarm: Swarm) -> None:
     assert load.failures == [], load.failures[:5]
     images = docker("service", "ps", NODES, "--filter", "desired-state=running", "--format", "{{.Image}}")
     assert set(images.split()) == {"modelfleet-modelhost:rolled"}
+
+
+def test_the_nodes_follow_the_autoscaler_under_a_burst(swarm: Swarm) -> None:
+    """The section's autoscaling block: bounds in the .env, render and deploy again, then `modelfleet
+    autoscale --swarm`: 2 -> 4 replicas under a burst, back to 2 after keep-warm."""
+    render, deploy, follow = swarm_block("modelfleet autoscale")
+    assert "render" in render and "stack deploy" in deploy and follow.endswith("autoscale --swarm")
+    _scale(2)
+    env_file = swarm.checkout / "deploy" / ".env"
+    with env_file.open("a") as env:
+        env.write(autoscale_lines(2, 4))
+    for line in (render, deploy):
+        run_line(line, swarm.checkout)
+    auth = bearer_headers(swarm.token)
+    assert wait_until(lambda: ready_nodes(URL, auth) == 2 and view_enabled(auth), timeout_s=180, interval_s=1)
+    with following(env_file, "--swarm", cwd=swarm.checkout):
+        burst_up_and_back(URL, auth, EXAMPLE_NAME, 2, 4)
+    assert len(swarm.running_slots()) == 2
+
+
+def view_enabled(auth: dict[str, str]) -> bool:
+    """The gateway restarted with the autoscaler's settings."""
+    try:
+        return bool(httpx.get(f"{URL}/api/v1/autoscaler", headers=auth, timeout=5).json()["enabled"])
+    except (httpx.HTTPError, ValueError, KeyError):
+        return False

@@ -138,6 +138,11 @@ def wiring_problems(docs: list[Object]) -> list[str]:
         target = scaler["spec"]["scaleTargetRef"]
         if target["name"] not in _named(docs, target["kind"]):
             problems.append(f"HPA {name} scales a missing {target['kind']} {target['name']}")
+        # The gateway's autoscaler exports the desired count the HPA follows: the same bounds.
+        gateway = _env(_named(docs, "Deployment")["inferrer"]["spec"]["template"]["spec"]["containers"][0])
+        bounds = (gateway.get("INFERRER_AUTOSCALE_MIN_NODES"), gateway.get("INFERRER_AUTOSCALE_MAX_NODES"))
+        if bounds != (str(scaler["spec"]["minReplicas"]), str(scaler["spec"]["maxReplicas"])):
+            problems.append(f"HPA {name}'s bounds differ from the gateway's autoscaler's {bounds}")
     for name, binding in _named(docs, "RoleBinding").items():
         if binding["roleRef"]["name"] not in _named(docs, "Role"):
             problems.append(f"RoleBinding {name}: no Role {binding['roleRef']['name']}")

@@ -15,11 +15,17 @@ from deploy.local_specs import DataDirs, LaunchOptions, process_specs
 from deploy.render import local_placement, render_nginx
 from deploy.serve_command import env_name, uvicorn_command
 from deploy.topology import EXAMPLE_ENV_FILE, TopologyError, load_topology
+from inferrer.scaling.settings import AutoscaleSettings
 from inferrer.settings import InferrerSettings
 from modelhost.settings import ModelhostSettings
 
 ROOT = Path(__file__).resolve().parents[2]
-PREFIXES: dict[str, type[BaseSettings]] = {"INFERRER_": InferrerSettings, "MODELHOST_": ModelhostSettings}
+# The longest prefix first: INFERRER_AUTOSCALE_* are the autoscaler's settings, not the gateway's.
+PREFIXES: dict[str, type[BaseSettings]] = {
+    "INFERRER_AUTOSCALE_": AutoscaleSettings,
+    "INFERRER_": InferrerSettings,
+    "MODELHOST_": ModelhostSettings,
+}
 
 
 def _is_setting(variable: str) -> bool:
