@@ -137,3 +137,10 @@ class RepositoryUnreachable(InferrerError):
 
     status_code = 503
     headers: ClassVar[dict[str, str]] = {"Retry-After": "1"}
+
+
+class StoreUnreachable(InferrerError):
+    """The job store's database (where the autoscaler keeps its state) did not answer."""
+
+    status_code = 503
+    headers: ClassVar[dict[str, str]] = {"Retry-After": "1"}

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from sqlalchemy.exc import SQLAlchemyError
 
 from inferrer.control.nodes import NodeStatus
+from inferrer.errors import StoreUnreachable
 from inferrer.scaling.policy import Autoscaler, Decision, Signals, expected_wait_s
 from inferrer.scaling.settings import AutoscaleSettings
 from inferrer.scaling.store import ScaleEvent, ScaleState, ScalingStore
@@ -125,6 +126,12 @@ class ScalingService:
     async def record(self, report: NodeReport) -> None:
         """A node start or stop that the launcher reports: logged, and a start's time to ready
         moves the cold-start average."""
+        try:
+            await self._record(report)
+        except SQLAlchemyError as exc:
+            raise StoreUnreachable(f"the autoscaler's store did not answer: {type(exc).__name__}") from None
+
+    async def _record(self, report: NodeReport) -> None:
         if report.outcome == "started":
             self._metrics.cold_start.observe(report.seconds)
             await asyncio.to_thread(self.store.add_cold_start, report.seconds, COLD_START_ALPHA)
@@ -138,14 +145,22 @@ class ScalingService:
         """What GET /api/v1/autoscaler shows: the state, the summed signals, the expected wait, the
         newest events and the decider."""
         fresh_s = FRESH_INTERVALS * self.settings.interval_s
-        state, summed, events, decider, partitions = await asyncio.gather(
-            asyncio.to_thread(self.store.load_state),
-            asyncio.to_thread(self.store.summed, fresh_s),
-            asyncio.to_thread(self.store.recent, 20),
-            asyncio.to_thread(self.store.lease_holder),
-            self._local.partitions_waiting(),
-        )
-        nodes, ready, cold = (state.nodes, state.ready_nodes, state.cold_start_s) if state else (0, 0, None)
+        try:
+            state, summed, events, decider, partitions = await asyncio.gather(
+                asyncio.to_thread(self.store.load_state),
+                asyncio.to_thread(self.store.summed, fresh_s),
+                asyncio.to_thread(self.store.recent, 20),
+                asyncio.to_thread(self.store.lease_holder),
+                self._local.partitions_waiting(),
+            )
+        except SQLAlchemyError as exc:
+            raise StoreUnreachable(f"the autoscaler's store did not answer: {type(exc).__name__}") from None
+        if state is not None and self.settings.limits.enabled:
+            nodes, ready, cold = state.nodes, state.ready_nodes, state.cold_start_s
+        else:  # nothing decides: the nodes as they are now
+            statuses = await self._statuses()
+            nodes, ready = len(statuses), sum(1 for s in statuses if s.ready and not s.draining)
+            cold = state.cold_start_s if state else None
         summed = Signals(summed.in_flight, summed.held, summed.batch_queued, partitions, nodes, ready,
                          summed.predict_s, cold)  # fmt: skip
         wait = expected_wait_s(summed, self.settings.target_in_flight)
