@@ -197,11 +197,13 @@ def test_each_overlay_renders_validates_strictly_and_is_wired(tmp_path: Path, ov
     print(f"{overlay}: {len(docs)} objects valid for Kubernetes {versions}")
 
 
-def test_five_nodes_render_a_statefulset_of_five_that_validates(tmp_path: Path) -> None:
-    docs = kustomize(_rendered(tmp_path, nodes=5) / "overlays" / "one-machine")
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_five_nodes_render_a_statefulset_of_five_that_validates(tmp_path: Path, overlay: str) -> None:
+    docs = kustomize(_rendered(tmp_path, nodes=5) / "overlays" / overlay)
     assert _named(docs, "StatefulSet")["modelhost"]["spec"]["replicas"] == 5
     for doc in docs:
-        kubernetes_validate.validate(doc, newest_versions()[-1], strict=True)
+        for version in newest_versions():
+            kubernetes_validate.validate(doc, version, strict=True)
     assert wiring_problems(docs) == [] and node_wiring_problems(docs) == []
 
 
