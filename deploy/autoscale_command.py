@@ -66,7 +66,9 @@ class ComposeNodes:
         return load_compose_topology(self._topology, self._compose_file)
 
     def change_to(self, desired: Topology) -> None:
-        apply_topology(self.running, desired, self._placement, self._backend, self._gateway)
+        apply_topology(
+            self.running, desired, self._placement, self._backend, self._gateway, stop_when_drain_lasts=True
+        )
 
 
 class SwarmNodes:

@@ -10,11 +10,12 @@ place.
 from __future__ import annotations
 
 import logging
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Literal, Protocol
 
 import httpx
 from dotenv import dotenv_values
@@ -23,10 +24,14 @@ from pydantic import ValidationError
 from deploy.membership import MembershipError
 from deploy.topology import Node, Topology, TopologyError
 from inferrer.scaling.settings import AUTOSCALE_VARIABLES, AutoscaleSettings
+from wire.autoscaler_answers import NodeReport
 
 logger = logging.getLogger(__name__)
 
 POLL_S = 0.5
+# What a membership change may meet besides a refusal: the engine's command hung, a process that
+# could not be started.
+SETBACKS = (MembershipError, OSError, subprocess.SubprocessError)
 FIRST_BACKOFF_S = 1.0
 MAX_BACKOFF_S = 30.0
 
@@ -47,7 +52,7 @@ class ScaleStep:
     """What the last step did, for the log and the tests."""
 
     node: str
-    outcome: str  # started, start_failed, stopped
+    outcome: Literal["started", "start_failed", "stopped", "stop_failed"]
     seconds: float
     error: str = ""
 
@@ -78,7 +83,11 @@ class NodeScaler:
             return []
         self._next_poll = now + POLL_S
         desired = self._desired()
-        running = self._membership.running
+        try:
+            running = self._membership.running
+        except SETBACKS as exc:  # the engine busy or restarting: look again next time
+            logger.warning("autoscaler: the running nodes could not be read: %s", exc)
+            return []
         count = len(running.nodes)
         if desired is None or desired == count:
             return []
@@ -87,7 +96,7 @@ class NodeScaler:
                 n for n in self._pool.nodes if n not in running.nodes and self._retry_at.get(n.id, 0.0) <= now
             ]
             return self._add(running, tuple(startable[: desired - count]))
-        return [self._remove(running)]
+        return [self._remove(running, self._least_busy(running))]
 
     def _desired(self) -> int | None:
         try:
@@ -99,6 +108,17 @@ class NodeScaler:
             return None  # the gateway restarting: ask again next time
         return desired if isinstance(desired, int) else None
 
+    def _least_busy(self, running: Topology) -> Node:
+        """The node to remove: the one with the least in flight (a partition under way takes its
+        node's drain longest), the last of those."""
+        try:
+            with self._gateway() as gateway:
+                statuses = gateway.get("/api/v1/nodes", timeout=5).json()["nodes"]
+            busy = {s["id"]: int(s["in_flight"]) for s in statuses}
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            busy = {}
+        return min(reversed(running.nodes), key=lambda n: busy.get(n.id, 0))
+
     def _add(self, running: Topology, nodes: tuple[Node, ...]) -> list[ScaleStep]:
         if not nodes:
             return []
@@ -106,9 +126,10 @@ class NodeScaler:
         names = ", ".join(n.id for n in nodes)
         try:
             self._membership.change_to(replace(running, nodes=running.nodes + nodes))
-        except MembershipError as exc:
+        except SETBACKS as exc:
             seconds = self._clock() - started
-            failed = nodes if exc.node is None else [n for n in nodes if n.id == exc.node]
+            named = exc.node if isinstance(exc, MembershipError) else None
+            failed = nodes if named is None else [n for n in nodes if n.id == named]
             steps = [ScaleStep(n.id, "start_failed", seconds, str(exc)[:2000]) for n in failed]
             for node in failed:
                 backoff = self._backoff_s.get(node.id, FIRST_BACKOFF_S)
@@ -125,12 +146,11 @@ class NodeScaler:
             self._report(step)
         return steps
 
-    def _remove(self, running: Topology) -> ScaleStep:
-        node = running.nodes[-1]
+    def _remove(self, running: Topology, node: Node) -> ScaleStep:
         started = self._clock()
         try:
-            self._membership.change_to(replace(running, nodes=running.nodes[:-1]))
-        except MembershipError as exc:
+            self._membership.change_to(replace(running, nodes=tuple(n for n in running.nodes if n != node)))
+        except SETBACKS as exc:
             logger.error("autoscaler: %s could not be removed: %s", node.id, exc)
             return ScaleStep(node.id, "stop_failed", self._clock() - started, str(exc))
         step = ScaleStep(node.id, "stopped", self._clock() - started)
@@ -139,10 +159,14 @@ class NodeScaler:
         return step
 
     def _report(self, step: ScaleStep) -> None:
-        body = {"node": step.node, "outcome": step.outcome, "seconds": step.seconds, "error": step.error}
+        if step.outcome == "stop_failed":
+            return  # logged; the gateway's desired count asks for the removal again
+        report = NodeReport(node=step.node, outcome=step.outcome, seconds=step.seconds, error=step.error)
         try:
             with self._gateway() as gateway:
-                gateway.post("/api/v1/autoscaler/reports", json=body, timeout=5).raise_for_status()
+                gateway.post(
+                    "/api/v1/autoscaler/reports", json=report.model_dump(), timeout=5
+                ).raise_for_status()
         except httpx.HTTPError as exc:
             logger.warning("autoscaler: the gateway did not take the report of %s: %r", step.node, exc)
 
@@ -171,6 +195,10 @@ def autoscale_plan(
     except ValidationError as exc:
         raise TopologyError(f"autoscaler settings: {exc}") from None
     if not settings.limits.enabled:
+        if min_nodes is not None or max_nodes is not None:
+            raise TopologyError(
+                "autoscaling needs --max-nodes above --min-nodes (`--nodes N` is a fixed fleet)"
+            )
         return AutoscalePlan(topology, given, None)
     pool = topology.with_node_count(settings.max_nodes)
     return AutoscalePlan(pool.with_node_count(settings.min_nodes), given, pool)

@@ -224,7 +224,7 @@ class _LocalBackend:
 class _ScaledNodes:
     """The autoscaler's membership changes, on this launcher's children."""
 
-    START_TIMEOUT_S = 60.0
+    CHANGE_TIMEOUT_S = 60.0  # a start until ready; a removal until drained
 
     def __init__(self, fleet: Fleet) -> None:
         self.fleet = fleet
@@ -238,7 +238,7 @@ class _ScaledNodes:
         with fleet.inferrer_client() as inferrer:
             apply_topology(
                 fleet.topology, desired, fleet.placement, _LocalBackend(fleet), inferrer,
-                timeout_s=self.START_TIMEOUT_S, start_failed=self._exited,
+                timeout_s=self.CHANGE_TIMEOUT_S, start_failed=self._exited, stop_when_drain_lasts=True,
             )  # fmt: skip
         fleet.topology = desired
 

@@ -58,11 +58,14 @@ def apply_topology(
     inferrer: httpx.Client,
     timeout_s: float = 120.0,
     start_failed: Callable[[str], str | None] = lambda node_id: None,
+    stop_when_drain_lasts: bool = False,
 ) -> MembershipChange:
     """`inferrer`: a client on the inferrer's URL that carries the management token;
     `start_failed`: why an added node will never be ready (its process exited), else None.
     Added nodes that are not ready in time are stopped and withdrawn before the error is raised:
-    nginx never had them."""
+    nginx never had them. `stop_when_drain_lasts`: a removed node still busy after `timeout_s`
+    (a long job partition, which its job retries) is stopped anyway, instead of the change failing
+    with the node drained and out of nginx but still running."""
     added = [node for node in desired.nodes if node not in current.nodes]
     removed = [node for node in current.nodes if node not in desired.nodes]
     union = replace(current, nodes=current.nodes + tuple(added))
@@ -77,6 +80,7 @@ def apply_topology(
         for node in added:
             backend.stop_node(node)
         write_node_list(current.nodes, placement)
+        backend.finish(current)  # compose: its file lists the nodes that run
         raise
 
     for node in removed:
@@ -84,10 +88,15 @@ def apply_topology(
     write_balancer(desired, desired.nodes, placement)  # nginx upstream and Prometheus targets
     if added or removed:
         backend.reload_balancer()
-    _wait_for(
-        inferrer, timeout_s, "idle", {n.id for n in removed},
-        lambda s: not s["live"] or s["in_flight"] == 0,
-    )  # fmt: skip
+    try:
+        _wait_for(
+            inferrer, timeout_s, "idle", {n.id for n in removed},
+            lambda s: not s["live"] or s["in_flight"] == 0,
+        )  # fmt: skip
+    except MembershipError as exc:
+        if not stop_when_drain_lasts:
+            raise
+        logger.warning("stopping the removed nodes anyway: %s", exc)
     for node in removed:
         backend.stop_node(node)
     write_node_list(desired.nodes, placement)

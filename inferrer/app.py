@@ -110,7 +110,10 @@ def create_app(
                 balancer = hold
             app.state.balancer = balancer
             app.state.lifecycle = ModelLifecycle(
-                repository, nodes, deploy_pin_s=4 * settings.node_sync_timeout_s
+                repository,
+                nodes,
+                deploy_pin_s=4 * settings.node_sync_timeout_s,
+                activate_with_no_node=autoscale.limits.enabled and autoscale.min_nodes == 0,
             )
             prediction = PredictionService(repository, balancer, metrics, cache, batcher)
             app.state.prediction = prediction
@@ -129,9 +132,13 @@ def create_app(
                     app.state.jobs = jobs
                     app.state.watches = watches
                     app.state.graphs = graphs
+
+                    async def partitions_waiting() -> int:  # as many as the jobs' limit lets run at once
+                        return min(await jobs.store.partitions_waiting(), settings.jobs_max_in_flight)
+
                     local = LocalSignals(
                         admission.recent_peak, lambda: hold.held, batcher.queued_rows,
-                        jobs.store.partitions_waiting, lambda: batcher.predict_s,
+                        partitions_waiting, lambda: batcher.predict_s,
                     )  # fmt: skip
                     async with _scaling_system(settings, autoscale, local, nodes, scaling_metrics) as scaling:
                         app.state.scaling = scaling

@@ -25,7 +25,8 @@ async def autoscaler(request: Request) -> FastJSONResponse:
     gateway process, and its newest decisions and node starts (newest first), with their reasons."""
     scaling = _scaling(request)
     settings = scaling.settings
-    state, signals, wait, events, decider = await scaling.view()
+    seen = await scaling.view()
+    state, signals = seen.state, seen.signals
     view = AutoscalerView(
         enabled=settings.limits.enabled,
         min_nodes=settings.min_nodes,
@@ -39,7 +40,7 @@ async def autoscaler(request: Request) -> FastJSONResponse:
         desired=state.desired if state else None,
         nodes=signals.nodes,
         ready_nodes=signals.ready_nodes,
-        decider=decider,
+        decider=seen.decider,
         signals=ScaleSignals(
             in_flight=signals.in_flight,
             held=signals.held,
@@ -47,7 +48,7 @@ async def autoscaler(request: Request) -> FastJSONResponse:
             partitions_waiting=signals.partitions_waiting,
             predict_s=signals.predict_s,
             cold_start_s=signals.cold_start_s,
-            expected_wait_s=wait,
+            expected_wait_s=seen.expected_wait_s,
         ),
         events=[
             ScaleEventView(
@@ -59,7 +60,7 @@ async def autoscaler(request: Request) -> FastJSONResponse:
                 node=e.node,
                 seconds=e.seconds,
             )
-            for e in events
+            for e in seen.events
         ],
     )
     return FastJSONResponse(view.model_dump())

@@ -39,12 +39,21 @@ class Upload:
 
 
 class ModelLifecycle:
-    def __init__(self, repository: ModelRepository, nodes: FleetNodes, deploy_pin_s: float) -> None:
+    def __init__(
+        self,
+        repository: ModelRepository,
+        nodes: FleetNodes,
+        deploy_pin_s: float,
+        activate_with_no_node: bool = False,
+    ) -> None:
         """`deploy_pin_s`: how long a deploy's version is kept from retention at most, should the
-        deploy never finish (a killed gateway); a deploy that answers releases it at once."""
+        deploy never finish (a killed gateway); a deploy that answers releases it at once.
+        `activate_with_no_node`: an autoscaled fleet that may run no node activates a deploy when
+        none runs (its first node loads it before it is ready)."""
         self.repository = repository
         self.nodes = nodes
         self._deploy_pin_s = deploy_pin_s
+        self._activate_with_no_node = activate_with_no_node
 
     async def deploy(self, upload: Upload) -> dict[str, Any]:
         """Check and store a version (atomically), have every node load it, then make it active in
@@ -83,7 +92,8 @@ class ModelLifecycle:
             results = await self.nodes.sync(warm=[manifest])
             loaded, failed = _holding(manifest, results)
             try:
-                activation = await self._activate_deployed(manifest, loaded, upload.activate, not results)
+                no_node = self._activate_with_no_node and not results
+                activation = await self._activate_deployed(manifest, loaded, upload.activate, no_node)
             except ModelNotFound:
                 activation = {}
             if manifest not in self.repository.versions_if_any(manifest.name):

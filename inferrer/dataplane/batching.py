@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from inferrer.dataplane.admission import request_deadline
 from inferrer.errors import UpstreamAnswered
 from metrics.definitions import InferrerMetrics
 from wire.access import current_request_id
@@ -48,6 +49,7 @@ class _Waiting:
     future: asyncio.Future[tuple[str, str, Outputs]]
     since: float = field(default_factory=time.perf_counter)
     request_id: str = field(default_factory=current_request_id.get)
+    deadline: float | None = field(default_factory=request_deadline.get)
 
 
 @dataclass
@@ -169,6 +171,9 @@ class Batcher:
             self._metrics.batch_wait(model).observe(now - item.since)
         # The upstream call carries the ids of all its requests, so each appears in the node's log.
         current_request_id.set(",".join(item.request_id for item in batch if item.request_id))
+        # ...and waits (for a first node) as long as the latest deadline among them allows.
+        deadlines = [item.deadline for item in batch]
+        request_deadline.set(None if None in deadlines else max(d for d in deadlines if d is not None))
         try:
             version, node, outputs = await lane.send(np.concatenate([item.rows for item in batch]))
         except UpstreamAnswered as exc:
@@ -197,6 +202,7 @@ class Batcher:
         if item.future.done():
             return
         current_request_id.set(item.request_id)  # a task of its own: the batch's id list stays
+        request_deadline.set(item.deadline)
         try:
             answer = await lane.send(item.rows)
         except Exception as exc:

@@ -45,7 +45,7 @@ class HoldingUpstream:
         self._inner = inner
         self._cold_start = expected_cold_start_s
         self._retry_s = retry_s
-        self.held = 0  # calls waiting for a node now
+        self.held = 0  # online predictions waiting for a node now (job partitions are counted apart)
 
     async def close(self) -> None:
         await self._inner.close()
@@ -66,7 +66,8 @@ class HoldingUpstream:
         self, method: str, path: str, body: bytes | None, timeout_s: float | None, deadline: float
     ) -> UpstreamAnswer:
         loop = asyncio.get_running_loop()
-        self.held += 1
+        online = timeout_s is None
+        self.held += online
         waited_from = time.monotonic()
         try:
             while True:
@@ -84,4 +85,4 @@ class HoldingUpstream:
                 except UpstreamUnavailable:
                     continue
         finally:
-            self.held -= 1
+            self.held -= online

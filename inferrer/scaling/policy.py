@@ -19,21 +19,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 
-class Ewma:
-    """An exponentially weighted moving average: each sample moves it `alpha` of the way, so it
-    keeps adapting (a cumulative mean stops moving once it has many samples)."""
-
-    def __init__(self, alpha: float, initial: float | None = None) -> None:
-        if not 0 < alpha <= 1:
-            raise ValueError("alpha must be in (0, 1]")
-        self.alpha = alpha
-        self.value = initial
-
-    def add(self, sample: float) -> float:
-        self.value = sample if self.value is None else self.alpha * sample + (1 - self.alpha) * self.value
-        return self.value
-
-
 @dataclass(frozen=True)
 class Limits:
     min_nodes: int
@@ -53,9 +38,9 @@ class Limits:
 class Signals:
     """What the gateways measured, summed over every gateway process."""
 
-    in_flight: int = 0  # online predictions under way
+    in_flight: int = 0  # online predictions under way (the held ones among them)
     held: int = 0  # online predictions waiting for a first node
-    batch_queued: int = 0  # rows waiting in the gateways' batchers
+    batch_queued: int = 0  # rows waiting in the gateways' batchers (of predictions in flight: shown only)
     partitions_waiting: int = 0  # job partitions queued or under way
     nodes: int = 0  # nodes in the fleet (started, ready or not)
     ready_nodes: int = 0
@@ -64,7 +49,8 @@ class Signals:
 
     @property
     def online(self) -> int:
-        return self.in_flight + self.held
+        """Online predictions that need a node (each process's peak may lag its held count)."""
+        return max(self.in_flight, self.held)
 
 
 @dataclass(frozen=True)
@@ -75,21 +61,20 @@ class Decision:
     reason: str
 
 
-def expected_wait_s(signals: Signals, target_in_flight: float) -> float:
-    """How long new online work would wait for a free slot: the work beyond the nodes' slots,
-    drained at the nodes' pace (infinite with no node ready and work waiting)."""
-    slots = signals.ready_nodes * target_in_flight
-    beyond = signals.online + signals.batch_queued / max(target_in_flight, 1) - slots
-    if beyond <= 0:
+def expected_wait_s(signals: Signals) -> float:
+    """How long a new online prediction would wait: what is in flight, drained at the ready
+    nodes' measured pace (a node answers a call every `predict_s`, one at a time); infinite with
+    work waiting and no node ready."""
+    if signals.online == 0:
         return 0.0
-    if slots == 0:
+    if signals.ready_nodes == 0:
         return math.inf
-    return beyond * (signals.predict_s or 0.0) / slots
+    return signals.online * (signals.predict_s or 0.0) / signals.ready_nodes
 
 
 def needed_nodes(signals: Signals, target_in_flight: float) -> int:
     """Nodes the work needs now: the online work at the target per node, and a node per waiting
-    job partition (bulk work uses what it may; the jobs' own limit bounds it)."""
+    job partition (the caller counts at most the partitions the jobs' limit lets run at once)."""
     online = math.ceil(signals.online / target_in_flight) if signals.online else 0
     return max(online, signals.partitions_waiting)
 
@@ -114,7 +99,7 @@ class Autoscaler:
         peak = max(n for _, n in self._needs)
         if peak >= current or self._needed_all_since is None:
             self._needed_all_since = now
-        per_node = signals.online / current if current else math.inf
+        per_node = signals.online / current if current else 0.0  # none: the from_zero rule
         if per_node > limits.target_in_flight:
             self._above_since = self._above_since if self._above_since is not None else now
         else:
@@ -156,7 +141,7 @@ class Autoscaler:
                 now, max(1, min(need, limits.max_nodes)), "up", "from_zero", "work waits and no node runs"
             )
         starting = current - signals.ready_nodes
-        wait = expected_wait_s(signals, limits.target_in_flight)
+        wait = expected_wait_s(signals)
         cold = signals.cold_start_s
         if starting == 0 and cold is not None and wait > cold:
             return self._change(

@@ -46,6 +46,15 @@ class LocalSignals:
     predict_s: Callable[[], float | None]
 
 
+@dataclass(frozen=True)
+class ScaleView:
+    state: ScaleState | None  # None: nothing decided yet
+    signals: Signals  # summed over the gateway processes, with the fleet's nodes
+    expected_wait_s: float | None  # None: unbounded (work and no node ready)
+    events: list[ScaleEvent]  # newest first
+    decider: str | None  # the process holding the lease
+
+
 class ScalingService:
     def __init__(
         self,
@@ -62,7 +71,7 @@ class ScalingService:
         self._statuses = statuses
         self._metrics = metrics
         self.process = f"{gateway}/{os.getpid()}/{uuid.uuid4().hex[:8]}"
-        self._autoscaler = Autoscaler(settings.limits)
+        self._autoscaler: Autoscaler | None = None  # while this process holds the lease
         self.state: ScaleState | None = None  # as last read or decided here
 
     @property
@@ -76,6 +85,8 @@ class ScalingService:
                     await self.tick()
                 except SQLAlchemyError as exc:  # the store out of reach: try again next interval
                     logger.warning("autoscaler: the store did not answer: %s", exc)
+                except Exception:  # never the loop's end: the next interval tries again
+                    logger.exception("autoscaler: this interval failed")
                 await asyncio.sleep(self.settings.interval_s)
         finally:
             with contextlib.suppress(SQLAlchemyError):
@@ -95,6 +106,8 @@ class ScalingService:
         decision = None
         if await asyncio.to_thread(self.store.take_lease, self.process, self.settings.lease_s):
             decision = await self._decide()
+        else:
+            self._autoscaler = None  # if it comes back, it starts from the fleet as it is then
         self.state = await asyncio.to_thread(self.store.load_state)
         if self.state is not None:
             self._metrics.desired.set(self.state.desired)
@@ -112,9 +125,16 @@ class ScalingService:
             summed.in_flight, summed.held, summed.batch_queued, partitions, nodes, ready,
             summed.predict_s, previous.cold_start_s if previous else None,
         )  # fmt: skip
-        current = previous.desired if previous and previous.decider else nodes
+        if self._autoscaler is None:  # the lease just taken: its windows start now, from the nodes there are
+            self._autoscaler = Autoscaler(self.settings.limits)
+            current = nodes
+        else:  # what the last decision asked for (the nodes may still be starting or draining)
+            current = previous.desired if previous else nodes
         decision = self._autoscaler.decide(signals, time.monotonic(), current)
-        await asyncio.to_thread(self.store.save_state, decision.desired, nodes, ready, self.process)
+        held = (decision.desired, nodes, ready, self.process, self.settings.lease_s)
+        if not await asyncio.to_thread(self.store.save_state, *held):
+            self._autoscaler = None  # the lease lapsed meanwhile: another process decides
+            return Decision(current, "hold", "", "the lease lapsed")
         if decision.direction != "hold":
             logger.info("autoscaler: %s %d -> %d nodes: %s", decision.direction, current, decision.desired,
                         decision.reason)  # fmt: skip
@@ -141,9 +161,8 @@ class ScalingService:
         event = ScaleEvent(time.time(), report.outcome, reason, node=report.node, seconds=report.seconds)
         await asyncio.to_thread(self.store.log, event)
 
-    async def view(self) -> tuple[ScaleState | None, Signals, float | None, list[ScaleEvent], str | None]:
-        """What GET /api/v1/autoscaler shows: the state, the summed signals, the expected wait, the
-        newest events and the decider."""
+    async def view(self) -> ScaleView:
+        """What GET /api/v1/autoscaler shows."""
         fresh_s = FRESH_INTERVALS * self.settings.interval_s
         try:
             state, summed, events, decider, partitions = await asyncio.gather(
@@ -163,5 +182,5 @@ class ScalingService:
             cold = state.cold_start_s if state else None
         summed = Signals(summed.in_flight, summed.held, summed.batch_queued, partitions, nodes, ready,
                          summed.predict_s, cold)  # fmt: skip
-        wait = expected_wait_s(summed, self.settings.target_in_flight)
-        return state, summed, (None if math.isinf(wait) else wait), events, decider
+        wait = expected_wait_s(summed)
+        return ScaleView(state, summed, None if math.isinf(wait) else wait, events, decider)

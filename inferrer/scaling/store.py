@@ -146,12 +146,28 @@ class ScalingStore:
             row = db.execute(lease.select().where(lease.c.id == 1)).first()
         return row.holder if row is not None and row.expires > time.time() else None
 
-    def save_state(self, desired: int, nodes: int, ready_nodes: int, decider: str) -> None:
-        values = {"desired": desired, "nodes": nodes, "ready_nodes": ready_nodes, "decider": decider,
-                  "at": time.time()}  # fmt: skip
+    def save_state(self, desired: int, nodes: int, ready_nodes: int, decider: str, lease_s: float) -> bool:
+        """The decision, written only while `decider` holds the lease (renewed in the same
+        transaction); False when it no longer does (another process decides now)."""
+        now = time.time()
+        values = {
+            "desired": desired,
+            "nodes": nodes,
+            "ready_nodes": ready_nodes,
+            "decider": decider,
+            "at": now,
+        }
         with self._write.begin() as db:
+            held = db.execute(
+                lease.update()
+                .where(lease.c.id == 1, lease.c.holder == decider, lease.c.expires > now)
+                .values(expires=now + lease_s)
+            ).rowcount
+            if not held:
+                return False
             if not db.execute(state.update().where(state.c.id == 1).values(**values)).rowcount:
                 db.execute(state.insert().values(id=1, cold_start_s=None, **values))
+        return True
 
     def load_state(self) -> ScaleState | None:
         with self.engine.connect() as db:

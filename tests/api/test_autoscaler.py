@@ -21,9 +21,13 @@ async def test_the_view_without_autoscaling_and_the_launchers_reports(tmp_path: 
         assert (view["nodes"], view["ready_nodes"]) == (2, 2)  # nothing decides: as they are
 
         report = {"node": "modelhost-3", "outcome": "started", "seconds": 4.5}
-        assert (await gateway.post("/api/v1/autoscaler/reports", json=report, headers=AUTH)).status_code == 200
+        assert (
+            await gateway.post("/api/v1/autoscaler/reports", json=report, headers=AUTH)
+        ).status_code == 200
         failed = {"node": "modelhost-4", "outcome": "start_failed", "seconds": 1.0, "error": "port taken"}
-        assert (await gateway.post("/api/v1/autoscaler/reports", json=failed, headers=AUTH)).status_code == 200
+        assert (
+            await gateway.post("/api/v1/autoscaler/reports", json=failed, headers=AUTH)
+        ).status_code == 200
         for bad in (
             {**report, "seconds": -1},
             {**report, "outcome": "exploded"},

@@ -6,8 +6,11 @@ from __future__ import annotations
 import math
 
 import pytest
+from prometheus_client import CollectorRegistry
 
-from inferrer.scaling.policy import Autoscaler, Ewma, Limits, Signals, expected_wait_s, needed_nodes
+from inferrer.dataplane.batching import Batcher
+from inferrer.scaling.policy import Autoscaler, Limits, Signals, expected_wait_s, needed_nodes
+from metrics.definitions import InferrerMetrics
 
 LIMITS = Limits(
     min_nodes=1, max_nodes=4, target_in_flight=4, keep_warm_s=10, up_window_s=3, down_window_s=5, cooldown_s=2
@@ -24,27 +27,31 @@ def busy(nodes: int, in_flight: int, predict_s: float = 0.01, cold: float | None
     )
 
 
-def test_the_moving_average_keeps_adapting() -> None:
-    average = Ewma(0.3)
+def test_the_nodes_predict_average_keeps_adapting() -> None:
+    batcher = Batcher(64, 0.005, 4, InferrerMetrics(CollectorRegistry()))
+    lane = ("m", "1", "sha", ("predict",), False)
     for _ in range(10_000):
-        average.add(10.0)
-    for _ in range(20):
-        average.add(1.0)
-    assert average.value == pytest.approx(1.0, abs=0.01)  # a cumulative mean would still be ~9.98
+        batcher.observe_predict(lane, 0.010)
+    for _ in range(60):
+        batcher.observe_predict(lane, 0.001)
+    assert batcher.predict_s == pytest.approx(0.001, abs=0.0001)  # a cumulative mean would stay ~0.01
 
 
-def test_the_expected_wait_counts_only_the_work_beyond_the_slots() -> None:
-    assert expected_wait_s(busy(2, in_flight=8), 4) == 0.0  # every request has a slot
-    # 8 beyond 8 slots, each slot answering every 0.5 s: 8 * 0.5 / 8
-    assert expected_wait_s(busy(2, in_flight=16, predict_s=0.5), 4) == pytest.approx(0.5)
-    assert math.isinf(expected_wait_s(Signals(held=1), 4))  # work and no node at all
+def test_the_expected_wait_is_what_is_in_flight_at_the_ready_nodes_pace() -> None:
+    assert expected_wait_s(idle(2)) == 0.0
+    # 16 in flight over 2 nodes, a call every 0.5 s each: 16 * 0.5 / 2
+    assert expected_wait_s(busy(2, in_flight=16, predict_s=0.5)) == pytest.approx(4.0)
+    assert math.isinf(expected_wait_s(Signals(held=1)))  # work and no node ready
+    assert Signals(in_flight=3, held=3).online == 3  # a held prediction is in flight too
     assert needed_nodes(busy(1, in_flight=9), 4) == 3
     assert needed_nodes(Signals(partitions_waiting=5), 4) == 5
 
 
 def test_a_wait_longer_than_a_cold_start_adds_a_node_at_once() -> None:
     scaler = Autoscaler(LIMITS)
-    decision = scaler.decide(busy(1, in_flight=40, predict_s=1.0, cold=5.0), now=0.0, current=1)
+    quiet = busy(1, in_flight=4, predict_s=1.0, cold=5.0)  # a 4 s wait: a cold start is longer
+    assert scaler.decide(quiet, now=0.0, current=1).direction == "hold"
+    decision = scaler.decide(busy(1, in_flight=40, predict_s=1.0, cold=5.0), now=0.1, current=1)
     assert (decision.desired, decision.direction, decision.rule) == (2, "up", "wait")
     # while that node starts, the same wait does not add another
     starting = Signals(in_flight=40, nodes=2, ready_nodes=1, predict_s=1.0, cold_start_s=5.0)
@@ -83,8 +90,9 @@ def test_a_short_dip_inside_the_down_window_removes_nothing() -> None:
 
 def test_from_zero_any_waiting_work_starts_a_node() -> None:
     scaler = Autoscaler(Limits(0, 2, 4, 10, 3, 5, 2))
-    assert scaler.decide(Signals(), now=0.0, current=0).direction == "hold"
-    held = scaler.decide(Signals(held=1), now=1.0, current=0)
+    for second in range(60):  # idle at zero, well past every window: nothing to do, nothing raised
+        assert scaler.decide(Signals(), now=float(second), current=0).direction == "hold"
+    held = scaler.decide(Signals(held=1), now=61.0, current=0)
     assert (held.desired, held.rule) == (1, "from_zero")
     jobs = Autoscaler(Limits(0, 2, 4, 10, 3, 5, 2)).decide(Signals(partitions_waiting=32), now=0.0, current=0)
     assert jobs.desired == 2  # a node per waiting partition, within max
