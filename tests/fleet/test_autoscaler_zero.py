@@ -57,9 +57,11 @@ def test_the_first_request_waits_for_a_cold_start_and_succeeds(from_zero: Runnin
 
 def test_a_deadline_shorter_than_a_cold_start_gets_503_with_retry_after(from_zero: RunningFleet) -> None:
     fleet = from_zero
+    if view(fleet)["signals"]["cold_start_s"] is None:  # run alone: one cold start, measured
+        assert httpx.post(f"{fleet.url}/api/v1/models/zero/predict", json=ROW, timeout=60).status_code == 200
     assert wait_until(lambda: node_count(fleet) == 0, timeout_s=60), view(fleet)
     cold = view(fleet)["signals"]["cold_start_s"]
-    assert cold is not None and cold > 0.5  # measured by the test before
+    assert cold is not None and cold > 0.5
     started = time.monotonic()
     answer = httpx.post(
         f"{fleet.url}/api/v1/models/zero/predict", json=ROW, headers={"X-Request-Timeout": "0.5"}, timeout=30
