@@ -56,7 +56,8 @@ class AutoscalerView(Answer):
 class NodeReport(BaseModel):
     """A node start or stop, reported by what runs the nodes (the launcher)."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Strict: the document says a number, so `false` or "4" is refused, not read as one.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     node: str = Field(min_length=1, max_length=80)
     outcome: ReportOutcome

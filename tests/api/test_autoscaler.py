@@ -33,6 +33,8 @@ async def test_the_view_without_autoscaling_and_the_launchers_reports(tmp_path: 
             {**report, "outcome": "exploded"},
             {**report, "node": ""},
             {**report, "extra": 1},
+            {**report, "seconds": False},
+            {**report, "seconds": "4"},
             {"node": "modelhost-3"},
         ):
             refused = await gateway.post("/api/v1/autoscaler/reports", json=bad, headers=AUTH)
