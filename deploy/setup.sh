@@ -7,11 +7,12 @@ cd "$(dirname "$0")/.."
 venv=python3-venv
 python3 -c 'import ensurepip, venv' 2>/dev/null && venv=""
 installed=$(bash deploy/apt-install.sh nginx=nginx prometheus=prometheus \
-  prometheus-nginx-exporter=prometheus-nginx-exporter curl=curl ${venv:+no-such-command=$venv})
+  prometheus-nginx-exporter=prometheus-nginx-exporter redis-server=redis-server curl=curl \
+  ${venv:+no-such-command=$venv})
 # Debian starts system-wide services for what it installs; modelfleet runs its own copies on the
 # ports of deploy/.env, so stop the ones this script just installed.
 if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
-  for service in prometheus prometheus-nginx-exporter; do
+  for service in prometheus prometheus-nginx-exporter redis-server; do
     if grep -qx "$service" <<<"$installed"; then
       sudo=""
       [ "$(id -u)" -eq 0 ] || sudo="sudo"

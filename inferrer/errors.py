@@ -144,3 +144,18 @@ class StoreUnreachable(InferrerError):
 
     status_code = 503
     headers: ClassVar[dict[str, str]] = {"Retry-After": "1"}
+
+
+class StreamBindingExists(InferrerError):
+    status_code = 409
+
+
+class StreamBindingNotFound(InferrerError):
+    status_code = 404
+
+
+class BrokerUnreachable(InferrerError):
+    """The stream broker (Redis) did not answer, or this gateway has none configured."""
+
+    status_code = 503
+    headers: ClassVar[dict[str, str]] = {"Retry-After": "1"}

@@ -1,11 +1,11 @@
-"""Imports go one way inside the inferrer: api -> watches -> jobs -> graphs -> dataplane -> state,
+"""Imports go one way inside the inferrer: api -> streams, watches -> jobs -> graphs -> dataplane -> state,
 and
 control -> state; the data plane and the control plane both use shared state and never each other.
 The two services never import each other, the shared packages (wire, artifacts, metrics,
 datafiles) import neither service, and the benchmarks import no test.
 
 A layer may import its own modules and the ones below it; the inferrer's errors and settings are the
-floor every layer stands on; the app factory and its clients' owner compose the layers and may
+floor every layer stands on; the app factory, its systems and its clients' owner compose the layers and may
 import them all.
 """
 
@@ -30,10 +30,19 @@ ALLOWED = {
         "inferrer.state",
     }
     | FLOOR,
+    "inferrer.streams": {
+        "inferrer.streams",
+        "inferrer.jobs",
+        "inferrer.graphs",
+        "inferrer.dataplane",
+        "inferrer.state",
+    }
+    | FLOOR,
     "inferrer.scaling": {"inferrer.scaling", "inferrer.control", "inferrer.state"} | FLOOR,
     "inferrer.api": {
         "inferrer.api",
         "inferrer.scaling",
+        "inferrer.streams",
         "inferrer.graphs",
         "inferrer.watches",
         "inferrer.jobs",
@@ -73,13 +82,13 @@ def test_the_inferrer_layers_import_one_way() -> None:
         module = _module(path)
         layer = next((layer for layer in ALLOWED if _within(module, layer)), None)
         if layer is None:
-            continue  # the composition root: app.py, fleet_clients.py
+            continue  # the composition root: app.py, systems.py, fleet_clients.py
         for imported in _imports(path):
             if _within(imported, "inferrer") and not any(_within(imported, ok) for ok in ALLOWED[layer]):
                 breaches.append(f"{module} imports {imported}")
     assert breaches == []
     assert {p.name for p in (ROOT / "inferrer").iterdir() if p.suffix == ".py"} == {
-        "__init__.py", "app.py", "errors.py", "fleet_clients.py", "settings.py",
+        "__init__.py", "app.py", "errors.py", "fleet_clients.py", "settings.py", "systems.py",
     }, "a new inferrer module belongs in a layer (api, watches, jobs, dataplane, control, state)"  # fmt: skip
 
 

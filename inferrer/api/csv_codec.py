@@ -10,8 +10,8 @@ import numpy as np
 
 from artifacts.schema import ModelSchema
 from datafiles.rows import csv_cell
-from inferrer.api.rest_codec import check_row_count
 from inferrer.dataplane.columns import as_table, check_columns
+from inferrer.dataplane.rows import check_row_count
 from inferrer.errors import InvalidInput
 
 

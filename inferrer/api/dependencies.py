@@ -13,6 +13,7 @@ from inferrer.graphs.service import GraphService
 from inferrer.jobs.service import JobService
 from inferrer.settings import InferrerSettings
 from inferrer.state.repository import ModelRepository
+from inferrer.streams.service import StreamService
 from inferrer.watches.service import WatchService
 from metrics.definitions import InferrerMetrics
 
@@ -67,4 +68,9 @@ def graphs(request: Request) -> GraphService:
 
 def watches(request: Request) -> WatchService:
     value: WatchService = request.app.state.watches
+    return value
+
+
+def streams(request: Request) -> StreamService:
+    value: StreamService = request.app.state.streams
     return value

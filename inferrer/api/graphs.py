@@ -12,8 +12,9 @@ from artifacts.manifest import Manifest
 from artifacts.names import Segment
 from artifacts.schema import ModelSchema
 from inferrer.api import dependencies as deps
-from inferrer.api.rest_codec import PREDICT_BODY_SCHEMA, read_rows
+from inferrer.api.rest_codec import PREDICT_BODY_SCHEMA
 from inferrer.api.yaml_codec import YAML_TYPES, is_yaml, read_yaml_mapping
+from inferrer.dataplane.rows import read_rows
 from inferrer.errors import InvalidInput, PayloadTooLarge
 from inferrer.graphs.deployed import GraphRecord
 from inferrer.graphs.traversal import every_stage

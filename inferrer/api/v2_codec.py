@@ -13,8 +13,8 @@ import numpy as np
 from artifacts.datatypes import NUMBER_DATATYPES, TEXT, TensorDatatype
 from artifacts.manifest import Manifest
 from artifacts.schema import OUTPUTS
-from inferrer.api.rest_codec import check_row_count
 from inferrer.dataplane.columns import as_table, check_columns
+from inferrer.dataplane.rows import check_row_count
 from inferrer.errors import InvalidInput
 from wire.errors import parse_json_object
 from wire.v2_answers import PLATFORMS, V2ModelMetadata, V2ModelParameters, V2TensorMetadata

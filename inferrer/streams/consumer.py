@@ -1,0 +1,179 @@
+"""One binding's consumer in one gateway process: it reads batches (at most `batches_in_flight` at
+once), hands each to the binding's handler and settles it; it keeps its messages' idle time fresh
+while it works, takes over messages that stopped consumers left, and dead-letters a message whose
+consumer stopped `max_deliveries` times.
+
+A failure of the fleet or of the broker is not the message's fault: the batch is tried again, with
+a growing pause, for as long as the binding runs (the binding shows the error meanwhile)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Protocol
+
+from inferrer.errors import InferrerError
+from inferrer.streams.broker import TRANSIENT
+from inferrer.streams.group_reader import GroupReader, dead_letter
+from inferrer.streams.handlers import Converging, Handled
+from inferrer.streams.records import StreamMessage
+from metrics.streams import StreamMetrics
+
+log = logging.getLogger("inferrer.streams")
+_PAUSES_S = (0.2, 0.5, 1.0, 2.0, 5.0)
+
+
+class Handler(Protocol):
+    async def handle(self, messages: list[StreamMessage]) -> Handled: ...
+
+
+class BindingConsumer:
+    def __init__(
+        self,
+        reader: GroupReader,
+        handler: Handler,
+        batches_in_flight: int,
+        claim_idle_s: float,
+        metrics: StreamMetrics,
+    ) -> None:
+        self.reader = reader
+        self.handler = handler
+        self.name = reader.spec.name
+        self._slots = asyncio.Semaphore(batches_in_flight)
+        self._claim_idle_s = claim_idle_s
+        self._metrics = metrics
+        self._held: set[str] = set()  # ids this consumer is working on
+        self._work: set[asyncio.Task[None]] = set()
+        self._failing = False
+        self._stopping = False
+
+    async def run(self) -> None:
+        """Read until cancelled; the housekeeping runs beside the reads."""
+        keeper = asyncio.create_task(self._keep_house(), name=f"stream {self.name} housekeeping")
+        try:
+            await self._read_forever()
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+
+    async def stop(self, running: asyncio.Task[None], grace_s: float) -> None:
+        """No new reads (a read under way ends within its block time); batches under way get
+        `grace_s` to settle, and the rest stay pending for another consumer. Never waits longer."""
+        self._stopping = True
+        await asyncio.wait({running}, timeout=grace_s)
+        if self._work:
+            await asyncio.wait(self._work, timeout=grace_s)
+        for task in (running, *self._work):
+            task.cancel()
+
+    async def _read_forever(self) -> None:
+        failures = 0
+        while not self._stopping:
+            await self._slots.acquire()
+            try:
+                messages = await self.reader.read()
+            except TRANSIENT as exc:
+                self._slots.release()
+                log.warning("stream %s: reading failed: %s", self.name, exc)
+                await asyncio.sleep(_PAUSES_S[min(failures, len(_PAUSES_S) - 1)])
+                failures += 1
+                continue
+            except BaseException:
+                self._slots.release()
+                raise
+            failures = 0
+            if not messages or self._stopping:  # read while stopping: pending, taken over later
+                self._slots.release()
+                continue
+            self._spawn(messages, release=True)
+
+    def _spawn(self, messages: list[StreamMessage], release: bool) -> None:
+        task = asyncio.create_task(self._settle(messages, release), name=f"stream {self.name} batch")
+        self._work.add(task)
+        task.add_done_callback(self._work.discard)
+
+    async def _settle(self, messages: list[StreamMessage], release: bool) -> None:
+        ids = [m.id for m in messages]
+        self._held.update(ids)
+        try:
+            await self._until_settled(messages, ids)
+        finally:
+            self._held.difference_update(ids)
+            if release:
+                self._slots.release()
+
+    async def _until_settled(self, messages: list[StreamMessage], ids: list[str]) -> None:
+        attempt = 0
+        while True:
+            try:
+                handled = await self.handler.handle(messages)
+                written, dead, duplicates = (
+                    await self.reader.settle(handled.settled) if handled.settled else (0, 0, 0)
+                )
+            except (InferrerError, *TRANSIENT) as exc:
+                reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+                await self._failed(ids, reason)
+                await asyncio.sleep(_PAUSES_S[min(attempt, len(_PAUSES_S) - 1)])
+                attempt += 1
+                continue
+            self._count(messages, handled, written, dead, duplicates)
+            if self._failing:
+                with contextlib.suppress(*TRANSIENT):
+                    await self.reader.recovered()
+                    self._failing = False
+            return
+
+    async def _failed(self, ids: list[str], reason: str) -> None:
+        log.warning("stream %s: %d messages wait to be tried again: %s", self.name, len(ids), reason)
+        self._metrics.messages.labels(self.name, "retried").inc(len(ids))
+        self._failing = True
+        with contextlib.suppress(*TRANSIENT):
+            await self.reader.failed(ids, reason)
+
+    def _count(
+        self, messages: list[StreamMessage], handled: Handled, written: int, dead: int, duplicates: int
+    ) -> None:
+        metric = self._metrics.messages
+        for outcome, count in (
+            ("output", written), ("dead_letter", dead), ("duplicate", duplicates + handled.duplicates),
+            ("converged", handled.joined),
+        ):  # fmt: skip
+            if count:
+                metric.labels(self.name, outcome).inc(count)
+        now_ms = time.time() * 1000
+        latency = self._metrics.latency.labels(self.name)
+        for message in messages:
+            latency.observe(max(0.0, now_ms - message.produced_ms) / 1000)
+
+    async def _keep_house(self) -> None:
+        """Every third of the claim time: refresh what this consumer holds, take over what stopped
+        consumers left, and close converge groups past their timeout."""
+        every_s = self._claim_idle_s / 3
+        while not self._stopping:
+            await asyncio.sleep(every_s)
+            try:
+                await self.reader.keep(sorted(self._held))
+                retry, spent = await self.reader.stalled()
+                if spent:
+                    reasons = await self.reader.reasons([m.id for m in spent])
+                    letters = [
+                        dead_letter(m, self.reader.spec, _spent_reason(m, reason))
+                        for m, reason in zip(spent, reasons, strict=True)
+                    ]
+                    _, dead, _ = await self.reader.settle(letters)
+                    self._metrics.messages.labels(self.name, "dead_letter").inc(dead)
+                if retry:
+                    self._metrics.messages.labels(self.name, "taken_over").inc(len(retry))
+                    self._spawn(retry, release=False)
+                if isinstance(self.handler, Converging):
+                    await self.handler.close_expired()
+            except TRANSIENT as exc:
+                log.warning("stream %s: housekeeping failed: %s", self.name, exc)
+
+
+def _spent_reason(message: StreamMessage, last: str | None) -> str:
+    said = f"delivered {message.deliveries - 1} times without being settled (its consumers stopped or hung)"
+    return f"{said}; the last failure: {last}" if last else said
