@@ -9,7 +9,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-DEFAULT_PORT = 6390  # not Redis's 6379: a Redis the machine runs already keeps it
+import redis
+from dotenv import dotenv_values
+
+from deploy.serve_command import env_name
+from deploy.tokens import ensure_secret
+from deploy.topology import TopologyError
+from inferrer.streams.settings import STREAM_VARIABLES, StreamSettings
+
+PORT_VARIABLE = "BROKER_PORT"  # in the .env: the launcher starts the broker on this port
+PASSWORD_VARIABLE = "BROKER_PASSWORD"  # generated into the .env when it has none
+URL_VARIABLE = env_name(StreamSettings, "broker_url")  # in the .env: a broker elsewhere, used as it is
 
 
 @dataclass(frozen=True)
@@ -50,6 +60,32 @@ class Broker:
 
     def command(self) -> list[str]:
         return [server_binary(), str(self.write_config())]
+
+    def answers(self) -> bool:
+        try:
+            with redis.Redis.from_url(self.url, socket_connect_timeout=1, socket_timeout=1) as client:
+                return bool(client.ping())
+        except redis.RedisError:
+            return False
+
+
+def local_broker(env_file: Path, host: str, data_dir: Path) -> Broker | None:
+    """The broker this machine runs: when the .env sets BROKER_PORT and names no broker elsewhere."""
+    values = dotenv_values(env_file)
+    port = values.get(PORT_VARIABLE)
+    if values.get(URL_VARIABLE) or not port:
+        return None
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise TopologyError(f"{PORT_VARIABLE} must be a port number (1-65535), not {port!r}")
+    password = ensure_secret(env_file, PASSWORD_VARIABLE, "The stream broker's password")
+    return Broker(host, int(port), password, data_dir)
+
+
+def streams_environment(env_file: Path, broker: Broker | None) -> dict[str, str]:
+    """The gateway's INFERRER_STREAMS_* variables: the .env's, and the local broker's URL."""
+    values = dotenv_values(env_file)
+    given = {var: value for var in STREAM_VARIABLES if (value := values.get(var))}
+    return given | ({URL_VARIABLE: broker.url} if broker is not None else {})
 
 
 def server_binary() -> str:

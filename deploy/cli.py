@@ -12,14 +12,15 @@ from pathlib import Path
 import httpx
 from dotenv import dotenv_values
 
-from deploy import autoscale_command, certs, jobs_cli, node_command, standalone
+from deploy import autoscale_command, certs, jobs_cli, node_command, standalone, streams_cli
 from deploy.autoscaling import autoscale_plan
+from deploy.broker import local_broker, streams_environment
 from deploy.compose import COMPOSE_DIR, COMPOSE_FILE, load_compose_topology, write_compose
 from deploy.compose_apply import ComposeBackend
 from deploy.example import EXAMPLE_NAME, EXAMPLE_ROW, deploy_example_process
 from deploy.kustomization import write_kubernetes
 from deploy.launcher import Fleet, prepare, request_apply
-from deploy.local_specs import LaunchError, LaunchOptions, local_gateway
+from deploy.local_specs import DataDirs, LaunchError, LaunchOptions, local_gateway
 from deploy.membership import MembershipError, apply_topology
 from deploy.render import compose_placement, local_placement, render_all
 from deploy.swarm import write_swarm
@@ -76,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
     jobs_cli.add_commands(commands)
     node_command.add_command(commands)
     autoscale_command.add_command(commands)
+    streams_cli.add_command(commands)
     commands.add_parser(
         "migrate", help="copy this machine's repository and job store into the .env's shared stores"
     )
@@ -127,6 +129,8 @@ def main(argv: list[str] | None = None) -> int:
             return node_command.run(args, topology, env_file)
         if args.command == "autoscale":
             return autoscale_command.run(args, topology, env_file)
+        if args.command == "streams":
+            return streams_cli.run(args, topology, env_file)
         if args.command == "certs":
             return certs.run(topology, env_file, args.renew)
         if args.command in ("front", "monitor"):
@@ -146,6 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             topology = topology.with_node_count(args.nodes)
         plan = autoscale_plan(env_file, topology, args.min_nodes, args.max_nodes)
         topology = plan.initial
+        broker = local_broker(env_file, topology.inferrer_host, DataDirs(args.data_dir).broker)
         given = {
             "sync_interval_s": args.sync_interval,
             "nginx_bin": args.nginx_bin,
@@ -155,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
             "storage_env": storage_environment(env_file),
             "autoscale_env": plan.gateway_env,
             "node_pool": plan.pool,
+            "streams_env": streams_environment(env_file, broker),
+            "broker": broker,
         }
         options = LaunchOptions(**{k: v for k, v in given.items() if v is not None})
         return _up(prepare(topology, env_file, args.data_dir, options), args.no_example)

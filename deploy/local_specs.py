@@ -10,6 +10,7 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from deploy.broker import Broker
 from deploy.certs import ca_file, server_files
 from deploy.processes import ProcessSpec, Role
 from deploy.render import Placement, prometheus_storage_flags
@@ -49,6 +50,11 @@ class DataDirs:
         return self.root / "data"
 
     @property
+    def broker(self) -> Path:
+        """The stream broker's append-only file: kept across restarts, as the repository is."""
+        return self.root / "broker"
+
+    @property
     def prometheus(self) -> Path:
         return self.root / "prometheus"
 
@@ -83,6 +89,9 @@ class LaunchOptions:
     # Autoscaled: the INFERRER_AUTOSCALE_* settings for the gateway, and every node the fleet may run.
     autoscale_env: dict[str, str] = field(default_factory=dict)
     node_pool: Topology | None = None
+    # Stream bindings: the INFERRER_STREAMS_* settings for the gateway, and the broker to start here.
+    streams_env: dict[str, str] = field(default_factory=dict)
+    broker: Broker | None = None
 
 
 # Debian installs nginx in /usr/sbin, which a non-root PATH often lacks.
@@ -174,11 +183,15 @@ def process_specs(
                 **options.tokens,
                 **options.storage_env,
                 **options.autoscale_env,
+                **options.streams_env,
                 **_ca_env(topology),
             },
         )
     ]
     specs += [node_spec(topology, node, dirs, options) for node in topology.nodes if runs_here(node)]
+    if (broker := options.broker) is not None:
+        where = f"redis://{broker.host}:{broker.port}"  # for its messages: the URL without the password
+        specs.append(ProcessSpec("broker", broker.command(), where, Role.BROKER, ready_check=broker.answers))
     nginx = shutil.which(options.nginx_bin, path=_SEARCH_PATH)
     if nginx is None:
         raise LaunchError(

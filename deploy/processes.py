@@ -9,7 +9,7 @@ import os
 import signal
 import subprocess
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from pathlib import Path
@@ -37,7 +37,8 @@ class Role(IntEnum):
     GATEWAY = 0  # first: no new work comes in
     BALANCER = 1
     NODE = 2
-    MONITORING = 3  # last: it sees everything else stop
+    BROKER = 3  # after the gateways: their consumers settle what they hold first
+    MONITORING = 4  # last: it sees everything else stop
 
 
 @dataclass
@@ -50,6 +51,7 @@ class ProcessSpec:
     ready_headers: dict[str, str] = field(default_factory=dict)  # e.g. the nodes' credential
     stop_signal: signal.Signals = signal.SIGTERM
     ca_file: Path | None = None  # the fleet's CA, when the ready URL is https
+    ready_check: Callable[[], bool] | None = None  # in place of the ready URL (a broker: no HTTP)
 
 
 class ManagedProcess:
@@ -92,6 +94,8 @@ class ManagedProcess:
         return self._popen is not None and self._popen.poll() is None
 
     def is_ready(self) -> bool:
+        if self.spec.ready_check is not None:
+            return self.spec.ready_check()
         try:
             verify = client_context(self.spec.ca_file) or True
             answer = httpx.get(

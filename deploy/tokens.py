@@ -28,13 +28,19 @@ def ensure_management_token(env_file: Path) -> str | None:
     """Write a management token into the .env unless it has one; returns the new token, if any."""
     if dotenv_values(env_file).get(MANAGEMENT_TOKEN_VAR):
         return None
-    token = secrets.token_urlsafe(32)
+    return ensure_secret(env_file, MANAGEMENT_TOKEN_VAR, "Bearer token for management calls")
+
+
+def ensure_secret(env_file: Path, variable: str, what: str) -> str:
+    """The .env's value of `variable`, or a fresh secret written there (the file made owner-only)."""
+    if value := dotenv_values(env_file).get(variable):
+        return value
+    secret = secrets.token_urlsafe(32)
     text = env_file.read_text()
     separator = "" if not text or text.endswith("\n") else "\n"
-    env_file.write_text(f"{text}{separator}\n# Bearer token for management calls (generated).\n"
-                        f"{MANAGEMENT_TOKEN_VAR}={token}\n")  # fmt: skip
+    env_file.write_text(f"{text}{separator}\n# {what} (generated).\n{variable}={secret}\n")
     os.chmod(env_file, 0o600)
-    return token
+    return secret
 
 
 def service_tokens(env_file: Path) -> dict[str, str]:

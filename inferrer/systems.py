@@ -194,7 +194,7 @@ async def stream_system(
         handler = (
             Converging(spec, redis)
             if spec.converge is not None
-            else Predicting(spec, repository, graphs, prediction, settings.rows_allowed)
+            else Predicting(spec, repository, graphs, prediction, settings.rows_allowed, consumer_name)
         )
         return BindingConsumer(reader, handler, streams.batches_in_flight, streams.claim_idle_s, metrics)
 

@@ -75,15 +75,18 @@ class BindingConsumer:
             await self._slots.acquire()
             try:
                 messages = await self.reader.read()
-            except TRANSIENT as exc:
+            except asyncio.CancelledError:
                 self._slots.release()
-                log.warning("stream %s: reading failed: %s", self.name, exc)
+                raise
+            except Exception as exc:  # the broker gone a while (restarted, a link down), or a bug
+                self._slots.release()
+                if isinstance(exc, TRANSIENT):
+                    log.warning("stream %s: reading failed: %s", self.name, exc)
+                else:
+                    log.exception("stream %s: reading failed", self.name)
                 await asyncio.sleep(_PAUSES_S[min(failures, len(_PAUSES_S) - 1)])
                 failures += 1
                 continue
-            except BaseException:
-                self._slots.release()
-                raise
             failures = 0
             if not messages or self._stopping:  # read while stopping: pending, taken over later
                 self._slots.release()
@@ -170,8 +173,11 @@ class BindingConsumer:
                     self._spawn(retry, release=False)
                 if isinstance(self.handler, Converging):
                     await self.handler.close_expired()
-            except TRANSIENT as exc:
-                log.warning("stream %s: housekeeping failed: %s", self.name, exc)
+            except Exception as exc:
+                if isinstance(exc, TRANSIENT):
+                    log.warning("stream %s: housekeeping failed: %s", self.name, exc)
+                else:
+                    log.exception("stream %s: housekeeping failed", self.name)
 
 
 def _spent_reason(message: StreamMessage, last: str | None) -> str:

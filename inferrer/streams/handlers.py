@@ -45,8 +45,10 @@ class Predicting:
         graphs: GraphService,
         prediction: PredictionService,
         rows_allowed: Callable[[int], int],
+        consumer: str,
     ) -> None:
         self.spec = spec
+        self.consumer = consumer
         self.repository = repository
         self.graphs = graphs
         self.prediction = prediction
@@ -112,6 +114,7 @@ class Predicting:
                 fields["key"] = key
             fields["predictions"] = orjson.dumps(predictions[start:end]).decode()
             fields["deliveries"] = str(message.deliveries)
+            fields["consumer"] = self.consumer  # the gateway process that wrote it
             settled.append(Settled(message, fields))
             start = end
         return settled

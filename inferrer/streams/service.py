@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from inferrer.errors import BrokerUnreachable, InvalidInput
 from inferrer.graphs.service import GraphService
 from inferrer.jobs.service import iso_time
@@ -15,7 +13,7 @@ from inferrer.state.repository import ModelRepository
 from inferrer.streams.broker import answered
 from inferrer.streams.records import BindingRecord
 from inferrer.streams.registry import BindingRegistry
-from inferrer.streams.spec import StreamBinding
+from inferrer.streams.spec import StreamBinding, field_text
 from inferrer.streams.supervisor import StreamSupervisor
 from wire import stream_answers as answers
 
@@ -75,27 +73,20 @@ class StreamService:
     async def produce(self, name: str, messages: list[dict[str, Any]]) -> answers.MessagesAdded:
         """Each message added to the binding's input stream as it is given (its values as text)."""
         record = await self.registry.get(name)
-        redis = self.registry.redis
+        try:
+            texts = [{name: field_text(value) for name, value in fields.items()} for fields in messages]
+        except ValueError as exc:
+            raise InvalidInput(str(exc)) from None
         with answered():
-            async with redis.pipeline(transaction=False) as pipe:
-                for fields in messages:
-                    pipe.xadd(record.spec.input, {k: field_text(v) for k, v in fields.items()})
+            async with self.registry.redis.pipeline(transaction=False) as pipe:
+                for fields in texts:
+                    pipe.xadd(record.spec.input, fields)  # type: ignore[arg-type]
                 ids = await pipe.execute()
         return answers.MessagesAdded(stream=record.spec.input, ids=ids)
 
     def _wake(self) -> None:
         if self._supervisor is not None:
             self._supervisor.wake()
-
-
-def field_text(value: Any) -> str:
-    """A message field's value as the broker keeps it: text as it is, anything else as JSON."""
-    if isinstance(value, str):
-        return value
-    try:
-        return orjson.dumps(value).decode()
-    except TypeError as exc:
-        raise InvalidInput(f"a field's value cannot be written as JSON: {exc}") from None
 
 
 def view(record: BindingRecord) -> answers.StreamView:

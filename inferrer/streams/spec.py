@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 from pydantic.json_schema import SkipJsonSchema
 
@@ -119,3 +120,13 @@ class MessageBatch(BaseModel):
 
 
 message_batch = TypeAdapter(MessageBatch)
+
+
+def field_text(value: Any) -> str:
+    """A message field's value as the broker keeps it: text as it is, anything else as JSON."""
+    if isinstance(value, str):
+        return value
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError as exc:
+        raise ValueError(f"a field's value cannot be written as JSON: {exc}") from None

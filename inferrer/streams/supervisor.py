@@ -59,8 +59,10 @@ class StreamSupervisor:
     async def _reconcile(self) -> None:
         records = await self.registry.all()
         wanted = {r.spec.name: r for r in records if not r.paused}
-        for name, (created, _, _) in list(self._running.items()):
-            if name not in wanted or wanted[name].created != created:
+        for name, (created, _, task) in list(self._running.items()):
+            if task.done() and not task.cancelled() and task.exception() is not None:
+                log.error("streams: the consumer of %s ended: %r; starting it again", name, task.exception())
+            if name not in wanted or wanted[name].created != created or task.done():
                 await self._stop(name)
         for name, record in wanted.items():
             if name not in self._running:
