@@ -14,12 +14,21 @@ from dotenv import dotenv_values
 
 from deploy.serve_command import env_name
 from deploy.tokens import ensure_secret
-from deploy.topology import TopologyError
+from deploy.topology import Topology
 from inferrer.streams.settings import STREAM_VARIABLES, StreamSettings
 
-PORT_VARIABLE = "BROKER_PORT"  # in the .env: the launcher starts the broker on this port
 PASSWORD_VARIABLE = "BROKER_PASSWORD"  # generated into the .env when it has none
 URL_VARIABLE = env_name(StreamSettings, "broker_url")  # in the .env: a broker elsewhere, used as it is
+CONTAINER_PORT = 6379  # in its container, on the stack's network only
+# Every write on disk before it is answered; the append-only file is the record (no snapshots);
+# the password protects it; a full broker refuses writes, it never drops messages.
+DURABILITY = (
+    "appendonly yes",
+    "appendfsync always",
+    'save ""',
+    "protected-mode no",
+    "maxmemory-policy noeviction",
+)
 
 
 @dataclass(frozen=True)
@@ -46,12 +55,7 @@ class Broker:
                     f"port {self.port}",
                     f'requirepass "{self.password}"',
                     f"dir {self.data_dir}",
-                    "appendonly yes",
-                    "appendfsync always",
-                    'save ""',  # the append-only file is the record; no snapshots beside it
-                    "protected-mode no",  # the password protects it
-                    "loglevel notice",
-                    "maxmemory-policy noeviction",  # a full broker refuses writes; it never drops messages
+                    *DURABILITY,
                     "",
                 ]
             )
@@ -69,16 +73,36 @@ class Broker:
             return False
 
 
-def local_broker(env_file: Path, host: str, data_dir: Path) -> Broker | None:
-    """The broker this machine runs: when the .env sets BROKER_PORT and names no broker elsewhere."""
-    values = dotenv_values(env_file)
-    port = values.get(PORT_VARIABLE)
-    if values.get(URL_VARIABLE) or not port:
+def local_broker(env_file: Path, topology: Topology, data_dir: Path) -> Broker | None:
+    """The broker this machine runs for the gateway: when the .env sets BROKER_PORT (and names no
+    broker elsewhere); its password is generated into the .env the first time."""
+    if topology.broker_port is None:
         return None
-    if not port.isdigit() or not 1 <= int(port) <= 65535:
-        raise TopologyError(f"{PORT_VARIABLE} must be a port number (1-65535), not {port!r}")
-    password = ensure_secret(env_file, PASSWORD_VARIABLE, "The stream broker's password")
-    return Broker(host, int(port), password, data_dir)
+    return Broker(topology.inferrer_host, topology.broker_port, ensure_password(env_file), data_dir)
+
+
+def ensure_password(env_file: Path) -> str:
+    return ensure_secret(env_file, PASSWORD_VARIABLE, "The stream broker's password")
+
+
+def container_command(password: str) -> list[str]:
+    """The broker container's command: the same settings as `Broker.write_config`, written by its
+    shell to an owner-only file in the container, with the password it reads from its environment
+    or a secret's file (`password`, e.g. `$${BROKER_PASSWORD}`: compose and Swarm keep `$$` as `$`);
+    the stack file never holds the password."""
+    lines = [f"port {CONTAINER_PORT}", "dir /data", *DURABILITY, f'requirepass "{password}"']
+    quoted = " ".join(
+        "'" + line + "'" if "$" not in line else '"' + line.replace('"', '\\"') + '"' for line in lines
+    )
+    return [
+        "sh",
+        "-c",
+        f"umask 077 && printf '%s\\n' {quoted} > /tmp/redis.conf && exec redis-server /tmp/redis.conf",
+    ]
+
+
+def container_health(password: str) -> list[str]:
+    return ["CMD-SHELL", f'REDISCLI_AUTH="{password}" redis-cli -p {CONTAINER_PORT} ping | grep -q PONG']
 
 
 def streams_environment(env_file: Path, broker: Broker | None) -> dict[str, str]:

@@ -14,7 +14,7 @@ from dotenv import dotenv_values
 
 from deploy import autoscale_command, certs, jobs_cli, node_command, standalone, streams_cli
 from deploy.autoscaling import autoscale_plan
-from deploy.broker import local_broker, streams_environment
+from deploy.broker import ensure_password, local_broker, streams_environment
 from deploy.compose import COMPOSE_DIR, COMPOSE_FILE, load_compose_topology, write_compose
 from deploy.compose_apply import ComposeBackend
 from deploy.example import EXAMPLE_NAME, EXAMPLE_ROW, deploy_example_process
@@ -114,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
             return migrate.run(env_file, args.data_dir)
         topology = load_topology(env_file)
         if args.command == "render":
+            if topology.broker_port is not None:  # docker-compose reads it from the .env
+                ensure_password(env_file)
             run_dir = args.data_dir / "run"
             render_all(topology, local_placement(topology, run_dir))
             write_compose(topology)
@@ -150,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
             topology = topology.with_node_count(args.nodes)
         plan = autoscale_plan(env_file, topology, args.min_nodes, args.max_nodes)
         topology = plan.initial
-        broker = local_broker(env_file, topology.inferrer_host, DataDirs(args.data_dir).broker)
+        broker = local_broker(env_file, topology, DataDirs(args.data_dir).broker)
         given = {
             "sync_interval_s": args.sync_interval,
             "nginx_bin": args.nginx_bin,

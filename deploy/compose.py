@@ -10,12 +10,15 @@ from typing import Any
 import yaml
 
 from datafiles.locations import S3_VARIABLES
+from deploy.broker import CONTAINER_PORT as BROKER_PORT
+from deploy.broker import PASSWORD_VARIABLE, URL_VARIABLE, container_command, container_health
 from deploy.render import compose_placement, prometheus_storage_flags, render_all, write_atomic
 from deploy.serve_command import UVICORN_GRACEFUL_S, env_name
 from deploy.tokens import SHARED_STORE_VARIABLES
 from deploy.topology import DEPLOY_DIR, Node, Topology
 from inferrer.scaling.settings import AUTOSCALE_VARIABLES
 from inferrer.settings import InferrerSettings
+from inferrer.streams.settings import STREAM_VARIABLES
 from modelhost.settings import ModelhostSettings
 from wire.bearer import INFERENCE_TOKEN_VAR, MANAGEMENT_TOKEN_VAR
 
@@ -41,6 +44,11 @@ _REQUIRED_TOKEN = f"${{{MANAGEMENT_TOKEN_VAR}:?run modelfleet render to generate
 _S3_FROM_ENV = {var: f"${{{var}:-}}" for var in S3_VARIABLES}
 _STORES_FROM_ENV = {var: f"${{{var}:-}}" for var in SHARED_STORE_VARIABLES}
 _AUTOSCALE_FROM_ENV = {var: f"${{{var}:-}}" for var in AUTOSCALE_VARIABLES}
+_STREAMS_FROM_ENV = {var: f"${{{var}:-}}" for var in STREAM_VARIABLES}
+# The broker's password: in the .env (rendering generates it), given to the broker's shell by
+# environment, and in the gateway's URL of the broker service.
+_BROKER_PASSWORD = f"${{{PASSWORD_VARIABLE}:?run modelfleet render to generate it}}"
+_PASSWORD_IN_SHELL = f"$${{{PASSWORD_VARIABLE}}}"
 JOBS_DIR = "/jobs"  # the data directory of batch jobs in the containers (a volume they all share)
 
 
@@ -99,6 +107,7 @@ def compose_document(topology: Topology) -> dict[str, Any]:
                 **_S3_FROM_ENV,
                 **_STORES_FROM_ENV,
                 **_AUTOSCALE_FROM_ENV,
+                **_streams_environment(t),
                 env_name(InferrerSettings, "nginx_url"): f"http://nginx:{t.nginx_port}",
                 env_name(InferrerSettings, "nodes_file"): "/etc/modelfleet/inferrer/nodes.json",
                 env_name(InferrerSettings, "max_body_bytes"): str(t.max_body_bytes),
@@ -115,6 +124,16 @@ def compose_document(topology: Topology) -> dict[str, Any]:
     }
     for node in t.nodes:
         services[node.id] = node_service(t, node)
+    if t.broker_port is not None:
+        services["broker"] = {
+            **_image("broker", "broker.Dockerfile"),
+            "command": container_command(_PASSWORD_IN_SHELL),
+            "environment": {PASSWORD_VARIABLE: _BROKER_PASSWORD},
+            "ports": [f"127.0.0.1:{t.broker_port}:{BROKER_PORT}"],
+            "volumes": ["broker-data:/data"],
+            "restart": "unless-stopped",
+            "healthcheck": {**HEALTHCHECK, "test": container_health(_PASSWORD_IN_SHELL)},
+        }
     services["nginx"] = {
         **_image("nginx", "nginx.Dockerfile"),
         "volumes": ["./compose/nginx:/etc/modelfleet/nginx:ro"],
@@ -164,8 +183,17 @@ def compose_document(topology: Topology) -> dict[str, Any]:
         service["logging"] = {"driver": "json-file", "options": rotation}
     return {
         "services": services,
-        "volumes": {"models": {}, "jobs": {}, "prometheus-data": {}},
-    }
+        "volumes": {
+            "models": {}, "jobs": {}, "prometheus-data": {}, **({"broker-data": {}} if t.broker_port else {}),
+        },
+    }  # fmt: skip
+
+
+def _streams_environment(topology: Topology) -> dict[str, str]:
+    """The gateway's INFERRER_STREAMS_* from the .env; the broker service's URL when it runs one."""
+    if topology.broker_port is None:
+        return _STREAMS_FROM_ENV
+    return {**_STREAMS_FROM_ENV, URL_VARIABLE: f"redis://:{_BROKER_PASSWORD}@broker:{BROKER_PORT}/0"}
 
 
 def _curl(url: str) -> list[str]:

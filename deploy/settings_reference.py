@@ -27,6 +27,7 @@ from datafiles.locations import S3Settings
 from deploy.serve_command import env_name
 from inferrer.scaling.settings import AutoscaleSettings
 from inferrer.settings import InferrerSettings
+from inferrer.streams.settings import StreamSettings
 from modelhost.settings import ModelhostSettings
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
@@ -52,6 +53,12 @@ SERVICES = (
         "Read by each inferrer process (`inferrer/scaling/settings.py`); `modelfleet up --min-nodes N "
         "--max-nodes M` sets the first two. Autoscaling is on when the maximum exceeds the minimum "
         "(docs/autoscaling.md).",
+    ),
+    Service(
+        "Stream bindings (each gateway process)",
+        StreamSettings,
+        "Read by each inferrer process (`inferrer/streams/settings.py`); `modelfleet up` sets the broker "
+        "URL when the `.env` sets `BROKER_PORT` (docs/streams.md).",
     ),
     Service(
         "Each modelhost node",
@@ -129,6 +136,14 @@ TOPOLOGY = (
         "unset / `8000` / `9114`",
         "The front balancer before every gateway (`modelfleet front` on that host), and its nginx "
         "exporter's port. With a front, nodes fetch models through it.",
+    ),
+    Entry(
+        "`BROKER_PORT` / `BROKER_PASSWORD`",
+        "`6390` / generated",
+        "Stream bindings' broker: `modelfleet up` starts Debian's `redis-server` on `INFERRER_HOST` and "
+        "this port (append-only, every write on disk before it is answered), the compose and Swarm "
+        "stacks run it as a service. The password is generated into the `.env` on first use. Unset, or "
+        "with `INFERRER_STREAMS_BROKER_URL` naming a broker elsewhere, none is started (docs/streams.md).",
     ),
     Entry(
         "`UPSTREAM_TIMEOUT_S`",

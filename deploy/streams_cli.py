@@ -36,7 +36,7 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 def run(args: argparse.Namespace, topology: Topology, env_file: Path) -> int:
     url = args.broker or dotenv_values(env_file).get(URL_VARIABLE)
     if not url:
-        broker = local_broker(env_file, topology.inferrer_host, DataDirs(args.data_dir).broker)
+        broker = local_broker(env_file, topology, DataDirs(args.data_dir).broker)
         if broker is None:
             raise TopologyError(
                 f"no broker: set BROKER_PORT or {URL_VARIABLE} in {env_file}, or give --broker"

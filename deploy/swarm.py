@@ -21,6 +21,15 @@ from typing import Any
 
 from datafiles.locations import S3_VARIABLES
 from deploy.autoscaling import autoscale_environment
+from deploy.broker import (
+    CONTAINER_PORT,
+    PASSWORD_VARIABLE,
+    URL_VARIABLE,
+    container_command,
+    container_health,
+    ensure_password,
+    streams_environment,
+)
 from deploy.compose import HEALTHCHECK, JOBS_DIR, STOP_GRACE, dump_yaml, exporter_argv, serve_argv
 from deploy.render import Placement, nginx_tls, prometheus_storage_flags, render_nginx, write_atomic
 from deploy.serve_command import env_name
@@ -35,12 +44,17 @@ NODE_SERVICE = "modelhost"
 SERVERS_FILE = "/tmp/modelfleet/modelhosts.conf"
 GATEWAY_STORES = Path("secrets/gateway.env")  # beside the stack: what the .env sets of the stores
 NODE_STORES = Path("secrets/node.env")  # nginx's upstream servers, written in its container
-_SECRETS = {MANAGEMENT_TOKEN_VAR: "management_token", INFERENCE_TOKEN_VAR: "inference_token"}
+_SECRETS = {
+    MANAGEMENT_TOKEN_VAR: "management_token", INFERENCE_TOKEN_VAR: "inference_token",
+    PASSWORD_VARIABLE: "broker_password",
+}  # fmt: skip
+_BROKER_PASSWORD = "$$(cat /run/secrets/broker_password)"  # read by the broker's shell
 HEADER = (
     "# Rendered by `modelfleet render` from deploy/.env. Do not edit: edit the .env and render.\n"
     "# docker stack deploy -c deploy/swarm/stack.yml modelfleet   (docs/orchestrators.md)\n"
 )
 _RESTART = {"condition": "any", "delay": "1s", "window": "30s"}
+_MANAGER = "node.role == manager"
 
 
 def orchestrated_nginx(topology: Topology) -> str:
@@ -157,7 +171,7 @@ def stack_document(topology: Topology, env_file: Path | None, configs: dict[str,
             **_deploy(1, "stop-first", "2", "2G"),
             "placement": {
                 "max_replicas_per_node": 1,
-                **({} if shared else {"constraints": ["node.role == manager"]}),
+                **({} if shared else {"constraints": [_MANAGER]}),
             },
         },
     }
@@ -234,13 +248,26 @@ def stack_document(topology: Topology, env_file: Path | None, configs: dict[str,
         "inferrer": gateway, NODE_SERVICE: node, "nginx": nginx, "nginx-exporter": exporter,
         "prometheus": prometheus, "example-model": example,
     }  # fmt: skip
+    if t.broker_port is not None:  # its append-only file is on a manager's volume: one host
+        secrets.append(_SECRETS[PASSWORD_VARIABLE])
+        services["broker"] = {
+            "image": "modelfleet-broker:latest", "command": container_command(_BROKER_PASSWORD),
+            "volumes": ["broker-data:/data"], "secrets": _secret_files(secrets[-1:]),
+            "healthcheck": {"test": container_health(_BROKER_PASSWORD), **HEALTHCHECK},
+            "deploy": {**_deploy(1, "stop-first", "1", "1G"), "placement": {"constraints": [_MANAGER]}},
+        }  # fmt: skip
     rotation = {"max-size": f"{max(1, t.log_max_bytes // 1024)}k", "max-file": str(t.log_max_files)}
     for service in services.values():
         service["logging"] = {"driver": "json-file", "options": rotation}
     return {
         "version": "3.8",
         "services": services,
-        "volumes": {"models": {}, "jobs": {}, "prometheus-data": {}},
+        "volumes": {
+            "models": {},
+            "jobs": {},
+            "prometheus-data": {},
+            **({"broker-data": {}} if t.broker_port else {}),
+        },
         "configs": {
             name: {"name": f"modelfleet-{name.replace('_', '-')}-{digest}", "file": f"./{file}"}
             for name, (file, digest) in {
@@ -265,7 +292,10 @@ def write_swarm(topology: Topology, env_file: Path | None, swarm_dir: Path = SWA
     if env_file:
         stores = storage_environment(env_file)
         private = {_SECRETS[var]: value for var, value in service_tokens(env_file).items()}
-        gateway = {**stores, **autoscale_environment(env_file)}
+        gateway = {**stores, **autoscale_environment(env_file), **streams_environment(env_file, None)}
+        if topology.broker_port is not None:
+            private[_SECRETS[PASSWORD_VARIABLE]] = password = ensure_password(env_file)
+            gateway[URL_VARIABLE] = f"redis://:{password}@broker:{CONTAINER_PORT}/0"
         private[GATEWAY_STORES.name] = "".join(f"{var}={value}\n" for var, value in gateway.items())
         private[NODE_STORES.name] = "".join(
             f"{v}={value}\n" for v, value in stores.items() if v in S3_VARIABLES

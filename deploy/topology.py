@@ -70,6 +70,8 @@ class Topology:
     gateway_index: int = 1  # the gateway this topology is run by
     # TLS between every service (`modelfleet certs` writes the folder): https everywhere when set.
     tls_dir: Path | None = None
+    # Stream bindings: the broker the fleet runs itself (BROKER_PORT; None: none, or one elsewhere).
+    broker_port: int | None = None
 
     @property
     def scheme(self) -> str:
@@ -182,6 +184,10 @@ def load_topology(path: Path) -> Topology:
         front_exporter_port=_port("FRONT_EXPORTER_PORT", values.get("FRONT_EXPORTER_PORT", "9114")),
         prometheus_host=values.get("PROMETHEUS_HOST") or "127.0.0.1",
         tls_dir=tls_dir,
+        # A broker named elsewhere (INFERRER_STREAMS_BROKER_URL) is used in place of one of its own.
+        broker_port=_port("BROKER_PORT", values["BROKER_PORT"])
+        if values.get("BROKER_PORT") and not values.get("INFERRER_STREAMS_BROKER_URL")
+        else None,
     )
     _check_unique_addresses(topology)
     return topology

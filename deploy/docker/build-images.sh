@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the fleet's four images: modelfleet-inferrer, -modelhost, -nginx, -prometheus.
+# Builds the fleet's five images: modelfleet-inferrer, -modelhost, -nginx, -prometheus, -broker.
 #
 #   deploy/docker/build-images.sh            no registry: a Debian base made with debootstrap and a
 #                                            local wheelhouse; the image builds need no network
@@ -12,7 +12,7 @@ cd "$(dirname "$0")/../.."
 mode=${1:-local}
 cache=${MODELFLEET_CACHE:-/var/cache/modelfleet}
 python=${PYTHON:-.venv/bin/python}
-packages="python3,python3-venv,ca-certificates,curl,nginx,prometheus,prometheus-nginx-exporter"
+packages="python3,python3-venv,ca-certificates,curl,nginx,prometheus,prometheus-nginx-exporter,redis-server"
 suite=bookworm
 
 build() {  # build NAME DOCKERFILE [TARGET] [--build-arg ...]
@@ -28,6 +28,7 @@ if [ "$mode" = registry ]; then
   build modelhost app.Dockerfile modelhost
   build nginx nginx.Dockerfile ""
   build prometheus prometheus.Dockerfile ""
+  build broker broker.Dockerfile ""
   exit 0
 fi
 
@@ -70,4 +71,5 @@ build inferrer app.Dockerfile inferrer "${args[@]}" --build-arg PIP_ARGS=--no-in
 build modelhost app.Dockerfile modelhost "${args[@]}" --build-arg PIP_ARGS=--no-index
 build nginx nginx.Dockerfile "" "${args[@]}"
 build prometheus prometheus.Dockerfile "" "${args[@]}"
+build broker broker.Dockerfile "" "${args[@]}"
 echo "images built from $base_image"

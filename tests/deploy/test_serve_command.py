@@ -17,12 +17,14 @@ from deploy.serve_command import env_name, uvicorn_command
 from deploy.topology import EXAMPLE_ENV_FILE, TopologyError, load_topology
 from inferrer.scaling.settings import AutoscaleSettings
 from inferrer.settings import InferrerSettings
+from inferrer.streams.settings import StreamSettings
 from modelhost.settings import ModelhostSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 # The longest prefix first: INFERRER_AUTOSCALE_* are the autoscaler's settings, not the gateway's.
 PREFIXES: dict[str, type[BaseSettings]] = {
     "INFERRER_AUTOSCALE_": AutoscaleSettings,
+    "INFERRER_STREAMS_": StreamSettings,
     "INFERRER_": InferrerSettings,
     "MODELHOST_": ModelhostSettings,
 }
