@@ -105,6 +105,8 @@ def main(argv: list[str] | None = None) -> int:
             return _nodes(args, env_file)
         if args.command in ("up", "render", "token") and (token := ensure_management_token(env_file)):
             print(f"generated a management token and stored it in {env_file}:\n  {token}", flush=True)
+        if args.command in ("render", "token") and load_topology(env_file).broker_port is not None:
+            ensure_password(env_file)  # the stacks' broker reads it from the .env
         if args.command == "token":
             print(dotenv_values(env_file)[MANAGEMENT_TOKEN_VAR])
             return 0
@@ -114,8 +116,6 @@ def main(argv: list[str] | None = None) -> int:
             return migrate.run(env_file, args.data_dir)
         topology = load_topology(env_file)
         if args.command == "render":
-            if topology.broker_port is not None:  # docker-compose reads it from the .env
-                ensure_password(env_file)
             run_dir = args.data_dir / "run"
             render_all(topology, local_placement(topology, run_dir))
             write_compose(topology)

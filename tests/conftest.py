@@ -13,7 +13,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from datafiles.locations import S3Settings
-from deploy.ephemeral_fleet import RunningFleet, start_fleet
+from deploy.ephemeral_fleet import RunningFleet, free_ports, start_fleet
 from testbed.postgres_server import postgres_server
 from testbed.s3_server import s3_server
 
@@ -92,10 +92,14 @@ def text_column_rows() -> pd.DataFrame:
 
 @pytest.fixture(scope="session")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningFleet]:
-    """A real fleet of 3 nodes, nginx, the inferrer and Prometheus, started once and shared by the
-    modules that leave it as they found it (each deploys models of its own names; a node killed is
-    restarted by the launcher). A module that changes the fleet itself starts its own."""
-    running = start_fleet(Path(tmp_path_factory.mktemp("fleet")), nodes=3)
+    """A real fleet of 3 nodes, nginx, the inferrer, Prometheus and the stream broker (as the
+    example .env has it), started once and shared by the modules that leave it as they found it
+    (each deploys models of its own names; a node killed is restarted by the launcher). A module
+    that changes the fleet itself starts its own."""
+    (broker_port,) = free_ports(1)
+    running = start_fleet(
+        Path(tmp_path_factory.mktemp("fleet")), nodes=3, env_lines=f"BROKER_PORT={broker_port}\n"
+    )
     yield running
     assert running.stop() == 0, running.log()
 

@@ -16,11 +16,13 @@ from typing import Any
 
 import httpx
 import pytest
+from dotenv import dotenv_values
 
 from deploy.compose import write_compose
 from deploy.ephemeral_fleet import free_ports, wait_until
 from deploy.example_model import EXAMPLE_ROW, train_example
 from deploy.topology import EXAMPLE_ENV_FILE, load_topology
+from testbed.broker_server import BrokerClient
 from tests.compose.autoscaling import autoscale_lines, burst_up_and_back, following
 from tests.load_loop import LoadLoop
 from wire.bearer import MANAGEMENT_TOKEN_VAR, bearer_headers
@@ -37,6 +39,7 @@ class Stack:
     project: str
     inferrer_port: int
     prometheus_port: int
+    broker_port: int
     token: str = ""
 
     @property
@@ -75,16 +78,17 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(images: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("compose")
-    inferrer_port, prometheus_port = free_ports(2)
+    inferrer_port, prometheus_port, broker_port = free_ports(3)
     env_file = root / ".env"
     env_file.write_text(
         EXAMPLE_ENV_FILE.read_text()
         .replace("INFERRER_PORT=8000", f"INFERRER_PORT={inferrer_port}")
         .replace("PROMETHEUS_PORT=9090", f"PROMETHEUS_PORT={prometheus_port}")
+        .replace("BROKER_PORT=6390", f"BROKER_PORT={broker_port}")
     )
     compose_file = root / "docker-compose.yml"
     write_compose(load_topology(env_file), compose_file)
-    stack = Stack(env_file, compose_file, f"mftest{os.getpid()}", inferrer_port, prometheus_port)
+    stack = Stack(env_file, compose_file, f"mftest{os.getpid()}", inferrer_port, prometheus_port, broker_port)
     # As a user would: the first `modelfleet token` (or render, or up) writes one into the .env.
     token = stack.modelfleet("token")
     assert token.returncode == 0, token.stderr
@@ -130,6 +134,33 @@ def test_deploy_and_predict_on_every_node(stack: Stack) -> None:
             served[response.json()["node"]] += 1
     print("200 predictions per node:", dict(served))
     assert set(served) == NODES
+
+
+def test_a_stream_binding_runs_on_the_stacks_broker(stack: Stack) -> None:
+    """The broker service (published on loopback, its password from the .env): a binding of the
+    example model, 2,000 messages through the producer route, each once in the output."""
+    binding = {"name": "scores", "input": "rows", "output": "scores", "model": "iris", "batch": 200}
+    created = httpx.post(f"{stack.url}/api/v1/streams", json=binding, headers=stack.auth, timeout=30)
+    assert created.status_code == 201, created.text
+    messages = [{"key": str(i), "instances": [EXAMPLE_ROW]} for i in range(2_000)]
+    added = httpx.post(
+        f"{stack.url}/api/v1/streams/scores/messages",
+        json={"messages": messages},
+        headers=stack.auth,
+        timeout=60,
+    )
+    assert added.status_code == 201, added.text
+    password = dotenv_values(stack.env_file)["BROKER_PASSWORD"]
+    broker = BrokerClient(f"redis://:{password}@127.0.0.1:{stack.broker_port}/0")
+    assert wait_until(lambda: broker.length("scores") >= 2_000, timeout_s=120, interval_s=0.5)
+    outputs = broker.fields("scores")
+    figures = httpx.get(f"{stack.url}/api/v1/streams/scores", headers=stack.auth, timeout=30).json()[
+        "figures"
+    ]
+    print(f"2,000 messages through the compose stack's broker: {figures}")
+    assert sorted(o["source_id"] for o in outputs) == sorted(added.json()["ids"])
+    assert {o["predictions"] for o in outputs} == {"[0]"}
+    assert figures["written"] == 2_000 and figures["pending"] == 0
 
 
 def test_prometheus_scrapes_every_target(stack: Stack) -> None:
@@ -202,6 +233,8 @@ def test_models_survive_down_and_up(stack: Stack) -> None:
         response = _predict(stack, client)
     assert response.status_code == 200, response.text
     assert response.json()["model"] == "iris"
+    binding = httpx.get(f"{stack.url}/api/v1/streams/scores", headers=stack.auth, timeout=30)
+    assert binding.status_code == 200 and binding.json()["figures"]["written"] == 2_000  # the broker's volume
 
 
 def test_the_nodes_follow_the_autoscaler_under_a_burst(stack: Stack) -> None:

@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -151,6 +152,31 @@ def test_every_task_answers_and_prometheus_finds_them(swarm: Swarm) -> None:
         return len(answer["data"]["result"])
 
     assert wait_until(lambda: modelhost_targets_up() == 3, timeout_s=60, interval_s=1)
+
+
+def test_a_stream_binding_runs_on_the_stacks_broker(swarm: Swarm) -> None:
+    """The broker service (its password a secret): the example model's binding, 500 messages
+    through the producer route, each written once; the password is in no service's spec but the
+    gateway's broker URL (from its stores' env file, as the database URLs)."""
+    auth = bearer_headers(swarm.token)
+    binding = {"name": "scores", "input": "rows", "output": "scores", "model": EXAMPLE_NAME, "batch": 100}
+    created = httpx.post(f"{URL}/api/v1/streams", json=binding, headers=auth, timeout=30)
+    assert created.status_code == 201, created.text
+    messages = [{"key": str(i), "instances": [EXAMPLE_ROW]} for i in range(500)]
+    added = httpx.post(
+        f"{URL}/api/v1/streams/scores/messages", json={"messages": messages}, headers=auth, timeout=60
+    )
+    assert added.status_code == 201, added.text
+
+    def figures() -> dict[str, Any]:
+        answer = httpx.get(f"{URL}/api/v1/streams/scores", headers=auth, timeout=10).json()
+        found: dict[str, Any] = answer["figures"]
+        return found
+
+    assert wait_until(lambda: figures()["written"] == 500, timeout_s=120, interval_s=1), figures()
+    print(f"500 messages through the Swarm stack's broker: {figures()}")
+    password = dotenv_values(swarm.checkout / "deploy" / ".env")["BROKER_PASSWORD"]
+    assert password and password not in docker("service", "inspect", f"{STACK}_broker")
 
 
 def test_the_tokens_are_secrets_not_environment(swarm: Swarm) -> None:

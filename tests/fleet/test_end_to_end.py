@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 import re
+import subprocess
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,11 +12,12 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+from dotenv import dotenv_values
 from sklearn.pipeline import Pipeline
 
 from artifacts.onnx_conversion import TOLERANCE
 from deploy.ephemeral_fleet import RunningFleet, wait_until
-from tests.harness import run_readme_curl_lines
+from tests.harness import README, run_readme_curl_lines
 
 pytestmark = pytest.mark.fleet
 
@@ -111,6 +113,26 @@ def test_node_metrics_label_model_version_and_node(fleet: RunningFleet) -> None:
 
 def test_readme_curl_lines_work(fleet: RunningFleet, tmp_path: Path) -> None:
     run_readme_curl_lines(fleet.ports["inferrer"], fleet.token, tmp_path, fleet.data_dir / "data")
+
+
+def test_readme_redis_cli_lines_work(fleet: RunningFleet) -> None:
+    """The README's stream walk-through, its redis-cli lines as printed (the broker's port and the
+    .env swapped for the fleet's), after its curl lines made the binding: the message added with
+    redis-cli comes back predicted in the output stream."""
+    lines = [line.strip() for line in README.read_text().splitlines()]
+    commands = [line for line in lines if line.startswith(("redis-cli ", "export REDISCLI_AUTH="))]
+    assert len(commands) == 3, commands
+    port = dotenv_values(fleet.env_file)["BROKER_PORT"]
+    script = "\n".join(commands).replace("-p 6390", f"-p {port}").replace("deploy/.env", str(fleet.env_file))
+    binding = {"name": "iris-scores", "input": "iris-rows", "output": "iris-scores", "model": "iris"}
+    httpx.post(f"{fleet.url}/api/v1/streams", headers=fleet.auth, json=binding, timeout=30)  # 409: made
+
+    def added_and_predicted() -> bool:
+        done = subprocess.run(["bash", "-c", f"set -euo pipefail\n{script}"], capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return "\nkey\nc\n" in done.stdout and "predictions" in done.stdout
+
+    assert wait_until(added_and_predicted, timeout_s=30, interval_s=0.5)
 
 
 class _TouchOnLoad:
