@@ -51,15 +51,20 @@ class BindingKeys:
 
 
 def connect(url: str, max_connections: int = 256) -> aioredis.Redis:
-    """A client whose every reply is text; it connects on first use."""
-    return aioredis.Redis.from_url(
+    """A client whose every reply is text (bytes that are not UTF-8 kept as surrogates, for the
+    consumer to dead-letter); it connects on first use, waits for a free connection rather than
+    failing, and gives up on a broker silent for `socket_timeout`."""
+    pool = aioredis.BlockingConnectionPool.from_url(
         url,
-        decode_responses=True,
         max_connections=max_connections,
+        timeout=30,
+        decode_responses=True,
+        encoding_errors="surrogateescape",
         socket_connect_timeout=2,
+        socket_timeout=15,  # above every blocking read (1 s) and Lua step
         health_check_interval=10,
-        retry_on_timeout=False,
     )
+    return aioredis.Redis(connection_pool=pool)
 
 
 @contextlib.contextmanager
@@ -74,8 +79,9 @@ def answered() -> Iterator[None]:
     except redis_errors.ResponseError as exc:
         if str(exc).startswith("WRONGTYPE"):
             raise InvalidInput(f"a key a binding names holds something other than a stream: {exc}") from None
-        raise
+        raise BrokerUnreachable(f"the stream broker refused: {exc}") from None  # full, read-only, ACL
 
 
-# What a consumer loop outlives: the broker gone for a while (restarted, a link down).
-TRANSIENT = (redis_errors.ConnectionError, redis_errors.TimeoutError, BrokerUnreachable, OSError)
+# What a consumer loop outlives: the broker gone for a while (restarted, a link down), or refusing
+# for a while (its disk full, read-only after a failover).
+TRANSIENT = (redis_errors.RedisError, BrokerUnreachable, OSError)

@@ -14,7 +14,7 @@ import logging
 import time
 from typing import Protocol
 
-from inferrer.errors import InferrerError
+from inferrer.errors import InferrerError, UpstreamAnswered
 from inferrer.streams.broker import TRANSIENT
 from inferrer.streams.group_reader import GroupReader, dead_letter
 from inferrer.streams.handlers import Converging, Handled
@@ -63,11 +63,13 @@ class BindingConsumer:
         """No new reads (a read under way ends within its block time); batches under way get
         `grace_s` to settle, and the rest stay pending for another consumer. Never waits longer."""
         self._stopping = True
-        await asyncio.wait({running}, timeout=grace_s)
-        if self._work:
-            await asyncio.wait(self._work, timeout=grace_s)
-        for task in (running, *self._work):
-            task.cancel()
+        try:
+            await asyncio.wait({running}, timeout=grace_s)
+            if self._work:
+                await asyncio.wait(self._work, timeout=grace_s)
+        finally:  # even when the stop itself is cancelled
+            for task in (running, *self._work):
+                task.cancel()
 
     async def _read_forever(self) -> None:
         failures = 0
@@ -109,22 +111,40 @@ class BindingConsumer:
                 self._slots.release()
 
     async def _until_settled(self, messages: list[StreamMessage], ids: list[str]) -> None:
+        """Tried until settled while the binding runs. A batch that keeps failing is split in two
+        (each half tried in turn), so one message that breaks the fleet cannot hold the others;
+        such a message alone, refused by a node `max_deliveries` times, is dead-lettered."""
         attempt = 0
-        while True:
+        while not self._stopping:
             try:
                 handled = await self.handler.handle(messages)
                 written, dead, duplicates = (
                     await self.reader.settle(handled.settled) if handled.settled else (0, 0, 0)
                 )
-            except (InferrerError, *TRANSIENT) as exc:
+            except Exception as exc:  # the fleet's, the broker's, or a bug: the batch waits, not lost
+                if not isinstance(exc, (InferrerError, *TRANSIENT)):
+                    log.exception("stream %s: a batch failed", self.name)
                 reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
                 await self._failed(ids, reason)
-                await asyncio.sleep(_PAUSES_S[min(attempt, len(_PAUSES_S) - 1)])
                 attempt += 1
+                if attempt >= self.reader.spec.max_deliveries and len(messages) > 1:
+                    half = len(messages) // 2  # in this task: the batch's slot stays taken
+                    await self._until_settled(messages[:half], ids[:half])
+                    await self._until_settled(messages[half:], ids[half:])
+                    return
+                if attempt >= self.reader.spec.max_deliveries and _breaks_the_node(exc):
+                    letter = dead_letter(
+                        messages[0], self.reader.spec, f"a node failed on it {attempt} times: {reason}"
+                    )
+                    with contextlib.suppress(Exception):
+                        _, dead, _ = await self.reader.settle([letter])
+                        self._metrics.messages.labels(self.name, "dead_letter").inc(dead)
+                        return
+                await asyncio.sleep(_PAUSES_S[min(attempt - 1, len(_PAUSES_S) - 1)])
                 continue
             self._count(messages, handled, written, dead, duplicates)
             if self._failing:
-                with contextlib.suppress(*TRANSIENT):
+                with contextlib.suppress(Exception):
                     await self.reader.recovered()
                     self._failing = False
             return
@@ -133,8 +153,10 @@ class BindingConsumer:
         log.warning("stream %s: %d messages wait to be tried again: %s", self.name, len(ids), reason)
         self._metrics.messages.labels(self.name, "retried").inc(len(ids))
         self._failing = True
-        with contextlib.suppress(*TRANSIENT):
+        try:
             await self.reader.failed(ids, reason)
+        except Exception as exc:  # recorded for the view only: the batch is tried again regardless
+            log.warning("stream %s: could not record the failure: %s", self.name, exc)
 
     def _count(
         self, messages: list[StreamMessage], handled: Handled, written: int, dead: int, duplicates: int
@@ -153,31 +175,54 @@ class BindingConsumer:
 
     async def _keep_house(self) -> None:
         """Every third of the claim time: refresh what this consumer holds, take over what stopped
-        consumers left, and close converge groups past their timeout."""
+        consumers left (when a batch slot is free: takeovers count against the same bound), close
+        converge groups past their timeout, and forget consumers long gone."""
         every_s = self._claim_idle_s / 3
+        rounds = 0
         while not self._stopping:
             await asyncio.sleep(every_s)
+            rounds += 1
             try:
                 await self.reader.keep(sorted(self._held))
-                retry, spent = await self.reader.stalled()
-                if spent:
-                    reasons = await self.reader.reasons([m.id for m in spent])
-                    letters = [
-                        dead_letter(m, self.reader.spec, _spent_reason(m, reason))
-                        for m, reason in zip(spent, reasons, strict=True)
-                    ]
-                    _, dead, _ = await self.reader.settle(letters)
-                    self._metrics.messages.labels(self.name, "dead_letter").inc(dead)
-                if retry:
-                    self._metrics.messages.labels(self.name, "taken_over").inc(len(retry))
-                    self._spawn(retry, release=False)
+                if not self._slots.locked():
+                    await self._slots.acquire()
+                    await self._take_over()
                 if isinstance(self.handler, Converging):
                     await self.handler.close_expired()
+                if rounds % 30 == 0:
+                    await self.reader.forget_gone_consumers(30 * self._claim_idle_s)
             except Exception as exc:
                 if isinstance(exc, TRANSIENT):
                     log.warning("stream %s: housekeeping failed: %s", self.name, exc)
                 else:
                     log.exception("stream %s: housekeeping failed", self.name)
+
+    async def _take_over(self) -> None:
+        """With one batch slot taken: released here, or by the batch taken over."""
+        try:
+            retry, spent = await self.reader.stalled()
+            if spent:
+                reasons = await self.reader.reasons([m.id for m in spent])
+                letters = [
+                    dead_letter(m, self.reader.spec, _spent_reason(m, reason))
+                    for m, reason in zip(spent, reasons, strict=True)
+                ]
+                _, dead, _ = await self.reader.settle(letters)
+                self._metrics.messages.labels(self.name, "dead_letter").inc(dead)
+        except BaseException:
+            self._slots.release()
+            raise
+        if not retry:
+            self._slots.release()
+            return
+        self._metrics.messages.labels(self.name, "taken_over").inc(len(retry))
+        self._spawn(retry, release=True)
+
+
+def _breaks_the_node(exc: Exception) -> bool:
+    """A node answered 500 (its model raised) or the node died under it (502): perhaps this message's
+    doing, unlike an outage (no node, a timeout, the broker), which is never a message's fault."""
+    return isinstance(exc, UpstreamAnswered) and exc.status_code in (500, 502)
 
 
 def _spent_reason(message: StreamMessage, last: str | None) -> str:

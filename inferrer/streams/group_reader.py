@@ -46,8 +46,9 @@ class GroupReader:
         ]
 
     async def _make_group(self) -> None:
+        start = "0" if self.spec.start == "earliest" else "$"
         try:
-            await self.redis.xgroup_create(self.spec.input, self.spec.group_name, id="0", mkstream=True)
+            await self.redis.xgroup_create(self.spec.input, self.spec.group_name, id=start, mkstream=True)
         except redis_errors.ResponseError as exc:
             if not str(exc).startswith("BUSYGROUP"):
                 raise
@@ -75,10 +76,20 @@ class GroupReader:
                 continue  # deleted from the stream meanwhile
             times = delivered.get(mid, 1)
             (spent if times >= spec.max_deliveries else retry).append(StreamMessage(mid, fields, times + 1))
-        deleted = [mid for mid in delivered if mid not in {m for m, f in claimed if f}]
-        if deleted:
-            await self.redis.xack(spec.input, spec.group_name, *deleted)
-        return retry, spent
+        return retry, spent  # what XCLAIM left out: deleted (Redis dropped it) or taken by another
+
+    async def forget_gone_consumers(self, idle_s: float) -> None:
+        """Consumers (each a gateway process's life) that hold nothing and were not seen for
+        `idle_s`: dropped from the group, which would otherwise list every process ever started."""
+        spec = self.spec
+        consumers: Any = await self.redis.xinfo_consumers(spec.input, spec.group_name)
+        for consumer in consumers:
+            if (
+                consumer["name"] != self.consumer
+                and consumer["pending"] == 0
+                and consumer["idle"] > idle_s * 1000
+            ):
+                await self.redis.xgroup_delconsumer(spec.input, spec.group_name, consumer["name"])
 
     async def keep(self, ids: list[str]) -> None:
         """Still working on these: their idle time starts again (the delivery count does not grow)."""
@@ -129,6 +140,6 @@ def dead_letter(message: StreamMessage, spec: StreamBinding, reason: str) -> Set
         "binding": spec.name,
         "reason": reason,
         "deliveries": str(message.deliveries),
-        "message": orjson.dumps(message.fields).decode(),
+        "message": orjson.dumps(message.printable_fields()).decode(),
     }
     return Settled(message, fields, dead=True)

@@ -28,6 +28,8 @@ from inferrer.streams.scripts import CONVERGE_ADD, CONVERGE_EXPIRE
 from inferrer.streams.spec import StreamBinding
 
 _EXPIRE_CHUNK = 500
+# What a node or the gateway answers when the rows themselves are refused: the message's fault.
+_INPUT_REFUSED = (400, 413, 422)
 
 
 @dataclass
@@ -74,7 +76,7 @@ class Predicting:
         for chunk, result in zip(chunks, done, strict=True):
             if isinstance(result, list):
                 handled.settled += result
-            elif isinstance(result, InferrerError) and result.status_code < 500:
+            elif isinstance(result, InferrerError) and result.status_code in _INPUT_REFUSED:
                 handled.settled += await self._one_by_one(target, chunk)  # which of them it was
             else:
                 raise result
@@ -88,8 +90,8 @@ class Predicting:
             try:
                 settled += await self._predict(target, [one])
             except InferrerError as exc:
-                if exc.status_code >= 500:
-                    raise
+                if exc.status_code not in _INPUT_REFUSED:
+                    raise  # the target's trouble (a version deleted meanwhile), not the message's
                 settled.append(dead_letter(one[0], self.spec, exc.message))
         return settled
 
@@ -138,7 +140,9 @@ class Converging:
         handled, keyed = Handled(), []
         for message in messages:
             key = message.fields.get(self.spec.key)
-            if key is None:
+            if message.undecodable:
+                handled.settled.append(dead_letter(message, self.spec, "a field is not UTF-8 text"))
+            elif key is None:
                 handled.settled.append(
                     dead_letter(message, self.spec, f"no {self.spec.key!r} field to converge by")
                 )
@@ -181,6 +185,8 @@ def message_rows(
     message: StreamMessage, spec: StreamBinding, signature: ModelSchema, max_rows: int
 ) -> np.ndarray:
     """A message's rows, read as the predict route reads a body's (InvalidInput: why not)."""
+    if message.undecodable:
+        raise InvalidInput("a field is not UTF-8 text")
     if spec.features == "instances":
         raw = message.fields.get(spec.instances_field)
         if raw is None:

@@ -17,6 +17,15 @@ class StreamMessage:
     def produced_ms(self) -> int:
         return int(self.id.split("-", 1)[0])
 
+    @property
+    def undecodable(self) -> bool:
+        """A field or value that is not UTF-8 text (read as surrogates): it cannot be a feature."""
+        return any(not _text(k) or not _text(v) for k, v in self.fields.items())
+
+    def printable_fields(self) -> dict[str, str]:
+        """The fields as text that can be written back (bytes that are not UTF-8 replaced)."""
+        return {_printable(k): _printable(v) for k, v in self.fields.items()}
+
 
 @dataclass(frozen=True)
 class Settled:
@@ -46,3 +55,15 @@ class BindingFigures:
     per_second: float  # output messages per second over the last 10 s
     open_groups: int  # converge groups waiting for more messages
     error: str | None  # the last failure a consumer met, until one succeeds
+
+
+def _text(value: str) -> bool:
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _printable(value: str) -> str:
+    return value if _text(value) else value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")

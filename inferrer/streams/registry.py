@@ -3,6 +3,7 @@ resumed, deleted with the state they kept; and the figures every gateway reads t
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -10,12 +11,13 @@ import orjson
 import redis.asyncio as aioredis
 from redis import exceptions as redis_errors
 
-from inferrer.errors import StreamBindingExists, StreamBindingNotFound
+from inferrer.errors import InvalidInput, StreamBindingExists, StreamBindingNotFound
 from inferrer.streams.broker import BINDINGS, ERRORS, PAUSED, RATE_WINDOW_S, BindingKeys, answered
 from inferrer.streams.records import BindingFigures, BindingRecord
 from inferrer.streams.spec import StreamBinding
 
 _DELETE_CHUNK = 1000
+log = logging.getLogger("inferrer.streams")
 
 
 class BindingRegistry:
@@ -28,6 +30,12 @@ class BindingRegistry:
         its next one; a group that exists already keeps its place."""
         stored = orjson.dumps({"spec": spec.stored(), "created": time.time()}).decode()
         with answered():
+            for key in (spec.input, spec.output, spec.dead_letter_stream):
+                kind: Any = await self.redis.type(key)
+                if kind not in ("none", "stream"):
+                    raise InvalidInput(
+                        f"{key!r} holds a {kind}, not a stream: a binding reads and writes streams only"
+                    )
             if not await self.redis.hsetnx(BINDINGS, spec.name, stored):
                 raise StreamBindingExists(
                     f"a stream binding named {spec.name!r} exists: delete it first, or pick another name"
@@ -50,7 +58,13 @@ class BindingRegistry:
                 pipe.smembers(PAUSED)
                 stored, paused = await pipe.execute()
         self._specs = {name: self._specs[name] for name in stored if name in self._specs}
-        return [self._record(name, text, name in paused) for name, text in sorted(stored.items())]
+        records = []
+        for name, text in sorted(stored.items()):
+            try:
+                records.append(self._record(name, text, name in paused))
+            except ValueError as exc:  # written by another release of the fleet: left alone
+                log.warning("streams: the stored binding %s is not one this gateway reads: %s", name, exc)
+        return records
 
     async def get(self, name: str) -> BindingRecord:
         with answered():

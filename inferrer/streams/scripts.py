@@ -12,7 +12,23 @@ from __future__ import annotations
 # ARGV layout shared by both converge scripts: [1] group-hash prefix, [2] on_timeout, [3] per-second
 # counter prefix. KEYS: [1] open groups (a sorted set: key -> first message's time, ms),
 # [2] output, [3] dead letter, [4] total written.
-_CONVERGE_COMMON = """
+_STREAMS_ONLY = """
+-- A key that holds something other than a stream is refused before anything is written: Redis
+-- keeps a script's writes made before an error, and an acknowledgement must never stand alone.
+local function streams_only(keys)
+  for _, key in ipairs(keys) do
+    local kind = redis.call('TYPE', key)['ok']
+    if kind ~= 'none' and kind ~= 'stream' then
+      return redis.error_reply('WRONGTYPE ' .. key .. ' holds a ' .. kind .. ', not a stream')
+    end
+  end
+  return nil
+end
+"""
+
+_CONVERGE_COMMON = (
+    _STREAMS_ONLY
+    + """
 local function id_less(a, b)
   local ams, aseq = string.match(a, '^(%d+)-(%d+)$')
   local bms, bseq = string.match(b, '^(%d+)-(%d+)$')
@@ -55,6 +71,7 @@ local function emit(key, state, reason)
   redis.call('ZREM', KEYS[1], key)
 end
 """
+)
 
 # KEYS as _CONVERGE_COMMON, then [5] the input stream. ARGV as _CONVERGE_COMMON, then [4] consumer
 # group, [5] message id, [6] key, [7] the part (JSON), [8] count, [9] max open, [10] timeout (s).
@@ -62,6 +79,8 @@ end
 CONVERGE_ADD = (
     _CONVERGE_COMMON
     + """
+local refused = streams_only({KEYS[2], KEYS[3]})
+if refused then return refused end
 if redis.call('XACK', KEYS[5], ARGV[4], ARGV[5]) == 0 then return 'duplicate' end
 local key = ARGV[6]
 if not redis.call('ZSCORE', KEYS[1], key) then
@@ -86,6 +105,8 @@ return 'held'
 CONVERGE_EXPIRE = (
     _CONVERGE_COMMON
     + """
+local refused = streams_only({KEYS[2], KEYS[3]})
+if refused then return refused end
 local opened = redis.call('ZSCORE', KEYS[1], ARGV[4])
 if not opened then return 0 end
 local now = now_ms()
@@ -99,7 +120,11 @@ return 1
 # KEYS: [1] input, [2] output, [3] dead letter, [4] total written, [5] failure reasons (a hash).
 # ARGV: [1] consumer group, [2] per-second counter prefix, then per message: its id, 'o' (output)
 # or 'd' (dead letter), the number of field pairs, and the pairs. Answers {written, dead, duplicates}.
-SETTLE = """
+SETTLE = (
+    _STREAMS_ONLY
+    + """
+local refused = streams_only({KEYS[2], KEYS[3]})
+if refused then return refused end
 local t = redis.call('TIME')
 local i = 3
 local written, dead, duplicates = 0, 0, 0
@@ -128,3 +153,4 @@ if written > 0 then
 end
 return {written, dead, duplicates}
 """
+)

@@ -79,16 +79,18 @@ async def test_each_message_gets_one_output_and_poison_is_dead_lettered(
             {"key": "broken", "instances": "[[1, 2"},
             {"key": "missing", "rows": "[[1, 2, 3, 4, 5, 6]]"},
         ]
+        binary = {"key": "binary", "instances": b"\xff\xfe[[1, 2, 3, 4, 5, 6]]"}  # not UTF-8
         ids = [streams_on.add("events", m) for m in good[:150] + poison + good[150:]]
+        binary_id = str(streams_on.redis.xadd("events", binary))
         one = {"messages": [{"key": "api", "instances": [features[0].tolist()]}]}
         added = await fleet.gateway.post("/api/v1/streams/score/messages", json=one, headers=AUTH)
         assert added.status_code == 201, added.text
         assert_declared(fleet.gateway_app.openapi(), "POST", "/api/v1/streams/{name}/messages", added)
 
         async def all_settled() -> bool:
-            return streams_on.length("scored") == 301 and streams_on.length("scored.dead-letter") == 4
+            return streams_on.length("scored") == 301 and streams_on.length("scored.dead-letter") == 5
 
-        await until(all_settled, "301 outputs and 4 dead letters")
+        await until(all_settled, "301 outputs and 5 dead letters")
         detail = await fleet.gateway.get("/api/v1/streams/score", headers=AUTH)
         assert_declared(fleet.gateway_app.openapi(), "GET", "/api/v1/streams/{name}", detail)
         metrics = (await fleet.gateway.get("/metrics")).text
@@ -108,11 +110,12 @@ async def test_each_message_gets_one_output_and_poison_is_dead_lettered(
     assert any("not JSON" in r for r in reasons)
     assert any("no 'instances' field" in r for r in reasons)
     assert orjson.loads(letters[ids[150]]["message"]) == poison[0]  # kept to replay
+    assert letters[binary_id]["reason"] == "a field is not UTF-8 text"
     figures = detail.json()["figures"]
-    assert figures["lag"] == 0 and figures["pending"] == 0 and figures["dead_letters"] == 4
+    assert figures["lag"] == 0 and figures["pending"] == 0 and figures["dead_letters"] == 5
     assert figures["written"] == 301 and figures["messages_per_second"] > 0
     assert 'modelfleet_stream_messages_total{binding="score",outcome="output"} 301.0' in metrics
-    assert 'modelfleet_stream_messages_total{binding="score",outcome="dead_letter"} 4.0' in metrics
+    assert 'modelfleet_stream_messages_total{binding="score",outcome="dead_letter"} 5.0' in metrics
 
 
 async def test_converge_joins_by_key_and_closes_late_groups_by_its_rule(
@@ -211,6 +214,9 @@ async def test_the_routes_refuse_what_they_must(
         )
         streams_on.redis.set("plain", "x")
         wrong_type = await post("/api/v1/streams", json={**base, "name": "t", "input": "plain"}, headers=AUTH)
+        wrong_output = await post(
+            "/api/v1/streams", json={**base, "name": "t", "output": "plain"}, headers=AUTH
+        )
         no_token = await post("/api/v1/streams", json={**base, "name": "t"})
         missing = await fleet.gateway.get("/api/v1/streams/nope", headers=AUTH)
         empty = await post("/api/v1/streams/s/messages", json={"messages": []}, headers=AUTH)
@@ -220,9 +226,8 @@ async def test_the_routes_refuse_what_they_must(
     assert again.status_code == 409 and unknown.status_code == 404
     assert loop.status_code == 422 and "three different streams" in loop.json()["error"]
     assert two.status_code == 422 and ours.status_code == 422
-    assert (
-        wrong_type.status_code == 422 and "holds something other than a stream" in wrong_type.json()["error"]
-    )
+    assert wrong_type.status_code == 422 and "holds a string, not a stream" in wrong_type.json()["error"]
+    assert wrong_output.status_code == 422 and "holds a string, not a stream" in wrong_output.json()["error"]
     assert no_token.status_code == 401 and missing.status_code == 404 and empty.status_code == 422
     assert [s["name"] for s in listed.json()["streams"]] == ["s"]
     assert deleted.status_code == 200 and gone.status_code == 404

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from deploy.ephemeral_fleet import RunningFleet, start_fleet
+from deploy.ephemeral_fleet import RunningFleet, free_ports, start_fleet
 from deploy.example_model import EXAMPLE_NAME, EXAMPLE_ROW
 from tests.declared import assert_declared
 
@@ -46,7 +46,10 @@ SEED = 1
 # - a model upload: 422 for a file that is not a loadable model (only its content tells), 413 for one
 #   over the upload limit;
 # - a graph: 422 for a document that is not a valid graph over the deployed models (the models tell),
-#   400 for YAML that does not parse.
+#   400 for YAML that does not parse;
+# - a stream binding: 422 for a prediction the model does not offer, a version or prediction given
+#   with `converge`, input, output and dead letter that are not three streams, a key the fleet keeps
+#   (`modelfleet:`), or a key that holds something other than a stream (only the broker can tell).
 ACCEPTED = '"2xx", "3xx", "401", "403", "404", "409", "429", "5xx"'  # schemathesis's default
 CONFIG = f"""
 [parameters]
@@ -84,6 +87,10 @@ include-name = "POST /api/v1/jobs"
 checks.positive_data_acceptance.expected-statuses = [{ACCEPTED}, "400", "422"]
 
 [[operations]]
+include-name = "POST /api/v1/streams"
+checks.positive_data_acceptance.expected-statuses = [{ACCEPTED}, "422"]
+
+[[operations]]
 include-name = "POST /api/v1/graphs"
 checks.positive_data_acceptance.expected-statuses = [{ACCEPTED}, "400", "422"]
 
@@ -97,7 +104,10 @@ checks.positive_data_acceptance.expected-statuses = [{ACCEPTED}, "413", "422"]
 def target(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningFleet]:
     # Generated s3:// locations (jobs, watches) go to a closed port on loopback, never further.
     s3 = "AWS_ENDPOINT_URL_S3=http://127.0.0.1:9\nAWS_ACCESS_KEY_ID=fuzz\nAWS_SECRET_ACCESS_KEY=fuzz\n"
-    fleet = start_fleet(Path(tmp_path_factory.mktemp("fuzz")), nodes=1, env_lines=s3)
+    (broker_port,) = free_ports(1)  # stream bindings reach a real broker
+    fleet = start_fleet(
+        Path(tmp_path_factory.mktemp("fuzz")), nodes=1, env_lines=f"{s3}BROKER_PORT={broker_port}\n"
+    )
     yield fleet
     assert fleet.stop() == 0
 
