@@ -74,7 +74,9 @@ class StreamService:
         """Each message added to the binding's input stream as it is given (its values as text)."""
         record = await self.registry.get(name)
         try:
-            texts = [{name: field_text(value) for name, value in fields.items()} for fields in messages]
+            texts = [
+                {field_text(name): field_text(value) for name, value in fields.items()} for fields in messages
+            ]
         except ValueError as exc:
             raise InvalidInput(str(exc)) from None
         with answered():

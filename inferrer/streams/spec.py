@@ -17,7 +17,9 @@ from wire.partition_calls import PredictionKind
 RESERVED_PREFIX = "modelfleet:"
 # A Redis stream's key, as a binding names it.
 StreamKey = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$")]
-# A message field's name.
+# A message's field name, as any producer may write one.
+MessageField = Annotated[str, Field(min_length=1, max_length=1000)]
+# A message field's name, as a binding names the one it reads.
 FieldName = Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$")]
 Start = Literal["earliest", "latest"]
 FeatureLayout = Literal["instances", "records"]
@@ -114,7 +116,7 @@ class MessageBatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    messages: list[Annotated[dict[FieldName, Any], Field(min_length=1, max_length=1000)]] = Field(
+    messages: list[Annotated[dict[MessageField, Any], Field(min_length=1, max_length=1000)]] = Field(
         min_length=1, max_length=10_000
     )
 
@@ -125,6 +127,10 @@ message_batch = TypeAdapter(MessageBatch)
 def field_text(value: Any) -> str:
     """A message field's value as the broker keeps it: text as it is, anything else as JSON."""
     if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise ValueError("a field's value is not UTF-8 text (an unpaired surrogate)") from None
         return value
     try:
         return orjson.dumps(value).decode()
