@@ -20,7 +20,7 @@ import skops.io as sio
 from sklearn.datasets import load_iris
 from sklearn.ensemble import RandomForestClassifier
 
-from deploy.ephemeral_fleet import RunningFleet, start_fleet, wait_until
+from deploy.ephemeral_fleet import RunningFleet, port_is_bound, start_fleet, wait_until
 from tests.load_loop import LoadLoop
 
 # Short windows so that a test sees whole cycles: the defaults are for production traffic.
@@ -110,6 +110,8 @@ def test_a_node_that_cannot_start_is_retried_and_reported(one_to_four: RunningFl
     backoff; once the port is free it starts, and predictions never failed meanwhile."""
     fleet = one_to_four
     assert wait_until(lambda: node_count(fleet) == 1, timeout_s=60)
+    # The last test's stopped nodes may still be draining, their ports held: until they have exited.
+    assert wait_until(lambda: not port_is_bound(fleet.node_ports[0] + 1), timeout_s=60)
     blocker = socket.socket()
     blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     blocker.bind(("127.0.0.1", fleet.node_ports[0] + 1))
