@@ -17,7 +17,6 @@ from dotenv import dotenv_values
 from deploy.broker import URL_VARIABLE, local_broker
 from deploy.local_specs import DataDirs
 from deploy.topology import Topology, TopologyError
-from inferrer.streams.spec import field_text
 
 _PIPELINE = 1000  # messages sent per round trip
 
@@ -34,6 +33,8 @@ def add_command(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def run(args: argparse.Namespace, topology: Topology, env_file: Path) -> int:
+    from inferrer.streams.spec import field_text  # here: the launcher never loads scikit-learn
+
     url = args.broker or dotenv_values(env_file).get(URL_VARIABLE)
     if not url:
         broker = local_broker(env_file, topology, DataDirs(args.data_dir).broker)
