@@ -12,7 +12,7 @@ import yaml
 from datafiles.locations import S3_VARIABLES
 from deploy.broker import CONTAINER_PORT as BROKER_PORT
 from deploy.broker import PASSWORD_VARIABLE, URL_VARIABLE, container_command, container_health
-from deploy.render import compose_placement, prometheus_storage_flags, render_all, write_atomic
+from deploy.render import compose_placement, prometheus_flags, render_all, write_atomic
 from deploy.serve_command import UVICORN_GRACEFUL_S, env_name
 from deploy.tokens import SHARED_STORE_VARIABLES
 from deploy.topology import DEPLOY_DIR, Node, Topology
@@ -164,11 +164,15 @@ def compose_document(topology: Topology) -> dict[str, Any]:
         "command": [
             "prometheus",
             "--config.file=/etc/modelfleet/prometheus/prometheus.yml",
-            *prometheus_storage_flags(t, "/prometheus"),
+            *prometheus_flags(t, "/prometheus"),
             f"--web.listen-address=0.0.0.0:{t.prometheus_port}",
         ],
         "ports": [f"127.0.0.1:{t.prometheus_port}:{t.prometheus_port}"],
-        "volumes": ["./compose/prometheus:/etc/modelfleet/prometheus:ro", "prometheus-data:/prometheus"],
+        "volumes": [
+            "./compose/prometheus:/etc/modelfleet/prometheus:ro",
+            "../monitoring:/etc/modelfleet/monitoring:ro",
+            "prometheus-data:/prometheus",
+        ],
         # Started last, so that `up -d` returns once the fleet serves the example model.
         "depends_on": {
             "inferrer": {"condition": "service_healthy"},

@@ -5,13 +5,15 @@ the example model once a node is ready."""
 from __future__ import annotations
 
 from deploy.kubernetes_pods import TOKEN_DIR, Object, labels, meta, pod_template, token_file_environment
-from deploy.render import prometheus_storage_flags
+from deploy.render import prometheus_flags
 from deploy.topology import Topology
 
 _PROMETHEUS_CONFIG = """global:
   scrape_interval: 5s
   scrape_timeout: 4s
   evaluation_interval: 15s
+rule_files:
+  - /etc/modelfleet/monitoring/rules.yml  # in the Prometheus image
 scrape_configs:
   # Every pod of this namespace annotated prometheus.io/scrape: "true", on its prometheus.io/port.
   - job_name: modelfleet
@@ -39,7 +41,7 @@ def prometheus_objects(t: Topology) -> list[Object]:
     command = [
         "prometheus",
         "--config.file=/etc/modelfleet/prometheus/prometheus.yml",
-        *prometheus_storage_flags(t, "/prometheus"),
+        *prometheus_flags(t, "/prometheus"),
         f"--web.listen-address=0.0.0.0:{t.prometheus_port}",
     ]
     mounts: list[Object] = [

@@ -13,7 +13,7 @@ from pathlib import Path
 from deploy.broker import Broker
 from deploy.certs import ca_file, server_files
 from deploy.processes import ProcessSpec, Role
-from deploy.render import Placement, prometheus_storage_flags
+from deploy.render import Placement, prometheus_flags
 from deploy.serve_command import env_name, uvicorn_command
 from deploy.tokens import SHARED_STORE_VARIABLES
 from deploy.topology import Node, Topology
@@ -263,7 +263,7 @@ def monitoring_specs(topology: Topology, placement: Placement, dirs: DataDirs) -
             [
                 prometheus,
                 f"--config.file={placement.prometheus_yml}",
-                *prometheus_storage_flags(topology, str(dirs.prometheus)),
+                *prometheus_flags(topology, str(dirs.prometheus), placement.monitoring_dir_seen),
                 f"--web.listen-address={address}",
                 *([f"--web.config.file={placement.prometheus_web}"] if topology.tls_dir else []),
             ],

@@ -23,6 +23,8 @@ ROOT = Path(__file__).resolve().parent.parent
 NGINX_TEMPLATE = ROOT / "nginx" / "nginx.conf.template"
 PROMETHEUS_TEMPLATE = ROOT / "metrics" / "prometheus.yml.template"
 FRONT_TEMPLATE = ROOT / "nginx" / "front.conf.template"
+MONITORING_DIR = ROOT / "monitoring"  # Prometheus's rules and console pages
+MONITORING_IN_IMAGE = Path("/etc/modelfleet/monitoring")  # the same, in the Prometheus image
 
 
 class _AtTemplate(Template):
@@ -42,6 +44,7 @@ class Placement:
     compose: bool
     prometheus_web: Path | None = None  # Prometheus's web config (its TLS), when TLS is on
     ca_file: Path | None = None  # the fleet's CA, when TLS is on
+    monitoring_dir_seen: Path = MONITORING_IN_IMAGE  # the rules and consoles, as Prometheus sees them
 
     def address(self, service: str, host: str, port: int) -> str:
         return f"{service if self.compose else host}:{port}"
@@ -69,6 +72,7 @@ def local_placement(topology: Topology, run_dir: Path) -> Placement:
         compose=False,
         prometheus_web=run_dir / "prometheus-web.yml" if topology.tls_dir else None,
         ca_file=ca_file(topology),
+        monitoring_dir_seen=MONITORING_DIR,
     )
 
 
@@ -130,13 +134,21 @@ def render_front(topology: Topology, run_dir: Path) -> str:
     )
 
 
-def prometheus_storage_flags(topology: Topology, path: str) -> list[str]:
-    """Prometheus's data directory and its bounds, the same locally and in compose."""
+def prometheus_flags(topology: Topology, path: str, monitoring_dir: Path = MONITORING_IN_IMAGE) -> list[str]:
+    """Prometheus's data directory and its bounds, and the fleet's console pages, the same locally
+    and in every stack."""
     return [
         f"--storage.tsdb.path={path}",
         f"--storage.tsdb.retention.time={topology.prometheus_retention_time}",
         f"--storage.tsdb.retention.size={topology.prometheus_retention_size}",
+        f"--web.console.templates={monitoring_dir / 'consoles'}",
+        f"--web.console.libraries={monitoring_dir / 'console_libraries'}",
     ]
+
+
+def rule_files(monitoring_dir: Path) -> str:
+    """The config's section loading the fleet's recording and alerting rules."""
+    return f"rule_files:\n  - {monitoring_dir / 'rules.yml'}\n"
 
 
 def nginx_tls(topology: Topology | None, cert: str, peer_name: str) -> dict[str, str]:
@@ -163,7 +175,9 @@ def render_prometheus(placement: Placement) -> str:
         else ""
     )
     return _AtTemplate(PROMETHEUS_TEMPLATE.read_text()).substitute(
-        targets_dir=placement.targets_dir_seen, scrape_tls=scrape_tls
+        targets_dir=placement.targets_dir_seen,
+        scrape_tls=scrape_tls,
+        rule_files=rule_files(placement.monitoring_dir_seen),
     )
 
 

@@ -31,7 +31,15 @@ from deploy.broker import (
     streams_environment,
 )
 from deploy.compose import HEALTHCHECK, JOBS_DIR, STOP_GRACE, dump_yaml, exporter_argv, serve_argv
-from deploy.render import Placement, nginx_tls, prometheus_storage_flags, render_nginx, write_atomic
+from deploy.render import (
+    MONITORING_IN_IMAGE,
+    Placement,
+    nginx_tls,
+    prometheus_flags,
+    render_nginx,
+    rule_files,
+    write_atomic,
+)
 from deploy.serve_command import env_name
 from deploy.tokens import service_tokens, storage_environment
 from deploy.topology import DEPLOY_DIR, Topology
@@ -98,7 +106,7 @@ def render_swarm_prometheus(topology: Topology) -> str:
     return (
         HEADER + "# Targets are the tasks DNS lists: scaling a service needs no Prometheus change.\n"
         "global:\n  scrape_interval: 5s\n  scrape_timeout: 4s\n  evaluation_interval: 15s\n\n"
-        f"scrape_configs:\n{scrapes}"
+        f"{rule_files(MONITORING_IN_IMAGE)}\nscrape_configs:\n{scrapes}"
     )
 
 
@@ -220,7 +228,7 @@ def stack_document(topology: Topology, env_file: Path | None, configs: dict[str,
         "command": [
             "prometheus",
             "--config.file=/etc/modelfleet/prometheus/prometheus.yml",
-            *prometheus_storage_flags(t, "/prometheus"),
+            *prometheus_flags(t, "/prometheus"),
             f"--web.listen-address=0.0.0.0:{t.prometheus_port}",
         ],
         "ports": [

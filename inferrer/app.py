@@ -150,7 +150,7 @@ def create_app(
         lambda inner: BodyLimitMiddleware(
             inner, settings.max_body_bytes, settings.max_upload_bytes, count=count_refusal
         ),
-        lambda inner: AccessMiddleware(inner, metrics=metrics.http),
+        lambda inner: AccessMiddleware(inner, metrics=metrics.http, per_model=metrics.models),
     )
     app.serve_front([*PREDICT_HOT_ROUTES, *V2_HOT_ROUTES], front)
     amend_document(app, document_tokens(tokens), document_selftest_limit(settings.max_selftest_items))

@@ -9,12 +9,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from metrics.graphs import GraphMetrics
-from metrics.series import Series, forget_versions
-
-# scikit-learn predicts on a few rows take ~0.1-1 ms; the client's default buckets start at 5 ms.
-LATENCY_BUCKETS = (
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
-)  # fmt: skip
+from metrics.model_requests import ModelRequestMetrics
+from metrics.series import LATENCY_BUCKETS, Series, forget_versions
 
 
 class HttpMetrics:
@@ -136,15 +132,19 @@ class InferrerMetrics:
             ["model"],
             registry=registry,
         )
+        self.models = ModelRequestMetrics(registry)
         self.jobs = JobMetrics(registry)
         self.watches = WatchMetrics(registry)
         self.graphs = GraphMetrics(registry)
 
-    def follow(self, generation: object, stored: Callable[[], Container[tuple[str, str]]]) -> None:
-        """Once per change of the repository: forget the series of versions no longer stored."""
+    def follow(self, generation: object, stored: Callable[[], set[tuple[str, str]]]) -> None:
+        """Once per change of the repository: forget the series of versions (and models) no longer
+        stored."""
         if generation != self._generation:
             self._generation = generation
-            forget_versions((self.predictions, self.upstream_latency), stored())
+            versions = stored()
+            forget_versions((self.predictions, self.upstream_latency), versions)
+            self.models.forget({model for model, _ in versions})
 
 
 class RuntimeInfo(Collector):
@@ -181,6 +181,8 @@ class JobMetrics:
             ["status"],
             registry=registry,
         )
+        for status in ("succeeded", "failed", "cancelled"):  # at 0 from the start: increase() sees the first
+            self.finished.labels(status)
         self.partitions = Counter(
             "modelfleet_inferrer_job_partitions_total",
             "Partition attempts by outcome: done, retried (a node's reason), failed (for good)",
@@ -262,6 +264,16 @@ class ModelhostMetrics:
             ["node"],
             registry=registry,
         )
+        self.ready = Gauge(
+            "modelfleet_modelhost_ready",
+            "1 while the node is ready: synced with the gateway, its models loaded, not draining",
+            ["node"],
+            registry=registry,
+        ).labels(node)
+        self.draining = Gauge(
+            "modelfleet_modelhost_draining", "1 once the node is draining to leave the fleet", ["node"],
+            registry=registry,
+        ).labels(node)  # fmt: skip
 
     def forget(self, stored: Container[tuple[str, str]]) -> None:
         """Forget the series of versions no longer stored."""

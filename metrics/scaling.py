@@ -16,6 +16,9 @@ class ScalingMetrics:
         self.desired = Gauge(
             "modelfleet_autoscaler_desired_nodes", "Nodes the autoscaler wants now", registry=registry
         )
+        self.max_nodes = Gauge(
+            "modelfleet_autoscaler_max_nodes", "The most nodes the autoscaler may run", registry=registry
+        )
         self.nodes = Gauge(
             "modelfleet_autoscaler_nodes", "Nodes in the fleet (ready or starting) at the last decision",
             registry=registry,

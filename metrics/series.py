@@ -9,6 +9,11 @@ from prometheus_client.metrics import MetricWrapperBase
 
 M = TypeVar("M", bound=MetricWrapperBase)
 
+# scikit-learn predicts on a few rows take ~0.1-1 ms; the client's default buckets start at 5 ms.
+LATENCY_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+)  # fmt: skip
+
 
 class Series(Generic[M]):
     """A labelled metric's children, looked up once: prometheus_client's `labels()` checks its

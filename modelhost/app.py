@@ -61,6 +61,8 @@ def create_app(
             reconciler = Reconciler(
                 store, cache, client, settings.inferrer_url, settings.sync_interval_s, settings.idle_unload_s
             )
+            metrics.ready.set_function(lambda: reconciler.readiness.ready)  # read at each scrape
+            metrics.draining.set_function(lambda: reconciler.readiness.draining)
             app.state.tokens = tokens
             app.state.store = store
             app.state.reconciler = reconciler

@@ -1,7 +1,11 @@
 """One pure ASGI middleware for what every request gets: an X-Request-ID (from the client, or made),
 in-flight and per-route metrics (by route template, so label sets stay bounded), and an access log
 line naming the request id. The id is returned in the response and kept in `current_request_id`
-so calls upstream carry it."""
+so calls upstream carry it.
+
+A prediction route names its model in the request's scope (`name_model`) once it knows the model is
+stored; the request is then also counted for that model (`PerModel`), from its first byte to its
+answer."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import os
 import re
 import time
 from contextvars import ContextVar
+from typing import Protocol
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -20,6 +25,16 @@ from wire.access_log import AccessLog
 _ACCEPTED = re.compile(r"^[A-Za-z0-9._:@-]{1,128}(,[A-Za-z0-9._:@-]{1,128}){0,255}$")
 
 current_request_id: ContextVar[str] = ContextVar("current_request_id", default="")
+_MODEL = "modelfleet.model"  # the scope's key for the model a prediction request targets
+
+
+class PerModel(Protocol):
+    def observe(self, model: str, status: int, seconds: float) -> None: ...
+
+
+def name_model(scope: Scope, model: str) -> None:
+    """Count this request for `model` too: a model that is stored (the label set stays bounded)."""
+    scope[_MODEL] = model
 
 
 def _request_ids() -> itertools.count[int]:
@@ -29,9 +44,10 @@ def _request_ids() -> itertools.count[int]:
 
 
 class AccessMiddleware:
-    def __init__(self, app: ASGIApp, metrics: HttpMetrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: HttpMetrics, per_model: PerModel | None = None) -> None:
         self.app = app
         self.metrics = metrics
+        self.per_model = per_model
         self._ids = _request_ids()
         self._in_flight = 0
         self._log = AccessLog()
@@ -63,5 +79,7 @@ class AccessMiddleware:
             route, method = str(getattr(scope.get("route"), "path", "unmatched")), scope["method"]
             self.metrics.requests(self.metrics.service, route, method, str(status)).inc()
             self.metrics.latency(self.metrics.service, route, method).observe(elapsed)
+            if self.per_model is not None and (model := scope.get(_MODEL)) is not None:
+                self.per_model.observe(model, status, elapsed)
             self._log.add(method, scope["path"], status, elapsed, request_id)
             current_request_id.reset(token)

@@ -7,6 +7,8 @@ RUN command -v prometheus >/dev/null && command -v prometheus-nginx-exporter >/d
         && apt-get install -y --no-install-recommends prometheus prometheus-nginx-exporter curl \
         && rm -rf /var/lib/apt/lists/*)
 RUN useradd --system --uid 10001 modelfleet && mkdir -p /prometheus && chown modelfleet /prometheus
+# The fleet's rules and console pages (compose mounts the repository's copy over them).
+COPY monitoring /etc/modelfleet/monitoring
 USER modelfleet
 EXPOSE 9090
 HEALTHCHECK --interval=5s --timeout=3s --retries=5 CMD ["curl", "-fsS", "-o", "/dev/null", "http://127.0.0.1:9090/-/ready"]

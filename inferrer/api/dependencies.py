@@ -16,6 +16,7 @@ from inferrer.state.repository import ModelRepository
 from inferrer.streams.service import StreamService
 from inferrer.watches.service import WatchService
 from metrics.definitions import InferrerMetrics
+from wire import access
 
 
 def lifecycle(request: Request) -> ModelLifecycle:
@@ -29,6 +30,13 @@ def nodes(request: Request) -> FleetNodes:
 
 def repository(request: Request) -> ModelRepository:
     return lifecycle(request).repository
+
+
+def name_model(request: Request, name: str) -> None:
+    """A prediction request for a stored model is counted for that model too, whatever its answer
+    (a refusal at admission included); a name that is not stored adds no series."""
+    if repository(request).has(name):
+        access.name_model(request.scope, name)
 
 
 def balancer(request: Request) -> Upstream:

@@ -63,6 +63,7 @@ HOT_ROUTES = [
 async def predict_with(name: str, version: str | None, request: Request) -> Response:
     """Admit, parse (JSON, or CSV by content type), predict and answer (JSON, or CSV by Accept): the
     REST routes' path, and the SageMaker contract's."""
+    deps.name_model(request, name)
     async with deps.admission(request).admit(request.headers):
         return await _answer(name, version, request)
 

@@ -116,6 +116,7 @@ async def model_ready(name: str, request: Request, version: str | None = None) -
 async def infer(request: Request) -> FastJSONResponse:
     """Inference on the active version (or the pinned one): tensors in, tensors out."""
     name, version = request.path_params["name"], request.path_params.get("version")
+    deps.name_model(request, name)
     async with deps.admission(request).admit(request.headers):
         return await _infer(name, request, version)
 

@@ -112,6 +112,7 @@ class ScalingService:
         if self.state is not None:
             self._metrics.desired.set(self.state.desired)
             self._metrics.nodes.set(self.state.nodes)
+            self._metrics.max_nodes.set(self.settings.max_nodes)
         return decision
 
     async def _decide(self) -> Decision:

@@ -48,6 +48,10 @@ class ModelRepository:
 
     # Reading ---------------------------------------------------------------------------------
 
+    def has(self, name: str) -> bool:
+        """Whether the model has a stored version, active or not."""
+        return name in self._backend.current().versions
+
     def names(self) -> list[str]:
         """Every model with a stored version, active or not."""
         return sorted(self._backend.current().versions)
