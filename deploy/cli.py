@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 from dotenv import dotenv_values
 
-from deploy import autoscale_command, certs, jobs_cli, node_command, standalone, streams_cli
+from deploy import autoscale_command, certs, jobs_cli, node_command, standalone, status_cli, streams_cli
 from deploy.autoscaling import autoscale_plan
 from deploy.broker import ensure_password, local_broker, streams_environment
 from deploy.compose import COMPOSE_DIR, COMPOSE_FILE, load_compose_topology, write_compose
@@ -75,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     apply.add_argument("--inferrer-url", help="the inferrer's published URL (default: from the .env)")
 
     jobs_cli.add_commands(commands)
+    status_cli.add_command(commands)
     node_command.add_command(commands)
     autoscale_command.add_command(commands)
     streams_cli.add_command(commands)
@@ -137,14 +138,14 @@ def main(argv: list[str] | None = None) -> int:
             return certs.run(topology, env_file, args.renew)
         if args.command in ("front", "monitor"):
             return standalone.run(args.command, topology, args.data_dir)
-        if args.command == "jobs":
+        if args.command in ("jobs", "status"):
             with httpx.Client(
                 base_url=topology.inferrer_url,
                 headers=management_headers(env_file),
                 timeout=600,
                 verify=certs.verify(topology),
             ) as client:
-                return jobs_cli.run(args, client)
+                return jobs_cli.run(args, client) if args.command == "jobs" else status_cli.run(client)
         topology = local_gateway(topology)
         if args.nodes is not None:
             if args.nodes < 1 or args.min_nodes is not None or args.max_nodes is not None:
@@ -250,10 +251,10 @@ def _print_urls(fleet: Fleet) -> None:
         f"  inferrer    {inferrer}  (API docs: {inferrer}/docs)",
         f"  nginx       {topology.nginx_url}",
     ]
+    lines.append(f"  fleet page  {inferrer}/ui  (`modelfleet status` in the terminal)")
     if "prometheus" in names:
-        lines.append(
-            f"  prometheus  {topology.scheme}://{topology.prometheus_host}:{topology.prometheus_port}"
-        )
+        prometheus = f"{topology.scheme}://{topology.prometheus_host}:{topology.prometheus_port}"
+        lines.append(f"  prometheus  {prometheus}  (consoles: {prometheus}/consoles/modelfleet.html)")
     lines += [
         f"  logs        {fleet.dirs.logs}",
         "try:",

@@ -21,6 +21,7 @@ from inferrer.settings import InferrerSettings
 from inferrer.streams.settings import STREAM_VARIABLES
 from modelhost.settings import ModelhostSettings
 from wire.bearer import INFERENCE_TOKEN_VAR, MANAGEMENT_TOKEN_VAR
+from wire.tracing_settings import TRACING_VARIABLES
 
 COMPOSE_FILE = DEPLOY_DIR / "docker-compose.yml"
 COMPOSE_DIR = DEPLOY_DIR / "compose"
@@ -41,7 +42,9 @@ _REQUIRED_TOKEN = f"${{{MANAGEMENT_TOKEN_VAR}:?run modelfleet render to generate
 
 
 # The S3 store of s3:// locations, and the gateway's shared stores, from the .env when set there.
-_S3_FROM_ENV = {var: f"${{{var}:-}}" for var in S3_VARIABLES}
+_S3_FROM_ENV = {
+    var: f"${{{var}:-}}" for var in (*S3_VARIABLES, *TRACING_VARIABLES)
+}  # with the traces' receiver
 _STORES_FROM_ENV = {var: f"${{{var}:-}}" for var in SHARED_STORE_VARIABLES}
 _AUTOSCALE_FROM_ENV = {var: f"${{{var}:-}}" for var in AUTOSCALE_VARIABLES}
 _STREAMS_FROM_ENV = {var: f"${{{var}:-}}" for var in STREAM_VARIABLES}

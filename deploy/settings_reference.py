@@ -29,6 +29,7 @@ from inferrer.scaling.settings import AutoscaleSettings
 from inferrer.settings import InferrerSettings
 from inferrer.streams.settings import StreamSettings
 from modelhost.settings import ModelhostSettings
+from wire.tracing_settings import TracingSettings
 
 PAGE = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 WIDTH = 110
@@ -64,6 +65,12 @@ SERVICES = (
         "Each modelhost node",
         ModelhostSettings,
         "Read by each node process (`modelhost/settings.py`).",
+    ),
+    Service(
+        "Tracing (inferrer and nodes)",
+        TracingSettings,
+        "Read by every gateway and node process (`wire/tracing_settings.py`); set them in the `.env` and "
+        "`modelfleet up` and the compose and Swarm stacks pass them on (docs/monitoring.md#traces).",
     ),
     Service(
         "The S3-compatible store (inferrer and nodes)",

@@ -46,6 +46,7 @@ from deploy.topology import DEPLOY_DIR, Topology
 from inferrer.settings import InferrerSettings
 from modelhost.settings import ModelhostSettings
 from wire.bearer import INFERENCE_TOKEN_VAR, MANAGEMENT_TOKEN_VAR, token_file_var
+from wire.tracing_settings import TRACING_VARIABLES
 
 SWARM_DIR = DEPLOY_DIR / "swarm"
 NODE_SERVICE = "modelhost"
@@ -306,7 +307,7 @@ def write_swarm(topology: Topology, env_file: Path | None, swarm_dir: Path = SWA
             gateway[URL_VARIABLE] = f"redis://:{password}@broker:{CONTAINER_PORT}/0"
         private[GATEWAY_STORES.name] = "".join(f"{var}={value}\n" for var, value in gateway.items())
         private[NODE_STORES.name] = "".join(
-            f"{v}={value}\n" for v, value in stores.items() if v in S3_VARIABLES
+            f"{v}={value}\n" for v, value in stores.items() if v in S3_VARIABLES or v in TRACING_VARIABLES
         )
         for name, text in private.items():
             path = swarm_dir / "secrets" / name

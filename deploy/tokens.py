@@ -16,6 +16,7 @@ from datafiles.locations import S3_VARIABLES
 from deploy.serve_command import env_name
 from inferrer.settings import InferrerSettings
 from wire.bearer import INFERENCE_TOKEN_VAR, MANAGEMENT_TOKEN_VAR, bearer_headers
+from wire.tracing_settings import TRACING_VARIABLES
 
 # Past one gateway: where every gateway keeps the repository's index, its model files, and the jobs.
 SHARED_STORE_VARIABLES = tuple(
@@ -51,10 +52,11 @@ def service_tokens(env_file: Path) -> dict[str, str]:
 
 def storage_environment(env_file: Path) -> dict[str, str]:
     """The stores set in the .env: the S3 store's endpoint, region and credentials (AWS_* variables,
-    for s3:// locations) and the shared stores' URLs: what the inferrer and the nodes get in their
-    environment."""
+    for s3:// locations) and the shared stores' URLs; and where traces go (MODELFLEET_TRACING_*):
+    what the inferrer and the nodes get in their environment."""
     values = dotenv_values(env_file)
-    return {var: value for var in (*S3_VARIABLES, *SHARED_STORE_VARIABLES) if (value := values.get(var))}
+    wanted = (*S3_VARIABLES, *SHARED_STORE_VARIABLES, *TRACING_VARIABLES)
+    return {var: value for var in wanted if (value := values.get(var))}
 
 
 def management_headers(env_file: Path) -> dict[str, str]:

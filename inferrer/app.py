@@ -20,6 +20,7 @@ from inferrer.api.models import router as models_router
 from inferrer.api.predict import HOT_ROUTES as PREDICT_HOT_ROUTES
 from inferrer.api.sagemaker import router as sagemaker_router
 from inferrer.api.streams import router as streams_router
+from inferrer.api.ui import router as ui_router
 from inferrer.api.v2 import HOT_ROUTES as V2_HOT_ROUTES
 from inferrer.api.v2 import router as v2_router
 from inferrer.api.watches import router as watches_router
@@ -43,12 +44,14 @@ from metrics.definitions import InferrerMetrics, RuntimeInfo
 from metrics.exposition import metrics_router
 from metrics.scaling import ScalingMetrics
 from metrics.streams import StreamMetrics
+from wire import tracing
 from wire.access import AccessMiddleware
 from wire.bearer import Tokens, document_tokens
 from wire.errors import exception_handlers
 from wire.hot_routes import ServiceApp
 from wire.openapi import ERROR_RESPONSES, amend_document
 from wire.startup import freeze_startup_objects
+from wire.tracing_settings import TracingSettings
 
 
 def create_app(
@@ -100,6 +103,7 @@ def create_app(
             app.state.prediction = prediction
             runtimes = RuntimeInfo(lambda: _runtimes(repository))
             registry.register(runtimes)
+            tracing.install("inferrer", settings.gateway_id, TracingSettings())
             try:
                 online = admission.recent_peak
                 graphs_running = graph_system(settings, repository, prediction, metrics)
@@ -132,6 +136,7 @@ def create_app(
             finally:
                 registry.unregister(runtimes)
                 repository.close()
+                tracing.shutdown()
 
     def count_refusal(reason: str) -> None:
         metrics.http.rejected("inferrer", reason).inc()
@@ -141,7 +146,7 @@ def create_app(
     )
     routers = (
         fleet_router, models_router, graphs_router, jobs_router, watches_router, v2_router, sagemaker_router,
-        internal_router, autoscaler_router, streams_router,
+        internal_router, autoscaler_router, streams_router, ui_router,
     )  # fmt: skip
     for router in routers:
         app.include_router(router, responses=ERROR_RESPONSES)

@@ -20,6 +20,7 @@ from modelhost.routes import HOT_ROUTES, health, internal, router
 from modelhost.settings import ModelhostSettings
 from modelhost.store import ModelStore
 from modelhost.sync import Reconciler
+from wire import tracing
 from wire.access import AccessMiddleware
 from wire.bearer import Tokens, bearer_headers, document_tokens
 from wire.errors import exception_handlers
@@ -27,6 +28,7 @@ from wire.hot_routes import ServiceApp
 from wire.openapi import ERROR_RESPONSES, amend_document
 from wire.startup import freeze_startup_objects
 from wire.tls import client_context
+from wire.tracing_settings import TracingSettings
 
 
 def create_app(
@@ -71,10 +73,12 @@ def create_app(
             batch_worker = BatchWorker(settings.node_id, settings.data_dir, cache, gateway)
             app.state.batch_worker = batch_worker
             sync_task = asyncio.create_task(reconciler.run_forever(), name="reconcile")
+            tracing.install("modelhost", settings.node_id, TracingSettings())
             try:
                 freeze_startup_objects()
                 yield
             finally:
+                tracing.shutdown()
                 sync_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await sync_task

@@ -15,6 +15,7 @@ from modelhost.batch_worker import BatchWorker
 from modelhost.errors import NodeDraining
 from modelhost.store import ModelStore
 from modelhost.sync import Reconciler
+from wire import tracing
 from wire.bearer import MANAGEMENT, Scope
 from wire.errors import parse_body
 from wire.hot_routes import HotRoute
@@ -99,11 +100,13 @@ async def predict(request: Request) -> Response:
     if reconciler.readiness.draining:
         raise NodeDraining(f"{store.node} is draining")
     request.app.state.batch_worker.online_served()  # a batch job's partitions rest meanwhile
-    body = parse_body(predict_body, await request.body())
+    with tracing.span("parse"):
+        body = parse_body(predict_body, await request.body())
     version, sha256 = body["version"], body["sha256"]
     outputs = body.get("outputs", ["predict"])
     await reconciler.ensure_available(name, version, sha256)
-    results = await store.predict(name, version, sha256, body["instances"], outputs, body.get("columns"))
+    with tracing.span("predict", {"modelfleet.model": name, "modelfleet.version": version}):
+        results = await store.predict(name, version, sha256, body["instances"], outputs, body.get("columns"))
     answer: NodePrediction = {
         "model": name,
         "version": version,
@@ -111,7 +114,8 @@ async def predict(request: Request) -> Response:
         "node": store.node,
         "predict_s": store.predict_seconds((name, version)),
     }
-    return FastJSONResponse(answer)
+    with tracing.span("render"):
+        return FastJSONResponse(answer)
 
 
 # The answer is declared only: it is built and sent unvalidated.

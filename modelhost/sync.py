@@ -23,6 +23,7 @@ from artifacts.names import is_path_segment
 from modelhost.artifact_cache import ArtifactCache
 from modelhost.errors import ArtifactUnavailable, InvalidInput, ModelhostError, UnknownModel
 from modelhost.store import ModelStore
+from wire import tracing
 from wire.node_calls import DesiredState, SyncAnswer, SyncRequest, VersionRef
 
 logger = logging.getLogger(__name__)
@@ -74,6 +75,10 @@ class Reconciler:
         before a delete and a new deploy under the same name) is fetched on its first request."""
         if self._store.loaded_sha256((name, version)) == sha256:
             return
+        with tracing.span("cold load", {"modelfleet.model": name, "modelfleet.version": version}):
+            await self._load_on_demand(name, version, sha256)
+
+    async def _load_on_demand(self, name: str, version: str, sha256: str) -> None:
         if not (is_path_segment(name) and is_path_segment(version)):  # checked again here: a path
             raise InvalidInput(f"invalid model name or version {name!r}/{version!r}: one path segment each")
         url = f"{self._inferrer_url}/internal/v1/manifests/{quote(name, safe='')}/{quote(version, safe='')}"

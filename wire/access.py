@@ -14,11 +14,12 @@ import os
 import re
 import time
 from contextvars import ContextVar
-from typing import Protocol
+from typing import Any, Protocol
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from metrics.definitions import HttpMetrics
+from wire import tracing
 from wire.access_log import AccessLog
 
 # A batched upstream call carries the ids of all its requests, comma-separated.
@@ -72,14 +73,37 @@ class AccessMiddleware:
 
         self._in_flight += 1
         try:
-            await self.app(scope, receive, send_with_id)
+            with tracing.server_span(scope["method"], scope["headers"]) as span:
+                await self.app(scope, receive, send_with_id)
+                if span is not None:  # tracing on
+                    _describe(span, scope, status, request_id)
         finally:
             elapsed = time.perf_counter() - start
             self._in_flight -= 1
-            route, method = str(getattr(scope.get("route"), "path", "unmatched")), scope["method"]
+            route, method = _route(scope), scope["method"]
             self.metrics.requests(self.metrics.service, route, method, str(status)).inc()
             self.metrics.latency(self.metrics.service, route, method).observe(elapsed)
             if self.per_model is not None and (model := scope.get(_MODEL)) is not None:
                 self.per_model.observe(model, status, elapsed)
             self._log.add(method, scope["path"], status, elapsed, request_id)
             current_request_id.reset(token)
+
+
+def _route(scope: Scope) -> str:
+    """The request's route template (bounded, unlike its path); "unmatched" when none matched."""
+    return str(getattr(scope.get("route"), "path", "unmatched"))
+
+
+def _describe(span: Any, scope: Scope, status: int, request_id: str) -> None:
+    span.update_name(f"{scope['method']} {_route(scope)}")
+    span.set_attributes(
+        {
+            "http.request.method": scope["method"],
+            "http.route": _route(scope),
+            "http.response.status_code": status,
+            "modelfleet.request_id": request_id,
+            **({"modelfleet.model": scope[_MODEL]} if _MODEL in scope else {}),
+        }
+    )
+    if status >= 500:
+        tracing.mark_failed(span, f"answered {status}")

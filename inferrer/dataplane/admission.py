@@ -20,6 +20,7 @@ from starlette.datastructures import Headers
 
 from inferrer.errors import InferrerError, MalformedRequest
 from metrics.definitions import InferrerMetrics
+from wire import tracing
 
 TIMEOUT_HEADER = "x-request-timeout"
 PEAK_WINDOW_S = 1.0
@@ -72,12 +73,13 @@ class Admission:
 
     @asynccontextmanager
     async def admit(self, headers: Headers) -> AsyncIterator[None]:
-        deadline_s = self._deadline_s(headers)
-        if self._in_flight >= self._max_in_flight:
-            raise Overloaded(
-                f"overloaded: {self._in_flight} predictions in flight (limit {self._max_in_flight}); "
-                "retry after 1 s"
-            )
+        with tracing.span("admission", {"modelfleet.in_flight": self._in_flight}):
+            deadline_s = self._deadline_s(headers)
+            if self._in_flight >= self._max_in_flight:
+                raise Overloaded(
+                    f"overloaded: {self._in_flight} predictions in flight (limit {self._max_in_flight}); "
+                    "retry after 1 s"
+                )
         self._in_flight += 1
         self._roll(time.monotonic())
         self._peak = max(self._peak, self._in_flight)

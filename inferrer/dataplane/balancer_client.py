@@ -17,6 +17,7 @@ import aiohttp
 from inferrer.errors import UpstreamTimeout, UpstreamUnavailable
 from inferrer.state.node_directory import NodeDirectory
 from metrics.definitions import InferrerMetrics
+from wire import tracing
 from wire.access import current_request_id
 from wire.bearer import bearer_headers
 
@@ -82,7 +83,19 @@ class BalancerClient:
     async def request(
         self, method: str, path: str, body: bytes | None = None, timeout_s: float | None = None
     ) -> UpstreamAnswer:
+        with tracing.client_span(f"upstream {method}", {"url.path": path}) as span:
+            answer = await self._request(method, path, body, timeout_s)
+            if span is not None:
+                span.set_attributes(
+                    {"http.response.status_code": answer.status_code, "modelfleet.node": answer.node or ""}
+                )
+            return answer
+
+    async def _request(
+        self, method: str, path: str, body: bytes | None, timeout_s: float | None
+    ) -> UpstreamAnswer:
         headers = {"x-request-id": current_request_id.get(), **self._auth}
+        tracing.inject(headers)  # nginx passes it on to the node
         # Only a given timeout: aiohttp reads timeout=None as "no timeout at all".
         own: dict[str, Any] = {}
         if timeout_s is not None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,7 @@ import numpy as np
 from inferrer.dataplane.admission import request_deadline
 from inferrer.errors import UpstreamAnswered
 from metrics.definitions import InferrerMetrics
+from wire import tracing
 from wire.access import current_request_id
 
 Outputs = dict[str, list[Any]]
@@ -50,6 +52,8 @@ class _Waiting:
     since: float = field(default_factory=time.perf_counter)
     request_id: str = field(default_factory=current_request_id.get)
     deadline: float | None = field(default_factory=request_deadline.get)
+    trace: tracing.Context | None = field(default_factory=tracing.current)  # None: tracing off
+    since_ns: int = field(default_factory=time.time_ns)  # for its trace's wait span
 
 
 @dataclass
@@ -115,7 +119,8 @@ class Batcher:
         self._metrics.batch_wait(key[0]).observe(0.0)
         lane.in_flight += 1
         try:
-            return await lane.send(rows)
+            with tracing.span("batch", {"modelfleet.batch.requests": 1, "modelfleet.batch.rows": len(rows)}):
+                return await lane.send(rows)
         finally:
             self._finished(key, lane)
 
@@ -175,7 +180,8 @@ class Batcher:
         deadlines = [item.deadline for item in batch]
         request_deadline.set(None if None in deadlines else max(d for d in deadlines if d is not None))
         try:
-            version, node, outputs = await lane.send(np.concatenate([item.rows for item in batch]))
+            with _batch_span(batch):
+                version, node, outputs = await lane.send(np.concatenate([item.rows for item in batch]))
         except UpstreamAnswered as exc:
             if exc.status_code == 422 and len(batch) > 1:  # whose values? each request finds out alone
                 await asyncio.gather(*(self._send_again_alone(lane, item) for item in batch))
@@ -216,3 +222,18 @@ def _fail(batch: list[_Waiting], exc: Exception) -> None:
     for item in batch:
         if not item.future.done():
             item.future.set_exception(exc)
+
+
+def _batch_span(batch: list[_Waiting]) -> AbstractContextManager[Any]:
+    """Traced: each request's wait in the queue, then the batch it rode in (in the first request's
+    trace, linked to every request's), under which the upstream call is made."""
+    rows = sum(len(item.rows) for item in batch)
+    for item in batch:
+        with tracing.span("batch wait", parent=item.trace, start_ns=item.since_ns):
+            pass
+    return tracing.span(
+        "batch",
+        {"modelfleet.batch.requests": len(batch), "modelfleet.batch.rows": rows},
+        parent=batch[0].trace,
+        links=[item.trace for item in batch],
+    )

@@ -37,6 +37,7 @@ from inferrer.graphs.spec import (
     SwitchStep,
 )
 from metrics.graphs import GraphMetrics
+from wire import tracing
 from wire.graph_answers import StepTrace
 
 Values = dict[str, np.ndarray]  # step -> its answer, [rows, columns]
@@ -83,7 +84,8 @@ class GraphRunner:
         start = time.perf_counter()
         name = graph.record.name
         try:
-            values = await self._steps(run, graph.spec.steps, {REQUEST: rows}, (REQUEST,))
+            with tracing.span(f"graph {name}", {"modelfleet.graph": name, "modelfleet.rows": len(rows)}):
+                values = await self._steps(run, graph.spec.steps, {REQUEST: rows}, (REQUEST,))
         except GraphStepFailed:
             self._metrics.requests(name, "error").inc()
             raise
@@ -104,7 +106,8 @@ class GraphRunner:
         for step in steps:
             inputs = step.inputs if step.inputs is not None else previous
             start = time.perf_counter()
-            values[step.name] = await self._step(run, step, inputs, values)
+            with tracing.span(f"graph step {step.name}", {"modelfleet.graph": run.graph.record.name}):
+                values[step.name] = await self._step(run, step, inputs, values)
             self._metrics.step_duration(run.graph.record.name, step.name).observe(time.perf_counter() - start)
             previous = (step.name,)
         return values

@@ -20,6 +20,7 @@ from datafiles.partitions import plan_lines
 from inferrer.errors import InputNotFound, InvalidInput, InvalidLocation, OutputExists
 from inferrer.jobs.records import FilePlan, InlinePlan, NewJob, Span
 from inferrer.jobs.submission import JobSubmission
+from wire import tracing
 
 MAX_PARTITIONS = 20_000  # a job's partitions live in the store; beyond this, larger ones
 
@@ -126,4 +127,6 @@ def _new(
     job_id: str, manifest: Manifest, plan: InlinePlan | FilePlan, spans: list[Span], deadline_s: float
 ) -> NewJob:
     now = time.time()
+    with tracing.span("job", {"modelfleet.job": job_id, "modelfleet.partitions": len(spans)}):
+        plan = plan.model_copy(update={"trace": tracing.traceparent()})  # its partitions' parent
     return NewJob(job_id, manifest.name, manifest.version, plan, spans, now, now + deadline_s)

@@ -32,6 +32,7 @@ from inferrer.jobs.records import Claim, FilePlan, InlinePlan, Job, PartOutput
 from inferrer.jobs.store_async import AsyncJobStore
 from inferrer.state.repository import ModelRepository
 from metrics.definitions import JobMetrics
+from wire import tracing
 from wire.errors import NodeRefusal
 from wire.job_answers import InlineResult
 from wire.partition_calls import PartitionCall, PartitionDone
@@ -135,10 +136,18 @@ class JobRunner:
             job = await self.store.job(claim.job_id)
             if job is None or not job.unfinished:
                 return  # cancelled or failed meanwhile: nothing more is sent
-            if isinstance(job.plan, InlinePlan):
-                await self._run_inline(job, job.plan, claim)
-            else:
-                await self._run_partition(job, job.plan, claim)
+            attributes = {
+                "modelfleet.job": job.id,
+                "modelfleet.partition": claim.idx,
+                "modelfleet.attempt": claim.attempt,
+            }
+            with tracing.span(
+                f"partition {claim.idx}", attributes, parent=tracing.context_of(job.plan.trace)
+            ):
+                if isinstance(job.plan, InlinePlan):
+                    await self._run_inline(job, job.plan, claim)
+                else:
+                    await self._run_partition(job, job.plan, claim)
         except Exception as exc:
             logger.exception("partition %s/%s failed unexpectedly", claim.job_id, claim.idx)
             job = job or await self.store.job(claim.job_id)

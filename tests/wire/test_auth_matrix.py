@@ -39,6 +39,10 @@ PUBLIC = {
         "/v2",
         "/v2/health/live",
         "/v2/health/ready",
+        # The fleet page's files: the data it shows comes from the routes that need the token.
+        "/ui",
+        "/ui/fleet.js",
+        "/ui/fleet.css",
     }
     | DOCS,
     "node": {"/health/live", "/health/ready", "/metrics"} | DOCS,
