@@ -12,7 +12,14 @@ import yaml
 from datafiles.locations import S3_VARIABLES
 from deploy.broker import CONTAINER_PORT as BROKER_PORT
 from deploy.broker import PASSWORD_VARIABLE, URL_VARIABLE, container_command, container_health
-from deploy.render import compose_placement, prometheus_flags, render_all, write_atomic
+from deploy.render import (
+    ALERTMANAGER_PORT,
+    MONITORING_IN_IMAGE,
+    compose_placement,
+    prometheus_flags,
+    render_all,
+    write_atomic,
+)
 from deploy.serve_command import UVICORN_GRACEFUL_S, env_name
 from deploy.tokens import SHARED_STORE_VARIABLES
 from deploy.topology import DEPLOY_DIR, Node, Topology
@@ -162,6 +169,18 @@ def compose_document(topology: Topology) -> dict[str, Any]:
         "restart": "unless-stopped",
         "healthcheck": {**HEALTHCHECK, "test": _curl(f"http://127.0.0.1:{t.nginx_exporter_port}/metrics")},
     }
+    services["alertmanager"] = {
+        **_image("prometheus", "prometheus.Dockerfile"),
+        "command": [
+            "prometheus-alertmanager", f"--config.file={MONITORING_IN_IMAGE}/alertmanager.yml",
+            "--storage.path=/alertmanager", f"--web.listen-address=0.0.0.0:{ALERTMANAGER_PORT}",
+            "--cluster.listen-address=",  # one Alertmanager: no gossip port
+        ],
+        "ports": [f"127.0.0.1:{ALERTMANAGER_PORT}:{ALERTMANAGER_PORT}"],
+        "volumes": ["../monitoring:/etc/modelfleet/monitoring:ro", "alertmanager-data:/alertmanager"],
+        "restart": "unless-stopped",
+        "healthcheck": {**HEALTHCHECK, "test": _curl(f"http://127.0.0.1:{ALERTMANAGER_PORT}/-/ready")},
+    }  # fmt: skip
     services["prometheus"] = {
         **_image("prometheus", "prometheus.Dockerfile"),
         "command": [
@@ -191,7 +210,8 @@ def compose_document(topology: Topology) -> dict[str, Any]:
     return {
         "services": services,
         "volumes": {
-            "models": {}, "jobs": {}, "prometheus-data": {}, **({"broker-data": {}} if t.broker_port else {}),
+            "models": {}, "jobs": {}, "prometheus-data": {}, "alertmanager-data": {},
+            **({"broker-data": {}} if t.broker_port else {}),
         },
     }  # fmt: skip
 

@@ -25,6 +25,7 @@ PROMETHEUS_TEMPLATE = ROOT / "metrics" / "prometheus.yml.template"
 FRONT_TEMPLATE = ROOT / "nginx" / "front.conf.template"
 MONITORING_DIR = ROOT / "monitoring"  # Prometheus's rules and console pages
 MONITORING_IN_IMAGE = Path("/etc/modelfleet/monitoring")  # the same, in the Prometheus image
+ALERTMANAGER_PORT = 9093  # the compose stack's Alertmanager
 
 
 class _AtTemplate(Template):
@@ -45,6 +46,7 @@ class Placement:
     prometheus_web: Path | None = None  # Prometheus's web config (its TLS), when TLS is on
     ca_file: Path | None = None  # the fleet's CA, when TLS is on
     monitoring_dir_seen: Path = MONITORING_IN_IMAGE  # the rules and consoles, as Prometheus sees them
+    alertmanagers: tuple[str, ...] = ()  # where Prometheus sends alerts (HOST:PORT each)
 
     def address(self, service: str, host: str, port: int) -> str:
         return f"{service if self.compose else host}:{port}"
@@ -73,6 +75,7 @@ def local_placement(topology: Topology, run_dir: Path) -> Placement:
         prometheus_web=run_dir / "prometheus-web.yml" if topology.tls_dir else None,
         ca_file=ca_file(topology),
         monitoring_dir_seen=MONITORING_DIR,
+        alertmanagers=(topology.alertmanager,) if topology.alertmanager else (),
     )
 
 
@@ -91,6 +94,7 @@ def compose_placement(topology: Topology, compose_dir: Path) -> Placement:
             **nginx_tls(None, "", ""),  # one host: plain HTTP on the compose network
         },
         compose=True,
+        alertmanagers=(f"alertmanager:{ALERTMANAGER_PORT}",),
     )
 
 
@@ -146,9 +150,14 @@ def prometheus_flags(topology: Topology, path: str, monitoring_dir: Path = MONIT
     ]
 
 
-def rule_files(monitoring_dir: Path) -> str:
-    """The config's section loading the fleet's recording and alerting rules."""
-    return f"rule_files:\n  - {monitoring_dir / 'rules.yml'}\n"
+def rule_files(monitoring_dir: Path, alertmanagers: tuple[str, ...] = ()) -> str:
+    """The config's sections loading the fleet's recording and alerting rules, and naming the
+    Alertmanagers its alerts go to (none: the alerts are only on Prometheus's own page)."""
+    rules = f"rule_files:\n  - {monitoring_dir / 'rules.yml'}\n"
+    if not alertmanagers:
+        return rules
+    targets = ", ".join(alertmanagers)
+    return rules + f"alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: [{targets}]\n"
 
 
 def nginx_tls(topology: Topology | None, cert: str, peer_name: str) -> dict[str, str]:
@@ -177,7 +186,7 @@ def render_prometheus(placement: Placement) -> str:
     return _AtTemplate(PROMETHEUS_TEMPLATE.read_text()).substitute(
         targets_dir=placement.targets_dir_seen,
         scrape_tls=scrape_tls,
-        rule_files=rule_files(placement.monitoring_dir_seen),
+        rule_files=rule_files(placement.monitoring_dir_seen, placement.alertmanagers),
     )
 
 

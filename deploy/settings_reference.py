@@ -125,6 +125,12 @@ TOPOLOGY = (
         "own, `modelfleet monitor` there (docs/multihost.md).",
     ),
     Entry(
+        "`ALERTMANAGER`",
+        "unset",
+        "`HOST:PORT` of an Alertmanager that the local Prometheus sends its alerts to (`modelfleet up`). "
+        "The compose stack runs its own (docs/monitoring.md#alertmanager).",
+    ),
+    Entry(
         "`GATEWAY_<n>_HOST`",
         "unset",
         "More gateways (n >= 2), each an inferrer and its nginx on that host, on `INFERRER_PORT` and "

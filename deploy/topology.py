@@ -72,6 +72,7 @@ class Topology:
     tls_dir: Path | None = None
     # Stream bindings: the broker the fleet runs itself (BROKER_PORT; None: none, or one elsewhere).
     broker_port: int | None = None
+    alertmanager: str | None = None  # HOST:PORT the local Prometheus sends alerts to (ALERTMANAGER)
 
     @property
     def scheme(self) -> str:
@@ -187,6 +188,9 @@ def load_topology(path: Path) -> Topology:
         # A broker named elsewhere (INFERRER_STREAMS_BROKER_URL) is used in place of one of its own.
         broker_port=_port("BROKER_PORT", values["BROKER_PORT"])
         if values.get("BROKER_PORT") and not values.get("INFERRER_STREAMS_BROKER_URL")
+        else None,
+        alertmanager=_matching("ALERTMANAGER", values["ALERTMANAGER"], r"[A-Za-z0-9.-]+:[0-9]{1,5}")
+        if values.get("ALERTMANAGER")
         else None,
     )
     _check_unique_addresses(topology)

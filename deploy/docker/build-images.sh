@@ -12,7 +12,7 @@ cd "$(dirname "$0")/../.."
 mode=${1:-local}
 cache=${MODELFLEET_CACHE:-/var/cache/modelfleet}
 python=${PYTHON:-.venv/bin/python}
-packages="python3,python3-venv,ca-certificates,curl,nginx,prometheus,prometheus-nginx-exporter,redis-server"
+packages="python3,python3-venv,ca-certificates,curl,nginx,prometheus,prometheus-nginx-exporter,prometheus-alertmanager,redis-server"
 suite=bookworm
 
 build() {  # build NAME DOCKERFILE [TARGET] [--build-arg ...]

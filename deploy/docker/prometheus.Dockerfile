@@ -1,12 +1,15 @@
-# Prometheus and the nginx exporter (one image, two services); config and targets are mounted.
+# Prometheus, the nginx exporter and Alertmanager (one image, three services); config and targets
+# are mounted.
 ARG BASE_IMAGE=debian:bookworm-slim
 FROM ${BASE_IMAGE}
 RUN command -v prometheus >/dev/null && command -v prometheus-nginx-exporter >/dev/null \
-    && command -v curl >/dev/null \
+    && command -v prometheus-alertmanager >/dev/null && command -v curl >/dev/null \
     || (apt-get update \
-        && apt-get install -y --no-install-recommends prometheus prometheus-nginx-exporter curl \
+        && apt-get install -y --no-install-recommends prometheus prometheus-nginx-exporter \
+           prometheus-alertmanager curl \
         && rm -rf /var/lib/apt/lists/*)
-RUN useradd --system --uid 10001 modelfleet && mkdir -p /prometheus && chown modelfleet /prometheus
+RUN useradd --system --uid 10001 modelfleet && mkdir -p /prometheus /alertmanager \
+    && chown modelfleet /prometheus /alertmanager
 # The fleet's rules and console pages (compose mounts the repository's copy over them).
 COPY monitoring /etc/modelfleet/monitoring
 USER modelfleet

@@ -223,6 +223,63 @@ def test_a_crashed_node_container_is_restarted_and_rejoins_under_load(stack: Sta
     assert load.failures == [], load.failures[:5]
 
 
+# The receiver monitoring/alertmanager.yml names (http://alert-webhook:9095/alerts): each body a line.
+_WEBHOOK = """
+import http.server, sys
+class Receiver(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["content-length"]))
+        sys.stdout.write(body.decode() + "\\n")
+        sys.stdout.flush()
+        self.send_response(200)
+        self.end_headers()
+http.server.HTTPServer(("0.0.0.0", 9095), Receiver).serve_forever()
+"""
+
+
+def _alerts_received(container: str) -> list[dict[str, Any]]:
+    logs = subprocess.run(["docker", "logs", container], capture_output=True, text=True).stdout
+    return [
+        alert for line in logs.splitlines() if line.startswith("{") for alert in json.loads(line)["alerts"]
+    ]
+
+
+def test_alertmanager_receives_node_down_when_a_node_is_stopped(stack: Stack) -> None:
+    """The stack's Prometheus evaluates the fleet's rules and sends to its Alertmanager, which posts
+    to the documented webhook receiver: here a container on the stack's network that logs each post."""
+    webhook = f"{stack.project}-alert-webhook"
+    started = subprocess.run(
+        ["docker", "run", "-d", "--rm", "--name", webhook, "--network", f"{stack.project}_default",
+         "--network-alias", "alert-webhook", "modelfleet-inferrer:latest", "python3", "-c", _WEBHOOK],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    try:
+        stopped_at = time.monotonic()
+        assert stack.compose("stop", "modelhost-3").returncode == 0
+
+        def node_down() -> list[dict[str, Any]]:
+            return [
+                a for a in _alerts_received(webhook)
+                if a["labels"]["alertname"] == "ModelfleetNodeDown" and a["status"] == "firing"
+            ]  # fmt: skip
+
+        assert wait_until(lambda: bool(node_down()), timeout_s=180, interval_s=2), _alerts_received(webhook)
+        print(f"ModelfleetNodeDown received {time.monotonic() - stopped_at:.0f} s after the stop")
+        labels = node_down()[0]["labels"]
+        assert labels["node"] == "modelhost-3" and labels["severity"] == "page", labels
+        assert all(a["labels"].get("node") == "modelhost-3" for a in node_down())
+    finally:
+        assert stack.compose("start", "modelhost-3").returncode == 0
+        subprocess.run(["docker", "rm", "-f", webhook], capture_output=True)
+
+    def all_ready() -> bool:
+        nodes = httpx.get(f"{stack.url}/api/v1/nodes", headers=stack.auth, timeout=10).json()["nodes"]
+        return {n["id"] for n in nodes if n["ready"]} >= NODES
+
+    assert wait_until(all_ready, timeout_s=120, interval_s=1)
+
+
 def test_models_survive_down_and_up(stack: Stack) -> None:
     down = stack.compose("down", "--timeout", "20")
     assert down.returncode == 0, down.stderr

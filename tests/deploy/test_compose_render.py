@@ -34,11 +34,11 @@ def test_compose_file_has_one_service_per_node_and_safe_defaults(tmp_path: Path)
     nodes = [name for name in services if name.startswith("modelhost-")]
     assert nodes == ["modelhost-1", "modelhost-2", "modelhost-3", "modelhost-4"]
     assert services["modelhost-4"]["environment"]["MODELHOST_NODE_ID"] == "modelhost-4"
-    # Only the inferrer, Prometheus and the stream broker are published, and only on loopback.
+    # Only the inferrer, Prometheus, Alertmanager and the stream broker are published, on loopback.
     published = {name: s["ports"] for name, s in services.items() if "ports" in s}
     assert published == {
         "inferrer": ["127.0.0.1:8000:8000"], "prometheus": ["127.0.0.1:9090:9090"],
-        "broker": ["127.0.0.1:6390:6379"],
+        "alertmanager": ["127.0.0.1:9093:9093"], "broker": ["127.0.0.1:6390:6379"],
     }  # fmt: skip
     assert "$${BROKER_PASSWORD}" in services["broker"]["command"][2]  # read by its shell, never written
     assert services["nginx"]["depends_on"]["modelhost-4"] == {"condition": "service_healthy"}

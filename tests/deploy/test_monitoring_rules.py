@@ -66,3 +66,13 @@ def test_a_broken_expectation_fails_the_unit_tests(tmp_path: Path) -> None:
     broken.write_text(yaml.safe_dump(tests))
     result = _promtool("test", "rules", broken)
     assert result.returncode != 0 and "ModelfleetNodeDown" in result.stdout + result.stderr
+
+
+def test_the_alertmanager_config_passes_amtool() -> None:
+    amtool = shutil.which("amtool")
+    assert amtool, "amtool is required: the README's test command installs prometheus-alertmanager"
+    result = subprocess.run(
+        [amtool, "check-config", str(MONITORING_DIR / "alertmanager.yml")], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS" in result.stdout and " - 1 receivers" in result.stdout, result.stdout

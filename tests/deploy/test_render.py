@@ -7,8 +7,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from deploy.render import compose_placement, local_placement, render_all
-from deploy.topology import EXAMPLE_ENV_FILE, load_topology
+from deploy.topology import EXAMPLE_ENV_FILE, TopologyError, load_topology
 
 
 def _nginx() -> str:
@@ -63,3 +65,27 @@ def test_prometheus_config_passes_promtool(tmp_path: Path) -> None:
     nodes = json.loads((placement.targets_dir / "modelhost.json").read_text())
     assert [g["labels"]["node"] for g in nodes] == [f"modelhost-{i}" for i in range(1, 5)]
     assert nodes[3]["targets"] == ["127.0.0.1:8104"]
+
+
+def test_prometheus_loads_the_rules_and_sends_alerts_where_the_env_says(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_text(EXAMPLE_ENV_FILE.read_text() + "ALERTMANAGER=127.0.0.1:9093\n")
+    topology = load_topology(env)
+    placement = local_placement(topology, tmp_path / "run")
+    render_all(topology, placement)
+    config = placement.prometheus_yml.read_text()
+    assert "targets: [127.0.0.1:9093]" in config and "monitoring/rules.yml" in config
+    promtool = shutil.which("promtool")
+    assert promtool
+    result = subprocess.run(
+        [promtool, "check", "config", str(placement.prometheus_yml)], capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: 13 rules found" in result.stdout, result.stdout
+    compose = compose_placement(load_topology(EXAMPLE_ENV_FILE), tmp_path / "compose")
+    render_all(load_topology(EXAMPLE_ENV_FILE), compose)
+    assert "targets: [alertmanager:9093]" in compose.prometheus_yml.read_text()
+    bad = tmp_path / "bad.env"
+    bad.write_text(EXAMPLE_ENV_FILE.read_text() + "ALERTMANAGER=http://x/\n")
+    with pytest.raises(TopologyError, match="ALERTMANAGER"):
+        load_topology(bad)

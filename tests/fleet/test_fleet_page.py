@@ -16,6 +16,8 @@ from playwright.sync_api import Browser, Page, sync_playwright
 
 from deploy.ephemeral_fleet import RunningFleet
 
+pytestmark = pytest.mark.fleet
+
 ARTIFACTS = Path(__file__).resolve().parents[2] / "build" / "test-artifacts"
 NODES = ("modelhost-1", "modelhost-2", "modelhost-3")
 # As root, without a sandbox; no background connections (this machine's network is closed).
@@ -114,3 +116,17 @@ def test_a_killed_node_turns_not_live_within_10_s_then_live_again(page: Page, fl
     )
     print(f"\nmodelhost-2 killed: not live on the page after {shown_after_s:.1f} s, live again after restart")
     assert shown_after_s <= 10
+
+
+def test_the_fleet_console_draws_its_graphs_in_chromium(page: Page, fleet: RunningFleet) -> None:
+    """The console's graphs are drawn by the console library's own helper in the browser (the
+    tables are filled by Prometheus, tests/fleet/test_monitoring.py): each graph gets its chart."""
+    page.goto(f"{fleet.prometheus_url}/consoles/modelfleet.html")
+    graphs = page.locator(".mf-graph").count()
+    assert graphs >= 8
+    page.wait_for_function(
+        "n => document.querySelectorAll('.mf-graph svg').length >= n", arg=graphs, timeout=20_000
+    )
+    assert page.locator("#nodes tr.node").count() >= len(NODES)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=ARTIFACTS / "console-fleet.png", full_page=True)

@@ -15,6 +15,8 @@ import pytest
 from deploy.ephemeral_fleet import RunningFleet, wait_until
 from tests.load_loop import LoadLoop
 
+pytestmark = pytest.mark.fleet
+
 MODEL = "watched"
 ROW = [0.1, -0.2, 0.3, 0.0, 1.0, -1.0]
 V2_BODY = {"inputs": [{"name": "x", "shape": [1, 6], "datatype": "FP64", "data": ROW}]}
