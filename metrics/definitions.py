@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Container, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -14,9 +14,10 @@ from metrics.series import LATENCY_BUCKETS, Series, forget_versions
 
 
 class HttpMetrics:
-    """Per-route request counts and latency, for any service."""
+    """Per-route request counts and latency, for any service; and the process's CPU and memory."""
 
     def __init__(self, registry: CollectorRegistry, service: str) -> None:
+        ProcessCollector(registry=registry)  # process_cpu_seconds_total, process_resident_memory_bytes, ...
         self.requests = Series(
             Counter(
                 "modelfleet_http_requests_total",

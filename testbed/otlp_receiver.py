@@ -80,7 +80,7 @@ class OtlpReceiver:
         for resource_spans in request.resource_spans:
             resource = {a.key: a.value.string_value for a in resource_spans.resource.attributes}
             for scope_spans in resource_spans.scope_spans:
-                for span in scope_spans.span:
+                for span in scope_spans.spans:
                     received.append(
                         ReceivedSpan(
                             service=resource.get("service.name", ""),

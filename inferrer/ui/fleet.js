@@ -32,8 +32,10 @@ function row(id, cells) {
   return tr;
 }
 
-function yesNo(value, name) {
-  return [value ? "yes" : "no", `${name} ${value ? "yes" : "no"}`];
+// A yes/no cell, green when it is as it should be and red when not (`good` null: no colour).
+function yesNo(value, name, good = true) {
+  const state = good === null ? "" : value === good ? " good" : " bad";
+  return [value ? "yes" : "no", name + state];
 }
 
 function fill(section, rows, state, empty) {
@@ -55,7 +57,7 @@ async function nodes() {
   const { body, state } = await read("api/v1/nodes");
   const rows = (body ? body.nodes : []).map((n) => {
     const tr = row(n.id, [
-      [n.id, "id"], yesNo(n.live, "live"), yesNo(n.ready, "ready"), yesNo(n.draining, "draining"),
+      [n.id, "id"], yesNo(n.live, "live"), yesNo(n.ready, "ready"), yesNo(n.draining, "draining", false),
       [n.in_flight, "in-flight"], [n.models.map((m) => `${m.name} v${m.version}`).join(", "), "models"],
     ]);
     if (!n.live) tr.className = "down";
@@ -111,7 +113,7 @@ async function streams() {
 
 async function autoscaler() {
   const { body: a, state } = await read("api/v1/autoscaler");
-  const rows = a ? [row("autoscaler", [yesNo(a.enabled, "enabled"), [a.nodes, "nodes"], [a.desired ?? "-", "desired"],
+  const rows = a ? [row("autoscaler", [yesNo(a.enabled, "enabled", null), [a.nodes, "nodes"], [a.desired ?? "-", "desired"],
     [a.min_nodes, "min"], [a.max_nodes, "max"]])] : [];
   fill("autoscaler", rows, state, "");
 }

@@ -124,9 +124,17 @@ def test_the_fleet_console_draws_its_graphs_in_chromium(page: Page, fleet: Runni
     page.goto(f"{fleet.prometheus_url}/consoles/modelfleet.html")
     graphs = page.locator(".mf-graph").count()
     assert graphs >= 8
-    page.wait_for_function(
-        "n => document.querySelectorAll('.mf-graph svg').length >= n", arg=graphs, timeout=20_000
+    settled = (
+        "[...document.querySelectorAll('.mf-graph')].every(g => g.querySelector('svg, .prom_graph_error'))"
     )
+    page.wait_for_function(f"() => {settled}", timeout=20_000)
+    drawn = {
+        title: page.locator(f"h3:text-is('{title}') + .mf-graph svg").count()
+        for title in ("In flight at the gateway", "Nodes up and ready")
+    }
+    assert all(drawn.values()), drawn  # series that always exist are drawn as charts
+    errors = page.locator(".mf-graph .prom_graph_error").all_inner_texts()
+    assert "Error loading data" not in errors, errors  # a query the API refused
     assert page.locator("#nodes tr.node").count() >= len(NODES)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=ARTIFACTS / "console-fleet.png", full_page=True)

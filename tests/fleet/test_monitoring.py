@@ -40,22 +40,25 @@ def loaded(fleet: RunningFleet, pipeline_skops: bytes) -> int:
     """The model deployed and driven through every prediction route at once; the requests sent."""
     answer = fleet.deploy(MODEL, pipeline_skops, version="1")
     assert answer.status_code == 201, answer.text
+    # 12 s of load: the series must change across two scrapes (every 5 s) for rate() to see it.
     loads = [
-        LoadLoop(f"{fleet.url}/api/v1/models/{MODEL}/predict", {"instances": [ROW]}, 600, 60, concurrency=4),
-        LoadLoop(f"{fleet.url}/api/v1/models/{MODEL}/versions/1/predict", {"instances": [ROW]}, 300, 60, 2),
-        LoadLoop(f"{fleet.url}/v2/models/{MODEL}/infer", V2_BODY, 300, 60, concurrency=2),
-        LoadLoop(f"{fleet.url}/v2/models/{MODEL}/versions/1/infer", V2_BODY, 300, 60, concurrency=2),
-        LoadLoop(
-            f"{fleet.url}/invocations", {"instances": [ROW]}, 300, 60, 2,
-            headers={"X-Amzn-SageMaker-Target-Model": MODEL},
-        ),
-    ]  # fmt: skip
+        LoadLoop(f"{fleet.url}{path}", body, 100_000, 12, concurrency, headers)
+        for path, body, concurrency, headers in (
+            (f"/api/v1/models/{MODEL}/predict", {"instances": [ROW]}, 4, {}),
+            (f"/api/v1/models/{MODEL}/versions/1/predict", {"instances": [ROW]}, 2, {}),
+            (f"/v2/models/{MODEL}/infer", V2_BODY, 2, {}),
+            (f"/v2/models/{MODEL}/versions/1/infer", V2_BODY, 2, {}),
+            ("/invocations", {"instances": [ROW]}, 2, {"X-Amzn-SageMaker-Target-Model": MODEL}),
+        )
+    ]
     for load in loads:
         load.__enter__()
     for load in loads:
-        assert load.wait(timeout_s=90), load.report()
+        assert load.wait(timeout_s=60), load.report()
         load.__exit__(None, None, None)
-        assert load.failures == [], load.failures[:3]
+        refused = [a for a in load.snapshot() if a.status != 200]  # V2 answers are not REST predictions
+        assert refused == [], refused[:3]
+        assert load.sent >= 100, load.report()
     sent = sum(load.sent for load in loads)
     counted = f"sum(modelfleet_inferrer_model_request_duration_seconds_count{{model='{MODEL}'}})"
     assert wait_until(lambda: (scalar(fleet, counted) or 0) >= sent, timeout_s=60, interval_s=1), (
@@ -81,13 +84,17 @@ def test_under_load_no_existing_route_is_unmatched_and_p99_per_model_is_one_quer
         "/v2/models/{name}/versions/{version}/infer",
         "/invocations",
     ):
-        assert routes.get(route, 0) >= 300, (route, routes)
-    p99 = query(
-        fleet,
+        assert routes.get(route, 0) >= 100, (route, routes)
+    p99_per_model = (
         "histogram_quantile(0.99, sum by (model, le) "
-        "(rate(modelfleet_inferrer_model_request_duration_seconds_bucket[2m])))",
+        "(rate(modelfleet_inferrer_model_request_duration_seconds_bucket[1m])))"
     )
-    by_model = {s["metric"]["model"]: float(s["value"][1]) for s in p99}
+
+    def p99() -> dict[str, float]:
+        return {s["metric"]["model"]: float(s["value"][1]) for s in query(fleet, p99_per_model)}
+
+    assert wait_until(lambda: 0 < p99().get(MODEL, 0) < 10, timeout_s=30, interval_s=1), p99()
+    by_model = p99()
     print(f"\n{loaded} requests; gateway p99 per model: {by_model}")
     assert 0 < by_model[MODEL] < 10
 
@@ -127,6 +134,14 @@ def summary(page: str) -> dict[str, str]:
 NUMBER = re.compile(r"^-?[0-9.]+(e-?[0-9]+)?\s?[kMG]?(/s|s|B)?$")
 
 
+def number(text: str) -> float:
+    """A value as Prometheus's humanize writes it ("4.976k", "12/s")."""
+    assert NUMBER.match(text), text
+    digits = text.rstrip("/sB ")
+    scale = {"k": 1e3, "M": 1e6, "G": 1e9}.get(digits[-1], 1.0)
+    return float(digits.rstrip("kMG ")) * scale
+
+
 def test_the_fleet_page_shows_every_node_and_the_model_with_values(fleet: RunningFleet, loaded: int) -> None:
     def page_ready() -> bool:  # the recording rules' first evaluation after the load
         models = {r[0]: r for r in rows(console(fleet, "modelfleet.html"), "models")}
@@ -140,7 +155,7 @@ def test_the_fleet_page_shows_every_node_and_the_model_with_values(fleet: Runnin
         _, _, up, ready, draining, in_flight, loaded_models, rows_per_second = nodes[node]
         assert (up, ready, draining) == ("yes", "1", "0"), nodes[node]
         assert NUMBER.match(in_flight) and NUMBER.match(rows_per_second), nodes[node]
-        assert float(loaded_models) >= 1, nodes[node]
+        assert number(loaded_models) >= 1, nodes[node]
         assert f'href="/consoles/modelfleet-node.html?node={node}"' in page
     models = {r[0]: r for r in rows(page, "models")}
     _, versions, per_second, p50, p99, errors = models[MODEL]
@@ -154,10 +169,10 @@ def test_the_model_page_shows_its_versions_and_the_nodes_that_served_it(
 ) -> None:
     page = console(fleet, f"modelfleet-model.html?model={MODEL}")
     ((version, runtime, predictions),) = rows(page, "versions")
-    assert (version, runtime) == ("1", "sklearn") and NUMBER.match(predictions), predictions
+    assert version == "1" and runtime in ("sklearn", "onnx") and NUMBER.match(predictions), predictions
     served = {r[0] for r in rows(page, "nodes")}
     assert served and served <= set(NODES), served
-    assert float(summary(page)["Requests answered"]) >= loaded, summary(page)
+    assert number(summary(page)["Requests answered"]) >= loaded * 0.99, summary(page)  # 4 digits shown
 
 
 def test_the_node_page_shows_its_state_and_models(fleet: RunningFleet, loaded: int) -> None:
