@@ -61,6 +61,7 @@ class Fleet:
         self.stopping = threading.Event()
         self.reload_requested = threading.Event()
         self.scaler: NodeScaler | None = None
+        self._readied = 0  # progress at start: children ready so far, of all
         if options.node_pool is not None:  # autoscaled: the nodes follow the gateway's desired count
             self.scaler = NodeScaler(options.node_pool, _ScaledNodes(self), self.inferrer_client)
 
@@ -70,6 +71,9 @@ class Fleet:
         replace_file(self.dirs.launcher_pid, [f"{os.getpid()}\n".encode()])
         serving = [p for p in self.processes if p.spec.role is not Role.MONITORING]
         monitoring = [p for p in self.processes if p.spec.role is Role.MONITORING]
+        logger.info(
+            "starting %d processes: %s", len(self.processes), ", ".join(p.spec.name for p in self.processes)
+        )
         for group in (serving, monitoring):
             for process in group:
                 process.start()
@@ -95,7 +99,9 @@ class Fleet:
                     waiting += [] if process in waiting else [process]
             for process in list(waiting):
                 if process.is_ready():
-                    logger.info("%s ready (pid %s)", process.spec.name, process.pid)
+                    self._readied += process.spec.name not in ready_once
+                    progress = f"[{self._readied}/{len(self.processes)}]"
+                    logger.info("%s %s ready (pid %s)", progress, process.spec.name, process.pid)
                     ready_once.add(process.spec.name)
                     waiting.remove(process)
             if waiting and time.monotonic() > deadline:

@@ -6,35 +6,26 @@ Screenshots go to build/test-artifacts/."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from deploy.ephemeral_fleet import RunningFleet
+from testbed.browser import chromium
 
 pytestmark = pytest.mark.fleet
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "build" / "test-artifacts"
 NODES = ("modelhost-1", "modelhost-2", "modelhost-3")
-# As root, without a sandbox; no background connections (this machine's network is closed).
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync",
-]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    chromium = shutil.which("chromium")
-    assert chromium, "chromium is required: the README's test command installs it"
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+    with chromium() as launched:
         yield launched
-        launched.close()
 
 
 @pytest.fixture

@@ -201,3 +201,11 @@ def test_modelfleet_status_prints_every_section_as_a_table(fleet: RunningFleet, 
     assert {line[0] for line in node_lines} >= set(NODES), out
     assert all(line[1:3] == ["yes", "yes"] for line in node_lines if line[0] in NODES), out
     assert any(line.split()[:2] == [MODEL, "1"] for line in out.splitlines()), out
+
+
+def test_modelfleet_up_showed_its_progress(fleet: RunningFleet) -> None:
+    """Each child ready is counted as it comes: "[3/8] modelhost-2 ready (pid ...)"."""
+    steps = [(int(k), int(n)) for k, n in re.findall(r"\[(\d+)/(\d+)\] \S+ ready \(pid", fleet.log())]
+    total = steps[0][1]
+    assert steps[:total] == [(k, total) for k in range(1, total + 1)], steps
+    assert total >= len(NODES) + 3, steps  # the nodes, the gateway, nginx, Prometheus at least
