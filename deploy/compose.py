@@ -177,7 +177,7 @@ def compose_document(topology: Topology) -> dict[str, Any]:
             "--cluster.listen-address=",  # one Alertmanager: no gossip port
         ],
         "ports": [f"127.0.0.1:{ALERTMANAGER_PORT}:{ALERTMANAGER_PORT}"],
-        "volumes": ["../monitoring:/etc/modelfleet/monitoring:ro", "alertmanager-data:/alertmanager"],
+        "volumes": ["alertmanager-data:/alertmanager"],  # its config is the image's (monitoring/)
         "restart": "unless-stopped",
         "healthcheck": {**HEALTHCHECK, "test": _curl(f"http://127.0.0.1:{ALERTMANAGER_PORT}/-/ready")},
     }  # fmt: skip
@@ -191,8 +191,7 @@ def compose_document(topology: Topology) -> dict[str, Any]:
         ],
         "ports": [f"127.0.0.1:{t.prometheus_port}:{t.prometheus_port}"],
         "volumes": [
-            "./compose/prometheus:/etc/modelfleet/prometheus:ro",
-            "../monitoring:/etc/modelfleet/monitoring:ro",
+            "./compose/prometheus:/etc/modelfleet/prometheus:ro",  # the rules and consoles: the image's
             "prometheus-data:/prometheus",
         ],
         # Started last, so that `up -d` returns once the fleet serves the example model.

@@ -10,7 +10,7 @@ RUN command -v prometheus >/dev/null && command -v prometheus-nginx-exporter >/d
         && rm -rf /var/lib/apt/lists/*)
 RUN useradd --system --uid 10001 modelfleet && mkdir -p /prometheus /alertmanager \
     && chown modelfleet /prometheus /alertmanager
-# The fleet's rules and console pages (compose mounts the repository's copy over them).
+# The fleet's rules, console pages and Alertmanager config: an edit takes an image build.
 COPY monitoring /etc/modelfleet/monitoring
 USER modelfleet
 EXPOSE 9090
