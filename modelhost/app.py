@@ -73,7 +73,7 @@ def create_app(
             batch_worker = BatchWorker(settings.node_id, settings.data_dir, cache, gateway)
             app.state.batch_worker = batch_worker
             sync_task = asyncio.create_task(reconciler.run_forever(), name="reconcile")
-            tracing.install("modelhost", settings.node_id, TracingSettings())
+            tracing.install("modelhost", settings.node_id, TracingSettings(), starts_traces=False)
             try:
                 freeze_startup_objects()
                 yield

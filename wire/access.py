@@ -75,7 +75,7 @@ class AccessMiddleware:
         try:
             with tracing.server_span(scope["method"], scope["headers"]) as span:
                 await self.app(scope, receive, send_with_id)
-                if span is not None:  # tracing on
+                if span is not None and span.is_recording():  # tracing on, this request sampled
                     _describe(span, scope, status, request_id)
         finally:
             elapsed = time.perf_counter() - start

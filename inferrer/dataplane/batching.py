@@ -225,8 +225,8 @@ def _fail(batch: list[_Waiting], exc: Exception) -> None:
 
 
 def _batch_span(batch: list[_Waiting]) -> AbstractContextManager[Any]:
-    """Traced: each request's wait in the queue, then the batch it rode in (in the first request's
-    trace, linked to every request's), under which the upstream call is made."""
+    """Traced: each request's wait in the queue, then the batch it rode in (in the trace of its
+    first sampled request, linked to every request's), under which the upstream call is made."""
     rows = sum(len(item.rows) for item in batch)
     for item in batch:
         with tracing.span("batch wait", parent=item.trace, start_ns=item.since_ns):
@@ -234,6 +234,6 @@ def _batch_span(batch: list[_Waiting]) -> AbstractContextManager[Any]:
     return tracing.span(
         "batch",
         {"modelfleet.batch.requests": len(batch), "modelfleet.batch.rows": rows},
-        parent=batch[0].trace,
+        parent=next((item.trace for item in batch if tracing.sampled(item.trace)), batch[0].trace),
         links=[item.trace for item in batch],
     )

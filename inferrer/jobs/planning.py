@@ -127,6 +127,7 @@ def _new(
     job_id: str, manifest: Manifest, plan: InlinePlan | FilePlan, spans: list[Span], deadline_s: float
 ) -> NewJob:
     now = time.time()
-    with tracing.span("job", {"modelfleet.job": job_id, "modelfleet.partitions": len(spans)}):
+    attributes = {"modelfleet.job": job_id, "modelfleet.partitions": len(spans)}
+    with tracing.span("job", attributes, root=True):  # a watch's job starts a trace of its own
         plan = plan.model_copy(update={"trace": tracing.traceparent()})  # its partitions' parent
     return NewJob(job_id, manifest.name, manifest.version, plan, spans, now, now + deadline_s)

@@ -138,15 +138,23 @@ def test_a_job_is_one_trace_with_a_span_per_partition(traced: tuple[RunningFleet
     spans = spans_of(receiver, trace_id, {"job", *partitions})
     submitted = one(spans, "job", "inferrer")
     assert one(spans, "POST /api/v1/jobs", "inferrer").span_id == submitted.parent_id
-    children: dict[str, list[ReceivedSpan]] = {}
-    for span in receiver.trace(trace_id):
-        children.setdefault(span.parent_id, []).append(span)
-    for name in partitions:  # each attempt of a partition: under the job, its call to a node under it
-        for partition in spans[name]:
-            assert partition.parent_id == submitted.span_id, name
-            (call,) = [s for s in children[partition.span_id] if s.name == "upstream POST"]
-            (node,) = children[call.span_id]
-            assert node.service == "modelfleet-modelhost" and node.name == "POST /internal/v1/partitions"
+
+    def calls_to_nodes() -> list[tuple[ReceivedSpan, ReceivedSpan]]:
+        """Each partition attempt's call through nginx and the node's span under it, once exported."""
+        children: dict[str, list[ReceivedSpan]] = {}
+        for span in receiver.trace(trace_id):
+            children.setdefault(span.parent_id, []).append(span)
+        found = []
+        for attempt in (s for s in receiver.trace(trace_id) if s.name in partitions):
+            for call in (c for c in children.get(attempt.span_id, []) if c.name == "upstream POST"):
+                found += [(call, node) for node in children.get(call.span_id, [])]
+        return found
+
+    attempts = [s for s in receiver.trace(trace_id) if s.name in partitions]
+    assert all(s.parent_id == submitted.span_id for s in attempts), attempts  # each under the job
+    assert wait_until(lambda: len(calls_to_nodes()) >= len(attempts), timeout_s=30), calls_to_nodes()
+    for _, node in calls_to_nodes():
+        assert node.service == "modelfleet-modelhost" and node.name == "POST /internal/v1/partitions"
     print(
         f"\njob {job['id']}: {job['partitions']} partitions, {len(receiver.trace(trace_id))} spans, one trace"
     )
@@ -169,7 +177,13 @@ def test_a_graph_request_is_one_trace_with_a_span_per_step(traced: tuple[Running
     graph = one(spans, "graph traced-chain", "inferrer")
     for step in ("scale", "classify"):
         assert one(spans, f"graph step {step}", "inferrer").parent_id == graph.span_id, step
-    assert len([s for s in spans["predict"] if s.service == "modelfleet-modelhost"]) == 2  # one per step
+
+    def node_predictions() -> int:
+        return sum(
+            s.name == "predict" and s.service == "modelfleet-modelhost" for s in receiver.trace(trace_id)
+        )
+
+    assert wait_until(lambda: node_predictions() == 2, timeout_s=30), node_predictions()  # one per step
 
 
 def test_tracing_off_costs_no_header_and_no_span(tmp_path: Path) -> None:
