@@ -26,8 +26,8 @@ from deploy.kubernetes_pods import (
     pod,
     service,
 )
+from deploy.orchestrated import SERVERS_FILE, node_port, orchestrated_nginx
 from deploy.serve_command import env_name
-from deploy.swarm import SERVERS_FILE, node_port, orchestrated_nginx
 from deploy.topology import Topology
 from inferrer.scaling.settings import AutoscaleSettings
 from inferrer.settings import InferrerSettings

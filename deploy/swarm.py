@@ -31,12 +31,10 @@ from deploy.broker import (
     streams_environment,
 )
 from deploy.compose import HEALTHCHECK, JOBS_DIR, STOP_GRACE, dump_yaml, exporter_argv, serve_argv
+from deploy.orchestrated import SERVERS_FILE, node_port, orchestrated_nginx
 from deploy.render import (
     MONITORING_IN_IMAGE,
-    Placement,
-    nginx_tls,
     prometheus_flags,
-    render_nginx,
     rule_files,
     write_atomic,
 )
@@ -50,7 +48,6 @@ from wire.tracing_settings import TRACING_VARIABLES
 
 SWARM_DIR = DEPLOY_DIR / "swarm"
 NODE_SERVICE = "modelhost"
-SERVERS_FILE = "/tmp/modelfleet/modelhosts.conf"
 GATEWAY_STORES = Path("secrets/gateway.env")  # beside the stack: what the .env sets of the stores
 NODE_STORES = Path("secrets/node.env")  # nginx's upstream servers, written in its container
 _SECRETS = {
@@ -64,33 +61,6 @@ HEADER = (
 )
 _RESTART = {"condition": "any", "delay": "1s", "window": "30s"}
 _MANAGER = "node.role == manager"
-
-
-def orchestrated_nginx(topology: Topology) -> str:
-    """nginx's config in its container on Swarm or Kubernetes: the upstream's servers are the file
-    that the DNS watcher keeps."""
-    unused = Path("/nonexistent")  # nothing is written from this placement: only nginx's runtime counts
-    placement = Placement(
-        nginx_conf=unused,
-        prometheus_yml=unused,
-        targets_dir=unused,
-        targets_dir_seen=unused,
-        nodes_json=unused,
-        nginx_runtime={
-            "pid_file": "/tmp/nginx.pid",
-            "temp_dir": "/tmp",
-            "listen": f"0.0.0.0:{topology.nginx_port}",
-            "stub_status_allow": "all",  # nginx is not published: only the stack's network
-            **nginx_tls(None, "", ""),
-        },
-        compose=True,
-    )
-    return render_nginx(topology, [], placement, servers=f"        include {SERVERS_FILE};")
-
-
-def node_port(topology: Topology) -> int:
-    """Every task listens on the first node's port of the .env."""
-    return topology.nodes[0].port if topology.nodes else 8101
 
 
 def render_swarm_prometheus(topology: Topology) -> str:
