@@ -24,7 +24,13 @@ from deploy.local_specs import DataDirs, LaunchError, LaunchOptions, local_gatew
 from deploy.membership import MembershipError, apply_topology
 from deploy.render import compose_placement, local_placement, render_all
 from deploy.swarm import write_swarm
-from deploy.tokens import ensure_management_token, management_headers, service_tokens, storage_environment
+from deploy.tokens import (
+    ensure_management_token,
+    management_headers,
+    service_tokens,
+    storage_environment,
+    tracing_environment,
+)
 from deploy.topology import (
     DEFAULT_ENV_FILE,
     Topology,
@@ -161,6 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             "modelhost_workers": args.modelhost_workers,
             "tokens": service_tokens(env_file),
             "storage_env": storage_environment(env_file),
+            "tracing_env": tracing_environment(env_file),
             "autoscale_env": plan.gateway_env,
             "node_pool": plan.pool,
             "streams_env": streams_environment(env_file, broker),

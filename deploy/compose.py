@@ -49,9 +49,8 @@ _REQUIRED_TOKEN = f"${{{MANAGEMENT_TOKEN_VAR}:?run modelfleet render to generate
 
 
 # The S3 store of s3:// locations, and the gateway's shared stores, from the .env when set there.
-_S3_FROM_ENV = {
-    var: f"${{{var}:-}}" for var in (*S3_VARIABLES, *TRACING_VARIABLES)
-}  # with the traces' receiver
+_S3_FROM_ENV = {var: f"${{{var}:-}}" for var in S3_VARIABLES}
+_TRACING_FROM_ENV = {var: f"${{{var}:-}}" for var in TRACING_VARIABLES}  # gateway and nodes
 _STORES_FROM_ENV = {var: f"${{{var}:-}}" for var in SHARED_STORE_VARIABLES}
 _AUTOSCALE_FROM_ENV = {var: f"${{{var}:-}}" for var in AUTOSCALE_VARIABLES}
 _STREAMS_FROM_ENV = {var: f"${{{var}:-}}" for var in STREAM_VARIABLES}
@@ -94,6 +93,7 @@ def node_service(topology: Topology, node: Node) -> dict[str, Any]:
             env_name(ModelhostSettings, "inferrer_url"): _inferrer_url(topology),
             env_name(ModelhostSettings, "data_dir"): JOBS_DIR,
             **_S3_FROM_ENV,
+            **_TRACING_FROM_ENV,
             MANAGEMENT_TOKEN_VAR: _REQUIRED_TOKEN,
             "HEALTH_URL": f"http://127.0.0.1:{node.port}/health/ready",
         },
@@ -115,6 +115,7 @@ def compose_document(topology: Topology) -> dict[str, Any]:
                 env_name(InferrerSettings, "repository_dir"): "/data/repository",
                 env_name(InferrerSettings, "data_dir"): JOBS_DIR,
                 **_S3_FROM_ENV,
+                **_TRACING_FROM_ENV,
                 **_STORES_FROM_ENV,
                 **_AUTOSCALE_FROM_ENV,
                 **_streams_environment(t),

@@ -86,6 +86,8 @@ class LaunchOptions:
     tokens: dict[str, str] = field(default_factory=dict)
     # The S3 store's AWS_* variables from the .env: the inferrer and the nodes get them.
     storage_env: dict[str, str] = field(default_factory=dict)
+    # MODELFLEET_TRACING_* from the .env: the inferrer and the nodes get them.
+    tracing_env: dict[str, str] = field(default_factory=dict)
     # Autoscaled: the INFERRER_AUTOSCALE_* settings for the gateway, and every node the fleet may run.
     autoscale_env: dict[str, str] = field(default_factory=dict)
     node_pool: Topology | None = None
@@ -140,6 +142,7 @@ def node_spec(topology: Topology, node: Node, dirs: DataDirs, options: LaunchOpt
         env_name(ModelhostSettings, "data_dir"): str(dirs.data),
         **options.tokens,
         **{k: v for k, v in options.storage_env.items() if k not in SHARED_STORE_VARIABLES},  # S3 only
+        **options.tracing_env,
         **_ca_env(topology),
     }
     if options.sync_interval_s is not None:
@@ -182,6 +185,7 @@ def process_specs(
                 env_name(InferrerSettings, "max_body_bytes"): str(topology.max_body_bytes),
                 **options.tokens,
                 **options.storage_env,
+                **options.tracing_env,
                 **options.autoscale_env,
                 **options.streams_env,
                 **_ca_env(topology),

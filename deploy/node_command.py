@@ -15,7 +15,7 @@ import socket
 from pathlib import Path
 
 from deploy.local_specs import DataDirs, LaunchError, LaunchOptions, node_spec, runs_here
-from deploy.tokens import service_tokens, storage_environment
+from deploy.tokens import service_tokens, storage_environment, tracing_environment
 from deploy.topology import Topology, TopologyError
 from wire.bearer import MANAGEMENT_TOKEN_VAR
 
@@ -52,6 +52,7 @@ def run(args: argparse.Namespace, topology: Topology, env_file: Path) -> int:
         modelhost_workers=args.workers,
         tokens=tokens,
         storage_env=storage_environment(env_file),
+        tracing_env=tracing_environment(env_file),
     )
     dirs = DataDirs(args.data_dir.resolve())
     spec = node_spec(topology, entry, dirs, options)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -21,18 +22,17 @@ def add_command(commands: Any) -> None:
 def run(client: httpx.Client) -> int:
     """Print every section; 1 when the gateway could not be read at all."""
     try:
-        nodes = client.get("/api/v1/nodes")
+        _section("nodes", client.get("/api/v1/nodes"), _nodes)
+        _section("models", client.get("/api/v1/models"), _models)
+        jobs = client.get("/api/v1/jobs", params={"limit": NEWEST_JOBS})
+        _section(f"jobs (newest {NEWEST_JOBS})", jobs, _jobs)
+        _section("graphs", client.get("/api/v1/graphs"), lambda names: [[name] for name in names], ("graph",))
+        _section("watches", client.get("/api/v1/watches"), _watches)
+        _section("streams", client.get("/api/v1/streams"), lambda body: _streams(body, client))
+        _section("autoscaler", client.get("/api/v1/autoscaler"), _autoscaler)
     except httpx.HTTPError as exc:
         print(f"modelfleet: the inferrer at {client.base_url} did not answer: {exc}", file=sys.stderr)
         return 1
-    _section("nodes", nodes, _nodes)
-    _section("models", client.get("/api/v1/models"), _models)
-    _section(f"jobs (newest {NEWEST_JOBS})", client.get("/api/v1/jobs", params={"limit": NEWEST_JOBS}), _jobs)
-    graphs = client.get("/api/v1/graphs")
-    _section("graphs", graphs, lambda names: [[name] for name in names], ("graph",))
-    _section("watches", client.get("/api/v1/watches"), _watches)
-    _section("streams", client.get("/api/v1/streams"), lambda body: _streams(body, client))
-    _section("autoscaler", client.get("/api/v1/autoscaler"), _autoscaler)
     return 0
 
 
@@ -115,14 +115,19 @@ def _watches(body: dict[str, Any]) -> Rows:
 def _streams(body: dict[str, Any], client: httpx.Client) -> Rows:
     rows = []
     for binding in body["streams"]:
-        figures = client.get(f"/api/v1/streams/{binding['name']}").json().get("figures", {})
+        detail = client.get(f"/api/v1/streams/{quote(binding['name'], safe='')}")
+        figures = detail.json().get("figures", {}) if detail.status_code == 200 else {}
         target = "converge" if binding.get("converge") else _target(binding)
         rows.append([
             binding["name"], f"{binding['input']} -> {binding['output']}", target,
-            str(figures.get("lag", "?")), str(figures.get("pending", "?")),
-            f"{figures.get('messages_per_second', 0):.1f}", str(figures.get("dead_letters", "?")),
+            _figure(figures.get("lag")), _figure(figures.get("pending")),
+            f"{figures.get('messages_per_second', 0):.1f}", _figure(figures.get("dead_letters")),
         ])  # fmt: skip
     return ("binding", "streams", "target", "backlog", "pending", "out/s", "dead letters"), rows
+
+
+def _figure(value: int | None) -> str:
+    return "?" if value is None else str(value)  # None: the broker could not tell
 
 
 def _autoscaler(body: dict[str, Any]) -> Rows:

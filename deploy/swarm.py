@@ -19,7 +19,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from datafiles.locations import S3_VARIABLES
 from deploy.autoscaling import autoscale_environment
 from deploy.broker import (
     CONTAINER_PORT,
@@ -39,12 +38,11 @@ from deploy.render import (
     write_atomic,
 )
 from deploy.serve_command import env_name
-from deploy.tokens import service_tokens, storage_environment
+from deploy.tokens import SHARED_STORE_VARIABLES, service_tokens, storage_environment, tracing_environment
 from deploy.topology import DEPLOY_DIR, Topology
 from inferrer.settings import InferrerSettings
 from modelhost.settings import ModelhostSettings
 from wire.bearer import INFERENCE_TOKEN_VAR, MANAGEMENT_TOKEN_VAR, token_file_var
-from wire.tracing_settings import TRACING_VARIABLES
 
 SWARM_DIR = DEPLOY_DIR / "swarm"
 NODE_SERVICE = "modelhost"
@@ -271,13 +269,19 @@ def write_swarm(topology: Topology, env_file: Path | None, swarm_dir: Path = SWA
     if env_file:
         stores = storage_environment(env_file)
         private = {_SECRETS[var]: value for var, value in service_tokens(env_file).items()}
-        gateway = {**stores, **autoscale_environment(env_file), **streams_environment(env_file, None)}
+        tracing = tracing_environment(env_file)
+        gateway = {
+            **stores,
+            **tracing,
+            **autoscale_environment(env_file),
+            **streams_environment(env_file, None),
+        }
         if topology.broker_port is not None:
             private[_SECRETS[PASSWORD_VARIABLE]] = password = ensure_password(env_file)
             gateway[URL_VARIABLE] = f"redis://:{password}@broker:{CONTAINER_PORT}/0"
         private[GATEWAY_STORES.name] = "".join(f"{var}={value}\n" for var, value in gateway.items())
         private[NODE_STORES.name] = "".join(
-            f"{v}={value}\n" for v, value in stores.items() if v in S3_VARIABLES or v in TRACING_VARIABLES
+            f"{v}={value}\n" for v, value in {**stores, **tracing}.items() if v not in SHARED_STORE_VARIABLES
         )
         for name, text in private.items():
             path = swarm_dir / "secrets" / name

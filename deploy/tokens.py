@@ -52,11 +52,17 @@ def service_tokens(env_file: Path) -> dict[str, str]:
 
 def storage_environment(env_file: Path) -> dict[str, str]:
     """The stores set in the .env: the S3 store's endpoint, region and credentials (AWS_* variables,
-    for s3:// locations) and the shared stores' URLs; and where traces go (MODELFLEET_TRACING_*):
-    what the inferrer and the nodes get in their environment."""
+    for s3:// locations) and the shared stores' URLs: what the inferrer and the nodes get in their
+    environment."""
     values = dotenv_values(env_file)
-    wanted = (*S3_VARIABLES, *SHARED_STORE_VARIABLES, *TRACING_VARIABLES)
-    return {var: value for var in wanted if (value := values.get(var))}
+    return {var: value for var in (*S3_VARIABLES, *SHARED_STORE_VARIABLES) if (value := values.get(var))}
+
+
+def tracing_environment(env_file: Path) -> dict[str, str]:
+    """Where traces go and how many (MODELFLEET_TRACING_*), as the .env sets them: for every gateway
+    and node."""
+    values = dotenv_values(env_file)
+    return {var: value for var in TRACING_VARIABLES if (value := values.get(var))}
 
 
 def management_headers(env_file: Path) -> dict[str, str]:

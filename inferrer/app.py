@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -136,7 +137,7 @@ def create_app(
             finally:
                 registry.unregister(runtimes)
                 repository.close()
-                tracing.shutdown()
+                await asyncio.to_thread(tracing.shutdown)  # its last export
 
     def count_refusal(reason: str) -> None:
         metrics.http.rejected("inferrer", reason).inc()
@@ -155,7 +156,7 @@ def create_app(
         lambda inner: BodyLimitMiddleware(
             inner, settings.max_body_bytes, settings.max_upload_bytes, count=count_refusal
         ),
-        lambda inner: AccessMiddleware(inner, metrics=metrics.http, per_model=metrics.models),
+        lambda inner: AccessMiddleware(inner, metrics=metrics.http, per_model=metrics.model_requests),
     )
     app.serve_front([*PREDICT_HOT_ROUTES, *V2_HOT_ROUTES], front)
     amend_document(app, document_tokens(tokens), document_selftest_limit(settings.max_selftest_items))

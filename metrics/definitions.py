@@ -133,7 +133,7 @@ class InferrerMetrics:
             ["model"],
             registry=registry,
         )
-        self.models = ModelRequestMetrics(registry)
+        self.model_requests = ModelRequestMetrics(registry)
         self.jobs = JobMetrics(registry)
         self.watches = WatchMetrics(registry)
         self.graphs = GraphMetrics(registry)
@@ -145,7 +145,7 @@ class InferrerMetrics:
             self._generation = generation
             versions = stored()
             forget_versions((self.predictions, self.upstream_latency), versions)
-            self.models.forget({model for model, _ in versions})
+            self.model_requests.forget({model for model, _ in versions})
 
 
 class RuntimeInfo(Collector):

@@ -11,6 +11,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from metrics.series import LATENCY_BUCKETS, Series
 
+_FLEET_ERRORS = ("500", "502", "503", "504")  # what the gateway answers when the fleet fails
+
 
 class ModelRequestMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -32,14 +34,20 @@ class ModelRequestMetrics:
                 registry=registry,
             )
         )
+        self._seen: set[str] = set()  # models whose 5xx series exist
 
     def observe(self, model: str, status: int, seconds: float) -> None:
+        if model not in self._seen:  # the fleet's errors start at 0: rate() sees the first one
+            self._seen.add(model)
+            for fleet_status in _FLEET_ERRORS:
+                self.errors(model, fleet_status)
         self.latency(model).observe(seconds)
         if status >= 400:
             self.errors(model, str(status)).inc()
 
     def forget(self, stored: Container[str]) -> None:
         """Remove the series of models no longer stored."""
+        self._seen.clear()
         for labelled in (self.latency, self.errors):
             labelled.forget()
             seen = {

@@ -78,7 +78,7 @@ def create_app(
                 freeze_startup_objects()
                 yield
             finally:
-                tracing.shutdown()
+                await asyncio.to_thread(tracing.shutdown)  # its last export
                 sync_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await sync_task

@@ -74,9 +74,11 @@ class AccessMiddleware:
         self._in_flight += 1
         try:
             with tracing.server_span(scope["method"], scope["headers"]) as span:
-                await self.app(scope, receive, send_with_id)
-                if span is not None and span.is_recording():  # tracing on, this request sampled
-                    _describe(span, scope, status, request_id)
+                try:
+                    await self.app(scope, receive, send_with_id)
+                finally:
+                    if span is not None:  # this request is traced
+                        _describe(span, scope, status, request_id)
         finally:
             elapsed = time.perf_counter() - start
             self._in_flight -= 1

@@ -18,19 +18,17 @@ import os
 import random
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.sdk.trace.sampling import ALWAYS_ON
 from opentelemetry.trace import Link, SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from wire.tracing_settings import TracingSettings
+
+if TYPE_CHECKING:  # the SDK and the exporter are loaded only when tracing is on (install)
+    from opentelemetry.sdk.trace import TracerProvider
 
 Context = otel_context.Context
 _PROPAGATOR = TraceContextTextMapPropagator()
@@ -60,6 +58,12 @@ def install(service: str, instance: str, settings: TracingSettings, starts_trace
     global _tracer, _provider, _root_ratio
     if settings.otlp_endpoint is None or _provider is not None:
         return
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+
     resource = Resource.create(
         {"service.name": f"modelfleet-{service}", "service.instance.id": f"{instance}/{os.getpid()}"}
     )
@@ -77,10 +81,6 @@ def shutdown() -> None:
     if _provider is not None:
         _provider.shutdown()
     _tracer = _provider = None
-
-
-def enabled() -> bool:
-    return _tracer is not None
 
 
 def span(

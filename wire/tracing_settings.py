@@ -8,7 +8,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class TracingSettings(BaseSettings):
-    """Read by every gateway and node process."""
+    """Where spans go, and how many requests are traced."""
 
     model_config = SettingsConfigDict(env_prefix="MODELFLEET_TRACING_", env_ignore_empty=True)
 

@@ -24,6 +24,7 @@ requests is sent again alone: one bad request never fails the others.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager
@@ -166,7 +167,9 @@ class Batcher:
                 self._forget_when_idle(key, lane)
             return
         lane.in_flight += 1
-        asyncio.get_running_loop().create_task(self._send(key, lane, batch))
+        # A context of its own: the batch's task must not carry the trace (or request id) of
+        # whichever request happened to dispatch it; _send sets what the batch carries.
+        asyncio.get_running_loop().create_task(self._send(key, lane, batch), context=contextvars.Context())
 
     async def _send(self, key: LaneKey, lane: _Lane, batch: list[_Waiting]) -> None:
         now = time.perf_counter()
@@ -210,7 +213,8 @@ class Batcher:
         current_request_id.set(item.request_id)  # a task of its own: the batch's id list stays
         request_deadline.set(item.deadline)
         try:
-            answer = await lane.send(item.rows)
+            with tracing.span("batch", {"modelfleet.batch.requests": 1}, parent=item.trace):
+                answer = await lane.send(item.rows)
         except Exception as exc:
             _fail([item], exc)
         else:

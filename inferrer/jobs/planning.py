@@ -30,7 +30,7 @@ def inline_job(job_id: str, submission: JobSubmission, manifest: Manifest, deadl
         prediction=submission.prediction, instances=submission.instances, records=submission.records,
         sha256=manifest.served_sha256, max_attempts=submission.max_attempts,
     )  # fmt: skip
-    return _new(job_id, manifest, plan, [Span()], deadline_s)
+    return _new(job_id, manifest, plan, [Span()], deadline_s, starts_trace=False)
 
 
 def plan_file_job(
@@ -76,7 +76,8 @@ def plan_file_job(
         assemble_to=None if assemble_to is None else _location(storage, assemble_to).url,
         sha256=manifest.served_sha256,
     )  # fmt: skip
-    return _new(job_id, manifest, plan, spans, deadline_s)
+    # A watch's job (it assembles one output) has no request: it may start a trace of its own.
+    return _new(job_id, manifest, plan, spans, deadline_s, starts_trace=assemble_to is not None)
 
 
 def _byte_ranges(
@@ -124,10 +125,15 @@ def _default_output(source: Location, job_id: str) -> str:
 
 
 def _new(
-    job_id: str, manifest: Manifest, plan: InlinePlan | FilePlan, spans: list[Span], deadline_s: float
+    job_id: str,
+    manifest: Manifest,
+    plan: InlinePlan | FilePlan,
+    spans: list[Span],
+    deadline_s: float,
+    starts_trace: bool,
 ) -> NewJob:
     now = time.time()
     attributes = {"modelfleet.job": job_id, "modelfleet.partitions": len(spans)}
-    with tracing.span("job", attributes, root=True):  # a watch's job starts a trace of its own
-        plan = plan.model_copy(update={"trace": tracing.traceparent()})  # its partitions' parent
+    with tracing.span("job", attributes, root=starts_trace):
+        plan = plan.model_copy(update={"traceparent": tracing.traceparent()})  # its partitions' parent
     return NewJob(job_id, manifest.name, manifest.version, plan, spans, now, now + deadline_s)

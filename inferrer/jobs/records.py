@@ -36,7 +36,7 @@ class InlinePlan(BaseModel):
     max_attempts: int = 3  # plans stored before inline jobs took the submission's
     graph: str | None = None  # an inference graph's job: its rows go through the graph
     graph_version: str | None = None
-    trace: str | None = None  # the W3C traceparent of its submission: its partitions' parent
+    traceparent: str | None = None  # of its submission, when traced: its partitions' parent
 
     def body(self) -> bytes:
         return predict_body(self.prediction, self.instances, self.records)
@@ -62,7 +62,7 @@ class FilePlan(BaseModel):
     sha256: str
     graph: str | None = None  # an inference graph's job: the nodes ask the gateway to run it
     graph_version: str | None = None
-    trace: str | None = None  # the W3C traceparent of its submission: its partitions' parent
+    traceparent: str | None = None  # of its submission, when traced: its partitions' parent
 
     @property
     def out_format(self) -> OutputFormat:

@@ -142,7 +142,7 @@ class JobRunner:
                 "modelfleet.attempt": claim.attempt,
             }
             with tracing.span(
-                f"partition {claim.idx}", attributes, parent=tracing.context_of(job.plan.trace)
+                f"partition {claim.idx}", attributes, parent=tracing.context_of(job.plan.traceparent)
             ):
                 if isinstance(job.plan, InlinePlan):
                     await self._run_inline(job, job.plan, claim)

@@ -124,10 +124,15 @@ async function welcome() {
 }
 
 async function refresh() {
-  await Promise.all([nodes(), models(), jobs(), graphs(), watches(), streams(), autoscaler()]);
-  document.getElementById("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
-  document.body.dataset.refreshes = String(Number(document.body.dataset.refreshes || 0) + 1);
-  setTimeout(refresh, REFRESH_S * 1000);
+  try {
+    // Each section on its own: one that fails leaves the others, and the next refresh, as they are.
+    const sections = [nodes, models, jobs, graphs, watches, streams, autoscaler];
+    await Promise.allSettled(sections.map((section) => section()));
+    document.getElementById("updated").textContent = `updated ${new Date().toLocaleTimeString()}`;
+    document.body.dataset.refreshes = String(Number(document.body.dataset.refreshes || 0) + 1);
+  } finally {
+    setTimeout(refresh, REFRESH_S * 1000);
+  }
 }
 
 document.getElementById("token-form").addEventListener("submit", (event) => {

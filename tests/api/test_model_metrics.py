@@ -76,7 +76,8 @@ async def test_each_request_for_a_stored_model_is_counted_for_it_with_its_errors
         counts = await _samples(fleet, "modelfleet_inferrer_model_request_duration_seconds_count")
         errors = await _samples(fleet, "modelfleet_inferrer_model_request_errors_total")
     assert counts == {(("model", "m"),): 6.0}  # five answered, one refused for its width
-    assert errors == {(("model", "m"), ("status", "422")): 1.0}
+    zero_5xx = {(("model", "m"), ("status", status)): 0.0 for status in ("500", "502", "503", "504")}
+    assert errors == {(("model", "m"), ("status", "422")): 1.0, **zero_5xx}  # 5xx at 0: rate() sees the first
 
 
 async def test_a_deleted_models_series_go_with_it(tmp_path: Path) -> None:
@@ -93,4 +94,7 @@ async def test_a_deleted_models_series_go_with_it(tmp_path: Path) -> None:
         counts = await _samples(fleet, "modelfleet_inferrer_model_request_duration_seconds_count")
         errors = await _samples(fleet, "modelfleet_inferrer_model_request_errors_total")
     assert counts == {(("model", "kept"),): 2.0}
-    assert errors == {(("model", "kept"), ("status", "422")): 1.0}
+    assert {labels: value for labels, value in errors.items() if value} == {
+        (("model", "kept"), ("status", "422")): 1.0
+    }
+    assert {dict(labels)["model"] for labels in errors} == {"kept"}

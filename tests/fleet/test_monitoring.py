@@ -8,6 +8,7 @@ from __future__ import annotations
 import html
 import re
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import pytest
@@ -151,12 +152,16 @@ def test_the_fleet_page_shows_every_node_and_the_model_with_values(fleet: Runnin
     page = console(fleet, "modelfleet.html")
     nodes = {r[0]: r for r in rows(page, "nodes")}
     assert set(NODES) <= set(nodes), nodes
+    linked_instances = {
+        unquote(i) for i in re.findall(r'href="/consoles/modelfleet-node.html\?instance=([^"]+)"', page)
+    }
     for node in NODES:
-        _, _, up, ready, draining, in_flight, loaded_models, rows_per_second = nodes[node]
+        _, address, up, ready, draining, in_flight, loaded_models, rows_per_second = nodes[node]
         assert (up, ready, draining) == ("yes", "1", "0"), nodes[node]
         assert NUMBER.match(in_flight) and NUMBER.match(rows_per_second), nodes[node]
         assert number(loaded_models) >= 1, nodes[node]
-        assert f'href="/consoles/modelfleet-node.html?node={node}"' in page
+        assert address == f"127.0.0.1:{fleet.node_ports[NODES.index(node)]}", nodes[node]
+        assert address in linked_instances, (address, linked_instances)
     models = {r[0]: r for r in rows(page, "models")}
     _, versions, per_second, p50, p99, errors = models[MODEL]
     assert versions == "1" and all(NUMBER.match(v) for v in (per_second, p50, p99)), models[MODEL]
@@ -176,7 +181,8 @@ def test_the_model_page_shows_its_versions_and_the_nodes_that_served_it(
 
 
 def test_the_node_page_shows_its_state_and_models(fleet: RunningFleet, loaded: int) -> None:
-    page = console(fleet, "modelfleet-node.html?node=modelhost-1")
+    page = console(fleet, f"modelfleet-node.html?instance=127.0.0.1:{fleet.node_ports[0]}")
+    assert "<h1>Node modelhost-1 " in page
     state = summary(page)
     assert (state["Up"], state["Ready"], state["Draining"]) == ("1", "1", "0"), state
     assert NUMBER.match(state["Resident memory"]), state

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -191,7 +192,43 @@ def test_tracing_off_costs_no_header_and_no_span(tmp_path: Path) -> None:
     from wire import tracing
 
     assert os.environ.get("MODELFLEET_TRACING_OTLP_ENDPOINT") is None
-    assert not tracing.enabled()
     headers: dict[str, str] = {}
     tracing.inject(headers)
     assert headers == {} and tracing.span("x") is tracing.span("y") and tracing.traceparent() is None
+
+
+def test_under_concurrency_each_sampled_request_keeps_its_whole_trace(
+    traced: tuple[RunningFleet, OtlpReceiver],
+) -> None:
+    """200 requests, 16 at a time, every 10th sampled: batches mix sampled and unsampled requests.
+    Each sampled one still has its batch, its upstream call and the node's spans in its own trace,
+    and no span lands in a trace that nobody sampled."""
+    fleet, receiver = traced
+    url = f"{fleet.url}/api/v1/models/traced-logistic/predict"
+    sampled_ids: list[str] = []
+
+    def send(i: int) -> int:
+        headers: dict[str, str] = {}
+        if i % 10 == 0:
+            trace_id, _, headers = sampled()
+            sampled_ids.append(trace_id)
+        return httpx.post(url, json={"instances": [ROW]}, headers=headers, timeout=30).status_code
+
+    before = len(receiver.spans)
+    with ThreadPoolExecutor(16) as pool:
+        assert set(pool.map(send, range(200))) == {200}
+
+    def whole(trace_id: str) -> bool:
+        spans = {s.span_id: s for s in receiver.trace(trace_id)}
+        nodes = [s for s in spans.values() if s.name == "predict" and s.service == "modelfleet-modelhost"]
+        if len(nodes) != 1:
+            return False
+        server = spans.get(nodes[0].parent_id)
+        upstream = spans.get(server.parent_id) if server else None
+        batch = spans.get(upstream.parent_id) if upstream else None
+        return batch is not None and batch.name == "batch"
+
+    assert wait_until(lambda: all(whole(t) for t in sampled_ids), timeout_s=30), [
+        sorted(s.name for s in receiver.trace(t)) for t in sampled_ids if not whole(t)
+    ]
+    assert {s.trace_id for s in receiver.spans[before:]} == set(sampled_ids)
