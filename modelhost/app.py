@@ -78,12 +78,12 @@ def create_app(
                 freeze_startup_objects()
                 yield
             finally:
-                await asyncio.to_thread(tracing.shutdown)  # its last export
                 sync_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await sync_task
                 batch_worker.close()
                 store.close()
+                await asyncio.to_thread(tracing.shutdown)  # its last export, once nothing runs
 
     app = ServiceApp(
         title="modelfleet modelhost",

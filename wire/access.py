@@ -16,6 +16,7 @@ import time
 from contextvars import ContextVar
 from typing import Any, Protocol
 
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from metrics.definitions import HttpMetrics
@@ -92,8 +93,13 @@ class AccessMiddleware:
 
 
 def _route(scope: Scope) -> str:
-    """The request's route template (bounded, unlike its path); "unmatched" when none matched."""
-    return str(getattr(scope.get("route"), "path", "unmatched"))
+    """The request's route template (bounded, unlike its path); "unmatched" when no route takes it.
+    A request answered before routing (a body over the limit) is looked up among the app's routes."""
+    route = scope.get("route")
+    if route is None and (app := scope.get("app")) is not None:
+        route = next((r for r in app.router.routes if r.matches(scope)[0] is Match.FULL), None)
+        scope["route"] = route
+    return str(getattr(route, "path", "unmatched"))
 
 
 def _describe(span: Any, scope: Scope, status: int, request_id: str) -> None:

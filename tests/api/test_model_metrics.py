@@ -67,6 +67,18 @@ async def test_every_prediction_route_is_labelled_with_its_template(tmp_path: Pa
     assert "unmatched" not in routes, routes
 
 
+async def test_a_body_refused_before_routing_is_labelled_with_its_route(tmp_path: Path) -> None:
+    """The body limit answers 413 before any route runs: the request still gets its template."""
+    async with in_process_fleet(tmp_path, nodes=1, max_body_bytes=1024) as fleet:
+        await fleet.deploy("m", _model(), version="1")
+        big = {"instances": [ROW] * 200}
+        assert (await fleet.gateway.post("/api/v1/models/m/predict", json=big)).status_code == 413
+        assert (await fleet.gateway.post("/v2/models/m/infer", json=big)).status_code == 413
+        requests = await _samples(fleet, "modelfleet_http_requests_total")
+    refused = {dict(labels)["route"] for labels in requests if dict(labels)["status"] == "413"}
+    assert refused == {"/api/v1/models/{name}/predict", "/v2/models/{name}/infer"}, requests
+
+
 async def test_each_request_for_a_stored_model_is_counted_for_it_with_its_errors(tmp_path: Path) -> None:
     async with in_process_fleet(tmp_path, nodes=1) as fleet:
         await fleet.deploy("m", _model(), version="1")
