@@ -5,11 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+METRICS_PATH = "/metrics"
+
 
 def metrics_router(registry: CollectorRegistry) -> APIRouter:
     router = APIRouter()
 
-    @router.get("/metrics", include_in_schema=False)
+    @router.get(METRICS_PATH, include_in_schema=False)
     def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 

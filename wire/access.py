@@ -20,6 +20,7 @@ from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from metrics.definitions import HttpMetrics
+from metrics.exposition import METRICS_PATH
 from wire import tracing
 from wire.access_log import AccessLog
 
@@ -72,7 +73,8 @@ class AccessMiddleware:
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
             await send(message)
 
-        self._in_flight += 1
+        counted = scope["path"] != METRICS_PATH  # a scrape does not count itself in flight
+        self._in_flight += counted
         try:
             with tracing.server_span(scope["method"], scope["headers"]) as span:
                 try:
@@ -82,7 +84,7 @@ class AccessMiddleware:
                         _describe(span, scope, status, request_id)
         finally:
             elapsed = time.perf_counter() - start
-            self._in_flight -= 1
+            self._in_flight -= counted
             route, method = _route(scope), scope["method"]
             self.metrics.requests(self.metrics.service, route, method, str(status)).inc()
             self.metrics.latency(self.metrics.service, route, method).observe(elapsed)

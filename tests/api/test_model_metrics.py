@@ -110,3 +110,11 @@ async def test_a_deleted_models_series_go_with_it(tmp_path: Path) -> None:
         (("model", "kept"), ("status", "422")): 1.0
     }
     assert {dict(labels)["model"] for labels in errors} == {"kept"}
+
+
+async def test_a_scrape_does_not_count_itself_in_flight(tmp_path: Path) -> None:
+    async with in_process_fleet(tmp_path, nodes=1) as fleet:
+        await fleet.deploy("m", _model(), version="1")
+        await _send_every_kind(fleet, "m")
+        in_flight = await _samples(fleet, "modelfleet_http_requests_in_flight")
+    assert in_flight == {(("service", "inferrer"),): 0.0}

@@ -254,6 +254,6 @@ def test_rejections_and_in_flight_requests_are_in_metrics(fleet: RunningFleet) -
     assert re.search(
         r'modelfleet_http_rejected_requests_total\{reason="ModelNotFound",service="inferrer"\} [1-9]', text
     )
-    assert 'modelfleet_http_requests_in_flight{service="inferrer"} 1.0' in text  # this scrape itself
+    assert 'modelfleet_http_requests_in_flight{service="inferrer"} 0.0' in text  # not the scrape itself
     for name in ("batch_queue_depth", "upstream_retries_total"):
         assert f"modelfleet_inferrer_{name}" in text
