@@ -49,6 +49,7 @@ async def _send_every_kind(fleet: InProcessFleet, model: str) -> None:
     assert sagemaker.status_code == 200, sagemaker.text
     wrong_width = await gateway.post(f"/api/v1/models/{model}/predict", json={"instances": [[1.0]]})
     assert wrong_width.status_code == 422
+    assert (await gateway.get(f"/v2/models/{model}/infer")).status_code == 405  # a route, another method
 
 
 async def test_every_prediction_route_is_labelled_with_its_template(tmp_path: Path) -> None:
@@ -65,6 +66,9 @@ async def test_every_prediction_route_is_labelled_with_its_template(tmp_path: Pa
         "/invocations",
     } <= routes
     assert "unmatched" not in routes, routes
+    assert ("GET", "/v2/models/{name}/infer", "405") in {
+        (dict(labels)["method"], dict(labels)["route"], dict(labels)["status"]) for labels in requests
+    }
 
 
 async def test_a_body_refused_before_routing_is_labelled_with_its_route(tmp_path: Path) -> None:
