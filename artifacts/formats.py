@@ -1,5 +1,6 @@
 """Loading model artifacts: skops by default (only listed types), ONNX graphs (standard operators
-unless others are listed), joblib only when trusted."""
+unless others are listed), joblib only when trusted. Each loader's library is imported at its first
+use, so a process that only names formats (the gateway, until an upload) starts without them."""
 
 from __future__ import annotations
 
@@ -8,9 +9,6 @@ import io
 from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any
-
-import joblib
-import skops.io as sio
 
 # Types that skops does not trust by default but that plain scikit-learn models need.
 # Keep this list short: every entry widens what an uploaded file may construct.
@@ -64,6 +62,8 @@ def load_artifact(data: bytes, fmt: ArtifactFormat, trusted_types: Sequence[str]
 
 
 def _load_skops(data: bytes, trusted_types: Sequence[str]) -> Any:
+    import skops.io as sio  # with scikit-learn: 2 s of CPU at import
+
     try:
         untrusted = sio.get_untrusted_types(data=data)
     except Exception as exc:  # skops raises many kinds on corrupt zips
@@ -81,6 +81,8 @@ def _load_skops(data: bytes, trusted_types: Sequence[str]) -> Any:
 
 
 def _load_joblib(data: bytes) -> Any:
+    import joblib
+
     # joblib executes code while loading: callers only get here for trusted uploads.
     try:
         return joblib.load(io.BytesIO(data))
