@@ -5,14 +5,12 @@ the example model once a node is ready."""
 from __future__ import annotations
 
 from deploy.kubernetes_pods import TOKEN_DIR, Object, labels, meta, pod_template, token_file_environment
-from deploy.render import prometheus_flags
+from deploy.render import PROMETHEUS_GLOBAL, prometheus_flags
 from deploy.topology import Topology
 
-_PROMETHEUS_CONFIG = """global:
-  scrape_interval: 5s
-  scrape_timeout: 4s
-  evaluation_interval: 15s
-rule_files:
+_PROMETHEUS_CONFIG = (
+    PROMETHEUS_GLOBAL
+    + """rule_files:
   - /etc/modelfleet/monitoring/rules.yml  # in the Prometheus image
 scrape_configs:
   # Every pod of this namespace annotated prometheus.io/scrape: "true", on its prometheus.io/port.
@@ -34,6 +32,7 @@ scrape_configs:
       - source_labels: [__meta_kubernetes_pod_name]
         target_label: pod
 """
+)
 
 
 def prometheus_objects(t: Topology) -> list[Object]:

@@ -33,6 +33,7 @@ from deploy.compose import HEALTHCHECK, JOBS_DIR, STOP_GRACE, dump_yaml, exporte
 from deploy.orchestrated import SERVERS_FILE, node_port, orchestrated_nginx
 from deploy.render import (
     MONITORING_IN_IMAGE,
+    PROMETHEUS_GLOBAL,
     prometheus_flags,
     rule_files,
     write_atomic,
@@ -74,8 +75,7 @@ def render_swarm_prometheus(topology: Topology) -> str:
     )
     return (
         HEADER + "# Targets are the tasks DNS lists: scaling a service needs no Prometheus change.\n"
-        "global:\n  scrape_interval: 5s\n  scrape_timeout: 4s\n  evaluation_interval: 15s\n\n"
-        f"{rule_files(MONITORING_IN_IMAGE)}\nscrape_configs:\n{scrapes}"
+        f"{PROMETHEUS_GLOBAL}\n{rule_files(MONITORING_IN_IMAGE)}\nscrape_configs:\n{scrapes}"
     )
 
 
